@@ -1,0 +1,207 @@
+"""Durable filesystem primitives: atomic writes, directory fsync, syncfs, OFD locks, xattrs.
+
+Layer: bottom utility (may be imported by every layer above format). Every on-disk change
+bootree makes goes through one of these, so the crash-safety rules live in one place:
+write to a temporary file in the same directory, fsync it, rename it over the target, fsync
+the directory. A crash at any point leaves either the old or the new content, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import secrets
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bootree.errors import LockTimeout
+
+__all__ = [
+    "OfdLock",
+    "fsync_dir",
+    "list_xattrs",
+    "makedirs",
+    "ofd_lock",
+    "rmtree",
+    "syncfs",
+    "temp_name",
+    "write_atomic",
+]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def temp_name(prefix: str = ".tmp-") -> str:
+    """A random file name for a temporary file beside its target."""
+    return f"{prefix}{secrets.token_hex(8)}"
+
+
+def fsync_dir(path: os.PathLike[str] | str) -> None:
+    """fsync a directory so that renames and new entries in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def syncfs(path: os.PathLike[str] | str) -> None:
+    """Flush the whole filesystem holding ``path`` (one call instead of an fsync per file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), os.fspath(path))
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: os.PathLike[str] | str, data: bytes, *, mode: int = 0o644, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically: temp file, fsync, rename, fsync the directory.
+
+    A reader (or a crash) sees either the old file or the new one, never a partial write.
+    """
+    p = Path(path)
+    tmp = p.parent / temp_name(f".{p.name}.")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fchmod(fd, mode)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(p.parent)
+
+
+def makedirs(path: os.PathLike[str] | str, mode: int = 0o755) -> None:
+    """``mkdir -p`` that tolerates existing directories."""
+    os.makedirs(path, mode=mode, exist_ok=True)
+
+
+def rmtree(path: os.PathLike[str] | str) -> None:
+    """Remove a tree, making read-only directories writable first; a missing path is fine."""
+    p = os.fspath(path)
+    if not os.path.lexists(p):
+        return
+    if os.path.islink(p) or not os.path.isdir(p):
+        os.unlink(p)
+        return
+    for root, dirs, _files in os.walk(p):
+        for d in dirs:
+            full = os.path.join(root, d)
+            if not os.path.islink(full):
+                with contextlib.suppress(OSError):
+                    os.chmod(full, 0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(p, 0o700)
+    import shutil
+
+    shutil.rmtree(p)
+
+
+def list_xattrs(path: os.PathLike[str] | str | int, *, dir_fd: int | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    """All xattrs of a file (not following symlinks), sorted by name; empty values skipped.
+
+    Returns ``()`` when the filesystem does not support xattrs. ostree skips empty values too.
+    """
+    target: str | int
+    if dir_fd is not None and not isinstance(path, int):
+        target = f"/proc/self/fd/{dir_fd}/{os.fspath(path)}"
+    else:
+        target = path if isinstance(path, int) else os.fspath(path)
+    follow = isinstance(target, int)
+    try:
+        names = os.listxattr(target, follow_symlinks=follow)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA):
+            return ()
+        raise
+    out = []
+    for name in names:
+        try:
+            value = os.getxattr(target, name, follow_symlinks=follow)
+        except OSError as e:
+            if e.errno == errno.ENODATA:
+                continue
+            raise
+        if value:
+            out.append((name.encode(), value))
+    out.sort()
+    return tuple(out)
+
+
+# --- OFD locks (interoperate with libostree, which uses F_OFD_SETLK on the repo's .lock) -------
+
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+_FLOCK_FMT = "@hhqqi4x"  # struct flock on 64-bit Linux: l_type, l_whence, l_start, l_len, l_pid
+
+
+class OfdLock:
+    """A whole-file open-file-description lock, shared or exclusive.
+
+    libostree takes these on ``<repo>/.lock`` (shared for transactions, exclusive for prune), and
+    plain ``flock()`` would not conflict with them, so bootree uses the same kind.
+    """
+
+    def __init__(self, path: os.PathLike[str] | str) -> None:
+        self.path = os.fspath(path)
+        self._fd: int | None = None
+
+    def acquire(self, *, exclusive: bool, timeout: float = 30.0) -> None:
+        """Take the lock, polling until ``timeout`` seconds have passed.
+
+        Raises:
+            LockTimeout: when another process holds a conflicting lock for too long.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        ltype = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.fcntl(fd, _F_OFD_SETLK, struct.pack(_FLOCK_FMT, ltype, os.SEEK_SET, 0, 0, 0))
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    kind = "exclusive" if exclusive else "shared"
+                    raise LockTimeout(f"timed out waiting for a {kind} lock on {self.path}") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (closing the descriptor releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextlib.contextmanager
+def ofd_lock(path: os.PathLike[str] | str, *, exclusive: bool, timeout: float = 30.0) -> Iterator[None]:
+    """Hold an :class:`OfdLock` on ``path`` for the duration of a ``with`` block."""
+    lock = OfdLock(path)
+    lock.acquire(exclusive=exclusive, timeout=timeout)
+    try:
+        yield
+    finally:
+        lock.release()

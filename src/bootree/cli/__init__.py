@@ -1,0 +1,87 @@
+"""bootree's command-line interface: parse arguments, call the library, render the result.
+
+Layer: cli, the top. Nothing in bootree imports this package. Each command group lives in its
+own module (``repo_cmds``, ``admin_cmds``, ``remote_cmds``, ...) and registers itself on
+:data:`cli` when imported; :func:`main` maps errors to exit codes:
+
+* 0 success; 1 a :class:`~bootree.errors.BootreeError` (one line ``error: ...``, plus a hint);
+* 2 usage errors (click's own); 130 interrupted.
+
+Tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from bootree import __version__
+from bootree.errors import BootreeError
+
+#: Modules that add commands to :data:`cli`, imported in this order by :func:`main`.
+_COMMAND_MODULES = [
+    "bootree.cli.repo_cmds",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="bootree")
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Path to the repository, for every command that takes one (as ostree's --repo).",
+)
+@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, repo: Path | None, debug: bool) -> None:
+    """bootree: image-based OS updates, compatible with OSTree repositories and sysroots.
+
+    Repository commands follow ostree's names and options (init, commit, checkout, log, show,
+    ls, cat, diff, refs, rev-parse, fsck, prune, ...). Deployment commands live under
+    'bootree admin'. Run 'bootree COMMAND --help' for each command's manual.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["repo"] = repo
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+
+
+def _load_commands() -> None:
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script's entry point)."""
+    _load_commands()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="bootree", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except BootreeError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e.message}", err=True)
+        if e.hint:
+            click.echo(f"hint: {e.hint}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0

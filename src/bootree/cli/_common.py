@@ -1,0 +1,85 @@
+"""Shared pieces of the command-line interface: options, repo opening, output.
+
+Layer: cli. Every command module imports from here so that ``--repo``, ``--json`` and the
+progress display look and behave the same in every command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Human output goes to stdout; progress and diagnostics to stderr so that pipes stay clean.
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False)
+
+
+def repo_option(func: F) -> F:
+    """Add ``--repo=PATH`` to a command (ostree accepts it after the command name too)."""
+    return click.option(
+        "--repo",
+        "repo_path",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Path to the repository (default: $OSTREE_REPO, then the one given before the command).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """Add ``--json`` to a read command."""
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+
+
+def repo_path_from(ctx: click.Context, repo_path: Path | None) -> Path:
+    """Resolve the repository path: the command's ``--repo``, the global one, then $OSTREE_REPO."""
+    if repo_path is not None:
+        return repo_path
+    obj = ctx.find_root().obj or {}
+    if obj.get("repo") is not None:
+        return Path(obj["repo"])
+    env = os.environ.get("OSTREE_REPO")
+    if env:
+        return Path(env)
+    raise click.UsageError("no repository given: use --repo=PATH or set OSTREE_REPO")
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def progress_enabled() -> bool:
+    """Progress bars only on an interactive terminal (never in pipes, logs or CI)."""
+    return err_console.is_terminal and not os.environ.get("BOOTREE_NO_PROGRESS")
+
+
+@contextmanager
+def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool = False) -> Iterator[Progress]:
+    """A rich progress bar on stderr, disabled when stderr is not a terminal.
+
+    Yields the :class:`rich.progress.Progress`; the task id of the single task is ``0``.
+    """
+    columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
+    columns.append(DownloadColumn() if bytes_mode else MofNCompleteColumn())
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=not progress_enabled()) as prog:
+        prog.add_task(description, total=total)
+        yield prog

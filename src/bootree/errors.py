@@ -1,0 +1,264 @@
+"""The exception tree of bootree.
+
+Every error bootree raises on purpose derives from :class:`BootreeError`, so the CLI can print
+one line for it and exit 1, and library users can catch one class. Below the root the tree is
+split by what the caller can do about it: bad data (:class:`FormatError`, :class:`RepoError`,
+:class:`VerificationError`), bad network (:class:`FetchError`), bad deployment state
+(:class:`SysrootError`). Subclasses carry the data they are about (a checksum, a path) so that
+callers need not parse messages.
+
+This module imports nothing from bootree and may be imported by every layer.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class BootreeError(Exception):
+    """Root of every error bootree raises on purpose.
+
+    ``hint`` is an optional second sentence telling the user what to do next; the CLI prints
+    it after the message.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- format layer ------------------------------------------------------------------------------
+
+
+class FormatError(BootreeError):
+    """Bytes that do not decode to a valid value of the expected format."""
+
+
+class GVariantError(FormatError):
+    """Serialized GVariant data that is malformed or not in normal form."""
+
+
+class InvalidChecksum(FormatError):
+    """A string that is not 64 lowercase hex digits, or raw bytes that are not 32 long."""
+
+
+class InvalidRefName(FormatError):
+    """A ref or remote name that does not match ostree's rules."""
+
+    def __init__(self, name: str, why: str = "") -> None:
+        detail = f": {why}" if why else ""
+        super().__init__(f"invalid ref name {name!r}{detail}")
+        self.name = name
+
+
+class InvalidTreeEntry(FormatError):
+    """A dirtree entry whose name could escape or confuse a checkout (``..``, ``/``, NUL)."""
+
+    def __init__(self, name: str, where: str = "") -> None:
+        at = f" in dirtree {where}" if where else ""
+        super().__init__(f"invalid file name {name!r}{at}")
+        self.name = name
+
+
+class KeyFileError(FormatError):
+    """A GKeyFile (repo config, origin file) that cannot be parsed."""
+
+
+# --- repository storage ------------------------------------------------------------------------
+
+
+class RepoError(BootreeError):
+    """A repository that is missing, malformed or inconsistent."""
+
+
+class RepoNotFound(RepoError):
+    """No repository at the given path."""
+
+    def __init__(self, path: os.PathLike[str] | str) -> None:
+        super().__init__(f"no repository at {os.fspath(path)}", hint="create one with 'bootree init'")
+        self.path = os.fspath(path)
+
+
+class ObjectMissing(RepoError):
+    """A referenced object is not in the repository."""
+
+    def __init__(self, checksum: str, kind: str) -> None:
+        super().__init__(f"{kind} object {checksum} not found")
+        self.checksum = checksum
+        self.kind = kind
+
+
+class CorruptObject(RepoError):
+    """An object whose bytes do not match its name or do not parse."""
+
+    def __init__(self, checksum: str, kind: str, why: str) -> None:
+        super().__init__(f"corrupt {kind} object {checksum}: {why}")
+        self.checksum = checksum
+        self.kind = kind
+        self.why = why
+
+
+class ChecksumMismatch(RepoError):
+    """Data whose computed checksum differs from the one it was announced under."""
+
+    def __init__(self, expected: str, actual: str, kind: str = "object") -> None:
+        super().__init__(f"{kind} checksum mismatch: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+        self.kind = kind
+
+
+class RefNotFound(RepoError):
+    """A ref or revision that does not resolve."""
+
+    def __init__(self, rev: str) -> None:
+        super().__init__(f"ref or commit {rev!r} not found")
+        self.rev = rev
+
+
+class RefConflict(RepoError):
+    """A compare-and-swap ref update whose expected old value no longer holds."""
+
+    def __init__(self, ref: str, expected: str | None, actual: str | None) -> None:
+        super().__init__(f"ref {ref} changed concurrently: expected {expected or 'none'}, found {actual or 'none'}")
+        self.ref = ref
+        self.expected = expected
+        self.actual = actual
+
+
+class LockTimeout(RepoError):
+    """A repository or sysroot lock that could not be taken in time."""
+
+
+class UnsupportedRepoMode(RepoError):
+    """An operation that the repository's mode cannot perform (e.g. serving a bare repo)."""
+
+
+class SourceError(RepoError):
+    """A file or archive given to commit that cannot be read or is unsafe."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+
+
+class CheckoutError(RepoError):
+    """A checkout that would write outside its destination or over something it must not."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"checkout {path}: {why}")
+        self.path = path
+
+
+# --- trust ------------------------------------------------------------------------------------
+
+
+class VerificationError(BootreeError):
+    """A signature or checksum that does not verify against the trusted keys."""
+
+
+# --- network -----------------------------------------------------------------------------------
+
+
+class FetchError(BootreeError):
+    """A download that failed: network error, bad status, too large, truncated or timed out."""
+
+    def __init__(self, url: str, why: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(f"fetching {url}: {why}")
+        self.url = url
+        self.why = why
+        self.status = status
+        self.transient = transient
+
+
+class NotFoundError(FetchError):
+    """A remote file that does not exist (HTTP 404, missing local file)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, "not found", status=404)
+
+
+# --- sysroot -----------------------------------------------------------------------------------
+
+
+class SysrootError(BootreeError):
+    """A sysroot that is missing, malformed, or an operation on it that cannot proceed."""
+
+
+class ExternalCommandError(BootreeError):
+    """An external program that failed."""
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        super().__init__(f"{argv[0]} exited with status {returncode}" + (f": {last}" if last else ""))
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+# --- sysroot layer: specific errors (owned by the sysroot work, issue 3) ----------------------
+
+
+class SysrootNotFound(SysrootError):
+    """A directory that is not an ostree sysroot (no ``ostree/repo`` or ``ostree/deploy``)."""
+
+    def __init__(self, path: os.PathLike[str] | str) -> None:
+        super().__init__(
+            f"{os.fspath(path)} is not a sysroot (no ostree/repo)", hint="create one with 'bootree admin init-fs DIR'"
+        )
+        self.path = os.fspath(path)
+
+
+class StaterootNotFound(SysrootError):
+    """A stateroot (``--os``) that has not been initialized with ``os-init``."""
+
+    def __init__(self, stateroot: str) -> None:
+        super().__init__(
+            f"stateroot {stateroot!r} does not exist", hint=f"run 'bootree admin os-init {stateroot}' first"
+        )
+        self.stateroot = stateroot
+
+
+class DeploymentNotFound(SysrootError):
+    """A deployment index or name that is not in the current list."""
+
+    def __init__(self, which: str) -> None:
+        super().__init__(f"no deployment {which}")
+        self.which = which
+
+
+class KernelNotFound(SysrootError):
+    """A commit with no kernel in ``usr/lib/modules/<kver>/vmlinuz`` (nor a legacy layout)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"no kernel found in {where} (looked for usr/lib/modules/*/vmlinuz, usr/lib/ostree-boot, boot)")
+        self.where = where
+
+
+class EtcMergeConflict(SysrootError):
+    """A local /etc change that cannot be carried over without losing the new default.
+
+    Raised before anything is written: the new deployment is discarded and the sysroot is
+    left exactly as it was.
+    """
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"/etc merge conflict at {path}: {why}", hint="move the local change aside and deploy again")
+        self.path = path
+        self.why = why
+
+
+class NotBooted(SysrootError):
+    """An operation that needs a booted deployment (staging, rollback) on a sysroot not booted."""
+
+
+class NoRollback(SysrootError):
+    """A rollback with no other deployment of the booted stateroot to go back to."""
+
+
+class BootSimulationError(SysrootError):
+    """The directory-sysroot boot simulator could not set up the deployment's root."""

@@ -1,0 +1,366 @@
+"""ostree's object model: commit, dirtree, dirmeta and file headers, to and from bytes.
+
+Layer: format. Every value is a frozen dataclass that serializes to exactly the bytes libostree
+writes, because the SHA-256 of those bytes is the object's name. ostree stores its own integers
+big-endian inside the little-endian GVariant framing (uid, gid, mode, timestamp), which is why the
+codecs here byte-swap.
+
+Validation happens in ``from_bytes`` (and in ``__post_init__`` for values built in code): entry
+names that could escape a checkout (``..``, ``/``, NUL, empty) are rejected, arrays must be sorted
+and free of duplicates, checksums must be 32 bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bootree.errors import FormatError, InvalidTreeEntry
+from bootree.format import gvariant
+from bootree.format.checksum import Checksum, from_raw, to_raw
+from bootree.format.gvariant import Variant
+
+__all__ = [
+    "COMMIT_TYPE",
+    "DIRMETA_TYPE",
+    "DIRTREE_TYPE",
+    "FILE_HEADER_TYPE",
+    "Commit",
+    "DirMeta",
+    "DirTree",
+    "FileHeader",
+    "ObjectType",
+    "Xattrs",
+    "bswap32",
+    "content_checksum",
+    "validate_filename",
+]
+
+COMMIT_TYPE = "(a{sv}aya(say)sstayay)"
+DIRTREE_TYPE = "(a(say)a(sayay))"
+DIRMETA_TYPE = "(uuua(ayay))"
+FILE_HEADER_TYPE = "(uuuusa(ayay))"
+
+#: Extended attributes: ``(name, value)`` pairs, names without the trailing NUL, sorted by name.
+Xattrs = tuple[tuple[bytes, bytes], ...]
+
+
+class ObjectType(StrEnum):
+    """Object kinds, valued by their file extension in ``objects/``."""
+
+    FILE = "file"
+    DIR_TREE = "dirtree"
+    DIR_META = "dirmeta"
+    COMMIT = "commit"
+    TOMBSTONE_COMMIT = "tombstone-commit"
+    COMMIT_META = "commitmeta"
+
+    @property
+    def number(self) -> int:
+        """ostree's numeric object type (used in static deltas and ``ostree.sizes``)."""
+        return _TYPE_NUMBERS[self]
+
+    @classmethod
+    def from_number(cls, n: int) -> ObjectType:
+        """The object type for ostree's numeric code.
+
+        Raises:
+            FormatError: for an unknown code.
+        """
+        for t, num in _TYPE_NUMBERS.items():
+            if num == n:
+                return t
+        raise FormatError(f"unknown object type number {n}")
+
+    @property
+    def is_meta(self) -> bool:
+        """Whether this is a metadata object (stored as plain GVariant bytes in every mode)."""
+        return self is not ObjectType.FILE
+
+
+_TYPE_NUMBERS = {
+    ObjectType.FILE: 1,
+    ObjectType.DIR_TREE: 2,
+    ObjectType.DIR_META: 3,
+    ObjectType.COMMIT: 4,
+    ObjectType.TOMBSTONE_COMMIT: 5,
+    ObjectType.COMMIT_META: 6,
+}
+
+
+def bswap32(v: int) -> int:
+    """Swap the byte order of a 32-bit value (ostree's big-endian fields)."""
+    return int.from_bytes(v.to_bytes(4, "little"), "big")
+
+
+def _bswap64(v: int) -> int:
+    return int.from_bytes(v.to_bytes(8, "little"), "big")
+
+
+def validate_filename(name: str, where: str = "") -> None:
+    """Reject a dirtree entry name that is empty, ``.``, ``..`` or contains ``/`` or NUL.
+
+    Raises:
+        InvalidTreeEntry: for such a name.
+    """
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise InvalidTreeEntry(name, where)
+
+
+def _xattrs_to_gv(xattrs: Xattrs) -> list[tuple[bytes, bytes]]:
+    return [(name + b"\0", value) for name, value in xattrs]
+
+
+def _xattrs_from_gv(raw: list[tuple[bytes, bytes]]) -> Xattrs:
+    out = []
+    for name, value in raw:
+        if not name.endswith(b"\0") or b"\0" in name[:-1]:
+            raise FormatError("xattr name is not a NUL-terminated string")
+        out.append((name[:-1], value))
+    return tuple(out)
+
+
+def _check_xattrs(xattrs: Xattrs) -> None:
+    names = [n for n, _ in xattrs]
+    if names != sorted(names) or len(set(names)) != len(names):
+        raise FormatError("xattrs are not sorted by name or contain duplicates")
+
+
+def content_checksum(root_tree: Checksum, root_meta: Checksum) -> Checksum:
+    """ostree's ContentChecksum of a commit: SHA-256 of the root dirtree and dirmeta digests."""
+    return Checksum(hashlib.sha256(to_raw(root_tree) + to_raw(root_meta)).hexdigest())
+
+
+@dataclass(frozen=True, slots=True)
+class DirMeta:
+    """A directory's ownership, mode (with ``S_IFDIR``) and xattrs."""
+
+    uid: int
+    gid: int
+    mode: int
+    xattrs: Xattrs = ()
+
+    def __post_init__(self) -> None:
+        if not stat.S_ISDIR(self.mode):
+            raise FormatError(f"dirmeta mode {self.mode:o} is not a directory")
+        _check_xattrs(self.xattrs)
+
+    def to_bytes(self) -> bytes:
+        """Serialize as ``(uuua(ayay))`` with big-endian integers."""
+        return gvariant.encode(
+            DIRMETA_TYPE, (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode), _xattrs_to_gv(self.xattrs))
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DirMeta:
+        """Parse a dirmeta object.
+
+        Raises:
+            FormatError: for malformed or non-normal data.
+        """
+        uid, gid, mode, xattrs = gvariant.decode(DIRMETA_TYPE, data)
+        return cls(bswap32(uid), bswap32(gid), bswap32(mode), _xattrs_from_gv(xattrs))
+
+
+@dataclass(frozen=True, slots=True)
+class DirTree:
+    """A directory listing: files ``(name, content checksum)`` and subdirectories
+    ``(name, dirtree checksum, dirmeta checksum)``, each sorted by the name's UTF-8 bytes."""
+
+    files: tuple[tuple[str, Checksum], ...] = ()
+    dirs: tuple[tuple[str, Checksum, Checksum], ...] = ()
+
+    def __post_init__(self) -> None:
+        for entries in (self.files, self.dirs):
+            prev: bytes | None = None
+            for entry in entries:
+                validate_filename(entry[0])
+                key = entry[0].encode("utf-8")
+                if prev is not None and key <= prev:
+                    raise FormatError(f"dirtree entries not sorted or duplicated at {entry[0]!r}")
+                prev = key
+        if {f[0] for f in self.files} & {d[0] for d in self.dirs}:
+            raise FormatError("dirtree has a name that is both a file and a directory")
+
+    def to_bytes(self) -> bytes:
+        """Serialize as ``(a(say)a(sayay))``."""
+        return gvariant.encode(
+            DIRTREE_TYPE,
+            (
+                [(n, to_raw(c)) for n, c in self.files],
+                [(n, to_raw(t), to_raw(m)) for n, t, m in self.dirs],
+            ),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DirTree:
+        """Parse a dirtree object.
+
+        Raises:
+            FormatError: for malformed data, unsafe names (``InvalidTreeEntry``) or bad order.
+        """
+        files, dirs = gvariant.decode(DIRTREE_TYPE, data)
+        return cls(
+            tuple((n, from_raw(c)) for n, c in files),
+            tuple((n, from_raw(t), from_raw(m)) for n, t, m in dirs),
+        )
+
+    @classmethod
+    def build(
+        cls, files: dict[str, Checksum], dirs: dict[str, tuple[Checksum, Checksum]]
+    ) -> DirTree:
+        """Build a dirtree from unsorted mappings, sorting the way ostree does (raw bytes)."""
+
+        def key(n: str) -> bytes:
+            return n.encode("utf-8")
+
+        return cls(
+            tuple((n, files[n]) for n in sorted(files, key=key)),
+            tuple((n, *dirs[n]) for n in sorted(dirs, key=key)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A commit: metadata, parent, subject, body, timestamp and the root tree and meta."""
+
+    root_tree: Checksum
+    root_meta: Checksum
+    parent: Checksum | None = None
+    subject: str = ""
+    body: str = ""
+    timestamp: int = 0
+    metadata: tuple[tuple[str, Variant], ...] = ()
+    related: tuple[tuple[str, Checksum], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for key, _ in self.metadata:
+            if not key:
+                raise FormatError("commit metadata has an empty key")
+
+    def to_bytes(self) -> bytes:
+        """Serialize as ``(a{sv}aya(say)sstayay)``; the metadata order is kept (it is hashed)."""
+        return gvariant.encode(
+            COMMIT_TYPE,
+            (
+                list(self.metadata),
+                to_raw(self.parent) if self.parent else b"",
+                [(n, to_raw(c)) for n, c in self.related],
+                self.subject,
+                self.body,
+                _bswap64(self.timestamp),
+                to_raw(self.root_tree),
+                to_raw(self.root_meta),
+            ),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Commit:
+        """Parse a commit object.
+
+        Raises:
+            FormatError: for malformed data or checksums of the wrong length.
+        """
+        meta, parent, related, subject, body, ts, tree, dmeta = gvariant.decode(COMMIT_TYPE, data)
+        if len(parent) not in (0, 32):
+            raise FormatError("commit parent checksum has a bad length")
+        return cls(
+            root_tree=from_raw(tree),
+            root_meta=from_raw(dmeta),
+            parent=from_raw(parent) if parent else None,
+            subject=subject,
+            body=body,
+            timestamp=_bswap64(ts),
+            metadata=tuple(meta),
+            related=tuple((n, from_raw(c)) for n, c in related),
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The unboxed value of metadata ``key`` (the first one if repeated), or ``default``."""
+        for k, v in self.metadata:
+            if k == key:
+                return v.value
+        return default
+
+    @property
+    def version(self) -> str | None:
+        """The ``version`` metadata string, if any."""
+        v = self.get("version")
+        return v if isinstance(v, str) else None
+
+    @property
+    def content_checksum(self) -> Checksum:
+        """ostree's ContentChecksum (depends only on the tree, not on commit metadata)."""
+        return content_checksum(self.root_tree, self.root_meta)
+
+
+@dataclass(frozen=True, slots=True)
+class FileHeader:
+    """What ostree hashes about a file besides its content: owner, mode, symlink target, xattrs.
+
+    ``mode`` includes the type bits (``S_IFREG`` or ``S_IFLNK``); ``symlink_target`` is empty for
+    regular files.
+    """
+
+    uid: int
+    gid: int
+    mode: int
+    rdev: int = 0
+    symlink_target: str = ""
+    xattrs: Xattrs = ()
+
+    def __post_init__(self) -> None:
+        if stat.S_ISLNK(self.mode):
+            if not self.symlink_target:
+                raise FormatError("symlink with an empty target")
+        elif stat.S_ISREG(self.mode):
+            if self.symlink_target:
+                raise FormatError("regular file with a symlink target")
+        else:
+            raise FormatError(f"file object mode {self.mode:o} is neither a regular file nor a symlink")
+        if self.mode & ~(stat.S_IFMT(self.mode) | 0o7777):
+            raise FormatError(f"file mode {self.mode:o} has invalid bits")
+        _check_xattrs(self.xattrs)
+
+    @property
+    def is_symlink(self) -> bool:
+        """Whether this is a symbolic link."""
+        return stat.S_ISLNK(self.mode)
+
+    def to_bytes(self) -> bytes:
+        """Serialize as ``(uuuusa(ayay))``, the header of the checksum stream."""
+        return gvariant.encode(
+            FILE_HEADER_TYPE,
+            (
+                bswap32(self.uid),
+                bswap32(self.gid),
+                bswap32(self.mode),
+                bswap32(self.rdev),
+                self.symlink_target,
+                _xattrs_to_gv(self.xattrs),
+            ),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FileHeader:
+        """Parse a ``(uuuusa(ayay))`` header.
+
+        Raises:
+            FormatError: for malformed data.
+        """
+        uid, gid, mode, rdev, target, xattrs = gvariant.decode(FILE_HEADER_TYPE, data)
+        return cls(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, _xattrs_from_gv(xattrs))
+
+    def checksum_prefix(self) -> bytes:
+        """The bytes hashed before the content: ``u32be(len(H)) 00000000 H``."""
+        h = self.to_bytes()
+        return len(h).to_bytes(4, "big") + b"\0\0\0\0" + h
+
+    def checksum(self, content: bytes = b"") -> Checksum:
+        """The object checksum of this header with ``content`` (empty for symlinks)."""
+        hasher = hashlib.sha256(self.checksum_prefix())
+        hasher.update(content)
+        return Checksum(hasher.hexdigest())

@@ -1,0 +1,89 @@
+"""MutableTree: a directory tree being assembled in memory before it becomes dirtree objects.
+
+Layer: repo. Holds only names and checksums (never file contents), so a 12,000-file tree takes
+a few megabytes. Several sources (``--tree=dir=``, ``--tree=tar=``, ``--tree=ref=``) overlay
+into one tree, later ones replacing earlier entries of the same name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bootree.errors import SourceError
+from bootree.format.checksum import Checksum
+from bootree.format.objects import DirMeta, DirTree, validate_filename
+
+if TYPE_CHECKING:
+    from bootree.repo.repo import Repo
+    from bootree.repo.transaction import Transaction
+
+__all__ = ["DEFAULT_DIRMETA", "MutableTree"]
+
+#: The metadata of directories a source implies but does not describe (tar parents): root, 0755.
+DEFAULT_DIRMETA = DirMeta(0, 0, 0o40755)
+
+
+@dataclass
+class MutableTree:
+    """A directory: its metadata checksum, files by name and subdirectories by name."""
+
+    meta: Checksum | None = None
+    files: dict[str, Checksum] = field(default_factory=dict)
+    dirs: dict[str, MutableTree] = field(default_factory=dict)
+
+    def ensure_dir(self, name: str) -> MutableTree:
+        """The subdirectory ``name``, created if missing (replacing a file of that name)."""
+        validate_filename(name)
+        sub = self.dirs.get(name)
+        if sub is None:
+            self.files.pop(name, None)
+            sub = self.dirs[name] = MutableTree()
+        return sub
+
+    def lookup_dir(self, parts: list[str]) -> MutableTree:
+        """Walk to (creating) the directory at ``parts``."""
+        node = self
+        for p in parts:
+            node = node.ensure_dir(p)
+        return node
+
+    def set_file(self, name: str, csum: Checksum) -> None:
+        """Add or replace a file entry (replacing a directory of that name)."""
+        validate_filename(name)
+        self.dirs.pop(name, None)
+        self.files[name] = csum
+
+    def find_file(self, parts: list[str]) -> Checksum | None:
+        """The content checksum at ``parts``, if that path is a file."""
+        node = self
+        for p in parts[:-1]:
+            nxt = node.dirs.get(p)
+            if nxt is None:
+                return None
+            node = nxt
+        return node.files.get(parts[-1]) if parts else None
+
+    def overlay_commit_tree(self, repo: Repo, tree: Checksum, meta: Checksum) -> None:
+        """Merge a committed tree into this one (used for ``--tree=ref=``)."""
+        self.meta = meta
+        dt = repo.read_dirtree(tree)
+        for name, csum in dt.files:
+            self.set_file(name, csum)
+        for name, sub_tree, sub_meta in dt.dirs:
+            self.ensure_dir(name).overlay_commit_tree(repo, sub_tree, sub_meta)
+
+    def write(self, txn: Transaction) -> tuple[Checksum, Checksum]:
+        """Write dirtree/dirmeta objects bottom-up; return ``(tree, meta)`` of this directory.
+
+        Raises:
+            SourceError: never for well-formed trees; names were validated on insertion.
+        """
+        dirs = {name: sub.write(txn) for name, sub in self.dirs.items()}
+        try:
+            tree = DirTree.build(self.files, dirs)
+        except ValueError as e:  # pragma: no cover - names are validated on insertion
+            raise SourceError("<tree>", str(e)) from e
+        tree_csum = txn.write_dirtree(tree)
+        meta = self.meta if self.meta is not None else txn.write_dirmeta(DEFAULT_DIRMETA)
+        return tree_csum, meta

@@ -1,0 +1,330 @@
+"""The on-disk object store: where each object lives and how each mode encodes content.
+
+Layer: repo. This module knows the bytes-on-disk of every mode; it does not know about
+transactions or refs. Writers here create a *temporary* file (in a staging directory chosen by
+the caller) and return; publishing it under its final name is the transaction's job.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from bootree import _fs
+from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, ObjectMissing, RepoError
+from bootree.format.checksum import Checksum
+from bootree.format.content import (
+    BARE_USER_XATTR,
+    bare_user_disk_mode,
+    decode_archive_header,
+    decode_bare_user_meta,
+    deflate_chunks,
+    encode_archive_header,
+    encode_bare_user_meta,
+    inflate_chunks,
+)
+from bootree.format.objects import FileHeader, ObjectType
+from bootree.repo.modes import RepoMode
+
+__all__ = ["CHUNK", "DiskObjectStore", "object_relpath"]
+
+#: Read and hash size for streamed content.
+CHUNK = 1 << 20
+
+
+def object_relpath(otype: ObjectType, csum: Checksum, mode: RepoMode) -> str:
+    """``ab/cdef….ext`` relative to ``objects/`` (content is ``.filez`` in archive mode)."""
+    ext = otype.value
+    if otype is ObjectType.FILE and mode is RepoMode.ARCHIVE:
+        ext = "filez"
+    return f"{csum[:2]}/{csum[2:]}.{ext}"
+
+
+class _InflatingReader(io.RawIOBase):
+    """A read-only stream over the body of a ``.filez`` object, inflating as it goes."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f = f
+        self._chunks = inflate_chunks(iter(lambda: f.read(CHUNK), b""), size)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        while not self._buf:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return 0
+            self._buf = nxt
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+class DiskObjectStore:
+    """Objects under ``<repo>/objects`` in one of the four modes."""
+
+    def __init__(self, root: Path, mode: RepoMode, *, zlib_level: int = 6) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.mode = mode
+        self.zlib_level = zlib_level
+
+    # --- paths and presence ------------------------------------------------------------------
+
+    def relpath(self, otype: ObjectType, csum: Checksum) -> str:
+        """The object's path relative to ``objects/``."""
+        return object_relpath(otype, csum, self.mode)
+
+    def path(self, otype: ObjectType, csum: Checksum) -> Path:
+        """The object's absolute path."""
+        return self.objects / self.relpath(otype, csum)
+
+    def has(self, otype: ObjectType, csum: Checksum) -> bool:
+        """Whether the object is present (symlink objects count, without following them)."""
+        try:
+            os.lstat(self.objects / self.relpath(otype, csum))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_objects(self) -> Iterable[tuple[ObjectType, Checksum]]:
+        """Every object in the store (order unspecified)."""
+        exts = {t.value: t for t in ObjectType}
+        exts["filez"] = ObjectType.FILE
+        try:
+            prefixes = os.listdir(self.objects)
+        except FileNotFoundError:
+            return
+        for prefix in prefixes:
+            if len(prefix) != 2:
+                continue
+            for name in os.listdir(self.objects / prefix):
+                rest, _, ext = name.partition(".")
+                otype = exts.get(ext)
+                if otype is not None and len(rest) == 62:
+                    yield otype, Checksum(prefix + rest)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def load_metadata(self, otype: ObjectType, csum: Checksum) -> bytes:
+        """The raw bytes of a metadata object.
+
+        Raises:
+            ObjectMissing: if absent.
+        """
+        try:
+            with open(self.path(otype, csum), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise ObjectMissing(csum, otype.value) from None
+
+    def open_file(self, csum: Checksum) -> tuple[FileHeader, BinaryIO | None]:
+        """The header and a content stream (``None`` for symlinks) of a content object.
+
+        Raises:
+            ObjectMissing: if absent.
+            CorruptObject: if its stored metadata cannot be parsed.
+        """
+        path = self.path(ObjectType.FILE, csum)
+        try:
+            if self.mode is RepoMode.ARCHIVE:
+                return self._open_archive(csum, path)
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise ObjectMissing(csum, "file") from None
+        try:
+            if self.mode is RepoMode.BARE_USER:
+                raw = os.getxattr(path, BARE_USER_XATTR, follow_symlinks=False)
+                uid, gid, mode, xattrs = decode_bare_user_meta(raw)
+                if stat.S_ISLNK(mode):
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    if not data.endswith(b"\0"):
+                        raise FormatError("bare-user symlink object lacks its NUL terminator")
+                    return FileHeader(uid, gid, mode, 0, data[:-1].decode("utf-8", "surrogateescape"), xattrs), None
+                return FileHeader(uid, gid, mode, 0, "", xattrs), open(path, "rb")
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(path)
+                if self.mode is RepoMode.BARE_USER_ONLY:
+                    return FileHeader(0, 0, stat.S_IFLNK | 0o777, 0, target), None
+                return FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, target, _fs.list_xattrs(path)), None
+            if self.mode is RepoMode.BARE_USER_ONLY:
+                return FileHeader(0, 0, st.st_mode, 0, ""), open(path, "rb")
+            return FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, "", _fs.list_xattrs(path)), open(path, "rb")
+        except (FormatError, OSError) as e:
+            if isinstance(e, OSError) and e.errno == errno.ENODATA:
+                raise CorruptObject(csum, "file", f"missing {BARE_USER_XATTR} xattr") from e
+            raise CorruptObject(csum, "file", str(e)) from e
+
+    def _open_archive(self, csum: Checksum, path: Path) -> tuple[FileHeader, BinaryIO | None]:
+        f = open(path, "rb")
+        try:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise FormatError("truncated header")
+            hlen = int.from_bytes(prefix[:4], "big")
+            rest = f.read(hlen)
+            parsed = decode_archive_header(prefix + rest)
+        except FormatError as e:
+            f.close()
+            raise CorruptObject(csum, "file", str(e)) from e
+        except BaseException:
+            f.close()
+            raise
+        if parsed.header.is_symlink:
+            f.close()
+            return parsed.header, None
+        return parsed.header, io.BufferedReader(_InflatingReader(f, parsed.size), CHUNK)  # type: ignore[return-value]
+
+    def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
+        """Header and whole content of a content object (for small files and tests)."""
+        header, stream = self.open_file(csum)
+        if stream is None:
+            return header, b""
+        with stream:
+            try:
+                return header, stream.read()
+            except FormatError as e:
+                raise CorruptObject(csum, "file", str(e)) from e
+
+    # --- verification --------------------------------------------------------------------------
+
+    def verify_file(self, csum: Checksum) -> None:
+        """Recompute a content object's checksum from what is stored.
+
+        Raises:
+            ObjectMissing, CorruptObject: when absent, unparseable, or the checksum differs.
+        """
+        header, stream = self.open_file(csum)
+        if header.is_symlink:
+            actual = header.checksum()
+        else:
+            assert stream is not None
+            hasher = hashlib.sha256(header.checksum_prefix())
+            with stream:
+                try:
+                    for chunk in iter(lambda: stream.read(CHUNK), b""):
+                        hasher.update(chunk)
+                except FormatError as e:
+                    raise CorruptObject(csum, "file", str(e)) from e
+            actual = Checksum(hasher.hexdigest())
+        if actual != csum:
+            raise CorruptObject(csum, "file", f"checksum is {actual}")
+
+    # --- writing (to a temporary path; the transaction publishes) -------------------------------
+
+    def write_content_tmp(self, tmp: Path, header: FileHeader, chunks: Iterable[bytes], size: int) -> Checksum:
+        """Write a content object in this store's mode at ``tmp``, hashing as it goes.
+
+        ``chunks`` must yield exactly ``size`` bytes (nothing for symlinks). Returns the
+        checksum computed from header and content.
+
+        Raises:
+            RepoError: if the chunks do not add up to ``size``.
+        """
+        hasher = hashlib.sha256(header.checksum_prefix())
+        total = 0
+
+        def counted() -> Iterable[bytes]:
+            nonlocal total
+            for c in chunks:
+                total += len(c)
+                hasher.update(c)
+                yield c
+
+        mode = self.mode
+        if header.is_symlink:
+            for _ in counted():
+                pass
+            if mode is RepoMode.ARCHIVE:
+                _write_file(tmp, [encode_archive_header(header, 0)], 0o644)
+            elif mode is RepoMode.BARE_USER:
+                _write_file(tmp, [header.symlink_target.encode("utf-8", "surrogateescape") + b"\0"], 0o644)
+                os.setxattr(tmp, BARE_USER_XATTR, encode_bare_user_meta(header))
+                os.utime(tmp, (0, 0))
+            else:
+                os.symlink(header.symlink_target, tmp)
+                if mode is RepoMode.BARE:
+                    os.lchown(tmp, header.uid, header.gid)
+                    for name, value in header.xattrs:
+                        os.setxattr(tmp, name, value, follow_symlinks=False)
+                os.utime(tmp, (0, 0), follow_symlinks=False)
+        elif mode is RepoMode.ARCHIVE:
+            body = deflate_chunks(counted(), self.zlib_level)
+            _write_file(tmp, _prepend(encode_archive_header(header, size), body), 0o644)
+        elif mode is RepoMode.BARE_USER:
+            _write_file(tmp, counted(), bare_user_disk_mode(header.mode))
+            os.setxattr(tmp, BARE_USER_XATTR, encode_bare_user_meta(header))
+            os.utime(tmp, (0, 0))
+        elif mode is RepoMode.BARE_USER_ONLY:
+            _write_file(tmp, counted(), header.mode & 0o7777)
+            os.utime(tmp, (0, 0))
+        else:  # bare
+            _write_file(tmp, counted(), header.mode & 0o7777, owner=(header.uid, header.gid))
+            for name, value in header.xattrs:
+                os.setxattr(tmp, name, value)
+            os.utime(tmp, (0, 0))
+        if total != size:
+            raise RepoError(f"content source changed while reading: expected {size} bytes, got {total}")
+        return Checksum(hasher.hexdigest())
+
+    def write_archived_tmp(self, tmp: Path, filez: bytes, expected: Checksum) -> None:
+        """Verify a ``.filez`` object received from elsewhere and store it at ``tmp``.
+
+        In archive mode the verified bytes are kept as they are (no recompression).
+
+        Raises:
+            ChecksumMismatch: if the content does not hash to ``expected``.
+            CorruptObject: if it does not parse or inflate.
+        """
+        try:
+            parsed = decode_archive_header(filez)
+            body = memoryview(filez)[parsed.body_offset :]
+            if parsed.header.is_symlink:
+                if len(body):
+                    raise FormatError("symlink object has a body")
+                data = b""
+            else:
+                data = b"".join(inflate_chunks([body], parsed.size))
+        except FormatError as e:
+            raise CorruptObject(expected, "file", str(e)) from e
+        actual = parsed.header.checksum(data)
+        if actual != expected:
+            raise ChecksumMismatch(expected, actual, "file")
+        if self.mode is RepoMode.ARCHIVE:
+            _write_file(tmp, [filez], 0o644)
+        else:
+            self.write_content_tmp(tmp, parsed.header, [data] if data else [], len(data))
+
+
+def _prepend(first: bytes, rest: Iterable[bytes]) -> Iterable[bytes]:
+    yield first
+    yield from rest
+
+
+def _write_file(path: Path, chunks: Iterable[bytes], mode: int, owner: tuple[int, int] | None = None) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)

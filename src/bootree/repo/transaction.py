@@ -1,0 +1,297 @@
+"""Transactions: stage objects in ``tmp/``, then publish them and move refs in one step.
+
+Layer: repo. Every write to a repository goes through a :class:`Transaction`:
+
+1. objects are written to ``tmp/staging-<random>/`` (never directly under ``objects/``), each
+   verified against the checksum it is announced under;
+2. :meth:`Transaction.commit` flushes the filesystem (one ``syncfs``), renames every staged
+   object into ``objects/`` (an object is either absent or complete), flushes again, and only
+   then writes detached metadata, clears ``commitpartial`` markers and moves refs;
+3. :meth:`Transaction.abort` (or an exception in the ``with`` block) deletes the staging
+   directory: the repository is exactly as before.
+
+A crash at any point leaves at worst a stale staging directory, which the next transaction of
+bootree or ostree expires. Writers may call the ``write_*`` methods from several threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from bootree import _fs
+from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, RepoError
+from bootree.format.checksum import Checksum
+from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
+from bootree.format.refspec import RefSpec, parse_refspec
+from bootree.repo.objectstore import CHUNK
+
+if TYPE_CHECKING:
+    from bootree.repo.repo import Repo
+
+__all__ = ["Transaction"]
+
+log = logging.getLogger(__name__)
+
+_PARSERS = {
+    ObjectType.COMMIT: Commit.from_bytes,
+    ObjectType.DIR_TREE: DirTree.from_bytes,
+    ObjectType.DIR_META: DirMeta.from_bytes,
+}
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "noboot"
+
+
+class Transaction:
+    """A set of object writes and ref updates that land together or not at all."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+        self._store = repo.store
+        tmp = repo.path / "tmp"
+        _fs.makedirs(tmp)
+        self.staging = tmp / f"staging-{_boot_id()}-{os.urandom(6).hex()}"
+        self.staging.mkdir(mode=0o755)
+        self._staged: set[str] = set()
+        self._lock = threading.Lock()
+        self._counter = itertools.count()
+        self._refs: dict[str, tuple[RefSpec, Checksum | None]] = {}
+        self._commitmeta: dict[Checksum, bytes] = {}
+        self._partial_clear: set[Checksum] = set()
+        self._done = False
+        #: Objects written by this transaction (not counting ones already present).
+        self.objects_written = 0
+        self.bytes_written = 0
+
+    # --- context manager -------------------------------------------------------------------
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def has_object(self, otype: ObjectType, csum: Checksum) -> bool:
+        """Whether the object is in the repository or already staged by this transaction."""
+        return self._store.relpath(otype, csum) in self._staged or self._store.has(otype, csum)
+
+    def _tmp(self) -> Path:
+        return self.staging / f"tmp-{next(self._counter)}"
+
+    def _stage(self, tmp: Path, otype: ObjectType, csum: Checksum) -> None:
+        rel = self._store.relpath(otype, csum)
+        with self._lock:
+            if rel in self._staged:
+                os.unlink(tmp)
+                return
+            self._staged.add(rel)
+        target = self.staging / rel
+        _fs.makedirs(target.parent)
+        os.rename(tmp, target)
+        self.objects_written += 1
+        with contextlib.suppress(OSError):
+            self.bytes_written += os.lstat(target).st_size
+
+    # --- object writes -----------------------------------------------------------------------
+
+    def write_metadata(self, otype: ObjectType, data: bytes, expected: Checksum | None = None) -> Checksum:
+        """Write a commit, dirtree or dirmeta object; its bytes are validated first.
+
+        Raises:
+            ChecksumMismatch: if ``expected`` is given and differs from the bytes' checksum.
+            CorruptObject: if the bytes do not parse as ``otype`` (including unsafe names).
+        """
+        csum = Checksum(hashlib.sha256(data).hexdigest())
+        if expected is not None and csum != expected:
+            raise ChecksumMismatch(expected, csum, otype.value)
+        if self.has_object(otype, csum):
+            return csum
+        parser = _PARSERS.get(otype)
+        if parser is None:
+            raise RepoError(f"{otype.value} objects cannot be written with write_metadata")
+        try:
+            parser(data)
+        except FormatError as e:
+            raise CorruptObject(csum, otype.value, str(e)) from e
+        tmp = self._tmp()
+        with open(tmp, "wb") as f:
+            f.write(data)
+        self._stage(tmp, otype, csum)
+        return csum
+
+    def write_commit(self, commit: Commit) -> Checksum:
+        """Serialize and write a commit object."""
+        return self.write_metadata(ObjectType.COMMIT, commit.to_bytes())
+
+    def write_dirtree(self, tree: DirTree) -> Checksum:
+        """Serialize and write a dirtree object."""
+        return self.write_metadata(ObjectType.DIR_TREE, tree.to_bytes())
+
+    def write_dirmeta(self, meta: DirMeta) -> Checksum:
+        """Serialize and write a dirmeta object."""
+        return self.write_metadata(ObjectType.DIR_META, meta.to_bytes())
+
+    def write_content_stream(
+        self, header: FileHeader, chunks: Iterable[bytes], size: int, expected: Checksum | None = None
+    ) -> Checksum:
+        """Write a content object from a stream of exactly ``size`` bytes, hashing as it goes.
+
+        Raises:
+            ChecksumMismatch: if ``expected`` is given and the content hashes differently.
+        """
+        tmp = self._tmp()
+        try:
+            csum = self._store.write_content_tmp(tmp, header, chunks, size)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if expected is not None and csum != expected:
+            os.unlink(tmp)
+            raise ChecksumMismatch(expected, csum, "file")
+        if self.has_object(ObjectType.FILE, csum):
+            os.unlink(tmp)
+            return csum
+        self._stage(tmp, ObjectType.FILE, csum)
+        return csum
+
+    def write_file(
+        self, header: FileHeader, content: bytes | BinaryIO | None = None, expected: Checksum | None = None
+    ) -> Checksum:
+        """Write a content object from bytes or a binary stream (``None`` for a symlink).
+
+        Objects already present are not rewritten.
+
+        Raises:
+            ChecksumMismatch: if ``expected`` is given and differs.
+        """
+        if content is None or isinstance(content, (bytes, bytearray, memoryview)):
+            data = bytes(content or b"")
+            csum = header.checksum(data)
+            if expected is not None and csum != expected:
+                raise ChecksumMismatch(expected, csum, "file")
+            if self.has_object(ObjectType.FILE, csum):
+                return csum
+            return self.write_content_stream(header, [data] if data else [], len(data), expected=csum)
+        # A stream of unknown length: spool through the staging dir while hashing.
+        stream = content
+        buf = bytearray()
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            buf += chunk
+        return self.write_file(header, bytes(buf), expected)
+
+    def write_archived_file(self, filez: bytes, expected: Checksum) -> Checksum:
+        """Verify and store a content object received in archive (``.filez``) form.
+
+        Raises:
+            ChecksumMismatch: if it does not hash to ``expected``.
+            CorruptObject: if it does not parse.
+        """
+        if self.has_object(ObjectType.FILE, expected):
+            return expected
+        tmp = self._tmp()
+        try:
+            self._store.write_archived_tmp(tmp, filez, expected)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._stage(tmp, ObjectType.FILE, expected)
+        return expected
+
+    def write_commitmeta(self, commit: Checksum, data: bytes) -> None:
+        """Set a commit's detached metadata (written at commit time, replacing any old one)."""
+        self._commitmeta[commit] = bytes(data)
+
+    # --- refs and partial state --------------------------------------------------------------
+
+    def set_ref(self, refspec: str, csum: Checksum | None) -> None:
+        """Point ``refspec`` at ``csum`` (``None`` deletes it) when the transaction commits.
+
+        Raises:
+            InvalidRefName: for a malformed name (checked now, not at commit).
+        """
+        spec = parse_refspec(refspec)
+        self._refs[str(spec)] = (spec, csum)
+
+    def mark_partial(self, commit: Checksum) -> None:
+        """Record now, durably, that ``commit``'s tree may be incomplete (a resumable pull)."""
+        self.repo.mark_partial(commit)
+
+    def clear_partial(self, commit: Checksum) -> None:
+        """Remove the partial marker of ``commit`` once this transaction's objects are published."""
+        self._partial_clear.add(commit)
+
+    # --- publishing ----------------------------------------------------------------------------
+
+    def _publish_objects(self) -> None:
+        if not self._staged:
+            return
+        if self.repo.fsync:
+            _fs.syncfs(self.staging)
+        objects = self._store.objects
+        made: set[str] = set()
+        for rel in sorted(self._staged):
+            prefix = rel[:2]
+            if prefix not in made:
+                _fs.makedirs(objects / prefix)
+                made.add(prefix)
+            os.rename(self.staging / rel, objects / rel)
+        if self.repo.fsync:
+            _fs.syncfs(objects)
+        self._staged.clear()
+
+    def checkpoint(self) -> None:
+        """Publish the objects staged so far, without touching refs.
+
+        Used by pulls so that an interrupted transfer keeps what arrived (every staged object has
+        been verified, so publishing early is safe).
+        """
+        self._publish_objects()
+
+    def commit(self) -> None:
+        """Publish staged objects, then detached metadata, partial markers and refs.
+
+        Raises:
+            RefConflict: never for plain set_ref; reserved for compare-and-swap callers.
+        """
+        if self._done:
+            raise RepoError("transaction already finished")
+        try:
+            self._publish_objects()
+            for commit, data in self._commitmeta.items():
+                path = self._store.path(ObjectType.COMMIT_META, commit)
+                _fs.makedirs(path.parent)
+                _fs.write_atomic(path, data, fsync=self.repo.fsync)
+            for commit in self._partial_clear:
+                self.repo.clear_partial(commit)
+            for spec, csum in self._refs.values():
+                self.repo.refs.set(spec, csum, fsync=self.repo.fsync)
+        finally:
+            self._done = True
+            _fs.rmtree(self.staging)
+
+    def abort(self) -> None:
+        """Drop everything staged; refs are left untouched."""
+        if self._done:
+            return
+        self._done = True
+        _fs.rmtree(self.staging)

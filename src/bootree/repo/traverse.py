@@ -1,0 +1,258 @@
+"""Walking what commits reach: reachability, fsck and prune.
+
+Layer: repo. fsck re-hashes every object it checks (metadata and content, in parallel) and
+reports each bad one by checksum; prune deletes what no root reaches, under the repository's
+exclusive lock so that no transaction is publishing at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bootree.errors import BootreeError, CorruptObject, ObjectMissing
+from bootree.format.checksum import Checksum
+from bootree.format.objects import Commit, ObjectType
+
+if TYPE_CHECKING:
+    from bootree.repo.repo import Repo
+
+__all__ = ["FsckProblem", "FsckResult", "PruneResult", "fsck", "prune", "reachable_objects"]
+
+ObjectName = tuple[ObjectType, Checksum]
+
+
+def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName]) -> None:
+    stack = [(tree, meta)]
+    while stack:
+        t, m = stack.pop()
+        out.add((ObjectType.DIR_META, m))
+        if (ObjectType.DIR_TREE, t) in out:
+            continue
+        out.add((ObjectType.DIR_TREE, t))
+        dt = repo.read_dirtree(t)
+        for _, c in dt.files:
+            out.add((ObjectType.FILE, c))
+        for _, st, sm in dt.dirs:
+            stack.append((st, sm))
+
+
+def reachable_objects(
+    repo: Repo, commits: Iterable[Checksum], *, depth: int = 0, ignore_missing_parents: bool = True
+) -> set[ObjectName]:
+    """Every object reachable from ``commits`` (and up to ``depth`` parents; -1 = all).
+
+    Partial commits contribute what is present of their tree.
+
+    Raises:
+        ObjectMissing: for a missing commit or (in a complete commit) a missing dirtree.
+    """
+    out: set[ObjectName] = set()
+    for start in commits:
+        csum: Checksum | None = start
+        level = 0
+        while csum is not None:
+            if (ObjectType.COMMIT, csum) in out:
+                break
+            try:
+                commit = repo.read_commit(csum)
+            except ObjectMissing:
+                if level > 0 and ignore_missing_parents:
+                    break
+                raise
+            out.add((ObjectType.COMMIT, csum))
+            if repo.store.has(ObjectType.COMMIT_META, csum):
+                out.add((ObjectType.COMMIT_META, csum))
+            try:
+                _walk_tree(repo, commit.root_tree, commit.root_meta, out)
+            except ObjectMissing:
+                if not repo.is_partial(csum):
+                    raise
+            if depth >= 0 and level >= depth:
+                break
+            level += 1
+            csum = commit.parent
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FsckProblem:
+    """One bad object (or ref)."""
+
+    kind: str
+    checksum: str
+    message: str
+
+
+@dataclass
+class FsckResult:
+    """What fsck checked and what it found."""
+
+    commits: int = 0
+    objects: int = 0
+    partial: list[Checksum] = field(default_factory=list)
+    problems: list[FsckProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no object is bad."""
+        return not self.problems
+
+
+def _check_meta(repo: Repo, otype: ObjectType, csum: Checksum) -> FsckProblem | None:
+    try:
+        data = repo.store.load_metadata(otype, csum)
+    except ObjectMissing as e:
+        return FsckProblem(otype.value, csum, str(e))
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != csum:
+        return FsckProblem(otype.value, csum, f"corrupt {otype.value} object {csum}: checksum is {actual}")
+    return None
+
+
+def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> FsckResult:
+    """Verify every commit in the repository and every object it reaches.
+
+    Metadata is re-hashed and parsed while walking; content objects are re-hashed (inflated in
+    archive mode) in a thread pool. Refs must point at existing commits.
+    """
+    result = FsckResult()
+    problems = result.problems
+    for name, csum in repo.list_refs().items():
+        if not repo.store.has(ObjectType.COMMIT, csum):
+            problems.append(FsckProblem("ref", name, f"ref {name} points to missing commit {csum}"))
+    commits = [c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT]
+    seen: set[ObjectName] = set()
+    files: set[Checksum] = set()
+    for csum in sorted(commits):
+        result.commits += 1
+        problem = _check_meta(repo, ObjectType.COMMIT, csum)
+        if problem:
+            problems.append(problem)
+            continue
+        try:
+            commit: Commit = repo.read_commit(csum)
+        except BootreeError as e:
+            problems.append(FsckProblem("commit", csum, str(e)))
+            continue
+        partial = repo.is_partial(csum)
+        if partial:
+            result.partial.append(csum)
+        stack = [(commit.root_tree, commit.root_meta)]
+        while stack:
+            t, m = stack.pop()
+            if (ObjectType.DIR_META, m) not in seen:
+                seen.add((ObjectType.DIR_META, m))
+                problem = _check_meta(repo, ObjectType.DIR_META, m)
+                if problem is None:
+                    try:
+                        repo.read_dirmeta(m)
+                    except BootreeError as e:
+                        problem = FsckProblem("dirmeta", m, str(e))
+                if problem and not (partial and "not found" in problem.message):
+                    problems.append(problem)
+            if (ObjectType.DIR_TREE, t) in seen:
+                continue
+            seen.add((ObjectType.DIR_TREE, t))
+            problem = _check_meta(repo, ObjectType.DIR_TREE, t)
+            if problem:
+                if not (partial and "not found" in problem.message):
+                    problems.append(problem)
+                continue
+            try:
+                dt = repo.read_dirtree(t)
+            except BootreeError as e:
+                problems.append(FsckProblem("dirtree", t, str(e)))
+                continue
+            for _, c in dt.files:
+                if partial and not repo.store.has(ObjectType.FILE, c):
+                    continue
+                files.add(c)
+            stack.extend((st, sm) for _, st, sm in dt.dirs)
+    result.objects = len(seen) + len(files) + result.commits
+
+    def check_file(c: Checksum) -> FsckProblem | None:
+        try:
+            repo.store.verify_file(c)
+        except (CorruptObject, ObjectMissing) as e:
+            return FsckProblem("file", c, str(e))
+        return None
+
+    done = 0
+    ordered = sorted(files)
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="bootree-fsck") as pool:
+        for problem in pool.map(check_file, ordered, chunksize=64):
+            done += 1
+            if problem:
+                problems.append(problem)
+            if progress is not None and done % 512 == 0:
+                progress(done, len(ordered))
+    if progress is not None:
+        progress(done, len(ordered))
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What prune found and deleted."""
+
+    total: int
+    deleted: int
+    bytes_freed: int
+
+
+def prune(
+    repo: Repo,
+    *,
+    refs_only: bool = False,
+    depth: int = -1,
+    keep_younger_than: int | None = None,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Delete objects that no root reaches.
+
+    Roots are the refs (and, without ``refs_only``, every commit in the repository), walked
+    ``depth`` parents deep (-1 = all); with ``keep_younger_than`` (a Unix time) commits newer
+    than that are roots too.
+    """
+    with repo.lock(exclusive=True):
+        all_objects = list(repo.store.iter_objects())
+        roots: set[Checksum] = set(repo.list_refs().values())
+        roots.update(c for (_, _), c in repo.list_mirror_refs().items())
+        commits = [c for t, c in all_objects if t is ObjectType.COMMIT]
+        if not refs_only:
+            roots.update(commits)
+        if keep_younger_than is not None:
+            for c in commits:
+                try:
+                    if repo.read_commit(c).timestamp > keep_younger_than:
+                        roots.add(c)
+                except BootreeError:
+                    continue
+        keep = reachable_objects(repo, sorted(roots), depth=depth)
+        deleted = 0
+        freed = 0
+        for otype, csum in all_objects:
+            if (otype, csum) in keep or (otype is ObjectType.COMMIT_META and (ObjectType.COMMIT, csum) in keep):
+                continue
+            if otype is ObjectType.COMMIT_META:
+                continue
+            path = repo.store.path(otype, csum)
+            try:
+                size = os.lstat(path).st_size
+            except FileNotFoundError:
+                continue
+            deleted += 1
+            freed += size
+            if not dry_run:
+                os.unlink(path)
+                if otype is ObjectType.COMMIT:
+                    meta = repo.store.path(ObjectType.COMMIT_META, csum)
+                    if os.path.lexists(meta):
+                        os.unlink(meta)
+                    repo.clear_partial(csum)
+        return PruneResult(len(all_objects), deleted, freed)
