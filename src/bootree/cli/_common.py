@@ -21,6 +21,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -71,15 +72,23 @@ def progress_enabled() -> bool:
     return err_console.is_terminal and not os.environ.get("BOOTREE_NO_PROGRESS")
 
 
-@contextmanager
-def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool = False) -> Iterator[Progress]:
-    """A rich progress bar on stderr, disabled when stderr is not a terminal.
+class ProgressHandle:
+    """One task of a rich progress bar; ``update`` takes completed/total/description."""
 
-    Yields the :class:`rich.progress.Progress`; the task id of the single task is ``0``.
-    """
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self.progress = progress
+        self.task = task
+
+    def update(self, **fields: Any) -> None:
+        """Update the task (``completed=``, ``total=``, ``description=``, ``advance=``)."""
+        self.progress.update(self.task, **fields)
+
+
+@contextmanager
+def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool = False) -> Iterator[ProgressHandle]:
+    """A rich progress bar on stderr, disabled when stderr is not a terminal."""
     columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
     columns.append(DownloadColumn() if bytes_mode else MofNCompleteColumn())
     columns.append(TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not progress_enabled()) as prog:
-        prog.add_task(description, total=total)
-        yield prog
+        yield ProgressHandle(prog, prog.add_task(description, total=total))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import stat
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
@@ -97,9 +98,17 @@ def decode_archive_header(data: bytes | memoryview) -> ArchivedFile:
     return ArchivedFile(header, _bswap64(size), 8 + hlen)
 
 
-def deflate_chunks(chunks: Iterable[bytes], level: int = DEFAULT_ZLIB_LEVEL) -> Iterator[bytes]:
-    """Compress ``chunks`` to a raw DEFLATE stream (no zlib header), as ostree's archive mode."""
-    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+def deflate_chunks(
+    chunks: Iterable[bytes],
+    level: int = DEFAULT_ZLIB_LEVEL,
+    compressobj: Callable[[int, int, int], Any] = zlib.compressobj,
+) -> Iterator[bytes]:
+    """Compress ``chunks`` to a raw DEFLATE stream (no zlib header), as ostree's archive mode.
+
+    ``compressobj`` may be any zlib-compatible factory (the storage layer passes zlib-ng's when
+    it is installed); readers only need a valid DEFLATE stream, not identical bytes.
+    """
+    comp = compressobj(level, zlib.DEFLATED, -15)
     for chunk in chunks:
         out = comp.compress(chunk)
         if out:

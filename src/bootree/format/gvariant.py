@@ -183,12 +183,12 @@ def _encode(t: GVariantType, v: Any) -> bytes:
                 raise GVariantError(f"expected bytes for ay, got {type(v).__name__}")
             return bytes(v)
         if child.fixed_size is not None:
-            return b"".join(_encode(child, e) for e in v)
+            return b"".join(_encode(child, elem) for elem in v)
         buf = bytearray()
         offsets = []
-        for e in v:
+        for elem in v:
             buf += b"\0" * (_align(len(buf), child.alignment) - len(buf))
-            buf += _encode(child, e)
+            buf += _encode(child, elem)
             offsets.append(len(buf))
         w = _offset_size(len(buf), len(offsets))
         return bytes(buf) + _pack_offsets(offsets, w)
@@ -353,8 +353,8 @@ def decode(type_string: str, data: bytes | bytearray | memoryview) -> Any:
         value = _decode(t, memoryview(raw))
     except GVariantError:
         raise
-    except (IndexError, ValueError, struct.error) as e:
-        raise GVariantError(f"malformed {type_string} data: {e}") from e
+    except (IndexError, ValueError, struct.error) as exc:
+        raise GVariantError(f"malformed {type_string} data: {exc}") from exc
     if _encode(t, value) != raw:
         raise GVariantError(f"{type_string} data is not in normal form")
     return value

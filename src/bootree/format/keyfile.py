@@ -31,6 +31,8 @@ def parse_bool(value: str) -> bool:
 @dataclass
 class _Group:
     name: str
+    # Comment and blank lines just above the group header, kept with it.
+    leading: list[str] = field(default_factory=list)
     # Each line is either ("key", value) for an entry or (None, raw) for a comment/blank line.
     lines: list[tuple[str | None, str]] = field(default_factory=list)
 
@@ -64,7 +66,15 @@ class KeyFile:
             if line.startswith("["):
                 if not line.endswith("]") or len(line) < 3:
                     raise KeyFileError(f"line {lineno}: malformed group header {raw!r}")
+                leading: list[str] = []
+                if current is not None:
+                    while current.lines and current.lines[-1][0] is None:
+                        leading.insert(0, current.lines.pop()[1])
+                else:
+                    leading, kf._head = kf._head, []
                 current = kf._group(line[1:-1], create=True)
+                assert current is not None
+                current.leading.extend(leading)
                 continue
             if "=" not in line or current is None:
                 raise KeyFileError(f"line {lineno}: expected key=value inside a group, got {raw!r}")
@@ -76,7 +86,9 @@ class KeyFile:
         """Serialize: groups in order, a blank line between groups, as GLib writes them."""
         out: list[str] = list(self._head)
         for i, g in enumerate(self._groups):
-            if i > 0 and (not out or out[-1].strip()):
+            if g.leading:
+                out.extend(g.leading)
+            elif i > 0 and (not out or out[-1].strip()):
                 out.append("")
             out.append(f"[{g.name}]")
             body = [f"{k}={v}" if k is not None else v for k, v in g.lines]
@@ -87,7 +99,7 @@ class KeyFile:
 
     # --- access ------------------------------------------------------------------------------
 
-    def _group(self, name: str, *, create: bool = False) -> _Group | None:  # type: ignore[return]
+    def _group(self, name: str, *, create: bool = False) -> _Group | None:
         for g in self._groups:
             if g.name == name:
                 return g

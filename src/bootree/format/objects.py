@@ -16,6 +16,7 @@ import hashlib
 import stat
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from bootree.errors import FormatError, InvalidTreeEntry
@@ -355,12 +356,20 @@ class FileHeader:
         return cls(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, _xattrs_from_gv(xattrs))
 
     def checksum_prefix(self) -> bytes:
-        """The bytes hashed before the content: ``u32be(len(H)) 00000000 H``."""
-        h = self.to_bytes()
-        return len(h).to_bytes(4, "big") + b"\0\0\0\0" + h
+        """The bytes hashed before the content: ``u32be(len(H)) 00000000 H``.
+
+        Cached: a tree has few distinct (owner, mode, xattrs) combinations.
+        """
+        return _checksum_prefix(self)
 
     def checksum(self, content: bytes = b"") -> Checksum:
         """The object checksum of this header with ``content`` (empty for symlinks)."""
         hasher = hashlib.sha256(self.checksum_prefix())
         hasher.update(content)
         return Checksum(hasher.hexdigest())
+
+
+@lru_cache(maxsize=4096)
+def _checksum_prefix(header: FileHeader) -> bytes:
+    h = header.to_bytes()
+    return len(h).to_bytes(4, "big") + b"\0\0\0\0" + h

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from bootree.errors import CheckoutError, CorruptObject
+from bootree.errors import CheckoutError, CorruptObject, ObjectMissing
 from bootree.format.checksum import Checksum
 from bootree.format.content import BARE_USER_XATTR
 from bootree.format.objects import FileHeader, ObjectType
@@ -96,6 +96,8 @@ class _Checkout:
             try:
                 os.link(src, name, dst_dir_fd=dfd, follow_symlinks=False)
                 return
+            except FileNotFoundError:
+                raise ObjectMissing(csum, "file") from None
             except FileExistsError:
                 self._remove_existing(dfd, name, relpath)
                 try:
@@ -118,6 +120,8 @@ class _Checkout:
         path = self.store.path(ObjectType.FILE, csum)
         try:
             raw = os.getxattr(path, BARE_USER_XATTR, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ObjectMissing(csum, "file") from None
         except OSError as e:
             raise CorruptObject(csum, "file", f"cannot read {BARE_USER_XATTR}: {e.strerror}") from e
         # (uuua(ayay)): the mode is the third big-endian u32.
@@ -190,7 +194,7 @@ class _Checkout:
                 os.setxattr(dfd, xname, value)
             os.fchmod(dfd, meta.mode & 0o7777)
         else:
-            os.fchmod(dfd, meta.mode & 0o1777 | 0o700)
+            os.fchmod(dfd, meta.mode & 0o1777)
 
     def tree(self, dfd: int, tree: Checksum, relpath: str) -> None:
         """Fill ``dfd`` from ``tree``; finished subdirectories are queued in ``self.completed``."""

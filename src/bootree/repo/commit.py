@@ -96,7 +96,7 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
                     raise SourceError(path, "file changed size while being committed")
                 csum = header.checksum(data)
                 if not txn.has_object(ObjectType.FILE, csum):
-                    txn.write_content_stream(header, [data] if data else [], size, expected=csum)
+                    txn.write_content_stream(header, [data] if data else [], size, expected=csum, prehashed=True)
                 return csum
             hasher = hashlib.sha256(header.checksum_prefix())
             for chunk in iter(lambda: f.read(CHUNK), b""):

@@ -125,7 +125,9 @@ class Repo:
             raise RepoError(f"{p}: unsupported repo_version {version!r}")
         mode = RepoMode.parse(config.get("core", "mode", "bare") or "bare")
         level = config.get_int("archive", "zlib-level", 6)
-        return cls(p, DiskObjectStore(p, mode, zlib_level=level), RefStore(p), config)
+        # bootree's own key: "false" selects plain zlib (smaller objects, slower commits).
+        fast = config.get_bool("archive", "bootree-zlib-ng", True)
+        return cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
 
     @property
     def mode(self) -> RepoMode:
@@ -154,7 +156,8 @@ class Repo:
             except BaseException:
                 txn.abort()
                 raise
-            txn.commit()
+            if not txn.finished:
+                txn.commit()
 
     # --- object reads ------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ class Transaction:
         self.staging = tmp / f"staging-{_boot_id()}-{os.urandom(6).hex()}"
         self.staging.mkdir(mode=0o755)
         self._staged: set[str] = set()
+        self._dirs: set[str] = set()
         self._lock = threading.Lock()
         self._counter = itertools.count()
         self._refs: dict[str, tuple[RefSpec, Checksum | None]] = {}
@@ -74,7 +75,11 @@ class Transaction:
         self._done = False
         #: Objects written by this transaction (not counting ones already present).
         self.objects_written = 0
-        self.bytes_written = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether the transaction was committed or aborted."""
+        return self._done
 
     # --- context manager -------------------------------------------------------------------
 
@@ -96,24 +101,48 @@ class Transaction:
     def _tmp(self) -> Path:
         return self.staging / f"tmp-{next(self._counter)}"
 
-    def _stage(self, tmp: Path, otype: ObjectType, csum: Checksum) -> None:
+    def _reserve(self, otype: ObjectType, csum: Checksum) -> Path | None:
+        """Claim the staged path of an object about to be written; ``None`` if already claimed.
+
+        Objects whose checksum is known before writing go straight to their staged name: the
+        staging directory is private, so a crash mid-write only leaves garbage there.
+        """
         rel = self._store.relpath(otype, csum)
         with self._lock:
             if rel in self._staged:
-                os.unlink(tmp)
-                return
+                return None
             self._staged.add(rel)
-        target = self.staging / rel
-        _fs.makedirs(target.parent)
-        os.rename(tmp, target)
+            prefix = rel[:2]
+            if prefix not in self._dirs:
+                (self.staging / prefix).mkdir(exist_ok=True)
+                self._dirs.add(prefix)
         self.objects_written += 1
-        with contextlib.suppress(OSError):
-            self.bytes_written += os.lstat(target).st_size
+        return self.staging / rel
+
+    def _unreserve(self, otype: ObjectType, csum: Checksum) -> None:
+        rel = self._store.relpath(otype, csum)
+        with self._lock:
+            self._staged.discard(rel)
+        self.objects_written -= 1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.staging / rel)
+
+    def _stage(self, tmp: Path, otype: ObjectType, csum: Checksum) -> None:
+        target = self._reserve(otype, csum)
+        if target is None:
+            os.unlink(tmp)
+            return
+        os.rename(tmp, target)
 
     # --- object writes -----------------------------------------------------------------------
 
-    def write_metadata(self, otype: ObjectType, data: bytes, expected: Checksum | None = None) -> Checksum:
+    def write_metadata(
+        self, otype: ObjectType, data: bytes, expected: Checksum | None = None, *, trusted: bool = False
+    ) -> Checksum:
         """Write a commit, dirtree or dirmeta object; its bytes are validated first.
+
+        ``trusted`` skips the parse for bytes this process just serialized from a validated
+        value; bytes from anywhere else are always parsed.
 
         Raises:
             ChecksumMismatch: if ``expected`` is given and differs from the bytes' checksum.
@@ -127,36 +156,51 @@ class Transaction:
         parser = _PARSERS.get(otype)
         if parser is None:
             raise RepoError(f"{otype.value} objects cannot be written with write_metadata")
-        try:
-            parser(data)
-        except FormatError as e:
-            raise CorruptObject(csum, otype.value, str(e)) from e
-        tmp = self._tmp()
-        with open(tmp, "wb") as f:
-            f.write(data)
-        self._stage(tmp, otype, csum)
+        if not trusted:
+            try:
+                parser(data)
+            except FormatError as e:
+                raise CorruptObject(csum, otype.value, str(e)) from e
+        target = self._reserve(otype, csum)
+        if target is not None:
+            with open(target, "wb") as f:
+                f.write(data)
         return csum
 
     def write_commit(self, commit: Commit) -> Checksum:
         """Serialize and write a commit object."""
-        return self.write_metadata(ObjectType.COMMIT, commit.to_bytes())
+        return self.write_metadata(ObjectType.COMMIT, commit.to_bytes(), trusted=True)
 
     def write_dirtree(self, tree: DirTree) -> Checksum:
         """Serialize and write a dirtree object."""
-        return self.write_metadata(ObjectType.DIR_TREE, tree.to_bytes())
+        return self.write_metadata(ObjectType.DIR_TREE, tree.to_bytes(), trusted=True)
 
     def write_dirmeta(self, meta: DirMeta) -> Checksum:
         """Serialize and write a dirmeta object."""
-        return self.write_metadata(ObjectType.DIR_META, meta.to_bytes())
+        return self.write_metadata(ObjectType.DIR_META, meta.to_bytes(), trusted=True)
 
     def write_content_stream(
-        self, header: FileHeader, chunks: Iterable[bytes], size: int, expected: Checksum | None = None
+        self, header: FileHeader, chunks: Iterable[bytes], size: int, expected: Checksum | None = None,
+        *, prehashed: bool = False,
     ) -> Checksum:
         """Write a content object from a stream of exactly ``size`` bytes, hashing as it goes.
+
+        With ``prehashed`` the caller vouches that ``expected`` is the checksum of exactly these
+        bytes (it hashed them itself); the object is then written straight to its staged name.
 
         Raises:
             ChecksumMismatch: if ``expected`` is given and the content hashes differently.
         """
+        if prehashed and expected is not None:
+            target = self._reserve(ObjectType.FILE, expected)
+            if target is None:
+                return expected
+            try:
+                self._store.write_content_tmp(target, header, chunks, size, hash_content=False)
+            except BaseException:
+                self._unreserve(ObjectType.FILE, expected)
+                raise
+            return expected
         tmp = self._tmp()
         try:
             csum = self._store.write_content_tmp(tmp, header, chunks, size)
@@ -164,6 +208,7 @@ class Transaction:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        assert csum is not None
         if expected is not None and csum != expected:
             os.unlink(tmp)
             raise ChecksumMismatch(expected, csum, "file")
@@ -190,7 +235,7 @@ class Transaction:
                 raise ChecksumMismatch(expected, csum, "file")
             if self.has_object(ObjectType.FILE, csum):
                 return csum
-            return self.write_content_stream(header, [data] if data else [], len(data), expected=csum)
+            return self.write_content_stream(header, [data] if data else [], len(data), expected=csum, prehashed=True)
         # A stream of unknown length: spool through the staging dir while hashing.
         stream = content
         buf = bytearray()
@@ -252,7 +297,7 @@ class Transaction:
         for rel in sorted(self._staged):
             prefix = rel[:2]
             if prefix not in made:
-                _fs.makedirs(objects / prefix)
+                (objects / prefix).mkdir(mode=0o755, exist_ok=True)
                 made.add(prefix)
             os.rename(self.staging / rel, objects / rel)
         if self.repo.fsync:

@@ -1,0 +1,657 @@
+"""Repository commands, named and optioned as ostree's: init, commit, checkout, refs, log, show,
+ls, cat, rev-parse, diff, fsck, prune.
+
+Layer: cli. Each command parses its options, calls :mod:`bootree.repo`, and renders the result
+(human text as ostree prints it, or ``--json``).
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bootree.cli import cli
+from bootree.cli._common import (
+    console,
+    err_console,
+    json_option,
+    print_json,
+    progress_bar,
+    repo_option,
+    repo_path_from,
+)
+from bootree.errors import RepoError
+from bootree.format.checksum import Checksum
+from bootree.format.content import decode_archive_header
+from bootree.format.gvariant import Variant
+from bootree.format.objects import Commit, ObjectType
+from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, TreeSource
+
+
+def _open(ctx: click.Context, repo_path: Path | None) -> Repo:
+    return Repo.open(repo_path_from(ctx, repo_path))
+
+
+def _resolve(repo: Repo, rev: str) -> Checksum:
+    csum = repo.resolve_rev(rev)
+    assert csum is not None
+    return csum
+
+
+def parse_timestamp(value: str) -> int:
+    """Parse ``@SECONDS`` or an ISO 8601 date (UTC unless it carries an offset).
+
+    Raises:
+        click.BadParameter: for anything else.
+    """
+    if value.startswith("@"):
+        try:
+            return int(value[1:])
+        except ValueError:
+            raise click.BadParameter(f"invalid timestamp {value!r}") from None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp())
+
+
+_TYPED_PREFIXES = {
+    "byte": "y", "int16": "n", "uint16": "q", "int32": "i", "uint32": "u",
+    "int64": "x", "uint64": "t", "double": "d", "string": "s",
+}
+
+
+def parse_gvariant_text(text: str) -> Variant:
+    """Parse the GVariant text forms people use with ``--add-metadata``.
+
+    Supported: quoted strings, ``true``/``false``, integers (int32, as GLib), floats, lists of
+    strings (``['a', 'b']``), and a type keyword prefix such as ``uint64 5`` or ``string x``.
+
+    Raises:
+        click.BadParameter: for other forms.
+    """
+    t = text.strip()
+    word, _, rest = t.partition(" ")
+    if word in _TYPED_PREFIXES and rest:
+        code = _TYPED_PREFIXES[word]
+        inner = parse_gvariant_text(rest)
+        value = inner.value
+        if code == "d":
+            value = float(value)
+        elif code == "s":
+            value = str(value)
+        return Variant(code, value)
+    if t in ("true", "false"):
+        return Variant("b", t == "true")
+    try:
+        lit = ast.literal_eval(t)
+    except (ValueError, SyntaxError):
+        raise click.BadParameter(f"unsupported GVariant text {text!r}") from None
+    if isinstance(lit, bool):
+        return Variant("b", lit)
+    if isinstance(lit, int):
+        return Variant("i", lit) if -(2**31) <= lit < 2**31 else Variant("x", lit)
+    if isinstance(lit, float):
+        return Variant("d", lit)
+    if isinstance(lit, str):
+        return Variant("s", lit)
+    if isinstance(lit, list) and all(isinstance(x, str) for x in lit):
+        return Variant("as", lit)
+    raise click.BadParameter(f"unsupported GVariant text {text!r}")
+
+
+def _split_kv(value: str, option: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{option} expects KEY=VALUE, got {value!r}")
+    return key, val
+
+
+def _variant_json(v: Any) -> Any:
+    if isinstance(v, Variant):
+        return _variant_json(v.value)
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, (list, tuple)):
+        return [_variant_json(x) for x in v]
+    return v
+
+
+def _commit_json(csum: Checksum, c: Commit) -> dict[str, Any]:
+    return {
+        "checksum": csum,
+        "parent": c.parent,
+        "subject": c.subject,
+        "body": c.body,
+        "timestamp": c.timestamp,
+        "date": _date(c.timestamp),
+        "version": c.version,
+        "content_checksum": c.content_checksum,
+        "root_tree": c.root_tree,
+        "root_meta": c.root_meta,
+        "metadata": {k: _variant_json(v) for k, v in c.metadata},
+    }
+
+
+def _date(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+def _print_commit(csum: Checksum, c: Commit) -> None:
+    lines = [f"commit {csum}"]
+    if c.parent:
+        lines.append(f"Parent:  {c.parent}")
+    lines.append(f"ContentChecksum:  {c.content_checksum}")
+    lines.append(f"Date:  {_date(c.timestamp)}")
+    if c.version:
+        lines.append(f"Version: {c.version}")
+    lines.append("")
+    lines.append(f"    {c.subject}")
+    lines.append("")
+    if c.body:
+        lines.extend(f"    {line}" for line in c.body.splitlines())
+        lines.append("")
+    click.echo("\n".join(lines))
+
+
+# --- init ------------------------------------------------------------------------------------
+
+
+@cli.command("init")
+@repo_option
+@click.option(
+    "--mode",
+    type=click.Choice(["bare", "bare-user", "bare-user-only", "archive", "archive-z2"]),
+    default="bare",
+    show_default=True,
+    help="How content objects are stored: archive (compressed, servable over HTTP), bare (needs "
+    "root), bare-user (metadata in xattrs) or bare-user-only (canonical permissions).",
+)
+@click.pass_context
+def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
+    """Initialize a new empty repository.
+
+    \b
+    Example:
+      bootree --repo=repo init --mode=archive
+    """
+    Repo.init(repo_path_from(ctx, repo_path), mode=RepoMode.parse(mode))
+
+
+# --- commit ----------------------------------------------------------------------------------
+
+
+@cli.command("commit")
+@repo_option
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("-b", "--branch", help="Branch (ref) to point at the new commit.")
+@click.option("-s", "--subject", default="", help="One line subject.")
+@click.option("-m", "--body", default="", help="Full description.")
+@click.option("-F", "--body-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Commit message body from FILE.")
+@click.option("--parent", help='Parent commit checksum, or "none".')
+@click.option("--orphan", is_flag=True, help="Create a commit without writing a ref.")
+@click.option("--no-bindings", is_flag=True, help="Do not write the ostree.ref-binding metadata.")
+@click.option("--tree", "trees", multiple=True, metavar="dir=PATH|tar=TARFILE|ref=COMMIT", help="Overlay the given tree (repeatable; later ones win).")
+@click.option("--add-metadata-string", "meta_strings", multiple=True, metavar="KEY=VALUE", help="Add a string to the commit metadata.")
+@click.option("--add-metadata", "meta_values", multiple=True, metavar="KEY=VALUE", help="Add metadata whose VALUE is GVariant text (e.g. true, 42, 'text', uint64 5).")
+@click.option("--timestamp", help="Override the commit timestamp (@SECONDS or an ISO 8601 date).")
+@click.option("--owner-uid", type=int, help="Set file ownership user id.")
+@click.option("--owner-gid", type=int, help="Set file ownership group id.")
+@click.option("--no-xattrs", is_flag=True, help="Do not import extended attributes.")
+@click.option("--canonical-permissions", is_flag=True, help="uid/gid 0 and mode & 0755, as bare-user-only repositories store files.")
+@click.option("--bootable", is_flag=True, help="Flag this commit as bootable (ostree.bootable metadata).")
+@click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
+@click.option("--fsync", type=click.Choice(["true", "false"]), default=None, help="Whether to sync data to disk (default: the repo's core.fsync).")
+@click.pass_context
+def commit_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    path: Path | None,
+    branch: str | None,
+    subject: str,
+    body: str,
+    body_file: Path | None,
+    parent: str | None,
+    orphan: bool,
+    no_bindings: bool,
+    trees: tuple[str, ...],
+    meta_strings: tuple[str, ...],
+    meta_values: tuple[str, ...],
+    timestamp: str | None,
+    owner_uid: int | None,
+    owner_gid: int | None,
+    no_xattrs: bool,
+    canonical_permissions: bool,
+    bootable: bool,
+    skip_if_unchanged: bool,
+    fsync: str | None,
+) -> None:
+    """Commit a directory tree or tar archive as a new revision, printing its checksum.
+
+    Sources are PATH (a directory) and/or --tree options, overlaid in order. File contents are
+    hashed first and only new objects are compressed and written, on all cores.
+
+    \b
+    Examples:
+      bootree --repo=repo commit -b os/main -s "v1" --tree=dir=rootfs
+      bootree --repo=repo commit -b os/main --tree=tar=rootfs.tar.gz --add-metadata-string=version=2
+    """
+    repo = _open(ctx, repo_path)
+    if fsync is not None:
+        repo.fsync = fsync == "true"
+    sources: list[TreeSource | Path] = []
+    if path is not None:
+        sources.append(TreeSource("dir", str(path)))
+    sources.extend(TreeSource.parse(t) for t in trees)
+    if not sources:
+        raise click.UsageError("nothing to commit: give a PATH or --tree=dir=PATH")
+    if not branch and not orphan:
+        raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
+    if body_file is not None:
+        body = body_file.read_text()
+    metadata: list[tuple[str, Variant]] = []
+    for item in meta_strings:
+        k, v = _split_kv(item, "--add-metadata-string")
+        metadata.append((k, Variant("s", v)))
+    for item in meta_values:
+        k, v = _split_kv(item, "--add-metadata")
+        metadata.append((k, parse_gvariant_text(v)))
+    if bootable:
+        metadata.append(("ostree.bootable", Variant("b", True)))
+    parent_arg: Any
+    if parent is None:
+        parent_arg = None if orphan and not branch else _UNSET
+    elif parent == "none":
+        parent_arg = None
+    else:
+        parent_arg = _resolve(repo, parent)
+    options = CommitOptions(
+        owner_uid=owner_uid, owner_gid=owner_gid, no_xattrs=no_xattrs, canonical_permissions=canonical_permissions
+    )
+    kwargs: dict[str, Any] = {}
+    if parent_arg is not _UNSET:
+        kwargs["parent"] = parent_arg
+    with progress_bar("Committing", total=None) as prog:
+
+        def on_progress(files: int, nbytes: int) -> None:
+            prog.update(completed=files, description=f"Committing ({nbytes / 1e6:.0f} MB)")
+
+        csum = repo.commit(
+            sources,
+            branch=None if orphan else branch,
+            subject=subject,
+            body=body,
+            timestamp=parse_timestamp(timestamp) if timestamp else None,
+            metadata=metadata,
+            bindings=not no_bindings,
+            options=options,
+            skip_if_unchanged=skip_if_unchanged,
+            progress=on_progress,
+            **kwargs,
+        )
+    click.echo(csum)
+
+
+class _UnsetArg:
+    pass
+
+
+_UNSET = _UnsetArg()
+
+
+# --- checkout --------------------------------------------------------------------------------
+
+
+@cli.command("checkout")
+@repo_option
+@click.argument("rev")
+@click.argument("destination", required=False, type=click.Path(path_type=Path))
+@click.option("-U", "--user-mode", is_flag=True, help="Do not change file ownership or set xattrs; drop setuid bits.")
+@click.option("-H", "--require-hardlinks", is_flag=True, help="Fail unless the repository mode allows hardlinks.")
+@click.option("-C", "--force-copy", is_flag=True, help="Never hardlink; always copy file contents.")
+@click.option("--union", is_flag=True, help="Keep existing directories and overwrite existing files.")
+@click.option("--subpath", help="Check out only this path of the commit.")
+@click.pass_context
+def checkout_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    rev: str,
+    destination: Path | None,
+    user_mode: bool,
+    require_hardlinks: bool,
+    force_copy: bool,
+    union: bool,
+    subpath: str | None,
+) -> None:
+    """Check out a commit into a directory (default: a directory named after REV).
+
+    From bare-family repositories files are hardlinked to the objects, so a checkout costs only
+    its directories; from archive repositories they are inflated in parallel.
+    """
+    repo = _open(ctx, repo_path)
+    csum = _resolve(repo, rev)
+    if require_hardlinks and (repo.mode is RepoMode.ARCHIVE or (repo.mode is RepoMode.BARE_USER and not user_mode)):
+        raise RepoError(f"hardlink checkout is not possible from a {repo.mode.value} repository" + (" without -U" if repo.mode is RepoMode.BARE_USER else ""))
+    dest = destination if destination is not None else Path(rev.replace("/", "_").replace(":", "_"))
+    with progress_bar("Checking out") as _:
+        repo.checkout(
+            csum,
+            dest,
+            mode=CheckoutMode.COPY if force_copy else CheckoutMode.HARDLINK,
+            user_mode=user_mode,
+            union=union,
+            subpath=subpath,
+        )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@cli.command("refs")
+@repo_option
+@click.argument("prefix", required=False)
+@click.option("--delete", is_flag=True, help="Delete the refs matching PREFIX.")
+@click.option("--create", metavar="NEWREF", help="Create NEWREF pointing at the commit PREFIX resolves to.")
+@click.option("--remote", help="List only this remote's refs.")
+@json_option
+@click.pass_context
+def refs_cmd(
+    ctx: click.Context, repo_path: Path | None, prefix: str | None, delete: bool, create: str | None, remote: str | None, as_json: bool
+) -> None:
+    """List refs (remote ones as REMOTE:REF), or create or delete them."""
+    repo = _open(ctx, repo_path)
+    if create:
+        if not prefix:
+            raise click.UsageError("--create=NEWREF needs an existing ref or commit as argument")
+        repo.set_ref(create, _resolve(repo, prefix), expected=None)
+        return
+    refs = repo.list_refs(prefix, remote=remote)
+    if delete:
+        if not prefix:
+            raise click.UsageError("--delete needs a PREFIX")
+        for name in refs:
+            repo.set_ref(name, None)
+        return
+    if as_json:
+        print_json(refs)
+        return
+    for name in refs:
+        click.echo(name)
+
+
+@cli.command("rev-parse")
+@repo_option
+@click.argument("rev")
+@json_option
+@click.pass_context
+def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
+    """Print the commit checksum a ref, remote:ref, abbreviated checksum or REV^ resolves to."""
+    csum = _resolve(_open(ctx, repo_path), rev)
+    if as_json:
+        print_json({"rev": rev, "checksum": csum})
+    else:
+        click.echo(csum)
+
+
+@cli.command("log")
+@repo_option
+@click.argument("rev")
+@json_option
+@click.pass_context
+def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
+    """Show the history of a ref or commit, newest first, as far as parents are present."""
+    repo = _open(ctx, repo_path)
+    csum: Checksum | None = _resolve(repo, rev)
+    entries = []
+    while csum is not None:
+        if not repo.has_object(ObjectType.COMMIT, csum):
+            if not as_json:
+                click.echo("<< History beyond this commit not fetched >>")
+            break
+        c = repo.read_commit(csum)
+        if as_json:
+            entries.append(_commit_json(csum, c))
+        else:
+            _print_commit(csum, c)
+        csum = c.parent
+    if as_json:
+        print_json(entries)
+
+
+@cli.command("show")
+@repo_option
+@click.argument("rev")
+@click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
+@json_option
+@click.pass_context
+def show_cmd(ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, as_json: bool) -> None:
+    """Show one commit: checksum, parent, content checksum, date, version, subject and body."""
+    repo = _open(ctx, repo_path)
+    csum = _resolve(repo, rev)
+    c = repo.read_commit(csum)
+    if key is not None:
+        for k, v in c.metadata:
+            if k == key:
+                value = _variant_json(v)
+                if as_json:
+                    print_json(value)
+                else:
+                    click.echo(f"'{value}'" if isinstance(value, str) else value)
+                return
+        raise RepoError(f"no such metadata key {key!r} in commit {csum}")
+    if as_json:
+        print_json(_commit_json(csum, c))
+    else:
+        _print_commit(csum, c)
+
+
+def _mode_char(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "d"
+    if stat.S_ISLNK(mode):
+        return "l"
+    return "-"
+
+
+@cli.command("ls")
+@repo_option
+@click.argument("rev")
+@click.argument("paths", nargs=-1)
+@click.option("-R", "--recursive", is_flag=True, help="Recurse into directories.")
+@click.option("-C", "--checksum", "show_checksum", is_flag=True, help="Show object checksums.")
+@click.option("-d", "--dironly", is_flag=True, help="List the directory itself, not its contents.")
+@json_option
+@click.pass_context
+def ls_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    rev: str,
+    paths: tuple[str, ...],
+    recursive: bool,
+    show_checksum: bool,
+    dironly: bool,
+    as_json: bool,
+) -> None:
+    """List the files of a commit, with mode, owner and size, as ``ostree ls``."""
+    repo = _open(ctx, repo_path)
+    csum = _resolve(repo, rev)
+    rows: list[dict[str, Any]] = []
+    for base in paths or ("/",):
+        base_depth = len([p for p in base.split("/") if p])
+        for path, kind, obj, meta in repo.walk_tree(csum, base):
+            depth = len([p for p in path.split("/") if p])
+            if dironly and depth > base_depth:
+                break
+            if not recursive and depth > base_depth + 1:
+                continue
+            if kind == "d":
+                assert meta is not None
+                dm = repo.read_dirmeta(meta)
+                rows.append({"path": path, "type": "dir", "mode": dm.mode, "uid": dm.uid, "gid": dm.gid,
+                             "size": 0, "dirtree": obj, "dirmeta": meta})
+            else:
+                header, stream = repo.open_file(obj)
+                size = 0
+                if stream is not None:
+                    with stream:  # type: ignore[attr-defined]
+                        size = _stream_size(repo, obj)
+                row = {"path": path, "type": "symlink" if header.is_symlink else "file", "mode": header.mode,
+                       "uid": header.uid, "gid": header.gid, "size": size, "checksum": obj}
+                if header.is_symlink:
+                    row["target"] = header.symlink_target
+                rows.append(row)
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        prefix = f"{_mode_char(r['mode'])}0{r['mode'] & 0o7777:04o} {r['uid']} {r['gid']} {r['size']:6d} "
+        if show_checksum:
+            prefix += f"{r['dirtree']} {r['dirmeta']} " if r["type"] == "dir" else f"{r['checksum']} "
+        line = prefix + r["path"]
+        if r["type"] == "symlink":
+            line += f" -> {r['target']}"
+        click.echo(line)
+
+
+def _stream_size(repo: Repo, csum: Checksum) -> int:
+    """A content object's uncompressed size without reading its content."""
+    path = repo.object_path(ObjectType.FILE, csum)
+    if repo.mode is RepoMode.ARCHIVE:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            head += f.read(int.from_bytes(head[:4], "big"))
+        return decode_archive_header(head).size
+    return os.lstat(path).st_size
+
+
+@cli.command("cat")
+@repo_option
+@click.argument("rev")
+@click.argument("paths", nargs=-1, required=True)
+@click.pass_context
+def cat_cmd(ctx: click.Context, repo_path: Path | None, rev: str, paths: tuple[str, ...]) -> None:
+    """Write the contents of files in a commit to standard output."""
+    repo = _open(ctx, repo_path)
+    csum = _resolve(repo, rev)
+    out = sys.stdout.buffer
+    for p in paths:
+        entries = list(repo.walk_tree(csum, p))
+        if not entries or entries[0][1] != "f":
+            raise RepoError(f"{p}: not a regular file in {rev}")
+        header, stream = repo.open_file(entries[0][2])
+        if stream is None:
+            raise RepoError(f"{p}: is a symlink to {header.symlink_target}")
+        with stream:  # type: ignore[attr-defined]
+            while chunk := stream.read(1 << 20):  # type: ignore[attr-defined]
+                out.write(chunk)
+    out.flush()
+
+
+@cli.command("diff")
+@repo_option
+@click.argument("rev_a")
+@click.argument("rev_b")
+@json_option
+@click.pass_context
+def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str, as_json: bool) -> None:
+    """List files modified (M), deleted (D) and added (A) from REV_A to REV_B."""
+    repo = _open(ctx, repo_path)
+    entries = repo.diff(_resolve(repo, rev_a), _resolve(repo, rev_b))
+    if as_json:
+        print_json([{"kind": e.kind, "path": e.path} for e in entries])
+        return
+    for e in entries:
+        click.echo(f"{e.kind}    {e.path}")
+
+
+# --- maintenance -----------------------------------------------------------------------------
+
+
+@cli.command("fsck")
+@repo_option
+@json_option
+@click.pass_context
+def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
+    """Verify every commit and every object it reaches; exit 1 listing each bad object."""
+    repo = _open(ctx, repo_path)
+    with progress_bar("Verifying objects") as prog:
+
+        def on_progress(done: int, total: int) -> None:
+            prog.update(completed=done, total=total)
+
+        result = repo.fsck(progress=on_progress)
+    if as_json:
+        print_json({
+            "ok": result.ok,
+            "commits": result.commits,
+            "objects": result.objects,
+            "partial": result.partial,
+            "problems": [{"kind": p.kind, "checksum": p.checksum, "message": p.message} for p in result.problems],
+        })
+    else:
+        for c in result.partial:
+            err_console.print(f"Commit {c} is partial (its tree is incomplete)")
+        for p in result.problems:
+            click.echo(f"error: {p.message}", err=True)
+        if result.ok:
+            console.print(f"object fsck of {result.commits} commits completed successfully - no errors found.")
+    if not result.ok:
+        if not as_json:
+            click.echo(f"fsck found {len(result.problems)} bad object(s)", err=True)
+        ctx.exit(1)
+
+
+@cli.command("prune")
+@repo_option
+@click.option("--refs-only", is_flag=True, help="Only refs are roots; commits they do not reach are deleted.")
+@click.option("--depth", type=int, default=-1, show_default=True, help="Parents to keep per root (-1 = all).")
+@click.option("--keep-younger-than", help="Also keep commits newer than this date (ISO 8601 or @SECONDS).")
+@click.option("--no-prune", is_flag=True, help="Only report what would be deleted.")
+@click.option("--delete-commit", metavar="COMMIT", help="Delete this commit (it must not be a ref) before pruning.")
+@json_option
+@click.pass_context
+def prune_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    refs_only: bool,
+    depth: int,
+    keep_younger_than: str | None,
+    no_prune: bool,
+    delete_commit: str | None,
+    as_json: bool,
+) -> None:
+    """Delete objects that no ref (or, without --refs-only, no commit) reaches."""
+    repo = _open(ctx, repo_path)
+    if delete_commit:
+        csum = _resolve(repo, delete_commit)
+        for name, c in repo.list_refs().items():
+            if c == csum:
+                raise RepoError(f"commit {csum} is referenced by ref {name}; delete the ref first")
+        with repo.lock(exclusive=True):
+            os.unlink(repo.object_path(ObjectType.COMMIT, csum))
+    result = repo.prune(
+        refs_only=refs_only,
+        depth=depth,
+        keep_younger_than=parse_timestamp(keep_younger_than) if keep_younger_than else None,
+        dry_run=no_prune,
+    )
+    if as_json:
+        print_json({"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune})
+        return
+    click.echo(f"Total objects: {result.total}")
+    if result.deleted:
+        verb = "Would delete" if no_prune else "Deleted"
+        click.echo(f"{verb} {result.deleted} objects, {result.bytes_freed} bytes freed")
+    else:
+        click.echo("No unreachable objects")
+
