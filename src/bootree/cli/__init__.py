@@ -26,6 +26,8 @@ from bootree.errors import BootreeError
 #: Modules that add commands to :data:`cli`, imported in this order by :func:`main`.
 _COMMAND_MODULES = [
     "bootree.cli.repo_cmds",
+    "bootree.cli.admin_cmds",
+    "bootree.cli.remote_cmds",
 ]
 
 
@@ -63,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="bootree", standalone_mode=False)
+        # With standalone_mode=False click returns ctx.exit()'s code instead of raising it.
+        rc = cli.main(args=args, prog_name="bootree", standalone_mode=False)
+        if isinstance(rc, int):
+            return rc
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.exceptions.Abort:
