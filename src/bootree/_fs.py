@@ -189,6 +189,11 @@ class OfdLock:
                 delay = min(delay * 2, 0.2)
         self._fd = fd
 
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor while the lock is held (e.g. to write a pid into it)."""
+        return self._fd
+
     def release(self) -> None:
         """Drop the lock (closing the descriptor releases it)."""
         if self._fd is not None:

@@ -262,3 +262,26 @@ class NoRollback(SysrootError):
 
 class BootSimulationError(SysrootError):
     """The directory-sysroot boot simulator could not set up the deployment's root."""
+
+
+# --- remotes and pulling (added by the network work) -------------------------------------------
+
+
+class RemoteError(BootreeError):
+    """A remote that is misconfigured, or a remote repository that cannot be pulled from."""
+
+
+class RemoteNotFound(RemoteError):
+    """No ``[remote "NAME"]`` section in the repository config."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"remote {name!r} not found", hint="list remotes with 'bootree remote list'")
+        self.name = name
+
+
+class RemoteExists(RemoteError):
+    """``remote add`` of a name that is already configured."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"remote {name!r} already exists", hint="use --if-not-exists or --force")
+        self.name = name

@@ -27,7 +27,6 @@ from bootree.errors import BootreeError
 _COMMAND_MODULES = [
     "bootree.cli.repo_cmds",
     "bootree.cli.admin_cmds",
-    "bootree.cli.remote_cmds",
 ]
 
 

@@ -1,0 +1,321 @@
+"""Kernels and Boot Loader Specification entries of deployments.
+
+Layer: sysroot. Three jobs, each as ostree 2022.7 does it (``ostree-format.md`` §9.2–9.3):
+
+* :func:`find_kernel` locates the kernel of a deployment tree (``usr/lib/modules/<kver>/``
+  first, then the legacy ``usr/lib/ostree-boot`` and ``boot`` layouts) and computes its
+  *bootcsum*, the SHA-256 of kernel ‖ initramfs ‖ devicetree that names the kernel directory in
+  ``/boot``;
+* :func:`install_kernel` places those files in ``boot/ostree/<os>-<bootcsum>/``, shared by all
+  deployments with the same bootcsum, hardlinked when possible (as ostree does, so a second
+  deployment costs no kernel bytes), copied across filesystems;
+* :func:`make_entry` builds the BLS entry (title from os-release, version, options with
+  ``ostree=``, linux, initrd).
+
+Only the BLS backend exists: ostree's "none"/auto mode on a sysroot without grub/syslinux/u-boot
+configuration writes nothing else, and that is what a directory sysroot needs.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shlex
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from bootree import _fs
+from bootree.errors import KernelNotFound, SysrootError
+from bootree.format.bls import BlsEntry
+from bootree.sysroot import _faults, layout
+from bootree.sysroot.deployment import Deployment
+
+__all__ = ["KernelLayout", "find_kernel", "install_kernel", "make_entry", "read_os_release"]
+
+log = logging.getLogger(__name__)
+
+_MODULES = PurePosixPath("usr/lib/modules")
+
+
+@dataclass(frozen=True, slots=True)
+class KernelLayout:
+    """Where a deployment's boot files are and what they are called in ``/boot``.
+
+    Each file is ``(source path relative to the deployment root, name in the kernel dir)``.
+    """
+
+    bootcsum: str
+    kernel: tuple[str, str]
+    initramfs: tuple[str, str] | None = None
+    devicetree: tuple[str, str] | None = None
+    dtb_dir: tuple[str, str] | None = None
+    hmac: tuple[str, str] | None = None
+
+    def files(self) -> list[tuple[str, str]]:
+        """Every regular file to install, kernel first (the order of ``bootcsum``)."""
+        return [f for f in (self.kernel, self.initramfs, self.devicetree, self.hmac) if f is not None]
+
+
+def _is_reg(p: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(p).st_mode)
+    except OSError:
+        return False
+
+
+def _hash_files(root: Path, rels: list[str]) -> str:
+    h = hashlib.sha256()
+    for rel in rels:
+        with open(root / rel, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _dtb_files(root: Path, rel: str) -> list[str]:
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root / rel):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if _is_reg(full):
+                out.append(str(full.relative_to(root)))
+    return out
+
+
+def _from_modules(root: Path, known_bootcsum: str | None) -> KernelLayout | None:
+    base = root / _MODULES
+    try:
+        kvers = sorted(os.listdir(base))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for kver in kvers:
+        d = _MODULES / kver
+        if not _is_reg(root / d / "vmlinuz"):
+            continue
+        kernel = (str(d / "vmlinuz"), f"vmlinuz-{kver}")
+        initramfs = None
+        for name in ("initramfs.img", "initramfs"):
+            if _is_reg(root / d / name):
+                initramfs = (str(d / name), f"initramfs-{kver}.img")
+                break
+        devicetree = (str(d / "devicetree"), f"devicetree-{kver}") if _is_reg(root / d / "devicetree") else None
+        dtb = (str(d / "dtb"), f"dtb-{kver}") if (root / d / "dtb").is_dir() and devicetree is None else None
+        hmac = (str(d / ".vmlinuz.hmac"), f".vmlinuz-{kver}.hmac") if _is_reg(root / d / ".vmlinuz.hmac") else None
+        if known_bootcsum is None:
+            rels = [kernel[0]] + ([initramfs[0]] if initramfs else [])
+            if devicetree:
+                rels.append(devicetree[0])
+            if dtb:
+                rels.extend(_dtb_files(root, dtb[0]))
+            bootcsum = _hash_files(root, rels)
+        else:
+            bootcsum = known_bootcsum
+        return KernelLayout(bootcsum, kernel, initramfs, devicetree, dtb, hmac)
+    return None
+
+
+def _from_legacy(root: Path) -> KernelLayout | None:
+    for sub in ("usr/lib/ostree-boot", "boot"):
+        try:
+            names = sorted(os.listdir(root / sub))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if not name.startswith("vmlinuz-") or not _is_reg(root / sub / name):
+                continue
+            stem, _, bootcsum = name.rpartition("-")
+            if len(bootcsum) != 64 or not stem.startswith("vmlinuz-"):
+                continue
+            kver = stem[len("vmlinuz-") :]
+            kernel = (f"{sub}/{name}", stem)
+            initramfs = None
+            for cand in (f"initramfs-{kver}.img-{bootcsum}", f"initramfs-{kver}-{bootcsum}"):
+                if _is_reg(root / sub / cand):
+                    initramfs = (f"{sub}/{cand}", cand[: -len(bootcsum) - 1])
+                    break
+            return KernelLayout(bootcsum, kernel, initramfs)
+    return None
+
+
+def find_kernel(root: Path, *, known_bootcsum: str | None = None) -> KernelLayout:
+    """Find the kernel of the deployment tree at ``root``.
+
+    ``usr/lib/modules`` entries are tried in sorted order (ostree uses readdir order, which is
+    the same when a tree has one kernel, as ostree-based images do). ``known_bootcsum`` skips
+    hashing when the caller already knows the value (re-writing entries of old deployments).
+
+    Raises:
+        KernelNotFound: when no layout matches.
+    """
+    found = _from_modules(root, known_bootcsum) or _from_legacy(root)
+    if found is None:
+        raise KernelNotFound(os.fspath(root))
+    return found
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM):
+            raise
+    tmp = dst.parent / _fs.temp_name(f".{dst.name}.")
+    fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd_out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            size = os.fstat(fd_in).st_size
+            while size > 0:
+                n = os.copy_file_range(fd_in, fd_out, size)
+                if n == 0:
+                    break
+                size -= n
+            os.fsync(fd_out)
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+    os.rename(tmp, dst)
+
+
+def install_kernel(sysroot: Path, deploy_root: Path, stateroot: str, kl: KernelLayout) -> None:
+    """Make sure ``boot/ostree/<os>-<bootcsum>/`` holds this layout's files.
+
+    A new kernel directory is filled under a temporary name and renamed into place, so a crash
+    never leaves a half-filled directory under the real name; files missing from an existing
+    directory are added one by one (each is complete or absent).
+    """
+    final = sysroot / layout.kernel_dir(stateroot, kl.bootcsum)
+    if final.is_dir():
+        target, fresh = final, False
+    else:
+        (sysroot / "boot/ostree").mkdir(parents=True, exist_ok=True)
+        target, fresh = final.parent / _fs.temp_name(f".tmp-{final.name}-"), True
+        os.mkdir(target, 0o755)
+    try:
+        for i, (src, name) in enumerate(kl.files()):
+            if i == 1:
+                _faults.checkpoint("kernel-copy")
+            if not os.path.lexists(target / name):
+                _link_or_copy(deploy_root / src, target / name)
+        if kl.dtb_dir is not None and not os.path.lexists(target / kl.dtb_dir[1]):
+            tmpdtb = target / _fs.temp_name(".dtb-")
+            os.mkdir(tmpdtb, 0o755)
+            for rel in _dtb_files(deploy_root, kl.dtb_dir[0]):
+                sub = Path(rel).relative_to(kl.dtb_dir[0])
+                (tmpdtb / sub).parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(deploy_root / rel, tmpdtb / sub)
+            os.rename(tmpdtb, target / kl.dtb_dir[1])
+        if fresh:
+            _fs.fsync_dir(target)
+            os.rename(target, final)
+    except BaseException:
+        if fresh:
+            _fs.rmtree(target)
+        raise
+
+
+def _read_in_root(root: Path, rel: str, *, max_links: int = 16) -> str | None:
+    """Read a file of a deployment tree, following symlinks as if ``root`` were ``/``."""
+    parts = [p for p in rel.split("/") if p]
+    cur: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if cur:
+                cur.pop()
+            continue
+        if part == ".":
+            continue
+        p = root.joinpath(*cur, part)
+        try:
+            st = os.lstat(p)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > max_links:
+                return None
+            target = os.readlink(p)
+            if target.startswith("/"):
+                cur = []
+            parts = [t for t in target.split("/") if t] + parts
+            continue
+        cur.append(part)
+    try:
+        return root.joinpath(*cur).read_text("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def read_os_release(root: Path) -> dict[str, str]:
+    """``usr/lib/os-release``, else ``etc/os-release``, of a deployment tree, shell-unquoted."""
+    text = _read_in_root(root, "usr/lib/os-release")
+    if text is None:
+        text = _read_in_root(root, "etc/os-release")
+    out: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            continue
+        out[key.strip()] = " ".join(words)
+    return out
+
+
+def make_entry(
+    sysroot: Path,
+    deployment: Deployment,
+    *,
+    index: int,
+    count: int,
+    bootversion: int,
+    show_stateroot: bool,
+    kl: KernelLayout,
+) -> BlsEntry:
+    """The BLS entry ostree would write for ``deployment`` at ``index`` of ``count``.
+
+    Raises:
+        SysrootError: if the deployment tree is missing.
+    """
+    root = sysroot / deployment.dir
+    if not root.is_dir():
+        raise SysrootError(f"deployment directory {deployment.dir} is missing")
+    osr = read_os_release(root)
+    title = osr.get("PRETTY_NAME") or osr.get("ID") or "OSTree"
+    version = deployment.version
+    if version and version not in title:
+        title += f" {version}"
+    title += " (ostree"
+    if show_stateroot:
+        title += f":{deployment.stateroot}"
+    title += f":{index})"
+    ostree_arg = layout.ostree_karg(bootversion, deployment.stateroot, deployment.bootcsum, deployment.bootserial)
+    kargs = deployment.kargs
+    if kl.initramfs is None:
+        # Without an initramfs the kernel must run prepare-root itself; ostree adds init= first.
+        kargs = kargs.replace(f"init={ostree_arg}/usr/lib/ostree/ostree-prepare-root")
+    kargs = kargs.replace(f"ostree={ostree_arg}")
+    kdir = layout.kernel_dir_boot_relative(deployment.stateroot, deployment.bootcsum)
+    entry = BlsEntry().set("title", title).set("version", str(count - index))
+    entry = entry.set("options", str(kargs))
+    if kl.devicetree is not None:
+        entry = entry.set("devicetree", f"{kdir}/{kl.devicetree[1]}")
+    elif kl.dtb_dir is not None:
+        entry = entry.set("fdtdir", f"{kdir}/{kl.dtb_dir[1]}")
+    entry = entry.set("linux", f"{kdir}/{kl.kernel[1]}")
+    if kl.initramfs is not None:
+        entry = entry.set("initrd", f"{kdir}/{kl.initramfs[1]}")
+    if deployment.overlay_initrds:
+        entry = BlsEntry(entry.fields, deployment.overlay_initrds)
+    return entry
