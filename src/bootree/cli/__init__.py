@@ -30,7 +30,38 @@ _COMMAND_MODULES = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: Which module defines each top-level command, so that a command imports only its own layer
+#: (``bootree init`` need not import the HTTP stack). Commands missing here are still found:
+#: an unknown name loads every module in :data:`_COMMAND_MODULES`.
+_COMMAND_HOME = {
+    **dict.fromkeys(
+        ["init", "commit", "checkout", "refs", "rev-parse", "log", "show", "ls", "cat", "diff", "fsck", "prune"],
+        "bootree.cli.repo_cmds",
+    ),
+    "admin": "bootree.cli.admin_cmds",
+    **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
+}
+
+
+class _LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        home = _COMMAND_HOME.get(cmd_name)
+        if home is not None and home in _COMMAND_MODULES:
+            importlib.import_module(home)
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None:
+            _load_commands()
+            cmd = super().get_command(ctx, cmd_name)
+        return cmd
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="bootree")
 @click.option(
     "--repo",
@@ -60,7 +91,6 @@ def _load_commands() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script's entry point)."""
-    _load_commands()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:

@@ -16,15 +16,6 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,7 +66,7 @@ def progress_enabled() -> bool:
 class ProgressHandle:
     """One task of a rich progress bar; ``update`` takes completed/total/description."""
 
-    def __init__(self, progress: Progress, task: TaskID) -> None:
+    def __init__(self, progress: Any, task: Any) -> None:
         self.progress = progress
         self.task = task
 
@@ -87,6 +78,16 @@ class ProgressHandle:
 @contextmanager
 def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool = False) -> Iterator[ProgressHandle]:
     """A rich progress bar on stderr, disabled when stderr is not a terminal."""
+    # Imported here: rich.progress is slow to import and most commands finish without it.
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
     columns.append(DownloadColumn() if bytes_mode else MofNCompleteColumn())
     columns.append(TimeElapsedColumn())

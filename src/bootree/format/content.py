@@ -116,13 +116,21 @@ def deflate_chunks(
     yield comp.flush()
 
 
-def inflate_chunks(chunks: Iterable[bytes], expected_size: int) -> Iterator[bytes]:
+def inflate_chunks(
+    chunks: Iterable[bytes],
+    expected_size: int,
+    decompressobj: Callable[[int], Any] = zlib.decompressobj,
+    error_types: tuple[type[Exception], ...] = (zlib.error,),
+) -> Iterator[bytes]:
     """Decompress a raw DEFLATE stream, checking it ends exactly at ``expected_size`` bytes.
+
+    ``decompressobj`` may be any zlib-compatible factory (zlib-ng's inflates faster), with
+    ``error_types`` the exceptions it raises for corrupt input.
 
     Raises:
         FormatError: for corrupt data, a stream that is too long, too short or has trailing data.
     """
-    decomp = zlib.decompressobj(-15)
+    decomp = decompressobj(-15)
     total = 0
     try:
         for chunk in chunks:
@@ -133,7 +141,7 @@ def inflate_chunks(chunks: Iterable[bytes], expected_size: int) -> Iterator[byte
             if out:
                 yield out
         out = decomp.flush()
-    except zlib.error as e:
+    except error_types as e:
         raise FormatError(f"archive file object does not inflate: {e}") from e
     total += len(out)
     if out:

@@ -197,12 +197,23 @@ class DirTree:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> DirTree:
+    def from_bytes(cls, data: bytes, *, strict: bool = True) -> DirTree:
         """Parse a dirtree object.
+
+        ``strict`` (the default, for anything received or verified) also requires GVariant
+        normal form. Reading objects that are already in a repository (checkout, diff) uses
+        ``strict=False``: a direct parser of the same framing, several times faster. Names,
+        order and checksum lengths are validated either way.
 
         Raises:
             FormatError: for malformed data, unsafe names (``InvalidTreeEntry``) or bad order.
         """
+        if not strict:
+            try:
+                files_raw, dirs_raw = _parse_dirtree_fast(data)
+            except (IndexError, ValueError, UnicodeDecodeError) as e:
+                raise FormatError(f"malformed dirtree: {e}") from e
+            return cls(tuple(files_raw), tuple(dirs_raw))
         files, dirs = gvariant.decode(DIRTREE_TYPE, data)
         return cls(
             tuple((n, from_raw(c)) for n, c in files),
@@ -373,3 +384,69 @@ class FileHeader:
 def _checksum_prefix(header: FileHeader) -> bytes:
     h = header.to_bytes()
     return len(h).to_bytes(4, "big") + b"\0\0\0\0" + h
+
+
+def _offset_width(size: int) -> int:
+    return 0 if size == 0 else 1 if size <= 0xFF else 2 if size <= 0xFFFF else 4 if size <= 0xFFFFFFFF else 8
+
+
+def _read_off(data: bytes, end: int, w: int) -> int:
+    return int.from_bytes(data[end - w : end], "little")
+
+
+def _array_elements(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each element of a variable-size array occupying ``data[start:end]``."""
+    size = end - start
+    if size == 0:
+        return []
+    w = _offset_width(size)
+    last_end = _read_off(data, end, w)
+    count, rem = divmod(size - last_end, w)
+    if rem or count <= 0 or last_end > size:
+        raise ValueError("bad array framing")
+    out = []
+    pos = 0
+    table = start + last_end
+    for i in range(count):
+        e = int.from_bytes(data[table + i * w : table + (i + 1) * w], "little")
+        if not pos <= e <= last_end:
+            raise ValueError("array element out of range")
+        out.append((start + pos, start + e))
+        pos = e
+    return out
+
+
+def _name(data: bytes, start: int, name_end: int) -> str:
+    if name_end <= start or data[name_end - 1] != 0:
+        raise ValueError("name is not NUL-terminated")
+    name = data[start : name_end - 1].decode("utf-8")
+    if "\0" in name:
+        raise ValueError("name contains NUL")
+    return name
+
+
+def _csum(data: bytes, start: int, end: int) -> Checksum:
+    if end - start != 32:
+        raise ValueError("checksum is not 32 bytes")
+    return Checksum(data[start:end].hex())
+
+
+def _parse_dirtree_fast(data: bytes) -> tuple[list[tuple[str, Checksum]], list[tuple[str, Checksum, Checksum]]]:
+    """Decode ``(a(say)a(sayay))`` straight from its framing (see :meth:`DirTree.from_bytes`)."""
+    n = len(data)
+    w = _offset_width(n)
+    files_end = _read_off(data, n, w)
+    if files_end > n - w:
+        raise ValueError("bad tuple framing")
+    files = []
+    for s, e in _array_elements(data, 0, files_end):
+        we = _offset_width(e - s)
+        name_end = s + _read_off(data, e, we)
+        files.append((_name(data, s, name_end), _csum(data, name_end, e - we)))
+    dirs = []
+    for s, e in _array_elements(data, files_end, n - w):
+        we = _offset_width(e - s)
+        name_end = s + _read_off(data, e, we)
+        tree_end = s + _read_off(data, e - we, we)
+        dirs.append((_name(data, s, name_end), _csum(data, name_end, tree_end), _csum(data, tree_end, e - 2 * we)))
+    return files, dirs

@@ -92,7 +92,7 @@ class _Checkout:
     def file(self, dfd: int, name: str, csum: Checksum, relpath: str) -> None:
         self.files += 1
         if self.hardlink and not (self.bare_user and self._is_bare_user_symlink(csum)):
-            src = os.fspath(self.store.path(ObjectType.FILE, csum))
+            src = self.store.path_str(ObjectType.FILE, csum)
             try:
                 os.link(src, name, dst_dir_fd=dfd, follow_symlinks=False)
                 return
@@ -117,7 +117,7 @@ class _Checkout:
 
     def _is_bare_user_symlink(self, csum: Checksum) -> bool:
         """bare-user stores symlinks as regular files; only their xattr tells them apart."""
-        path = self.store.path(ObjectType.FILE, csum)
+        path = self.store.path_str(ObjectType.FILE, csum)
         try:
             raw = os.getxattr(path, BARE_USER_XATTR, follow_symlinks=False)
         except FileNotFoundError:

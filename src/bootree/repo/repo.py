@@ -44,6 +44,12 @@ __all__ = ["DiffEntry", "Repo", "TreeSource"]
 _DEFAULT_OPTIONS = CommitOptions()
 
 
+def _read_dirtree_lenient(data: bytes) -> DirTree:
+    # Objects already in the repository were checked when written (or are checked by fsck,
+    # which parses strictly); reads only need the fast parser's safety checks.
+    return DirTree.from_bytes(data, strict=False)
+
+
 @dataclass(frozen=True, slots=True)
 class TreeSource:
     """One ``--tree=KIND=VALUE`` of a commit: ``dir`` (a directory), ``tar`` or ``ref``."""
@@ -200,7 +206,7 @@ class Repo:
         Raises:
             ObjectMissing, CorruptObject: if absent or malformed.
         """
-        value = self._parse(ObjectType.DIR_TREE, csum, DirTree.from_bytes)
+        value = self._parse(ObjectType.DIR_TREE, csum, _read_dirtree_lenient)
         assert isinstance(value, DirTree)
         return value
 

@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -40,7 +40,7 @@ __all__ = ["Transaction"]
 
 log = logging.getLogger(__name__)
 
-_PARSERS = {
+_PARSERS: dict[ObjectType, Callable[[bytes], object]] = {
     ObjectType.COMMIT: Commit.from_bytes,
     ObjectType.DIR_TREE: DirTree.from_bytes,
     ObjectType.DIR_META: DirMeta.from_bytes,

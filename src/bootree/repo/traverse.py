@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from bootree.errors import BootreeError, CorruptObject, ObjectMissing
 from bootree.format.checksum import Checksum
-from bootree.format.objects import Commit, ObjectType
+from bootree.format.objects import Commit, DirTree, ObjectType
 
 if TYPE_CHECKING:
     from bootree.repo.repo import Repo
@@ -164,9 +164,10 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
                     problems.append(problem)
                 continue
             try:
-                dt = repo.read_dirtree(t)
+                # Strict: fsck also requires GVariant normal form, which plain reads do not.
+                dt = DirTree.from_bytes(repo.store.load_metadata(ObjectType.DIR_TREE, t))
             except BootreeError as e:
-                problems.append(FsckProblem("dirtree", t, str(e)))
+                problems.append(FsckProblem("dirtree", t, f"corrupt dirtree object {t}: {e}"))
                 continue
             for _, c in dt.files:
                 if partial and not repo.store.has(ObjectType.FILE, c):

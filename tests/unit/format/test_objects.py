@@ -172,3 +172,23 @@ def test_commit_and_header_roundtrip(uid: int, gid: int, perm: int, xattrs: list
     c = Commit(root_tree=DIRTREE_ROOT, root_meta=DIRMETA, parent=DIRMETA, subject=subject, timestamp=ts,
                metadata=(("version", Variant("s", subject)),))
     assert Commit.from_bytes(c.to_bytes()) == c
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(names, csums, max_size=8), st.dictionaries(names, st.tuples(csums, csums), max_size=5))
+def test_fast_dirtree_parser_agrees_with_strict(files: dict[str, Checksum], dirs: dict[str, tuple[Checksum, Checksum]]) -> None:
+    # The lenient fast path used for reads must decode normal-form data exactly as the codec does.
+    dirs = {k: v for k, v in dirs.items() if k not in files}
+    data = DirTree.build(files, dirs).to_bytes()
+    assert DirTree.from_bytes(data, strict=False) == DirTree.from_bytes(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_fast_dirtree_parser_rejects_garbage_cleanly(data: bytes) -> None:
+    try:
+        tree = DirTree.from_bytes(data, strict=False)
+    except FormatError:
+        return
+    for name, *_ in tree.files + tree.dirs:  # type: ignore[operator]
+        assert name not in ("", ".", "..") and "/" not in name
