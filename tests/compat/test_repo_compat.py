@@ -134,3 +134,14 @@ def test_we_read_ostree_tar_commit(ostree: str, tmp_path: Path) -> None:
     c_ours = ours.commit([TreeSource("tar", str(tarball))], branch="t", timestamp=1700000000,
                          options=CommitOptions(no_xattrs=True))
     assert c_ours == c_theirs
+
+
+def test_repo_lock_interoperates_with_ostree(ostree: str, tmp_path: Path) -> None:
+    # ostree takes an exclusive OFD lock on .lock for prune; our transaction holds a shared one.
+    repo = Repo.init(tmp_path / "repo", mode=RepoMode.ARCHIVE)
+    repo.config.set("core", "lock-timeout-secs", "1")
+    repo.save_config()
+    with repo.transaction():
+        proc = subprocess.run(["ostree", "prune", f"--repo={repo.path}", "--refs-only"], capture_output=True, text=True)
+        assert proc.returncode == 1 and "Locking repo exclusive failed" in proc.stderr
+    assert subprocess.run(["ostree", "prune", f"--repo={repo.path}", "--refs-only"], capture_output=True).returncode == 0
