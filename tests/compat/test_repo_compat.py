@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from builders import snapshot
 
 from bootree.repo import CommitOptions, Repo, RepoMode
+from builders import snapshot
 
 pytestmark = pytest.mark.compat
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import VECTOR_COMMIT, VECTOR_TREE, File, make_tree
 
 from bootree.format.objects import ObjectType
 from bootree.repo import Repo
+from builders import VECTOR_COMMIT, VECTOR_TREE, File, make_tree
 
 pytestmark = pytest.mark.integration
 

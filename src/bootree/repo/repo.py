@@ -88,6 +88,7 @@ class Repo:
         self.config = config
         self.fsync = config.get_bool("core", "fsync", True)
         self.lock_timeout = float(config.get_int("core", "lock-timeout-secs", 30))
+        self._dirmeta_cache: dict[Checksum, DirMeta] = {}
 
     # --- construction ------------------------------------------------------------------------
 
@@ -211,13 +212,18 @@ class Repo:
         return value
 
     def read_dirmeta(self, csum: Checksum) -> DirMeta:
-        """Parse a dirmeta object.
+        """Parse a dirmeta object (cached: a tree has few distinct ones, and objects never change).
 
         Raises:
             ObjectMissing, CorruptObject: if absent or malformed.
         """
+        cached = self._dirmeta_cache.get(csum)
+        if cached is not None:
+            return cached
         value = self._parse(ObjectType.DIR_META, csum, DirMeta.from_bytes)
         assert isinstance(value, DirMeta)
+        if len(self._dirmeta_cache) < 4096:
+            self._dirmeta_cache[csum] = value
         return value
 
     def read_commitmeta(self, csum: Checksum) -> bytes | None:
