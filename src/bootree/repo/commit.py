@@ -110,6 +110,16 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
         raise SourceError(path, e.strerror or str(e)) from e
 
 
+#: A pool task: several small files, so that thread hand-offs cost less than the work.
+_Batch = list[tuple[str, FileHeader, int]]
+_BATCH_FILES = 48
+_BATCH_BYTES = 4 << 20
+
+
+def _write_batch(txn: Transaction, batch: _Batch) -> list[Checksum]:
+    return [_write_regular(txn, path, header, size) for path, header, size in batch]
+
+
 def write_directory(
     txn: Transaction,
     src: Path,
@@ -120,6 +130,9 @@ def write_directory(
 ) -> None:
     """Add the contents of directory ``src`` to ``into`` (its metadata becomes the root's).
 
+    The walking thread batches regular files into pool tasks; files hardlinked to each other
+    (same inode, same metadata) are read once.
+
     Raises:
         SourceError: for an unreadable entry or an unsupported file type (device, fifo, socket).
     """
@@ -129,10 +142,16 @@ def write_directory(
         raise SourceError(os.fspath(src), e.strerror or str(e)) from e
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(os.fspath(src), "not a directory")
-    pending: list[tuple[MutableTree, str, Future[Checksum]]] = []
-    by_inode: dict[tuple[int, int, FileHeader], Future[Checksum]] = {}
-    done_files = 0
-    done_bytes = 0
+    InodeKey = tuple[int, int, FileHeader]
+    pending: list[tuple[list[tuple[MutableTree, str, InodeKey | None]], Future[list[Checksum]]]] = []
+    aliases: list[tuple[MutableTree, str, InodeKey]] = []
+    seen_inodes: set[InodeKey] = set()
+    meta_cache: dict[DirMeta, Checksum] = {}
+    batch: _Batch = []
+    targets: list[tuple[MutableTree, str, InodeKey | None]] = []
+    batch_bytes = 0
+    total_files = 0
+    total_bytes = 0
 
     def xattrs_of(path: str) -> Xattrs:
         if options.no_xattrs or options.canonical_permissions:
@@ -144,16 +163,26 @@ def write_directory(
 
     def dirmeta_of(path: str, s: os.stat_result) -> Checksum:
         meta = options.dir_meta(s.st_uid, s.st_gid, s.st_mode, xattrs_of(path))
-        return txn.write_dirmeta(meta)
+        csum = meta_cache.get(meta)
+        if csum is None:
+            csum = meta_cache[meta] = txn.write_dirmeta(meta)
+        return csum
 
     with ThreadPoolExecutor(options.pool_size, thread_name_prefix="bootree-commit") as pool:
+
+        def flush() -> None:
+            nonlocal batch, targets, batch_bytes
+            if batch:
+                pending.append((targets, pool.submit(_write_batch, txn, batch)))
+                batch, targets, batch_bytes = [], [], 0
+
         try:
             into.meta = dirmeta_of(os.fspath(src), st)
             stack: list[tuple[str, MutableTree]] = [(os.fspath(src), into)]
             while stack:
                 dirpath, node = stack.pop()
                 try:
-                    entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
+                    entries = list(os.scandir(dirpath))
                 except OSError as e:
                     raise SourceError(dirpath, e.strerror or str(e)) from e
                 for entry in entries:
@@ -167,7 +196,25 @@ def write_directory(
                     except FormatError as e:
                         raise SourceError(path, str(e)) from e
                     mode = es.st_mode
-                    if stat.S_ISDIR(mode):
+                    if stat.S_ISREG(mode):
+                        header = options.file_header(es.st_uid, es.st_gid, mode, "", xattrs_of(path))
+                        node.files[name] = Checksum("")  # placeholder keeps the name; filled below
+                        node.dirs.pop(name, None)
+                        key: InodeKey | None = None
+                        if es.st_nlink > 1:
+                            key = (es.st_dev, es.st_ino, header)
+                            if key in seen_inodes:
+                                aliases.append((node, name, key))
+                                continue
+                            seen_inodes.add(key)
+                        batch.append((path, header, es.st_size))
+                        targets.append((node, name, key))
+                        batch_bytes += es.st_size
+                        total_files += 1
+                        total_bytes += es.st_size
+                        if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
+                            flush()
+                    elif stat.S_ISDIR(mode):
                         sub = node.ensure_dir(name)
                         sub.meta = dirmeta_of(path, es)
                         stack.append((path, sub))
@@ -178,31 +225,27 @@ def write_directory(
                             raise SourceError(path, e.strerror or str(e)) from e
                         header = options.file_header(es.st_uid, es.st_gid, mode, target, xattrs_of(path))
                         node.set_file(name, txn.write_file(header, None))
-                    elif stat.S_ISREG(mode):
-                        header = options.file_header(es.st_uid, es.st_gid, mode, "", xattrs_of(path))
-                        key = (es.st_dev, es.st_ino, header)
-                        fut = by_inode.get(key) if es.st_nlink > 1 else None
-                        if fut is None:
-                            fut = pool.submit(_write_regular, txn, path, header, es.st_size)
-                            if es.st_nlink > 1:
-                                by_inode[key] = fut
-                        node.files[name] = Checksum("")  # placeholder keeps the name; filled below
-                        node.dirs.pop(name, None)
-                        pending.append((node, name, fut))
-                        done_bytes += es.st_size
                     else:
                         raise SourceError(path, "unsupported file type (device, fifo or socket)")
-            for node, name, fut in pending:
-                node.files[name] = fut.result()
-                done_files += 1
-                if progress is not None and done_files % 256 == 0:
-                    progress(done_files, done_bytes)
+            flush()
+            by_inode: dict[InodeKey, Checksum] = {}
+            done_files = 0
+            for batch_targets, fut in pending:
+                for (node, name, key), csum in zip(batch_targets, fut.result(), strict=True):
+                    node.files[name] = csum
+                    if key is not None:
+                        by_inode[key] = csum
+                done_files += len(batch_targets)
+                if progress is not None:
+                    progress(done_files, total_bytes)
+            for node, name, key in aliases:
+                node.files[name] = by_inode[key]
         except BaseException:
-            for _, _, fut in pending:
+            for _, fut in pending:
                 fut.cancel()
             raise
     if progress is not None:
-        progress(done_files, done_bytes)
+        progress(total_files, total_bytes)
 
 
 def _tar_path(name: str) -> list[str]:

@@ -48,6 +48,10 @@ except ImportError:  # pragma: no cover - zlib-ng is a declared dependency
 
 #: Read and hash size for streamed content.
 CHUNK = 1 << 20
+#: Files from this size on are probed for compressibility (see DiskObjectStore._level_for).
+_PROBE_MIN_SIZE = 256 << 10
+_PROBE_BYTES = 64 << 10
+_INCOMPRESSIBLE_RATIO = 0.985
 
 
 def object_relpath(otype: ObjectType, csum: Checksum, mode: RepoMode) -> str:
@@ -246,6 +250,18 @@ class DiskObjectStore:
 
     # --- writing (to a temporary path; the transaction publishes) -------------------------------
 
+    def _level_for(self, head: bytes, size: int) -> int:
+        """The deflate level for a file: the configured one, or 0 (stored) when incompressible.
+
+        Already-compressed content (kernels, gzip'd initramfs, media) gains under 1% from
+        deflate yet costs most of an archive commit's CPU; a probe of its first bytes decides.
+        """
+        if size < _PROBE_MIN_SIZE or len(head) < _PROBE_BYTES:
+            return self.zlib_level
+        comp = self._compressobj(self.zlib_level, zlib.DEFLATED, -15)
+        probe = len(comp.compress(head[:_PROBE_BYTES])) + len(comp.flush())
+        return 0 if probe >= _PROBE_BYTES * _INCOMPRESSIBLE_RATIO else self.zlib_level
+
     def write_content_tmp(
         self, tmp: Path, header: FileHeader, chunks: Iterable[bytes], size: int, *, hash_content: bool = True
     ) -> Checksum | None:
@@ -287,7 +303,10 @@ class DiskObjectStore:
                         os.setxattr(tmp, name, value, follow_symlinks=False)
                 os.utime(tmp, (0, 0), follow_symlinks=False)
         elif mode is RepoMode.ARCHIVE:
-            body = deflate_chunks(counted(), self.zlib_level, self._compressobj)
+            source = iter(counted())
+            first = next(source, b"")
+            level = self._level_for(first, size)
+            body = deflate_chunks(_prepend(first, source), level, self._compressobj)
             _write_file(tmp, _prepend(encode_archive_header(header, size), body), 0o644)
         elif mode is RepoMode.BARE_USER:
             _write_file(tmp, counted(), bare_user_disk_mode(header.mode))

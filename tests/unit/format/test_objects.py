@@ -192,3 +192,18 @@ def test_fast_dirtree_parser_rejects_garbage_cleanly(data: bytes) -> None:
         return
     for name, *_ in tree.files + tree.dirs:  # type: ignore[operator]
         assert name not in ("", ".", "..") and "/" not in name
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=300).filter(lambda s: "/" not in s and "\0" not in s and s not in (".", "..")), csums, max_size=12),
+    st.dictionaries(names, st.tuples(csums, csums), max_size=12),
+)
+def test_direct_dirtree_encoder_matches_codec(files: dict[str, Checksum], dirs: dict[str, tuple[Checksum, Checksum]]) -> None:
+    # Long names push elements and arrays over 255 bytes, so 2-byte offsets are covered too.
+    dirs = {k: v for k, v in dirs.items() if k not in files}
+    try:
+        tree = DirTree.build(files, dirs)
+    except FormatError:
+        return
+    assert tree.to_bytes() == tree.to_bytes_generic()

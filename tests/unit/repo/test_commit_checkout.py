@@ -224,3 +224,11 @@ def test_unsupported_source_types(archive_repo: Repo, tmp_path: Path) -> None:
     assert list(archive_repo.store.iter_objects()) == []
     with pytest.raises(SourceError):
         archive_repo.commit([tmp_path / "missing"], branch="t")
+
+
+def test_non_utf8_file_name_is_a_clear_error(archive_repo: Repo, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "t", {"ok": b"x"})
+    (tree / os.fsdecode(b"bad\xffname")).write_bytes(b"y")
+    with pytest.raises(SourceError, match="invalid file name"):
+        archive_repo.commit([tree], branch="t")
+    assert archive_repo.list_refs() == {}
