@@ -10,6 +10,7 @@
 #   BOOTREE    the CLI to run (default: bootree from PATH)
 #
 # Layout under $DEMO_DIR:  tree-v1/ tree-v2/ (sources)  repo/ (archive repo)  checkout-v2/
+#                          sysroot/ (a directory sysroot: deployments, /boot, its own repo)
 #
 # Steps are functions called in order at the bottom; later issues add their own after
 # step_checkout (deploy into a sysroot, serve the repo over HTTP, update, roll back).
@@ -26,6 +27,8 @@ REPO=$DEMO_DIR/repo
 V1=$DEMO_DIR/tree-v1
 V2=$DEMO_DIR/tree-v2
 CHECKOUT=$DEMO_DIR/checkout-v2
+SYSROOT=$DEMO_DIR/sysroot
+SERVER_PID=
 
 if [ -t 1 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
 step_no=0
@@ -47,6 +50,20 @@ write() {
     chmod "$2" "$1"
 }
 
+# add_shell ROOT: copy the host's dash and the libraries it needs, so deployments can run commands
+add_shell() {
+    local root=$1 sh lib dest
+    sh=$(command -v dash || command -v sh)
+    mkdir -p "$root/usr/bin"
+    cp "$sh" "$root/usr/bin/sh"
+    for lib in $(ldd "$sh" | grep -o '/[^ ]*'); do
+        dest=$root/usr${lib#/usr}
+        mkdir -p "$(dirname "$dest")"
+        cp -L "$lib" "$dest"
+    done
+    [ -e "$root/lib64" ] || ln -s usr/lib64 "$root/lib64"
+}
+
 step_build_trees() {
     step "Build a small OS tree (v1) and an update of it (v2)"
     command -v "$BOOTREE" >/dev/null || { echo "error: '$BOOTREE' not found (run 'make demo')" >&2; exit 1; }
@@ -65,7 +82,8 @@ step_build_trees() {
     ln -s ../lib/os-release "$V1/usr/etc/os-release"
     ln -s usr/bin "$V1/bin"
     ln -s usr/lib "$V1/lib"
-    mkdir -p "$V1/var" "$V1/usr/share/empty"
+    mkdir -p "$V1/var" "$V1/usr/share/empty" "$V1/sysroot" "$V1/proc" "$V1/dev" "$V1/run" "$V1/tmp"
+    add_shell "$V1"
 
     # v2: a version bump, one edited file, one added, one removed, a new kernel
     cp -a "$V1" "$V2"
@@ -117,7 +135,70 @@ step_checkout() {
     fi
 }
 
-# --- later steps (other issues): deploy into a sysroot, update over HTTP, roll back ----------
+
+# --- deploy, update over HTTP, roll back (needs root: a sysroot's repo keeps real owners) ---
+
+# The demo OS has only a shell: `show FILE` prints a file with shell builtins.
+SHOW='show() { while IFS= read -r l || [ -n "$l" ]; do printf "%s\n" "$l"; done < "$1"; }; '
+
+step_serve() {
+    step "Serve the repository over HTTP (bootree serve; nginx in production)"
+    run --repo="$REPO" summary -u
+    "$BOOTREE" --repo="$REPO" serve --port=0 > "$DEMO_DIR/serve.log" 2>&1 &
+    SERVER_PID=$!
+    trap 'if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi' EXIT
+    for _ in $(seq 50); do
+        URL=$(grep -o 'http://[^ ]*' "$DEMO_DIR/serve.log" || true)
+        [ -n "$URL" ] && break
+        sleep 0.1
+    done
+    [ -n "$URL" ] || { echo "error: the server did not start:" >&2; cat "$DEMO_DIR/serve.log" >&2; exit 1; }
+    echo "serving $REPO at $URL"
+}
+
+step_deploy_v1() {
+    step "Create a sysroot, pull v1 over HTTP and deploy it"
+    # Deployment roots are immutable (chattr +i, as ostree makes them): unlock before deleting.
+    if [ -d "$SYSROOT/ostree/deploy" ]; then
+        find "$SYSROOT/ostree/deploy" -mindepth 3 -maxdepth 3 -type d -exec chattr -i {} + 2>/dev/null || true
+    fi
+    rm -rf "$SYSROOT"
+    mkdir -p "$SYSROOT"
+    V1_COMMIT=$("$BOOTREE" --repo="$REPO" rev-parse "$REF^")
+    run admin init-fs "$SYSROOT"
+    run admin os-init --sysroot="$SYSROOT" demo
+    run remote add --repo="$SYSROOT/ostree/repo" --no-gpg-verify origin "$URL"
+    run pull --repo="$SYSROOT/ostree/repo" origin "$REF@$V1_COMMIT"
+    run admin deploy --sysroot="$SYSROOT" --os=demo --karg=root=LABEL=root "origin:$REF"
+    run admin status --sysroot="$SYSROOT"
+}
+
+step_boot_v1() {
+    step "Boot v1 (a private mount namespace plays the bootloader), write to /var and /etc"
+    run admin boot --sysroot="$SYSROOT" -- /usr/bin/sh -c "$SHOW"'show /etc/motd;
+        echo "written while v1 was booted" > /var/demo-note; echo "demo-box" > /etc/hostname;
+        (echo x > /usr/bin/x) 2>/dev/null || echo "/usr is read-only, as it should be"'
+}
+
+step_update() {
+    step "Update: pull v2 over HTTP (only the missing objects), stage it, finalize at shutdown"
+    run pull --repo="$SYSROOT/ostree/repo" origin "$REF"
+    run admin deploy --sysroot="$SYSROOT" --os=demo --stage "origin:$REF"
+    run admin status --sysroot="$SYSROOT"
+    run admin finalize-staged --sysroot="$SYSROOT"
+    run admin boot --sysroot="$SYSROOT" -- /usr/bin/sh -c "$SHOW"'show /etc/motd;
+        echo "/var kept: $(show /var/demo-note)"; echo "/etc kept: $(show /etc/hostname)"'
+    run admin status --sysroot="$SYSROOT"
+}
+
+step_rollback() {
+    step "Roll back to v1 and boot it again"
+    run admin rollback --sysroot="$SYSROOT"
+    run admin boot --sysroot="$SYSROOT" -- /usr/bin/sh -c "$SHOW"'show /etc/motd; show /var/demo-note'
+    run admin status --sysroot="$SYSROOT"
+    kill "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
 
 step_build_trees
 step_init
@@ -125,4 +206,13 @@ step_commit
 step_inspect
 step_fsck
 step_checkout
-printf '\n%sdemo finished%s: repository in %s, checkout in %s\n' "$BOLD" "$PLAIN" "$REPO" "$CHECKOUT"
+if [ "$(id -u)" -eq 0 ]; then
+    step_serve
+    step_deploy_v1
+    step_boot_v1
+    step_update
+    step_rollback
+else
+    step "Deploy, update over HTTP, roll back: skipped (needs root for the sysroot; run 'sudo make demo')"
+fi
+printf '\n%sdemo finished%s: repository in %s, sysroot in %s\n' "$BOLD" "$PLAIN" "$REPO" "$SYSROOT"
