@@ -47,6 +47,10 @@ _PARSERS: dict[ObjectType, Callable[[bytes], object]] = {
 }
 
 
+#: Publishing order by object file extension (see Transaction._publish_objects).
+_PUBLISH_ORDER = {"file": 0, "filez": 0, "dirmeta": 1, "dirtree": 2, "commit": 3}
+
+
 def _boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
@@ -294,7 +298,9 @@ class Transaction:
             _fs.syncfs(self.staging)
         objects = self._store.objects
         made: set[str] = set()
-        for rel in sorted(self._staged):
+        # Content first, commits last: a crash part-way leaves only objects nothing refers to,
+        # never a commit whose tree is incomplete.
+        for rel in sorted(self._staged, key=lambda r: (_PUBLISH_ORDER.get(r.rpartition(".")[2], 9), r)):
             prefix = rel[:2]
             if prefix not in made:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
