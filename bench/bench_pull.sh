@@ -8,7 +8,7 @@
 # tool goes first. Wall/CPU time from /usr/bin/time; requests and bytes from nginx's access log.
 # Both clients are fsck'd by ostree at the end of every rep (not timed).
 #
-# Env: REPS (default 3), BOOTREE (default: bootree on PATH, else `python -m bootree`),
+# Env: REPS (default 3), SETTLE (seconds of pause before each timed pull, default 5), BOOTREE (default: bootree on PATH, else `python -m bootree`),
 #      FLEET=N also runs N bootree clients pulling v2 at once and checks they end identical
 #      and fsck-clean (default 0), PHASES (default "pull"; "fleet" alone skips the timed pulls).
 # Output: WORK_DIR/results/runs.tsv (tool op rep wall user sys rss requests bytes) and a
@@ -91,27 +91,36 @@ measure() {
         "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u + s}')" "$req" "$bytes"
 }
 
+# Deleting a 400 MB bare repository (ext4 here is mounted with `discard`) slows whatever runs
+# next; without a pause the first pull of every rep was 40-80% slower, whichever tool it was.
+settle() { sync; sleep "${SETTLE:-5}"; }
+
 client() {  # client TOOL DIR
     rm -rf "$2"
     ostree init --repo="$2" --mode=bare
     ostree remote add --repo="$2" --no-gpg-verify origin "$URL"
+    settle
 }
 
 run_ostree() {
     local rep=$1 c=$WORK/cl-ostree
     client ostree "$c"
     measure ostree pull-v1 "$rep" ostree pull --repo="$c" origin "corpus@$C1"
+    settle
     measure ostree v1-to-v2 "$rep" ostree pull --repo="$c" --disable-static-deltas origin corpus
     ostree fsck --repo="$c" > "$WORK/logs/ostree.fsck.$rep.log" 2>&1 || { echo "ostree client fsck failed" >&2; exit 1; }
+    rm -rf "$c"
 }
 
 run_bootree() {
     local rep=$1 c=$WORK/cl-bootree
     client bootree "$c"
     measure bootree pull-v1 "$rep" $BOOTREE --repo="$c" pull origin "corpus@$C1"
+    settle
     measure bootree v1-to-v2 "$rep" $BOOTREE --repo="$c" pull origin corpus
     [ "$(ostree rev-parse --repo="$c" origin:corpus)" = "$C2" ] || { echo "bootree pulled the wrong commit" >&2; exit 1; }
     ostree fsck --repo="$c" > "$WORK/logs/bootree.fsck.$rep.log" 2>&1 || { echo "bootree client fsck failed" >&2; exit 1; }
+    rm -rf "$c"
 }
 
 case "$PHASES" in *" pull "*)

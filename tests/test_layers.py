@@ -122,3 +122,19 @@ def test_the_checker_sees_imports(tmp_path: Path) -> None:
     got = imported_modules(source, "bootree.format.gvariant", is_package=False, pkg_dir=pkg)
     assert got == {"bootree", "bootree.errors", "bootree.format.objects", "bootree.repo", "bootree.cli"}
     assert module_name(pkg / "format" / "__init__.py", pkg) == "bootree.format"
+
+
+def test_install_and_health_stay_above_sysroot_and_offline() -> None:
+    """install/ and health/ (issue 5) are siblings above sysroot: no network layers, no host, not each other."""
+    for pkg, sibling in (("bootree.install", "bootree.health"), ("bootree.health", "bootree.install")):
+        bad = [
+            f"{importer} imports {imported}"
+            for importer, imported in iter_imports()
+            if _within(importer, pkg)
+            and _within(imported, "bootree.transport", "bootree.pull", "bootree.oci", "bootree.host", "bootree.cli",
+                        sibling)
+        ]
+        assert bad == []
+    assert _violations("bootree.sysroot", tuple(
+        f"bootree.{p}" for p in ("sysroot", "repo", "format", "_fs", "_run", "errors", "delta", "composefs", "sign")
+    )) == []

@@ -285,3 +285,10 @@ class RemoteExists(RemoteError):
     def __init__(self, name: str) -> None:
         super().__init__(f"remote {name!r} already exists", hint="use --if-not-exists or --force")
         self.name = name
+
+
+# --- install to disk and health checks (added by the boot-chain work, issue 5) -----------------
+
+
+class InstallError(BootreeError):
+    """An install to a disk image that cannot proceed: a missing tool, a bad size, a bad tree."""

@@ -27,6 +27,8 @@ from bootree.errors import BootreeError
 _COMMAND_MODULES = [
     "bootree.cli.repo_cmds",
     "bootree.cli.admin_cmds",
+    "bootree.cli.remote_cmds",
+    "bootree.cli.install_cmds",
 ]
 
 
@@ -40,6 +42,7 @@ _COMMAND_HOME = {
     ),
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
+    **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
 }
 
 

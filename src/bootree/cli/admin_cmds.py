@@ -19,7 +19,17 @@ from bootree.cli import cli
 from bootree.cli._common import console, json_option, print_json
 from bootree.errors import RefNotFound
 from bootree.format.checksum import Checksum
-from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, deploy, finalize_staged, ops, stage
+from bootree.sysroot import (
+    Deployment,
+    DeployOptions,
+    Origin,
+    Sysroot,
+    assessment,
+    deploy,
+    finalize_staged,
+    ops,
+    stage,
+)
 from bootree.sysroot.swap import SwapResult
 
 _F = Any
@@ -149,6 +159,7 @@ def _marker(sysroot: Sysroot, d: Deployment) -> str:
 
 
 def _status_json(sysroot: Sysroot) -> dict[str, Any]:
+    record = assessment.load(sysroot)
     out = []
     for i, d in enumerate(sysroot.all_deployments()):
         out.append({
@@ -167,8 +178,10 @@ def _status_json(sysroot: Sysroot) -> dict[str, Any]:
             "refspec": d.refspec,
             "origin": d.origin.text if d.origin else None,
             "kargs": str(d.kargs.without("ostree")),
+            **assessment.status_fields(sysroot, d, record),  # boot counting and health (issue 5)
         })
-    return {"bootversion": sysroot.bootversion, "subbootversion": sysroot.subbootversion, "deployments": out}
+    return {"bootversion": sysroot.bootversion, "subbootversion": sysroot.subbootversion, "deployments": out,
+            "lastFallback": record.last_fallback}
 
 
 @admin.command("status")
@@ -184,7 +197,12 @@ def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
     if not deps:
         console.print("No deployments.")
         return
+    record = assessment.load(sysroot)
     lines = []
+    if record.last_fallback is not None:
+        fb = record.last_fallback
+        lines.append(f"Automatic rollback: {', '.join(fb.get('from', []))} failed its health checks; "
+                     f"the boot loader fell back to {fb.get('to')}")
     for d in deps:
         star = "*" if d.same(sysroot.booted) else " "
         mark = _marker(sysroot, d)
@@ -193,6 +211,7 @@ def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
             lines.append(f"    Version: {d.version}")
         if d.pinned:
             lines.append("    Pinned: yes")
+        lines.extend(f"    {line}" for line in assessment.status_lines(sysroot, d, record))
         if d.origin is None:
             lines.append("    origin: none")
         elif d.refspec:
@@ -346,3 +365,19 @@ def boot_cmd(sysroot_path: Path | None, no_finalize: bool, command: tuple[str, .
         if code:
             # click's non-standalone mode swallows Exit codes; the command's status must come back.
             sys.exit(code)
+
+
+@admin.command("upgrade")
+@_sysroot_option
+@click.option("--allow-failed", is_flag=True, help="Deploy the commit even if it failed its health checks here.")
+@click.option("--stage", "stage_it", is_flag=True, help="Stage the update (applied at shutdown).")
+def upgrade_cmd(sysroot_path: Path | None, allow_failed: bool, stage_it: bool) -> None:
+    """Deploy what the booted deployment's origin ref points at now (local repository)."""
+    sysroot = _open(sysroot_path)
+    from bootree.sysroot.upgrade import upgrade
+
+    with sysroot.lock():
+        result = upgrade(sysroot, allow_failed=allow_failed, stage_it=stage_it)
+    console.print(result.message)
+    if result.deployed is not None and result.deployed.swap is not None:
+        console.print(result.deployed.swap.message)

@@ -15,7 +15,8 @@ atomic: a crash at any moment leaves either the old list or the new one in force
   are in force; after it, the new ones.
 
 Afterwards the repo refs ``ostree/<B>/<S>/<i>`` (the GC roots of deployed commits) are
-regenerated and the mtime of ``ostree/deploy`` is bumped, as ostree does.
+regenerated and the mtime of ``ostree/deploy`` is bumped, as ostree does. Last, when the sysroot
+has an ESP configured, :func:`bootree.sysroot.esp.sync_sysroot` mirrors the new list onto it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.sysroot import _faults, layout
+from bootree.sysroot import _faults, esp, layout
 from bootree.sysroot.bootloader import find_kernel, install_kernel, make_entry
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
@@ -170,5 +171,7 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
     result = SwapResult(bv, sub, not same, len(deps) - len(old))
     log.info("%s", result.message)
     sysroot.load()
+    # The ESP mirror (boot counting, systemd-boot) follows the list; see bootree.sysroot.esp.
+    esp.sync_sysroot(sysroot)
     return deps, result
 

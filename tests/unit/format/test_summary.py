@@ -55,7 +55,9 @@ def test_deltas_and_extra_metadata_order() -> None:
         extra_metadata=[("foo", Variant("s", "bar"))],
     )
     keys = [k for k, _ in s.metadata]
-    assert keys.index("ostree.static-deltas") < keys.index("ostree.summary.indexed-deltas") < keys.index("foo")
+    assert (
+        keys.index("ostree.static-deltas") < keys.index("ostree.summary.indexed-deltas") < keys.index("foo")
+    )
     assert s.static_deltas == {"a" * 64: b"\x01" * 32, "b" * 64: b"\x02" * 32}
     assert Summary.from_bytes(s.to_bytes()).to_bytes() == s.to_bytes()
 

@@ -1,0 +1,148 @@
+"""``bootree install`` (to-disk, initramfs, sync-esp) and ``bootree health`` (list, run).
+
+Layer: cli. Thin wrappers over :mod:`bootree.install` and :mod:`bootree.health`; they parse
+options, call the library and print.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bootree.cli import cli
+from bootree.cli._common import console, json_option, print_json, repo_path_from
+from bootree.errors import InstallError
+from bootree.health import assess_boot, discover
+from bootree.install import InitramfsOptions, InstallOptions, build_initramfs, install_to_disk
+from bootree.install.initramfs import DEFAULT_MODULES
+from bootree.install.todisk import DEFAULT_SYSTEMD_BOOT, parse_size
+from bootree.repo import Repo
+from bootree.sysroot import Sysroot, esp
+
+#: ``health run`` exits with this when the boot is unhealthy and the loader is counting:
+#: the caller (the image's boot sequence) should reboot so the next attempt is counted.
+EXIT_REBOOT = 3
+#: ... and with this when the boot is unhealthy but nothing would change on a reboot.
+EXIT_UNHEALTHY = 4
+
+
+def _sysroot_path(p: Path | None) -> Path:
+    return p if p is not None else Path(os.environ.get("OSTREE_SYSROOT") or "/")
+
+
+_sysroot_opt = click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path),
+                            default=None, help="Path to the sysroot (default: $OSTREE_SYSROOT, then /).")
+
+
+@cli.group("install")
+def install() -> None:
+    """Install to a disk image, build an initramfs, update the ESP."""
+
+
+@install.command("to-disk")
+@click.argument("rev")
+@click.option("--disk", "disk", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The disk image file to create (replaced if it exists).")
+@click.option("--size", "size", default=None, help="Disk size, e.g. 2G (default: what the sysroot needs).")
+@click.option("--stateroot", default="default", show_default=True, help="Stateroot (--os) to deploy into.")
+@click.option("--karg", multiple=True, metavar="ARG", help="Extra kernel argument (repeatable).")
+@click.option("--boot-counting-tries", "tries", type=int, default=esp.DEFAULT_TRIES, show_default=True,
+              help="Boot attempts a new deployment gets before the loader falls back (0: no counting).")
+@click.option("--esp-size", default="128M", show_default=True, help="Size of the EFI System Partition.")
+@click.option("--systemd-boot", "sdboot", type=click.Path(dir_okay=False, path_type=Path),
+              default=DEFAULT_SYSTEMD_BOOT, show_default=True, help="systemd-boot EFI binary.")
+@click.option("--extra-ref", multiple=True, metavar="REF", help="Also copy REF into the sysroot's repository.")
+@click.pass_context
+def to_disk_cmd(ctx: click.Context, rev: str, disk: Path, size: str | None, stateroot: str,
+                karg: tuple[str, ...], tries: int, esp_size: str, sdboot: Path, extra_ref: tuple[str, ...]) -> None:
+    """Build a bootable GPT disk image of REV (a ref or commit of --repo): ESP + root.
+
+    No root privileges or loop devices: mkfs.vfat and mtools for the ESP, mkfs.ext4 -d for the
+    root, sgdisk for the table. Boots with UEFI firmware through systemd-boot.
+    """
+    if tries < 0:
+        raise InstallError("--boot-counting-tries must be 0 or more")
+    repo = Repo.open(repo_path_from(ctx, None))
+    opts = InstallOptions(stateroot=stateroot, size_mib=parse_size(size) if size else None,
+                          esp_size_mib=parse_size(esp_size), kargs=karg, tries=tries, systemd_boot=sdboot,
+                          extra_refs=extra_ref)
+    result = install_to_disk(repo, rev, disk, options=opts)
+    console.print(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
+    console.print(f"ESP entries: {' '.join(result.esp_entries)}")
+
+
+@install.command("initramfs")
+@click.option("--tree", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
+              help="The OS tree (before commit) with usr/lib/modules/<kver>/vmlinuz.")
+@click.option("--kver", default=None, help="Kernel version (default: the only one in the tree).")
+@click.option("--busybox", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A static busybox (default: busybox on PATH).")
+@click.option("--module", "modules", multiple=True, help="Kernel modules to include (default: virtio, vfat, efivarfs...).")
+def initramfs_cmd(tree: Path, kver: str | None, busybox: Path | None, modules: tuple[str, ...]) -> None:
+    """Write usr/lib/modules/<kver>/initramfs.img into TREE (prepare-root + switch_root)."""
+    out = build_initramfs(tree, kver=kver, options=InitramfsOptions(busybox=busybox,
+                                                                     modules=modules or DEFAULT_MODULES))
+    console.print(f"Wrote {out}")
+
+
+@install.command("sync-esp")
+@_sysroot_opt
+def sync_esp_cmd(sysroot_path: Path | None) -> None:
+    """Mirror the deployment list onto the configured ESP again (after an interrupted update)."""
+    sysroot = Sysroot.open(_sysroot_path(sysroot_path))
+    with sysroot.lock():
+        done = esp.sync_sysroot(sysroot)
+    if done is None:
+        raise InstallError("this sysroot has no ESP configured ([bootree] esp= in the repo config)")
+    console.print(f"ESP in sync ({len(done)} operations)")
+
+
+@cli.group("health")
+def health() -> None:
+    """Health checks after boot and boot assessment (mark good / fall back)."""
+
+
+@health.command("list")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True)
+def health_list_cmd(root: Path) -> None:
+    """List the health checks that 'health run' would run."""
+    for c in discover(root):
+        console.print(f"{c.kind.value:8} {c.name}  ({c.path})")
+
+
+@health.command("run")
+@_sysroot_opt
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per check.")
+@json_option
+def health_run_cmd(sysroot_path: Path | None, timeout: float, as_json: bool) -> None:
+    """Assess this boot: record a fallback, run the checks, mark the boot entry good.
+
+    Exit status: 0 healthy (entry blessed); 3 unhealthy while the boot loader is counting
+    (reboot, so it tries again or falls back); 4 unhealthy without a counter.
+    """
+    path = _sysroot_path(sysroot_path)
+    sysroot = Sysroot.open(path)
+    with sysroot.lock():
+        # On a directory sysroot (tests, the boot simulator) the checks are those of the booted tree.
+        root = path if sysroot.is_root or sysroot.booted is None else sysroot.deployment_dir(sysroot.booted)
+        r = assess_boot(sysroot, root=root, timeout=timeout)
+    if as_json:
+        print_json({
+            "booted": r.booted.name, "entrySelected": r.entry_selected, "bootCountPath": r.count_path,
+            "healthy": r.healthy, "blessed": r.blessed, "reboot": r.reboot,
+            "fellBackFrom": [a.deployment for a in r.fell_back_from], "rollbackMadeDefault": r.rollback_made_default,
+            "checks": [{"name": c.check.name, "kind": c.check.kind.value, "ok": c.ok, "returncode": c.returncode,
+                        "output": c.output} for c in r.results],
+        })
+    else:
+        for a in r.fell_back_from:
+            console.print(f"Fallback: {a.deployment} failed ({a.reason})")
+        for c in r.results:
+            console.print(f"{'ok  ' if c.ok else 'FAIL'} {c.check.kind.value:8} {c.check.name}")
+        console.print(f"Boot of {r.booted.name}: {'healthy' if r.healthy else 'UNHEALTHY'}"
+                      + (f"; marked good ({r.blessed})" if r.blessed else ""))
+    if not r.healthy:
+        sys.exit(EXIT_REBOOT if r.reboot else EXIT_UNHEALTHY)

@@ -1,0 +1,513 @@
+"""Network commands, named and optioned as ostree's: remote, summary, pull, pull-local, serve.
+
+Layer: cli. Parses options, calls :mod:`bootree.pull` / :mod:`bootree.transport`, renders
+progress (a rich bar with objects and bytes, only on a terminal) and a final one-line report
+in the shape of ostree's ("N metadata, M content objects fetched; K KiB transferred in S seconds").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from bootree.cli import cli
+from bootree.cli._common import (
+    console,
+    err_console,
+    json_option,
+    print_json,
+    progress_enabled,
+    repo_option,
+    repo_path_from,
+)
+from bootree.errors import RemoteError
+from bootree.format.gvariant import Variant
+from bootree.format.summary import Summary
+from bootree.pull import (
+    PullConfig,
+    PullEvent,
+    PullResult,
+    add_remote,
+    delete_remote,
+    get_remote,
+    list_remotes,
+    pull,
+    pull_local,
+)
+from bootree.pull.publish import update_summary
+from bootree.repo import Repo
+from bootree.transport import join_url, open_fetcher
+
+
+def _open(ctx: click.Context, repo_path: Path | None) -> Repo:
+    return Repo.open(repo_path_from(ctx, repo_path))
+
+
+def _kv(value: str, option: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
+    return key, val
+
+
+# --- remote ------------------------------------------------------------------------------------
+
+
+@cli.group("remote")
+def remote_group() -> None:
+    """Manage remote repositories ([remote "NAME"] sections of the repo config)."""
+
+
+@remote_group.command("add")
+@repo_option
+@click.argument("name")
+@click.argument("url")
+@click.argument("branches", nargs=-1)
+@click.option(
+    "--set",
+    "set_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set config option KEY=VALUE for the remote.",
+)
+@click.option("--no-gpg-verify", is_flag=True, help="Disable GPG verification.")
+@click.option("--no-sign-verify", is_flag=True, help="Disable signature verification (GPG and others).")
+@click.option("--if-not-exists", is_flag=True, help="Do nothing if the remote exists.")
+@click.option("--force", is_flag=True, help="Replace the remote if it exists.")
+@click.option("--contenturl", help="Use URL when fetching content (objects).")
+@click.option("--collection-id", help="Collection ID of the remote's refs.")
+@click.pass_context
+def remote_add_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    name: str,
+    url: str,
+    branches: tuple[str, ...],
+    set_options: tuple[str, ...],
+    no_gpg_verify: bool,
+    no_sign_verify: bool,
+    if_not_exists: bool,
+    force: bool,
+    contenturl: str | None,
+    collection_id: str | None,
+) -> None:
+    """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
+    repo = _open(ctx, repo_path)
+    added = add_remote(
+        repo.config,
+        name,
+        url,
+        branches=branches,
+        contenturl=contenturl,
+        options=[_kv(o, "--set") for o in set_options],
+        gpg_verify=False if (no_gpg_verify or no_sign_verify) else None,
+        sign_verify=False if no_sign_verify else None,
+        collection_id=collection_id,
+        if_not_exists=if_not_exists,
+        force=force,
+    )
+    if added:
+        repo.save_config()
+
+
+@remote_group.command("delete")
+@repo_option
+@click.argument("name")
+@click.option("--if-exists", is_flag=True, help="Do nothing if the remote does not exist.")
+@click.pass_context
+def remote_delete_cmd(ctx: click.Context, repo_path: Path | None, name: str, if_exists: bool) -> None:
+    """Delete remote NAME (and its refs/remotes/NAME refs)."""
+    repo = _open(ctx, repo_path)
+    if delete_remote(repo.config, name, if_exists=if_exists):
+        repo.save_config()
+        repo.refs.delete_remote(name)
+
+
+@remote_group.command("list")
+@repo_option
+@click.option("-u", "--show-urls", is_flag=True, help="Show remote URLs in the list.")
+@json_option
+@click.pass_context
+def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool, as_json: bool) -> None:
+    """List remote names (sorted, as ostree)."""
+    remotes = sorted(list_remotes(_open(ctx, repo_path).config), key=lambda r: r.name)
+    if as_json:
+        print_json([{"name": r.name, "url": r.url, "options": dict(r.options)} for r in remotes])
+        return
+    width = max((len(r.name) for r in remotes), default=0)
+    for r in remotes:
+        console.print(f"{r.name:<{width}}  {r.url}" if show_urls else r.name)
+
+
+@remote_group.command("show-url")
+@repo_option
+@click.argument("name")
+@click.pass_context
+def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
+    """Print the URL of remote NAME."""
+    console.print(get_remote(_open(ctx, repo_path).config, name).url)
+
+
+def _fetch_summary(repo: Repo, name: str) -> Summary:
+    remote = get_remote(repo.config, name)
+    cfg = PullConfig()
+    f = open_fetcher(remote.url, remote.fetch_config(cfg.fetch))
+    try:
+        data = f.fetch(join_url(remote.url, "summary"), max_length=cfg.max_summary_size)
+    finally:
+        f.close()
+    return Summary.from_bytes(data)
+
+
+@remote_group.command("refs")
+@repo_option
+@click.argument("name")
+@json_option
+@click.pass_context
+def remote_refs_cmd(ctx: click.Context, repo_path: Path | None, name: str, as_json: bool) -> None:
+    """List the refs remote NAME publishes in its summary, as NAME:REF."""
+    summary = _fetch_summary(_open(ctx, repo_path), name)
+    if as_json:
+        print_json({f"{name}:{r.name}": r.commit for r in summary.refs})
+        return
+    for r in summary.refs:
+        console.print(f"{name}:{r.name}")
+
+
+# --- summary -------------------------------------------------------------------------------------
+
+
+def _ts(v: int) -> str:
+    return dt.datetime.fromtimestamp(v, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00")
+
+
+def _render_summary(summary: Summary) -> None:
+    for r in summary.refs:
+        console.print(f"* {r.name}")
+        console.print(f"    Latest Commit ({r.commit_size} bytes):")
+        console.print(f"      {r.commit}")
+        if r.version is not None:
+            console.print(f"    Version (ostree.commit.version): {r.version}")
+        if r.timestamp is not None:
+            console.print(f"    Timestamp (ostree.commit.timestamp): {_ts(r.timestamp)}")
+        console.print("")
+    labels = {
+        "ostree.summary.mode": "Repository Mode",
+        "ostree.summary.last-modified": "Last-Modified",
+        "ostree.summary.tombstone-commits": "Has Tombstone Commits",
+    }
+    deltas = summary.static_deltas
+    if deltas:
+        console.print("Static Deltas (ostree.static-deltas):")
+        for name, digest in deltas.items():
+            console.print(f"  {name}")
+            console.print(f"    {digest.hex()}")
+        console.print("")
+    for key, value in summary.metadata:
+        if key == "ostree.static-deltas":
+            continue
+        label = labels.get(key)
+        if key == "ostree.summary.last-modified" and summary.last_modified is not None:
+            text = _ts(summary.last_modified)
+        elif value.type == "b":
+            text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
+        else:
+            text = str(value.value)
+        console.print(f"{label} ({key}): {text}" if label else f"{key}: {text}")
+
+
+@cli.command("summary")
+@repo_option
+@click.option("-u", "--update", is_flag=True, help="Regenerate the summary file (deletes summary.sig).")
+@click.option("-v", "--view", is_flag=True, help="Print the summary in human-readable form.")
+@click.option(
+    "--add-metadata",
+    "-m",
+    "add_metadata",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Additional metadata (VALUE in GVariant text; plain text is taken as a string).",
+)
+@json_option
+@click.pass_context
+def summary_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    update: bool,
+    view: bool,
+    add_metadata: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Manage the summary file of a repository (what 'pull' reads first)."""
+    repo = _open(ctx, repo_path)
+    if not update and not view:
+        raise click.UsageError("no action given: use --update or --view")
+    if update:
+        extra = []
+        for item in add_metadata:
+            key, value = _kv(item, "--add-metadata")
+            extra.append((key, _parse_variant(value)))
+        update_summary(repo, extra_metadata=extra)
+    if view:
+        path = repo.path / "summary"
+        if not path.exists():
+            raise RemoteError(f"{repo.path} has no summary", hint="create it with 'bootree summary -u'")
+        summary = Summary.from_bytes(path.read_bytes())
+        if as_json:
+            print_json(
+                {
+                    "refs": {
+                        r.name: {
+                            "commit": r.commit,
+                            "size": r.commit_size,
+                            "version": r.version,
+                            "timestamp": r.timestamp,
+                        }
+                        for r in summary.refs
+                    },
+                    "mode": summary.mode,
+                    "last-modified": summary.last_modified,
+                    "static-deltas": {k: v.hex() for k, v in summary.static_deltas.items()},
+                }
+            )
+        else:
+            _render_summary(summary)
+
+
+def _parse_variant(text: str) -> Variant:
+    try:
+        from bootree.cli.repo_cmds import parse_gvariant_text
+
+        return parse_gvariant_text(text)
+    except (ImportError, click.BadParameter):
+        return Variant("s", text)
+
+
+# --- pull ----------------------------------------------------------------------------------------
+
+
+class _PullDisplay:
+    """A rich progress bar (objects and bytes) fed by :class:`PullEvent`s."""
+
+    def __init__(self, prog: Progress) -> None:
+        self.prog = prog
+        self.objects: TaskID = prog.add_task("objects", total=None)
+        self.bytes: TaskID = prog.add_task("received", total=None, bytes_mode=True)
+
+    def __call__(self, ev: PullEvent) -> None:
+        self.prog.update(self.objects, completed=ev.fetched, total=max(ev.requested, ev.fetched) or None)
+        self.prog.update(self.bytes, completed=ev.bytes)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
+    if not progress_enabled():
+        yield None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description:>9}"),
+        BarColumn(),
+        _BytesOrCount(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as prog:
+        yield _PullDisplay(prog)
+
+
+class _BytesOrCount(DownloadColumn):
+    """Objects as ``M/N``, bytes as a download size."""
+
+    def render(self, task: Any) -> Any:
+        if task.fields.get("bytes_mode"):
+            from rich.filesize import decimal
+            from rich.text import Text
+
+            return Text(decimal(int(task.completed)), style="progress.download")
+        from rich.text import Text
+
+        total = "?" if task.total is None else f"{int(task.total)}"
+        return Text(f"{int(task.completed)}/{total}", style="progress.download")
+
+
+def _report(result: PullResult) -> None:
+    if result.dry_run:
+        console.print(
+            f"would fetch {result.metadata_fetched} metadata, {result.content_fetched} content objects "
+            f"({result.bytes_fetched // 1024} KiB of metadata read)"
+        )
+        return
+    console.print(
+        f"{result.metadata_fetched} metadata, {result.content_fetched} content objects fetched; "
+        f"{result.bytes_fetched // 1024} KiB transferred in {result.seconds:.1f} seconds "
+        f"({result.requests} requests)"
+    )
+
+
+def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -> PullConfig:
+    cfg = PullConfig()
+    if network_retries is not None:
+        cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, max_attempts=network_retries + 1))
+    if disable_fsync:
+        repo.fsync = False
+    return cfg
+
+
+@cli.command("pull")
+@repo_option
+@click.argument("remote")
+@click.argument("refs", nargs=-1)
+@click.option("--commit-metadata-only", is_flag=True, help="Fetch only the commit metadata.")
+@click.option(
+    "--mirror",
+    is_flag=True,
+    help="Write refs suitable for a mirror (refs/heads) and fetch all refs if none given.",
+)
+@click.option("--dry-run", is_flag=True, help="Only print what would be downloaded.")
+@click.option("--depth", type=int, default=0, show_default=True, help="Traverse DEPTH parents (-1=infinite).")
+@click.option("--disable-fsync", is_flag=True, help="Do not invoke fsync().")
+@click.option(
+    "--disable-static-deltas", is_flag=True, help="Do not use static deltas (bootree pulls objects only)."
+)
+@click.option(
+    "--network-retries",
+    type=int,
+    default=None,
+    help="How many times each download is retried on a transient error (default 4).",
+)
+@click.option("--url", "url_override", help="Pull from this URL instead of the remote's.")
+@json_option
+@click.pass_context
+def pull_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    remote: str,
+    refs: tuple[str, ...],
+    commit_metadata_only: bool,
+    mirror: bool,
+    dry_run: bool,
+    depth: int,
+    disable_fsync: bool,
+    disable_static_deltas: bool,
+    network_retries: int | None,
+    url_override: str | None,
+    as_json: bool,
+) -> None:
+    """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works."""
+    repo = _open(ctx, repo_path)
+    wanted = list(refs)
+    if ":" in remote:
+        remote, _, first = remote.partition(":")
+        wanted.insert(0, first)
+    rem = get_remote(repo.config, remote)
+    if url_override:
+        rem = dataclasses.replace(rem, options=(*rem.options, ("url", url_override)))
+    cfg = _pull_config(network_retries, disable_fsync, repo)
+    with _progress() as display:
+        result = pull(
+            repo,
+            rem,
+            wanted,
+            config=cfg,
+            depth=depth,
+            commit_metadata_only=commit_metadata_only,
+            mirror=mirror,
+            dry_run=dry_run,
+            progress=display,
+        )
+    _emit(result, as_json)
+
+
+def _emit(result: PullResult, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "refs": dict(result.refs),
+                "metadata_fetched": result.metadata_fetched,
+                "content_fetched": result.content_fetched,
+                "bytes": result.bytes_fetched,
+                "requests": result.requests,
+                "seconds": round(result.seconds, 3),
+                "dry_run": result.dry_run,
+            }
+        )
+    else:
+        _report(result)
+
+
+@cli.command("pull-local")
+@repo_option
+@click.argument("source", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("refs", nargs=-1)
+@click.option("--remote", help="Write refs as REMOTE:REF instead of local branches.")
+@click.option("--commit-metadata-only", is_flag=True, help="Fetch only the commit metadata.")
+@click.option("--depth", type=int, default=0, show_default=True, help="Traverse DEPTH parents (-1=infinite).")
+@click.option("--disable-fsync", is_flag=True, help="Do not invoke fsync().")
+@click.option("--untrusted", is_flag=True, help="Verify checksums of the source (bootree always does).")
+@click.option("--dry-run", is_flag=True, help="Only print what would be copied.")
+@json_option
+@click.pass_context
+def pull_local_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    source: Path,
+    refs: tuple[str, ...],
+    remote: str | None,
+    commit_metadata_only: bool,
+    depth: int,
+    disable_fsync: bool,
+    untrusted: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
+    repo = _open(ctx, repo_path)
+    cfg = _pull_config(None, disable_fsync, repo)
+    with _progress() as display:
+        result = pull_local(
+            repo,
+            source,
+            list(refs),
+            remote=remote,
+            config=cfg,
+            depth=depth,
+            commit_metadata_only=commit_metadata_only,
+            dry_run=dry_run,
+            progress=display,
+        )
+    _emit(result, as_json)
+
+
+# --- serve ----------------------------------------------------------------------------------------
+
+
+@cli.command("serve")
+@repo_option
+@click.option("--port", "-p", type=int, default=8080, show_default=True, help="TCP port (0 = any free port).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--update-summary", "regenerate", is_flag=True, help="Regenerate the summary before serving.")
+@click.pass_context
+def serve_cmd(ctx: click.Context, repo_path: Path | None, port: int, address: str, regenerate: bool) -> None:
+    """Serve an archive repository over HTTP (static files with Range support; use nginx in production)."""
+    from bootree.transport.server import StaticServer  # http.server is slow to import: only here
+
+    repo = _open(ctx, repo_path)
+    if regenerate:
+        update_summary(repo)
+    if repo.mode.value != "archive":
+        err_console.print(
+            f"warning: {repo.path} is a {repo.mode.value} repository; clients can only pull from archive repositories"
+        )
+    server = StaticServer(repo.path, host=address, port=port)
+    err_console.print(f"serving {repo.path} at {server.url}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()

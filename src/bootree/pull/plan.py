@@ -1,0 +1,200 @@
+"""Sans-IO pull planning: from what arrived and what is present, decide what to fetch next.
+
+Layer: pull. Nothing here touches the network or the disk (the tuf ``TrustedMetadataSet``
+shape): the puller feeds in verified objects and gets back :class:`Action` values (fetch this
+object, or read that one from the local repository). Presence is asked through an injected
+``have`` predicate, so tests drive the planner with a plain set.
+
+The walk follows ostree: for each wanted commit, fetch the commit (and its detached metadata);
+unless ``--commit-metadata-only``, walk its root dirtree and dirmeta; for every dirtree, fetch
+subtrees, dirmetas and files that are not present. A dirtree already present locally is still
+walked (read locally), because an interrupted pull may have left it without its children: that
+walk is what makes resume correct. ``depth`` walks that many parents (-1 = all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bootree.errors import RefNotFound
+from bootree.format.checksum import Checksum, is_checksum, parse_checksum
+from bootree.format.objects import Commit, DirTree, ObjectType
+from bootree.format.refspec import validate_ref_name
+from bootree.format.summary import Summary
+
+__all__ = [
+    "Action",
+    "PullPlan",
+    "PullTarget",
+    "object_path",
+    "parse_pull_refs",
+    "resolve_targets",
+]
+
+Have = Callable[[ObjectType, Checksum], bool]
+
+_EXT = {
+    ObjectType.FILE: "filez",  # remotes served over HTTP are archive repositories
+    ObjectType.DIR_TREE: "dirtree",
+    ObjectType.DIR_META: "dirmeta",
+    ObjectType.COMMIT: "commit",
+    ObjectType.COMMIT_META: "commitmeta",
+    ObjectType.TOMBSTONE_COMMIT: "tombstone-commit",
+}
+
+
+def object_path(otype: ObjectType, csum: Checksum) -> str:
+    """Path of an object in a remote archive repository: ``objects/ab/cdef….filez``."""
+    return f"objects/{csum[:2]}/{csum[2:]}.{_EXT[otype]}"
+
+
+@dataclass(frozen=True, slots=True)
+class PullTarget:
+    """One thing to pull: a ref (None for a bare commit), and a pinned commit if given."""
+
+    ref: str | None
+    commit: Checksum | None = None
+
+
+def parse_pull_refs(args: Sequence[str]) -> list[PullTarget]:
+    """Parse ``pull`` arguments: ``REF``, ``REF@COMMIT`` (pin, as ostree) or a bare ``COMMIT``.
+
+    Raises:
+        InvalidRefName: for a malformed ref.
+        InvalidChecksum: for a malformed pinned commit.
+    """
+    out = []
+    for arg in args:
+        ref, at, pin = arg.partition("@")
+        if at:
+            out.append(PullTarget(validate_ref_name(ref), parse_checksum(pin)))
+        elif is_checksum(arg):
+            out.append(PullTarget(None, Checksum(arg)))
+        else:
+            out.append(PullTarget(validate_ref_name(arg)))
+    return out
+
+
+def resolve_targets(
+    targets: Iterable[PullTarget], summary: Summary | None, ref_files: Mapping[str, Checksum] | None = None
+) -> dict[PullTarget, Checksum]:
+    """Commit of every target: the pin, else the summary's entry, else ``refs/heads/REF``.
+
+    Raises:
+        RefNotFound: for a ref the remote does not have.
+    """
+    out: dict[PullTarget, Checksum] = {}
+    for t in targets:
+        if t.commit is not None:
+            out[t] = t.commit
+            continue
+        assert t.ref is not None
+        entry = summary.ref(t.ref) if summary is not None else None
+        if entry is not None:
+            out[t] = entry.commit
+        elif ref_files is not None and t.ref in ref_files:
+            out[t] = ref_files[t.ref]
+        else:
+            raise RefNotFound(f"{t.ref} (not on the remote)")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Fetch an object from the remote (``local=False``) or read it from the local repository."""
+
+    otype: ObjectType
+    checksum: Checksum
+    local: bool = False
+    #: For commits: how many more parents to walk (-1 = all).
+    depth: int = 0
+    #: For commitmeta: whether a 404 is acceptable (it always is, without signature policy).
+    optional: bool = False
+    #: A parent commit reached through ``depth``: a 404 ends the history instead of failing.
+    parent: bool = False
+
+
+@dataclass
+class PullPlan:
+    """The walk state of one pull (mutable on purpose: it is the puller's bookkeeping)."""
+
+    have: Have
+    #: Whether a local commit is marked ``commitpartial`` (its tree may be incomplete).
+    is_partial: Callable[[Checksum], bool] = lambda _c: False
+    metadata_only: bool = False
+    #: Treat a dirtree present locally as complete (all it references present too) instead of
+    #: reading it to check. Only sound when the repository has no partial commit at all: every
+    #: object then arrived through a pull or commit that completed, which publishes children
+    #: before (or with) their parents.
+    trust_local_trees: bool = False
+    #: Commits whose tree is walked (these get their ``commitpartial`` marker cleared at the end).
+    walked_commits: list[Checksum] = field(default_factory=list)
+    _seen: set[tuple[ObjectType, Checksum]] = field(default_factory=set)
+    fetch_metadata: int = 0
+    fetch_content: int = 0
+
+    def _fetch(self, otype: ObjectType, csum: Checksum, **kw: int | bool) -> Action | None:
+        key = (otype, csum)
+        if key in self._seen:
+            return None
+        self._seen.add(key)
+        if otype is ObjectType.FILE:
+            if self.have(otype, csum):
+                return None
+            self.fetch_content += 1
+            return Action(otype, csum)
+        if otype is ObjectType.DIR_TREE and self.have(otype, csum):
+            return None if self.trust_local_trees else Action(otype, csum, local=True)
+        if otype is ObjectType.DIR_META and self.have(otype, csum):
+            return None
+        self.fetch_metadata += 1
+        return Action(otype, csum, **kw)  # type: ignore[arg-type]
+
+    def start_commit(self, csum: Checksum, *, depth: int, parent: bool = False) -> list[Action]:
+        """Begin pulling ``csum`` (``parent``: reached through ``depth``).
+
+        A complete local commit needs nothing but its detached metadata (which may have
+        changed, e.g. a new signature); a partial one is walked from its local object.
+        """
+        if (ObjectType.COMMIT, csum) in self._seen:
+            return []
+        out = [Action(ObjectType.COMMIT_META, csum, optional=True)]
+        if self.have(ObjectType.COMMIT, csum):
+            self._seen.add((ObjectType.COMMIT, csum))
+            if self.is_partial(csum):
+                out.append(Action(ObjectType.COMMIT, csum, local=True, depth=depth))
+            return out
+        action = self._fetch(ObjectType.COMMIT, csum, depth=depth, parent=parent)
+        if action is not None:
+            out.append(action)
+        return out
+
+    def commit_arrived(self, csum: Checksum, commit: Commit, *, depth: int) -> list[Action]:
+        """A verified commit (fetched or local): its tree, and its parent if ``depth`` allows."""
+        out: list[Action] = []
+        if not self.metadata_only:
+            self.walked_commits.append(csum)
+            for action in (
+                self._fetch(ObjectType.DIR_META, commit.root_meta),
+                self._fetch(ObjectType.DIR_TREE, commit.root_tree),
+            ):
+                if action is not None:
+                    out.append(action)
+        if depth != 0 and commit.parent is not None:
+            parent = commit.parent
+            out.extend(self.start_commit(parent, depth=depth - 1 if depth > 0 else -1, parent=True))
+        return out
+
+    def dirtree_arrived(self, tree: DirTree) -> list[Action]:
+        """A verified dirtree (fetched or local): its missing files, subtrees and dirmetas."""
+        out: list[Action] = []
+        for _name, csum in tree.files:
+            a = self._fetch(ObjectType.FILE, csum)
+            if a is not None:
+                out.append(a)
+        for _name, sub, meta in tree.dirs:
+            for a2 in (self._fetch(ObjectType.DIR_META, meta), self._fetch(ObjectType.DIR_TREE, sub)):
+                if a2 is not None:
+                    out.append(a2)
+        return out

@@ -1,0 +1,182 @@
+"""Remotes: ``[remote "NAME"]`` sections of a repository's config, as ostree writes them.
+
+Layer: pull. Operates on a :class:`~bootree.format.keyfile.KeyFile` (the caller loads and saves
+the repository config), so the rules are testable without a disk. Every key of a section is kept
+verbatim, in order, including ones bootree does not act on yet (``gpg-verify``, ``tls-*``,
+``branches``, ``unconfigured-state``...), so a config edited by bootree stays valid for ostree
+and vice versa.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bootree.errors import KeyFileError, RemoteExists, RemoteNotFound
+from bootree.format.keyfile import KeyFile, parse_bool
+from bootree.format.refspec import validate_remote_name
+from bootree.transport import FetchConfig
+
+__all__ = ["Remote", "add_remote", "delete_remote", "get_remote", "list_remotes", "section_name"]
+
+
+def section_name(name: str) -> str:
+    """The config group of remote ``name``: ``remote "NAME"``."""
+    return f'remote "{name}"'
+
+
+def _remote_name(group: str) -> str | None:
+    if group.startswith('remote "') and group.endswith('"') and len(group) > len('remote ""'):
+        return group[len('remote "') : -1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """A configured remote: its name and every ``key=value`` of its section, in order."""
+
+    name: str
+    options: tuple[tuple[str, str], ...]
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The raw value of ``key`` (the last one if repeated), or ``default``."""
+        found = default
+        for k, v in self.options:
+            if k == key:
+                found = v
+        return found
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        """A boolean option (``true``/``false``), or ``default``.
+
+        Raises:
+            KeyFileError: for a value that is not a boolean.
+        """
+        v = self.get(key)
+        if v is None:
+            return default
+        try:
+            return parse_bool(v)
+        except KeyFileError as e:
+            raise KeyFileError(f"remote {self.name!r}: {key}: {e}") from e
+
+    @property
+    def url(self) -> str:
+        """Base URL of the metadata (summary, config, refs). ``metalink=`` URLs are not supported."""
+        return self.get("url") or ""
+
+    @property
+    def content_url(self) -> str:
+        """Base URL of objects (``contenturl``; defaults to :attr:`url`)."""
+        return self.get("contenturl") or self.url
+
+    @property
+    def gpg_verify(self) -> bool:
+        """``gpg-verify`` (ostree's default is true)."""
+        return self.get_bool("gpg-verify", True)
+
+    @property
+    def branches(self) -> list[str]:
+        """Default refs to pull (``branches=a;b;``) when none are given."""
+        return [b for b in (self.get("branches") or "").split(";") if b]
+
+    @property
+    def collection_id(self) -> str | None:
+        """``collection-id``, if set."""
+        return self.get("collection-id")
+
+    def fetch_config(self, base: FetchConfig | None = None) -> FetchConfig:
+        """``base`` adjusted by this remote's TLS and proxy keys."""
+        import dataclasses
+
+        cfg = base or FetchConfig()
+        changes: dict[str, object] = {}
+        if self.get_bool("tls-permissive", False):
+            changes["tls_verify"] = False
+        if self.get("tls-ca-path"):
+            changes["tls_ca_path"] = self.get("tls-ca-path")
+        if self.get("proxy"):
+            changes["proxy"] = self.get("proxy")
+        return dataclasses.replace(cfg, **changes) if changes else cfg  # type: ignore[arg-type]
+
+
+def list_remotes(config: KeyFile) -> list[Remote]:
+    """Remotes in config order."""
+    out = []
+    for group in config.groups:
+        name = _remote_name(group)
+        if name is not None:
+            out.append(Remote(name, tuple(config.items(group))))
+    return out
+
+
+def get_remote(config: KeyFile, name: str) -> Remote:
+    """The remote ``name``.
+
+    Raises:
+        RemoteNotFound: if it is not configured.
+    """
+    group = section_name(name)
+    if not config.has_group(group):
+        raise RemoteNotFound(name)
+    return Remote(name, tuple(config.items(group)))
+
+
+def add_remote(
+    config: KeyFile,
+    name: str,
+    url: str,
+    *,
+    branches: Sequence[str] = (),
+    contenturl: str | None = None,
+    options: Iterable[tuple[str, str]] = (),
+    gpg_verify: bool | None = None,
+    sign_verify: bool | None = None,
+    collection_id: str | None = None,
+    if_not_exists: bool = False,
+    force: bool = False,
+) -> bool:
+    """Add a ``[remote "NAME"]`` section the way ``ostree remote add`` does; whether it was added.
+
+    Key order follows ostree: ``url``, ``branches``, ``contenturl``, ``--set`` options,
+    ``gpg-verify``, ``sign-verify``, ``collection-id``.
+
+    Raises:
+        InvalidRefName: for an invalid remote name.
+        RemoteExists: if it exists and neither ``if_not_exists`` nor ``force`` is given.
+    """
+    validate_remote_name(name)
+    group = section_name(name)
+    if config.has_group(group):
+        if if_not_exists:
+            return False
+        if not force:
+            raise RemoteExists(name)
+        config.remove_group(group)
+    config.set(group, "url", url)
+    if branches:
+        config.set(group, "branches", "".join(f"{b};" for b in branches))
+    if contenturl:
+        config.set(group, "contenturl", contenturl)
+    for key, value in options:
+        config.set(group, key, value)
+    if gpg_verify is not None:
+        config.set(group, "gpg-verify", "true" if gpg_verify else "false")
+    if sign_verify is not None:
+        config.set(group, "sign-verify", "true" if sign_verify else "false")
+    if collection_id:
+        config.set(group, "collection-id", collection_id)
+    return True
+
+
+def delete_remote(config: KeyFile, name: str, *, if_exists: bool = False) -> bool:
+    """Remove a remote's section; whether it was there.
+
+    Raises:
+        RemoteNotFound: if it is absent and ``if_exists`` is not given.
+    """
+    if config.remove_group(section_name(name)):
+        return True
+    if if_exists:
+        return False
+    raise RemoteNotFound(name)

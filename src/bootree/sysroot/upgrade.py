@@ -1,0 +1,72 @@
+"""A local ``upgrade``: deploy what the booted deployment's origin ref points at now.
+
+Layer: sysroot. Fetching is not this layer's job (it never imports ``pull``); this resolves the
+origin refspec in the sysroot's own repository, after whatever pulled into it. What it adds is
+the boot-assessment rule of issue 5: a commit that already failed its health checks on this
+machine (:mod:`bootree.sysroot.assessment`) is not deployed again unless the caller says so,
+otherwise every ``upgrade`` after an automatic rollback would queue the same broken update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bootree.errors import NotBooted, RefNotFound, SysrootError
+from bootree.format.checksum import Checksum
+from bootree.sysroot import assessment
+from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
+from bootree.sysroot.sysroot import Sysroot
+
+__all__ = ["UpgradeResult", "upgrade"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeResult:
+    """What :func:`upgrade` found and did (``deployed`` is ``None`` when nothing was done)."""
+
+    checksum: Checksum
+    deployed: DeployResult | None
+    skipped_failed: bool = False
+    up_to_date: bool = False
+
+    @property
+    def message(self) -> str:
+        """One line for the CLI."""
+        if self.up_to_date:
+            return "No update available."
+        if self.skipped_failed:
+            return (f"Not deploying {self.checksum}: it failed its health checks on this system "
+                    "(use --allow-failed to deploy it anyway)")
+        return f"Deployed {self.checksum}"
+
+
+def upgrade(sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = False) -> UpgradeResult:
+    """Deploy the commit the booted (or default) deployment's refspec resolves to, if it is new.
+
+    The sysroot must be locked.
+
+    Raises:
+        NotBooted: when there is no deployment to upgrade from.
+        SysrootError: when that deployment has no origin refspec.
+        RefNotFound: when the refspec does not resolve locally.
+    """
+    base = sysroot.booted or (sysroot.deployments[0] if sysroot.deployments else None)
+    if base is None:
+        raise NotBooted("no deployment to upgrade")
+    refspec = base.refspec
+    if not refspec:
+        raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
+    csum = sysroot.repo.resolve_rev(refspec)
+    if csum is None:
+        raise RefNotFound(refspec)
+    csum = Checksum(csum)
+    if csum == base.csum or (sysroot.staged is not None and sysroot.staged.csum == csum):
+        return UpgradeResult(csum, None, up_to_date=True)
+    if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
+        return UpgradeResult(csum, None, skipped_failed=True)
+    origin = base.origin
+    if stage_it:
+        res = stage(sysroot, csum, stateroot=base.stateroot, origin=origin, opts=DeployOptions())
+    else:
+        res = deploy(sysroot, csum, stateroot=base.stateroot, origin=origin, opts=DeployOptions())
+    return UpgradeResult(csum, res)

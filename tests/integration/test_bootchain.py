@@ -1,0 +1,285 @@
+"""The real boot chain under qemu (no KVM): OVMF → systemd-boot → BLS entry with boot counting →
+Debian kernel + bootree's initramfs (prepare-root) → a deployment running bootree's health checks.
+
+Issue 5, item 1 (:func:`test_counting_fallback_and_recovery`): v1 is installed with
+``install to-disk``, boots and is marked good; v2 is deployed *inside* the VM and fails its
+required health check on every boot; after its tries the loader boots v1 by itself; inside v1
+``status --json`` says v2 failed, ``upgrade`` refuses v2 again; v3 is deployed, passes and stays
+the default.
+
+Issue 5, item 2 (:func:`test_power_cut_during_esp_update`): the ESP writer is SIGKILLed before
+each of its file operations; every resulting ESP is checked against a model of systemd-boot and
+each distinct one is booted for real: the machine always boots the old or the new default.
+
+Costs: one image build per session (Debian packages cached under ~/.cache/bootree-test), about
+6 full boots plus a few short ones at 10–40 s each under TCG. Skipped, with the reason, where
+qemu, OVMF, systemd-boot, busybox-static, mtools, dosfstools or gdisk are missing (CI installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import osimage
+
+from bootree.install import disk as diskmod
+from bootree.install.todisk import InstallOptions, install_to_disk, prepare_sysroot
+from bootree.repo import Repo, RepoMode
+from bootree.sysroot import DeployOptions, Origin, Sysroot, deploy, esp
+
+# Several boots under emulation: more than pytest.ini's 600 s per test on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    """Skip where the boot-chain tools are missing; under CI (which installs them) fail instead."""
+    missing = osimage.missing_tools()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install the boot chain tools: {' '.join(missing)}")
+        pytest.skip(f"boot chain tools missing: {' '.join(missing)}")
+
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+QEMU_TIMEOUT = int(os.environ.get("BOOTREE_QEMU_TIMEOUT", "300"))
+TRIES = 2
+MTOOLS = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+
+
+@dataclass
+class Images:
+    """Three committed versions of the test OS in an archive repo (v2's required check fails)."""
+
+    repo: Path
+    csum: dict[int, str]
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
+    w = tmp_path_factory.mktemp("osimages")
+    base = osimage.build_base(w / "base")
+    repo = Repo.init(w / "repo", mode=RepoMode.ARCHIVE)
+    csum = {}
+    for v, ok in ((1, True), (2, False), (3, True)):
+        tree = osimage.make_version(base, w / f"v{v}", v, healthy=ok)
+        subprocess.run([sys.executable, "-m", "bootree", f"--repo={repo.path}", "commit", "-b", f"test/v{v}",
+                        f"--tree=dir={tree}", f"--subject=v{v}", f"--add-metadata-string=version={v}"],
+                       check=True, capture_output=True)
+        csum[v] = str(Repo.open(repo.path).resolve_rev(f"test/v{v}"))
+        shutil.rmtree(tree)
+    Repo.open(repo.path).set_ref("test/stable", csum[1])  # type: ignore[arg-type]
+    return Images(repo.path, csum)
+
+
+@dataclass
+class Boot:
+    """One boot's serial log, reduced to what the tests look at."""
+
+    log: str
+    seconds: float
+
+    @property
+    def version(self) -> int | None:
+        m = re.search(r"BOOTREE-TEST: booted uptime=\S+ version=(\d+)", self.log)
+        return int(m.group(1)) if m else None
+
+    @property
+    def health_rc(self) -> int | None:
+        m = re.search(r"BOOTREE-TEST: health rc=(\d+)", self.log)
+        return int(m.group(1)) if m else None
+
+    def between(self, begin: str, end: str) -> str:
+        m = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), self.log, re.S)
+        assert m, f"no {begin!r} ... {end!r} in the log:\n{self.log[-3000:]}"
+        return m.group(1)
+
+
+def qemu_boot(disk: Path, log: Path, *, snapshot: bool = False) -> Boot:
+    """Boot ``disk`` once (fresh OVMF variables: counting lives in ESP file names only)."""
+    vars_fd = log.with_suffix(".vars.fd")
+    shutil.copyfile(OVMF_VARS, vars_fd)
+    drive = f"file={disk},format=raw,if=virtio" + (",snapshot=on" if snapshot else "")
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        subprocess.run(["timeout", str(QEMU_TIMEOUT), "qemu-system-x86_64", "-machine", "q35", "-m", "768",
+                        "-nographic", "-no-reboot", "-nic", "none", "-accel", "tcg,tb-size=512",
+                        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                        "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}", "-drive", drive],
+                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+    text = log.read_bytes().decode(errors="replace").replace("\r", "")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z=]", "", text)
+    return Boot(text, time.monotonic() - t0)
+
+
+def esp_offset(disk: Path) -> int:
+    return diskmod.partition_offsets(disk)[0][0]
+
+
+def entries(disk: Path) -> list[str]:
+    return diskmod.esp_list(disk, esp_offset(disk))
+
+
+def set_cmd(disk: Path, script: str, scratch: Path) -> None:
+    """Leave a shell script on the ESP for the test OS's init to run after the health check."""
+    off = esp_offset(disk)
+    subprocess.run(["mmd", "-i", f"{disk}@@{off}", "::/bootree-test"], env=MTOOLS, capture_output=True, check=False)
+    diskmod.esp_write(disk, off, "/bootree-test/cmd", script.encode(), scratch=scratch)
+
+
+def _entry_for(names: list[str], csum: str) -> str:
+    found = [n for n in names if f"-{csum}." in n]
+    assert len(found) == 1, (csum, names)
+    return found[0]
+
+
+def _set_stable(v: int) -> str:
+    """A command for the test OS: move the origin ref to v (what a pull of an update does)."""
+    return ("python3 -c \"from bootree.repo import Repo; r = Repo.open('/ostree/repo'); "
+            f"r.set_ref('test/stable', r.resolve_rev('test/v{v}'))\"\n")
+
+
+def test_counting_fallback_and_recovery(images: Images, tmp_path: Path) -> None:
+    disk = tmp_path / "disk.img"
+    t0 = time.monotonic()
+    res = install_to_disk(Repo.open(images.repo), "test/stable", disk, options=InstallOptions(
+        kargs=("console=ttyS0", "quiet"), tries=TRIES, extra_refs=("test/v2", "test/v3")))
+    timings = [f"install {time.monotonic() - t0:.1f}s"]
+    v1, v2, v3 = images.csum[1], images.csum[2], images.csum[3]
+    assert res.deployment.csum == v1
+    assert entries(disk) == [res.esp_entries[0]] and res.esp_entries[0].endswith(f"+{TRIES}.conf")
+    scratch = tmp_path / "scratch"
+
+    def boot(n: int, cmd: str = "") -> Boot:
+        set_cmd(disk, cmd, scratch)
+        b = qemu_boot(disk, tmp_path / f"boot{n}.log")
+        timings.append(f"boot{n} v{b.version} {b.seconds:.1f}s")
+        return b
+
+    # boot 1: v1 (counted) passes its checks and is blessed; an update (v2) is deployed inside the VM
+    b = boot(1, _set_stable(2) + "bootree admin upgrade\n")
+    assert b.version == 1 and b.health_rc == 0, b.log[-3000:]
+    names = entries(disk)
+    assert _entry_for(names, v1).endswith(f"{v1}.0.conf"), names  # blessed: no counter any more
+    assert _entry_for(names, v2).endswith(f"+{TRIES}.conf"), names  # the new default, counted
+    assert esp.loader_default(names) == _entry_for(names, v2)
+
+    # boots 2..(TRIES+1): v2 fails its required check each time; the loader counts down
+    for i in range(TRIES):
+        b = boot(2 + i)
+        assert b.version == 2 and b.health_rc == 3, b.log[-3000:]
+        assert _entry_for(entries(disk), v2).endswith(f"+{TRIES - 1 - i}-{i + 1}.conf")
+
+    # next boot: v2 is out of tries, the loader falls back to v1 by itself; v1 records it
+    n = TRIES + 2
+    b = boot(n, "echo STATUS-BEGIN\nbootree admin status --json\necho STATUS-END\n"
+                "bootree admin upgrade\n"
+                "bootree admin status\n" + _set_stable(3) + "bootree admin upgrade\n")
+    assert b.version == 1 and b.health_rc == 0, b.log[-3000:]
+    st = json.loads(b.between("STATUS-BEGIN", "STATUS-END"))
+    by_csum = {d["checksum"]: d for d in st["deployments"]}
+    assert by_csum[v1]["booted"] and st["deployments"][0]["checksum"] == v1  # the rollback is permanent
+    assert by_csum[v2]["health"]["state"] == "failed"
+    assert "50-service-answers" in by_csum[v2]["health"]["failedChecks"]
+    assert by_csum[v2]["bootCounting"]["state"] == "bad"
+    assert st["lastFallback"]["to"] == f"{v1}.0"
+    assert f"Not deploying {v2}" in b.log  # upgrade does not queue the failed commit again
+    assert "Automatic rollback:" in b.log and "FAILED" in b.log  # the human status says it too
+    names = entries(disk)
+    assert esp.loader_default(names) == _entry_for(names, v3)
+
+    # v3: passes, is blessed, and stays the default on the next boot
+    b = boot(n + 1)
+    assert b.version == 3 and b.health_rc == 0, b.log[-3000:]
+    assert f"marked good (bootree-4-default-{v3}.0.conf)" in b.log
+    assert _entry_for(entries(disk), v3).endswith(f"{v3}.0.conf")
+    # the next boot only reports what the loader picked (no health run needed to see the default)
+    diskmod.esp_write(disk, esp_offset(disk), "/bootree-test/report-only", b"1\n", scratch=scratch)
+    b = boot(n + 2)
+    assert b.version == 3 and "report-only" in b.log
+    print("timings:", ", ".join(timings))
+
+
+def _esp_state(esp_dir: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    files = []
+    for dirpath, _, fs in os.walk(esp_dir):
+        for f in fs:
+            files.append(str((Path(dirpath) / f).relative_to(esp_dir)))
+    return tuple(esp.list_entries(esp_dir)), tuple(sorted(files))
+
+
+@pytest.fixture
+def two_deployments(images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Path, Path]]:
+    """A sysroot directory with v1 (blessed) then v2 deployed; the ESP before and after v2."""
+    monkeypatch.setenv("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
+    root, esp_dir = tmp_path / "root", tmp_path / "esp"
+    sysroot, _ = prepare_sysroot(Repo.open(images.repo), "test/stable", root, esp_dir, options=InstallOptions(
+        kargs=("console=ttyS0", "quiet"), tries=TRIES, extra_refs=("test/v2",)))
+    first = esp.list_entries(esp_dir)[0]
+    esp.bless(esp_dir, "\\loader\\entries\\" + first)
+    before = tmp_path / "esp-before"
+    shutil.copytree(esp_dir, before)
+    monkeypatch.setenv("BOOTREE_ESP", str(esp_dir))
+    with sysroot.lock():
+        deploy(sysroot, sysroot.repo.resolve_rev("test/v2"), stateroot="default",  # type: ignore[arg-type]
+               origin=Origin.for_refspec("test/v2"), opts=DeployOptions())
+    monkeypatch.delenv("BOOTREE_ESP")
+    yield root, before, esp_dir
+
+
+_SYNC = ("import sys; from bootree.sysroot import Sysroot, esp; s = Sysroot.open(sys.argv[1]); "
+         "esp.sync_sysroot(s)")
+
+
+def test_power_cut_during_esp_update(images: Images, two_deployments: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, before, after = two_deployments
+    v1, v2 = images.csum[1], images.csum[2]
+    sysroot = Sysroot.open(root)
+    n_ops = len(esp.plan_sync(before, esp.esp_deployments(sysroot, sysroot.deployments), tries=TRIES))
+    assert n_ops >= 3
+    states: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+    for k in range(n_ops + 1):
+        cut = tmp_path / f"esp-cut{k}"
+        shutil.copytree(before, cut)
+        env = {**os.environ, "BOOTREE_ESP": str(cut), "BOOTREE_TEST_CRASH_AT": f"esp-op-{k}"}
+        proc = subprocess.run([sys.executable, "-c", _SYNC, str(root)], env=env, capture_output=True, check=False)
+        assert proc.returncode == (-9 if k < n_ops else 0), proc.stderr
+        state = _esp_state(cut)
+        states.setdefault(state, []).append(k)
+        # the model: systemd-boot boots v1 (old default) or v2 (new), and its files are all there
+        chosen = esp.loader_default(state[0])
+        assert chosen is not None and (f"-{v1}." in chosen or f"-{v2}." in chosen), (k, state)
+        text = (cut / "loader/entries" / chosen).read_text()
+        for key in ("linux", "initrd"):
+            path = re.search(rf"^{key} /(\S+)$", text, re.M)
+            assert path and (cut / path.group(1)).is_file(), (k, key, state)
+    assert _esp_state(tmp_path / f"esp-cut{n_ops}") == _esp_state(after)
+    # boot each distinct ESP state for real (report-only: the init stops after printing what booted)
+    root_img = tmp_path / "root.img"
+    diskmod.make_root_image(root, root_img, size_mib=512)
+    booted = []
+    for state, ks in states.items():
+        cut = tmp_path / f"esp-cut{ks[0]}"
+        (cut / "bootree-test").mkdir(exist_ok=True)
+        (cut / "bootree-test/report-only").write_text("1\n")
+        diskmod.make_esp_image(cut, tmp_path / "esp.img", size_mib=128)
+        disk = tmp_path / f"disk-cut{ks[0]}.img"
+        diskmod.assemble_gpt(disk, tmp_path / "esp.img", root_img)
+        b = qemu_boot(disk, tmp_path / f"cut{ks[0]}.log", snapshot=True)
+        want = 2 if f"-{v2}." in (esp.loader_default(state[0]) or "") else 1
+        assert b.version == want, (ks, state[0], b.log[-2000:])
+        booted.append(f"cuts {ks}: v{b.version} ({b.seconds:.0f}s)")
+        disk.unlink()
+    print("power-cut boots:", "; ".join(booted))
