@@ -63,26 +63,50 @@ def object_relpath(otype: ObjectType, csum: Checksum, mode: RepoMode) -> str:
 
 
 class _InflatingReader(io.RawIOBase):
-    """A read-only stream over the body of a ``.filez`` object, inflating as it goes."""
+    """A read-only stream over the body of a ``.filez`` object, inflating as it goes.
+
+    ``read(n)`` hands out slices of the inflated chunks without re-copying what is left (a
+    BufferedReader on top would allocate a large buffer per file), and ``read()`` of a small
+    object returns its single inflated chunk as it is.
+    """
 
     def __init__(self, f: BinaryIO, size: int) -> None:
         self._f = f
         self._chunks = inflate_chunks(iter(lambda: f.read(CHUNK), b""), size, _DECOMPRESSOBJ, _INFLATE_ERRORS)
         self._buf = b""
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
-        while not self._buf:
+    def _fill(self) -> bool:
+        while self._pos >= len(self._buf):
             nxt = next(self._chunks, None)
             if nxt is None:
-                return 0
-            self._buf = nxt
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
+                return False
+            self._buf, self._pos = nxt, 0
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while self._fill():
+                parts.append(self._buf[self._pos :] if self._pos else self._buf)
+                self._pos = len(self._buf)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if not self._fill():
+            return b""
+        if self._pos == 0 and size >= len(self._buf):
+            self._pos = len(self._buf)
+            return self._buf
+        out = self._buf[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         self._f.close()
@@ -211,7 +235,7 @@ class DiskObjectStore:
         if parsed.header.is_symlink:
             f.close()
             return parsed.header, None
-        return parsed.header, io.BufferedReader(_InflatingReader(f, parsed.size), CHUNK)
+        return parsed.header, cast(BinaryIO, _InflatingReader(f, parsed.size))
 
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
         """Header and whole content of a content object (for small files and tests)."""
