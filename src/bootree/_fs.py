@@ -9,7 +9,6 @@ the directory. A crash at any point leaves either the old or the new content, ne
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -33,7 +32,6 @@ __all__ = [
     "write_atomic",
 ]
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def temp_name(prefix: str = ".tmp-") -> str:
@@ -52,9 +50,12 @@ def fsync_dir(path: os.PathLike[str] | str) -> None:
 
 def syncfs(path: os.PathLike[str] | str) -> None:
     """Flush the whole filesystem holding ``path`` (one call instead of an fsync per file)."""
+    import ctypes  # only here: loading libc through ctypes costs startup time for every command
+
+    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _libc.syncfs(fd) != 0:
+        if libc.syncfs(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), os.fspath(path))
     finally:

@@ -15,13 +15,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Human output goes to stdout; progress and diagnostics to stderr so that pipes stay clean.
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+_consoles: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``console`` (stdout) and ``err_console`` (stderr), created on first use.
+
+    rich takes tens of milliseconds to import; commands that print plain lines never pay it.
+    Human output goes to stdout; progress and diagnostics to stderr so that pipes stay clean.
+    """
+    if name in ("console", "err_console"):
+        if name not in _consoles:
+            from rich.console import Console
+
+            _consoles["console"] = Console(highlight=False, soft_wrap=True)
+            _consoles["err_console"] = Console(stderr=True, highlight=False)
+        return _consoles[name]
+    raise AttributeError(name)
 
 
 def repo_option(func: F) -> F:
@@ -60,7 +73,7 @@ def print_json(value: Any) -> None:
 
 def progress_enabled() -> bool:
     """Progress bars only on an interactive terminal (never in pipes, logs or CI)."""
-    return err_console.is_terminal and not os.environ.get("BOOTREE_NO_PROGRESS")
+    return bool(__getattr__("err_console").is_terminal) and not os.environ.get("BOOTREE_NO_PROGRESS")
 
 
 class ProgressHandle:
@@ -91,5 +104,5 @@ def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool
     columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
     columns.append(DownloadColumn() if bytes_mode else MofNCompleteColumn())
     columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True, disable=not progress_enabled()) as prog:
+    with Progress(*columns, console=__getattr__("err_console"), transient=True, disable=not progress_enabled()) as prog:
         yield ProgressHandle(prog, prog.add_task(description, total=total))

@@ -17,9 +17,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tarfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,6 +296,8 @@ def write_tar(
     pending: list[tuple[MutableTree, str, Future[Checksum]]] = []
     count = 0
     nbytes = 0
+    import tarfile  # here, not at module level: most commits read directories
+
     try:
         tf = tarfile.open(tar_path, mode="r|*")
     except (OSError, tarfile.TarError) as e:
