@@ -69,6 +69,7 @@ class Transaction:
         _fs.makedirs(tmp)
         self.staging = tmp / f"staging-{_boot_id()}-{os.urandom(6).hex()}"
         self.staging.mkdir(mode=0o755)
+        self._staging_str = os.fspath(self.staging)
         self._staged: set[str] = set()
         self._dirs: set[str] = set()
         self._lock = threading.Lock()
@@ -121,7 +122,7 @@ class Transaction:
                 (self.staging / prefix).mkdir(exist_ok=True)
                 self._dirs.add(prefix)
         self.objects_written += 1
-        return self.staging / rel
+        return Path(f"{self._staging_str}/{rel}")
 
     def _unreserve(self, otype: ObjectType, csum: Checksum) -> None:
         rel = self._store.relpath(otype, csum)
@@ -298,6 +299,7 @@ class Transaction:
             _fs.syncfs(self.staging)
         objects = self._store.objects
         made: set[str] = set()
+        staging, objects_str = self._staging_str, os.fspath(objects)
         # Content first, commits last: a crash part-way leaves only objects nothing refers to,
         # never a commit whose tree is incomplete.
         for rel in sorted(self._staged, key=lambda r: (_PUBLISH_ORDER.get(r.rpartition(".")[2], 9), r)):
@@ -305,7 +307,7 @@ class Transaction:
             if prefix not in made:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
                 made.add(prefix)
-            os.rename(self.staging / rel, objects / rel)
+            os.rename(f"{staging}/{rel}", f"{objects_str}/{rel}")
         if self.repo.fsync:
             _fs.syncfs(objects)
         self._staged.clear()
