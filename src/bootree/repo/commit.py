@@ -113,14 +113,28 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
         raise SourceError(path, e.strerror or str(e)) from e
 
 
-#: A pool task: several small files, so that thread hand-offs cost less than the work.
-_Batch = list[tuple[str, FileHeader, int]]
+#: A pool task: several small files ``(path, uid, gid, mode, size)``, so that thread hand-offs
+#: cost less than the work. Workers read the xattrs and build the headers themselves.
+_Batch = list[tuple[str, int, int, int, int]]
 _BATCH_FILES = 48
 _BATCH_BYTES = 4 << 20
 
 
-def _write_batch(txn: Transaction, batch: _Batch) -> list[Checksum]:
-    return [_write_regular(txn, path, header, size) for path, header, size in batch]
+def _write_batch(txn: Transaction, batch: _Batch, options: CommitOptions) -> list[Checksum]:
+    out = []
+    for path, uid, gid, mode, size in batch:
+        header = options.file_header(uid, gid, mode, "", _xattrs_of(path, options))
+        out.append(_write_regular(txn, path, header, size))
+    return out
+
+
+def _xattrs_of(path: str, options: CommitOptions) -> Xattrs:
+    if options.no_xattrs or options.canonical_permissions:
+        return ()
+    try:
+        return _fs.list_xattrs(path)
+    except OSError as e:
+        raise SourceError(path, e.strerror or str(e)) from e
 
 
 def write_directory(
@@ -145,7 +159,7 @@ def write_directory(
         raise SourceError(os.fspath(src), e.strerror or str(e)) from e
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(os.fspath(src), "not a directory")
-    InodeKey = tuple[int, int, FileHeader]
+    InodeKey = tuple[int, int]
     pending: list[tuple[list[tuple[MutableTree, str, InodeKey | None]], Future[list[Checksum]]]] = []
     aliases: list[tuple[MutableTree, str, InodeKey]] = []
     seen_inodes: set[InodeKey] = set()
@@ -157,12 +171,7 @@ def write_directory(
     total_bytes = 0
 
     def xattrs_of(path: str) -> Xattrs:
-        if options.no_xattrs or options.canonical_permissions:
-            return ()
-        try:
-            return _fs.list_xattrs(path)
-        except OSError as e:
-            raise SourceError(path, e.strerror or str(e)) from e
+        return _xattrs_of(path, options)
 
     def dirmeta_of(path: str, s: os.stat_result) -> Checksum:
         meta = options.dir_meta(s.st_uid, s.st_gid, s.st_mode, xattrs_of(path))
@@ -176,7 +185,7 @@ def write_directory(
         def flush() -> None:
             nonlocal batch, targets, batch_bytes
             if batch:
-                pending.append((targets, pool.submit(_write_batch, txn, batch)))
+                pending.append((targets, pool.submit(_write_batch, txn, batch, options)))
                 batch, targets, batch_bytes = [], [], 0
 
         try:
@@ -200,17 +209,17 @@ def write_directory(
                         raise SourceError(path, str(e)) from e
                     mode = es.st_mode
                     if stat.S_ISREG(mode):
-                        header = options.file_header(es.st_uid, es.st_gid, mode, "", xattrs_of(path))
                         node.files[name] = Checksum("")  # placeholder keeps the name; filled below
                         node.dirs.pop(name, None)
                         key: InodeKey | None = None
                         if es.st_nlink > 1:
-                            key = (es.st_dev, es.st_ino, header)
+                            # One inode: one content, owner, mode and set of xattrs.
+                            key = (es.st_dev, es.st_ino)
                             if key in seen_inodes:
                                 aliases.append((node, name, key))
                                 continue
                             seen_inodes.add(key)
-                        batch.append((path, header, es.st_size))
+                        batch.append((path, es.st_uid, es.st_gid, mode, es.st_size))
                         targets.append((node, name, key))
                         batch_bytes += es.st_size
                         total_files += 1
