@@ -10,14 +10,11 @@ source cannot corrupt the destination.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Hashable
-
 from bootree.errors import BootreeError, FetchError, NotFoundError
 from bootree.format.checksum import Checksum, is_checksum
 from bootree.format.objects import ObjectType
 from bootree.repo import Repo, RepoMode
-from bootree.transport import Completion, FetchStats
+from bootree.transport import ImmediateFetcher
 
 __all__ = ["LocalRepoFetcher"]
 
@@ -30,24 +27,13 @@ _TYPES = {
 }
 
 
-class LocalRepoFetcher:
+class LocalRepoFetcher(ImmediateFetcher):
     """Implements :class:`~bootree.transport.Fetcher` for ``local-repo:`` object URLs."""
 
     def __init__(self, source: Repo) -> None:
+        super().__init__()
         self.source = source
         self.base_url = "local-repo:"
-        self._done: deque[Completion] = deque()
-        self._stats = FetchStats()
-
-    @property
-    def stats(self) -> FetchStats:
-        """Objects read and their bytes."""
-        return self._stats
-
-    @property
-    def pending(self) -> int:
-        """Completions not yet returned."""
-        return len(self._done)
 
     def _read(self, path: str) -> bytes:
         parts = path.split("/")
@@ -84,24 +70,7 @@ class LocalRepoFetcher:
             raise
         except (BootreeError, OSError) as e:
             raise FetchError(url, str(e)) from e
-        if len(data) > max_length:
-            raise FetchError(url, f"too large: over {max_length} bytes")
-        self._stats.bytes += len(data)
-        return data
+        return self._check_length(url, data, max_length)
 
-    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
-        """Read now; returned by the next :meth:`wait`."""
-        try:
-            self._done.append(Completion(key, url, self.fetch(url, max_length=max_length), None))
-        except FetchError as e:
-            self._done.append(Completion(key, url, None, e))
 
-    def wait(self, timeout: float | None = None) -> Completion:
-        """The oldest completion."""
-        if not self._done:
-            raise FetchError("", "no request pending")
-        return self._done.popleft()
 
-    def close(self) -> None:
-        """Nothing to release."""
-        self._done.clear()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -141,6 +142,63 @@ class FetchStats:
     requests: int = 0
     bytes: int = 0
     retries: int = 0
+
+
+class ImmediateFetcher:
+    """Base for fetchers that read synchronously (local files, another local repository).
+
+    :meth:`submit` does the read at once and queues its completion, so these fetchers fit the
+    same submit/wait loop as the HTTP ones. Subclasses implement :meth:`fetch`.
+    """
+
+    def __init__(self) -> None:
+        self._done: deque[Completion] = deque()
+        self._stats = FetchStats()
+
+    @property
+    def stats(self) -> FetchStats:
+        """Reads made and their bytes."""
+        return self._stats
+
+    @property
+    def pending(self) -> int:
+        """Completions not yet returned by :meth:`wait`."""
+        return len(self._done)
+
+    def fetch(self, url: str, *, max_length: int) -> bytes:
+        """Read ``url`` (subclasses).
+
+        Raises:
+            FetchError: always, in this base class.
+        """
+        raise FetchError(url, "this fetcher cannot read URLs")
+
+    def _check_length(self, url: str, data: bytes, max_length: int) -> bytes:
+        if len(data) > max_length:
+            raise FetchError(url, f"too large: over {max_length} bytes")
+        self._stats.bytes += len(data)
+        return data
+
+    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
+        """Read now; the completion is returned by the next :meth:`wait`."""
+        try:
+            self._done.append(Completion(key, url, self.fetch(url, max_length=max_length), None))
+        except FetchError as e:
+            self._done.append(Completion(key, url, None, e))
+
+    def wait(self, timeout: float | None = None) -> Completion:
+        """The oldest completion.
+
+        Raises:
+            FetchError: if nothing was submitted.
+        """
+        if not self._done:
+            raise FetchError("", "no request pending")
+        return self._done.popleft()
+
+    def close(self) -> None:
+        """Nothing to release."""
+        self._done.clear()
 
 
 def join_url(base: str, path: str) -> str:

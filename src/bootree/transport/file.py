@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import urllib.parse
 import urllib.request
-from collections import deque
-from collections.abc import Hashable
 
 from bootree.errors import FetchError, NotFoundError
-from bootree.transport import Completion, FetchStats
+from bootree.transport import ImmediateFetcher
 
 __all__ = ["FileFetcher", "file_url_path"]
 
@@ -31,22 +29,8 @@ def file_url_path(url: str) -> str:
     return urllib.request.url2pathname(parts.path)
 
 
-class FileFetcher:
+class FileFetcher(ImmediateFetcher):
     """Reads files synchronously; :meth:`submit` completes at once (local reads are cheap)."""
-
-    def __init__(self) -> None:
-        self._done: deque[Completion] = deque()
-        self._stats = FetchStats()
-
-    @property
-    def stats(self) -> FetchStats:
-        """Files read and their bytes."""
-        return self._stats
-
-    @property
-    def pending(self) -> int:
-        """Completions not yet returned by :meth:`wait`."""
-        return len(self._done)
 
     def fetch(self, url: str, *, max_length: int) -> bytes:
         """Read the file ``url`` names, refusing more than ``max_length`` bytes."""
@@ -61,24 +45,7 @@ class FileFetcher:
             raise NotFoundError(url) from None
         except OSError as e:
             raise FetchError(url, os.strerror(e.errno) if e.errno else str(e)) from e
-        if len(data) > max_length:
-            raise FetchError(url, f"too large: over {max_length} bytes")
-        self._stats.bytes += len(data)
-        return data
+        return self._check_length(url, data, max_length)
 
-    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
-        """Read now; the result is returned by the next :meth:`wait`."""
-        try:
-            self._done.append(Completion(key, url, self.fetch(url, max_length=max_length), None))
-        except FetchError as e:
-            self._done.append(Completion(key, url, None, e))
 
-    def wait(self, timeout: float | None = None) -> Completion:
-        """The oldest completion."""
-        if not self._done:
-            raise FetchError("", "no request pending")
-        return self._done.popleft()
 
-    def close(self) -> None:
-        """Nothing to release."""
-        self._done.clear()
