@@ -215,8 +215,8 @@ if [ "$(id -u)" -eq 0 ]; then
 else
     step "Deploy, update over HTTP, roll back: skipped (needs root for the sysroot; run 'sudo make demo')"
 fi
-printf '\n%sdemo finished%s: repository in %s, sysroot in %s\n' "$BOLD" "$PLAIN" "$REPO" "$SYSROOT"
 
 # --- optional final step (issue 5): a real boot chain under qemu; skips with a message without it --
 step "Boot chain: install to a disk image, boot counting, failed health check, automatic rollback"
 DEMO_DIR="$DEMO_DIR" BOOTREE="$BOOTREE" bash "$(dirname "${BASH_SOURCE[0]}")/demo-bootchain.sh"
+printf '\n%sdemo finished%s: repository in %s, sysroot in %s\n' "$BOLD" "$PLAIN" "$REPO" "$SYSROOT"
