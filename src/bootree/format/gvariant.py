@@ -33,7 +33,7 @@ from typing import Any
 
 from bootree.errors import GVariantError
 
-__all__ = ["GVariantType", "Variant", "decode", "encode", "parse_type"]
+__all__ = ["GVariantType", "Variant", "container_offset_size", "decode", "encode", "offset_size", "parse_type"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,8 @@ def parse_type(type_string: str) -> GVariantType:
 # --- encoding --------------------------------------------------------------------------------
 
 
-def _offset_size(body_len: int, n_offsets: int) -> int:
+def offset_size(body_len: int, n_offsets: int) -> int:
+    """Width of the framing offsets a container of ``body_len`` bytes and ``n_offsets`` needs."""
     if n_offsets == 0:
         return 0
     for w, limit in ((1, 0xFF), (2, 0xFFFF), (4, 0xFFFFFFFF)):
@@ -190,7 +191,7 @@ def _encode(t: GVariantType, v: Any) -> bytes:
             buf += b"\0" * (_align(len(buf), child.alignment) - len(buf))
             buf += _encode(child, elem)
             offsets.append(len(buf))
-        w = _offset_size(len(buf), len(offsets))
+        w = offset_size(len(buf), len(offsets))
         return bytes(buf) + _pack_offsets(offsets, w)
     # tuple or dict entry
     members = t.children
@@ -209,7 +210,7 @@ def _encode(t: GVariantType, v: Any) -> bytes:
     if t.fixed_size is not None:
         buf += b"\0" * (t.fixed_size - len(buf))
         return bytes(buf)
-    w = _offset_size(len(buf), len(offsets))
+    w = offset_size(len(buf), len(offsets))
     return bytes(buf) + _pack_offsets(offsets[::-1], w)
 
 
@@ -229,7 +230,8 @@ def _read_offset(data: bytes | memoryview, pos: int, w: int) -> int:
     return int.from_bytes(data[pos : pos + w], "little")
 
 
-def _container_offset_size(size: int) -> int:
+def container_offset_size(size: int) -> int:
+    """Width of the framing offsets of a serialized container of ``size`` bytes (as a reader)."""
     if size == 0:
         return 0
     if size <= 0xFF:
@@ -293,7 +295,7 @@ def _decode(t: GVariantType, data: memoryview) -> Any:
             return [_decode(child, data[i : i + size]) for i in range(0, n, size)]
         if n == 0:
             return []
-        w = _container_offset_size(n)
+        w = container_offset_size(n)
         last_end = _read_offset(data, n - w, w)
         if last_end > n or (n - last_end) % w:
             raise GVariantError(f"{t.string}: bad framing offsets")
@@ -316,7 +318,7 @@ def _decode(t: GVariantType, data: memoryview) -> Any:
         if bytes(data) != b"\0":
             raise GVariantError("unit tuple must be one zero byte")
         return ()
-    w = _container_offset_size(n)
+    w = container_offset_size(n)
     n_var = sum(1 for m in members[:-1] if m.fixed_size is None)
     table = n - n_var * w
     if table < 0:

@@ -22,7 +22,7 @@ from typing import Any
 from bootree.errors import FormatError, InvalidTreeEntry
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, from_raw, to_raw
-from bootree.format.gvariant import Variant
+from bootree.format.gvariant import Variant, container_offset_size, offset_size
 
 __all__ = [
     "COMMIT_TYPE",
@@ -407,10 +407,6 @@ def _checksum_prefix(header: FileHeader) -> bytes:
     return len(h).to_bytes(4, "big") + b"\0\0\0\0" + h
 
 
-def _offset_width(size: int) -> int:
-    return 0 if size == 0 else 1 if size <= 0xFF else 2 if size <= 0xFFFF else 4 if size <= 0xFFFFFFFF else 8
-
-
 def _read_off(data: bytes, end: int, w: int) -> int:
     return int.from_bytes(data[end - w : end], "little")
 
@@ -420,7 +416,7 @@ def _array_elements(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
     size = end - start
     if size == 0:
         return []
-    w = _offset_width(size)
+    w = container_offset_size(size)
     last_end = _read_off(data, end, w)
     count, rem = divmod(size - last_end, w)
     if rem or count <= 0 or last_end > size:
@@ -455,36 +451,27 @@ def _csum(data: bytes, start: int, end: int) -> Checksum:
 def _parse_dirtree_fast(data: bytes) -> tuple[list[tuple[str, Checksum]], list[tuple[str, Checksum, Checksum]]]:
     """Decode ``(a(say)a(sayay))`` straight from its framing (see :meth:`DirTree.from_bytes`)."""
     n = len(data)
-    w = _offset_width(n)
+    w = container_offset_size(n)
     files_end = _read_off(data, n, w)
     if files_end > n - w:
         raise ValueError("bad tuple framing")
     files = []
     for s, e in _array_elements(data, 0, files_end):
-        we = _offset_width(e - s)
+        we = container_offset_size(e - s)
         name_end = s + _read_off(data, e, we)
         files.append((_name(data, s, name_end), _csum(data, name_end, e - we)))
     dirs = []
     for s, e in _array_elements(data, files_end, n - w):
-        we = _offset_width(e - s)
+        we = container_offset_size(e - s)
         name_end = s + _read_off(data, e, we)
         tree_end = s + _read_off(data, e - we, we)
         dirs.append((_name(data, s, name_end), _csum(data, name_end, tree_end), _csum(data, tree_end, e - 2 * we)))
     return files, dirs
 
 
-def _offset_size_for(body: int, n: int) -> int:
-    if n == 0:
-        return 0
-    for w, limit in ((1, 0xFF), (2, 0xFFFF), (4, 0xFFFFFFFF)):
-        if body + n * w <= limit:
-            return w
-    return 8
-
-
 def _frame(body: bytes, offsets: list[int]) -> bytes:
     """A container (alignment 1) with its framing ``offsets`` appended in the given order."""
-    w = _offset_size_for(len(body), len(offsets))
+    w = offset_size(len(body), len(offsets))
     return body + b"".join(o.to_bytes(w, "little") for o in offsets)
 
 
