@@ -12,9 +12,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from bootree.repo import Repo
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,6 +67,17 @@ def repo_path_from(ctx: click.Context, repo_path: Path | None) -> Path:
     if env:
         return Path(env)
     raise click.UsageError("no repository given: use --repo=PATH or set OSTREE_REPO")
+
+
+def open_repo(ctx: click.Context, repo_path: Path | None) -> Repo:
+    """Open the repository the command line names (see :func:`repo_path_from`).
+
+    Raises:
+        RepoNotFound: when there is no repository there.
+    """
+    from bootree.repo import Repo
+
+    return Repo.open(repo_path_from(ctx, repo_path))
 
 
 def print_json(value: Any) -> None:

@@ -13,13 +13,12 @@ from pathlib import Path
 import click
 
 from bootree.cli import cli
-from bootree.cli._common import console, json_option, print_json, repo_path_from
+from bootree.cli._common import console, json_option, open_repo, print_json
 from bootree.errors import InstallError
 from bootree.health import assess_boot, discover
 from bootree.install import InitramfsOptions, InstallOptions, build_initramfs, install_to_disk
 from bootree.install.initramfs import DEFAULT_MODULES
 from bootree.install.todisk import DEFAULT_SYSTEMD_BOOT, parse_size
-from bootree.repo import Repo
 from bootree.sysroot import Sysroot, esp
 
 #: ``health run`` exits with this when the boot is unhealthy and the loader is counting:
@@ -65,7 +64,7 @@ def to_disk_cmd(ctx: click.Context, rev: str, disk: Path, size: str | None, stat
     """
     if tries < 0:
         raise InstallError("--boot-counting-tries must be 0 or more")
-    repo = Repo.open(repo_path_from(ctx, None))
+    repo = open_repo(ctx, None)
     opts = InstallOptions(stateroot=stateroot, size_mib=parse_size(size) if size else None,
                           esp_size_mib=parse_size(esp_size), kargs=karg, tries=tries, systemd_boot=sdboot,
                           extra_refs=extra_ref)

@@ -22,10 +22,10 @@ from bootree.cli._common import (
     console,
     err_console,
     json_option,
+    open_repo,
     print_json,
     progress_enabled,
     repo_option,
-    repo_path_from,
 )
 from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
@@ -44,10 +44,6 @@ from bootree.pull import (
 from bootree.pull.publish import update_summary
 from bootree.repo import Repo
 from bootree.transport import join_url, open_fetcher
-
-
-def _open(ctx: click.Context, repo_path: Path | None) -> Repo:
-    return Repo.open(repo_path_from(ctx, repo_path))
 
 
 def _kv(value: str, option: str) -> tuple[str, str]:
@@ -99,7 +95,7 @@ def remote_add_cmd(
     collection_id: str | None,
 ) -> None:
     """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     added = add_remote(
         repo.config,
         name,
@@ -124,7 +120,7 @@ def remote_add_cmd(
 @click.pass_context
 def remote_delete_cmd(ctx: click.Context, repo_path: Path | None, name: str, if_exists: bool) -> None:
     """Delete remote NAME (and its refs/remotes/NAME refs)."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if delete_remote(repo.config, name, if_exists=if_exists):
         repo.save_config()
         repo.refs.delete_remote(name)
@@ -137,7 +133,7 @@ def remote_delete_cmd(ctx: click.Context, repo_path: Path | None, name: str, if_
 @click.pass_context
 def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool, as_json: bool) -> None:
     """List remote names (sorted, as ostree)."""
-    remotes = sorted(list_remotes(_open(ctx, repo_path).config), key=lambda r: r.name)
+    remotes = sorted(list_remotes(open_repo(ctx, repo_path).config), key=lambda r: r.name)
     if as_json:
         print_json([{"name": r.name, "url": r.url, "options": dict(r.options)} for r in remotes])
         return
@@ -152,7 +148,7 @@ def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool,
 @click.pass_context
 def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
     """Print the URL of remote NAME."""
-    console.print(get_remote(_open(ctx, repo_path).config, name).url)
+    console.print(get_remote(open_repo(ctx, repo_path).config, name).url)
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
@@ -173,7 +169,7 @@ def _fetch_summary(repo: Repo, name: str) -> Summary:
 @click.pass_context
 def remote_refs_cmd(ctx: click.Context, repo_path: Path | None, name: str, as_json: bool) -> None:
     """List the refs remote NAME publishes in its summary, as NAME:REF."""
-    summary = _fetch_summary(_open(ctx, repo_path), name)
+    summary = _fetch_summary(open_repo(ctx, repo_path), name)
     if as_json:
         print_json({f"{name}:{r.name}": r.commit for r in summary.refs})
         return
@@ -246,7 +242,7 @@ def summary_cmd(
     as_json: bool,
 ) -> None:
     """Manage the summary file of a repository (what 'pull' reads first)."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if not update and not view:
         raise click.UsageError("no action given: use --update or --view")
     if update:
@@ -401,7 +397,7 @@ def pull_cmd(
     as_json: bool,
 ) -> None:
     """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     wanted = list(refs)
     if ":" in remote:
         remote, _, first = remote.partition(":")
@@ -468,7 +464,7 @@ def pull_local_cmd(
     as_json: bool,
 ) -> None:
     """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     cfg = _pull_config(None, disable_fsync, repo)
     with _progress() as display:
         result = pull_local(
@@ -498,7 +494,7 @@ def serve_cmd(ctx: click.Context, repo_path: Path | None, port: int, address: st
     """Serve an archive repository over HTTP (static files with Range support; use nginx in production)."""
     from bootree.transport.server import StaticServer  # http.server is slow to import: only here
 
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if regenerate:
         update_summary(repo)
     if repo.mode.value != "archive":

@@ -22,6 +22,7 @@ from bootree.cli._common import (
     console,
     err_console,
     json_option,
+    open_repo,
     print_json,
     progress_bar,
     repo_option,
@@ -33,10 +34,6 @@ from bootree.format.content import decode_archive_header
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
 from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, TreeSource
-
-
-def _open(ctx: click.Context, repo_path: Path | None) -> Repo:
-    return Repo.open(repo_path_from(ctx, repo_path))
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:
@@ -246,7 +243,7 @@ def commit_cmd(
       bootree --repo=repo commit -b os/main -s "v1" --tree=dir=rootfs
       bootree --repo=repo commit -b os/main --tree=tar=rootfs.tar.gz --add-metadata-string=version=2
     """
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if fsync is not None:
         repo.fsync = fsync == "true"
     sources: list[TreeSource | Path] = []
@@ -338,7 +335,7 @@ def checkout_cmd(
     From bare-family repositories files are hardlinked to the objects, so a checkout costs only
     its directories; from archive repositories they are inflated in parallel.
     """
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
     if require_hardlinks and (repo.mode is RepoMode.ARCHIVE or (repo.mode is RepoMode.BARE_USER and not user_mode)):
         raise RepoError(f"hardlink checkout is not possible from a {repo.mode.value} repository" + (" without -U" if repo.mode is RepoMode.BARE_USER else ""))
@@ -369,7 +366,7 @@ def refs_cmd(
     ctx: click.Context, repo_path: Path | None, prefix: str | None, delete: bool, create: str | None, remote: str | None, as_json: bool
 ) -> None:
     """List refs (remote ones as REMOTE:REF), or create or delete them."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if create:
         if not prefix:
             raise click.UsageError("--create=NEWREF needs an existing ref or commit as argument")
@@ -396,7 +393,7 @@ def refs_cmd(
 @click.pass_context
 def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
     """Print the commit checksum a ref, remote:ref, abbreviated checksum or REV^ resolves to."""
-    csum = _resolve(_open(ctx, repo_path), rev)
+    csum = _resolve(open_repo(ctx, repo_path), rev)
     if as_json:
         print_json({"rev": rev, "checksum": csum})
     else:
@@ -410,7 +407,7 @@ def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json:
 @click.pass_context
 def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
     """Show the history of a ref or commit, newest first, as far as parents are present."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     csum: Checksum | None = _resolve(repo, rev)
     entries = []
     while csum is not None:
@@ -436,7 +433,7 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
 @click.pass_context
 def show_cmd(ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, as_json: bool) -> None:
     """Show one commit: checksum, parent, content checksum, date, version, subject and body."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
     c = repo.read_commit(csum)
     if key is not None:
@@ -483,7 +480,7 @@ def ls_cmd(
     as_json: bool,
 ) -> None:
     """List the files of a commit, with mode, owner and size, as ``ostree ls``."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
     rows: list[dict[str, Any]] = []
     for base in paths or ("/",):
@@ -541,7 +538,7 @@ def _stream_size(repo: Repo, csum: Checksum) -> int:
 @click.pass_context
 def cat_cmd(ctx: click.Context, repo_path: Path | None, rev: str, paths: tuple[str, ...]) -> None:
     """Write the contents of files in a commit to standard output."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
     out = sys.stdout.buffer
     for p in paths:
@@ -565,7 +562,7 @@ def cat_cmd(ctx: click.Context, repo_path: Path | None, rev: str, paths: tuple[s
 @click.pass_context
 def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str, as_json: bool) -> None:
     """List files modified (M), deleted (D) and added (A) from REV_A to REV_B."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     entries = repo.diff(_resolve(repo, rev_a), _resolve(repo, rev_b))
     if as_json:
         print_json([{"kind": e.kind, "path": e.path} for e in entries])
@@ -583,7 +580,7 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
 @click.pass_context
 def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
     """Verify every commit and every object it reaches; exit 1 listing each bad object."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     with progress_bar("Verifying objects") as prog:
 
         def on_progress(done: int, total: int) -> None:
@@ -631,7 +628,7 @@ def prune_cmd(
     as_json: bool,
 ) -> None:
     """Delete objects that no ref (or, without --refs-only, no commit) reaches."""
-    repo = _open(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if delete_commit:
         csum = _resolve(repo, delete_commit)
         for name, c in repo.list_refs().items():

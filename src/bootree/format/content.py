@@ -18,7 +18,7 @@ from typing import Any
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
-from bootree.format.objects import FileHeader, Xattrs, bswap32
+from bootree.format.objects import FileHeader, Xattrs, bswap32, bswap64
 
 __all__ = [
     "ARCHIVE_HEADER_TYPE",
@@ -43,8 +43,6 @@ BARE_USER_XATTR = "user.ostreemeta"
 DEFAULT_ZLIB_LEVEL = 6
 
 
-def _bswap64(v: int) -> int:
-    return int.from_bytes(v.to_bytes(8, "little"), "big")
 
 
 def encode_archive_header(header: FileHeader, size: int) -> bytes:
@@ -52,7 +50,7 @@ def encode_archive_header(header: FileHeader, size: int) -> bytes:
     z = gvariant.encode(
         ARCHIVE_HEADER_TYPE,
         (
-            _bswap64(size),
+            bswap64(size),
             bswap32(header.uid),
             bswap32(header.gid),
             bswap32(header.mode),
@@ -95,7 +93,7 @@ def decode_archive_header(data: bytes | memoryview) -> ArchivedFile:
             raise FormatError("xattr name is not NUL-terminated")
         xa.append((n[:-1], v))
     header = FileHeader(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, tuple(xa))
-    return ArchivedFile(header, _bswap64(size), 8 + hlen)
+    return ArchivedFile(header, bswap64(size), 8 + hlen)
 
 
 def deflate_chunks(

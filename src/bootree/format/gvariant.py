@@ -27,13 +27,14 @@ Python values used for each type:
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from bootree.errors import GVariantError
 
-__all__ = ["GVariantType", "Variant", "container_offset_size", "decode", "encode", "offset_size", "parse_type"]
+__all__ = ["GVariantType", "Variant", "container_offset_size", "decode", "encode", "offset_size", "parse_type", "vardict_get"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,14 @@ def parse_type(type_string: str) -> GVariantType:
     if end != len(type_string):
         raise GVariantError(f"trailing characters in type string {type_string!r}")
     return t
+
+
+def vardict_get(entries: Iterable[tuple[str, Variant]], key: str, default: Any = None) -> Any:
+    """The unboxed value of ``key`` in an ``a{sv}`` (the first one if repeated), or ``default``."""
+    for k, v in entries:
+        if k == key:
+            return v.value
+    return default
 
 
 # --- encoding --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 from bootree.errors import FormatError, InvalidTreeEntry
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, from_raw, to_raw
-from bootree.format.gvariant import Variant, container_offset_size, offset_size
+from bootree.format.gvariant import Variant, container_offset_size, offset_size, vardict_get
 
 __all__ = [
     "COMMIT_TYPE",
@@ -36,6 +36,7 @@ __all__ = [
     "ObjectType",
     "Xattrs",
     "bswap32",
+    "bswap64",
     "content_checksum",
     "validate_filename",
 ]
@@ -97,7 +98,8 @@ def bswap32(v: int) -> int:
     return int.from_bytes(v.to_bytes(4, "little"), "big")
 
 
-def _bswap64(v: int) -> int:
+def bswap64(v: int) -> int:
+    """Swap the byte order of a 64-bit value (ostree's big-endian timestamps and sizes)."""
     return int.from_bytes(v.to_bytes(8, "little"), "big")
 
 
@@ -284,7 +286,7 @@ class Commit:
                 [(n, to_raw(c)) for n, c in self.related],
                 self.subject,
                 self.body,
-                _bswap64(self.timestamp),
+                bswap64(self.timestamp),
                 to_raw(self.root_tree),
                 to_raw(self.root_meta),
             ),
@@ -306,17 +308,14 @@ class Commit:
             parent=from_raw(parent) if parent else None,
             subject=subject,
             body=body,
-            timestamp=_bswap64(ts),
+            timestamp=bswap64(ts),
             metadata=tuple(meta),
             related=tuple((n, from_raw(c)) for n, c in related),
         )
 
     def get(self, key: str, default: Any = None) -> Any:
         """The unboxed value of metadata ``key`` (the first one if repeated), or ``default``."""
-        for k, v in self.metadata:
-            if k == key:
-                return v.value
-        return default
+        return vardict_get(self.metadata, key, default)
 
     @property
     def version(self) -> str | None:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from bootree.errors import FormatError
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, from_raw, to_raw
-from bootree.format.gvariant import Variant
-from bootree.format.objects import Commit
+from bootree.format.gvariant import Variant, vardict_get
+from bootree.format.objects import Commit, bswap64
 
 __all__ = [
     "SUMMARY_SIG_TYPE",
@@ -40,8 +40,6 @@ SUMMARY_SIG_TYPE = "a{sv}"
 Metadata = tuple[tuple[str, Variant], ...]
 
 
-def _bswap64(v: int) -> int:
-    return int.from_bytes(v.to_bytes(8, "little"), "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +53,13 @@ class SummaryRef:
 
     def get(self, key: str, default: object = None) -> object:
         """The unboxed value of metadata ``key``, or ``default``."""
-        for k, v in self.metadata:
-            if k == key:
-                return v.value
-        return default
+        return vardict_get(self.metadata, key, default)
 
     @property
     def timestamp(self) -> int | None:
         """``ostree.commit.timestamp`` (seconds since the epoch), if present."""
         v = self.get("ostree.commit.timestamp")
-        return _bswap64(v) if isinstance(v, int) else None
+        return bswap64(v) if isinstance(v, int) else None
 
     @property
     def version(self) -> str | None:
@@ -121,10 +116,7 @@ class Summary:
 
     def get(self, key: str, default: object = None) -> object:
         """The unboxed value of summary metadata ``key``, or ``default``."""
-        for k, v in self.metadata:
-            if k == key:
-                return v.value
-        return default
+        return vardict_get(self.metadata, key, default)
 
     @property
     def mode(self) -> str | None:
@@ -136,7 +128,7 @@ class Summary:
     def last_modified(self) -> int | None:
         """``ostree.summary.last-modified`` in seconds since the epoch."""
         v = self.get("ostree.summary.last-modified")
-        return _bswap64(v) if isinstance(v, int) else None
+        return bswap64(v) if isinstance(v, int) else None
 
     @property
     def static_deltas(self) -> dict[str, bytes]:
@@ -174,7 +166,7 @@ class Summary:
             entries.append(SummaryRef(name, csum, len(commit_bytes), commit_ref_metadata(commit)))
         meta: list[tuple[str, Variant]] = [
             ("ostree.summary.mode", Variant("s", mode)),
-            ("ostree.summary.last-modified", Variant("t", _bswap64(last_modified))),
+            ("ostree.summary.last-modified", Variant("t", bswap64(last_modified))),
             ("ostree.summary.tombstone-commits", Variant("b", tombstone_commits)),
         ]
         if deltas:
@@ -194,7 +186,7 @@ def commit_ref_metadata(commit: Commit) -> Metadata:
     out: list[tuple[str, Variant]] = []
     if commit.version is not None:
         out.append(("ostree.commit.version", Variant("s", commit.version)))
-    out.append(("ostree.commit.timestamp", Variant("t", _bswap64(commit.timestamp))))
+    out.append(("ostree.commit.timestamp", Variant("t", bswap64(commit.timestamp))))
     return tuple(out)
 
 
