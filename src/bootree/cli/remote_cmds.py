@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from bootree.cli import cli
+from bootree.cli import _common, cli
 from bootree.cli._common import (
-    console,
-    err_console,
     json_option,
     open_repo,
     print_json,
@@ -139,7 +136,7 @@ def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool,
         return
     width = max((len(r.name) for r in remotes), default=0)
     for r in remotes:
-        console.print(f"{r.name:<{width}}  {r.url}" if show_urls else r.name)
+        _common.console.print(f"{r.name:<{width}}  {r.url}" if show_urls else r.name)
 
 
 @remote_group.command("show-url")
@@ -148,7 +145,7 @@ def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool,
 @click.pass_context
 def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
     """Print the URL of remote NAME."""
-    console.print(get_remote(open_repo(ctx, repo_path).config, name).url)
+    _common.console.print(get_remote(open_repo(ctx, repo_path).config, name).url)
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
@@ -174,7 +171,7 @@ def remote_refs_cmd(ctx: click.Context, repo_path: Path | None, name: str, as_js
         print_json({f"{name}:{r.name}": r.commit for r in summary.refs})
         return
     for r in summary.refs:
-        console.print(f"{name}:{r.name}")
+        _common.console.print(f"{name}:{r.name}")
 
 
 # --- summary -------------------------------------------------------------------------------------
@@ -186,14 +183,14 @@ def _ts(v: int) -> str:
 
 def _render_summary(summary: Summary) -> None:
     for r in summary.refs:
-        console.print(f"* {r.name}")
-        console.print(f"    Latest Commit ({r.commit_size} bytes):")
-        console.print(f"      {r.commit}")
+        _common.console.print(f"* {r.name}")
+        _common.console.print(f"    Latest Commit ({r.commit_size} bytes):")
+        _common.console.print(f"      {r.commit}")
         if r.version is not None:
-            console.print(f"    Version (ostree.commit.version): {r.version}")
+            _common.console.print(f"    Version (ostree.commit.version): {r.version}")
         if r.timestamp is not None:
-            console.print(f"    Timestamp (ostree.commit.timestamp): {_ts(r.timestamp)}")
-        console.print("")
+            _common.console.print(f"    Timestamp (ostree.commit.timestamp): {_ts(r.timestamp)}")
+        _common.console.print("")
     labels = {
         "ostree.summary.mode": "Repository Mode",
         "ostree.summary.last-modified": "Last-Modified",
@@ -201,11 +198,11 @@ def _render_summary(summary: Summary) -> None:
     }
     deltas = summary.static_deltas
     if deltas:
-        console.print("Static Deltas (ostree.static-deltas):")
+        _common.console.print("Static Deltas (ostree.static-deltas):")
         for name, digest in deltas.items():
-            console.print(f"  {name}")
-            console.print(f"    {digest.hex()}")
-        console.print("")
+            _common.console.print(f"  {name}")
+            _common.console.print(f"    {digest.hex()}")
+        _common.console.print("")
     for key, value in summary.metadata:
         if key == "ostree.static-deltas":
             continue
@@ -216,7 +213,7 @@ def _render_summary(summary: Summary) -> None:
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:
             text = str(value.value)
-        console.print(f"{label} ({key}): {text}" if label else f"{key}: {text}")
+        _common.console.print(f"{label} ({key}): {text}" if label else f"{key}: {text}")
 
 
 @cli.command("summary")
@@ -292,10 +289,10 @@ def _parse_variant(text: str) -> Variant:
 class _PullDisplay:
     """A rich progress bar (objects and bytes) fed by :class:`PullEvent`s."""
 
-    def __init__(self, prog: Progress) -> None:
+    def __init__(self, prog: Any) -> None:
         self.prog = prog
-        self.objects: TaskID = prog.add_task("objects", total=None)
-        self.bytes: TaskID = prog.add_task("received", total=None, bytes_mode=True)
+        self.objects = prog.add_task("objects", total=None)
+        self.bytes = prog.add_task("received", total=None, bytes_mode=True)
 
     def __call__(self, ev: PullEvent) -> None:
         self.prog.update(self.objects, completed=ev.fetched, total=max(ev.requested, ev.fetched) or None)
@@ -307,40 +304,39 @@ def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
     if not progress_enabled():
         yield None
         return
+    # Imported here: rich.progress is slow to import, and a pull without a terminal shows none.
+    from rich.filesize import decimal
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class BytesOrCount(DownloadColumn):
+        """Objects as ``M/N``, bytes as a download size."""
+
+        def render(self, task: Any) -> Any:
+            if task.fields.get("bytes_mode"):
+                return Text(decimal(int(task.completed)), style="progress.download")
+            total = "?" if task.total is None else f"{int(task.total)}"
+            return Text(f"{int(task.completed)}/{total}", style="progress.download")
+
     with Progress(
         TextColumn("[bold]{task.description:>9}"),
         BarColumn(),
-        _BytesOrCount(),
+        BytesOrCount(),
         TimeElapsedColumn(),
-        console=err_console,
+        console=_common.err_console,
         transient=True,
     ) as prog:
         yield _PullDisplay(prog)
 
 
-class _BytesOrCount(DownloadColumn):
-    """Objects as ``M/N``, bytes as a download size."""
-
-    def render(self, task: Any) -> Any:
-        if task.fields.get("bytes_mode"):
-            from rich.filesize import decimal
-            from rich.text import Text
-
-            return Text(decimal(int(task.completed)), style="progress.download")
-        from rich.text import Text
-
-        total = "?" if task.total is None else f"{int(task.total)}"
-        return Text(f"{int(task.completed)}/{total}", style="progress.download")
-
-
 def _report(result: PullResult) -> None:
     if result.dry_run:
-        console.print(
+        click.echo(
             f"would fetch {result.metadata_fetched} metadata, {result.content_fetched} content objects "
             f"({result.bytes_fetched // 1024} KiB of metadata read)"
         )
         return
-    console.print(
+    click.echo(
         f"{result.metadata_fetched} metadata, {result.content_fetched} content objects fetched; "
         f"{result.bytes_fetched // 1024} KiB transferred in {result.seconds:.1f} seconds "
         f"({result.requests} requests)"
@@ -498,11 +494,11 @@ def serve_cmd(ctx: click.Context, repo_path: Path | None, port: int, address: st
     if regenerate:
         update_summary(repo)
     if repo.mode.value != "archive":
-        err_console.print(
+        _common.err_console.print(
             f"warning: {repo.path} is a {repo.mode.value} repository; clients can only pull from archive repositories"
         )
     server = StaticServer(repo.path, host=address, port=port)
-    err_console.print(f"serving {repo.path} at {server.url}/ (Ctrl-C to stop)")
+    _common.err_console.print(f"serving {repo.path} at {server.url}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from typing import Any
 
 from bootree.errors import FormatError
@@ -86,14 +87,24 @@ def decode_archive_header(data: bytes | memoryview) -> ArchivedFile:
         raise FormatError("archive file object has a bad prefix")
     if len(data) < 8 + hlen:
         raise FormatError("archive file object header is truncated")
-    size, uid, gid, mode, rdev, target, xattrs = gvariant.decode(ARCHIVE_HEADER_TYPE, data[8 : 8 + hlen])
+    if hlen < 8:
+        raise FormatError("archive file object header is truncated")
+    # Everything after the size field decodes the same whatever the size is (``t`` is fixed-width
+    # and 8-aligned), and a tree has few distinct owner/mode/xattr combinations: cache on that.
+    header = _decode_archive_rest(bytes(data[16 : 8 + hlen]))
+    return ArchivedFile(header, int.from_bytes(data[8:16], "big"), 8 + hlen)
+
+
+@lru_cache(maxsize=4096)
+def _decode_archive_rest(rest: bytes) -> FileHeader:
+    """The header of a ``(tuuuusa(ayay))`` whose bytes after the size are ``rest``."""
+    _, uid, gid, mode, rdev, target, xattrs = gvariant.decode(ARCHIVE_HEADER_TYPE, bytes(8) + rest)
     xa: list[tuple[bytes, bytes]] = []
     for n, v in xattrs:
         if not n.endswith(b"\0"):
             raise FormatError("xattr name is not NUL-terminated")
         xa.append((n[:-1], v))
-    header = FileHeader(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, tuple(xa))
-    return ArchivedFile(header, bswap64(size), 8 + hlen)
+    return FileHeader(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, tuple(xa))
 
 
 def deflate_chunks(

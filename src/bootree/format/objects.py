@@ -237,6 +237,16 @@ class DirTree:
             except (IndexError, ValueError, UnicodeDecodeError) as e:
                 raise FormatError(f"malformed dirtree: {e}") from e
             return cls(tuple(files_raw), tuple(dirs_raw))
+        # Fast path: the direct parser, then the direct encoder must give back the very same
+        # bytes, which holds exactly when they are the normal form of the value parsed. Anything
+        # else goes to the generic codec, the reference, for its verdict and error message.
+        try:
+            files_raw, dirs_raw = _parse_dirtree_fast(data)
+            tree = cls(tuple(files_raw), tuple(dirs_raw))
+            if tree.to_bytes() == data:
+                return tree
+        except (IndexError, ValueError, UnicodeDecodeError, FormatError):
+            pass
         files, dirs = gvariant.decode(DIRTREE_TYPE, data)
         return cls(
             tuple((n, from_raw(c)) for n, c in files),

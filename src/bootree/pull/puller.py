@@ -244,7 +244,9 @@ class _Puller:
     def walk(self, txn: Transaction | None, commits: dict[Checksum, int]) -> PullPlan:
         """Fetch every missing object of ``commits`` (commit -> depth); raises on the first failure."""
         repo = self.repo
-        have: Callable[[ObjectType, Checksum], bool] = txn.has_object if txn is not None else repo.has_object
+        have: Callable[[ObjectType, Checksum], bool] = (
+            txn.has_object_indexed if txn is not None else repo.store.index().has
+        )
         no_partial = not any((repo.path / "state").glob("*.commitpartial"))
         plan = PullPlan(have, repo.is_partial, metadata_only=self.metadata_only, trust_local_trees=no_partial)
         todo: deque[Action] = deque()

@@ -98,14 +98,14 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
                 if len(data) != size:
                     raise SourceError(path, "file changed size while being committed")
                 csum = header.checksum(data)
-                if not txn.has_object(ObjectType.FILE, csum):
+                if not txn.has_object_indexed(ObjectType.FILE, csum):
                     txn.write_content_stream(header, [data] if data else [], size, expected=csum, prehashed=True)
                 return csum
             hasher = hashlib.sha256(header.checksum_prefix())
             for chunk in iter(lambda: f.read(CHUNK), b""):
                 hasher.update(chunk)
             csum = Checksum(hasher.hexdigest())
-            if txn.has_object(ObjectType.FILE, csum):
+            if txn.has_object_indexed(ObjectType.FILE, csum):
                 return csum
             f.seek(0)
             return txn.write_content_stream(header, iter(lambda: f.read(CHUNK), b""), size, expected=csum)

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import stat
+import threading
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -122,9 +123,31 @@ class DiskObjectStore:
         self._objects_str = os.fspath(self.objects)
         self.mode = mode
         self.zlib_level = zlib_level
+        self._creator: tuple[int, int] | None = None
+        #: 0o777 until prepare_writes() knows better: every write then sets its mode explicitly.
+        self._umask = 0o777
         self._compressobj: Callable[[int, int, int], Any] = (
             _FAST_COMPRESSOBJ if fast_zlib and _FAST_COMPRESSOBJ is not None else zlib.compressobj
         )
+
+    def prepare_writes(self) -> None:
+        """Learn what a newly created file gets without asking: the umask and the owner.
+
+        Called at the start of every transaction. A file is created with the process's
+        effective uid and gid, unless ``tmp/`` is set-group-ID (then its group is the
+        directory's, and every write ``fchown``s); its mode is the requested one minus the umask.
+        Knowing both lets :func:`_write_file` skip ``fchown`` and ``fchmod`` for most objects.
+        """
+        try:
+            setgid = bool(os.stat(self.root / "tmp").st_mode & stat.S_ISGID)
+        except OSError:
+            setgid = True
+        self._creator = None if setgid else (os.geteuid(), os.getegid())
+        self._umask = _read_umask()
+
+    def creator(self) -> tuple[int, int] | None:
+        """The owner of a file created under ``tmp/``, or None if not known (see :meth:`prepare_writes`)."""
+        return self._creator
 
     # --- paths and presence ------------------------------------------------------------------
 
@@ -147,6 +170,10 @@ class DiskObjectStore:
         except FileNotFoundError:
             return False
         return True
+
+    def index(self) -> ObjectIndex:
+        """A presence test for many lookups: one directory listing per prefix, not a stat each."""
+        return ObjectIndex(self)
 
     def iter_objects(self) -> Iterable[tuple[ObjectType, Checksum]]:
         """Every object in the store (order unspecified)."""
@@ -287,7 +314,13 @@ class DiskObjectStore:
         return 0 if probe >= _PROBE_BYTES * _INCOMPRESSIBLE_RATIO else self.zlib_level
 
     def write_content_tmp(
-        self, tmp: Path, header: FileHeader, chunks: Iterable[bytes], size: int, *, hash_content: bool = True
+        self,
+        tmp: Path | str,
+        header: FileHeader,
+        chunks: Iterable[bytes],
+        size: int,
+        *,
+        hash_content: bool = True,
     ) -> Checksum | None:
         """Write a content object in this store's mode at ``tmp``, hashing as it goes.
 
@@ -314,15 +347,21 @@ class DiskObjectStore:
             for _ in counted():
                 pass
             if mode is RepoMode.ARCHIVE:
-                _write_file(tmp, [encode_archive_header(header, 0)], 0o644)
+                _write_file(tmp, [encode_archive_header(header, 0)], 0o644, umask=self._umask)
             elif mode is RepoMode.BARE_USER:
-                _write_file(tmp, [header.symlink_target.encode("utf-8", "surrogateescape") + b"\0"], 0o644)
-                os.setxattr(tmp, BARE_USER_XATTR, encode_bare_user_meta(header))
-                os.utime(tmp, (0, 0))
+                _write_file(
+                    tmp,
+                    [header.symlink_target.encode("utf-8", "surrogateescape") + b"\0"],
+                    0o644,
+                    xattrs=[(BARE_USER_XATTR, encode_bare_user_meta(header))],
+                    zero_mtime=True,
+                    umask=self._umask,
+                )
             else:
                 os.symlink(header.symlink_target, tmp)
                 if mode is RepoMode.BARE:
-                    os.lchown(tmp, header.uid, header.gid)
+                    if (header.uid, header.gid) != self._creator:
+                        os.lchown(tmp, header.uid, header.gid)
                     for name, value in header.xattrs:
                         os.setxattr(tmp, name, value, follow_symlinks=False)
                 os.utime(tmp, (0, 0), follow_symlinks=False)
@@ -331,24 +370,34 @@ class DiskObjectStore:
             first = next(source, b"")
             level = self._level_for(first, size)
             body = deflate_chunks(_prepend(first, source), level, self._compressobj)
-            _write_file(tmp, _prepend(encode_archive_header(header, size), body), 0o644)
+            _write_file(tmp, _prepend(encode_archive_header(header, size), body), 0o644, umask=self._umask)
         elif mode is RepoMode.BARE_USER:
-            _write_file(tmp, counted(), bare_user_disk_mode(header.mode))
-            os.setxattr(tmp, BARE_USER_XATTR, encode_bare_user_meta(header))
-            os.utime(tmp, (0, 0))
+            _write_file(
+                tmp,
+                counted(),
+                bare_user_disk_mode(header.mode),
+                xattrs=[(BARE_USER_XATTR, encode_bare_user_meta(header))],
+                zero_mtime=True,
+                umask=self._umask,
+            )
         elif mode is RepoMode.BARE_USER_ONLY:
-            _write_file(tmp, counted(), header.mode & 0o7777)
-            os.utime(tmp, (0, 0))
+            _write_file(tmp, counted(), header.mode, zero_mtime=True, umask=self._umask)
         else:  # bare
-            _write_file(tmp, counted(), header.mode & 0o7777, owner=(header.uid, header.gid))
-            for name, value in header.xattrs:
-                os.setxattr(tmp, name, value)
-            os.utime(tmp, (0, 0))
+            owner = (header.uid, header.gid)
+            _write_file(
+                tmp,
+                counted(),
+                header.mode,
+                owner=None if owner == self._creator else owner,
+                xattrs=header.xattrs,
+                zero_mtime=True,
+                umask=self._umask,
+            )
         if total != size:
             raise RepoError(f"content source changed while reading: expected {size} bytes, got {total}")
         return Checksum(hasher.hexdigest()) if hasher is not None else None
 
-    def write_archived_tmp(self, tmp: Path, filez: bytes, expected: Checksum) -> None:
+    def write_archived_tmp(self, tmp: Path | str, filez: bytes, expected: Checksum) -> None:
         """Verify a ``.filez`` object received from elsewhere and store it at ``tmp``.
 
         In archive mode the verified bytes are kept as they are (no recompression).
@@ -372,9 +421,49 @@ class DiskObjectStore:
         if actual != expected:
             raise ChecksumMismatch(expected, actual, "file")
         if self.mode is RepoMode.ARCHIVE:
-            _write_file(tmp, [filez], 0o644)
+            _write_file(tmp, [filez], 0o644, umask=self._umask)
         else:
             self.write_content_tmp(tmp, parsed.header, [data] if data else [], len(data), hash_content=False)
+
+
+class ObjectIndex:
+    """Which objects a store holds, from one listing of each ``objects/XX`` directory asked about.
+
+    A pull asks "do we have it?" for every file of every tree it walks: 12,000 ``lstat`` calls for
+    the benchmark corpus, half a second on the machine measured, against a few milliseconds to
+    list the 256 prefix directories. The listing is a snapshot taken on first use of a prefix;
+    :meth:`add` records objects this process publishes later. An object another process adds
+    meanwhile reads as missing, which costs at most a redundant download, never a wrong answer
+    the other way (objects are only removed by prune, under the exclusive repository lock).
+    """
+
+    def __init__(self, store: DiskObjectStore) -> None:
+        self._store = store
+        self._names: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def _listing(self, prefix: str) -> set[str]:
+        names = self._names.get(prefix)
+        if names is None:
+            try:
+                listed = set(os.listdir(f"{self._store._objects_str}/{prefix}"))
+            except (FileNotFoundError, NotADirectoryError):
+                listed = set()
+            with self._lock:
+                names = self._names.setdefault(prefix, listed)
+        return names
+
+    def has(self, otype: ObjectType, csum: Checksum) -> bool:
+        """Whether the object was present when its prefix was listed (or was added since)."""
+        rel = self._store.relpath(otype, csum)
+        return rel[3:] in self._listing(rel[:2])
+
+    def add(self, rel: str) -> None:
+        """Record that the object at ``rel`` (relative to ``objects/``) now exists."""
+        names = self._names.get(rel[:2])
+        if names is not None:
+            with self._lock:
+                names.add(rel[3:])
 
 
 def _prepend(first: bytes, rest: Iterable[bytes]) -> Iterable[bytes]:
@@ -382,8 +471,41 @@ def _prepend(first: bytes, rest: Iterable[bytes]) -> Iterable[bytes]:
     yield from rest
 
 
-def _write_file(path: Path, chunks: Iterable[bytes], mode: int, owner: tuple[int, int] | None = None) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+def _read_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would race other threads)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777  # unknown: always fchmod
+
+
+def _write_file(
+    path: Path | str,
+    chunks: Iterable[bytes],
+    mode: int,
+    owner: tuple[int, int] | None = None,
+    *,
+    xattrs: Iterable[tuple[str | bytes, bytes]] = (),
+    zero_mtime: bool = False,
+    umask: int = 0o777,
+) -> None:
+    """Create ``path`` with ``chunks``, then owner, xattrs, mode and (optionally) mtime 0.
+
+    A repository write creates thousands of these, so every call not needed is skipped: the file
+    is created with its final mode when ``umask`` (the process's, as far as the caller knows)
+    keeps it (no ``fchmod``), ``fchown`` is left
+    out when the file already has that owner (a file is created with the caller's euid/egid unless
+    a set-group-ID directory gives it its group, see :meth:`DiskObjectStore.creator`), and all
+    metadata goes through the open descriptor instead of a second path lookup.
+    """
+    mode &= 0o7777
+    # Set-ID bits are cleared by fchown and may be dropped by open itself: set them last.
+    direct = not (mode & umask) and not (mode & 0o6000)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode if direct else 0o600)
     try:
         for chunk in chunks:
             view = memoryview(chunk)
@@ -392,6 +514,11 @@ def _write_file(path: Path, chunks: Iterable[bytes], mode: int, owner: tuple[int
                 view = view[n:]
         if owner is not None:
             os.fchown(fd, *owner)
-        os.fchmod(fd, mode)
+        for name, value in xattrs:
+            os.setxattr(fd, name, value)
+        if not direct:
+            os.fchmod(fd, mode)
+        if zero_mtime:
+            os.utime(fd, ns=(0, 0))
     finally:
         os.close(fd)

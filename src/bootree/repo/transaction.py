@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -31,7 +32,7 @@ from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, RepoErr
 from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
 from bootree.format.refspec import RefSpec, parse_refspec
-from bootree.repo.objectstore import CHUNK
+from bootree.repo.objectstore import CHUNK, ObjectIndex
 
 if TYPE_CHECKING:
     from bootree.repo.repo import Repo
@@ -49,6 +50,15 @@ _PARSERS: dict[ObjectType, Callable[[bytes], object]] = {
 
 #: Publishing order by object file extension (see Transaction._publish_objects).
 _PUBLISH_ORDER = {"file": 0, "filez": 0, "dirmeta": 1, "dirtree": 2, "commit": 3}
+
+
+def _flat(rel: str) -> str:
+    """The staged name of the object at ``rel``: ``ab/cdef….file`` is staged as ``abcdef….file``.
+
+    One flat staging directory instead of ostree's 256 prefix directories: nothing to create
+    per prefix while writing, and an empty directory to remove after publishing.
+    """
+    return rel[:2] + rel[3:]
 
 
 def _boot_id() -> str:
@@ -70,14 +80,15 @@ class Transaction:
         self.staging = tmp / f"staging-{_boot_id()}-{os.urandom(6).hex()}"
         self.staging.mkdir(mode=0o755)
         self._staging_str = os.fspath(self.staging)
+        self._store.prepare_writes()
         self._staged: set[str] = set()
-        self._dirs: set[str] = set()
         self._lock = threading.Lock()
         self._counter = itertools.count()
         self._refs: dict[str, tuple[RefSpec, Checksum | None]] = {}
         self._commitmeta: dict[Checksum, bytes] = {}
         self._partial_clear: set[Checksum] = set()
         self._done = False
+        self._index: ObjectIndex | None = None
         #: Objects written by this transaction (not counting ones already present).
         self.objects_written = 0
 
@@ -103,10 +114,23 @@ class Transaction:
         """Whether the object is in the repository or already staged by this transaction."""
         return self._store.relpath(otype, csum) in self._staged or self._store.has(otype, csum)
 
+    def has_object_indexed(self, otype: ObjectType, csum: Checksum) -> bool:
+        """:meth:`has_object` for callers asking about thousands of objects (a pull's walk).
+
+        Answers from an :class:`~bootree.repo.objectstore.ObjectIndex` (directory listings)
+        instead of one ``lstat`` per object; see there for why a stale answer is harmless.
+        """
+        rel = self._store.relpath(otype, csum)
+        if rel in self._staged:
+            return True
+        if self._index is None:
+            self._index = self._store.index()
+        return self._index.has(otype, csum)
+
     def _tmp(self) -> Path:
         return self.staging / f"tmp-{next(self._counter)}"
 
-    def _reserve(self, otype: ObjectType, csum: Checksum) -> Path | None:
+    def _reserve(self, otype: ObjectType, csum: Checksum) -> str | None:
         """Claim the staged path of an object about to be written; ``None`` if already claimed.
 
         Objects whose checksum is known before writing go straight to their staged name: the
@@ -117,12 +141,8 @@ class Transaction:
             if rel in self._staged:
                 return None
             self._staged.add(rel)
-            prefix = rel[:2]
-            if prefix not in self._dirs:
-                (self.staging / prefix).mkdir(exist_ok=True)
-                self._dirs.add(prefix)
         self.objects_written += 1
-        return Path(f"{self._staging_str}/{rel}")
+        return f"{self._staging_str}/{_flat(rel)}"
 
     def _unreserve(self, otype: ObjectType, csum: Checksum) -> None:
         rel = self._store.relpath(otype, csum)
@@ -130,7 +150,7 @@ class Transaction:
             self._staged.discard(rel)
         self.objects_written -= 1
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.staging / rel)
+            os.unlink(f"{self._staging_str}/{_flat(rel)}")
 
     def _stage(self, tmp: Path, otype: ObjectType, csum: Checksum) -> None:
         target = self._reserve(otype, csum)
@@ -295,8 +315,10 @@ class Transaction:
     def _publish_objects(self) -> None:
         if not self._staged:
             return
+        t0 = time.perf_counter()
         if self.repo.fsync:
             _fs.syncfs(self.staging)
+        t1 = time.perf_counter()
         objects = self._store.objects
         made: set[str] = set()
         staging, objects_str = self._staging_str, os.fspath(objects)
@@ -307,9 +329,19 @@ class Transaction:
             if prefix not in made:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
                 made.add(prefix)
-            os.rename(f"{staging}/{rel}", f"{objects_str}/{rel}")
+            os.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
+            if self._index is not None:
+                self._index.add(rel)
+        t2 = time.perf_counter()
         if self.repo.fsync:
             _fs.syncfs(objects)
+        log.debug(
+            "published %d objects: syncfs %.2f s, renames %.2f s, syncfs %.2f s",
+            len(self._staged),
+            t1 - t0,
+            t2 - t1,
+            time.perf_counter() - t2,
+        )
         self._staged.clear()
 
     def checkpoint(self) -> None:
@@ -340,11 +372,17 @@ class Transaction:
                 self.repo.refs.set(spec, csum, fsync=self.repo.fsync)
         finally:
             self._done = True
-            _fs.rmtree(self.staging)
+            self._remove_staging()
 
     def abort(self) -> None:
         """Drop everything staged; refs are left untouched."""
         if self._done:
             return
         self._done = True
-        _fs.rmtree(self.staging)
+        self._remove_staging()
+
+    def _remove_staging(self) -> None:
+        try:
+            os.rmdir(self.staging)  # empty after a commit: the common case
+        except OSError:
+            _fs.rmtree(self.staging)

@@ -18,8 +18,10 @@ over ``max_length``, is a final :class:`FetchError`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
+import re
 import socket
 import ssl
 import threading
@@ -78,6 +80,28 @@ class _Response:
 
 
 def _split(url: str) -> tuple[Origin, bytes, str]:
+    """Origin, request target and Host header of ``url``.
+
+    A pull asks for thousands of URLs that differ only in their last segment, so the directory
+    part is parsed once (cached) and only a leaf of plain characters is appended to it.
+    """
+    head, sep, leaf = url.rpartition("/")
+    if sep and _PLAIN_LEAF.fullmatch(leaf) and "?" not in head and "#" not in head and "//" in head:
+        origin, target, host_header = _split_dir(head + "/")
+        return origin, target + leaf.encode("ascii"), host_header
+    return _split_url(url)
+
+
+#: A last URL segment that needs no quoting (object names: hex, ``.``, an extension).
+_PLAIN_LEAF = re.compile(r"[A-Za-z0-9._-]+")
+
+
+@functools.lru_cache(maxsize=2048)
+def _split_dir(url: str) -> tuple[Origin, bytes, str]:
+    return _split_url(url)
+
+
+def _split_url(url: str) -> tuple[Origin, bytes, str]:
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:

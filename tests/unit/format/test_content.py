@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bootree.errors import FormatError
+from bootree.format import gvariant
 from bootree.format.content import (
+    ARCHIVE_HEADER_TYPE,
     bare_user_disk_mode,
     decode_archive_header,
     decode_bare_user_meta,
@@ -18,7 +20,7 @@ from bootree.format.content import (
     encode_bare_user_meta,
     inflate_chunks,
 )
-from bootree.format.objects import FileHeader
+from bootree.format.objects import FileHeader, bswap32, bswap64
 
 HELLO_FILEZ = bytes.fromhex(
     "0000001a00000000" "0000000000000006" "00000000" "00000000" "000081a4" "00000000" "00" "19" "cb48cdc9c9e70200"
@@ -64,6 +66,54 @@ def test_decode_archive_header_rejects_truncation() -> None:
     for n in (0, 4, 8, 20):
         with pytest.raises(FormatError):
             decode_archive_header(HELLO_FILEZ[:n])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 2**64 - 1),
+    st.sampled_from([0o100644, 0o100755, 0o104755, 0o120777]),
+    st.lists(st.tuples(st.binary(min_size=1, max_size=8).filter(lambda b: b"\0" not in b), st.binary(max_size=8)),
+             max_size=3, unique_by=lambda x: x[0]),
+    st.integers(0, 40),
+    st.integers(0, 255),
+)
+def test_decode_archive_header_agrees_with_codec(
+    size: int, mode: int, xattrs: list[tuple[bytes, bytes]], pos: int, byte: int
+) -> None:
+    # Headers are decoded through a cache keyed on the bytes after the size field: every size
+    # must still come out right, and damaged bytes must be judged as the codec judges them,
+    # every time (failures are not cached).
+    header = FileHeader(7, 8, mode, 0, "t" if mode == 0o120777 else "", tuple(sorted(xattrs)))
+    good = encode_archive_header(header, size)
+    parsed = decode_archive_header(good)
+    assert (parsed.header, parsed.size, parsed.body_offset) == (header, size, len(good))
+    bad = bytearray(good)
+    i = 16 + pos % max(1, len(bad) - 16)
+    bad[i] = byte
+    expected = _reference_decode(bytes(bad))
+    for _ in range(2):
+        try:
+            parsed = decode_archive_header(bytes(bad))
+            got: object = (parsed.header, parsed.size, parsed.body_offset)
+        except FormatError:
+            got = "rejected"
+        assert got == expected
+
+
+def _reference_decode(data: bytes) -> object:
+    """The archive header decoded by the generic codec alone, without the cache."""
+    hlen = int.from_bytes(data[:4], "big")
+    try:
+        if len(data) < 8 + hlen or data[4:8] != bytes(4):
+            raise FormatError("truncated")
+        size, uid, gid, mode, rdev, target, xattrs = gvariant.decode(ARCHIVE_HEADER_TYPE, data[8 : 8 + hlen])
+        if any(not n.endswith(b"\0") for n, _ in xattrs):
+            raise FormatError("xattr name")
+        xa = tuple((n[:-1], v) for n, v in xattrs)
+        header = FileHeader(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, xa)
+    except FormatError:
+        return "rejected"
+    return (header, bswap64(size), 8 + hlen)
 
 
 def test_bare_user_meta_vector() -> None:

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 from faulty import Faults, faulty_server
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bootree.errors import FetchError, NotFoundError
 from bootree.transport import FetchConfig, Fetcher, open_fetcher
 from bootree.transport.file import FileFetcher
-from bootree.transport.http import PipelinedHttpFetcher
+from bootree.transport.http import PipelinedHttpFetcher, _split, _split_url
 from bootree.transport.httpx_fetcher import HttpxFetcher
 from bootree.transport.server import StaticServer
 
@@ -195,3 +197,24 @@ def test_open_fetcher_dispatch() -> None:
     f.close()
     with pytest.raises(FetchError, match="unsupported"):
         open_fetcher("gopher://x/")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["http", "https", "HTTP", "ftp"]),
+    st.sampled_from(["127.0.0.1", "127.0.0.1:8080", "[::1]:81", "u:p@host.example", "h"]),
+    st.lists(st.text(alphabet="ab-_.%20 ?#/~é", min_size=0, max_size=6), max_size=4),
+)
+def test_split_fast_path_agrees_with_urlsplit(scheme: str, netloc: str, segments: list[str]) -> None:
+    # Object URLs take a cached fast path (directory parsed once, plain leaf appended): it must
+    # give exactly what a full parse gives, or defer to it.
+    url = f"{scheme}://{netloc}/" + "/".join(segments)
+    try:
+        want: object = _split_url(url)
+    except (FetchError, ValueError, UnicodeError) as e:
+        want = type(e)
+    try:
+        got: object = _split(url)
+    except (FetchError, ValueError, UnicodeError) as e:
+        got = type(e)
+    assert got == want
