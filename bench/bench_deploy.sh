@@ -15,7 +15,8 @@
 # sysroot whose repo gets them by `ostree pull-local` (not timed). Timed: deploy v1, deploy v2,
 # undeploy 0 (back to v1). Disk: allocated bytes of the sysroot (du) before and after each deploy.
 # Env: REPS (default 3), OSTREE (default ostree), BOOTREE (default bootree, may hold arguments,
-#      e.g. "python3 -m bootree"), TOOLS (default "ostree bootree").
+#      e.g. "python3 -m bootree"), TOOLS (default "ostree bootree"), SETTLE (seconds of pause
+#      after clearing old sysroots before the first timed step, default 35).
 set -euo pipefail
 export LC_ALL=C
 usage="usage: bench_deploy.sh CORPUS WORK [RESULTS]"
@@ -69,12 +70,19 @@ step() {  # step TOOL REP NAME SYSROOT CMD...
         "$(echo "$after / 1000000" | bc -l)" "$(echo "($after - $before) / 1000000" | bc -l)"
 }
 
+# Nothing is deleted until every timed step has run: each rep and tool gets a fresh sysroot.
+# ext4 without a journal (this VM's root) skips inodes freed in the last 30 s, and inode tables
+# not yet written back, when it allocates new ones; right after a 13,000-file delete, creating
+# files took up to 3x the kernel time (perf: recently_deleted() under ext4_create).
+SYSROOTS=$WORK/sysroots
+rm -rf "$SYSROOTS"; mkdir -p "$SYSROOTS"
+sync; sleep "${SETTLE:-35}"
 for rep in $(seq 1 "$REPS"); do
     echo "== rep $rep/$REPS"
     for tool in $TOOLS; do
         case $tool in ostree) T=$OSTREE ;; bootree) T=$BOOTREE ;; *) die "unknown tool $tool" ;; esac
-        SR=$WORK/sysroot-$tool
-        rm -rf "$SR"; mkdir -p "$SR"
+        SR=$SYSROOTS/$rep-$tool
+        mkdir -p "$SR"
         $T admin init-fs "$SR" >/dev/null
         $T admin os-init --sysroot="$SR" corpus >/dev/null
         $OSTREE --repo="$SR/ostree/repo" pull-local "$SEED" "$C1" "$C2" >/dev/null
@@ -87,9 +95,9 @@ for rep in $(seq 1 "$REPS"); do
         [ "$n" -eq 2 ] || die "$tool: expected 2 deployments after v2, ostree admin status lists $n"
         step "$tool" "$rep" undeploy-0 "$SR" $T admin undeploy --sysroot="$SR" 0
         $OSTREE admin status --sysroot="$SR" | grep -q "$C1" || die "$tool: v1 not deployed after undeploy 0"
-        rm -rf "$SR"
     done
 done
+rm -rf "$SYSROOTS"
 
 python3 - "$RUNS" > "$RESULTS/summary.md" <<'EOF'
 import csv, statistics, sys

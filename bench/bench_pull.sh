@@ -91,36 +91,39 @@ measure() {
         "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u + s}')" "$req" "$bytes"
 }
 
-# Deleting a 400 MB bare repository (ext4 here is mounted with `discard`) slows whatever runs
-# next; without a pause the first pull of every rep was 40-80% slower, whichever tool it was.
+# Nothing is deleted until every timed pull has run: each pull gets a fresh client directory.
+# ext4 without a journal (this VM's root) skips inodes freed in the last 30 s, and inode tables
+# not yet written back, when it allocates new ones; right after deleting a 13,000-file
+# repository a pull spent up to 3x the kernel time creating files (perf: recently_deleted()
+# under ext4_create), whichever tool it was. The pause lets the previous pull's writes settle.
 settle() { sync; sleep "${SETTLE:-5}"; }
+CLIENTS=$WORK/clients
+rm -rf "$CLIENTS"; mkdir -p "$CLIENTS"
+sync; sleep 35
 
 client() {  # client TOOL DIR
-    rm -rf "$2"
     ostree init --repo="$2" --mode=bare
     ostree remote add --repo="$2" --no-gpg-verify origin "$URL"
     settle
 }
 
 run_ostree() {
-    local rep=$1 c=$WORK/cl-ostree
+    local rep=$1 c=$CLIENTS/ostree-$1
     client ostree "$c"
     measure ostree pull-v1 "$rep" ostree pull --repo="$c" origin "corpus@$C1"
     settle
     measure ostree v1-to-v2 "$rep" ostree pull --repo="$c" --disable-static-deltas origin corpus
     ostree fsck --repo="$c" > "$WORK/logs/ostree.fsck.$rep.log" 2>&1 || { echo "ostree client fsck failed" >&2; exit 1; }
-    rm -rf "$c"
 }
 
 run_bootree() {
-    local rep=$1 c=$WORK/cl-bootree
+    local rep=$1 c=$CLIENTS/bootree-$1
     client bootree "$c"
     measure bootree pull-v1 "$rep" $BOOTREE --repo="$c" pull origin "corpus@$C1"
     settle
     measure bootree v1-to-v2 "$rep" $BOOTREE --repo="$c" pull origin corpus
     [ "$(ostree rev-parse --repo="$c" origin:corpus)" = "$C2" ] || { echo "bootree pulled the wrong commit" >&2; exit 1; }
     ostree fsck --repo="$c" > "$WORK/logs/bootree.fsck.$rep.log" 2>&1 || { echo "bootree client fsck failed" >&2; exit 1; }
-    rm -rf "$c"
 }
 
 case "$PHASES" in *" pull "*)
@@ -128,7 +131,7 @@ for rep in $(seq 1 "$REPS"); do
     echo "== rep $rep/$REPS"
     if [ $((rep % 2)) -eq 1 ]; then run_ostree "$rep"; run_bootree "$rep"; else run_bootree "$rep"; run_ostree "$rep"; fi
 done
-rm -rf "$WORK/cl-ostree" "$WORK/cl-bootree"
+rm -rf "$CLIENTS"
 ;; esac
 
 # --- fleet: N bootree clients pulling v2 at once ---------------------------------------------

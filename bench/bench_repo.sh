@@ -11,7 +11,8 @@
 #
 # Env: REPS (default 3), OSTREE (default ostree), BOOTREE (default bootree; may hold arguments,
 #      e.g. "python3 -m bootree"), TOOLS (default "ostree bootree"), MAKE_CORPUS (path of
-#      make-corpus.sh), SKIP_CORPUS=1 (use CORPUS as it is).
+#      make-corpus.sh), SKIP_CORPUS=1 (use CORPUS as it is), SETTLE (seconds of pause after
+#      clearing old runs before the first timed step, default 35; see the note at the runs).
 # A dry run of the script itself: BOOTREE=ostree bench/bench_repo.sh CORPUS WORK
 set -euo pipefail
 export LC_ALL=C
@@ -120,14 +121,20 @@ check_ref() {
 
 # --- the runs: both tools in each repetition, so drift in the machine hits both ---------------
 mkdir -p "$WORK/logs"
+# Nothing is deleted until every timed step has run. ext4 without a journal (this VM's root)
+# skips inodes freed in the last 30 s, and inode tables not yet written back, when it allocates
+# new ones; right after deleting a 13,000-file repository, creating files took up to 3x the
+# kernel time (perf: recently_deleted() under ext4_create). Each step gets fresh directories.
+RUNS_DIR=$WORK/runs
+rm -rf "$RUNS_DIR"
+sync; sleep "${SETTLE:-35}"
 for rep in $(seq 1 "$REPS"); do
     for tool in $TOOLS; do
         echo "== rep $rep/$REPS: $tool"
-        W=$WORK/$tool
+        W=$RUNS_DIR/$rep-$tool
         RA=$W/repo-archive
         RB=$W/repo-bareuser
         CO=$W/checkout
-        rm -rf "$W"
         mkdir -p "$W"
 
         measure "$tool" init-archive "$rep" --repo="$RA" init --mode=archive
@@ -144,18 +151,16 @@ for rep in $(seq 1 "$REPS"); do
         measure "$tool" commit-v1-bareuser "$rep" --repo="$RB" commit --branch=corpus \
             --subject=v1 --timestamp=$TS1 --tree=dir="$CORPUS/v1"
         check_ref "$tool" "$rep" "$RB" v1 "$GOLDEN_V1"
-        measure "$tool" checkout-bareuser-hardlink "$rep" --repo="$RB" checkout -U -H corpus "$CO"
-        rm -rf "$CO"
+        measure "$tool" checkout-bareuser-hardlink "$rep" --repo="$RB" checkout -U -H corpus "$CO-hardlink"
 
         # ostree fills uncompressed-objects-cache/ on the first user-mode checkout of an archive
         # repo and hardlinks from it later: time the first (cold) and a second checkout.
         rm -rf "$RA/uncompressed-objects-cache"
-        measure "$tool" checkout-archive "$rep" --repo="$RA" checkout -U "$GOLDEN_V1" "$CO"
-        rm -rf "$CO"
-        measure "$tool" checkout-archive-again "$rep" --repo="$RA" checkout -U "$GOLDEN_V1" "$CO"
-        rm -rf "$W"
+        measure "$tool" checkout-archive "$rep" --repo="$RA" checkout -U "$GOLDEN_V1" "$CO-archive"
+        measure "$tool" checkout-archive-again "$rep" --repo="$RA" checkout -U "$GOLDEN_V1" "$CO-archive-again"
     done
 done
+rm -rf "$RUNS_DIR"
 
 # --- summary ----------------------------------------------------------------------------------
 python3 - "$RUNS" "$TOOLS" > "$RES/summary.md" <<'EOF'

@@ -30,6 +30,18 @@ class BootreeError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable whatever a subclass's constructor takes (errors cross process boundaries,
+        # e.g. from a checkout worker): rebuilt from the class, the args and the attributes.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(cls: type[BootreeError], args: tuple[object, ...], state: dict[str, object]) -> BootreeError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 # --- format layer ------------------------------------------------------------------------------
 

@@ -87,7 +87,9 @@ def print_json(value: Any) -> None:
 
 def progress_enabled() -> bool:
     """Progress bars only on an interactive terminal (never in pipes, logs or CI)."""
-    return bool(__getattr__("err_console").is_terminal) and not os.environ.get("BOOTREE_NO_PROGRESS")
+    if os.environ.get("BOOTREE_NO_PROGRESS") or not sys.stderr.isatty():
+        return False  # decided without importing rich (tens of milliseconds)
+    return bool(__getattr__("err_console").is_terminal)
 
 
 class ProgressHandle:
@@ -102,9 +104,23 @@ class ProgressHandle:
         self.progress.update(self.task, **fields)
 
 
+class _NoProgress(ProgressHandle):
+    def __init__(self) -> None:
+        super().__init__(None, None)
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+
+_NO_PROGRESS = _NoProgress()
+
+
 @contextmanager
 def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool = False) -> Iterator[ProgressHandle]:
     """A rich progress bar on stderr, disabled when stderr is not a terminal."""
+    if not progress_enabled():
+        yield _NO_PROGRESS
+        return
     # Imported here: rich.progress is slow to import and most commands finish without it.
     from rich.progress import (
         BarColumn,
@@ -118,5 +134,5 @@ def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool
     columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
     columns.append(DownloadColumn() if bytes_mode else MofNCompleteColumn())
     columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=__getattr__("err_console"), transient=True, disable=not progress_enabled()) as prog:
+    with Progress(*columns, console=__getattr__("err_console"), transient=True) as prog:
         yield ProgressHandle(prog, prog.add_task(description, total=total))

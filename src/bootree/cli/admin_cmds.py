@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from bootree.cli import cli
-from bootree.cli._common import console, json_option, print_json
+from bootree.cli._common import json_option, print_json
 from bootree.errors import RefNotFound
 from bootree.format.checksum import Checksum
 from bootree.sysroot import (
@@ -57,7 +57,7 @@ def _open(sysroot_path: Path | None) -> Sysroot:
 
 def _say_swap(swap: SwapResult | None) -> None:
     if swap is not None:
-        console.print(swap.message)
+        click.echo(swap.message)
 
 
 @cli.group("admin")
@@ -80,7 +80,7 @@ def os_init_cmd(sysroot_path: Path | None, stateroot: str) -> None:
     sysroot = _open(sysroot_path)
     with sysroot.lock():
         ops.os_init(sysroot, stateroot)
-    console.print(f"ostree/deploy/{stateroot} initialized as OSTree root")
+    click.echo(f"ostree/deploy/{stateroot} initialized as OSTree root")
 
 
 @admin.command("deploy")
@@ -135,9 +135,9 @@ def deploy_cmd(
         else:
             result = deploy(sysroot, Checksum(csum), stateroot=stateroot, origin=origin, opts=opts)
     if result.relabeled_var:
-        console.print("Relabeling /var (no stamp file 'var/.ostree-selabeled' found)")
+        click.echo("Relabeling /var (no stamp file 'var/.ostree-selabeled' found)")
     if result.etc is not None:
-        console.print(result.etc.message)
+        click.echo(result.etc.message)
     _say_swap(result.swap)
 
 
@@ -195,7 +195,7 @@ def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
         return
     deps = sysroot.all_deployments()
     if not deps:
-        console.print("No deployments.")
+        click.echo("No deployments.")
         return
     record = assessment.load(sysroot)
     lines = []
@@ -231,8 +231,8 @@ def undeploy_cmd(sysroot_path: Path | None, index: int) -> None:
         target, swap, cleaned = ops.undeploy(sysroot, index)
     _say_swap(swap)
     if cleaned.bytes_freed:
-        console.print(f"Freed objects: {cleaned.bytes_freed} bytes")
-    console.print(f"Deleted deployment {target.name}")
+        click.echo(f"Freed objects: {cleaned.bytes_freed} bytes")
+    click.echo(f"Deleted deployment {target.name}")
 
 
 @admin.command("pin")
@@ -245,7 +245,7 @@ def pin_cmd(sysroot_path: Path | None, unpin: bool, indexes: tuple[int, ...]) ->
     with sysroot.lock():
         for index in indexes:
             ops.set_pinned(sysroot, index, not unpin)
-            console.print(f"Deployment {index} is now {'unpinned' if unpin else 'pinned'}")
+            click.echo(f"Deployment {index} is now {'unpinned' if unpin else 'pinned'}")
 
 
 @admin.command("set-default")
@@ -257,7 +257,7 @@ def set_default_cmd(sysroot_path: Path | None, index: int) -> None:
     with sysroot.lock():
         swap = ops.set_default(sysroot, index)
     if swap is None:
-        console.print(f"Deployment {index} is already the default")
+        click.echo(f"Deployment {index} is already the default")
     _say_swap(swap)
 
 
@@ -271,9 +271,9 @@ def cleanup_cmd(sysroot_path: Path | None) -> None:
     with sysroot.lock():
         result = cleanup(sysroot)
     for name in result.deployments_removed:
-        console.print(f"Deleted deployment {name}")
+        click.echo(f"Deleted deployment {name}")
     if result.bytes_freed:
-        console.print(f"Freed objects: {result.bytes_freed} bytes")
+        click.echo(f"Freed objects: {result.bytes_freed} bytes")
 
 
 @admin.command("finalize-staged", hidden=True)
@@ -284,10 +284,10 @@ def finalize_staged_cmd(sysroot_path: Path | None) -> None:
     with sysroot.lock():
         result = finalize_staged(sysroot)
     if result is None:
-        console.print("No staged deployment to finalize")
+        click.echo("No staged deployment to finalize")
         return
     if result.etc is not None:
-        console.print(result.etc.message)
+        click.echo(result.etc.message)
     _say_swap(result.swap)
 
 
@@ -299,7 +299,7 @@ def rollback_cmd(sysroot_path: Path | None) -> None:
     with sysroot.lock():
         result = ops.rollback(sysroot)
     _say_swap(result.swap)
-    console.print(result.message)
+    click.echo(result.message)
 
 
 @admin.group("kargs")
@@ -378,6 +378,6 @@ def upgrade_cmd(sysroot_path: Path | None, allow_failed: bool, stage_it: bool) -
 
     with sysroot.lock():
         result = upgrade(sysroot, allow_failed=allow_failed, stage_it=stage_it)
-    console.print(result.message)
+    click.echo(result.message)
     if result.deployed is not None and result.deployed.swap is not None:
-        console.print(result.deployed.swap.message)
+        click.echo(result.deployed.swap.message)

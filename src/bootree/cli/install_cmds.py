@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from bootree.cli import cli
-from bootree.cli._common import console, json_option, open_repo, print_json
+from bootree.cli._common import json_option, open_repo, print_json
 from bootree.errors import InstallError
 from bootree.health import assess_boot, discover
 from bootree.install import InitramfsOptions, InstallOptions, build_initramfs, install_to_disk
@@ -69,8 +69,8 @@ def to_disk_cmd(ctx: click.Context, rev: str, disk: Path, size: str | None, stat
                           esp_size_mib=parse_size(esp_size), kargs=karg, tries=tries, systemd_boot=sdboot,
                           extra_refs=extra_ref)
     result = install_to_disk(repo, rev, disk, options=opts)
-    console.print(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
-    console.print(f"ESP entries: {' '.join(result.esp_entries)}")
+    click.echo(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
+    click.echo(f"ESP entries: {' '.join(result.esp_entries)}")
 
 
 @install.command("initramfs")
@@ -84,7 +84,7 @@ def initramfs_cmd(tree: Path, kver: str | None, busybox: Path | None, modules: t
     """Write usr/lib/modules/<kver>/initramfs.img into TREE (prepare-root + switch_root)."""
     out = build_initramfs(tree, kver=kver, options=InitramfsOptions(busybox=busybox,
                                                                      modules=modules or DEFAULT_MODULES))
-    console.print(f"Wrote {out}")
+    click.echo(f"Wrote {out}")
 
 
 @install.command("sync-esp")
@@ -96,7 +96,7 @@ def sync_esp_cmd(sysroot_path: Path | None) -> None:
         done = esp.sync_sysroot(sysroot)
     if done is None:
         raise InstallError("this sysroot has no ESP configured ([bootree] esp= in the repo config)")
-    console.print(f"ESP in sync ({len(done)} operations)")
+    click.echo(f"ESP in sync ({len(done)} operations)")
 
 
 @cli.group("health")
@@ -109,7 +109,7 @@ def health() -> None:
 def health_list_cmd(root: Path) -> None:
     """List the health checks that 'health run' would run."""
     for c in discover(root):
-        console.print(f"{c.kind.value:8} {c.name}  ({c.path})")
+        click.echo(f"{c.kind.value:8} {c.name}  ({c.path})")
 
 
 @health.command("run")
@@ -138,10 +138,10 @@ def health_run_cmd(sysroot_path: Path | None, timeout: float, as_json: bool) -> 
         })
     else:
         for a in r.fell_back_from:
-            console.print(f"Fallback: {a.deployment} failed ({a.reason})")
+            click.echo(f"Fallback: {a.deployment} failed ({a.reason})")
         for c in r.results:
-            console.print(f"{'ok  ' if c.ok else 'FAIL'} {c.check.kind.value:8} {c.check.name}")
-        console.print(f"Boot of {r.booted.name}: {'healthy' if r.healthy else 'UNHEALTHY'}"
+            click.echo(f"{'ok  ' if c.ok else 'FAIL'} {c.check.kind.value:8} {c.check.name}")
+        click.echo(f"Boot of {r.booted.name}: {'healthy' if r.healthy else 'UNHEALTHY'}"
                       + (f"; marked good ({r.blessed})" if r.blessed else ""))
     if not r.healthy:
         sys.exit(EXIT_REBOOT if r.reboot else EXIT_UNHEALTHY)

@@ -136,7 +136,7 @@ def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool,
         return
     width = max((len(r.name) for r in remotes), default=0)
     for r in remotes:
-        _common.console.print(f"{r.name:<{width}}  {r.url}" if show_urls else r.name)
+        click.echo(f"{r.name:<{width}}  {r.url}" if show_urls else r.name)
 
 
 @remote_group.command("show-url")
@@ -145,7 +145,7 @@ def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool,
 @click.pass_context
 def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
     """Print the URL of remote NAME."""
-    _common.console.print(get_remote(open_repo(ctx, repo_path).config, name).url)
+    click.echo(get_remote(open_repo(ctx, repo_path).config, name).url)
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
@@ -171,7 +171,7 @@ def remote_refs_cmd(ctx: click.Context, repo_path: Path | None, name: str, as_js
         print_json({f"{name}:{r.name}": r.commit for r in summary.refs})
         return
     for r in summary.refs:
-        _common.console.print(f"{name}:{r.name}")
+        click.echo(f"{name}:{r.name}")
 
 
 # --- summary -------------------------------------------------------------------------------------
@@ -183,14 +183,14 @@ def _ts(v: int) -> str:
 
 def _render_summary(summary: Summary) -> None:
     for r in summary.refs:
-        _common.console.print(f"* {r.name}")
-        _common.console.print(f"    Latest Commit ({r.commit_size} bytes):")
-        _common.console.print(f"      {r.commit}")
+        click.echo(f"* {r.name}")
+        click.echo(f"    Latest Commit ({r.commit_size} bytes):")
+        click.echo(f"      {r.commit}")
         if r.version is not None:
-            _common.console.print(f"    Version (ostree.commit.version): {r.version}")
+            click.echo(f"    Version (ostree.commit.version): {r.version}")
         if r.timestamp is not None:
-            _common.console.print(f"    Timestamp (ostree.commit.timestamp): {_ts(r.timestamp)}")
-        _common.console.print("")
+            click.echo(f"    Timestamp (ostree.commit.timestamp): {_ts(r.timestamp)}")
+        click.echo("")
     labels = {
         "ostree.summary.mode": "Repository Mode",
         "ostree.summary.last-modified": "Last-Modified",
@@ -198,11 +198,11 @@ def _render_summary(summary: Summary) -> None:
     }
     deltas = summary.static_deltas
     if deltas:
-        _common.console.print("Static Deltas (ostree.static-deltas):")
+        click.echo("Static Deltas (ostree.static-deltas):")
         for name, digest in deltas.items():
-            _common.console.print(f"  {name}")
-            _common.console.print(f"    {digest.hex()}")
-        _common.console.print("")
+            click.echo(f"  {name}")
+            click.echo(f"    {digest.hex()}")
+        click.echo("")
     for key, value in summary.metadata:
         if key == "ostree.static-deltas":
             continue
@@ -213,7 +213,7 @@ def _render_summary(summary: Summary) -> None:
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:
             text = str(value.value)
-        _common.console.print(f"{label} ({key}): {text}" if label else f"{key}: {text}")
+        click.echo(f"{label} ({key}): {text}" if label else f"{key}: {text}")
 
 
 @cli.command("summary")
@@ -494,11 +494,12 @@ def serve_cmd(ctx: click.Context, repo_path: Path | None, port: int, address: st
     if regenerate:
         update_summary(repo)
     if repo.mode.value != "archive":
-        _common.err_console.print(
-            f"warning: {repo.path} is a {repo.mode.value} repository; clients can only pull from archive repositories"
+        click.echo(
+            f"warning: {repo.path} is a {repo.mode.value} repository; clients can only pull from archive repositories",
+            err=True,
         )
     server = StaticServer(repo.path, host=address, port=port)
-    _common.err_console.print(f"serving {repo.path} at {server.url}/ (Ctrl-C to stop)")
+    click.echo(f"serving {repo.path} at {server.url}/ (Ctrl-C to stop)", err=True)
     try:
         server.serve_forever()
     finally:

@@ -19,8 +19,6 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import (
-    console,
-    err_console,
     json_option,
     open_repo,
     print_json,
@@ -597,11 +595,11 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
         })
     else:
         for c in result.partial:
-            err_console.print(f"Commit {c} is partial (its tree is incomplete)")
+            click.echo(f"Commit {c} is partial (its tree is incomplete)", err=True)
         for p in result.problems:
             click.echo(f"error: {p.message}", err=True)
         if result.ok:
-            console.print(f"object fsck of {result.commits} commits completed successfully - no errors found.")
+            click.echo(f"object fsck of {result.commits} commits completed successfully - no errors found.")
     if not result.ok:
         if not as_json:
             click.echo(f"fsck found {len(result.problems)} bad object(s)", err=True)

@@ -120,7 +120,8 @@ class DiskObjectStore:
     def __init__(self, root: Path, mode: RepoMode, *, zlib_level: int = 6, fast_zlib: bool = True) -> None:
         self.root = root
         self.objects = root / "objects"
-        self._objects_str = os.fspath(self.objects)
+        #: ``objects`` as a string, for building paths in hot loops.
+        self.objects_str = os.fspath(self.objects)
         self.mode = mode
         self.zlib_level = zlib_level
         self._creator: tuple[int, int] | None = None
@@ -161,7 +162,7 @@ class DiskObjectStore:
 
     def path_str(self, otype: ObjectType, csum: Checksum) -> str:
         """The object's absolute path as a string (cheaper than :meth:`path` in hot loops)."""
-        return f"{self._objects_str}/{object_relpath(otype, csum, self.mode)}"
+        return f"{self.objects_str}/{object_relpath(otype, csum, self.mode)}"
 
     def has(self, otype: ObjectType, csum: Checksum) -> bool:
         """Whether the object is present (symlink objects count, without following them)."""
@@ -446,7 +447,7 @@ class ObjectIndex:
         names = self._names.get(prefix)
         if names is None:
             try:
-                listed = set(os.listdir(f"{self._store._objects_str}/{prefix}"))
+                listed = set(os.listdir(f"{self._store.objects_str}/{prefix}"))
             except (FileNotFoundError, NotADirectoryError):
                 listed = set()
             with self._lock:
