@@ -12,7 +12,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import struct
 import time
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ __all__ = [
 
 def temp_name(prefix: str = ".tmp-") -> str:
     """A random file name for a temporary file beside its target."""
-    return f"{prefix}{secrets.token_hex(8)}"
+    return f"{prefix}{os.urandom(8).hex()}"
 
 
 def fsync_dir(path: os.PathLike[str] | str) -> None:

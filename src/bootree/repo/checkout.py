@@ -13,11 +13,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import pickle
 import stat
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -30,6 +28,8 @@ from bootree.repo.modes import RepoMode
 from bootree.repo.objectstore import CHUNK
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from bootree.repo.repo import Repo
 
 __all__ = ["CheckoutMode", "CheckoutOptions", "checkout_tree"]
@@ -289,6 +289,8 @@ def checkout_tree(
     """
     pool = None
     if repo.mode is RepoMode.ARCHIVE or options.mode is CheckoutMode.COPY:
+        from concurrent.futures import ThreadPoolExecutor  # here: a hardlink checkout needs no pool
+
         pool = ThreadPoolExecutor(options.workers or max(2, os.cpu_count() or 2), thread_name_prefix="bootree-co")
     co = _Checkout(repo, options, pool)
     try:
@@ -363,6 +365,8 @@ def _split_checkout(co: _Checkout, root_fd: int, root_tree: Checksum) -> None:
 
 def _run_units(co: _Checkout, units: list[tuple[int, Checksum, str]]) -> int:
     """Check out ``units`` on this process and one forked child; the files both linked."""
+    import pickle  # here: only a large hardlink checkout needs it
+
     queue_r, queue_w = os.pipe()
     result_r, result_w = os.pipe()
     # Unit numbers go into the pipe up front (4 bytes each: a read of them is atomic).
@@ -430,6 +434,8 @@ def _read_all(fd: int) -> bytes:
 
 def _portable(e: BaseException) -> BaseException:
     """``e`` if it survives pickling, else a :class:`CheckoutError` with its message."""
+    import pickle
+
     try:
         pickle.loads(pickle.dumps(e))
     except Exception:

@@ -18,11 +18,11 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import tarfile
+    from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +180,8 @@ def write_directory(
             csum = meta_cache[meta] = txn.write_dirmeta(meta)
         return csum
 
+    from concurrent.futures import ThreadPoolExecutor  # here: most commands never commit
+
     with ThreadPoolExecutor(options.pool_size, thread_name_prefix="bootree-commit") as pool:
 
         def flush() -> None:
@@ -311,6 +313,8 @@ def write_tar(
         tf = tarfile.open(tar_path, mode="r|*")
     except (OSError, tarfile.TarError) as e:
         raise SourceError(os.fspath(tar_path), str(e)) from e
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(options.pool_size, thread_name_prefix="bootree-tar") as pool:
         try:
             with tf:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -185,6 +184,8 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
 
     done = 0
     ordered = sorted(files)
+    from concurrent.futures import ThreadPoolExecutor  # here: only fsck uses a pool
+
     with ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="bootree-fsck") as pool:
         for problem in pool.map(check_file, ordered, chunksize=64):
             done += 1
