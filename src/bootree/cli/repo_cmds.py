@@ -8,6 +8,7 @@ Layer: cli. Each command parses its options, calls :mod:`bootree.repo`, and rend
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import os
 import stat
@@ -338,7 +339,10 @@ def checkout_cmd(
     if require_hardlinks and (repo.mode is RepoMode.ARCHIVE or (repo.mode is RepoMode.BARE_USER and not user_mode)):
         raise RepoError(f"hardlink checkout is not possible from a {repo.mode.value} repository" + (" without -U" if repo.mode is RepoMode.BARE_USER else ""))
     dest = destination if destination is not None else Path(rev.replace("/", "_").replace(":", "_"))
-    with progress_bar("Checking out") as _:
+    # A hardlink checkout of a whole OS takes well under a second, and runs on two processes
+    # only while no other thread (such as a progress bar's refresher) is alive: no bar for it.
+    copies = force_copy or repo.mode is RepoMode.ARCHIVE
+    with progress_bar("Checking out") if copies else contextlib.nullcontext():
         repo.checkout(
             csum,
             dest,
