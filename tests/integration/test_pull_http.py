@@ -26,7 +26,7 @@ from bootree.format.objects import ObjectType
 from bootree.pull import PullConfig, PullEvent, add_remote, get_remote, pull, pull_local
 from bootree.pull.plan import object_path
 from bootree.pull.publish import update_summary
-from bootree.repo import Repo, RepoMode
+from bootree.repo import Repo, RepoMode, Transaction
 from bootree.transport import FetchConfig
 from bootree.transport.server import StaticServer
 
@@ -297,3 +297,58 @@ def test_gpg_verify_remote_fails_closed(source: Source, tmp_path: Path) -> None:
     with pytest.raises(VerificationError, match="GPG"):
         pull(repo, get_remote(repo.config, "origin"), ["os/main"])
     assert source.faults.hits == [] and repo.refs.get("origin:os/main") is None
+
+
+@pytest.mark.parametrize("mode", [RepoMode.ARCHIVE, RepoMode.BARE_USER])
+def test_early_publishing(source: Source, tmp_path: Path, mode: RepoMode, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Written content objects are flushed and renamed in while the pull goes on. Made eager here
+    # (every object, every millisecond) so that these small pulls exercise it: a complete pull,
+    # a failed one (refs kept, fsck clean, what arrived kept) and its resumption.
+    from bootree.pull import puller
+
+    monkeypatch.setattr(puller, "_EARLY_BATCH", 1)
+    monkeypatch.setattr(puller, "_EARLY_INTERVAL", 0.001)
+    published: list[int] = []
+    real = Transaction.publish_early
+
+    def spy(self: Transaction, otype: ObjectType, checksums: list[Checksum]) -> None:
+        published.append(len(checksums))
+        real(self, otype, checksums)
+
+    monkeypatch.setattr(Transaction, "publish_early", spy)
+    repo = _client(tmp_path, source.url, mode)
+    _pull(repo, f"os/main@{source.v1}")
+    assert published, "nothing was published early"
+    _assert_clean_and_unchanged(repo, source.v1)
+    victim = sorted(set(_content_objects(source, source.v2)) - set(_content_objects(source, source.v1)))[0]
+    source.faults.add(object_path(ObjectType.FILE, victim), "404", count=-1)
+    with pytest.raises(NotFoundError):
+        _pull(repo, "os/main")
+    _assert_clean_and_unchanged(repo, source.v1)
+    source.faults.rules.clear()
+    _pull(repo, "os/main")
+    _assert_clean_and_unchanged(repo, source.v2)
+
+
+def test_early_publishing_error_fails_the_pull(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootree.pull import puller
+
+    monkeypatch.setattr(puller, "_EARLY_BATCH", 1)
+    monkeypatch.setattr(puller, "_EARLY_INTERVAL", 0.001)
+
+    def broken(self: Transaction, otype: ObjectType, checksums: list[Checksum]) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Transaction, "publish_early", broken)
+    repo = _client(tmp_path, source.url)
+    with pytest.raises(OSError, match="No space left"):
+        _pull(repo, f"os/main@{source.v1}")
+    _assert_clean_and_unchanged(repo, None)
+    # Through the CLI, into a fresh repository: one line, no trace.
+    other = _client(tmp_path / "cli", source.url)
+    capsys.readouterr()
+    assert main(["pull", f"--repo={other.path}", "origin", f"os/main@{source.v1}"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == ["error: No space left on device"]
+    _assert_clean_and_unchanged(Repo.open(other.path), None)

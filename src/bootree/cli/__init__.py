@@ -121,4 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        # The system said no (a full disk, a read-only file system, permissions) somewhere no
+        # typed error was raised for it: still one line, naming the file.
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        click.echo(f"error: {e.strerror or e}{where}", err=True)
+        return 1
     return 0

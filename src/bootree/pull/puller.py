@@ -91,6 +91,9 @@ class PullConfig:
     #: Threads that create object files. One is fastest on the ext4 measured here: parallel
     #: file creation doubled the kernel time.
     writers: int = 1
+    #: Publish written content objects in the background while the pull goes on (flushed
+    #: first); the alternative is one flush and all renames at the end.
+    publish_early: bool = True
     #: Publish verified objects every this many objects, so that even a killed pull resumes
     #: from there (0: only when the pull fails or ends).
     checkpoint_objects: int = 0
@@ -172,6 +175,7 @@ class _Puller:
         self._job_errors: list[BaseException] = []
         self._since_checkpoint = 0
         self._writer: _Writer | None = None
+        self._publisher: _EarlyPublisher | None = None
         #: Refs each target commit is pulled as (for the ref-binding check).
         self.refs_of: dict[Checksum, list[str]] = {}
 
@@ -344,8 +348,11 @@ class _Puller:
             pool.shutdown(wait=True)
             self._drain()
             if self._writer is not None:
-                self._writer.close()
+                self._writer.close()  # closes the publisher too
                 self._writer = None
+        if self._publisher is not None and self._publisher.error is not None:
+            # Only on the success path: a failure already propagating is the one to report.
+            raise self._publisher.error
         self.emit("objects", plan, force=True)
         return plan
 
@@ -426,7 +433,8 @@ class _Puller:
 
     def _writer_for(self, txn: Transaction) -> _Writer:
         if self._writer is None:
-            self._writer = _Writer(txn, self._job_done, self.config.writers)
+            self._publisher = _EarlyPublisher(txn) if self.config.publish_early else None
+            self._writer = _Writer(txn, self._job_done, self.config.writers, self._publisher)
         return self._writer
 
     def _verify_content(self, csum: Checksum, data: bytes) -> None:
@@ -503,10 +511,15 @@ class _Writer:
     """
 
     def __init__(
-        self, txn: Transaction, done: Callable[[BaseException | None, int], None], threads: int = 1
+        self,
+        txn: Transaction,
+        done: Callable[[BaseException | None, int], None],
+        threads: int = 1,
+        publisher: _EarlyPublisher | None = None,
     ) -> None:
         self.txn = txn
         self.done = done
+        self.publisher = publisher
         self.busy = 0.0
         self.queue: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
         self.threads = [
@@ -524,6 +537,8 @@ class _Writer:
             self.queue.put(None)
         for t in self.threads:
             t.join()
+        if self.publisher is not None:
+            self.publisher.close()
         log.debug("writer threads busy for %.2f s", self.busy)
 
     def _run(self) -> None:
@@ -553,8 +568,67 @@ class _Writer:
                     )
             except BaseException as e:  # reported to the main loop
                 error = e
+            else:
+                if self.publisher is not None and job.otype is ObjectType.FILE:
+                    self.publisher.add(job.checksum)
             self.busy += time.perf_counter() - t0
             self.done(error, job.size)
+
+
+class _EarlyPublisher:
+    """Publishes written content objects in batches while the pull goes on.
+
+    Without it, every object of a pull waits for the end: one ``syncfs`` for all the data, then
+    one rename per object, about 0.6 s for the benchmark corpus with nothing else to do. Here a
+    thread flushes and renames what the writer has finished every second (or every
+    :data:`_EARLY_BATCH` objects), overlapping that with the download; see
+    :meth:`Transaction.publish_early` for why this is safe. What is left at the end is
+    published by the transaction's commit as before.
+    """
+
+    def __init__(self, txn: Transaction) -> None:
+        self.txn = txn
+        self.error: BaseException | None = None
+        self._ready: list[Checksum] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="bootree-publish", daemon=True)
+        self._thread.start()
+
+    def add(self, csum: Checksum) -> None:
+        """Record a content object the writer has completely written."""
+        with self._lock:
+            self._ready.append(csum)
+            if len(self._ready) >= _EARLY_BATCH:
+                self._wake.set()
+
+    def close(self) -> None:
+        """Stop (objects not yet published stay staged for the commit)."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait(_EARLY_INTERVAL)
+            self._wake.clear()
+            if self._closing:
+                return
+            with self._lock:
+                batch, self._ready = self._ready, []
+            if not batch:
+                continue
+            try:
+                self.txn.publish_early(ObjectType.FILE, batch)
+            except BaseException as e:  # reported by the puller at the end of the walk
+                self.error = e
+                return
+
+
+#: Early publishing: at most this many written objects wait, or this many seconds.
+_EARLY_BATCH = 2048
+_EARLY_INTERVAL = 1.0
 
 
 def _check_ref_binding(commit: Commit, ref: str | None, csum: Checksum) -> None:

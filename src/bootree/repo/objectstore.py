@@ -472,6 +472,10 @@ def _prepend(first: bytes, rest: Iterable[bytes]) -> Iterable[bytes]:
     yield from rest
 
 
+#: Files at least this large have their writeback started as soon as they are written.
+_WRITEBACK_MIN = 256 << 10
+
+
 def _read_umask() -> int:
     """The process umask, read without changing it (``os.umask`` would race other threads)."""
     try:
@@ -508,11 +512,15 @@ def _write_file(
     direct = not (mode & umask) and not (mode & 0o6000)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode if direct else 0o600)
     try:
+        written = 0
         for chunk in chunks:
             view = memoryview(chunk)
+            written += len(view)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+        if written >= _WRITEBACK_MIN:
+            _fs.start_writeback(fd)
         if owner is not None:
             os.fchown(fd, *owner)
         for name, value in xattrs:

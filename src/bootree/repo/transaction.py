@@ -83,6 +83,10 @@ class Transaction:
         self._store.prepare_writes()
         self._staged: set[str] = set()
         self._lock = threading.Lock()
+        #: Held while objects are flushed and renamed into objects/ (early, checkpoint, commit).
+        self._publish_lock = threading.Lock()
+        self._made_prefixes: set[str] = set()
+        self._renamed_unsynced = False
         self._counter = itertools.count()
         self._refs: dict[str, tuple[RefSpec, Checksum | None]] = {}
         self._commitmeta: dict[Checksum, bytes] = {}
@@ -313,36 +317,64 @@ class Transaction:
     # --- publishing ----------------------------------------------------------------------------
 
     def _publish_objects(self) -> None:
-        if not self._staged:
-            return
-        t0 = time.perf_counter()
-        if self.repo.fsync:
-            _fs.syncfs(self.staging)
-        t1 = time.perf_counter()
+        with self._publish_lock:
+            with self._lock:
+                # Content first, commits last: a crash part-way leaves only objects nothing refers
+                # to, never a commit whose tree is incomplete.
+                batch = sorted(self._staged, key=lambda r: (_PUBLISH_ORDER.get(r.rpartition(".")[2], 9), r))
+            t0 = time.perf_counter()
+            if batch and self.repo.fsync:
+                _fs.syncfs(self.staging)
+            t1 = time.perf_counter()
+            self._rename_in(batch)
+            t2 = time.perf_counter()
+            if (batch or self._renamed_unsynced) and self.repo.fsync:
+                _fs.syncfs(self._store.objects)
+            self._renamed_unsynced = False
+            if batch:
+                log.debug(
+                    "published %d objects: syncfs %.2f s, renames %.2f s, syncfs %.2f s",
+                    len(batch),
+                    t1 - t0,
+                    t2 - t1,
+                    time.perf_counter() - t2,
+                )
+
+    def _rename_in(self, rels: list[str]) -> None:
         objects = self._store.objects
-        made: set[str] = set()
         staging, objects_str = self._staging_str, os.fspath(objects)
-        # Content first, commits last: a crash part-way leaves only objects nothing refers to,
-        # never a commit whose tree is incomplete.
-        for rel in sorted(self._staged, key=lambda r: (_PUBLISH_ORDER.get(r.rpartition(".")[2], 9), r)):
+        for rel in rels:
             prefix = rel[:2]
-            if prefix not in made:
+            if prefix not in self._made_prefixes:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
-                made.add(prefix)
+                self._made_prefixes.add(prefix)
             os.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
             if self._index is not None:
                 self._index.add(rel)
-        t2 = time.perf_counter()
-        if self.repo.fsync:
-            _fs.syncfs(objects)
-        log.debug(
-            "published %d objects: syncfs %.2f s, renames %.2f s, syncfs %.2f s",
-            len(self._staged),
-            t1 - t0,
-            t2 - t1,
-            time.perf_counter() - t2,
-        )
-        self._staged.clear()
+            with self._lock:
+                self._staged.discard(rel)
+
+    def publish_early(self, otype: ObjectType, checksums: Iterable[Checksum]) -> None:
+        """Publish content or dirmeta objects that are completely written, before the commit.
+
+        For pulls: every object was verified on arrival, nothing can refer to a content or
+        dirmeta object before its dirtree is published (dirtrees and commits wait for
+        :meth:`commit`), and the data is flushed (``syncfs``) before the renames. Publishing in
+        the background while the rest downloads leaves little for the final flush and renames.
+        The caller must not pass an object that is still being written.
+        """
+        if otype not in (ObjectType.FILE, ObjectType.DIR_META):
+            raise RepoError(f"{otype.value} objects are published only by commit()")
+        rels = [self._store.relpath(otype, c) for c in checksums]
+        with self._publish_lock:
+            with self._lock:
+                batch = [r for r in rels if r in self._staged]
+            if not batch:
+                return
+            if self.repo.fsync:
+                _fs.syncfs(self.staging)
+            self._rename_in(batch)
+            self._renamed_unsynced = True
 
     def checkpoint(self) -> None:
         """Publish the objects staged so far, without touching refs.

@@ -108,3 +108,46 @@ def test_object_index_answers_like_lstat(tmp_path: Path) -> None:
         assert all(txn.has_object_indexed(ObjectType.FILE, c) for c in later)  # staged
         txn.checkpoint()
         assert all(txn.has_object_indexed(ObjectType.FILE, c) for c in later)  # published
+
+
+def test_publish_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Content published before the commit is flushed first, visible at once, not published
+    # twice, and the commit still flushes the renames before it moves a ref.
+    from bootree import _fs
+    from bootree.errors import RepoError
+    from bootree.format.objects import DirTree
+
+    repo = Repo.init(tmp_path / "repo", mode=RepoMode.BARE_USER_ONLY)
+    calls: list[str] = []
+    real_syncfs = _fs.syncfs
+    monkeypatch.setattr(_fs, "syncfs", lambda p: (calls.append(os.fspath(p)), real_syncfs(p))[1])
+    headers = [(FileHeader(0, 0, 0o100644), f"object {i}".encode()) for i in range(10)]
+    with repo.transaction() as txn:
+        csums = [txn.write_file(h, d) for h, d in headers]
+        with pytest.raises(RepoError):
+            txn.publish_early(ObjectType.DIR_TREE, [DirTree().to_bytes().hex()])
+        txn.publish_early(ObjectType.FILE, csums[:6])
+        assert calls == [os.fspath(txn.staging)]  # data flushed before any rename
+        assert all(repo.store.has(ObjectType.FILE, c) for c in csums[:6])
+        assert not any(repo.store.has(ObjectType.FILE, c) for c in csums[6:])
+        assert all(txn.has_object(ObjectType.FILE, c) for c in csums)
+        txn.publish_early(ObjectType.FILE, csums[:6])  # already published: nothing to do
+        assert len(calls) == 1
+        txn.set_ref("main", csums[0])  # any checksum will do for this test
+        calls.clear()
+    assert calls[-1] == os.fspath(repo.path / "objects")  # renames flushed before the ref
+    assert all(repo.store.has(ObjectType.FILE, c) for c in csums)
+    assert not list((repo.path / "tmp").glob("staging-*"))
+
+
+def test_commit_flushes_renames_even_when_all_was_published_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootree import _fs
+
+    repo = Repo.init(tmp_path / "repo", mode=RepoMode.BARE_USER_ONLY)
+    calls: list[str] = []
+    monkeypatch.setattr(_fs, "syncfs", lambda p: calls.append(os.fspath(p)))
+    with repo.transaction() as txn:
+        csum = txn.write_file(FileHeader(0, 0, 0o100644), b"only")
+        txn.publish_early(ObjectType.FILE, [csum])
+        txn.set_ref("main", csum)
+    assert calls == [os.fspath(txn.staging), os.fspath(repo.path / "objects")]
