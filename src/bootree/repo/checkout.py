@@ -79,6 +79,7 @@ class _Checkout:
         self.bare_user = mode is RepoMode.BARE_USER
         self.files = 0
         self.completed: list[tuple[int, Checksum]] = []
+        self._objects_dirfd: int | None = None
 
     # --- files -------------------------------------------------------------------------------
 
@@ -126,13 +127,14 @@ class _Checkout:
         :meth:`file`, which knows every case.
         """
         objects = self.store.objects_str
+        objects_fd = self._objects_fd()
         bare_user = self.bare_user
         link, getxattr = os.link, os.getxattr
         for name, csum in files:
-            src = f"{objects}/{csum[:2]}/{csum[2:]}.file"
+            rel = f"{csum[:2]}/{csum[2:]}.file"
             if bare_user:
                 try:
-                    raw = getxattr(src, BARE_USER_XATTR, follow_symlinks=False)
+                    raw = getxattr(f"{objects}/{rel}", BARE_USER_XATTR, follow_symlinks=False)
                 except OSError:
                     self.file(dfd, name, csum, f"{relpath}/{name}")
                     continue
@@ -141,9 +143,15 @@ class _Checkout:
                     self.file(dfd, name, csum, f"{relpath}/{name}")
                     continue
             try:
-                link(src, name, dst_dir_fd=dfd, follow_symlinks=False)
+                link(rel, name, src_dir_fd=objects_fd, dst_dir_fd=dfd, follow_symlinks=False)
             except OSError:
                 self.file(dfd, name, csum, f"{relpath}/{name}")
+
+    def _objects_fd(self) -> int:
+        """``objects/``, opened once: links name their source relative to it (shorter lookups)."""
+        if self._objects_dirfd is None:
+            self._objects_dirfd = os.open(self.store.objects_str, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._objects_dirfd
 
     def _is_bare_user_symlink(self, csum: Checksum) -> bool:
         """bare-user stores symlinks as regular files; only their xattr tells them apart."""
@@ -268,6 +276,9 @@ class _Checkout:
         for fd, _ in self.completed:
             os.close(fd)
         self.completed.clear()
+        if self._objects_dirfd is not None:
+            os.close(self._objects_dirfd)
+            self._objects_dirfd = None
 
 
 def checkout_tree(
@@ -330,31 +341,41 @@ def _split_allowed(options: CheckoutOptions) -> bool:
     return threading.active_count() == 1
 
 
+#: One share of the work: link ``files`` into the directory ``fd`` (``tree`` is None), or check
+#: the dirtree ``tree`` out into ``fd`` completely (``files`` is empty). ``relpath`` is for errors.
+_Unit = tuple[int, Checksum | None, tuple[tuple[str, Checksum], ...], str]
+
+
 def _split_checkout(co: _Checkout, root_fd: int, root_tree: Checksum) -> None:
-    # 1. Breadth-first from the root: create directories and link their files, until enough
-    #    subtrees are waiting. Directories created here are finished by this process at the end.
+    # 1. Breadth-first from the root, reading dirtrees and creating directories only (their files
+    #    become units too), until enough subtrees are waiting: this part runs on one core, so it
+    #    is kept short. Directories created here are finished by this process at the end.
     frontier: deque[tuple[int, Checksum, str]] = deque([(root_fd, root_tree, "")])
-    above: list[tuple[int, Checksum]] = []  # (fd, dirmeta) of the directories handled here
+    above: list[tuple[int, Checksum]] = []  # (fd, dirmeta) of the directories created here
+    file_units: list[_Unit] = []
     read = 0
     while frontier and len(frontier) < _SPLIT_UNITS and read < _SPLIT_MAX_DIRS:
         dfd, tree, relpath = frontier.popleft()
         dt = co.repo.read_dirtree(tree)
         read += 1
-        co.files += len(dt.files)
-        co._link_files(dfd, dt.files, relpath)
+        if dt.files:
+            file_units.append((dfd, None, dt.files, relpath))
         for name, sub_tree, sub_meta in dt.dirs:
             sub_rel = f"{relpath}/{name}"
             sfd = co.open_subdir(dfd, name, sub_rel)
             above.append((sfd, sub_meta))
             frontier.append((sfd, sub_tree, sub_rel))
     try:
-        units = list(frontier)
+        # Subtrees first (their size is unknown), then the known file lists, largest first, so
+        # that the two processes finish close together.
+        file_units.sort(key=lambda u: len(u[2]), reverse=True)
+        units: list[_Unit] = [(dfd, tree, (), relpath) for dfd, tree, relpath in frontier] + file_units
         if len(units) < 2:
-            for dfd, tree, relpath in units:
-                co.tree(dfd, tree, relpath)
-                co.flush()
+            for unit in units:
+                _do_unit(co, unit)
         else:
-            co.files += _run_units(co, units)
+            child_files = _run_units(co, units)  # (not "co.files += ...": that reads co.files first)
+            co.files += child_files
         # 2. The directories above the units, deepest first (a parent may be read-only).
         for fd, meta in reversed(above):
             co.finish_dir(fd, meta)
@@ -363,8 +384,21 @@ def _split_checkout(co: _Checkout, root_fd: int, root_tree: Checksum) -> None:
             os.close(fd)
 
 
-def _run_units(co: _Checkout, units: list[tuple[int, Checksum, str]]) -> int:
-    """Check out ``units`` on this process and one forked child; the files both linked."""
+def _do_unit(co: _Checkout, unit: _Unit) -> None:
+    dfd, tree, files, relpath = unit
+    if tree is None:
+        co.files += len(files)
+        co._link_files(dfd, files, relpath)
+    else:
+        co.tree(dfd, tree, relpath)
+        co.flush()
+
+
+def _run_units(co: _Checkout, units: list[_Unit]) -> int:
+    """Check out ``units`` on this process and one forked child; the files the child linked.
+
+    (This process's own files are counted in ``co.files`` as it goes.)
+    """
     import pickle  # here: only a large hardlink checkout needs it
 
     queue_r, queue_w = os.pipe()
@@ -391,12 +425,9 @@ def _run_units(co: _Checkout, units: list[tuple[int, Checksum, str]]) -> int:
     os.close(result_w)
     error: BaseException | None = None
     try:
-        before = co.files
         _take_units(co, units, queue_r)
-        mine = co.files - before
     except BaseException as e:
         error = e
-        mine = 0
         # Stop the child from taking more: drain the queue.
         with contextlib.suppress(OSError):
             while os.read(queue_r, 4096):
@@ -412,17 +443,15 @@ def _run_units(co: _Checkout, units: list[tuple[int, Checksum, str]]) -> int:
         raise pickle.loads(report[2:])
     if report[:2] != b"ok" or os.waitstatus_to_exitcode(wait_status) != 0:
         raise CheckoutError("", f"checkout worker process failed (status {wait_status})")
-    return mine + int.from_bytes(report[2:10], "little")
+    return int.from_bytes(report[2:10], "little")
 
 
-def _take_units(co: _Checkout, units: list[tuple[int, Checksum, str]], queue_r: int) -> None:
+def _take_units(co: _Checkout, units: list[_Unit], queue_r: int) -> None:
     while True:
         raw = os.read(queue_r, 4)
         if len(raw) < 4:
             return
-        dfd, tree, relpath = units[int.from_bytes(raw, "little")]
-        co.tree(dfd, tree, relpath)
-        co.flush()
+        _do_unit(co, units[int.from_bytes(raw, "little")])
 
 
 def _read_all(fd: int) -> bytes:
