@@ -48,6 +48,14 @@ def fsync_dir(path: os.PathLike[str] | str) -> None:
         os.close(fd)
 
 
+def read_all(fd: int) -> bytes:
+    """Everything left to read from ``fd`` (a file or a pipe), with plain ``os.read`` calls."""
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def syncfs(path: os.PathLike[str] | str) -> None:
     """Flush the whole filesystem holding ``path`` (one call instead of an fsync per file)."""
     import ctypes  # only here: loading libc through ctypes costs startup time for every command

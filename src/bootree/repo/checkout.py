@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from bootree import _fs
 from bootree.errors import CheckoutError, CorruptObject, ObjectMissing
 from bootree.format.checksum import Checksum
 from bootree.format.content import BARE_USER_XATTR
@@ -138,8 +139,7 @@ class _Checkout:
                 except OSError:
                     self.file(dfd, name, csum, f"{relpath}/{name}")
                     continue
-                # (uuua(ayay)): the mode is the third big-endian u32.
-                if len(raw) < 12 or stat.S_ISLNK(int.from_bytes(raw[8:12], "big")):
+                if len(raw) < 12 or _meta_is_symlink(raw):  # a symlink, or odd: the general path
                     self.file(dfd, name, csum, f"{relpath}/{name}")
                     continue
             try:
@@ -162,8 +162,7 @@ class _Checkout:
             raise ObjectMissing(csum, "file") from None
         except OSError as e:
             raise CorruptObject(csum, "file", f"cannot read {BARE_USER_XATTR}: {e.strerror}") from e
-        # (uuua(ayay)): the mode is the third big-endian u32.
-        return len(raw) >= 12 and stat.S_ISLNK(int.from_bytes(raw[8:12], "big"))
+        return _meta_is_symlink(raw)
 
     def _copy(self, dfd: int, name: str, csum: Checksum, relpath: str) -> None:
         header, stream = self.store.open_file(csum)
@@ -279,6 +278,12 @@ class _Checkout:
         if self._objects_dirfd is not None:
             os.close(self._objects_dirfd)
             self._objects_dirfd = None
+
+
+def _meta_is_symlink(raw: bytes) -> bool:
+    """Whether a ``user.ostreemeta`` value ``(uuua(ayay))`` is a symlink's: the mode is the
+    third big-endian u32 (a value too short to hold it is not)."""
+    return len(raw) >= 12 and stat.S_ISLNK(int.from_bytes(raw[8:12], "big"))
 
 
 def checkout_tree(
@@ -433,7 +438,7 @@ def _run_units(co: _Checkout, units: list[_Unit]) -> int:
             while os.read(queue_r, 4096):
                 pass
     finally:
-        report = _read_all(result_r)
+        report = _fs.read_all(result_r)
         os.close(result_r)
         os.close(queue_r)
         _, wait_status = os.waitpid(pid, 0)
@@ -452,13 +457,6 @@ def _take_units(co: _Checkout, units: list[_Unit], queue_r: int) -> None:
         if len(raw) < 4:
             return
         _do_unit(co, units[int.from_bytes(raw, "little")])
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _portable(e: BaseException) -> BaseException:

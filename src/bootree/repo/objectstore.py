@@ -208,10 +208,7 @@ class DiskObjectStore:
         except FileNotFoundError:
             raise ObjectMissing(csum, otype.value) from None
         try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return _fs.read_all(fd)
         finally:
             os.close(fd)
 
