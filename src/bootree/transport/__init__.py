@@ -21,6 +21,7 @@ for) and :class:`~bootree.transport.file.FileFetcher` (``file://``).
 from __future__ import annotations
 
 import os
+import queue
 import urllib.parse
 from collections import deque
 from collections.abc import Hashable
@@ -93,6 +94,33 @@ class Completion:
     url: str
     data: bytes | None
     error: FetchError | None
+
+
+class CompletionQueue:
+    """Requests submitted and not yet collected, and their completions in finishing order.
+
+    The ``pending``/``wait`` half of :class:`Fetcher`, shared by the threaded fetchers: their
+    worker threads ``put`` into :attr:`results`; the caller counts with :meth:`submitted`.
+    """
+
+    def __init__(self) -> None:
+        self.results: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self.pending = 0
+
+    def submitted(self) -> None:
+        """Count one more request whose completion will arrive in :attr:`results`."""
+        self.pending += 1
+
+    def wait(self, timeout: float | None = None) -> Completion:
+        """Next completion; :class:`FetchError` if none is pending or none comes in ``timeout``."""
+        if self.pending <= 0:
+            raise FetchError("", "no request pending")
+        try:
+            done = self.results.get(timeout=timeout)
+        except queue.Empty:
+            raise FetchError("", f"no response within {timeout} s", transient=True) from None
+        self.pending -= 1
+        return done
 
 
 @runtime_checkable

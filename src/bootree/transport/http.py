@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from bootree.errors import FetchError, NotFoundError
-from bootree.transport import Completion, FetchConfig, FetchStats
+from bootree.transport import Completion, CompletionQueue, FetchConfig, FetchStats
 
 __all__ = ["PipelinedHttpFetcher"]
 
@@ -158,8 +158,7 @@ class PipelinedHttpFetcher:
         self._pools: dict[Origin, _OriginPool] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._results: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self._pending = 0
+        self._done = CompletionQueue()
         self._stats = FetchStats()
         self._stats_lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
@@ -174,7 +173,7 @@ class PipelinedHttpFetcher:
     @property
     def pending(self) -> int:
         """Submitted requests not yet returned by :meth:`wait`."""
-        return self._pending
+        return self._done.pending
 
     def fetch(self, url: str, *, max_length: int) -> bytes:
         """Download ``url``; see :meth:`bootree.transport.Fetcher.fetch`."""
@@ -188,19 +187,12 @@ class PipelinedHttpFetcher:
 
     def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
         """Queue ``url``; its completion comes back from :meth:`wait`."""
-        self._pending += 1
-        self._enqueue(_Request(url, max_length, key, self._results))
+        self._done.submitted()
+        self._enqueue(_Request(url, max_length, key, self._done.results))
 
     def wait(self, timeout: float | None = None) -> Completion:
         """Next finished submitted request, in completion order."""
-        if self._pending <= 0:
-            raise FetchError("", "no request pending")
-        try:
-            done = self._results.get(timeout=timeout)
-        except queue.Empty:
-            raise FetchError("", f"no response within {timeout} s", transient=True) from None
-        self._pending -= 1
-        return done
+        return self._done.wait(timeout)
 
     def close(self) -> None:
         """Stop the connection threads and close their sockets."""

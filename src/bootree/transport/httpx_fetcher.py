@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import queue
 import threading
 import time
 from collections.abc import Hashable
@@ -20,7 +19,7 @@ from collections.abc import Hashable
 import httpx
 
 from bootree.errors import FetchError, NotFoundError
-from bootree.transport import Completion, FetchConfig, FetchStats
+from bootree.transport import Completion, CompletionQueue, FetchConfig, FetchStats
 
 __all__ = ["HttpxFetcher"]
 
@@ -48,8 +47,7 @@ class HttpxFetcher:
             trust_env=True,
         )
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="bootree-httpx")
-        self._results: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self._pending = 0
+        self._done = CompletionQueue()
         self._stats = FetchStats()
         self._lock = threading.Lock()
         self._closed = False
@@ -62,7 +60,7 @@ class HttpxFetcher:
     @property
     def pending(self) -> int:
         """Submitted requests not yet returned by :meth:`wait`."""
-        return self._pending
+        return self._done.pending
 
     def fetch(self, url: str, *, max_length: int) -> bytes:
         """Download ``url`` with retries; see :meth:`bootree.transport.Fetcher.fetch`."""
@@ -124,27 +122,20 @@ class HttpxFetcher:
 
     def _run(self, url: str, max_length: int, key: Hashable) -> None:
         try:
-            self._results.put(Completion(key, url, self.fetch(url, max_length=max_length), None))
+            self._done.results.put(Completion(key, url, self.fetch(url, max_length=max_length), None))
         except FetchError as e:
-            self._results.put(Completion(key, url, None, e))
+            self._done.results.put(Completion(key, url, None, e))
         except Exception as e:  # normalise at the seam: nothing else may escape a worker
-            self._results.put(Completion(key, url, None, FetchError(url, str(e) or type(e).__name__)))
+            self._done.results.put(Completion(key, url, None, FetchError(url, str(e) or type(e).__name__)))
 
     def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
         """Queue ``url`` on the thread pool."""
-        self._pending += 1
+        self._done.submitted()
         self._pool.submit(self._run, url, max_length, key)
 
     def wait(self, timeout: float | None = None) -> Completion:
         """Next finished submitted request."""
-        if self._pending <= 0:
-            raise FetchError("", "no request pending")
-        try:
-            done = self._results.get(timeout=timeout)
-        except queue.Empty:
-            raise FetchError("", f"no response within {timeout} s", transient=True) from None
-        self._pending -= 1
-        return done
+        return self._done.wait(timeout)
 
     def close(self) -> None:
         """Cancel queued work and close the connection pool."""
