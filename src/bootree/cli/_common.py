@@ -6,7 +6,6 @@ progress display look and behave the same in every command.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -81,8 +80,10 @@ def open_repo(ctx: click.Context, repo_path: Path | None) -> Repo:
 
 
 def print_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    """Print ``value`` as indented JSON on stdout (the shared renderer's, :mod:`bootree.cli.render`)."""
+    from bootree.cli.render import print_json as render_json
+
+    render_json(value)
 
 
 def progress_enabled() -> bool:
