@@ -49,7 +49,7 @@ class BootCounting:
 
     entry: str
     state: str
-    """``good``, ``bad`` or ``trying``."""
+    """``good``, ``indeterminate`` (tries left) or ``bad`` (out of tries): systemd-boot's counter."""
     tries_left: int | None
     tries_done: int | None
 
