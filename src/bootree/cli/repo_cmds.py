@@ -27,7 +27,7 @@ from bootree.cli._common import (
     repo_option,
     repo_path_from,
 )
-from bootree.errors import RepoError
+from bootree.errors import ObjectMissing, RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.content import decode_archive_header
 from bootree.format.gvariant import Variant
@@ -254,7 +254,10 @@ def commit_cmd(
     if not branch and not orphan:
         raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
     if body_file is not None:
-        body = body_file.read_text()
+        try:
+            body = body_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:  # a commit's body is a GVariant string: UTF-8
+            raise click.BadParameter(f"{body_file}: not valid UTF-8 (byte {e.start})", param_hint="-F") from None
     metadata: list[tuple[str, Variant]] = []
     for item in meta_strings:
         k, v = _split_kv(item, "--add-metadata-string")
@@ -374,13 +377,12 @@ def refs_cmd(
             raise click.UsageError("--create=NEWREF needs an existing ref or commit as argument")
         repo.set_ref(create, _resolve(repo, prefix), expected=None)
         return
-    refs = repo.list_refs(prefix, remote=remote)
     if delete:
         if not prefix:
             raise click.UsageError("--delete needs a PREFIX")
-        for name in refs:
-            repo.set_ref(name, None)
+        repo.delete_refs(prefix, remote=remote)
         return
+    refs = repo.list_refs(prefix, remote=remote)
     if as_json:
         print_json(refs)
         return
@@ -412,8 +414,11 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
     repo = open_repo(ctx, repo_path)
     csum: Checksum | None = _resolve(repo, rev)
     entries = []
+    first = True
     while csum is not None:
         if not repo.has_object(ObjectType.COMMIT, csum):
+            if first:  # the commit asked for is not there: an error, as ostree's (exit 1)
+                raise ObjectMissing(csum, "commit")
             if not as_json:
                 click.echo("<< History beyond this commit not fetched >>")
             break
@@ -423,6 +428,7 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
         else:
             _print_commit(csum, c)
         csum = c.parent
+        first = False
     if as_json:
         print_json(entries)
 

@@ -16,6 +16,7 @@ import os
 import stat
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -234,7 +235,39 @@ class _Checkout:
             os.fchmod(dfd, meta.mode & 0o1777)
 
     def tree(self, dfd: int, tree: Checksum, relpath: str) -> None:
-        """Fill ``dfd`` from ``tree``; finished subdirectories are queued in ``self.completed``."""
+        """Fill ``dfd`` from ``tree``; finished subdirectories are queued in ``self.completed``.
+
+        Depth-first over an explicit stack of open directories (not recursion: a commit can be
+        deeper than Python's recursion limit); a directory is queued for its metadata once
+        everything below it is written, so read-only directories can still be filled.
+        """
+        frames: list[tuple[int, Checksum | None, Iterator[tuple[str, Checksum, Checksum]], str]] = [
+            (dfd, None, self._fill(dfd, tree, relpath), relpath)
+        ]
+        try:
+            while frames:
+                fd, meta, subdirs, rel = frames[-1]
+                nxt = next(subdirs, None)
+                if nxt is None:
+                    frames.pop()
+                    if meta is not None:  # the caller finishes ``dfd`` itself
+                        self.completed.append((fd, meta))
+                        if len(self.completed) >= _MAX_OPEN_DIRS:
+                            self.flush()
+                    continue
+                name, sub_tree, sub_meta = nxt
+                sub_rel = f"{rel}/{name}"
+                sfd = self.open_subdir(fd, name, sub_rel)
+                frames.append((sfd, sub_meta, iter(()), sub_rel))  # owned by ``frames`` from here
+                frames[-1] = (sfd, sub_meta, self._fill(sfd, sub_tree, sub_rel), sub_rel)
+        except BaseException:
+            for fd, meta, _, _ in frames:
+                if meta is not None:
+                    os.close(fd)
+            raise
+
+    def _fill(self, dfd: int, tree: Checksum, relpath: str) -> Iterator[tuple[str, Checksum, Checksum]]:
+        """Write the files of ``tree`` into ``dfd``; return its subdirectories to descend into."""
         dt = self.repo.read_dirtree(tree)
         self.files += len(dt.files)
         if self.hardlink:
@@ -244,17 +277,7 @@ class _Checkout:
         else:
             for name, csum in dt.files:
                 self.file(dfd, name, csum, f"{relpath}/{name}")
-        for name, sub_tree, sub_meta in dt.dirs:
-            sub_rel = f"{relpath}/{name}"
-            sfd = self.open_subdir(dfd, name, sub_rel)
-            try:
-                self.tree(sfd, sub_tree, sub_rel)
-            except BaseException:
-                os.close(sfd)
-                raise
-            self.completed.append((sfd, sub_meta))
-            if len(self.completed) >= _MAX_OPEN_DIRS:
-                self.flush()
+        return iter(dt.dirs)
 
     def flush(self) -> None:
         """Wait for pending copies, then apply metadata to and close completed directories.

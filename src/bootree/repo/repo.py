@@ -37,7 +37,16 @@ from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import DiskObjectStore
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.transaction import Transaction
-from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachable_objects
+from bootree.repo.traverse import (
+    DiffEntry,
+    FsckResult,
+    PruneResult,
+    diff_trees,
+    fsck,
+    prune,
+    reachable_objects,
+    walk_entries,
+)
 
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
 
@@ -69,13 +78,6 @@ class TreeSource:
             raise RepoError(f"invalid tree source {spec!r}: expected dir=PATH, tar=PATH or ref=REV")
         return cls(kind, value)
 
-
-@dataclass(frozen=True, slots=True)
-class DiffEntry:
-    """One line of ``diff``: ``A`` added, ``D`` deleted or ``M`` modified, and the path."""
-
-    kind: str
-    path: str
 
 
 class Repo:
@@ -121,9 +123,13 @@ class Repo:
         """
         p = Path(path)
         try:
-            text = (p / "config").read_text("utf-8")
+            raw = (p / "config").read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise RepoNotFound(p) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:  # GKeyFile's rule; ostree refuses it too ("Invalid UTF-8")
+            raise RepoError(f"{p / 'config'}: not valid UTF-8 (byte {e.start})") from None
         if not (p / "objects").is_dir():
             raise RepoNotFound(p)
         config = KeyFile.from_text(text)
@@ -263,6 +269,17 @@ class Repo:
         if csum is not None and not self.store.has(ObjectType.COMMIT, csum):
             raise ObjectMissing(csum, "commit")
         self.refs.set(refspec, csum, expected=expected, fsync=self.fsync)
+
+    def delete_refs(self, prefix: str, *, remote: str | None = None) -> list[str]:
+        """Delete the refs :meth:`list_refs` would list for ``prefix``; return their names.
+
+        Ref files are not read first, so a ref whose file holds garbage can be deleted too
+        (as ``ostree refs --delete`` does).
+        """
+        names = self.refs.names(prefix, remote=remote)
+        for name in names:
+            self.refs.set(name, None, fsync=self.fsync)
+        return names
 
     def resolve_rev(self, rev: str, *, allow_missing: bool = False) -> Checksum | None:
         """Resolve a ref, ``remote:ref``, a full or unique abbreviated checksum, or ``REV^``.
@@ -511,43 +528,9 @@ class Repo:
         with everything below it; a removed directory is listed once.
         """
         ca, cb = self.read_commit(a), self.read_commit(b)
-        out: list[DiffEntry] = []
-        self._diff_dirs(ca.root_tree, cb.root_tree, "", out)
+        out = list(diff_trees(self, ca.root_tree, cb.root_tree))
         # ostree prints modified, then removed, then added entries.
         return [e for kind in "MDA" for e in out if e.kind == kind]
-
-    def _diff_dirs(self, ta: Checksum, tb: Checksum, prefix: str, out: list[DiffEntry]) -> None:
-        if ta == tb:
-            return
-        da, db = self.read_dirtree(ta), self.read_dirtree(tb)
-        fa, fb = dict(da.files), dict(db.files)
-        dira = {n: (t, m) for n, t, m in da.dirs}
-        dirb = {n: (t, m) for n, t, m in db.dirs}
-        for name in sorted(set(fa) | set(fb) | set(dira) | set(dirb), key=lambda s: s.encode()):
-            path = f"{prefix}/{name}"
-            if name in fa and name in fb:
-                if fa[name] != fb[name]:
-                    out.append(DiffEntry("M", path))
-            elif name in dira and name in dirb:
-                if dira[name][1] != dirb[name][1]:
-                    out.append(DiffEntry("M", path))
-                self._diff_dirs(dira[name][0], dirb[name][0], path, out)
-            else:
-                if name in fa or name in dira:
-                    out.append(DiffEntry("D", path))
-                if name in fb:
-                    out.append(DiffEntry("A", path))
-                elif name in dirb:
-                    out.append(DiffEntry("A", path))
-                    self._add_all(dirb[name][0], path, out)
-
-    def _add_all(self, tree: Checksum, prefix: str, out: list[DiffEntry]) -> None:
-        dt = self.read_dirtree(tree)
-        for name, _ in dt.files:
-            out.append(DiffEntry("A", f"{prefix}/{name}"))
-        for name, t, _ in dt.dirs:
-            out.append(DiffEntry("A", f"{prefix}/{name}"))
-            self._add_all(t, f"{prefix}/{name}", out)
 
     def walk_tree(self, rev: Checksum, subpath: str = "/") -> Iterator[tuple[str, str, Checksum, Checksum | None]]:
         """Yield ``(path, kind, checksum, meta)`` for every entry under ``subpath`` of a commit.
@@ -573,13 +556,4 @@ class Repo:
                 raise RepoError(f"no such file or directory: {subpath}")
             tree, meta = sub
         yield path or "/", "d", tree, meta
-        yield from self._walk(tree, path)
-
-    def _walk(self, tree: Checksum, prefix: str) -> Iterator[tuple[str, str, Checksum, Checksum | None]]:
-        dt = self.read_dirtree(tree)
-        for name, c in dt.files:
-            yield f"{prefix}/{name}", "f", c, None
-        for name, t, m in dt.dirs:
-            yield f"{prefix}/{name}", "d", t, m
-            yield from self._walk(t, f"{prefix}/{name}")
-
+        yield from walk_entries(self, tree, path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,9 +20,109 @@ from bootree.format.objects import Commit, DirTree, ObjectType
 if TYPE_CHECKING:
     from bootree.repo.repo import Repo
 
-__all__ = ["FsckProblem", "FsckResult", "PruneResult", "fsck", "prune", "reachable_objects"]
+__all__ = [
+    "DiffEntry",
+    "FsckProblem",
+    "FsckResult",
+    "PruneResult",
+    "diff_trees",
+    "fsck",
+    "prune",
+    "reachable_objects",
+    "walk_entries",
+]
 
 ObjectName = tuple[ObjectType, Checksum]
+
+# Every walk over a tree here is iterative (an explicit stack of per-directory iterators): a
+# commit can be deeper than Python's recursion limit (~1000 frames), and ostree reads such trees.
+
+#: One entry of :func:`walk_entries`: ``(path, kind, checksum, meta)``; kind ``d`` or ``f``.
+TreeEntry = tuple[str, str, Checksum, Checksum | None]
+
+
+def _dir_entries(repo: Repo, tree: Checksum, prefix: str) -> Iterator[TreeEntry]:
+    dt = repo.read_dirtree(tree)
+    for name, c in dt.files:
+        yield f"{prefix}/{name}", "f", c, None
+    for name, t, m in dt.dirs:
+        yield f"{prefix}/{name}", "d", t, m
+
+
+def walk_entries(repo: Repo, tree: Checksum, prefix: str) -> Iterator[TreeEntry]:
+    """Every entry below ``tree`` in ``ostree ls -R`` order: a directory's files, then each
+    subdirectory followed by its contents. ``prefix`` is the path of ``tree`` itself."""
+    stack = [_dir_entries(repo, tree, prefix)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        yield entry
+        if entry[1] == "d":
+            stack.append(_dir_entries(repo, entry[2], entry[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class DiffEntry:
+    """One line of ``diff``: ``A`` added, ``D`` deleted or ``M`` modified, and the path."""
+
+    kind: str
+    path: str
+
+
+#: A step of the diff walk: an entry, or the walk of a directory below.
+_DiffStep = DiffEntry | Iterator["_DiffStep"]
+
+
+def _added(repo: Repo, tree: Checksum, prefix: str) -> Iterator[_DiffStep]:
+    dt = repo.read_dirtree(tree)
+    for name, _ in dt.files:
+        yield DiffEntry("A", f"{prefix}/{name}")
+    for name, t, _ in dt.dirs:
+        yield DiffEntry("A", f"{prefix}/{name}")
+        yield _added(repo, t, f"{prefix}/{name}")
+
+
+def _diff_level(repo: Repo, ta: Checksum, tb: Checksum, prefix: str) -> Iterator[_DiffStep]:
+    if ta == tb:
+        return
+    da, db = repo.read_dirtree(ta), repo.read_dirtree(tb)
+    fa, fb = dict(da.files), dict(db.files)
+    dira = {n: (t, m) for n, t, m in da.dirs}
+    dirb = {n: (t, m) for n, t, m in db.dirs}
+    for name in sorted(set(fa) | set(fb) | set(dira) | set(dirb), key=lambda s: s.encode()):
+        path = f"{prefix}/{name}"
+        if name in fa and name in fb:
+            if fa[name] != fb[name]:
+                yield DiffEntry("M", path)
+        elif name in dira and name in dirb:
+            if dira[name][1] != dirb[name][1]:
+                yield DiffEntry("M", path)
+            yield _diff_level(repo, dira[name][0], dirb[name][0], path)
+        else:
+            if name in fa or name in dira:
+                yield DiffEntry("D", path)
+            if name in fb:
+                yield DiffEntry("A", path)
+            elif name in dirb:
+                yield DiffEntry("A", path)
+                yield _added(repo, dirb[name][0], path)
+
+
+def diff_trees(repo: Repo, ta: Checksum, tb: Checksum) -> Iterator[DiffEntry]:
+    """Differences from dirtree ``ta`` to ``tb`` in walk order (``ostree diff`` groups them by
+    kind afterwards): modified files and directory metadata ``M``, a removed directory once
+    ``D``, an added directory ``A`` with everything below it."""
+    stack: list[Iterator[_DiffStep]] = [_diff_level(repo, ta, tb, "")]
+    while stack:
+        step = next(stack[-1], None)
+        if step is None:
+            stack.pop()
+        elif isinstance(step, DiffEntry):
+            yield step
+        else:
+            stack.append(step)
 
 
 def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName]) -> None:
