@@ -174,11 +174,8 @@ def rmtree(path: os.PathLike[str] | str) -> None:
                 continue
             stack.pop()
             os.close(fd)
-            if parent is None:
-                os.rmdir(p)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.rmdir(name, dir_fd=parent)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(name, dir_fd=parent)
     finally:
         for fd, *_ in stack:
             os.close(fd)

@@ -109,6 +109,16 @@ def _bootversion_link_missing(sr: Path) -> None:
             (sr / "ostree" / name).unlink()
 
 
+def _origin_not_utf8(sr: Path) -> None:
+    origin = sorted((sr / DEPLOY).glob("*.origin"))[0]
+    origin.write_bytes(origin.read_bytes().replace(b"os/stable", b"os/st\xffable"))
+
+
+def _entry_not_utf8(sr: Path) -> None:
+    entry = sorted((sr / "boot/loader/entries").glob("ostree-*.conf"))[0]
+    entry.write_bytes(entry.read_bytes() + b"title \xff\n")
+
+
 #: (damage, does ostree still list the deployments?, does ostree refuse to load?)
 CASES: dict[str, tuple[Callable[[Path], None], bool, bool]] = {
     "loader-missing": (_loader_missing, True, False),
@@ -117,6 +127,8 @@ CASES: dict[str, tuple[Callable[[Path], None], bool, bool]] = {
     "entries-missing": (_entries_missing, False, False),
     "entry-names-missing-deployment": (_entry_names_missing_deployment, False, True),
     "ostree-boot-link-missing": (_bootversion_link_missing, False, True),
+    "origin-not-utf8": (_origin_not_utf8, False, True),  # issue 10 #7: one line, not a traceback
+    "entry-not-utf8": (_entry_not_utf8, False, True),
 }
 
 

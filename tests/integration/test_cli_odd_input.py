@@ -15,10 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bootree import _fs
 from builders import File, make_tree
 
 pytestmark = pytest.mark.integration
@@ -64,13 +66,22 @@ def _deep_tree(root: Path, depth: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def deep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _deep_tree(tmp_path_factory.mktemp("deep") / "tree", DEPTH)
+def deep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    base = tmp_path_factory.mktemp("deep")
+    yield _deep_tree(base / "tree", DEPTH)
+    _fs.rmtree(base)  # pytest's own cleanup (shutil.rmtree on 3.11) recurses: too deep for it
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    _fs.rmtree(tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["archive", "bare-user"])
-def test_tree_deeper_than_the_recursion_limit(tmp_path: Path, deep: Path, mode: str) -> None:
+def test_tree_deeper_than_the_recursion_limit(scratch: Path, deep: Path, mode: str) -> None:
+    tmp_path = scratch
     repo = tmp_path / "repo"
     ok(f"--repo={repo}", "init", f"--mode={mode}")
     ok(f"--repo={repo}", "commit", "-b", "deep", f"--tree=dir={deep}")

@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bootree.sysroot import DeployOptions, Origin, assessment, deploy, ops, stage
+from bootree.sysroot.bootsim import _record_boot, choose_entry
+from bootree.sysroot.status import SCHEMA, sysroot_status
 from conftest import SysrootEnv
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from jsonschema_mini import validate  # type: ignore[import-not-found]  # noqa: E402
-
-from bootree.sysroot import DeployOptions, Origin, deploy, ops, stage  # noqa: E402
-from bootree.sysroot import assessment  # noqa: E402
-from bootree.sysroot.bootsim import _record_boot, choose_entry  # noqa: E402
-from bootree.sysroot.status import SCHEMA, sysroot_status  # noqa: E402
+from jsonschema_mini import validate
 
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "docs/schemas/sysroot-status-v1.json"
 ORIGIN = Origin.for_refspec("sampleos/stable")
