@@ -68,15 +68,17 @@ def repo_path_from(ctx: click.Context, repo_path: Path | None) -> Path:
     raise click.UsageError("no repository given: use --repo=PATH or set OSTREE_REPO")
 
 
-def open_repo(ctx: click.Context, repo_path: Path | None) -> Repo:
+def open_repo(ctx: click.Context, repo_path: Path | None, *, fsync: bool | None = None) -> Repo:
     """Open the repository the command line names (see :func:`repo_path_from`).
+
+    ``fsync`` (``None``: the repository's ``core.fsync``) is passed to :meth:`Repo.open`.
 
     Raises:
         RepoNotFound: when there is no repository there.
     """
     from bootree.repo import Repo
 
-    return Repo.open(repo_path_from(ctx, repo_path))
+    return Repo.open(repo_path_from(ctx, repo_path), fsync=fsync)
 
 
 def print_json(value: Any) -> None:

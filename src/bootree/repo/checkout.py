@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from bootree.repo.repo import Repo
 
-__all__ = ["CheckoutMode", "CheckoutOptions", "checkout_tree"]
+__all__ = ["CheckoutMode", "CheckoutOptions", "checkout_tree", "links_files", "require_hardlink_checkout"]
 
 #: Completed directories kept open before their metadata is applied in one batch.
 _MAX_OPEN_DIRS = 256
@@ -70,14 +70,7 @@ class _Checkout:
         self.pool = pool
         self.futures: list[Future[None]] = []
         mode = repo.mode
-        if options.mode is CheckoutMode.COPY or mode is RepoMode.ARCHIVE:
-            self.hardlink = False
-        elif mode is RepoMode.BARE_USER:
-            self.hardlink = options.user_mode
-        elif mode is RepoMode.BARE:
-            self.hardlink = options.user_mode or os.geteuid() == 0
-        else:
-            self.hardlink = True
+        self.hardlink = links_files(mode, options)
         self.bare_user = mode is RepoMode.BARE_USER
         self.files = 0
         self.completed: list[tuple[int, Checksum]] = []
@@ -301,6 +294,41 @@ class _Checkout:
         if self._objects_dirfd is not None:
             os.close(self._objects_dirfd)
             self._objects_dirfd = None
+
+
+def links_files(mode: RepoMode, options: CheckoutOptions) -> bool:
+    """Whether a checkout from a ``mode`` repository hardlinks its files (the hardlink rule).
+
+    Only where the object file *is* the checked-out file: never from archive (compressed) or
+    with :attr:`CheckoutMode.COPY`; from bare-user only in user mode (the owner and mode live
+    in an xattr, not on the object); from bare in user mode or as root (objects carry their
+    real owners, which only root may hand out); from bare-user-only always. Otherwise files are
+    copied (also per file, when a link fails with too many links or across filesystems).
+    """
+    if options.mode is CheckoutMode.COPY or mode is RepoMode.ARCHIVE:
+        return False
+    if mode is RepoMode.BARE_USER:
+        return options.user_mode
+    if mode is RepoMode.BARE:
+        return options.user_mode or os.geteuid() == 0
+    return True
+
+
+def require_hardlink_checkout(mode: RepoMode, options: CheckoutOptions, dest: str) -> None:
+    """``checkout -H``: refuse up front a checkout that would copy instead of linking.
+
+    Raises:
+        CheckoutError: naming what prevents hardlinks.
+    """
+    if links_files(mode, options):
+        return
+    if options.mode is CheckoutMode.COPY:
+        why = "copies were asked for"
+    elif mode is RepoMode.ARCHIVE:
+        why = "from an archive repository"
+    else:
+        why = f"from a {mode.value} repository without -U" + ("" if mode is RepoMode.BARE_USER else " as non-root")
+    raise CheckoutError(dest, f"hardlink checkout is not possible {why}")
 
 
 def _meta_is_symlink(raw: bytes) -> bool:

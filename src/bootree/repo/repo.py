@@ -30,7 +30,12 @@ from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType, validate_filename
 from bootree.format.refspec import parse_refspec
-from bootree.repo.checkout import CheckoutMode, CheckoutOptions, checkout_tree
+from bootree.repo.checkout import (
+    CheckoutMode,
+    CheckoutOptions,
+    checkout_tree,
+    require_hardlink_checkout,
+)
 from bootree.repo.commit import CommitOptions, ProgressFn, write_directory, write_tar
 from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
@@ -114,8 +119,12 @@ class Repo:
         return cls.open(p)
 
     @classmethod
-    def open(cls, path: os.PathLike[str] | str) -> Self:
+    def open(cls, path: os.PathLike[str] | str, *, fsync: bool | None = None) -> Self:
         """Open an existing repository.
+
+        ``fsync`` overrides the config's ``core.fsync`` for this handle (``commit --fsync=``,
+        ``pull --disable-fsync``): callers choose durability when opening, not by editing an
+        attribute afterwards.
 
         Raises:
             RepoNotFound: if there is no ``config`` and ``objects/`` at ``path``.
@@ -140,7 +149,10 @@ class Repo:
         level = config.get_int("archive", "zlib-level", 6)
         # bootree's own key: "false" selects plain zlib (smaller objects, slower commits).
         fast = config.get_bool("archive", "bootree-zlib-ng", True)
-        return cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        repo = cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        if fsync is not None:
+            repo.fsync = fsync
+        return repo
 
     @property
     def mode(self) -> RepoMode:
@@ -432,13 +444,18 @@ class Repo:
         user_mode: bool = False,
         union: bool = False,
         subpath: str | None = None,
+        require_hardlinks: bool = False,
     ) -> int:
         """Check ``rev`` out to ``dest`` (created; with ``union`` it may exist). Returns files written.
 
         Raises:
-            CheckoutError: if ``dest`` exists (without union), or the checkout would escape it.
+            CheckoutError: if ``dest`` exists (without union), or the checkout would escape it,
+                or ``require_hardlinks`` (``-H``) is set and this one would copy files.
             ObjectMissing, CorruptObject: for a damaged repository.
         """
+        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
+        if require_hardlinks:
+            require_hardlink_checkout(self.mode, options, os.fspath(dest))
         commit = self.read_commit(rev)
         tree, meta = commit.root_tree, commit.root_meta
         single_file: tuple[str, Checksum] | None = None
@@ -460,7 +477,6 @@ class Repo:
                     break
                 raise CheckoutError(subpath, f"no such path in commit {rev}")
         d = Path(dest)
-        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
         if single_file is not None:
             return self._checkout_file(single_file[1], d, options)
         created = False
