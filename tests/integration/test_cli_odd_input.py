@@ -181,3 +181,24 @@ def test_commit_body_file_not_utf8(tmp_path: Path) -> None:
     body.write_bytes(b"caf\xe9\n")
     assert "not valid UTF-8" in one_line_error(bootree(f"--repo={repo}", "commit", "-b", "x", "-F", body,
                                                          str(tmp_path / "t")), code=2)
+
+
+@pytest.mark.parametrize("args", [
+    ["--timestamp=@99999999999999999999"], ["--timestamp=@-1"], ["--timestamp=1960-01-01"],
+    ["--owner-uid=-5"], ["--owner-gid=99999999999"],
+    ["--add-metadata-string=k=" + os.fsdecode(b"\xff")], ["--subject=" + os.fsdecode(b"caf\xe9")],
+], ids=["ts-huge", "ts-negative", "ts-1960", "uid-negative", "gid-huge", "meta-not-utf8", "subject-not-utf8"])
+def test_commit_values_out_of_range(tmp_path: Path, args: list[str]) -> None:
+    repo = _repo(tmp_path)
+    proc = bootree(f"--repo={repo}", "commit", "-b", "x", str(tmp_path / "t"), *args)
+    one_line_error(proc, code=proc.returncode)
+    assert proc.returncode in (1, 2)
+    assert ok(f"--repo={repo}", "refs").split() == ["main"]  # nothing was committed
+
+
+def test_remote_url_not_utf8(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    config = (repo / "config").read_bytes()
+    assert "not valid UTF-8" in one_line_error(
+        bootree(f"--repo={repo}", "remote", "add", "o", "http://" + os.fsdecode(b"x\xff") + "/"))
+    assert (repo / "config").read_bytes() == config

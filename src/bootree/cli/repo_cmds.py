@@ -51,15 +51,20 @@ def parse_timestamp(value: str) -> int:
     """
     if value.startswith("@"):
         try:
-            return int(value[1:])
+            seconds = int(value[1:])
         except ValueError:
             raise click.BadParameter(f"invalid timestamp {value!r}") from None
+        if not 0 <= seconds < 2**64:  # a commit's timestamp is a uint64
+            raise click.BadParameter(f"timestamp {value!r} is out of range")
+        return seconds
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
+    if when.timestamp() < 0:
+        raise click.BadParameter(f"timestamp {value!r} is before 1970")
     return int(when.timestamp())
 
 
