@@ -375,6 +375,7 @@ def checkout_tree(
 
 
 # --- hardlink checkouts on two processes ------------------------------------------------------------
+# (why, and what it costs: docs/adr/0005-two-process-hardlink-checkout.md)
 #
 # A hardlink checkout is a few microseconds of Python and a few system calls per file. Threads do
 # not help (measured 1.5x slower: the GIL changes hands at every system call), but two processes
