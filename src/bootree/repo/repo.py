@@ -290,7 +290,7 @@ class Repo:
         """
         names = self.refs.names(prefix, remote=remote)
         for name in names:
-            self.refs.set(name, None, fsync=self.fsync)
+            self.set_ref(name, None)
         return names
 
     def resolve_rev(self, rev: str, *, allow_missing: bool = False) -> Checksum | None:
