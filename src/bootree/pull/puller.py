@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootree import _fs
 from bootree.errors import (
     BootreeError,
     CorruptObject,
@@ -50,6 +49,7 @@ from bootree.format.verified import VerifiedContent, VerifiedMetadata
 from bootree.pull.plan import Action, PullPlan, PullTarget, object_path, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.repo import Repo, RepoMode
+from bootree.repo.summary import write_summary
 from bootree.repo.transaction import Transaction
 from bootree.transport import FetchConfig, Fetcher, join_url, open_fetcher
 
@@ -684,12 +684,8 @@ def _run_pull(
                 if repo.refs.get(name) != csum:
                     txn.set_ref(name, csum)
         if mirror_all and summary_bytes is not None:
-            _fs.write_atomic(repo.path / "summary", summary_bytes, fsync=repo.fsync)
             sig = p.fetch_optional("summary.sig", config.max_small_file_size)
-            if sig is not None:
-                _fs.write_atomic(repo.path / "summary.sig", sig, fsync=repo.fsync)
-            else:
-                (repo.path / "summary.sig").unlink(missing_ok=True)
+            write_summary(repo, summary_bytes, sig)
     if dry_run:
         refs_out = [(local_ref(t.ref), c) for t, c in resolved.items() if t.ref is not None]
     p.emit("done", plan, force=True)
