@@ -35,9 +35,7 @@ from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, TreeSource
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:
-    csum = repo.resolve_rev(rev)
-    assert csum is not None
-    return csum
+    return repo.resolve_rev(rev)
 
 
 def parse_timestamp(value: str) -> int:
