@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -30,7 +29,8 @@ from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
 from bootree.format.refspec import parse_refspec
 from bootree.repo.checkout import CheckoutMode, CheckoutOptions, checkout_tree
-from bootree.repo.commit import CommitOptions, ProgressFn, write_directory, write_tar
+from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
+from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import ContentObject, DiskObjectStore
@@ -43,34 +43,6 @@ from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachabl
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
 
 _DEFAULT_OPTIONS = CommitOptions()
-
-
-@dataclass(frozen=True, slots=True)
-class TreeSource:
-    """One ``--tree=KIND=VALUE`` of a commit: ``dir`` (a directory), ``tar`` or ``ref``."""
-
-    kind: str
-    value: str
-
-    @classmethod
-    def parse(cls, spec: str) -> TreeSource:
-        """Parse ``dir=PATH``, ``tar=PATH`` or ``ref=REV``.
-
-        Raises:
-            RepoError: for an unknown kind.
-        """
-        kind, sep, value = spec.partition("=")
-        if not sep or kind not in ("dir", "tar", "ref") or not value:
-            raise RepoError(f"invalid tree source {spec!r}: expected dir=PATH, tar=PATH or ref=REV")
-        return cls(kind, value)
-
-
-@dataclass(frozen=True, slots=True)
-class DiffEntry:
-    """One line of ``diff``: ``A`` added, ``D`` deleted or ``M`` modified, and the path."""
-
-    kind: str
-    path: str
 
 
 class Repo:
@@ -346,10 +318,10 @@ class Repo:
             options = replace(options, canonical_permissions=True)
         root = MutableTree()
         for src in sources:
-            source = TreeSource("dir", os.fspath(src)) if isinstance(src, Path) else src
-            if source.kind == "dir":
+            source = TreeSource(SourceKind.DIR, os.fspath(src)) if isinstance(src, Path) else src
+            if source.kind is SourceKind.DIR:
                 write_directory(txn, Path(source.value), root, options, progress=progress)
-            elif source.kind == "tar":
+            elif source.kind is SourceKind.TAR:
                 write_tar(txn, Path(source.value), root, options, progress=progress)
             else:
                 c = self.read_commit(self.resolve_rev(source.value))
@@ -503,49 +475,9 @@ class Repo:
     # --- comparing -----------------------------------------------------------------------------
 
     def diff(self, a: Checksum, b: Checksum) -> list[DiffEntry]:
-        """Differences between the trees of two commits, as ``ostree diff`` lists them.
-
-        Modified files (content, mode or owner differ) are ``M``; an added directory is listed
-        with everything below it; a removed directory is listed once.
-        """
-        ca, cb = self.read_commit(a), self.read_commit(b)
-        out: list[DiffEntry] = []
-        self._diff_dirs(ca.root_tree, cb.root_tree, "", out)
-        # ostree prints modified, then removed, then added entries.
-        return [e for kind in "MDA" for e in out if e.kind == kind]
-
-    def _diff_dirs(self, ta: Checksum, tb: Checksum, prefix: str, out: list[DiffEntry]) -> None:
-        if ta == tb:
-            return
-        da, db = self.read_dirtree(ta), self.read_dirtree(tb)
-        fa, fb = dict(da.files), dict(db.files)
-        dira = {n: (t, m) for n, t, m in da.dirs}
-        dirb = {n: (t, m) for n, t, m in db.dirs}
-        for name in sorted(set(fa) | set(fb) | set(dira) | set(dirb), key=lambda s: s.encode()):
-            path = f"{prefix}/{name}"
-            if name in fa and name in fb:
-                if fa[name] != fb[name]:
-                    out.append(DiffEntry("M", path))
-            elif name in dira and name in dirb:
-                if dira[name][1] != dirb[name][1]:
-                    out.append(DiffEntry("M", path))
-                self._diff_dirs(dira[name][0], dirb[name][0], path, out)
-            else:
-                if name in fa or name in dira:
-                    out.append(DiffEntry("D", path))
-                if name in fb:
-                    out.append(DiffEntry("A", path))
-                elif name in dirb:
-                    out.append(DiffEntry("A", path))
-                    self._add_all(dirb[name][0], path, out)
-
-    def _add_all(self, tree: Checksum, prefix: str, out: list[DiffEntry]) -> None:
-        dt = self.read_dirtree(tree)
-        for name, _ in dt.files:
-            out.append(DiffEntry("A", f"{prefix}/{name}"))
-        for name, t, _ in dt.dirs:
-            out.append(DiffEntry("A", f"{prefix}/{name}"))
-            self._add_all(t, f"{prefix}/{name}", out)
+        """Differences between the trees of two commits, as ``ostree diff`` lists them
+        (see :func:`bootree.repo.diff.diff_commits`)."""
+        return diff_commits(self.reader, a, b)
 
     def walk_tree(self, rev: Checksum, subpath: str = "/") -> Iterator[tuple[str, EntryKind, Checksum, Checksum | None]]:
         """Yield ``(path, kind, checksum, meta)`` for every entry under ``subpath`` of a commit.
