@@ -200,7 +200,7 @@ def test_wrong_or_broken_objects_never_become_visible(s: Store) -> None:
         w.checkpoint()
         assert _objects(s) == set()
     assert _objects(s) == set()
-    for _, data, expected in cases:
+    for _, _data, expected in cases:
         assert not s.store.has(ObjectType.FILE, expected)
 
 
