@@ -23,7 +23,7 @@ from bootree.repo import Repo, RepoMode
 from builders import snapshot
 from conftest import require_root
 
-pytestmark = [pytest.mark.compat, pytest.mark.root]
+pytestmark = [pytest.mark.compat, pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture
