@@ -10,11 +10,13 @@ source cannot corrupt the destination.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bootree.errors import BootreeError, FetchError, NotFoundError
 from bootree.format.checksum import Checksum, is_checksum
 from bootree.format.objects import ObjectType
 from bootree.repo import Repo, RepoMode
-from bootree.transport import ImmediateFetcher
+from bootree.transport.base import BodySink, SyncFetcher
 
 __all__ = ["LocalRepoFetcher"]
 
@@ -27,7 +29,7 @@ _TYPES = {
 }
 
 
-class LocalRepoFetcher(ImmediateFetcher):
+class LocalRepoFetcher(SyncFetcher):
     """Implements :class:`~bootree.transport.Fetcher` for ``local-repo:`` object URLs."""
 
     def __init__(self, source: Repo) -> None:
@@ -60,17 +62,16 @@ class LocalRepoFetcher(ImmediateFetcher):
         header, content = src.load_file(c)
         return header.checksum_prefix() + content
 
-    def fetch(self, url: str, *, max_length: int) -> bytes:
-        """Read one object (``url`` is ``local-repo:`` + its path)."""
+    def _fetch_once(self, url: str, body: BodySink) -> tuple[int, Mapping[str, str]]:
         path = url.removeprefix(self.base_url).lstrip("/")
-        self._stats.requests += 1
         try:
             data = self._read(path)
+        except NotFoundError:
+            return 404, {}
         except FetchError:
             raise
         except (BootreeError, OSError) as e:
             raise FetchError(url, str(e)) from e
-        return self._check_length(url, data, max_length)
-
-
-
+        body.start(len(data))
+        body.add(data)
+        return 200, {}
