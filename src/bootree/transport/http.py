@@ -113,6 +113,19 @@ class _OriginPool:
     sockets: set[socket.socket] = field(default_factory=set)
     #: Cleared when the server speaks HTTP/1.0: one request per connection then.
     pipelining: bool = True
+    _tail: bytes = b""
+
+    def request_tail(self, user_agent: str) -> bytes:
+        """Everything of a request after its target (the same for every request to this server)."""
+        if not self._tail:
+            self._tail = (
+                b" HTTP/1.1\r\nHost: "
+                + self.host_header.encode("idna")
+                + b"\r\nUser-Agent: "
+                + user_agent.encode("ascii")
+                + b"\r\nAccept-Encoding: identity\r\n\r\n"
+            )
+        return self._tail
 
     def put(self, req: Request, *, front: bool = False) -> None:
         with self.cond:
@@ -235,11 +248,7 @@ class PipelinedHttpFetcher(FetcherBase):
         return (
             b"GET "
             + target
-            + b" HTTP/1.1\r\nHost: "
-            + pool.host_header.encode("idna")
-            + b"\r\nUser-Agent: "
-            + self.config.user_agent.encode("ascii")
-            + b"\r\nAccept-Encoding: identity\r\n\r\n"
+            + pool.request_tail(self.config.user_agent)
         )
 
     def _serve(self, pool: _OriginPool) -> None:

@@ -164,7 +164,7 @@ class ResponseParser:
             if not buf:
                 return False
             n = min(self._remaining, len(buf))
-            out.append(Body(bytes(buf[:n])) if n < len(buf) else Body(bytes(buf)))
+            out.append(Body(bytes(memoryview(buf)[:n])))
             del buf[:n]
             self._remaining -= n
             if self._remaining == 0:
@@ -181,7 +181,7 @@ class ResponseParser:
             if not buf:
                 return False
             n = min(self._remaining, len(buf))
-            out.append(Body(bytes(buf[:n])))
+            out.append(Body(bytes(memoryview(buf)[:n])))
             del buf[:n]
             self._remaining -= n
             if self._remaining == 0:
@@ -228,7 +228,7 @@ class ResponseParser:
         buf = self._buf
         end = buf.find(b"\r\n\r\n")
         if end >= 0:
-            block = bytes(buf[:end])
+            text = str(memoryview(buf)[:end], "latin-1")
             del buf[: end + 4]
         else:
             end = buf.find(b"\n\n")  # bare-LF servers
@@ -240,33 +240,34 @@ class ResponseParser:
                 if buf and not buf.startswith(b"HTTP/1."[: len(buf)]):
                     raise ProtocolError(f"not an HTTP/1.x response: {bytes(buf[:40])!r}")
                 return False
-            block = bytes(buf[:end])
+            text = str(memoryview(buf)[:end], "latin-1")
             del buf[: end + 2]
-        lines = block.split(b"\n")
-        status_line = lines[0].rstrip(b"\r")
+        # One decode for the whole head: header parsing is per-request cost on a pull.
+        lines = text.split("\n")
+        status_line = lines[0].rstrip("\r")
         if len(status_line) > MAX_LINE:
             raise ProtocolError("status line too long")
-        version, _, rest = status_line.partition(b" ")
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") and not version.startswith(b"HTTP/1."):
+        version, _, rest = status_line.partition(" ")
+        if not version.startswith("HTTP/1."):
             raise ProtocolError(f"not an HTTP/1.x response: {status_line[:40]!r}")
         code = rest[:3]
-        if len(code) != 3 or not code.isdigit() or (len(rest) > 3 and rest[3:4] != b" "):
+        if len(code) != 3 or not code.isdigit() or not code.isascii() or (len(rest) > 3 and rest[3] != " "):
             raise ProtocolError(f"bad status line {status_line[:40]!r}")
         status = int(code)
         if len(lines) - 1 > MAX_HEADERS:
             raise ProtocolError("too many response headers")
         headers: dict[str, str] = {}
-        for raw in lines[1:]:
-            h = raw.rstrip(b"\r")
+        for h in lines[1:]:
             if len(h) > MAX_LINE:
                 raise ProtocolError("header line too long")
-            name, sep, value = h.partition(b":")
-            if not sep or not name.strip():
+            name, sep, value = h.partition(":")
+            name = name.strip()
+            if not sep or not name:
                 raise ProtocolError(f"malformed header line {h[:40]!r}")
-            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+            headers[name.lower()] = value.strip()
         if 100 <= status < 200:
             return True  # interim response (100 Continue): the real one follows
-        http10 = version == b"HTTP/1.0"
+        http10 = version == "HTTP/1.0"
         conn = headers.get("connection", "").lower()
         close = "close" in conn or http10
         te = headers.get("transfer-encoding", "").lower()
@@ -277,7 +278,7 @@ class ResponseParser:
             self._state = _State.CHUNK_SIZE
         elif "content-length" in headers:
             text = headers["content-length"]
-            if not text.isdigit():
+            if not (text.isdigit() and text.isascii()):
                 raise ProtocolError(f"bad content-length {text[:20]!r}")
             length = int(text)
         else:
