@@ -24,7 +24,6 @@ from bootree.cli._common import (
     progress_enabled,
     repo_option,
 )
-from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
 from bootree.format.summary import Summary
 from bootree.pull import (
@@ -38,8 +37,8 @@ from bootree.pull import (
     pull,
     pull_local,
 )
-from bootree.pull.publish import update_summary
 from bootree.repo import Repo
+from bootree.repo.summary import read_summary, update_summary
 from bootree.transport import join_url, open_fetcher
 
 
@@ -249,10 +248,7 @@ def summary_cmd(
             extra.append((key, _parse_variant(value)))
         update_summary(repo, extra_metadata=extra)
     if view:
-        path = repo.path / "summary"
-        if not path.exists():
-            raise RemoteError(f"{repo.path} has no summary", hint="create it with 'bootree summary -u'")
-        summary = Summary.from_bytes(path.read_bytes())
+        summary = read_summary(repo)
         if as_json:
             print_json(
                 {
