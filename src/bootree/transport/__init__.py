@@ -29,18 +29,20 @@ from __future__ import annotations
 import os
 import queue
 import urllib.parse
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from bootree.errors import FetchError, NotFoundError
 
 __all__ = [
+    "BodyStream",
     "Completion",
     "FetchConfig",
     "FetchError",
     "Fetcher",
     "NotFoundError",
+    "StreamFactory",
     "join_url",
     "open_fetcher",
 ]
@@ -101,12 +103,41 @@ class FetchConfig:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One finished request of :meth:`Fetcher.submit`: either ``data`` or ``error`` is set."""
+    """One finished request of :meth:`Fetcher.submit`: either ``data`` or ``error`` is set.
+
+    When the body went to a :class:`BodyStream` (see :meth:`Fetcher.submit`), ``data`` is
+    ``b""`` and ``stream`` is the stream that received it.
+    """
 
     key: Hashable
     url: str
     data: bytes | None
     error: FetchError | None
+    stream: BodyStream | None = None
+
+
+class BodyStream(Protocol):
+    """Where a large body goes instead of memory (a file being written, for a pull).
+
+    Made per attempt by the :data:`StreamFactory` given to :meth:`Fetcher.submit`, once the
+    announced length is known. :meth:`write` must not raise: a consumer records its own failure
+    (a full disk, bytes that do not verify) and reports it to its owner after the completion;
+    the fetcher only moves bytes. A failed attempt calls :meth:`abort` before a retry makes a
+    new stream.
+    """
+
+    def write(self, chunk: bytes) -> None:
+        """Take the next piece of the body."""
+        ...
+
+    def abort(self) -> None:
+        """Discard what was written (the attempt failed)."""
+        ...
+
+
+#: Given the announced body length (None: unknown), a stream to receive the body, or None to
+#: receive it in memory as usual.
+StreamFactory = Callable[[int | None], BodyStream | None]
 
 
 class CompletionQueue:
@@ -149,8 +180,14 @@ class Fetcher(Protocol):
         """
         ...
 
-    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
-        """Queue a download; its :class:`Completion` (tagged ``key``) comes from :meth:`wait`."""
+    def submit(
+        self, url: str, *, max_length: int, key: Hashable, stream: StreamFactory | None = None
+    ) -> None:
+        """Queue a download; its :class:`Completion` (tagged ``key``) comes from :meth:`wait`.
+
+        With ``stream``, a body the factory accepts is written to the stream it returns instead
+        of being held in memory (bounded memory for large objects).
+        """
         ...
 
     def wait(self, timeout: float | None = None) -> Completion:

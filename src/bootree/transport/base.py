@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bootree.errors import FetchError, NotFoundError
-from bootree.transport import Completion, CompletionQueue, FetchConfig, FetchStats
+from bootree.transport import BodyStream, Completion, CompletionQueue, FetchConfig, FetchStats, StreamFactory
 
 __all__ = [
     "BodySink",
@@ -161,12 +161,21 @@ class BodySink:
     body breaks a rule, so a hostile server never gets more than ``max_length`` bytes into memory.
     """
 
-    __slots__ = ("_declared", "_parts", "_total", "guard", "max_length", "url")
+    __slots__ = ("_declared", "_factory", "_parts", "_total", "guard", "max_length", "stream", "url")
 
-    def __init__(self, url: str, max_length: int, guard: LowSpeedGuard | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        max_length: int,
+        guard: LowSpeedGuard | None = None,
+        stream: StreamFactory | None = None,
+    ) -> None:
         self.url = url
         self.max_length = max_length
         self.guard = guard
+        self._factory = stream
+        #: Where the body goes instead of memory, if the request's factory took it.
+        self.stream: BodyStream | None = None
         self._parts: list[bytes] = []
         self._total = 0
         self._declared: int | None = None
@@ -185,6 +194,8 @@ class BodySink:
         if declared is not None and declared > self.max_length:
             raise FetchError(self.url, f"too large: {declared} bytes, limit is {self.max_length}", status=200)
         self._declared = declared
+        if self._factory is not None:
+            self.stream = self._factory(declared)
 
     def add(self, chunk: bytes) -> None:
         """Append a piece of the body.
@@ -197,7 +208,10 @@ class BodySink:
             raise FetchError(self.url, f"too large: over {self.max_length} bytes", status=200)
         if self._declared is not None and self._total > self._declared:
             raise FetchError(self.url, "response longer than its content-length", transient=True)
-        self._parts.append(chunk)
+        if self.stream is not None:
+            self.stream.write(chunk)
+        else:
+            self._parts.append(chunk)
         if self.guard is not None:
             slow = self.guard.tick(len(chunk))
             if slow is not None:
@@ -218,6 +232,13 @@ class BodySink:
         self._parts = []
         return bytes(data)
 
+    def abort(self) -> None:
+        """The attempt failed: drop the body (and tell its stream)."""
+        self._parts = []
+        if self.stream is not None:
+            self.stream.abort()
+            self.stream = None
+
 
 @dataclass(slots=True, eq=False)
 class Request:
@@ -229,6 +250,7 @@ class Request:
     sink: queue.SimpleQueue[Completion]
     attempts: int = 0
     redirects: int = 0
+    stream: StreamFactory | None = None
 
 
 class FetcherBase(ABC):
@@ -267,10 +289,12 @@ class FetcherBase(ABC):
         assert done.data is not None
         return done.data
 
-    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
+    def submit(
+        self, url: str, *, max_length: int, key: Hashable, stream: StreamFactory | None = None
+    ) -> None:
         """Queue ``url``; its completion comes back from :meth:`wait`."""
         self._done.submitted()
-        self._begin(Request(url, max_length, key, self._done.results))
+        self._begin(Request(url, max_length, key, self._done.results, stream=stream))
 
     def wait(self, timeout: float | None = None) -> Completion:
         """Next finished submitted request, in completion order."""
@@ -306,18 +330,32 @@ class FetcherBase(ABC):
         with self._stats_lock:
             self._stats.bytes += n
 
-    def _complete(self, req: Request, data: bytes | None, error: FetchError | None) -> None:
-        req.sink.put(Completion(req.key, req.url, data, error))
+    def _complete(
+        self, req: Request, data: bytes | None, error: FetchError | None, stream: BodyStream | None = None
+    ) -> None:
+        req.sink.put(Completion(req.key, req.url, data, error, stream))
 
-    def _finish(self, req: Request, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        """Report an attempt that got a response (``body``: of a 200, else ignored)."""
+    def _finish(
+        self,
+        req: Request,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        stream: BodyStream | None = None,
+    ) -> None:
+        """Report an attempt that got a response (``body``: of a 200, else ignored).
+
+        ``stream``: the stream a 200's body went to instead of ``body``.
+        """
         kind = classify(status)
         if kind is StatusClass.OK:
             enc = headers.get("content-encoding", "identity").lower()
             if enc not in ("identity", ""):
+                if stream is not None:
+                    stream.abort()
                 self._complete(req, None, FetchError(req.url, f"unexpected content-encoding {enc!r}", status=200))
             else:
-                self._complete(req, body, None)
+                self._complete(req, body, None, stream)
         elif kind is StatusClass.NOT_FOUND:
             self._complete(req, None, NotFoundError(req.url))
         elif kind is StatusClass.REDIRECT and "location" in headers:
@@ -327,7 +365,9 @@ class FetcherBase(ABC):
             import urllib.parse
 
             target = urllib.parse.urljoin(req.url, headers["location"])
-            self._begin(Request(target, req.max_length, req.key, req.sink, req.attempts, req.redirects + 1))
+            self._begin(
+                Request(target, req.max_length, req.key, req.sink, req.attempts, req.redirects + 1, req.stream)
+            )
         elif kind is StatusClass.TRANSIENT:
             self._retry(req, FetchError(req.url, f"server error (HTTP {status})", status=status, transient=True))
         else:
@@ -399,15 +439,18 @@ class SyncFetcher(FetcherBase):
 
     def _attempt(self, req: Request) -> None:
         self._count_request()
-        body = BodySink(req.url, req.max_length, self._guard())
+        body = BodySink(req.url, req.max_length, self._guard(), req.stream)
         try:
             status, headers = self._fetch_once(req.url, body)
             data = body.finish() if status == 200 else b""
         except Exception as e:  # normalised at the seam: nothing else may escape an attempt
+            body.abort()
             self._fail(req, e)
             return
-        self._count_bytes(len(data))
-        self._finish(req, status, headers, data)
+        if status != 200 and body.stream is not None:
+            body.abort()
+        self._count_bytes(body.received if status == 200 else 0)
+        self._finish(req, status, headers, data, body.stream)
 
     def close(self) -> None:
         """Stop retries; cancel queued attempts."""

@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from bootree.errors import FetchError
-from bootree.transport import FetchConfig
+from bootree.transport import BodyStream, FetchConfig
 from bootree.transport.base import BodySink, FetcherBase, LowSpeedGuard, Request
 from bootree.transport.http1 import Body, Event, Head, ProtocolError, ResponseParser
 
@@ -301,8 +301,8 @@ class PipelinedHttpFetcher(FetcherBase):
             inflight.popleft()
             sent -= 1
             served += 1
-            status, headers, body, close = resp
-            self._finish(head, status, headers, body)
+            status, headers, body, stream, close = resp
+            self._finish(head, status, headers, body, stream)
             if close:
                 self._drop(pool, conn)
                 conn = None
@@ -338,10 +338,19 @@ class PipelinedHttpFetcher(FetcherBase):
 
     def _read_response(
         self, pool: _OriginPool, conn: _Connection, req: Request, *, fresh: bool
-    ) -> tuple[int, dict[str, str], bytes, bool]:
-        """Status, headers, body (of a 200) and whether to close, of the next response."""
+    ) -> tuple[int, dict[str, str], bytes, BodyStream | None, bool]:
+        """Status, headers, body (of a 200), its stream and whether to close, of the next response."""
+        sink = BodySink(req.url, req.max_length, stream=req.stream)
+        try:
+            return self._read_into(pool, conn, sink, fresh=fresh)
+        except BaseException:
+            sink.abort()
+            raise
+
+    def _read_into(
+        self, pool: _OriginPool, conn: _Connection, sink: BodySink, *, fresh: bool
+    ) -> tuple[int, dict[str, str], bytes, BodyStream | None, bool]:
         head: Head | None = None
-        sink = BodySink(req.url, req.max_length)
         error_body = 0
         while True:
             while conn.events:
@@ -356,7 +365,7 @@ class PipelinedHttpFetcher(FetcherBase):
                         sink.start(ev.length)
                     elif ev.length is not None and ev.length > _MAX_ERROR_BODY:
                         # The body of an error is not needed: do not read it, drop the connection.
-                        return ev.status, ev.headers, b"", True
+                        return ev.status, ev.headers, b"", None, True
                 elif isinstance(ev, Body):
                     assert head is not None
                     if head.status == 200:
@@ -364,12 +373,12 @@ class PipelinedHttpFetcher(FetcherBase):
                     else:
                         error_body += len(ev.data)
                         if error_body > _MAX_ERROR_BODY:
-                            return head.status, head.headers, b"", True
+                            return head.status, head.headers, b"", None, True
                 else:
                     assert head is not None
                     body = sink.finish() if head.status == 200 else b""
-                    self._count_bytes(len(body))
-                    return head.status, head.headers, body, head.close
+                    self._count_bytes(sink.received)
+                    return head.status, head.headers, body, sink.stream, head.close
             data = self._recv(conn)
             try:
                 if data:
