@@ -37,9 +37,9 @@ from bootree.pull import (
     pull,
     pull_local,
 )
+from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
 from bootree.repo.summary import read_summary, update_summary
-from bootree.transport import join_url, open_fetcher
 
 
 def _kv(value: str, option: str) -> tuple[str, str]:
@@ -148,14 +148,7 @@ def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
-    remote = get_remote(repo.config, name)
-    cfg = PullConfig()
-    f = open_fetcher(remote.url, remote.fetch_config(cfg.fetch))
-    try:
-        data = f.fetch(join_url(remote.url, "summary"), max_length=cfg.max_summary_size)
-    finally:
-        f.close()
-    return Summary.from_bytes(data)
+    return fetch_remote_summary(get_remote(repo.config, name)).summary
 
 
 @remote_group.command("refs")
