@@ -18,7 +18,6 @@ import click
 from bootree.cli import cli
 from bootree.cli._common import json_option
 from bootree.cli.render import emit
-from bootree.errors import RefNotFound
 from bootree.format.checksum import Checksum
 from bootree.sysroot import (
     DeployOptions,
@@ -115,8 +114,6 @@ def deploy_cmd(
     sysroot = _open(sysroot_path)
     with sysroot.lock():
         csum = sysroot.repo.resolve_rev(refspec)
-        if csum is None:
-            raise RefNotFound(refspec)
         stateroot = stateroot or sysroot.default_stateroot()
         opts = DeployOptions(
             kargs=karg, kargs_append=karg_append, kargs_delete=karg_delete, no_merge=no_merge,

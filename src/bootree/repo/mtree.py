@@ -8,15 +8,12 @@ into one tree, later ones replacing earlier entries of the same name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bootree.errors import SourceError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, DirTree, validate_filename
-
-if TYPE_CHECKING:
-    from bootree.repo.repo import Repo
-    from bootree.repo.transaction import Transaction
+from bootree.repo.reader import ObjectReader
+from bootree.repo.transaction import Transaction
 
 __all__ = ["DEFAULT_DIRMETA", "MutableTree"]
 
@@ -64,7 +61,7 @@ class MutableTree:
             node = nxt
         return node.files.get(parts[-1]) if parts else None
 
-    def overlay_commit_tree(self, repo: Repo, tree: Checksum, meta: Checksum) -> None:
+    def overlay_commit_tree(self, reader: ObjectReader, tree: Checksum, meta: Checksum) -> None:
         """Merge a committed tree into this one (used for ``--tree=ref=``).
 
         Iterative, as every tree walk: a tree may be deeper than Python's recursion limit.
@@ -73,7 +70,7 @@ class MutableTree:
         while todo:
             node, t, m = todo.pop()
             node.meta = m
-            dt = repo.read_dirtree(t)
+            dt = reader.read_dirtree(t)
             for name, csum in dt.files:
                 node.set_file(name, csum)
             todo.extend((node.ensure_dir(name), sub_tree, sub_meta) for name, sub_tree, sub_meta in dt.dirs)

@@ -9,123 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bootree.errors import BootreeError, CorruptObject, ObjectMissing
 from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
+from bootree.repo.objectstore import DiskObjectStore
+from bootree.repo.partial import PartialMarkers
+from bootree.repo.reader import ObjectReader
+from bootree.repo.refs import RefStore
+from bootree.repo.staging import clean_stale
 
-if TYPE_CHECKING:
-    from bootree.repo.repo import Repo
-
-__all__ = [
-    "DiffEntry",
-    "FsckProblem",
-    "FsckResult",
-    "PruneResult",
-    "diff_trees",
-    "fsck",
-    "prune",
-    "reachable_objects",
-    "walk_entries",
-]
+__all__ = ["FsckProblem", "FsckResult", "PruneResult", "fsck", "prune", "reachable_objects"]
 
 ObjectName = tuple[ObjectType, Checksum]
 
-# Every walk over a tree here is iterative (an explicit stack of per-directory iterators): a
-# commit can be deeper than Python's recursion limit (~1000 frames), and ostree reads such trees.
 
-#: One entry of :func:`walk_entries`: ``(path, kind, checksum, meta)``; kind ``d`` or ``f``.
-TreeEntry = tuple[str, str, Checksum, Checksum | None]
-
-
-def _dir_entries(repo: Repo, tree: Checksum, prefix: str) -> Iterator[TreeEntry]:
-    dt = repo.read_dirtree(tree)
-    for name, c in dt.files:
-        yield f"{prefix}/{name}", "f", c, None
-    for name, t, m in dt.dirs:
-        yield f"{prefix}/{name}", "d", t, m
-
-
-def walk_entries(repo: Repo, tree: Checksum, prefix: str) -> Iterator[TreeEntry]:
-    """Every entry below ``tree`` in ``ostree ls -R`` order: a directory's files, then each
-    subdirectory followed by its contents. ``prefix`` is the path of ``tree`` itself."""
-    stack = [_dir_entries(repo, tree, prefix)]
-    while stack:
-        entry = next(stack[-1], None)
-        if entry is None:
-            stack.pop()
-            continue
-        yield entry
-        if entry[1] == "d":
-            stack.append(_dir_entries(repo, entry[2], entry[0]))
-
-
-@dataclass(frozen=True, slots=True)
-class DiffEntry:
-    """One line of ``diff``: ``A`` added, ``D`` deleted or ``M`` modified, and the path."""
-
-    kind: str
-    path: str
-
-
-#: A step of the diff walk: an entry, or the walk of a directory below.
-_DiffStep = DiffEntry | Iterator["_DiffStep"]
-
-
-def _added(repo: Repo, tree: Checksum, prefix: str) -> Iterator[_DiffStep]:
-    dt = repo.read_dirtree(tree)
-    for name, _ in dt.files:
-        yield DiffEntry("A", f"{prefix}/{name}")
-    for name, t, _ in dt.dirs:
-        yield DiffEntry("A", f"{prefix}/{name}")
-        yield _added(repo, t, f"{prefix}/{name}")
-
-
-def _diff_level(repo: Repo, ta: Checksum, tb: Checksum, prefix: str) -> Iterator[_DiffStep]:
-    if ta == tb:
-        return
-    da, db = repo.read_dirtree(ta), repo.read_dirtree(tb)
-    fa, fb = dict(da.files), dict(db.files)
-    dira = {n: (t, m) for n, t, m in da.dirs}
-    dirb = {n: (t, m) for n, t, m in db.dirs}
-    for name in sorted(set(fa) | set(fb) | set(dira) | set(dirb), key=lambda s: s.encode()):
-        path = f"{prefix}/{name}"
-        if name in fa and name in fb:
-            if fa[name] != fb[name]:
-                yield DiffEntry("M", path)
-        elif name in dira and name in dirb:
-            if dira[name][1] != dirb[name][1]:
-                yield DiffEntry("M", path)
-            yield _diff_level(repo, dira[name][0], dirb[name][0], path)
-        else:
-            if name in fa or name in dira:
-                yield DiffEntry("D", path)
-            if name in fb:
-                yield DiffEntry("A", path)
-            elif name in dirb:
-                yield DiffEntry("A", path)
-                yield _added(repo, dirb[name][0], path)
-
-
-def diff_trees(repo: Repo, ta: Checksum, tb: Checksum) -> Iterator[DiffEntry]:
-    """Differences from dirtree ``ta`` to ``tb`` in walk order (``ostree diff`` groups them by
-    kind afterwards): modified files and directory metadata ``M``, a removed directory once
-    ``D``, an added directory ``A`` with everything below it."""
-    stack: list[Iterator[_DiffStep]] = [_diff_level(repo, ta, tb, "")]
-    while stack:
-        step = next(stack[-1], None)
-        if step is None:
-            stack.pop()
-        elif isinstance(step, DiffEntry):
-            yield step
-        else:
-            stack.append(step)
-
-
-def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName]) -> None:
+def _walk_tree(reader: ObjectReader, tree: Checksum, meta: Checksum, out: set[ObjectName]) -> None:
     stack = [(tree, meta)]
     while stack:
         t, m = stack.pop()
@@ -133,7 +35,7 @@ def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName])
         if (ObjectType.DIR_TREE, t) in out:
             continue
         out.add((ObjectType.DIR_TREE, t))
-        dt = repo.read_dirtree(t)
+        dt = reader.read_dirtree(t)
         for _, c in dt.files:
             out.add((ObjectType.FILE, c))
         for _, st, sm in dt.dirs:
@@ -141,7 +43,12 @@ def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName])
 
 
 def reachable_objects(
-    repo: Repo, commits: Iterable[Checksum], *, depth: int = 0, ignore_missing_parents: bool = True
+    reader: ObjectReader,
+    partial: PartialMarkers,
+    commits: Iterable[Checksum],
+    *,
+    depth: int = 0,
+    ignore_missing_parents: bool = True,
 ) -> set[ObjectName]:
     """Every object reachable from ``commits`` (and up to ``depth`` parents; -1 = all).
 
@@ -158,18 +65,18 @@ def reachable_objects(
             if (ObjectType.COMMIT, csum) in out:
                 break
             try:
-                commit = repo.read_commit(csum)
+                commit = reader.read_commit(csum)
             except ObjectMissing:
                 if level > 0 and ignore_missing_parents:
                     break
                 raise
             out.add((ObjectType.COMMIT, csum))
-            if repo.store.has(ObjectType.COMMIT_META, csum):
+            if reader.store.has(ObjectType.COMMIT_META, csum):
                 out.add((ObjectType.COMMIT_META, csum))
             try:
-                _walk_tree(repo, commit.root_tree, commit.root_meta, out)
+                _walk_tree(reader, commit.root_tree, commit.root_meta, out)
             except ObjectMissing:
-                if not repo.is_partial(csum):
+                if not partial.is_partial(csum):
                     raise
             if depth >= 0 and level >= depth:
                 break
@@ -212,9 +119,9 @@ class FsckResult:
         }
 
 
-def _check_meta(repo: Repo, otype: ObjectType, csum: Checksum) -> FsckProblem | None:
+def _check_meta(store: DiskObjectStore, otype: ObjectType, csum: Checksum) -> FsckProblem | None:
     try:
-        data = repo.store.load_metadata(otype, csum)
+        data = store.load_metadata(otype, csum)
     except ObjectMissing as e:
         return FsckProblem(otype.value, csum, str(e))
     actual = hashlib.sha256(data).hexdigest()
@@ -223,7 +130,13 @@ def _check_meta(repo: Repo, otype: ObjectType, csum: Checksum) -> FsckProblem | 
     return None
 
 
-def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> FsckResult:
+def fsck(
+    reader: ObjectReader,
+    refs: RefStore,
+    partial_markers: PartialMarkers,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> FsckResult:
     """Verify every commit in the repository and every object it reaches.
 
     Metadata is re-hashed and parsed while walking; content objects are re-hashed (inflated in
@@ -231,24 +144,25 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
     """
     result = FsckResult()
     problems = result.problems
-    for name, csum in repo.list_refs().items():
-        if not repo.store.has(ObjectType.COMMIT, csum):
+    store = reader.store
+    for name, csum in refs.list().items():
+        if not store.has(ObjectType.COMMIT, csum):
             problems.append(FsckProblem("ref", name, f"ref {name} points to missing commit {csum}"))
-    commits = [c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT]
+    commits = [c for t, c in store.iter_objects() if t is ObjectType.COMMIT]
     seen: set[ObjectName] = set()
     files: set[Checksum] = set()
     for csum in sorted(commits):
         result.commits += 1
-        problem = _check_meta(repo, ObjectType.COMMIT, csum)
+        problem = _check_meta(store, ObjectType.COMMIT, csum)
         if problem:
             problems.append(problem)
             continue
         try:
-            commit: Commit = repo.read_commit(csum)
+            commit: Commit = reader.read_commit(csum)
         except BootreeError as e:
             problems.append(FsckProblem("commit", csum, str(e)))
             continue
-        partial = repo.is_partial(csum)
+        partial = partial_markers.is_partial(csum)
         if partial:
             result.partial.append(csum)
         stack = [(commit.root_tree, commit.root_meta)]
@@ -256,10 +170,10 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
             t, m = stack.pop()
             if (ObjectType.DIR_META, m) not in seen:
                 seen.add((ObjectType.DIR_META, m))
-                problem = _check_meta(repo, ObjectType.DIR_META, m)
+                problem = _check_meta(store, ObjectType.DIR_META, m)
                 if problem is None:
                     try:
-                        repo.read_dirmeta(m)
+                        reader.read_dirmeta(m)
                     except BootreeError as e:
                         problem = FsckProblem("dirmeta", m, str(e))
                 if problem and not (partial and "not found" in problem.message):
@@ -267,19 +181,19 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
             if (ObjectType.DIR_TREE, t) in seen:
                 continue
             seen.add((ObjectType.DIR_TREE, t))
-            problem = _check_meta(repo, ObjectType.DIR_TREE, t)
+            problem = _check_meta(store, ObjectType.DIR_TREE, t)
             if problem:
                 if not (partial and "not found" in problem.message):
                     problems.append(problem)
                 continue
             try:
                 # Strict: fsck also requires GVariant normal form, which plain reads do not.
-                dt = DirTree.from_bytes(repo.store.load_metadata(ObjectType.DIR_TREE, t))
+                dt = DirTree.from_bytes(store.load_metadata(ObjectType.DIR_TREE, t))
             except BootreeError as e:
                 problems.append(FsckProblem("dirtree", t, f"corrupt dirtree object {t}: {e}"))
                 continue
             for _, c in dt.files:
-                if partial and not repo.store.has(ObjectType.FILE, c):
+                if partial and not store.has(ObjectType.FILE, c):
                     continue
                 files.add(c)
             stack.extend((st, sm) for _, st, sm in dt.dirs)
@@ -287,7 +201,7 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
 
     def check_file(c: Checksum) -> FsckProblem | None:
         try:
-            repo.store.verify_file(c)
+            store.verify_file(c)
         except (CorruptObject, ObjectMissing) as e:
             return FsckProblem("file", c, str(e))
         return None
@@ -318,7 +232,10 @@ class PruneResult:
 
 
 def prune(
-    repo: Repo,
+    reader: ObjectReader,
+    refs: RefStore,
+    partial: PartialMarkers,
+    lock: Callable[[], AbstractContextManager[None]],
     *,
     refs_only: bool = False,
     depth: int = -1,
@@ -331,21 +248,23 @@ def prune(
     ``depth`` parents deep (-1 = all); with ``keep_younger_than`` (a Unix time) commits newer
     than that are roots too.
     """
-    with repo.lock(exclusive=True):
-        all_objects = list(repo.store.iter_objects())
-        roots: set[Checksum] = set(repo.list_refs().values())
-        roots.update(c for (_, _), c in repo.list_mirror_refs().items())
+    store = reader.store
+    with lock():
+        clean_stale(store.root / "tmp")
+        all_objects = list(store.iter_objects())
+        roots: set[Checksum] = set(refs.list().values())
+        roots.update(c for (_, _), c in refs.list_mirrors().items())
         commits = [c for t, c in all_objects if t is ObjectType.COMMIT]
         if not refs_only:
             roots.update(commits)
         if keep_younger_than is not None:
             for c in commits:
                 try:
-                    if repo.read_commit(c).timestamp > keep_younger_than:
+                    if reader.read_commit(c).timestamp > keep_younger_than:
                         roots.add(c)
                 except BootreeError:
                     continue
-        keep = reachable_objects(repo, sorted(roots), depth=depth)
+        keep = reachable_objects(reader, partial, sorted(roots), depth=depth)
         deleted = 0
         freed = 0
         for otype, csum in all_objects:
@@ -353,7 +272,7 @@ def prune(
                 continue
             if otype is ObjectType.COMMIT_META:
                 continue
-            path = repo.store.path(otype, csum)
+            path = store.path(otype, csum)
             try:
                 size = os.lstat(path).st_size
             except FileNotFoundError:
@@ -363,8 +282,8 @@ def prune(
             if not dry_run:
                 os.unlink(path)
                 if otype is ObjectType.COMMIT:
-                    meta = repo.store.path(ObjectType.COMMIT_META, csum)
+                    meta = store.path(ObjectType.COMMIT_META, csum)
                     if os.path.lexists(meta):
                         os.unlink(meta)
-                    repo.clear_partial(csum)
+                    partial.clear(csum)
         return PruneResult(len(all_objects), deleted, freed)
