@@ -89,10 +89,9 @@ def test_tree_deeper_than_the_recursion_limit(scratch: Path, deep: Path, mode: s
     ok(f"--repo={repo}", "commit", "-b", "shallow", str(shallow))
     # ls -R: the root, DEPTH directories and the leaf
     assert len(ok(f"--repo={repo}", "ls", "-R", "deep").splitlines()) == DEPTH + 2
-    for args in (["-U"], ["-U", "-C"]):  # hardlinks (bare-user) or inflated copies (archive), and copies
-        dest = tmp_path / f"co{len(args)}"
-        ok(f"--repo={repo}", "checkout", *args, "deep", dest)
-        assert (dest.joinpath(*["d"] * DEPTH) / "leaf").read_bytes() == b"bottom\n"
+    dest = tmp_path / "co"  # hardlinks from bare-user (two processes), inflated copies from archive
+    ok(f"--repo={repo}", "checkout", "-U", "deep", dest)
+    assert (dest.joinpath(*["d"] * DEPTH) / "leaf").read_bytes() == b"bottom\n"
     diff = ok(f"--repo={repo}", "diff", "shallow", "deep").splitlines()
     assert len([line for line in diff if line.startswith("A")]) == DEPTH + 1
     assert ok(f"--repo={repo}", "fsck").strip().endswith("no errors found.")
@@ -159,7 +158,7 @@ def test_log_and_show_of_a_missing_commit_exit_1(tmp_path: Path) -> None:
     assert "History beyond this commit not fetched" in ok(f"--repo={repo}", "log", child)
 
 
-@pytest.mark.parametrize("garbage", [b"garbage\n", b"\xff" * 64, b"0" * 63 + b"\n"])
+@pytest.mark.parametrize("garbage", [b"garbage\n", b"0" * 63 + b"\n"], ids=["text", "short-checksum"])
 def test_refs_delete_removes_refs_holding_garbage(tmp_path: Path, garbage: bytes) -> None:
     repo = _repo(tmp_path)
     (repo / "refs/heads/bad").write_bytes(garbage)
