@@ -1,0 +1,238 @@
+"""OpenPGP signatures as ostree makes them, by driving GnuPG's ``gpg`` program.
+
+Layer: sign (services); the one module of :mod:`bootree.sign` that runs a program, through
+:mod:`bootree._run` (ADR 0002 says why the ``gpg`` binary and not a Python binding). Nothing here
+parses OpenPGP: ``gpg`` does, and we read its machine-readable ``--status-fd`` lines
+(GnuPG's doc/DETAILS), which are stable across GnuPG versions.
+
+Formats (ostree-format.md §8): the detached metadata key ``ostree.gpgsigs`` holds ``aay``, each
+element a binary (not armored) OpenPGP detached signature over the exact bytes of the
+``.commit`` file (``summary.sig``: over the ``summary`` bytes). Like libostree, all signatures
+are handed to ``gpg --verify`` at once, concatenated, and each is reported on its own.
+
+Secrets: signing keys stay in the GnuPG home (``--gpg-homedir``) and its agent; bootree passes
+only a key ID on the command line and the data on stdin, and never sees a secret key.
+Verification runs in a private temporary home into which the trusted keyrings are imported, so a
+user's own keyring and trust settings never widen what a remote trusts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from bootree import _run
+from bootree.errors import ExternalCommandError, SignatureError, VerificationError
+from bootree.sign.result import SignatureCheck
+
+__all__ = ["GpgVerifier", "export_keys", "gpg_program", "sign"]
+
+log = logging.getLogger(__name__)
+
+_TIMEOUT = 120.0
+_BASE = ["--batch", "--no-tty", "--no-greeting", "--status-fd", "1"]
+
+
+def gpg_program() -> str:
+    """The ``gpg`` binary (GnuPG 2).
+
+    Raises:
+        VerificationError: GnuPG is not installed.
+    """
+    found = _run.find_program("gpg")
+    if found is None:
+        raise VerificationError("GnuPG ('gpg') is not installed: GPG signatures cannot be made or checked",
+                                hint="install the gnupg package")
+    return found
+
+
+def _home_args(homedir: Path | None) -> list[str]:
+    return ["--homedir", os.fspath(homedir)] if homedir is not None else []
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    keyword: str
+    args: tuple[str, ...]
+
+
+def _status_lines(out: bytes) -> list[_Status]:
+    lines = []
+    for raw in out.splitlines():
+        if not raw.startswith(b"[GNUPG:] "):
+            continue
+        parts = raw[len(b"[GNUPG:] ") :].decode("utf-8", "replace").split(" ")
+        lines.append(_Status(parts[0], tuple(parts[1:])))
+    return lines
+
+
+def sign(data: bytes, key_id: str, *, homedir: Path | None = None) -> bytes:
+    """A binary detached signature over ``data`` by ``key_id`` from the GnuPG home ``homedir``.
+
+    The key needs no passphrase, or an agent that already has it (``--batch``: no prompt).
+
+    Raises:
+        SignatureError: ``gpg`` could not sign (unknown key, no secret key, locked key).
+    """
+    with tempfile.TemporaryDirectory(prefix="bootree-gpg-") as tmp:
+        out = Path(tmp) / "sig"
+        argv = [gpg_program(), *_BASE, *_home_args(homedir), "--local-user", key_id,
+                "--detach-sign", "--yes", "--output", os.fspath(out), "-"]
+        proc = _run.run(argv, input=data, timeout=_TIMEOUT, check=False)
+        status = _status_lines(proc.stdout)
+        if proc.returncode != 0 or not any(s.keyword == "SIG_CREATED" for s in status):
+            raise SignatureError(f"GPG key {key_id}", "invalid", f"gpg could not sign: {_why(proc.stderr, status)}")
+        return out.read_bytes()
+
+
+def _why(stderr: bytes, status: Sequence[_Status]) -> str:
+    for s in status:
+        if s.keyword in ("INV_SGNR", "INV_RECP"):
+            return {"1": "key not found", "9": "no secret key", "4": "key revoked", "5": "key expired"}.get(
+                s.args[0] if s.args else "", "unusable key"
+            )
+        if s.keyword == "NO_SGNR":
+            return "no usable secret key"
+        if s.keyword == "FAILURE":
+            return " ".join(s.args)
+    lines = [ln for ln in stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
+    return lines[-1].removeprefix("gpg: ") if lines else "unknown error"
+
+
+def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
+    """One check per signature from ``gpg --verify`` status lines (doc/DETAILS)."""
+    records: list[dict[str, str]] = []
+    primary = {"GOODSIG": "good", "EXPSIG": "expired", "EXPKEYSIG": "expired",
+               "REVKEYSIG": "revoked", "BADSIG": "bad", "ERRSIG": "error"}
+    for s in status:
+        if s.keyword == "NEWSIG" or (s.keyword in primary and (not records or "status" in records[-1])):
+            if s.keyword == "NEWSIG" or not records or "status" in records[-1]:
+                records.append({})
+        if not records:
+            continue
+        rec = records[-1]
+        if s.keyword in primary:
+            rec["status"] = primary[s.keyword]
+            rec.setdefault("key", s.args[0] if s.args else "")
+            if s.keyword != "ERRSIG":
+                rec["user"] = " ".join(s.args[1:])
+            else:
+                rec["rc"] = s.args[5] if len(s.args) > 5 else ""
+                if len(s.args) > 6 and s.args[6] != "-":
+                    rec["key"] = s.args[6]
+        elif s.keyword == "VALIDSIG" and s.args:
+            rec["key"] = s.args[9] if len(s.args) > 9 else s.args[0]
+            rec["time"] = s.args[2] if len(s.args) > 2 else ""
+    out = []
+    for rec in records:
+        state = rec.get("status")
+        if state is None:
+            continue
+        if state == "error":
+            state = "untrusted" if rec.get("rc") == "9" else "malformed"
+        when = rec.get("time", "")
+        out.append(
+            SignatureCheck("gpg", state == "good", state, rec.get("key", ""),
+                           int(when) if when.isdigit() else None, rec.get("user") or None)
+        )
+    return out
+
+
+class GpgVerifier:
+    """Checks detached signatures against a fixed set of trusted keys.
+
+    ``keyrings`` (binary or armored key files, e.g. ``<remote>.trustedkeys.gpg`` and the files of
+    ``gpgkeypath``) are imported once into a private temporary GnuPG home, removed by
+    :meth:`close`. With ``homedir`` and no keyrings, that home's own public keyring is used, as
+    ``ostree show --gpg-homedir`` does.
+    """
+
+    def __init__(self, *, keyrings: Sequence[Path] = (), homedir: Path | None = None) -> None:
+        self._keyrings = list(keyrings)
+        self._user_home = homedir
+        self._tmp: str | None = None
+
+    def __enter__(self) -> GpgVerifier:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the temporary home (idempotent)."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def _home(self) -> Path:
+        if not self._keyrings and self._user_home is not None:
+            return self._user_home
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="bootree-gpgv-")
+            home = Path(self._tmp) / "home"
+            home.mkdir(mode=0o700)
+            argv: list[str] = [gpg_program(), *_BASE, "--homedir", os.fspath(home), "--no-autostart"]
+            if self._user_home is not None:
+                exported = export_keys([], homedir=self._user_home)
+                extra = Path(self._tmp) / "user-keys.gpg"
+                extra.write_bytes(exported)
+                self._keyrings.append(extra)
+            if self._keyrings:
+                proc = _run.run([*argv, "--import", *map(os.fspath, self._keyrings)], timeout=_TIMEOUT, check=False)
+                if not any(s.keyword == "IMPORT_RES" for s in _status_lines(proc.stdout)):
+                    raise VerificationError(f"cannot read the trusted GPG keyrings: {_why(proc.stderr, [])}")
+        return Path(self._tmp) / "home"
+
+    def verify(self, data: bytes, signatures: Sequence[bytes]) -> list[SignatureCheck]:
+        """One :class:`SignatureCheck` per signature in ``signatures`` over ``data``."""
+        if not signatures:
+            return []
+        home = self._home()
+        with tempfile.TemporaryDirectory(prefix="bootree-gpgv-") as tmp:
+            sig, dat = Path(tmp) / "sig", Path(tmp) / "data"
+            sig.write_bytes(b"".join(signatures))
+            dat.write_bytes(data)
+            argv = [gpg_program(), *_BASE, "--homedir", os.fspath(home), "--no-autostart",
+                    "--trust-model", "always", "--verify", os.fspath(sig), os.fspath(dat)]
+            try:
+                proc = _run.run(argv, timeout=_TIMEOUT, check=False)
+            except ExternalCommandError as e:
+                raise VerificationError(f"gpg could not run: {e}") from e
+        checks = _checks(_status_lines(proc.stdout))
+        if not checks:
+            return [SignatureCheck("gpg", False, "malformed", "not an OpenPGP signature")]
+        return checks
+
+
+def export_keys(keyrings: Sequence[Path], *, homedir: Path | None = None, key_ids: Sequence[str] = ()) -> bytes:
+    """The public keys of ``keyrings`` (or of ``homedir``'s keyring), as one binary keyring.
+
+    ``key_ids`` restricts the export to those keys. Used by ``remote gpg-import`` to build
+    ``<remote>.trustedkeys.gpg``.
+
+    Raises:
+        VerificationError: a keyring that gpg cannot read, or no key exported.
+    """
+    with tempfile.TemporaryDirectory(prefix="bootree-gpgx-") as tmp:
+        home = homedir
+        if keyrings or home is None:
+            home = Path(tmp) / "home"
+            home.mkdir(mode=0o700)
+        assert home is not None
+        base = [gpg_program(), *_BASE, "--homedir", os.fspath(home), "--no-autostart"]
+        if keyrings:
+            proc = _run.run([*base, "--import", *map(os.fspath, keyrings)], timeout=_TIMEOUT, check=False)
+            if not any(s.keyword == "IMPORT_RES" for s in _status_lines(proc.stdout)):
+                raise VerificationError(f"cannot import GPG keys: {_why(proc.stderr, [])}")
+        out = Path(tmp) / "export.gpg"
+        proc = _run.run([*base, "--output", os.fspath(out), "--export", *key_ids], timeout=_TIMEOUT, check=False)
+        data = out.read_bytes() if out.exists() else b""
+        if proc.returncode != 0 or not data:
+            raise VerificationError("no GPG public key to import" + (f" ({', '.join(key_ids)})" if key_ids else ""))
+        return data
