@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -43,6 +44,8 @@ METADATA_KEY = "ostree.sign.ed25519"
 PUBLIC_KEY_SIZE = 32
 SECRET_KEY_SIZE = 64
 SIGNATURE_SIZE = 64
+
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,19 +167,24 @@ def _key_lines(data: bytes) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _parse_keys(data: bytes, parse: Callable[[str], _K]) -> list[_K]:
+    out: list[_K] = []
+    for n, line in enumerate(_key_lines(data), 1):
+        try:
+            out.append(parse(line))
+        except FormatError as e:
+            # The message names the line, never its text; no chained cause carries it either.
+            raise FormatError(f"key {n}: {e}") from None
+    return out
+
+
 def parse_public_keys(data: bytes) -> list[PublicKey]:
     """Every public key of a key file (``verification-ed25519-file``, ``trusted.ed25519``, ``revoked.ed25519``).
 
     Raises:
         FormatError: a line that is not a base64 public key (its line number is given).
     """
-    out: list[PublicKey] = []
-    for n, line in enumerate(_key_lines(data), 1):
-        try:
-            out.append(PublicKey.from_base64(line))
-        except FormatError as e:
-            raise FormatError(f"key {n}: {e}") from e
-    return out
+    return _parse_keys(data, PublicKey.from_base64)
 
 
 def parse_secret_keys(data: bytes) -> list[SecretKey]:
@@ -185,13 +193,7 @@ def parse_secret_keys(data: bytes) -> list[SecretKey]:
     Raises:
         FormatError: a line that is not a base64 secret key (its line number is given).
     """
-    out: list[SecretKey] = []
-    for n, line in enumerate(_key_lines(data), 1):
-        try:
-            out.append(SecretKey.from_base64(line))
-        except FormatError as e:
-            raise FormatError(f"key {n}: {e}") from None  # no chained exception carrying the text
-    return out
+    return _parse_keys(data, SecretKey.from_base64)
 
 
 def verify(
