@@ -38,10 +38,12 @@ from bootree.errors import (
     BootreeError,
     ChecksumMismatch,
     CorruptObject,
+    DowngradeError,
     FormatError,
     KeyFileError,
     NotFoundError,
     RemoteError,
+    SignatureError,
     VerificationError,
 )
 from bootree.format import gvariant
@@ -50,8 +52,10 @@ from bootree.format.content import decode_archive_header
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
 from bootree.format.summary import Summary
+from bootree.pull.gate import CommitGate, Held
 from bootree.pull.plan import Action, PullPlan, PullTarget, object_path, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
+from bootree.pull.trust import TrustPolicy, check_summary_expiry, policy_for_remote
 from bootree.repo import Repo, RepoMode
 from bootree.repo.transaction import Transaction
 from bootree.transport import FetchConfig, Fetcher, join_url, open_fetcher
@@ -178,6 +182,11 @@ class _Puller:
         self._publisher: _EarlyPublisher | None = None
         #: Refs each target commit is pulled as (for the ref-binding check).
         self.refs_of: dict[Checksum, list[str]] = {}
+        #: Holds each commit until it is trusted (signatures, downgrade); see pull/gate.py.
+        self.gate = CommitGate(lambda *_a: None, wait_for_meta=False, load_local=self._load_commit)
+
+    def _load_commit(self, csum: Checksum) -> bytes:
+        return self.repo.load_metadata(ObjectType.COMMIT, csum)
 
     # --- small files ------------------------------------------------------------------------------
 
@@ -258,6 +267,8 @@ class _Puller:
 
         def add(actions: Iterable[Action]) -> None:
             for a in actions:
+                if a.otype is ObjectType.COMMIT:
+                    self.gate.expect(a.checksum)
                 if a.local:
                     local.append(a)
                 elif a.otype is ObjectType.FILE and self.dry_run:
@@ -277,8 +288,10 @@ class _Puller:
                 while local:
                     a = local.popleft()
                     if a.otype is ObjectType.COMMIT:
-                        commit = repo.read_commit(a.checksum)
-                        add(plan.commit_arrived(a.checksum, commit, depth=a.depth))
+                        raw = self._load_commit(a.checksum)
+                        held = Held(a.checksum, raw, Commit.from_bytes(raw), a.depth, local=True)
+                        for r in self.gate.commit_arrived(held):
+                            add(self._released(txn, plan, r))
                     else:
                         add(plan.dirtree_arrived(repo.read_dirtree(a.checksum)))
                 if self._job_errors and failure is None:
@@ -308,6 +321,8 @@ class _Puller:
                 try:
                     if done.error is not None:
                         if isinstance(done.error, NotFoundError) and (a.optional or a.parent):
+                            if a.otype is ObjectType.COMMIT_META:
+                                add(self._meta_in(txn, plan, a.checksum, None))
                             if a.parent:
                                 log.info(
                                     "parent commit %s is not on the remote; history ends there", a.checksum
@@ -342,6 +357,8 @@ class _Puller:
             self._drain()
             if failure is None and self._job_errors:
                 failure = self._job_errors[0]
+            if failure is None and self.gate.waiting:
+                failure = VerificationError(f"{self.gate.waiting} commit(s) never got their detached metadata")
             if failure is not None:
                 raise failure
         finally:
@@ -367,13 +384,7 @@ class _Puller:
         csum = a.checksum
         self.metadata_fetched += 1
         if a.otype is ObjectType.COMMIT_META:
-            try:
-                gvariant.decode("a{sv}", data)
-            except FormatError as e:
-                raise CorruptObject(csum, "commitmeta", str(e)) from e
-            if txn is not None:
-                txn.write_commitmeta(csum, data)
-            return []
+            return self._meta_in(txn, plan, csum, data)
         actual = Checksum(hashlib.sha256(data).hexdigest())
         if actual != csum:
             raise ChecksumMismatch(csum, actual, a.otype.value)
@@ -384,23 +395,51 @@ class _Puller:
                 tree = DirTree.from_bytes(data)
         except FormatError as e:
             raise CorruptObject(csum, a.otype.value, str(e)) from e
-        if txn is not None:
-            # Written by the writer thread: one thread creating files is faster than two.
-            # Commits and dirtrees were parsed (validated) just above: no second parse there.
-            with self._jobs_lock:
-                self._jobs += 1
-                self._buffered += len(data)
-            self._since_checkpoint += 1
-            self._writer_for(txn).put(_WriteJob(a.otype, csum, data, len(data)))
         if a.otype is ObjectType.COMMIT:
             for ref in self.refs_of.get(csum, ()):
                 _check_ref_binding(commit, ref, csum)
-            if txn is not None:
-                txn.mark_partial(csum)
-            return plan.commit_arrived(csum, commit, depth=a.depth)
+            out: list[Action] = []
+            for r in self.gate.commit_arrived(Held(csum, data, commit, a.depth, local=False)):
+                out.extend(self._released(txn, plan, r))
+            return out
+        if txn is not None:
+            self._write_metadata(txn, a.otype, csum, data)
         if a.otype is ObjectType.DIR_TREE:
             return plan.dirtree_arrived(tree)
         return []
+
+    def _meta_in(self, txn: Transaction | None, plan: PullPlan, csum: Checksum, data: bytes | None) -> list[Action]:
+        """Detached metadata arrived (``None``: 404): kept once its commit passes the gate."""
+        if data is not None and not self.gate.verifies:
+            try:
+                gvariant.decode("a{sv}", data)
+            except FormatError as e:
+                raise CorruptObject(csum, "commitmeta", str(e)) from e
+        out: list[Action] = []
+        for r in self.gate.meta_arrived(csum, data):
+            out.extend(self._released(txn, plan, r))
+        if txn is not None and data is not None and (csum in self.gate.passed or not self.gate.verifies):
+            txn.write_commitmeta(csum, data)
+        return out
+
+    def _released(self, txn: Transaction | None, plan: PullPlan, r: Held) -> list[Action]:
+        """A commit the gate let through: write it, mark it partial, walk its tree."""
+        if txn is not None:
+            if not r.local:
+                self._write_metadata(txn, ObjectType.COMMIT, r.checksum, r.data)
+            if r.meta is not None:
+                txn.write_commitmeta(r.checksum, r.meta)
+            txn.mark_partial(r.checksum)
+        return plan.commit_arrived(r.checksum, r.commit, depth=r.depth)
+
+    def _write_metadata(self, txn: Transaction, otype: ObjectType, csum: Checksum, data: bytes) -> None:
+        # Written by the writer thread: one thread creating files is faster than two.
+        # Commits and dirtrees were parsed (validated) before: no second parse there.
+        with self._jobs_lock:
+            self._jobs += 1
+            self._buffered += len(data)
+        self._since_checkpoint += 1
+        self._writer_for(txn).put(_WriteJob(otype, csum, data, len(data)))
 
     def _submit_content(
         self,
@@ -631,6 +670,23 @@ _EARLY_BATCH = 2048
 _EARLY_INTERVAL = 1.0
 
 
+def check_downgrade(repo: Repo, ref: str, csum: Checksum, timestamp: int) -> None:
+    """Refuse to move ``ref`` to a commit older than the one it points at.
+
+    A validly signed old commit replayed by a mirror is still old: signatures alone do not stop
+    a rollback to a vulnerable version (rpm-ostree's ``--allow-downgrade`` check).
+
+    Raises:
+        DowngradeError: ``timestamp`` is older than the current commit's.
+    """
+    current = repo.refs.get(ref)
+    if current is None or current == csum or not repo.has_object(ObjectType.COMMIT, current):
+        return
+    current_time = repo.read_commit(current).timestamp
+    if timestamp < current_time:
+        raise DowngradeError(f"ref {ref}", csum, timestamp, current, current_time)
+
+
 def _check_ref_binding(commit: Commit, ref: str | None, csum: Checksum) -> None:
     """A commit that names the refs it was made for must be pulled under one of them."""
     if ref is None:
@@ -658,6 +714,8 @@ def _run_pull(
     progress: Callable[[PullEvent], None] | None,
     check_config: bool,
     content_format: str = _FILEZ,
+    policy: TrustPolicy | None = None,
+    allow_downgrade: bool = False,
 ) -> PullResult:
     start = time.monotonic()
     p = _Puller(
@@ -679,6 +737,15 @@ def _run_pull(
     need_summary = mirror_all or any(t.commit is None for t in targets)
     if need_summary:
         summary, summary_bytes = p.fetch_summary()
+    summary_sig: bytes | None = None
+    if summary is not None and summary_bytes is not None:
+        # The summary names the commits to fetch: trust none of its refs before its signature.
+        if policy is not None and policy.verifies_summary:
+            summary_sig = p.fetch_optional("summary.sig", config.max_small_file_size)
+            policy.check_summary(url, summary_bytes, summary_sig)
+        check_summary_expiry(url, summary, policy.now if policy is not None else None)
+    elif need_summary and policy is not None and policy.verifies_summary:
+        raise SignatureError(f"summary of {url}", "unsigned", "the remote has no summary, but a signed one is required")
     if mirror_all:
         if summary is None:
             raise RemoteError(f"{url} has no summary: name the refs to mirror")
@@ -691,6 +758,21 @@ def _run_pull(
                 if found is not None:
                     ref_files[t.ref] = found
     resolved = resolve_targets(targets, summary, ref_files)
+    ref_names = {t.ref: local_ref(t.ref) for t in resolved if t.ref is not None}
+
+    times: dict[Checksum, int] = {}
+
+    def check_commit(csum: Checksum, data: bytes, commit: Commit, meta: bytes | None) -> None:
+        times[csum] = commit.timestamp
+        if policy is not None and policy.verifies_commits:
+            policy.check_commit(csum, data, meta)
+        if not allow_downgrade:
+            for ref in p.refs_of.get(csum, ()):
+                check_downgrade(repo, ref_names[ref], csum, commit.timestamp)
+
+    p.gate = CommitGate(
+        check_commit, wait_for_meta=policy is not None and policy.verifies_commits, load_local=p._load_commit
+    )
     commits: dict[Checksum, int] = {}
     for t, csum in resolved.items():
         commits[csum] = depth
@@ -719,12 +801,15 @@ def _run_pull(
                 if t.ref is None:
                     continue
                 name = local_ref(t.ref)
+                if not allow_downgrade:
+                    ts = times.get(csum)
+                    check_downgrade(repo, name, csum, repo.read_commit(csum).timestamp if ts is None else ts)
                 refs_out.append((name, csum))
                 if repo.refs.get(name) != csum:
                     txn.set_ref(name, csum)
         if mirror_all and summary_bytes is not None:
             _fs.write_atomic(repo.path / "summary", summary_bytes, fsync=repo.fsync)
-            sig = p.fetch_optional("summary.sig", config.max_small_file_size)
+            sig = summary_sig or p.fetch_optional("summary.sig", config.max_small_file_size)
             if sig is not None:
                 _fs.write_atomic(repo.path / "summary.sig", sig, fsync=repo.fsync)
             else:
@@ -755,14 +840,23 @@ def pull(
     dry_run: bool = False,
     progress: Callable[[PullEvent], None] | None = None,
     fetcher: Fetcher | None = None,
+    policy: TrustPolicy | None = None,
+    allow_downgrade: bool = False,
 ) -> PullResult:
     """Pull ``refs`` (``REF``, ``REF@COMMIT`` or ``COMMIT``) from ``remote`` into ``repo``.
 
     Without refs: all the remote's refs with ``mirror``, else the remote's ``branches=``.
     Refs land in ``refs/remotes/REMOTE/`` (``refs/heads/`` with ``mirror``).
 
+    Signatures are checked as the remote's config asks (:mod:`bootree.pull.trust`; ``policy``
+    overrides it): the summary before any of its refs is used, each commit before anything of
+    its tree is fetched. A ref never moves to a commit older than the one it points at unless
+    ``allow_downgrade``.
+
     Raises:
-        VerificationError: the remote requires GPG or signature verification (not implemented).
+        SignatureError: a summary or commit that does not satisfy the remote's signature policy.
+        DowngradeError: a commit older than the ref's current one, without ``allow_downgrade``.
+        SummaryExpired: a summary past its ``bootree.summary.expires``.
         RemoteError: no refs to pull, a remote that is not an archive repository, a bad summary.
         RefNotFound: a ref the remote does not have.
         FetchError: a download that failed for good (NotFoundError for a missing object).
@@ -777,15 +871,9 @@ def pull(
             raise RemoteError(f"no refs given and remote {remote.name!r} has no 'branches' configured")
     if not remote.url:
         raise RemoteError(f"remote {remote.name!r} has no url")
-    # Fail closed, as ostree does when it cannot verify: never pull unverified content from a
-    # remote whose config asks for signatures.
-    for key in ("gpg-verify", "sign-verify"):
-        if remote.get_bool(key, key == "gpg-verify"):
-            raise VerificationError(
-                f"remote {remote.name!r} requires {key.split('-')[0].upper()} signature verification, "
-                "which bootree does not implement yet",
-                hint=f"set {key}=false for this remote (e.g. 'bootree remote add --no-gpg-verify ...')",
-            )
+    own_policy = policy is None
+    trust = policy if policy is not None else policy_for_remote(repo.path, remote)
+    trust.check_configured()
     own = fetcher is None
     f = fetcher or open_fetcher(remote.url, remote.fetch_config(cfg.fetch))
     try:
@@ -803,10 +891,14 @@ def pull(
             dry_run=dry_run,
             progress=progress,
             check_config=True,
+            policy=trust,
+            allow_downgrade=allow_downgrade,
         )
     finally:
         if own:
             f.close()
+        if own_policy:
+            trust.close()
 
 
 def pull_local(
@@ -861,6 +953,7 @@ def pull_local(
             progress=progress,
             check_config=False,
             content_format=_FILEZ if src.mode is RepoMode.ARCHIVE else _STREAM,
+            allow_downgrade=True,  # a local copy, as ostree's pull-local: no trust decision
         )
     finally:
         fetcher.close()
