@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +39,7 @@ from bootree.pull import (
     pull,
     pull_local,
 )
-from bootree.pull.publish import update_summary
+from bootree.pull.publish import expiry_metadata, sign_summary, update_summary
 from bootree.repo import Repo
 from bootree.transport import join_url, open_fetcher
 
@@ -216,6 +217,48 @@ def _render_summary(summary: Summary) -> None:
         click.echo(f"{label} ({key}): {text}" if label else f"{key}: {text}")
 
 
+def _duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip()
+    factor = units.get(t[-1:], 0)
+    number = t[:-1] if factor else t
+    if not number.isdigit():
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 3600, 90m, 12h, 7d)", param_hint="--expires-in")
+    return int(number) * (factor or 1)
+
+
+@remote_group.command("gpg-import")
+@repo_option
+@click.argument("name")
+@click.argument("key_ids", nargs=-1)
+@click.option("-k", "--keyring", "keyrings", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Import keys from a keyring file (repeatable).")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Import keys from standard input.")
+@click.pass_context
+def remote_gpg_import_cmd(
+    ctx: click.Context, repo_path: Path | None, name: str, key_ids: tuple[str, ...],
+    keyrings: tuple[Path, ...], from_stdin: bool,
+) -> None:
+    """Trust GPG keys for remote NAME (<repo>/NAME.trustedkeys.gpg), as ostree remote gpg-import."""
+    import sys
+    import tempfile
+
+    from bootree.pull.trust import gpg_import
+
+    repo = open_repo(ctx, repo_path)
+    remote = get_remote(repo.config, name)
+    if not keyrings and not from_stdin:
+        raise click.UsageError("give -k KEYRING or --stdin")
+    with tempfile.TemporaryDirectory(prefix="bootree-import-") as tmp:
+        sources = list(keyrings)
+        if from_stdin:
+            staged = Path(tmp) / "stdin.gpg"
+            staged.write_bytes(sys.stdin.buffer.read())
+            sources.append(staged)
+        added = gpg_import(repo.path, remote, sources, key_ids=key_ids, fsync=repo.fsync)
+    click.echo(f"Imported {len(added)} GPG key{'s' if len(added) != 1 else ''} to remote \"{name}\"")
+
+
 @cli.command("summary")
 @repo_option
 @click.option("-u", "--update", is_flag=True, help="Regenerate the summary file (deletes summary.sig).")
@@ -228,6 +271,13 @@ def _render_summary(summary: Summary) -> None:
     metavar="KEY=VALUE",
     help="Additional metadata (VALUE in GVariant text; plain text is taken as a string).",
 )
+@click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key to sign the summary with.")
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="GnuPG home of the signing keys.")
+@click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE",
+              help="Sign with the ed25519 secret key(s) in KEYFILE ('-': standard input).")
+@click.option("-s", "--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
+@click.option("--expires-in", metavar="DURATION",
+              help="With -u: clients refuse the summary after DURATION (e.g. 3600, 90m, 12h, 7d): bootree.summary.expires.")
 @json_option
 @click.pass_context
 def summary_cmd(
@@ -236,18 +286,37 @@ def summary_cmd(
     update: bool,
     view: bool,
     add_metadata: tuple[str, ...],
+    gpg_keys: tuple[str, ...],
+    gpg_homedir: Path | None,
+    sign_keys: tuple[str, ...],
+    sign_type: str,
+    expires_in: str | None,
     as_json: bool,
 ) -> None:
-    """Manage the summary file of a repository (what 'pull' reads first)."""
+    """Manage the summary file of a repository (what 'pull' reads first).
+
+    -u regenerates it (and removes summary.sig); --gpg-sign / --sign then sign it, as ostree.
+    """
+    from bootree.cli.sign_cmds import read_secret_keys
+
     repo = open_repo(ctx, repo_path)
-    if not update and not view:
-        raise click.UsageError("no action given: use --update or --view")
+    if not update and not view and not gpg_keys and not sign_keys:
+        raise click.UsageError("no action given: use --update, --view, --gpg-sign or --sign")
+    if sign_keys and sign_type != "ed25519":
+        raise click.UsageError(f"unknown signature type {sign_type!r}")
+    if expires_in is not None and not update:
+        raise click.UsageError("--expires-in needs --update")
+    secret = read_secret_keys(sign_keys, None) if sign_keys else []
     if update:
         extra = []
         for item in add_metadata:
             key, value = _kv(item, "--add-metadata")
             extra.append((key, _parse_variant(value)))
+        if expires_in is not None:
+            extra.append(expiry_metadata(int(time.time()) + _duration(expires_in)))
         update_summary(repo, extra_metadata=extra)
+    if gpg_keys or secret:
+        sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
     if view:
         path = repo.path / "summary"
         if not path.exists():
@@ -375,6 +444,7 @@ def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -
     help="How many times each download is retried on a transient error (default 4).",
 )
 @click.option("--url", "url_override", help="Pull from this URL instead of the remote's.")
+@click.option("--allow-downgrade", is_flag=True, help="Allow a ref to move to an older commit.")
 @json_option
 @click.pass_context
 def pull_cmd(
@@ -390,9 +460,15 @@ def pull_cmd(
     disable_static_deltas: bool,
     network_retries: int | None,
     url_override: str | None,
+    allow_downgrade: bool,
     as_json: bool,
 ) -> None:
-    """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works."""
+    """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works.
+
+    Signatures are verified as the remote's config says (gpg-verify, gpg-verify-summary,
+    sign-verify, sign-verify-summary): the summary before its refs are used, each commit
+    before any of its tree is fetched.
+    """
     repo = open_repo(ctx, repo_path)
     wanted = list(refs)
     if ":" in remote:
@@ -413,6 +489,7 @@ def pull_cmd(
             mirror=mirror,
             dry_run=dry_run,
             progress=display,
+            allow_downgrade=allow_downgrade,
         )
     _emit(result, as_json)
 

@@ -25,6 +25,7 @@ Remote keys (``remote add --set=KEY=VALUE``):
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ __all__ = [
     "SUMMARY_EXPIRES_KEY",
     "TrustPolicy",
     "check_summary_expiry",
+    "gpg_import",
     "gpg_keyrings",
     "policy_for_remote",
 ]
@@ -248,3 +250,30 @@ def policy_for_remote(
 
 def _unique(keys: Iterable[PublicKey]) -> tuple[PublicKey, ...]:
     return tuple(dict.fromkeys(keys))
+
+
+def gpg_import(
+    repo_path: Path, remote: Remote, keyrings: Sequence[Path], *, key_ids: Sequence[str] = (), fsync: bool = True
+) -> list[str]:
+    """Add keys to ``<repo>/<remote>.trustedkeys.gpg`` (``ostree remote gpg-import NAME -k KEYRING``).
+
+    Keys already trusted stay; the keyring is replaced atomically. Returns the fingerprints now
+    trusted for the remote.
+
+    Raises:
+        VerificationError: a keyring gpg cannot read, or nothing to import.
+    """
+    from bootree import _fs
+    from bootree.sign.gpg import export_keys, key_fingerprints
+
+    target = repo_path / f"{remote.name}.trustedkeys.gpg"
+    before = set(key_fingerprints(target.read_bytes())) if target.is_file() else set()
+    merged = new = export_keys(keyrings, key_ids=key_ids)
+    if target.is_file():
+        with tempfile.TemporaryDirectory(prefix="bootree-gpgi-") as tmp:
+            staged = Path(tmp) / "new.gpg"
+            staged.write_bytes(new)
+            merged = export_keys([target, staged])
+    fingerprints = key_fingerprints(merged)
+    _fs.write_atomic(target, merged, fsync=fsync)
+    return [f for f in fingerprints if f not in before]

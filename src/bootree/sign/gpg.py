@@ -31,11 +31,13 @@ from bootree import _run
 from bootree.errors import ExternalCommandError, SignatureError, VerificationError
 from bootree.sign.result import SignatureCheck
 
-__all__ = ["GpgVerifier", "export_keys", "gpg_program", "sign"]
+__all__ = ["GpgVerifier", "export_keys", "gpg_program", "key_fingerprints", "sign"]
 
 log = logging.getLogger(__name__)
 
 _TIMEOUT = 120.0
+#: OpenPGP public-key algorithm numbers (RFC 4880 9.1, RFC 9580) as gpg names them.
+_ALGORITHMS = {"1": "RSA", "3": "RSA", "17": "DSA", "18": "ECDH", "19": "ECDSA", "22": "EdDSA"}
 _BASE = ["--batch", "--no-tty", "--no-greeting", "--status-fd", "1"]
 
 
@@ -129,6 +131,7 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
         elif s.keyword == "VALIDSIG" and s.args:
             rec["key"] = s.args[9] if len(s.args) > 9 else s.args[0]
             rec["time"] = s.args[2] if len(s.args) > 2 else ""
+            rec["algo"] = _ALGORITHMS.get(s.args[10] if len(s.args) > 10 else "", "")
     out = []
     for rec in records:
         state = rec.get("status")
@@ -139,7 +142,8 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
         when = rec.get("time", "")
         out.append(
             SignatureCheck("gpg", state == "good", state, rec.get("key", ""),
-                           int(when) if when.isdigit() else None, rec.get("user") or None)
+                           int(when) if when.isdigit() else None, rec.get("user") or None,
+                           rec.get("algo") or None)
         )
     return out
 
@@ -236,3 +240,19 @@ def export_keys(keyrings: Sequence[Path], *, homedir: Path | None = None, key_id
         if proc.returncode != 0 or not data:
             raise VerificationError("no GPG public key to import" + (f" ({', '.join(key_ids)})" if key_ids else ""))
         return data
+
+
+def key_fingerprints(keyring: bytes) -> list[str]:
+    """The primary key fingerprints in a binary keyring (``gpg --show-keys``)."""
+    proc = _run.run([gpg_program(), "--batch", "--no-tty", "--with-colons", "--show-keys"],
+                    input=keyring, timeout=_TIMEOUT, check=False)
+    out: list[str] = []
+    expect_fpr = False
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            expect_fpr = True
+        elif fields[0] == "fpr" and expect_fpr and len(fields) > 9:
+            out.append(fields[9])
+            expect_fpr = False
+    return out

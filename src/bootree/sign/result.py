@@ -31,6 +31,8 @@ class SignatureCheck:
     timestamp: int | None = None
     #: The signer's user ID (GPG), if known.
     user: str | None = None
+    #: The public-key algorithm (``EdDSA``, ``RSA``...), if known.
+    algorithm: str | None = None
 
     def describe(self) -> str:
         """One line, like ostree's ``show --gpg-verify`` summary of a signature."""
