@@ -234,7 +234,7 @@ def test_mitm_swaps_one_object(pub: Pub, tmp_path: Path, capsys: pytest.CaptureF
 
 def test_gpg_unsigned_commit(pub: Pub, tmp_path: Path, gpg_key: GpgKey, capsys: pytest.CaptureFixture[str]) -> None:
     client = _client(tmp_path, pub.url, **{"gpg-verify": "true", "sign-verify": "false", "sign-verify-summary": "false"})
-    rc, out, err = _cli(capsys, "remote", "gpg-import", f"--repo={client}", "origin", "-k", gpg_key.public_keyring)
+    rc, _out, err = _cli(capsys, "remote", "gpg-import", f"--repo={client}", "origin", "-k", gpg_key.public_keyring)
     assert rc == 0, err
     assert _refused(capsys, client) == f"error: commit {pub.v2}: no GPG signature"
     sign_commit(pub.repo, pub.v2, gpg_key_ids=[gpg_key.fingerprint], gpg_homedir=gpg_key.home)
