@@ -212,3 +212,23 @@ def gpg_sign_cmd(
         click.echo(f"Signatures deleted: {n}")
         return
     sign_commit(repo, csum, gpg_key_ids=key_ids, gpg_homedir=gpg_homedir)
+
+
+@cli.command("sign-keygen")
+@click.argument("secret_file", type=click.Path(dir_okay=False, path_type=Path))
+def sign_keygen_cmd(secret_file: Path) -> None:
+    """Make an ed25519 key pair: SECRET_FILE (mode 0600) and SECRET_FILE.pub; print the public key.
+
+    The files are in ostree's formats (base64 of seed and public key; base64 of the public key),
+    for 'sign --keys-file', 'commit --sign' and a remote's verification-ed25519-file.
+    """
+    from bootree import _fs
+
+    public_file = secret_file.with_name(secret_file.name + ".pub")
+    for f in (secret_file, public_file):
+        if f.exists():
+            raise click.UsageError(f"{f} exists: refusing to overwrite a key")
+    key = SecretKey.generate()
+    _fs.write_atomic(secret_file, (key.base64 + "\n").encode(), mode=0o600)  # created 0600: never readable by others
+    _fs.write_atomic(public_file, (key.public.base64 + "\n").encode())
+    click.echo(key.public.base64)

@@ -131,7 +131,7 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
         elif s.keyword == "VALIDSIG" and s.args:
             rec["key"] = s.args[9] if len(s.args) > 9 else s.args[0]
             rec["time"] = s.args[2] if len(s.args) > 2 else ""
-            rec["algo"] = _ALGORITHMS.get(s.args[10] if len(s.args) > 10 else "", "")
+            rec["algo"] = _ALGORITHMS.get(s.args[6] if len(s.args) > 6 else "", "")
     out = []
     for rec in records:
         state = rec.get("status")

@@ -20,7 +20,7 @@ def test_sign_and_verify(gpg_key: GpgKey) -> None:
     with GpgVerifier(keyrings=[gpg_key.public_keyring]) as v:
         (check,) = v.verify(DATA, [sig])
         assert check.valid and check.status == "good" and check.key == gpg_key.fingerprint
-        assert check.user == "bootree test <test@bootree.invalid>" and check.timestamp
+        assert check.user == "bootree test <test@bootree.invalid>" and check.timestamp and check.algorithm == "EdDSA"
         (bad,) = v.verify(DATA + b"x", [sig])
         assert not bad.valid and bad.status == "bad"
     # The signer's own home also verifies (ostree show --gpg-homedir).
