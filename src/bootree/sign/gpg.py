@@ -12,7 +12,7 @@ are handed to ``gpg --verify`` at once, concatenated, and each is reported on it
 
 Secrets: signing keys stay in the GnuPG home (``--gpg-homedir``) and its agent; bootree passes
 only a key ID on the command line and the data on stdin, and never sees a secret key.
-Verification runs in a private temporary home into which the trusted keyrings are imported, so a
+Verification runs ``gpgv`` with an empty private home and exactly the trusted keyrings, so a
 user's own keyring and trust settings never widen what a remote trusts.
 """
 
@@ -31,7 +31,7 @@ from bootree import _run
 from bootree.errors import ExternalCommandError, SignatureError, VerificationError
 from bootree.sign.result import SignatureCheck
 
-__all__ = ["GpgVerifier", "export_keys", "gpg_program", "key_fingerprints", "sign"]
+__all__ = ["GpgVerifier", "export_keys", "gpg_program", "gpgv_program", "key_fingerprints", "sign"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,19 @@ def gpg_program() -> str:
     if found is None:
         raise VerificationError("GnuPG ('gpg') is not installed: GPG signatures cannot be made or checked",
                                 hint="install the gnupg package")
+    return found
+
+
+def gpgv_program() -> str:
+    """GnuPG's verify-only ``gpgv``.
+
+    Raises:
+        VerificationError: it is not installed.
+    """
+    found = _run.find_program("gpgv")
+    if found is None:
+        raise VerificationError("GnuPG's 'gpgv' is not installed: GPG signatures cannot be checked",
+                                hint="install the gpgv package")
     return found
 
 
@@ -149,18 +162,23 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
 
 
 class GpgVerifier:
-    """Checks detached signatures against a fixed set of trusted keys.
+    """Checks detached signatures against a fixed set of trusted keys, with ``gpgv``.
 
-    ``keyrings`` (binary or armored key files, e.g. ``<remote>.trustedkeys.gpg`` and the files of
-    ``gpgkeypath``) are imported once into a private temporary GnuPG home, removed by
-    :meth:`close`. With ``homedir`` and no keyrings, that home's own public keyring is used, as
-    ``ostree show --gpg-homedir`` does.
+    ``gpgv`` is GnuPG's verify-only program (what apt uses for the same job): it trusts exactly
+    the keyrings it is given, needs no agent and no trust database, and starts in a few
+    milliseconds, so a pull pays one short process per signed object. ``keyrings`` are key
+    files, binary or armored (``<remote>.trustedkeys.gpg``, the files of ``gpgkeypath``);
+    armored ones are converted once (``gpg --dearmor``) into a private temporary directory,
+    removed by :meth:`close`. With ``homedir`` and no keyrings, that GnuPG home's own public
+    keyring is used.
     """
 
     def __init__(self, *, keyrings: Sequence[Path] = (), homedir: Path | None = None) -> None:
         self._keyrings = list(keyrings)
         self._user_home = homedir
-        self._tmp: str | None = None
+        self._tmp: Path | None = None
+        self._rings: list[Path] | None = None
+        self._calls = 0
 
     def __enter__(self) -> GpgVerifier:
         return self
@@ -169,45 +187,66 @@ class GpgVerifier:
         self.close()
 
     def close(self) -> None:
-        """Remove the temporary home (idempotent)."""
+        """Remove the temporary directory (idempotent)."""
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+            self._rings = None
 
-    def _home(self) -> Path:
-        if not self._keyrings and self._user_home is not None:
-            return self._user_home
+    def _workdir(self) -> Path:
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix="bootree-gpgv-")
-            home = Path(self._tmp) / "home"
-            home.mkdir(mode=0o700)
-            argv: list[str] = [gpg_program(), *_BASE, "--homedir", os.fspath(home), "--no-autostart"]
-            if self._user_home is not None:
-                exported = export_keys([], homedir=self._user_home)
-                extra = Path(self._tmp) / "user-keys.gpg"
-                extra.write_bytes(exported)
-                self._keyrings.append(extra)
-            if self._keyrings:
-                proc = _run.run([*argv, "--import", *map(os.fspath, self._keyrings)], timeout=_TIMEOUT, check=False)
-                if not any(s.keyword == "IMPORT_RES" for s in _status_lines(proc.stdout)):
-                    raise VerificationError(f"cannot read the trusted GPG keyrings: {_why(proc.stderr, [])}")
-        return Path(self._tmp) / "home"
+            self._tmp = Path(tempfile.mkdtemp(prefix="bootree-gpgv-"))
+            (self._tmp / "home").mkdir(mode=0o700)  # empty: no default keyring is ever trusted
+        return self._tmp
+
+    def _keyring_files(self) -> list[Path]:
+        if self._rings is not None:
+            return self._rings
+        tmp = self._workdir()
+        sources = list(self._keyrings)
+        if not sources and self._user_home is not None:
+            sources = [p for p in (self._user_home / "pubring.kbx", self._user_home / "pubring.gpg") if p.is_file()]
+        rings: list[Path] = []
+        for n, src in enumerate(sources):
+            try:
+                with open(src, "rb") as f:
+                    armored = f.read(64).lstrip().startswith(b"-----BEGIN PGP")
+            except OSError as e:
+                raise VerificationError(f"cannot read GPG keyring {src}: {e.strerror}") from e
+            if not armored:
+                rings.append(Path(os.path.abspath(src)))
+                continue
+            out = tmp / f"ring{n}.gpg"
+            proc = _run.run([gpg_program(), "--batch", "--no-tty", "--homedir", os.fspath(tmp / "home"),
+                             "--no-autostart", "--output", os.fspath(out), "--dearmor", os.fspath(src)],
+                            timeout=_TIMEOUT, check=False)
+            if proc.returncode != 0 or not out.exists():
+                raise VerificationError(f"cannot read GPG keyring {src}: {_why(proc.stderr, [])}")
+            rings.append(out)
+        self._rings = rings
+        return rings
 
     def verify(self, data: bytes, signatures: Sequence[bytes]) -> list[SignatureCheck]:
         """One :class:`SignatureCheck` per signature in ``signatures`` over ``data``."""
         if not signatures:
             return []
-        home = self._home()
-        with tempfile.TemporaryDirectory(prefix="bootree-gpgv-") as tmp:
-            sig, dat = Path(tmp) / "sig", Path(tmp) / "data"
+        rings = self._keyring_files()
+        tmp = self._workdir()
+        self._calls += 1
+        sig, dat = tmp / f"{self._calls}.sig", tmp / f"{self._calls}.data"
+        try:
             sig.write_bytes(b"".join(signatures))
             dat.write_bytes(data)
-            argv = [gpg_program(), *_BASE, "--homedir", os.fspath(home), "--no-autostart",
-                    "--trust-model", "always", "--verify", os.fspath(sig), os.fspath(dat)]
+            argv = [gpgv_program(), "--status-fd", "1", "--homedir", os.fspath(tmp / "home")]
+            for ring in rings:
+                argv += ["--keyring", os.fspath(ring)]
             try:
-                proc = _run.run(argv, timeout=_TIMEOUT, check=False)
+                proc = _run.run([*argv, os.fspath(sig), os.fspath(dat)], timeout=_TIMEOUT, check=False)
             except ExternalCommandError as e:
-                raise VerificationError(f"gpg could not run: {e}") from e
+                raise VerificationError(f"gpgv could not run: {e}") from e
+        finally:
+            sig.unlink(missing_ok=True)
+            dat.unlink(missing_ok=True)
         checks = _checks(_status_lines(proc.stdout))
         if not checks:
             return [SignatureCheck("gpg", False, "malformed", "not an OpenPGP signature")]
