@@ -163,7 +163,7 @@ def test_signature_over_another_commit(pub: Pub, tmp_path: Path, capsys: pytest.
 def test_truncated_detached_metadata(pub: Pub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = pub.meta_path(pub.v2)
     p.write_bytes(p.read_bytes()[:-9])
-    assert "detached signature metadata is corrupt" in _refused(capsys, _client(tmp_path, pub.url))
+    assert _refused(capsys, _client(tmp_path, pub.url)).startswith(f"error: corrupt commitmeta object {pub.v2}: ")
 
 
 def test_summary_signature_mismatch(pub: Pub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -255,3 +255,20 @@ def test_library_pull_verifies_before_any_tree_object(pub: Pub, tmp_path: Path) 
     assert exc.value.reason == "untrusted"
     paths = [p for p in seen if "/objects/" in p]
     assert sorted(p.rsplit(".", 1)[1] for p in paths) == ["commit", "commitmeta"], paths
+
+
+@pytest.mark.parametrize("first", ["complete", "metadata-only"])
+def test_commit_already_here_from_an_unverified_remote(
+    pub: Pub, tmp_path: Path, capsys: pytest.CaptureFixture[str], first: str
+) -> None:
+    """A commit fetched earlier without verification is checked when a verified remote's ref moves to it."""
+    pub.meta_path(pub.v2).unlink()  # v2 unsigned
+    client = _client(tmp_path, pub.url, **{"sign-verify-summary": "false"})
+    repo = Repo.open(client)
+    add_remote(repo.config, "plain", pub.url, options=[("gpg-verify", "false")])
+    repo.save_config()
+    extra = ["--commit-metadata-only"] if first == "metadata-only" else []
+    rc, _, err = _cli(capsys, "pull", f"--repo={client}", "plain", "os/main", *extra)
+    assert rc == 0, err
+    assert _refused(capsys, client) == f"error: commit {pub.v2}: no ed25519 signature"
+    assert Repo.open(client).refs.get("origin:os/main") is None

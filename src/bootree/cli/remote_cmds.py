@@ -25,7 +25,6 @@ from bootree.cli._common import (
     progress_enabled,
     repo_option,
 )
-from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
 from bootree.format.summary import Summary
 from bootree.pull import (
@@ -39,9 +38,10 @@ from bootree.pull import (
     pull,
     pull_local,
 )
-from bootree.pull.publish import expiry_metadata, sign_summary, update_summary
+from bootree.pull.publish import expiry_metadata, sign_summary
+from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
-from bootree.transport import join_url, open_fetcher
+from bootree.repo.summary import read_summary, update_summary
 
 
 def _kv(value: str, option: str) -> tuple[str, str]:
@@ -150,14 +150,14 @@ def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
+    from bootree.pull.trust import policy_for_remote
+
     remote = get_remote(repo.config, name)
-    cfg = PullConfig()
-    f = open_fetcher(remote.url, remote.fetch_config(cfg.fetch))
+    policy = policy_for_remote(repo.path, remote)  # a signed summary is checked before it is shown
     try:
-        data = f.fetch(join_url(remote.url, "summary"), max_length=cfg.max_summary_size)
+        return fetch_remote_summary(remote, policy=policy).summary
     finally:
-        f.close()
-    return Summary.from_bytes(data)
+        policy.close()
 
 
 @remote_group.command("refs")
@@ -318,10 +318,7 @@ def summary_cmd(
     if gpg_keys or secret:
         sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
     if view:
-        path = repo.path / "summary"
-        if not path.exists():
-            raise RemoteError(f"{repo.path} has no summary", hint="create it with 'bootree summary -u'")
-        summary = Summary.from_bytes(path.read_bytes())
+        summary = read_summary(repo)
         if as_json:
             print_json(
                 {

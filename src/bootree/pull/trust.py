@@ -27,13 +27,15 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootree.errors import FormatError, KeyFileError, SignatureError, SummaryExpired, VerificationError
-from bootree.format.objects import bswap64
-from bootree.format.summary import Summary
+from bootree.format.checksum import Checksum
+from bootree.format.objects import Commit, bswap64
+from bootree.format.summary import SUMMARY_EXPIRES_KEY, Summary
+from bootree.format.verified import VerifiedMetadata
 from bootree.pull.remote import Remote
 from bootree.sign import GpgVerifier, PublicKey, Verifier, VerifyResult, parse_public_keys
 
@@ -51,8 +53,6 @@ __all__ = [
 DEFAULT_ED25519_DIRS = (Path("/etc/ostree"), Path("/usr/share/ostree"))
 #: The global GPG keyring directory of ostree (``$OSTREE_GPG_HOME`` overrides it).
 DEFAULT_GPG_DIR = Path("/usr/share/ostree/trusted.gpg.d")
-#: bootree's summary expiry (``t``, big-endian seconds since the epoch), ignored by ostree.
-SUMMARY_EXPIRES_KEY = "bootree.summary.expires"
 
 
 def _read_keys(path: Path, what: str) -> list[PublicKey]:
@@ -122,16 +122,26 @@ def _sign_engines(remote: Remote, key: str) -> bool:
 
 @dataclass
 class TrustPolicy:
-    """What a pull from one remote requires, and the keys to check it with."""
+    """What a pull from one remote requires, and the keys to check it with.
+
+    It is the remote's :class:`~bootree.pull.verify.SignaturePolicy`, the pull seams' hook: the
+    session calls :meth:`check_summary` before any ref of the summary is used, and the object
+    engine holds each commit until its detached metadata is in and calls :meth:`check_commit`
+    before anything of it is written or walked.
+    """
 
     remote: str
     verifier: Verifier = field(default_factory=Verifier)
+    #: The remote's URL, named in errors about its summary.
+    url: str = ""
     gpg_verify: bool = False
     gpg_verify_summary: bool = False
     sign_verify: bool = False
     sign_verify_summary: bool = False
     #: Current time for the summary expiry (tests pin it).
     now: float | None = None
+    #: Called with every commit that passed, before it is used (the puller's downgrade check).
+    commit_hook: Callable[[Checksum, Commit], None] | None = None
 
     @property
     def verifies_commits(self) -> bool:
@@ -146,6 +156,15 @@ class TrustPolicy:
     def close(self) -> None:
         """Release the GPG verifier's temporary home."""
         self.verifier.close()
+
+    @property
+    def wants_detached_metadata(self) -> bool:
+        """The seams' hook: hold commits until their ``.commitmeta`` is in (when commits are verified)."""
+        return self.verifies_commits
+
+    def check_start(self) -> None:
+        """The seams' hook, before the first request: see :meth:`check_configured`."""
+        self.check_configured()
 
     def check_configured(self) -> None:
         """Fail before any download when a required engine has no trusted key at all.
@@ -165,28 +184,50 @@ class TrustPolicy:
                 hint="set verification-ed25519-key or verification-ed25519-file for this remote",
             )
 
-    def check_commit(self, csum: str, commit: bytes, meta: bytes | None) -> VerifyResult:
-        """Check a commit's detached metadata against the policy.
+    def check_commit(self, csum: Checksum, commit: VerifiedMetadata, detached: bytes | None) -> None:
+        """Check a fetched commit's detached metadata against the policy, then the commit hook.
+
+        Raises:
+            SignatureError: the commit does not satisfy the policy.
+            DowngradeError: from the hook.
+        """
+        self.commit_signatures(csum, commit.data, detached)
+        if self.commit_hook is not None:
+            value = commit.value
+            assert isinstance(value, Commit)
+            self.commit_hook(csum, value)
+
+    def commit_signatures(self, csum: str, commit: bytes, meta: bytes | None) -> VerifyResult:
+        """The signature checks of a commit's bytes (``meta``: its detached metadata).
 
         Raises:
             SignatureError: the commit does not satisfy the policy.
         """
+        if not self.verifies_commits and not meta:
+            return VerifyResult(f"commit {csum}", ())
         return self.verifier.check(
             f"commit {csum}", commit, meta, require_gpg=self.gpg_verify, require_ed25519=self.sign_verify
         )
 
-    def check_summary(self, url: str, summary: bytes, sig: bytes | None) -> VerifyResult:
-        """Check ``summary.sig`` against the policy (``sig`` None: the server has none).
+    def check_summary(self, data: bytes, signature: bytes | None) -> None:
+        """Check ``summary.sig`` (None: the server has none) and the expiry of the summary.
 
         Raises:
             SignatureError: the summary does not satisfy the policy.
+            SummaryExpired: a summary past its ``bootree.summary.expires``.
         """
-        subject = f"summary of {url}"
-        if sig is None and self.verifies_summary:
-            raise SignatureError(subject, "unsigned", "no summary.sig, but the remote requires a signed summary")
-        return self.verifier.check(
-            subject, summary, sig, require_gpg=self.gpg_verify_summary, require_ed25519=self.sign_verify_summary
-        )
+        subject = f"summary of {self.url or self.remote}"
+        if self.verifies_summary:
+            if signature is None:
+                raise SignatureError(subject, "unsigned", "no summary.sig, but the remote requires a signed summary")
+            self.verifier.check(
+                subject, data, signature, require_gpg=self.gpg_verify_summary, require_ed25519=self.sign_verify_summary
+            )
+        try:
+            summary = Summary.from_bytes(data)
+        except FormatError:
+            return  # the session reports a corrupt summary itself
+        check_summary_expiry(self.url or self.remote, summary, self.now)
 
 
 def check_summary_expiry(url: str, summary: Summary, now: float | None = None) -> None:
@@ -219,6 +260,7 @@ def policy_for_remote(
     """
     policy = TrustPolicy(
         remote.name,
+        url=remote.url,
         gpg_verify=remote.get_bool("gpg-verify", True),
         gpg_verify_summary=remote.get_bool("gpg-verify-summary", False),
         sign_verify=_sign_engines(remote, "sign-verify"),

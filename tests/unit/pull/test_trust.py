@@ -45,9 +45,9 @@ def test_keys_files_dirs_and_revocation(tmp_path: Path) -> None:
     assert p.verifier.ed25519 == (A.public, B.public)  # system trusted keys only without remote keys
     assert p.verifier.revoked == (A.public,)
     data = b"commit"
-    p.check_commit("c", data, add_ed25519(data, None, [B]))
+    p.commit_signatures("c", data, add_ed25519(data, None, [B]))
     with pytest.raises(SignatureError) as exc:
-        p.check_commit("c", data, add_ed25519(data, None, [A]))
+        p.commit_signatures("c", data, add_ed25519(data, None, [A]))
     assert exc.value.reason == "revoked"
     only_sys = policy_for_remote(tmp_path, _remote(**opts), ed25519_dirs=[sysdir])
     assert only_sys.verifier.ed25519 == (C.public,)
