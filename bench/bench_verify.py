@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bootree.pull import add_remote, get_remote, pull, puller, trust
+from bootree.pull import add_remote, get_remote, pull, trust
 from bootree.pull.publish import sign_commit, sign_summary, update_summary
 from bootree.repo import Repo, RepoMode
 from bootree.sign import SecretKey
@@ -104,7 +104,8 @@ def main() -> int:
                     spent[1] += _cpu() - c
             return wrapper
 
-        puller.policy_for_remote = timed(puller.policy_for_remote)
+        trust.policy_for_remote = timed(trust.policy_for_remote)  # type: ignore[assignment]
+        trust.TrustPolicy.check_start = timed(trust.TrustPolicy.check_start)  # type: ignore[method-assign]
         trust.TrustPolicy.check_commit = timed(trust.TrustPolicy.check_commit)  # type: ignore[method-assign]
         trust.TrustPolicy.check_summary = timed(trust.TrustPolicy.check_summary)  # type: ignore[method-assign]
         trust.TrustPolicy.close = timed(trust.TrustPolicy.close)  # type: ignore[method-assign]
