@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootree.errors import DowngradeError, NotBooted, RefNotFound, SysrootError
+from bootree.errors import DowngradeError, NotBooted, SysrootError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import ObjectType
 from bootree.sysroot import assessment
@@ -85,9 +85,6 @@ def upgrade(
     if not refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
     csum = sysroot.repo.resolve_rev(refspec)
-    if csum is None:
-        raise RefNotFound(refspec)
-    csum = Checksum(csum)
     if csum == base.csum or (sysroot.staged is not None and sysroot.staged.csum == csum):
         return UpgradeResult(csum, None, up_to_date=True)
     if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
