@@ -272,3 +272,23 @@ def test_commit_already_here_from_an_unverified_remote(
     assert rc == 0, err
     assert _refused(capsys, client) == f"error: commit {pub.v2}: no ed25519 signature"
     assert Repo.open(client).refs.get("origin:os/main") is None
+
+
+def test_remote_add_sign_verify_option(pub: Pub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ostree's ``remote add --sign-verify=ed25519=inline:KEY`` (and ``file:PATH``) configure the same checks."""
+    keyfile = tmp_path / "trusted.ed25519"
+    keyfile.write_text(KEY.public.base64 + "\n")
+    for n, spec in enumerate((f"ed25519=inline:{KEY.public.base64}", f"ed25519=file:{keyfile}")):
+        client = tmp_path / f"c{n}"
+        assert _cli(capsys, "init", f"--repo={client}", "--mode=archive")[0] == 0
+        rc, _, err = _cli(capsys, "remote", "add", f"--repo={client}", "--no-gpg-verify", f"--sign-verify={spec}",
+                          "origin", pub.url)
+        assert rc == 0, err
+        remote = get_remote(Repo.open(client).config, "origin")
+        assert remote.get("sign-verify") == "true"
+        assert _cli(capsys, "pull", f"--repo={client}", "origin", "os/main")[0] == 0
+    pub.meta_path(pub.v2).unlink()
+    # A commit already here is checked again when its ref is pulled: its signature is gone now.
+    assert _refused(capsys, tmp_path / "c0") == f"error: commit {pub.v2}: no ed25519 signature"
+    rc, _, err = _cli(capsys, "remote", "add", f"--repo={tmp_path / 'c0'}", "--sign-verify=rsa=inline:x", "o2", pub.url)
+    assert rc == 2 and "unknown signature type" in err

@@ -73,6 +73,10 @@ def remote_group() -> None:
 )
 @click.option("--no-gpg-verify", is_flag=True, help="Disable GPG verification.")
 @click.option("--no-sign-verify", is_flag=True, help="Disable signature verification (GPG and others).")
+@click.option("--sign-verify", "sign_verify_keys", multiple=True, metavar="KEYTYPE=[inline|file]:PUBKEY",
+              help="Verify signatures using KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/key (ed25519).")
+@click.option("--gpg-import", "gpg_import_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Import GPG keys from FILE for this remote.")
 @click.option("--if-not-exists", is_flag=True, help="Do nothing if the remote exists.")
 @click.option("--force", is_flag=True, help="Replace the remote if it exists.")
 @click.option("--contenturl", help="Use URL when fetching content (objects).")
@@ -87,6 +91,8 @@ def remote_add_cmd(
     set_options: tuple[str, ...],
     no_gpg_verify: bool,
     no_sign_verify: bool,
+    sign_verify_keys: tuple[str, ...],
+    gpg_import_files: tuple[Path, ...],
     if_not_exists: bool,
     force: bool,
     contenturl: str | None,
@@ -94,21 +100,42 @@ def remote_add_cmd(
 ) -> None:
     """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
     repo = open_repo(ctx, repo_path)
+    options = [_kv(o, "--set") for o in set_options]
+    for spec in sign_verify_keys:
+        options.append(_sign_verify_option(spec))
+    if sign_verify_keys and no_sign_verify:
+        raise click.UsageError("--sign-verify and --no-sign-verify are exclusive")
     added = add_remote(
         repo.config,
         name,
         url,
         branches=branches,
         contenturl=contenturl,
-        options=[_kv(o, "--set") for o in set_options],
+        options=options,
         gpg_verify=False if (no_gpg_verify or no_sign_verify) else None,
-        sign_verify=False if no_sign_verify else None,
+        sign_verify=False if no_sign_verify else (True if sign_verify_keys else None),
         collection_id=collection_id,
         if_not_exists=if_not_exists,
         force=force,
     )
     if added:
         repo.save_config()
+        if gpg_import_files:
+            from bootree.pull.trust import gpg_import
+
+            n = gpg_import(repo.path, get_remote(repo.config, name), gpg_import_files, fsync=repo.fsync)
+            click.echo(f"Imported {len(n)} GPG key{'s' if len(n) != 1 else ''} to remote \"{name}\"")
+
+
+def _sign_verify_option(spec: str) -> tuple[str, str]:
+    """ostree's ``--sign-verify=ed25519=inline:KEY`` / ``ed25519=file:PATH`` as a remote key."""
+    kind, sep, ref = spec.partition("=")
+    how, sep2, value = ref.partition(":")
+    if not sep or not sep2 or how not in ("inline", "file") or not value:
+        raise click.BadParameter(f"expected KEYTYPE=inline:PUBKEY or KEYTYPE=file:PATH, got {spec!r}", param_hint="--sign-verify")
+    if kind != "ed25519":
+        raise click.BadParameter(f"unknown signature type {kind!r} (bootree knows ed25519)", param_hint="--sign-verify")
+    return (f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value)
 
 
 @remote_group.command("delete")
