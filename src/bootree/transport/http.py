@@ -298,6 +298,13 @@ class PipelinedHttpFetcher(FetcherBase):
                 inflight.popleft()
                 self._fail(head, e)
                 continue
+            except Exception as e:  # a bug must not kill the thread and leave requests unanswered
+                log.exception("unexpected error reading %s", head.url)
+                self._drop(pool, conn)
+                conn = None
+                inflight.popleft()
+                self._complete(head, None, FetchError(head.url, f"internal error: {e!r}"))
+                continue
             inflight.popleft()
             sent -= 1
             served += 1
