@@ -2,7 +2,7 @@
 
 Layer: services. Signing and checking work over bytes (a commit object, a summary, detached
 metadata); reading key files, fetching and writing belong to the callers (``pull``, ``cli``).
-GPG is delegated to the ``gpg`` program (:mod:`bootree.sign.gpg`, ADR 0006), so this package may
+GPG is delegated to the ``gpg`` program (:mod:`bootree.sign.gpg`, ADR 0002), so this package may
 import :mod:`bootree._run` besides ``format`` and ``errors``.
 """
 

@@ -1,7 +1,7 @@
 """OpenPGP signatures as ostree makes them, by driving GnuPG's ``gpg`` program.
 
 Layer: sign (services); the one module of :mod:`bootree.sign` that runs a program, through
-:mod:`bootree._run` (ADR 0006 says why the ``gpg`` binary and not a Python binding). Nothing here
+:mod:`bootree._run` (ADR 0002 says why the ``gpg`` binary and not a Python binding). Nothing here
 parses OpenPGP: ``gpg`` does, and we read its machine-readable ``--status-fd`` lines
 (GnuPG's doc/DETAILS), which are stable across GnuPG versions.
 
