@@ -125,6 +125,7 @@ class DiskObjectStore:
         self.mode = mode
         self.zlib_level = zlib_level
         self._creator: tuple[int, int] | None = None
+        self._meta_memo: dict[bytes, FileHeader] = {}  # user.ostreemeta value -> header (stat_file)
         #: 0o777 until prepare_writes() knows better: every write then sets its mode explicitly.
         self._umask = 0o777
         self._compressobj: Callable[[int, int, int], Any] = (
@@ -269,6 +270,58 @@ class DiskObjectStore:
             f.close()
             return parsed.header, None
         return parsed.header, cast(BinaryIO, _InflatingReader(f, parsed.size))
+
+    def stat_file(self, csum: Checksum) -> tuple[FileHeader, int]:
+        """The header and content size of a content object, without reading the content.
+
+        Raises:
+            ObjectMissing, CorruptObject: as :meth:`open_file`.
+        """
+        if self.mode is RepoMode.ARCHIVE:
+            path = self.path(ObjectType.FILE, csum)
+            try:
+                with open(path, "rb") as f:
+                    prefix = f.read(8)
+                    parsed = decode_archive_header(prefix + f.read(int.from_bytes(prefix[:4], "big")))
+            except FileNotFoundError:
+                raise ObjectMissing(csum, "file") from None
+            except FormatError as e:
+                raise CorruptObject(csum, "file", str(e)) from e
+            return parsed.header, 0 if parsed.header.is_symlink else parsed.size
+        if self.mode is RepoMode.BARE_USER:
+            return self._stat_bare_user(csum)
+        header, stream = self.open_file(csum)
+        if stream is None:
+            return header, 0
+        with stream:
+            return header, os.fstat(stream.fileno()).st_size
+
+    def _stat_bare_user(self, csum: Checksum) -> tuple[FileHeader, int]:
+        # One lstat and one getxattr per object; the header decode is shared by every object
+        # with the same owner, mode and xattrs (most of a tree), so it is memoised.
+        path = self.path_str(ObjectType.FILE, csum)
+        try:
+            st = os.lstat(path)
+            raw = os.getxattr(path, BARE_USER_XATTR, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ObjectMissing(csum, "file") from None
+        except OSError as e:
+            if e.errno == errno.ENODATA:
+                raise CorruptObject(csum, "file", f"missing {BARE_USER_XATTR} xattr") from e
+            raise CorruptObject(csum, "file", str(e)) from e
+        header = self._meta_memo.get(raw)
+        if header is None:
+            try:
+                uid, gid, mode, xattrs = decode_bare_user_meta(raw)
+                if stat.S_ISLNK(mode):
+                    header, _ = self.open_file(csum)
+                    return header, 0
+                header = FileHeader(uid, gid, mode, 0, "", xattrs)
+            except FormatError as e:
+                raise CorruptObject(csum, "file", str(e)) from e
+            if len(self._meta_memo) < 4096:
+                self._meta_memo[raw] = header
+        return header, st.st_size
 
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
         """Header and whole content of a content object (for small files and tests)."""

@@ -237,6 +237,10 @@ class Repo:
         """Header and content stream (``None`` for symlinks) of a content object."""
         return self.store.open_file(csum)
 
+    def stat_file(self, csum: Checksum) -> tuple[FileHeader, int]:
+        """Header and content size of a content object (the content is not read)."""
+        return self.store.stat_file(csum)
+
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
         """Header and whole content of a content object."""
         return self.store.load_file(csum)
@@ -372,11 +376,15 @@ class Repo:
         options: CommitOptions = _DEFAULT_OPTIONS,
         skip_if_unchanged: bool = False,
         progress: ProgressFn | None = None,
+        tree_metadata: Callable[[Checksum, Checksum], Sequence[tuple[str, Variant]]] | None = None,
     ) -> Checksum:
         """Commit ``sources`` (``ostree commit``) and move ``branch`` to the new commit.
 
         ``parent`` defaults to the branch's current commit (``None`` = orphan). ``bindings``
         adds ``ostree.ref-binding`` for the branch, as ostree does unless ``--no-bindings``.
+        ``tree_metadata(dirtree, dirmeta)`` adds metadata computed from the written tree (e.g. the
+        composefs digest): the tree's objects are then published first, in their own
+        transaction, so that it can read them; the commit follows in a second one.
 
         Raises:
             SourceError, RefNotFound, RefConflict: see :meth:`write_tree` and :meth:`set_ref`.
@@ -390,8 +398,16 @@ class Repo:
         meta = list(metadata)
         if branch and bindings and not any(k == "ostree.ref-binding" for k, _ in meta):
             meta.append(("ostree.ref-binding", Variant("as", [branch])))
+        written: tuple[Checksum, Checksum] | None = None
+        if tree_metadata is not None:
+            with self.transaction() as txn:
+                written = self.write_tree(txn, sources, options, progress=progress)
+            meta.extend(tree_metadata(*written))
         with self.transaction() as txn:
-            tree, dmeta = self.write_tree(txn, sources, options, progress=progress)
+            if written is not None:
+                tree, dmeta = written
+            else:
+                tree, dmeta = self.write_tree(txn, sources, options, progress=progress)
             if skip_if_unchanged and parent is not None:
                 pc = self.read_commit(parent)
                 if (pc.root_tree, pc.root_meta) == (tree, dmeta):
