@@ -41,7 +41,7 @@ def objects_of_payload(payload: bytes) -> Checksum | None:
     """The content checksum an ostree-style payload ``ab/cdef….file`` names, if it is one."""
     text = payload.decode("ascii", "replace")
     if len(text) == 70 and text[2] == "/" and text.endswith(".file"):
-        csum = text[:2] + text[3:67]
+        csum = text[:2] + text[3:65]
         if is_checksum(csum):
             return Checksum(csum)
     return None
