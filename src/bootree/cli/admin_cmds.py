@@ -158,6 +158,13 @@ def _marker(sysroot: Sysroot, d: Deployment) -> str:
     return ""
 
 
+def _composefs_status(sysroot: Sysroot, d: Any) -> dict[str, Any] | None:
+    from bootree.sysroot.composefs import deployment_image
+
+    image = deployment_image(sysroot.deployment_dir(d))
+    return None if image is None else {"digest": image.digest, "size": image.size}
+
+
 def _status_json(sysroot: Sysroot) -> dict[str, Any]:
     record = assessment.load(sysroot)
     out = []
@@ -179,6 +186,7 @@ def _status_json(sysroot: Sysroot) -> dict[str, Any]:
             "origin": d.origin.text if d.origin else None,
             "kargs": str(d.kargs.without("ostree")),
             **assessment.status_fields(sysroot, d, record),  # boot counting and health (issue 5)
+            "composefs": _composefs_status(sysroot, d),  # issue 14: null, or the image's digest
         })
     return {"bootversion": sysroot.bootversion, "subbootversion": sysroot.subbootversion, "deployments": out,
             "lastFallback": record.last_fallback}
@@ -212,6 +220,9 @@ def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
         if d.pinned:
             lines.append("    Pinned: yes")
         lines.extend(f"    {line}" for line in assessment.status_lines(sysroot, d, record))
+        cfs = _composefs_status(sysroot, d)
+        if cfs is not None:
+            lines.append(f"    composefs: {cfs['digest']}")
         if d.origin is None:
             lines.append("    origin: none")
         elif d.refspec:
