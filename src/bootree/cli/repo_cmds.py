@@ -640,18 +640,18 @@ def _fsck_composefs(repo: Repo, result: Any) -> None:
     from bootree.repo.traverse import FsckProblem
 
     seen = {p.checksum for p in result.problems}  # objects the plain fsck already reported
-    found = []
     for otype, csum in repo.store.iter_objects():
         if otype is ObjectType.COMMIT:
-            found.extend(check_commit(repo, csum))
-    # A sysroot's repository (SYSROOT/ostree/repo) backs the images of its deployments.
+            for problem in check_commit(repo, csum):
+                if problem.what not in seen:
+                    seen.add(problem.what)
+                    result.problems.append(FsckProblem("composefs", problem.what, problem.message))
+    # A sysroot's repository (SYSROOT/ostree/repo) backs the images of its deployments: each
+    # image's view of an object (size, fs-verity digest) is reported, also for known-bad objects.
     if repo.path.parent.name == "ostree":
         for image in sorted((repo.path.parent / "deploy").glob(f"*/deploy/*/{COMPOSEFS_NAME}")):
-            found.extend(check_image_objects(repo, image))
-    for problem in found:
-        if problem.what not in seen:
-            seen.add(problem.what)
-            result.problems.append(FsckProblem("composefs", problem.what, problem.message))
+            for problem in check_image_objects(repo, image):
+                result.problems.append(FsckProblem("composefs", problem.what, problem.message))
 
 
 @cli.command("prune")
