@@ -10,14 +10,11 @@ available" unless the configuration demands verity, and compute the digest in so
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import fcntl
 import os
-import struct
 
+from bootree import _fs
 from bootree.errors import VerificationError
-from bootree.format.fsverity import FS_VERITY_HASH_ALG_SHA256, FsVerityHasher
+from bootree.format.fsverity import FsVerityHasher
 
 __all__ = [
     "FS_IOC_ENABLE_VERITY",
@@ -30,26 +27,19 @@ __all__ = [
 ]
 
 
-def _ioc(direction: int, nr: int, size: int) -> int:
-    return (direction << 30) | (size << 16) | (ord("f") << 8) | nr
-
-
-_ENABLE_ARG = struct.Struct("<IIIIQIIQ88x")  # struct fsverity_enable_arg: 128 bytes
 #: ``_IOW('f', 133, struct fsverity_enable_arg)``
-FS_IOC_ENABLE_VERITY = _ioc(1, 133, _ENABLE_ARG.size)
+FS_IOC_ENABLE_VERITY = _fs.FS_IOC_ENABLE_VERITY
 #: ``_IOWR('f', 134, struct fsverity_digest)`` (the 4-byte header; the digest follows it)
-FS_IOC_MEASURE_VERITY = _ioc(3, 134, 4)
-
-_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.ENOSYS, errno.ENODATA}
+FS_IOC_MEASURE_VERITY = _fs.FS_IOC_MEASURE_VERITY
 
 
 class VerityUnsupported(VerificationError):
     """The file system (or kernel) cannot enable or measure fs-verity on this file."""
 
 
-def enable_arg(block_size: int = 4096, salt: bytes = b"") -> bytes:
-    """The ``fsverity_enable_arg`` for SHA-256 (salt pointers are filled by :func:`enable_verity`)."""
-    return _ENABLE_ARG.pack(1, FS_VERITY_HASH_ALG_SHA256, block_size, len(salt), 0, 0, 0, 0)
+def enable_arg(block_size: int = 4096) -> bytes:
+    """The ``fsverity_enable_arg`` for SHA-256, no salt, no signature."""
+    return _fs.fsverity_enable_arg(block_size)
 
 
 def measure_verity(fd: int) -> bytes | None:
@@ -60,19 +50,10 @@ def measure_verity(fd: int) -> bytes | None:
         VerityUnsupported: if the file system or kernel has no fs-verity at all (so callers can
             stop asking for the other files).
     """
-    buf = bytearray(struct.pack("<HH", 0, 64) + bytes(64))
     try:
-        fcntl.ioctl(fd, FS_IOC_MEASURE_VERITY, buf, True)
-    except OSError as e:
-        if e.errno == errno.ENODATA:
-            return None
-        if e.errno in _UNSUPPORTED:
-            raise VerityUnsupported(f"fs-verity is not supported here ({os.strerror(e.errno)})") from e
-        raise
-    alg, size = struct.unpack_from("<HH", buf)
-    if alg != FS_VERITY_HASH_ALG_SHA256 or size != 32:
-        return None
-    return bytes(buf[4:36])
+        return _fs.fsverity_measure(fd)
+    except NotImplementedError as e:
+        raise VerityUnsupported(f"fs-verity is not supported here ({e})") from e
 
 
 def enable_verity(fd: int, *, block_size: int = 4096) -> None:
@@ -82,15 +63,8 @@ def enable_verity(fd: int, *, block_size: int = 4096) -> None:
         VerityUnsupported: if the file system or kernel does not support it.
         OSError: for other failures (e.g. the file is open for writing: ``ETXTBSY``).
     """
-    arg = ctypes.create_string_buffer(enable_arg(block_size), _ENABLE_ARG.size)
-    try:
-        fcntl.ioctl(fd, FS_IOC_ENABLE_VERITY, arg)
-    except OSError as e:
-        if e.errno == errno.EEXIST:
-            return  # already enabled
-        if e.errno in _UNSUPPORTED:
-            raise VerityUnsupported(f"fs-verity is not supported here ({os.strerror(e.errno)})") from e
-        raise
+    if not _fs.fsverity_enable(fd, block_size=block_size):
+        raise VerityUnsupported("fs-verity is not supported on this file system or kernel")
 
 
 def file_digest(fd: int, *, measure: bool = True) -> bytes:

@@ -137,6 +137,21 @@ class Repo:
         return cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
 
     @property
+    def fs_verity(self) -> str:
+        """Whether content objects get fs-verity: ``"no"``, ``"maybe"`` or ``"yes"``, as ostree reads
+        it: ``[ex-integrity] fsverity`` (a tristate; ``composefs`` there implies ``maybe``), else
+        the older ``[ex-fsverity] required=true`` (yes) or ``opportunistic=true`` (maybe)."""
+        tristate = {"yes": "yes", "true": "yes", "1": "yes", "no": "no", "false": "no", "0": "no", "maybe": "maybe"}
+        cfs = tristate.get((self.config.get("ex-integrity", "composefs", "no") or "no").strip().lower(), "no")
+        value = self.config.get("ex-integrity", "fsverity")
+        wanted = tristate.get(value.strip().lower(), "no") if value is not None else ("maybe" if cfs != "no" else "no")
+        if wanted != "no":
+            return wanted
+        if self.config.get_bool("ex-fsverity", "required", False):
+            return "yes"
+        return "maybe" if self.config.get_bool("ex-fsverity", "opportunistic", False) else "no"
+
+    @property
     def mode(self) -> RepoMode:
         """The repository's mode."""
         return self.store.mode

@@ -17,6 +17,7 @@ bootree or ostree expires. Writers may call the ``write_*`` methods from several
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import logging
@@ -87,6 +88,7 @@ class Transaction:
         self._publish_lock = threading.Lock()
         self._made_prefixes: set[str] = set()
         self._renamed_unsynced = False
+        self._verity_unsupported = False
         self._counter = itertools.count()
         self._refs: dict[str, tuple[RefSpec, Checksum | None]] = {}
         self._commitmeta: dict[Checksum, bytes] = {}
@@ -326,6 +328,7 @@ class Transaction:
             if batch and self.repo.fsync:
                 _fs.syncfs(self.staging)
             t1 = time.perf_counter()
+            self._enable_verity(batch)
             self._rename_in(batch)
             t2 = time.perf_counter()
             if (batch or self._renamed_unsynced) and self.repo.fsync:
@@ -339,6 +342,34 @@ class Transaction:
                     t2 - t1,
                     time.perf_counter() - t2,
                 )
+
+    def _enable_verity(self, rels: list[str]) -> None:
+        """fs-verity on staged content objects, per the repository's ``fs_verity`` (ostree's
+        ``[ex-fsverity]``): ``yes`` fails when the file system cannot, ``maybe`` stops trying."""
+        wanted = self.repo.fs_verity
+        if wanted == "no" or not self.repo.mode.is_bare or self._verity_unsupported:
+            return
+        for rel in rels:
+            if not rel.endswith(".file"):
+                continue
+            path = f"{self._staging_str}/{_flat(rel)}"
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno == errno.ELOOP:  # a bare symlink object: verity is for file data
+                    continue
+                raise
+            try:
+                ok = _fs.fsverity_enable(fd)
+            finally:
+                os.close(fd)
+            if not ok:
+                if wanted == "yes":
+                    raise RepoError(
+                        f"{self.repo.path}: fs-verity is required ([ex-fsverity] required=true) but this file system has none"
+                    )
+                self._verity_unsupported = True
+                return
 
     def _rename_in(self, rels: list[str]) -> None:
         objects = self._store.objects
