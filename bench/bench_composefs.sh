@@ -69,7 +69,7 @@ img_bytes=$(stat -c %s "$IMG"); img_yes_bytes=$(stat -c %s "$IMG.yes")
 mount_note="not run (needs root, EROFS and overlayfs)"
 if [ "$(id -u)" -eq 0 ] && grep -qw erofs /proc/filesystems && grep -qw overlay /proc/filesystems; then
     CO=$WORK/checkout
-    [ -d "$CO/usr" ] || $BOOTREE --repo="$REPO" checkout -H corpus "$CO" >/dev/null
+    [ -d "$CO/usr" ] || $BOOTREE --repo="$REPO" checkout -U -H corpus "$CO" >/dev/null
     cat > "$WORK/mounted.sh" <<'INNER'
 set -euo pipefail
 img=$1 objects=$2 co=$3 work=$4 reps=$5 runs=$6
@@ -95,14 +95,14 @@ done
 umount "$work/mnt" "$work/lower"
 INNER
     unshare -m --propagation private bash "$WORK/mounted.sh" "$IMG.yes" "$REPO/objects" "$CO" "$WORK" "$REPS" "$RUNS"
-    mount_note="composefs = EROFS image + overlay over $REPO/objects; hardlink = bootree checkout -H"
+    mount_note="composefs = EROFS image + overlay over $REPO/objects; hardlink = bootree checkout -U -H"
 fi
 
 {
     echo "# composefs on $(basename "$CORPUS")/v1 ($files files, $((tree_bytes / 1048576)) MiB)"
     echo
     echo "image (metadata only): $img_bytes bytes without object digests, $img_yes_bytes with" \
-         "($(echo "scale=2; 100 * $img_yes_bytes / $tree_bytes" | bc)% of the tree)"
+         "($(awk -v a="$img_yes_bytes" -v b="$tree_bytes" 'BEGIN { printf "%.2f", 100 * a / b }')% of the tree)"
     echo
     echo "| step | median s | runs |"
     echo "|---|---|---|"

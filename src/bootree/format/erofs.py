@@ -178,8 +178,7 @@ def _filter_bit(name: bytes) -> int:
 
 
 def _entry_size(name: bytes, value: bytes) -> int:
-    _index, suffix = xattr_index(name)
-    return (4 + len(suffix) + len(value) + 3) & ~3
+    return (4 + len(xattr_index(name)[1]) + len(value) + 3) & ~3
 
 
 def _chunking(size: int) -> tuple[int, int]:

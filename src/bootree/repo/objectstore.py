@@ -125,7 +125,7 @@ class DiskObjectStore:
         self.mode = mode
         self.zlib_level = zlib_level
         self._creator: tuple[int, int] | None = None
-        self._meta_memo: dict[bytes, FileHeader] = {}  # user.ostreemeta value -> header (stat_file)
+        self._meta_memo: dict[bytes, FileHeader] = {}  # user.ostreemeta -> regular file header (stat_file)
         #: 0o777 until prepare_writes() knows better: every write then sets its mode explicitly.
         self._umask = 0o777
         self._compressobj: Callable[[int, int, int], Any] = (
@@ -309,18 +309,22 @@ class DiskObjectStore:
             if e.errno == errno.ENODATA:
                 raise CorruptObject(csum, "file", f"missing {BARE_USER_XATTR} xattr") from e
             raise CorruptObject(csum, "file", str(e)) from e
-        header = self._meta_memo.get(raw)
-        if header is None:
-            try:
-                uid, gid, mode, xattrs = decode_bare_user_meta(raw)
-                if stat.S_ISLNK(mode):
-                    header, _ = self.open_file(csum)
-                    return header, 0
-                header = FileHeader(uid, gid, mode, 0, "", xattrs)
-            except FormatError as e:
-                raise CorruptObject(csum, "file", str(e)) from e
-            if len(self._meta_memo) < 4096:
-                self._meta_memo[raw] = header
+        try:
+            header = self._meta_memo.get(raw)
+            if header is not None:
+                return header, st.st_size
+            uid, gid, mode, xattrs = decode_bare_user_meta(raw)
+            if stat.S_ISLNK(mode):  # the target is the object's content: not memoised
+                with open(path, "rb") as f:
+                    data = f.read()
+                if not data.endswith(b"\0"):
+                    raise FormatError("bare-user symlink object lacks its NUL terminator")
+                return FileHeader(uid, gid, mode, 0, data[:-1].decode("utf-8", "surrogateescape"), xattrs), 0
+            header = FileHeader(uid, gid, mode, 0, "", xattrs)
+        except FormatError as e:
+            raise CorruptObject(csum, "file", str(e)) from e
+        if len(self._meta_memo) < 4096:
+            self._meta_memo[raw] = header
         return header, st.st_size
 
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:

@@ -75,3 +75,23 @@ def test_objects_get_verity_or_required_fails(tmp_path: Path) -> None:
             _commit(repo.path, tree)
         assert Repo.open(repo.path).resolve_rev("b") == csum  # the failed commit changed nothing
         pytest.skip("no fs-verity on this kernel/file system: required=true refused as it must")
+
+
+@pytest.mark.parametrize("mode", [RepoMode.BARE_USER, RepoMode.ARCHIVE, RepoMode.BARE_USER_ONLY])
+def test_stat_file_matches_load_file(tmp_path: Path, mode: RepoMode) -> None:
+    """``stat_file`` (header and size without reading content) agrees with ``load_file``."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"a" * 5000)
+    (tree / "b").write_bytes(b"")
+    (tree / "c").write_bytes(b"c" * 5000)  # same meta as "a": the memoised header
+    os.chmod(tree / "c", 0o755)
+    os.symlink("a", tree / "l1")
+    os.symlink("some/other", tree / "l2")
+    repo = Repo.init(tmp_path / "repo", mode=mode)
+    csum = repo.commit([tree], branch="b")
+    for _path, kind, obj, _m in repo.walk_tree(csum):
+        if kind == "f":
+            header, data = repo.load_file(obj)
+            for _ in range(2):
+                assert repo.stat_file(obj) == (header, len(data))
