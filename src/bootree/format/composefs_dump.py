@@ -153,12 +153,19 @@ def iter_nodes(root: Node) -> Iterator[tuple[bytes, Node]]:
 
 
 def _iter_children(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:
-    for name in sorted(node.children):
-        child = node.children[name]
-        cpath = path + b"/" + name
+    # Iterative (a stack of sorted child lists), so that deep trees need no deep recursion.
+    stack = [(path, iter(sorted(node.children.items())))]
+    while stack:
+        base, it = stack[-1]
+        item = next(it, None)
+        if item is None:
+            stack.pop()
+            continue
+        name, child = item
+        cpath = base + b"/" + name
         yield cpath, child
         if child.link_to is None and child.is_dir:
-            yield from _iter_children(cpath, child)
+            stack.append((cpath, iter(sorted(child.children.items()))))
 
 
 # --- escaping ----------------------------------------------------------------------------------

@@ -330,7 +330,10 @@ def _build(root: Node, options: WriteOptions) -> tuple[list[_Ino], int]:
         version = 1
     links: list[tuple[_Ino, bytes, Node]] = []
     made: dict[int, _Ino] = {}
-    rino = _rewrite(root, None, version, links, made)
+    try:
+        rino = _rewrite(root, None, version, links, made)
+    except RecursionError:
+        raise ComposefsFormatError("directory tree too deep") from None
     for parent, name, target in links:
         tino = made.get(id(target))
         if tino is None:

@@ -267,7 +267,10 @@ def read_image(data: bytes) -> Image:
     """
     info = read_info(data)
     reader = _Reader(data, info)
-    root, _ = reader.node(info.root_nid)
+    try:
+        root, _ = reader.node(info.root_nid)
+    except RecursionError:
+        raise ComposefsFormatError("directory tree too deep (or a directory loop)") from None
     if not root.is_dir:
         raise ComposefsFormatError("the image root is not a directory")
     return Image(info=info, root=root)

@@ -5,7 +5,9 @@ bootree's boot chain needs: the initramfs mounts the root partition, finds the d
 by ``ostree=`` on the kernel command line, mounts it as ``/`` with ``/usr`` read-only, the
 stateroot's ``/var`` on ``/var``, the physical root on ``/sysroot`` and its ``/boot`` on
 ``/boot`` (so that ``bootree`` inside the booted system finds the sysroot at ``/``), and
-``switch_root``\\ s into it.
+``switch_root``\\ s into it. When the deployment's ``prepare-root.conf`` enables composefs, the root
+is instead its ``.ostree.cfs`` (EROFS) under a read-only overlay over ``ostree/repo/objects``, with
+``verity=require`` for ``verity``/``signed``, and ``/etc`` bound from the deployment.
 
 Why these modules: a distribution kernel (Debian's cloud kernel, say) builds virtio-blk, FAT/VFAT,
 the NLS code pages vfat needs (437 and ascii by default) and efivarfs as modules; they are loaded
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODULES = (
     "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
     "virtio_scsi", "sd_mod", "fat", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1", "efivarfs",
+    "libcrc32c", "erofs", "overlay", "loop",  # composefs: the EROFS image under an overlay
 )
 
 #: The init of the initramfs (busybox sh). Kernel arguments: ``ostree=`` (the deployment),
@@ -78,8 +81,39 @@ DEPLOY=$(readlink -f "/sysroot$OSTREE")
 [ -d "$DEPLOY/usr" ] || fail "ostree=$OSTREE is not a deployment"
 OS=$(echo "$DEPLOY" | sed -n 's|^/sysroot/ostree/deploy/\([^/]*\)/deploy/.*|\1|p')
 [ -n "$OS" ] || fail "cannot find the stateroot of $DEPLOY"
-mount --bind "$DEPLOY" /newroot
-mount --bind /newroot/usr /newroot/usr && mount -o remount,bind,ro /newroot/usr
+# composefs (issue 14): [composefs] enabled of prepare-root.conf (usr/lib, then etc replacing it),
+# or the ostree.prepare-root.composefs karg: the deployment's .ostree.cfs (EROFS) under a read-only
+# overlay whose data-only layer is the repository's objects; verity/signed add verity=require.
+cfs_mode() {
+  v=no
+  for f in "$DEPLOY/usr/lib/ostree/prepare-root.conf" "$DEPLOY/etc/ostree/prepare-root.conf"; do
+    [ -f "$f" ] || continue
+    v=$(sed -n '/^\[composefs\]/,/^\[/s/^[[:space:]]*enabled[[:space:]]*=[[:space:]]*\([^[:space:]]*\).*/\1/p' "$f" | tail -1)
+    [ -n "$v" ] || v=no
+  done
+  k=$(karg ostree.prepare-root.composefs); [ -n "$k" ] && v=$k
+  case "$v" in no|false|0) v= ;; yes|true|1) v=yes ;; esac
+  echo "$v"
+}
+CFS=$(cfs_mode)
+CFSIMG="$DEPLOY/.ostree.cfs"
+if [ -n "$CFS" ] && [ -f "$CFSIMG" ]; then
+  LOWER=/run/ostree/.private/cfsroot-lower
+  mkdir -p "$LOWER"
+  VOPT=; case "$CFS" in verity|signed) VOPT=,verity=require ;; esac
+  mount -t erofs -o ro "$CFSIMG" "$LOWER" 2>/dev/null || mount -t erofs -o ro,loop "$CFSIMG" "$LOWER" \
+    || fail "cannot mount the composefs image $CFSIMG"
+  mount -t overlay overlay -o "ro,lowerdir=$LOWER::/sysroot/ostree/repo/objects,redirect_dir=on,metacopy=on$VOPT" /newroot \
+    || fail "cannot mount the composefs overlay (composefs=$CFS)"
+  umount -l "$LOWER"
+  mount --bind "$DEPLOY/etc" /newroot/etc || fail "cannot mount /etc"
+  echo "bootree-initramfs: composefs=$CFS root $CFSIMG"
+elif [ -n "$CFS" ] && [ "$CFS" != maybe ]; then
+  fail "composefs=$CFS but $CFSIMG is missing"
+else
+  mount --bind "$DEPLOY" /newroot
+  mount --bind /newroot/usr /newroot/usr && mount -o remount,bind,ro /newroot/usr
+fi
 mount --bind "/sysroot/ostree/deploy/$OS/var" /newroot/var || fail "cannot mount /var"
 [ -d /newroot/sysroot ] && mount --bind /sysroot /newroot/sysroot
 [ -d /newroot/boot ] && [ -d /sysroot/boot ] && mount --bind /sysroot/boot /newroot/boot
