@@ -107,3 +107,43 @@ def test_init_composefs_mode(tmp_path: Path, usr_lib: str | None, etc: str | Non
     script = f'karg() {{ echo "{karg}"; }}\nDEPLOY={tmp_path}\n{func}\ncfs_mode\n'
     out = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == expected
+
+
+def _init_function(name: str, until: str) -> str:
+    return INIT_SCRIPT[INIT_SCRIPT.index(f"{name}() {{") : INIT_SCRIPT.index(until)]
+
+
+@pytest.mark.parametrize("size", [0, 6, 4096, 4097, 4096 * 129 + 5])
+def test_init_fsverity_matches_python(tmp_path: Path, size: int) -> None:
+    """The init's busybox fs-verity digest equals bootree's (it checks the composefs image)."""
+    from bootree.format.fsverity import fsverity_digest
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    data = bytes(i % 251 for i in range(size))
+    (tmp_path / "f").write_bytes(data)
+    script = _init_function("fsverity_hex", "commit_cfs_digest() {") + f'fsverity_hex {tmp_path / "f"} {tmp_path / "t"}\n'
+    out = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == fsverity_digest(data).hex()
+
+
+def test_init_reads_the_commit_digest(tmp_path: Path) -> None:
+    """The init finds ostree.composefs.digest.v0 in a commit object (and nothing without it)."""
+    from bootree.format.gvariant import Variant
+    from bootree.format.objects import Commit
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    digest = bytes(range(32))
+    func = _init_function("commit_cfs_digest", "CFS=$(cfs_mode)")
+    for meta, want in (
+        ((("ostree.ref-binding", Variant("as", ["a/b"])), ("ostree.composefs.digest.v0", Variant("ay", digest))), digest.hex()),
+        ((("version", Variant("s", "1")),), ""),
+    ):
+        commit = Commit(root_tree="a" * 64, root_meta="b" * 64, subject="s", metadata=meta)  # type: ignore[arg-type]
+        (tmp_path / "c").write_bytes(commit.to_bytes())
+        out = subprocess.run([busybox, "sh", "-c", func + f"commit_cfs_digest {tmp_path / 'c'}\n"],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == want
