@@ -136,12 +136,11 @@ class _Files:
                 os.close(fd)
         if self.verity is Verity.MAYBE:
             return None
-        _header, stream = self.repo.open_file(csum)
-        if stream is None:
-            return None
         h = FsVerityHasher()
-        with stream:  # type: ignore[attr-defined]
-            while chunk := stream.read(1 << 20):  # type: ignore[attr-defined]
+        with self.repo.open_file(csum) as obj:
+            if obj.stream is None:
+                return None
+            while chunk := obj.stream.read(1 << 20):
                 h.update(chunk)
         return h.digest()
 
