@@ -239,7 +239,7 @@ class Superblock:
         value = self.get(self.name.part_relpath(index))
         if isinstance(value, tuple) and len(value) == 2:
             comp, data = value
-            return bytes([comp]) + data
+            return bytes([comp]) + bytes(data)
         return None
 
     @property
