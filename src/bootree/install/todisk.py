@@ -30,6 +30,7 @@ from bootree import _fs
 from bootree.errors import InstallError, RefNotFound
 from bootree.format.checksum import Checksum
 from bootree.format.objects import ObjectType
+from bootree.format.verified import VerifiedMetadata
 from bootree.install import disk as disk_mod
 from bootree.repo import Repo
 from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, deploy, esp, immutable, ops
@@ -104,7 +105,7 @@ def copy_commits(src: Repo, dst: Repo, refs: dict[str, Checksum]) -> int:
             elif otype is ObjectType.COMMIT_META:
                 continue
             else:
-                txn.write_metadata(otype, src.load_metadata(otype, csum), expected=csum)
+                txn.write_metadata(VerifiedMetadata.parse(otype, src.load_metadata(otype, csum), expected=csum))
             n += 1
         for ref, csum in refs.items():
             txn.set_ref(ref, csum)

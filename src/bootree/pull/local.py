@@ -11,21 +11,12 @@ source cannot corrupt the destination.
 from __future__ import annotations
 
 from bootree.errors import BootreeError, FetchError, NotFoundError
-from bootree.format.checksum import Checksum, is_checksum
+from bootree.format.checksum import parse_object_name
 from bootree.format.objects import ObjectType
 from bootree.repo import Repo, RepoMode
 from bootree.transport import ImmediateFetcher
 
 __all__ = ["LocalRepoFetcher"]
-
-_TYPES = {
-    "filez": ObjectType.FILE,
-    "dirtree": ObjectType.DIR_TREE,
-    "dirmeta": ObjectType.DIR_META,
-    "commit": ObjectType.COMMIT,
-    "commitmeta": ObjectType.COMMIT_META,
-}
-
 
 class LocalRepoFetcher(ImmediateFetcher):
     """Implements :class:`~bootree.transport.Fetcher` for ``local-repo:`` object URLs."""
@@ -39,12 +30,10 @@ class LocalRepoFetcher(ImmediateFetcher):
         parts = path.split("/")
         if len(parts) != 3 or parts[0] != "objects":
             raise NotFoundError(path)
-        stem, _, ext = parts[2].partition(".")
-        csum = parts[1] + stem
-        otype = _TYPES.get(ext)
-        if otype is None or not is_checksum(csum):
+        parsed = parse_object_name(parts[1], parts[2])
+        if parsed is None:
             raise NotFoundError(path)
-        c = Checksum(csum)
+        otype, c = parsed
         src = self.source
         if otype is ObjectType.COMMIT_META:
             meta = src.read_commitmeta(c)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bootree.errors import RefNotFound
-from bootree.format.checksum import Checksum, is_checksum, parse_checksum
+from bootree.format.checksum import Checksum, is_checksum, object_relpath, parse_checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
 from bootree.format.refspec import validate_ref_name
 from bootree.format.summary import Summary
@@ -34,19 +34,9 @@ __all__ = [
 
 Have = Callable[[ObjectType, Checksum], bool]
 
-_EXT = {
-    ObjectType.FILE: "filez",  # remotes served over HTTP are archive repositories
-    ObjectType.DIR_TREE: "dirtree",
-    ObjectType.DIR_META: "dirmeta",
-    ObjectType.COMMIT: "commit",
-    ObjectType.COMMIT_META: "commitmeta",
-    ObjectType.TOMBSTONE_COMMIT: "tombstone-commit",
-}
-
-
 def object_path(otype: ObjectType, csum: Checksum) -> str:
     """Path of an object in a remote archive repository: ``objects/ab/cdef….filez``."""
-    return f"objects/{csum[:2]}/{csum[2:]}.{_EXT[otype]}"
+    return f"objects/{object_relpath(otype, csum, archive=True)}"
 
 
 @dataclass(frozen=True, slots=True)

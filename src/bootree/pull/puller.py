@@ -22,12 +22,10 @@ creation is slower on ext4, see :class:`_Writer`).
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import logging
 import queue
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +34,6 @@ from pathlib import Path
 from bootree import _fs
 from bootree.errors import (
     BootreeError,
-    ChecksumMismatch,
     CorruptObject,
     FormatError,
     KeyFileError,
@@ -46,10 +43,10 @@ from bootree.errors import (
 )
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, parse_checksum
-from bootree.format.content import decode_archive_header
 from bootree.format.keyfile import KeyFile
-from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
+from bootree.format.objects import Commit, DirTree, ObjectType
 from bootree.format.summary import Summary
+from bootree.format.verified import VerifiedContent, VerifiedMetadata
 from bootree.pull.plan import Action, PullPlan, PullTarget, object_path, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.repo import Repo, RepoMode
@@ -374,32 +371,25 @@ class _Puller:
             if txn is not None:
                 txn.write_commitmeta(csum, data)
             return []
-        actual = Checksum(hashlib.sha256(data).hexdigest())
-        if actual != csum:
-            raise ChecksumMismatch(csum, actual, a.otype.value)
-        try:
-            if a.otype is ObjectType.COMMIT:
-                commit = Commit.from_bytes(data)
-            elif a.otype is ObjectType.DIR_TREE:
-                tree = DirTree.from_bytes(data)
-        except FormatError as e:
-            raise CorruptObject(csum, a.otype.value, str(e)) from e
+        verified = VerifiedMetadata.parse(a.otype, data, csum)
         if txn is not None:
             # Written by the writer thread: one thread creating files is faster than two.
-            # Commits and dirtrees were parsed (validated) just above: no second parse there.
             with self._jobs_lock:
                 self._jobs += 1
                 self._buffered += len(data)
             self._since_checkpoint += 1
-            self._writer_for(txn).put(_WriteJob(a.otype, csum, data, len(data)))
+            self._writer_for(txn).put(_WriteJob(a.otype, csum, len(data), meta=verified))
         if a.otype is ObjectType.COMMIT:
+            commit = verified.value
+            assert isinstance(commit, Commit)
             for ref in self.refs_of.get(csum, ()):
                 _check_ref_binding(commit, ref, csum)
             if txn is not None:
                 txn.mark_partial(csum)
             return plan.commit_arrived(csum, commit, depth=a.depth)
         if a.otype is ObjectType.DIR_TREE:
-            return plan.dirtree_arrived(tree)
+            assert isinstance(verified.value, DirTree)
+            return plan.dirtree_arrived(verified.value)
         return []
 
     def _submit_content(
@@ -417,17 +407,17 @@ class _Puller:
             self._buffered += len(data)
         self._since_checkpoint += 1
         writer = self._writer_for(txn)
-        if self.content_format == _FILEZ and txn.repo.mode is RepoMode.ARCHIVE:
+        if self.content_format == _FILEZ and txn.mode is RepoMode.ARCHIVE:
             # The .filez is stored as received; write_archived_file verifies it on the way in.
-            writer.put(_WriteJob(ObjectType.FILE, csum, data, len(data)))
+            writer.put(_WriteJob(ObjectType.FILE, csum, len(data), archived=data))
         elif len(data) <= _INLINE_VERIFY:
             # Most objects are small: verifying them here is cheaper than a thread hand-off.
             try:
-                header, content = _verify_content(csum, data, self.content_format)
+                verified = _verify_content(csum, data, self.content_format)
             except BaseException as e:
                 self._job_done(e, len(data))
                 raise
-            writer.put(_WriteJob(ObjectType.FILE, csum, content, len(data), header))
+            writer.put(_WriteJob(ObjectType.FILE, csum, len(data), content=verified))
         else:
             pool.submit(self._verify_content, csum, data)
 
@@ -440,12 +430,12 @@ class _Puller:
     def _verify_content(self, csum: Checksum, data: bytes) -> None:
         """Inflate and hash on a worker thread (zlib and hashlib release the GIL)."""
         try:
-            header, content = _verify_content(csum, data, self.content_format)
+            verified = _verify_content(csum, data, self.content_format)
         except BaseException as e:  # reported to the main loop, which stops the pull
             self._job_done(e, len(data))
             return
         assert self._writer is not None
-        self._writer.put(_WriteJob(ObjectType.FILE, csum, content, len(data), header))
+        self._writer.put(_WriteJob(ObjectType.FILE, csum, len(data), content=verified))
 
     def _job_done(self, error: BaseException | None, size: int) -> None:
         if error is not None:
@@ -456,50 +446,29 @@ class _Puller:
             self._jobs_cond.notify_all()
 
 
-def _verify_content(csum: Checksum, data: bytes, fmt: str) -> tuple[FileHeader, bytes]:
-    """Header and content of a received content object, checked against ``csum``.
+def _verify_content(csum: Checksum, data: bytes, fmt: str) -> VerifiedContent:
+    """A received content object, checked against ``csum``.
 
     Raises:
         CorruptObject: if it does not parse or inflate.
         ChecksumMismatch: if it hashes to something else.
     """
-    try:
-        if fmt == _FILEZ:
-            parsed = decode_archive_header(data)
-            header = parsed.header
-            body = memoryview(data)[parsed.body_offset :]
-            if header.is_symlink:
-                if len(body):
-                    raise FormatError("symlink object has a body")
-                content = b""
-            else:
-                d = zlib.decompressobj(-15)
-                content = d.decompress(body, parsed.size + 1)
-                if len(content) != parsed.size or not d.eof or d.unused_data or d.unconsumed_tail:
-                    raise FormatError(f"content does not inflate to the declared {parsed.size} bytes")
-        else:
-            hlen = int.from_bytes(data[:4], "big")
-            header = FileHeader.from_bytes(data[8 : 8 + hlen])
-            content = bytes(memoryview(data)[8 + hlen :])
-    except (FormatError, zlib.error, ValueError) as e:
-        raise CorruptObject(csum, "file", str(e)) from e
-    hasher = hashlib.sha256(header.checksum_prefix())
-    hasher.update(content)
-    actual = hasher.hexdigest()
-    if actual != csum:
-        raise ChecksumMismatch(csum, Checksum(actual), "file")
-    return header, content
+    if fmt == _FILEZ:
+        return VerifiedContent.parse_archived(data, csum)
+    return VerifiedContent.parse_stream(data, csum)
 
 
 @dataclass(frozen=True, slots=True)
 class _WriteJob:
-    """One object for the writer thread: ``header`` is set for content verified by a worker."""
+    """One object for the writer thread: verified metadata or content, or a ``.filez`` that
+    the repository verifies as it stores it (archive to archive)."""
 
     otype: ObjectType
     checksum: Checksum
-    data: bytes
     size: int
-    header: FileHeader | None = None
+    meta: VerifiedMetadata | None = None
+    content: VerifiedContent | None = None
+    archived: bytes | None = None
 
 
 class _Writer:
@@ -550,22 +519,14 @@ class _Writer:
             error: BaseException | None = None
             t0 = time.perf_counter()
             try:
-                if job.header is not None:
-                    # Content a worker has just inflated and hashed to job.checksum: the
-                    # repository need not hash it a second time.
-                    chunks = [job.data] if job.data else []
-                    txn.write_content_stream(
-                        job.header, chunks, len(job.data), expected=job.checksum, prehashed=True
-                    )
-                elif job.otype is ObjectType.FILE:  # archive to archive: verified by the repository
-                    txn.write_archived_file(job.data, expected=job.checksum)
-                else:  # commits and dirtrees were parsed by the puller already
-                    txn.write_metadata(
-                        job.otype,
-                        job.data,
-                        expected=job.checksum,
-                        trusted=job.otype is not ObjectType.DIR_META,
-                    )
+                if job.content is not None:
+                    # Verified by a worker: the repository does not hash it a second time.
+                    txn.write_content(job.content)
+                elif job.meta is not None:
+                    txn.write_metadata(job.meta)
+                else:  # archive to archive: verified by the repository as it is stored
+                    assert job.archived is not None
+                    txn.write_archived_file(job.archived, expected=job.checksum)
             except BaseException as e:  # reported to the main loop
                 error = e
             else:

@@ -165,7 +165,8 @@ class _Checkout:
         return _meta_is_symlink(raw)
 
     def _copy(self, dfd: int, name: str, csum: Checksum, relpath: str) -> None:
-        header, stream = self.store.open_file(csum)
+        content = self.store.open_file(csum)
+        header, stream = content.header, content.stream
         user = self.opts.user_mode
         if header.is_symlink:
             try:

@@ -30,6 +30,7 @@ from bootree import _fs
 from bootree.errors import BootreeError, FormatError, SourceError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, FileHeader, ObjectType, Xattrs, validate_filename
+from bootree.format.verified import VerifiedContent
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import CHUNK
 from bootree.repo.transaction import Transaction
@@ -97,10 +98,10 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
                 data = f.read(size + 1)
                 if len(data) != size:
                     raise SourceError(path, "file changed size while being committed")
-                csum = header.checksum(data)
-                if not txn.has_object_indexed(ObjectType.FILE, csum):
-                    txn.write_content_stream(header, [data] if data else [], size, expected=csum, prehashed=True)
-                return csum
+                obj = VerifiedContent.of(header, data)
+                if not txn.has_object_indexed(ObjectType.FILE, obj.checksum):
+                    txn.write_content(obj)
+                return obj.checksum
             hasher = hashlib.sha256(header.checksum_prefix())
             for chunk in iter(lambda: f.read(CHUNK), b""):
                 hasher.update(chunk)
@@ -108,7 +109,11 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
             if txn.has_object_indexed(ObjectType.FILE, csum):
                 return csum
             f.seek(0)
-            return txn.write_content_stream(header, iter(lambda: f.read(CHUNK), b""), size, expected=csum)
+            # Hashed again while written: the file may have changed since the first pass.
+            with txn.content_writer(header, size, expected=csum) as w:
+                for chunk in iter(lambda: f.read(CHUNK), b""):
+                    w.write(chunk)
+                return w.finish()
     except OSError as e:
         raise SourceError(path, e.strerror or str(e)) from e
 

@@ -34,7 +34,8 @@ from bootree.repo.checkout import CheckoutMode, CheckoutOptions, checkout_tree
 from bootree.repo.commit import CommitOptions, ProgressFn, write_directory, write_tar
 from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
-from bootree.repo.objectstore import DiskObjectStore
+from bootree.repo.objectstore import ContentObject, DiskObjectStore
+from bootree.repo.partial import PartialMarkers
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.transaction import Transaction
 from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachable_objects
@@ -86,7 +87,7 @@ class Repo:
         self.store = store
         self.refs = refs
         self.config = config
-        self.fsync = config.get_bool("core", "fsync", True)
+        self.partial = PartialMarkers(path, fsync=config.get_bool("core", "fsync", True))
         self.lock_timeout = float(config.get_int("core", "lock-timeout-secs", 30))
         self._dirmeta_cache: dict[Checksum, DirMeta] = {}
 
@@ -141,6 +142,15 @@ class Repo:
         """The repository's mode."""
         return self.store.mode
 
+    @property
+    def fsync(self) -> bool:
+        """Whether writes are flushed to disk (``[core] fsync``, default true)."""
+        return self.partial.fsync
+
+    @fsync.setter
+    def fsync(self, value: bool) -> None:
+        self.partial.fsync = value
+
     def save_config(self) -> None:
         """Write :attr:`config` back atomically (unknown keys and comments are kept)."""
         _fs.write_atomic(self.path / "config", self.config.to_text().encode())
@@ -157,7 +167,7 @@ class Repo:
     def transaction(self) -> Iterator[Transaction]:
         """A :class:`Transaction` that commits on a clean exit and aborts on an exception."""
         with self.lock(exclusive=False):
-            txn = Transaction(self)
+            txn = Transaction(self.store, self.refs, self.partial, tmp=self.path / "tmp", fsync=self.fsync)
             try:
                 yield txn
             except BaseException:
@@ -233,9 +243,17 @@ class Repo:
         except ObjectMissing:
             return None
 
-    def open_file(self, csum: Checksum) -> tuple[FileHeader, object]:
-        """Header and content stream (``None`` for symlinks) of a content object."""
+    def open_file(self, csum: Checksum) -> ContentObject:
+        """A content object opened for reading: header and content stream (``None`` for symlinks).
+
+        Raises:
+            ObjectMissing, CorruptObject: if absent or unreadable.
+        """
         return self.store.open_file(csum)
+
+    def content_size(self, csum: Checksum) -> int:
+        """A content object's uncompressed size, without reading its content."""
+        return self.store.content_size(csum)
 
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
         """Header and whole content of a content object."""
@@ -307,22 +325,17 @@ class Repo:
 
     # --- partial commits ---------------------------------------------------------------------
 
-    def _partial_path(self, csum: Checksum) -> Path:
-        return self.path / "state" / f"{csum}.commitpartial"
-
     def is_partial(self, csum: Checksum) -> bool:
         """Whether ``csum`` is marked as having an incomplete tree."""
-        return self._partial_path(csum).exists()
+        return self.partial.is_partial(csum)
 
     def mark_partial(self, csum: Checksum) -> None:
         """Durably mark ``csum`` partial (before its objects start arriving)."""
-        _fs.makedirs(self.path / "state")
-        _fs.write_atomic(self._partial_path(csum), b"", fsync=self.fsync)
+        self.partial.mark(csum)
 
     def clear_partial(self, csum: Checksum) -> None:
         """Remove the partial marker of ``csum``."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._partial_path(csum))
+        self.partial.clear(csum)
 
     # --- commit and checkout -------------------------------------------------------------------
 
