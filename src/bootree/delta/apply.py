@@ -42,6 +42,7 @@ from bootree.format.deltaops import (
     decode_operations,
 )
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
+from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, Transaction
 
 __all__ = ["ApplyResult", "PartLoader", "apply_delta", "check_part", "part_size_limit"]
@@ -138,7 +139,7 @@ class _PartRunner:
         if self.txn.has_object(otype, csum):
             return
         if otype is not ObjectType.FILE:
-            self.txn.write_metadata(otype, data, expected=csum)
+            self.txn.write_metadata(VerifiedMetadata.parse(otype, data, csum))
             if otype is ObjectType.DIR_TREE:
                 self.dirtrees[csum] = data
             self.written += 1
@@ -160,7 +161,10 @@ class _PartRunner:
         if self.txn.has_object(ObjectType.FILE, csum):
             return  # libostree makes o/w/B no-ops for an object already present
         header = _header(self.part, op.mode_idx, op.xattr_idx)
-        self.txn.write_content_stream(header, self._chunks(op, body, source), op.size, expected=csum)
+        with self.txn.content_writer(header, op.size, csum) as writer:
+            for chunk in self._chunks(op, body, source):
+                writer.write(chunk)
+            writer.finish()
         self.written += 1
 
     def _chunks(self, op: Open, body: Sequence[Operation], source: Checksum | None) -> Iterator[bytes]:
@@ -243,7 +247,7 @@ def apply_delta(
             dirtrees.update(runner.dirtrees)
             result.objects_written += runner.written
             result.parts_applied += 1
-    txn.write_metadata(ObjectType.COMMIT, superblock.commit, expected=superblock.to_commit)
+    txn.write_metadata(VerifiedMetadata.parse(ObjectType.COMMIT, superblock.commit, superblock.to_commit))
     meta = superblock.commitmeta
     if meta is not None:
         txn.write_commitmeta(superblock.to_commit, meta)

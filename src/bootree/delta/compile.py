@@ -14,8 +14,9 @@ what we write and sizes stay comparable:
 * parts are closed when their payload would pass ``max_chunk_size`` and xz-compressed.
 
 One deliberate difference: bsdiff is skipped for a pair whose new file is incompressible
-(already compressed or random, like a gzip'd initramfs or a kernel) and shares almost nothing
-with the old one at chunk level; bsdiff cannot win there, and it is the slowest step.
+(already compressed or random, like a gzip'd initramfs or a kernel), shares almost nothing with
+the old one at chunk level and is not an in-place edit of it (fewer than half its bytes equal
+at the same offsets): bsdiff cannot win there, and it is the slowest step.
 
 Work runs on both cores: pair matching, bsdiff and xz run in two worker threads (hashing,
 numpy, bsdiff and liblzma release the GIL) while the main thread reads objects and assembles
@@ -35,6 +36,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from bootree import _fs
 from bootree.delta.bsdiff import bsdiff
@@ -128,6 +131,16 @@ def _incompressible(data: bytes) -> bool:
     return len(zlib.compress(sample, 1)) > 0.95 * len(sample)
 
 
+def _aligned_share(old: bytes, new: bytes) -> float:
+    """Share of bytes equal at the same offset (in-place edits: bsdiff's good case)."""
+    n = min(len(old), len(new))
+    if n == 0:
+        return 0.0
+    a = np.frombuffer(old, dtype=np.uint8, count=n)
+    b = np.frombuffer(new, dtype=np.uint8, count=n)
+    return float(np.count_nonzero(a == b)) / max(len(new), 1)
+
+
 def _plan_pair(repo: Repo, pair: _Pair, options: DeltaOptions) -> _PairPlan:
     """Worker: decide between rollsum and bsdiff for one similar pair (libostree's order)."""
     old = load_content(repo, pair.old)
@@ -136,7 +149,7 @@ def _plan_pair(repo: Repo, pair: _Pair, options: DeltaOptions) -> _PairPlan:
     if result.match_ratio >= 50:
         return _PairPlan(pair, result, None, new)
     fits = pair.old_info.size + pair.new_info.size <= options.max_bsdiff_size
-    hopeless = result.match_ratio < 5 and _incompressible(new)
+    hopeless = result.match_ratio < 5 and _incompressible(new) and _aligned_share(old, new) < 0.5
     if options.bsdiff and fits and not hopeless:
         return _PairPlan(pair, None, bsdiff(old, new), None)
     return _PairPlan(pair, None, None, new)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from bootree.errors import CorruptObject, FormatError, ObjectMissing
 from bootree.format.checksum import Checksum
-from bootree.format.content import decode_archive_header
 from bootree.format.objects import FileHeader, ObjectType
-from bootree.repo import Repo, RepoMode
+from bootree.repo import Repo
 
 __all__ = ["ContentInfo", "content_info", "load_content"]
 
@@ -34,26 +32,11 @@ def content_info(repo: Repo, csum: Checksum) -> ContentInfo:
     Raises:
         ObjectMissing, CorruptObject: if absent or unreadable.
     """
-    path = repo.object_path(ObjectType.FILE, csum)
-    if repo.mode is RepoMode.ARCHIVE:
-        try:
-            with open(path, "rb") as f:
-                prefix = f.read(8)
-                head = prefix + f.read(int.from_bytes(prefix[:4], "big")) if len(prefix) == 8 else prefix
-                storage = os.fstat(f.fileno()).st_size
-        except FileNotFoundError:
-            raise ObjectMissing(csum, "file") from None
-        try:
-            parsed = decode_archive_header(head)
-        except FormatError as exc:
-            raise CorruptObject(csum, "file", str(exc)) from exc
-        return ContentInfo(parsed.header, 0 if parsed.header.is_symlink else parsed.size, storage)
-    header, stream = repo.open_file(csum)
-    if stream is None:
-        return ContentInfo(header, 0, os.lstat(path).st_size)
-    with stream:  # type: ignore[attr-defined]
-        size = os.fstat(stream.fileno()).st_size  # type: ignore[attr-defined]
-    return ContentInfo(header, size, size)
+    with repo.open_file(csum) as obj:
+        size = 0 if obj.stream is None else obj.size
+        if size < 0:
+            size = repo.content_size(csum)
+        return ContentInfo(obj.header, size, os.lstat(repo.object_path(ObjectType.FILE, csum)).st_size)
 
 
 def load_content(repo: Repo, csum: Checksum) -> bytes:
