@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from delta_builders import Pair
 
 from bootree.delta import DeltaOptions, apply_offline, generate_delta, list_deltas, read_superblock, reindex
 from bootree.delta.apply import apply_delta
@@ -29,6 +28,7 @@ from bootree.format.deltaops import Bspatch, OpWriter, Splice, Write, decode_ope
 from bootree.format.objects import ObjectType
 from bootree.pull import pull_local
 from bootree.repo import Repo, RepoMode
+from delta_builders import Pair
 
 NO_FALLBACK = DeltaOptions(min_fallback_size=0)
 
@@ -245,7 +245,7 @@ def test_to_commit_mismatch(tmp_path: Path, pair: Pair, made: tuple[Superblock, 
 
 
 def test_missing_source_commit(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+    sb, _parts = made
     d = tmp_path / "d"
     d.mkdir()
     (d / "superblock").write_bytes(sb.to_bytes())
