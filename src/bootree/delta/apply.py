@@ -205,11 +205,13 @@ def apply_delta(
     load_part: PartLoader,
     *,
     fetch_fallbacks: Callable[[Sequence[tuple[ObjectType, Checksum]]], None] | None = None,
+    wait_fallbacks: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Write every object of the delta and its ``to`` commit into ``txn``.
 
     ``load_part`` gives each part's file bytes (``superblock.inline_part`` for inline ones).
-    Fallback objects must already be present, or ``fetch_fallbacks`` writes them into ``txn``.
+    Fallback objects must already be present, or ``fetch_fallbacks`` writes them into ``txn``
+    (or only starts fetching them: then ``wait_fallbacks``, called after the parts, finishes).
     The caller commits the transaction (and sets refs); an exception leaves it to be aborted.
 
     Raises:
@@ -247,6 +249,8 @@ def apply_delta(
             dirtrees.update(runner.dirtrees)
             result.objects_written += runner.written
             result.parts_applied += 1
+    if wait_fallbacks is not None:
+        wait_fallbacks()
     txn.write_metadata(VerifiedMetadata.parse(ObjectType.COMMIT, superblock.commit, superblock.to_commit))
     meta = superblock.commitmeta
     if meta is not None:
