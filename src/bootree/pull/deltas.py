@@ -171,17 +171,20 @@ class _Downloads:
 
     def _one(self) -> None:
         done = self.fetcher.wait()
-        kind, what = done.key  # type: ignore[misc]
+        key = done.key
+        assert isinstance(key, tuple)
         if done.error is not None:
             raise done.error
         assert done.data is not None
         self.stats.bytes += len(done.data)
-        if kind == "fallback":
-            self.txn.write_archived_file(done.data, what)
-            self.fallbacks_left.discard(what)
+        if key[0] == "fallback":
+            csum: Checksum = key[1]
+            self.txn.write_archived_file(done.data, csum)
+            self.fallbacks_left.discard(csum)
         else:
-            self.parts[what] = done.data
-            self.stats.parts_fetched.append(what)
+            index: int = key[1]
+            self.parts[index] = done.data
+            self.stats.parts_fetched.append(index)
 
     def part(self, index: int, entry: PartEntry) -> bytes:
         inline = self.sb.inline_part(index)
