@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 import time
 import zlib
 from collections import deque
@@ -57,6 +58,7 @@ from bootree.format.delta import (
     Superblock,
     encode_part,
     part_digest,
+    xz_dict_size,
 )
 from bootree.format.deltaops import OpWriter
 from bootree.format.objects import ObjectType
@@ -67,6 +69,10 @@ __all__ = ["DeltaOptions", "GenerateResult", "generate_delta"]
 log = logging.getLogger(__name__)
 
 MB = 1000 * 1000  # libostree's "megabytes" for these options
+#: liblzma's encoder memory is about this many times its dictionary (bt4 match finder).
+_XZ_MEMORY_FACTOR = 12
+#: Encoder memory allowed at once: one preset-8 encoder, or two for parts up to 16 MiB.
+_XZ_MEMORY_BUDGET = 400 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,8 @@ class _PartAssembler:
         self.staging = staging
         self.pending: deque[Future[tuple[Path, PartEntry]]] = deque()
         self.done: list[tuple[Path, PartEntry]] = []
+        self._memory = threading.Condition()
+        self._in_use = 0
         self._new_part()
 
     def _new_part(self) -> None:
@@ -201,7 +209,17 @@ class _PartAssembler:
     def _write_part(
         self, index: int, part: PartPayload, objects: tuple[tuple[ObjectType, Checksum], ...], usize: int
     ) -> tuple[Path, PartEntry]:
-        data = encode_part(part, self.options.compression)
+        need = _XZ_MEMORY_FACTOR * xz_dict_size(len(part.payload)) if self.options.compression == Compression.XZ else 0
+        with self._memory:
+            # Two big parts would need two preset-8 encoders (~370 MiB each): wait for room.
+            self._memory.wait_for(lambda: self._in_use == 0 or self._in_use + need <= _XZ_MEMORY_BUDGET)
+            self._in_use += need
+        try:
+            data = encode_part(part, self.options.compression)
+        finally:
+            with self._memory:
+                self._in_use -= need
+                self._memory.notify_all()
         path = self.staging / f"{index}"
         with open(path, "xb") as f:
             f.write(data)
@@ -229,7 +247,16 @@ def _paths(repo: Repo, commit: Checksum) -> Iterator[tuple[str, Checksum]]:
             yield path, csum
 
 
-def _find_pairs(repo: Repo, from_commit: Checksum, to_commit: Checksum, infos: dict[Checksum, ContentInfo]) -> list[_Pair]:
+def _order_key(path: str) -> tuple[str, str, str]:
+    """Emission order of whole files: by extension, then name, so similar files sit together
+    in a part (xz finds more in a window of look-alike files than in checksum order)."""
+    base = path.rpartition("/")[2]
+    return (base.rpartition(".")[2] if "." in base else "", base, path)
+
+
+def _find_pairs(
+    repo: Repo, from_commit: Checksum, to_paths: dict[Checksum, str], infos: dict[Checksum, ContentInfo]
+) -> list[_Pair]:
     """Similar pairs as libostree picks them: same basename (or stem), size within ±30%."""
     old_by_key: dict[str, list[tuple[Checksum, ContentInfo]]] = {}
     seen: set[Checksum] = set()
@@ -243,10 +270,9 @@ def _find_pairs(repo: Repo, from_commit: Checksum, to_commit: Checksum, infos: d
         for key in _basename_keys(path):
             old_by_key.setdefault(key, []).append((csum, old))
     pairs: list[_Pair] = []
-    paired: set[Checksum] = set()
-    for path, csum in _paths(repo, to_commit):
+    for csum, path in sorted(to_paths.items(), key=lambda cp: _order_key(cp[1])):
         info = infos.get(csum)
-        if info is None or csum in paired or info.header.is_symlink or info.size == 0:
+        if info is None or info.header.is_symlink or info.size == 0:
             continue
         if path.endswith((".xz", ".bz2")):
             continue
@@ -261,7 +287,6 @@ def _find_pairs(repo: Repo, from_commit: Checksum, to_commit: Checksum, infos: d
                 break
         if best is not None:
             pairs.append(_Pair(csum, info, best[0], best[1]))
-            paired.add(csum)
     return pairs
 
 
@@ -293,12 +318,17 @@ def generate_delta(
     meta = [o for o in new if o[0] is not ObjectType.FILE]
     new_files = {c for t, c in new if t is ObjectType.FILE}
     infos = {c: content_info(repo, c) for c in sorted(new_files)}
-    pairs = _find_pairs(repo, from_commit, to_commit, infos) if from_commit is not None else []
+    to_paths: dict[Checksum, str] = {}
+    for path, csum in _paths(repo, to_commit):
+        if csum in new_files:
+            to_paths.setdefault(csum, path)
+    pairs = _find_pairs(repo, from_commit, to_paths, infos) if from_commit is not None else []
     paired = {p.new for p in pairs}
     result_stats.modified = len(pairs)
 
-    regular = [c for c in sorted(new_files - paired) if not infos[c].header.is_symlink]
-    symlinks = [c for c in sorted(new_files - paired) if infos[c].header.is_symlink]
+    by_path = sorted(new_files - paired, key=lambda c: _order_key(to_paths.get(c) or str(c)))
+    regular = [c for c in by_path if not infos[c].header.is_symlink]
+    symlinks = [c for c in by_path if infos[c].header.is_symlink]
     fallback_ids = {
         c for c in regular if options.min_fallback_size and infos[c].size > options.min_fallback_size
     }

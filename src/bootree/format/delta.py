@@ -432,11 +432,28 @@ class PartPayload:
         )
 
 
+def xz_dict_size(size: int) -> int:
+    """The LZMA2 dictionary that preset 8 would use, shrunk to fit ``size`` bytes of input.
+
+    A dictionary larger than the input compresses no better, but preset 8's 32 MiB one costs
+    about 370 MiB of encoder memory whatever the input: fitting it keeps small parts cheap.
+    """
+    d = 1 << 16
+    while d < size and d < 32 << 20:
+        d <<= 1
+    return d
+
+
 def encode_part(part: PartPayload, compression: int = Compression.XZ) -> bytes:
-    """A part file: compression byte then the (compressed) payload, as libostree writes it."""
+    """A part file: compression byte then the (compressed) payload, as libostree writes it.
+
+    xz is liblzma preset 8 with CRC64, as libostree writes it (its dictionary fitted to the
+    part, which changes no byte a decoder needs to know about).
+    """
     raw = part.to_bytes()
     if compression == Compression.XZ:
-        return b"x" + lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=8)
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": 8, "dict_size": xz_dict_size(len(raw))}]
+        return b"x" + lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
     if compression == Compression.NONE:
         return b"\0" + raw
     raise DeltaFormatError(f"unknown part compression {compression!r}")

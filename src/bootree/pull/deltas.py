@@ -247,3 +247,46 @@ def _drain(fetcher: Fetcher) -> None:
             fetcher.wait()
         except FetchError:
             break
+
+
+def pull_deltas(
+    repo: Repo,
+    txn: Transaction,
+    fetcher: Fetcher,
+    base_url: str,
+    targets: dict[Checksum, bool],
+    *,
+    summary: Summary | None,
+    mode: StaticDeltas,
+    content_url: str | None = None,
+    max_content_size: int = 1 << 30,
+) -> list[DeltaPull]:
+    """Bring each target commit in through a delta where the server offers one.
+
+    ``targets`` maps each wanted commit to whether its local ref already exists (a scratch
+    delta is used only when it does not). As with libostree, deltas are not used for archive
+    repositories or ``file://`` remotes unless ``mode`` is ``REQUIRE``, which also makes a
+    missing delta an error. Commits already complete locally need no delta.
+
+    Raises:
+        RemoteError: ``REQUIRE`` and no delta for a target, or a superblock that does not match.
+        DeltaFormatError, DeltaError, ChecksumMismatch, FetchError: see :func:`pull_delta`.
+    """
+    if mode is StaticDeltas.DISABLE:
+        return []
+    if mode is StaticDeltas.AUTO and (repo.mode.value == "archive" or not base_url.startswith(("http:", "https:"))):
+        return []  # local remotes (file://, pull-local) copy objects as cheaply as a delta
+    out = []
+    for target, ref_exists in targets.items():
+        if repo.has_object(ObjectType.COMMIT, target) and not repo.is_partial(target):
+            continue
+        choice = choose_delta(repo, fetcher, base_url, target, summary=summary, ref_exists=ref_exists)
+        if choice is None:
+            if mode is StaticDeltas.REQUIRE:
+                raise RemoteError(f"no static delta to {target} on {base_url}", hint="pull without --require-static-deltas")
+            continue
+        log.info("pulling %s through static delta %s", target, choice.name)
+        out.append(
+            pull_delta(repo, txn, fetcher, base_url, choice, content_url=content_url, max_content_size=max_content_size)
+        )
+    return out

@@ -47,6 +47,7 @@ from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirTree, ObjectType
 from bootree.format.summary import Summary
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
+from bootree.pull.deltas import StaticDeltas, pull_deltas
 from bootree.pull.plan import Action, PullPlan, PullTarget, object_path, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.repo import Repo, RepoMode
@@ -96,6 +97,8 @@ class PullConfig:
     checkpoint_objects: int = 0
     #: Network settings (timeouts, retries, connections); remote keys may adjust them.
     fetch: FetchConfig = field(default_factory=FetchConfig)
+    #: Static deltas: used when offered (``auto``), never, or required (``pull.deltas``).
+    static_deltas: StaticDeltas = StaticDeltas.AUTO
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,6 +667,17 @@ def _run_pull(
     else:
         with txn_cm as txn:
             try:
+                if not commit_metadata_only:
+                    delta_targets = {
+                        c: any(repo.refs.get(local_ref(t.ref)) is not None for t in resolved if t.ref and resolved[t] == c)
+                        for c in commits
+                    }
+                    for used in pull_deltas(
+                        repo, txn, fetcher, url, delta_targets, summary=summary, mode=config.static_deltas,
+                        content_url=content_url, max_content_size=config.max_content_size,
+                    ):
+                        p.bytes += used.bytes
+                        p.content_fetched += used.applied.objects_written
                 plan = p.walk(txn, commits)
             except BaseException:
                 # Keep what was verified, so a rerun resumes; refs stay as they were.
