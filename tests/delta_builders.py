@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ def _text(seed: int, lines: int) -> bytes:
 
 def make_pair(tmp_path: Path, mode: RepoMode = RepoMode.ARCHIVE) -> Pair:
     """v1 → v2: a text file edited in place (rollsum), a binary with scattered edits (bsdiff),
-    a big new file (fallback when enabled), a renamed directory, symlinks, modes and an xattr."""
+    a big new file (fallback when enabled), a gzip'd manual page edited inside, a file moved
+    and renamed, symlinks, modes and an xattr."""
     big = _text(1, 20_000)  # ~440 kB: rollsum territory
     blob = bytearray(random.Random(2).randbytes(120_000))
     v1 = {
@@ -39,6 +41,10 @@ def make_pair(tmp_path: Path, mode: RepoMode = RepoMode.ARCHIVE) -> Pair:
         "etc/link": Link("conf"),
         "empty": b"",
     }
+    manual = _text(4, 3000)
+    moved = _text(5, 2500)
+    v1["usr/share/man/tool.1.gz"] = File(gzip.compress(manual, compresslevel=9, mtime=0))
+    v1["usr/share/old/place.dat"] = File(moved)
     edited = bytearray(big)
     edited[200_000:200_010] = b"EDITED....."[:10]
     for i in range(0, len(blob), 997):  # scattered single-byte edits: few whole chunks survive
@@ -49,6 +55,9 @@ def make_pair(tmp_path: Path, mode: RepoMode = RepoMode.ARCHIVE) -> Pair:
     v2["usr/bin/tool"] = File(b"#!/bin/sh\necho v2\n", 0o755)
     v2["usr/share/new/huge.bin"] = File(os.urandom(300_000))
     v2["etc/link2"] = Link("../usr/bin/tool")
+    v2["usr/share/man/tool.1.gz"] = File(gzip.compress(manual.replace(b"line 7 ", b"LINE 7 "), compresslevel=9, mtime=0))
+    del v2["usr/share/old/place.dat"]
+    v2["usr/lib/moved/renamed.bin"] = File(moved[:30_000] + b"changed" + moved[30_000:])
     repo = Repo.init(tmp_path / "src", mode=mode)
     c1 = repo.commit([make_tree(tmp_path / "t1", v1)], branch="os", subject="v1", timestamp=1700000000)
     c2 = repo.commit([make_tree(tmp_path / "t2", v2)], branch="os", subject="v2", timestamp=1700000100)

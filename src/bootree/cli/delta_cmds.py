@@ -26,6 +26,7 @@ from bootree.delta import (
     reindex,
 )
 from bootree.delta.apply import check_part
+from bootree.delta.bootree_mode import ROOT as BOOTREE_ROOT
 from bootree.delta.compile import MB
 from bootree.errors import BootreeError, DeltaError, RefNotFound
 from bootree.format.checksum import Checksum
@@ -60,14 +61,15 @@ def _name(repo: Repo, text: str) -> DeltaName:
 @click.pass_context
 def list_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
     """List static delta files."""
-    deltas = list_deltas(open_repo(ctx, repo_path))
+    repo = open_repo(ctx, repo_path)
+    deltas = [(d, "ostree") for d in list_deltas(repo)] + [(d, "bootree") for d in list_deltas(repo, root=BOOTREE_ROOT)]
     if as_json:
-        print_json([{"name": str(d.name), "superblock-sha256": d.digest.hex()} for d in deltas])
+        print_json([{"name": str(d.name), "format": f, "superblock-sha256": d.digest.hex()} for d, f in deltas])
         return
     if not deltas:
         click.echo("(No static deltas)")
-    for d in deltas:
-        click.echo(str(d.name))
+    for d, f in deltas:
+        click.echo(str(d.name) + (" (bootree format)" if f == "bootree" else ""))
 
 
 def _size(n: int) -> str:
@@ -191,6 +193,14 @@ def _megabytes(value: int | None, default: int) -> int:
 @click.option("--max-bsdiff-size", type=int, help="Maximum size in megabytes to consider bsdiff compression for input files.")
 @click.option("--max-chunk-size", type=int, help="Maximum size of delta chunks in megabytes.")
 @click.option("--filename", type=click.Path(dir_okay=False, path_type=Path), help="Write the delta content to PATH.")
+@click.option(
+    "--format",
+    "delta_format",
+    type=click.Choice(["ostree", "bootree"]),
+    default="ostree",
+    show_default=True,
+    help="ostree: libostree-compatible (deltas/); bootree: bootree's own, smaller (bootree-deltas/, bootree clients only).",
+)
 @click.pass_context
 def generate_cmd(
     ctx: click.Context,
@@ -208,6 +218,7 @@ def generate_cmd(
     max_bsdiff_size: int | None,
     max_chunk_size: int | None,
     filename: Path | None,
+    delta_format: str,
 ) -> None:
     """Generate static delta files (REV alone: from its parent to REV)."""
     repo = open_repo(ctx, repo_path)
@@ -241,6 +252,7 @@ def generate_cmd(
         bsdiff=not disable_bsdiff,
         inline=inline,
         endianness=endianness,
+        format=delta_format,
     )
     click.echo("Generating static delta:")
     click.echo(f"  From: {frm or 'empty'}")
@@ -254,6 +266,8 @@ def generate_cmd(
     )
     click.echo(f"rollsum={res.rollsum_objects} objects, {res.rollsum_bytes} bytes")
     click.echo(f"bsdiff={res.bsdiff_objects} objects")
+    if delta_format == "bootree":
+        click.echo(f"zstd-patch={res.zstd_objects} objects, recompressed={res.recompressed_objects} objects")
     click.echo(
         f"parts={len(sb.parts)} size={sum(p.size for p in sb.parts)} fallbacks={len(sb.fallbacks)} "
         f"size={sum(f.compressed_size for f in sb.fallbacks)} in {time.monotonic() - start:.1f}s"

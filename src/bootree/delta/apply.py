@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,16 +38,21 @@ from bootree.format.deltaops import (
     Splice,
     UnsetReadSource,
     Write,
+    ZstdPatch,
     apply_bsdiff,
     decode_operations,
 )
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
+from bootree.format.recompress import GzipParams, gunzip, gzip_compress
 from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, Transaction
 
 __all__ = ["ApplyResult", "PartLoader", "apply_delta", "check_part", "part_size_limit"]
 
 log = logging.getLogger(__name__)
+
+#: Largest decompressed read source (``U``) accepted.
+_MAX_INNER = 1 << 30
 
 #: Loads part ``index`` (described by the entry); may raise FetchError or OSError.
 PartLoader = Callable[[int, PartEntry], bytes]
@@ -104,19 +109,23 @@ class _PartRunner:
         self.written = 0
         #: dirtrees this part wrote, by checksum: read back by the completeness check
         self.dirtrees: dict[Checksum, bytes] = {}
-        self._source: tuple[Checksum, bytes] | None = None
+        self._source: tuple[tuple[Checksum, bool], bytes] | None = None
 
-    def _source_data(self, csum: Checksum) -> bytes:
-        if self._source is None or self._source[0] != csum:
+    def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
+        key = (csum, decompressed)
+        if self._source is None or self._source[0] != key:
             try:
-                self._source = (csum, load_content(self.repo, csum))
+                data = load_content(self.repo, csum)
             except ObjectMissing as exc:
                 raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
+            if decompressed:
+                data = gunzip(data, max_size=_MAX_INNER)
+            self._source = (key, data)
         return self._source[1]
 
     def run(self, ops: Sequence[Operation]) -> None:
         objects = self.entry.objects
-        source: Checksum | None = None
+        source: tuple[Checksum, bool] | None = None
         i = 0
         while i < len(ops):
             op = ops[i]
@@ -125,7 +134,7 @@ class _PartRunner:
                 data = self.payload[op.offset : op.offset + op.length]
                 self._splice(otype, csum, op, bytes(data))
             elif isinstance(op, SetReadSource):
-                source = from_raw(bytes(self.payload[op.offset : op.offset + 32]))
+                source = (from_raw(bytes(self.payload[op.offset : op.offset + 32])), op.decompressed)
             elif isinstance(op, UnsetReadSource):
                 source = None
             elif isinstance(op, Open):
@@ -156,27 +165,34 @@ class _PartRunner:
             self.txn.write_file(_header(self.part, op.mode_idx, op.xattr_idx), data, expected=csum)
         self.written += 1
 
-    def _build(self, op: Open, body: Sequence[Operation], source: Checksum | None) -> None:
+    def _build(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> None:
         _otype, csum = self.entry.objects[op.obj]
         if self.txn.has_object(ObjectType.FILE, csum):
             return  # libostree makes o/w/B no-ops for an object already present
         header = _header(self.part, op.mode_idx, op.xattr_idx)
+        chunks: Iterable[bytes] = self._chunks(op, body, source)
+        if op.inner_size is not None:  # bootree's G: the writes are the uncompressed contents
+            params = GzipParams.from_bytes(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
+            rebuilt = gzip_compress(b"".join(chunks), params)
+            if len(rebuilt) != op.size:
+                raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {op.size}")
+            chunks = [rebuilt]
         with self.txn.content_writer(header, op.size, csum) as writer:
-            for chunk in self._chunks(op, body, source):
+            for chunk in chunks:
                 writer.write(chunk)
             writer.finish()
         self.written += 1
 
-    def _chunks(self, op: Open, body: Sequence[Operation], source: Checksum | None) -> Iterator[bytes]:
+    def _chunks(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> Iterator[bytes]:
         for sub in body:
             if isinstance(sub, SetReadSource):
-                source = from_raw(bytes(self.payload[sub.offset : sub.offset + 32]))
+                source = (from_raw(bytes(self.payload[sub.offset : sub.offset + 32])), sub.decompressed)
             elif isinstance(sub, UnsetReadSource):
                 source = None
             elif isinstance(sub, Write):
                 if sub.from_source:
                     assert source is not None
-                    old = self._source_data(source)
+                    old = self._source_data(*source)
                     if sub.offset + sub.length > len(old):
                         raise DeltaFormatError(
                             f"delta operation w reads {sub.length} bytes at {sub.offset} past its source ({len(old)})"
@@ -187,15 +203,42 @@ class _PartRunner:
             elif isinstance(sub, Bspatch):
                 assert source is not None
                 patch = bytes(self.payload[sub.offset : sub.offset + sub.length])
-                yield apply_bsdiff(self._source_data(source), patch, op.size)
+                yield apply_bsdiff(self._source_data(*source), patch, op.budget)
+            elif isinstance(sub, ZstdPatch):
+                assert source is not None
+                frame = bytes(self.payload[sub.offset : sub.offset + sub.length])
+                yield zstd_patch_apply(self._source_data(*source), frame, op.budget)
 
 
 def _decode(index: int, entry: PartEntry, loader: PartLoader) -> tuple[PartPayload, list[Operation]]:
+    if entry.version not in (0, 1):
+        raise DeltaFormatError(f"delta part {index} has unknown version {entry.version}")
     part = check_part(index, entry, loader(index, entry))
     ops = decode_operations(
-        part.operations, entry.objects, payload_size=len(part.payload), n_modes=len(part.modes), n_xattrs=len(part.xattrs)
+        part.operations, entry.objects, payload_size=len(part.payload), n_modes=len(part.modes),
+        n_xattrs=len(part.xattrs), extensions=entry.version == 1,
     )
     return part, ops
+
+
+def zstd_patch_apply(old: bytes, frame: bytes, size: int) -> bytes:
+    """bootree's ``Z``: decompress a zstd frame whose dictionary is the old object's content.
+
+    Raises:
+        DeltaFormatError: for a corrupt frame or one that does not produce ``size`` bytes.
+    """
+    import zstandard
+
+    try:
+        dict_data = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        out = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=1 << 31).decompress(
+            frame, max_output_size=size
+        )
+    except zstandard.ZstdError as exc:
+        raise DeltaFormatError(f"corrupt zstd patch in delta: {exc}") from exc
+    if len(out) != size:
+        raise DeltaFormatError(f"zstd patch produced {len(out)} bytes, not {size}")
+    return out
 
 
 def apply_delta(

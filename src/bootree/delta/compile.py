@@ -41,6 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from bootree import _fs
+from bootree.delta import bootree_mode
+from bootree.delta.bootree_mode import BootreePlan
+from bootree.delta.bootree_mode import Pair as _Pair
 from bootree.delta.bsdiff import bsdiff
 from bootree.delta.content import ContentInfo, content_info, load_content
 from bootree.delta.rollsum import RollsumResult, match_chunks
@@ -61,7 +64,8 @@ from bootree.format.delta import (
     xz_dict_size,
 )
 from bootree.format.deltaops import OpWriter
-from bootree.format.objects import ObjectType
+from bootree.format.gvariant import Variant
+from bootree.format.objects import FileHeader, ObjectType
 from bootree.repo import Repo
 
 __all__ = ["DeltaOptions", "GenerateResult", "generate_delta"]
@@ -87,6 +91,8 @@ class DeltaOptions:
     endianness: int = LITTLE_ENDIAN
     compression: int = Compression.XZ
     threads: int = 2
+    #: ``ostree`` (libostree-compatible) or ``bootree`` (bootree's own, smaller deltas).
+    format: str = "ostree"
 
 
 @dataclass(slots=True)
@@ -103,15 +109,9 @@ class GenerateResult:
     rollsum_objects: int = 0
     rollsum_bytes: int = 0
     bsdiff_objects: int = 0
+    zstd_objects: int = 0
+    recompressed_objects: int = 0
     parts: list[PartEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Pair:
-    new: Checksum
-    new_info: ContentInfo
-    old: Checksum
-    old_info: ContentInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +224,8 @@ class _PartAssembler:
         with open(path, "xb") as f:
             f.write(data)
         log.debug("part %d: %d objects, %d bytes (%d uncompressed)", index, len(objects), len(data), usize)
-        return path, PartEntry(part_digest(data), len(data), usize, objects)
+        version = 1 if self.options.format == "bootree" else 0
+        return path, PartEntry(part_digest(data), len(data), usize, objects, version)
 
     def finish(self) -> list[tuple[Path, PartEntry]]:
         self.flush()
@@ -319,10 +320,19 @@ def generate_delta(
     new_files = {c for t, c in new if t is ObjectType.FILE}
     infos = {c: content_info(repo, c) for c in sorted(new_files)}
     to_paths: dict[Checksum, str] = {}
+    all_to_paths: set[str] = set()
     for path, csum in _paths(repo, to_commit):
+        all_to_paths.add(path)
         if csum in new_files:
             to_paths.setdefault(csum, path)
-    pairs = _find_pairs(repo, from_commit, to_paths, infos) if from_commit is not None else []
+    bootree = options.format == "bootree"
+    pairs: list[_Pair] = []
+    if from_commit is not None:
+        if bootree:
+            pairs = bootree_mode.find_pairs(repo, from_commit, to_paths, infos, all_to_paths)
+            pairs.sort(key=lambda p: _order_key(to_paths[p.new]))
+        else:
+            pairs = _find_pairs(repo, from_commit, to_paths, infos)
     paired = {p.new for p in pairs}
     result_stats.modified = len(pairs)
 
@@ -350,14 +360,23 @@ def generate_delta(
                 asm.ops.splice_meta(len(data), off)
                 asm.add_object(otype, csum, len(data))
             # Similar pairs, a few in flight at a time (each holds two files in memory).
-            window: deque[Future[_PairPlan]] = deque()
-            queue = iter(pairs)
-            for pair in queue:
-                window.append(pool.submit(_plan_pair, repo, pair, options))
+            window: deque[Future[_PairPlan | BootreePlan]] = deque()
+
+            def emit(plan: _PairPlan | BootreePlan) -> None:
+                if isinstance(plan, BootreePlan):
+                    _emit_bootree(asm, plan, result_stats)
+                else:
+                    _emit_pair(asm, plan, result_stats)
+
+            for pair in pairs:
+                if bootree:
+                    window.append(pool.submit(bootree_mode.plan_pair, repo, pair))
+                else:
+                    window.append(pool.submit(_plan_pair, repo, pair, options))
                 if len(window) >= 2 * max(1, options.threads):
-                    _emit_pair(asm, window.popleft().result(), result_stats)
+                    emit(window.popleft().result())
             while window:
-                _emit_pair(asm, window.popleft().result(), result_stats)
+                emit(window.popleft().result())
             for csum in regular:
                 if csum not in fallback_ids:
                     _emit_whole(asm, csum, infos[csum], load_content(repo, csum))
@@ -378,6 +397,7 @@ def generate_delta(
             inline_parts=[path.read_bytes() for path, _ in parts] if options.inline else (),
             commitmeta=repo.read_commitmeta(to_commit),
             endianness=options.endianness,
+            user_metadata=[(bootree_mode.FORMAT_KEY, Variant("u", bootree_mode.FORMAT_VERSION))] if bootree else (),
         )
         result_stats.superblock = superblock
         sb_path = staging / "superblock"
@@ -386,7 +406,7 @@ def generate_delta(
         files = [] if options.inline else [(str(i), path) for i, (path, _) in enumerate(parts)]
         files.append(("superblock", sb_path))
         if filename is None:
-            result_stats.path = publish_delta_dir(repo, name, files)
+            result_stats.path = publish_delta_dir(repo, name, files, root=bootree_mode.ROOT if bootree else "deltas")
         else:
             _publish_file(filename, files, fsync=repo.fsync)
             result_stats.path = filename
@@ -446,15 +466,37 @@ def _emit_pair(asm: _PartAssembler, plan: _PairPlan, stats: GenerateResult) -> N
         stats.bsdiff_objects += 1
         return
     assert plan.rollsum is not None and plan.new_data is not None
-    new = memoryview(plan.new_data)
-    asm.reserve(32 + size - plan.rollsum.matched_bytes)
+    _emit_rollsum(asm, pair.new, header, size, pair.old, plan.rollsum, plan.new_data)
+    stats.rollsum_objects += 1
+    stats.rollsum_bytes += plan.rollsum.matched_bytes
+
+
+def _emit_rollsum(
+    asm: _PartAssembler,
+    csum: Checksum,
+    header: FileHeader,
+    size: int,
+    source: Checksum,
+    result: RollsumResult,
+    data: bytes,
+    *,
+    gzip: bytes | None = None,
+) -> None:
+    """``o`` (or bootree's ``G`` with ``gzip`` parameters), chunk copies and literals, ``c``."""
+    new = memoryview(data)
+    inner = len(data)
+    asm.reserve(32 + inner - result.matched_bytes + len(gzip or b""))
     mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
     xattr_idx = asm.tables.xattr_index(header.xattrs)
-    src = asm.add_payload(to_raw(pair.old))
-    asm.ops.open(mode_idx, xattr_idx, size)
+    src = asm.add_payload(to_raw(source))
+    if gzip is None:
+        asm.ops.open(mode_idx, xattr_idx, size)
+    else:
+        poff = asm.add_payload(gzip)
+        asm.ops.open_recompressed(mode_idx, xattr_idx, size, inner, poff, len(gzip))
     pos = 0
     reading = False
-    for m in plan.rollsum.matches:
+    for m in result.matches:
         if m.new_offset > pos:
             if reading:
                 asm.ops.unset_read_source()
@@ -462,17 +504,50 @@ def _emit_pair(asm: _PartAssembler, plan: _PairPlan, stats: GenerateResult) -> N
             off = asm.add_payload(new[pos : m.new_offset])
             asm.ops.write(m.new_offset - pos, off)
         if not reading:
-            asm.ops.set_read_source(src)
+            if gzip is None:
+                asm.ops.set_read_source(src)
+            else:
+                asm.ops.set_read_source_decompressed(src)
             reading = True
         asm.ops.write(m.length, m.old_offset)
         pos = m.new_offset + m.length
     if reading:
         asm.ops.unset_read_source()
-    if pos < size:
+    if pos < inner:
         off = asm.add_payload(new[pos:])
-        asm.ops.write(size - pos, off)
+        asm.ops.write(inner - pos, off)
+    asm.ops.close()
+    asm.add_object(ObjectType.FILE, csum, size)
+
+
+def _emit_bootree(asm: _PartAssembler, plan: BootreePlan, stats: GenerateResult) -> None:
+    """One object of a bootree-format delta, the way its plan chose."""
+    pair = plan.pair
+    header, size = pair.new_info.header, pair.new_info.size
+    if plan.whole is not None:
+        _emit_whole(asm, pair.new, pair.new_info, plan.whole)
+        return
+    if plan.rollsum is not None and plan.new_data is not None:
+        params = plan.gzip.to_bytes() if plan.gzip is not None else None
+        _emit_rollsum(asm, pair.new, header, size, pair.old, plan.rollsum, plan.new_data, gzip=params)
+        stats.rollsum_objects += 1
+        stats.rollsum_bytes += plan.rollsum.matched_bytes
+        stats.recompressed_objects += plan.gzip is not None
+        return
+    blob = plan.zstd_frame if plan.zstd_frame is not None else plan.patch
+    assert blob is not None
+    asm.reserve(32 + len(blob))
+    mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
+    xattr_idx = asm.tables.xattr_index(header.xattrs)
+    src = asm.add_payload(to_raw(pair.old))
+    off = asm.add_payload(blob)
+    asm.ops.set_read_source(src)
+    asm.ops.open(mode_idx, xattr_idx, size)
+    if plan.zstd_frame is not None:
+        asm.ops.zstd_patch(off, len(blob))
+        stats.zstd_objects += 1
+    else:
+        asm.ops.bspatch(off, len(blob))
+        stats.bsdiff_objects += 1
     asm.ops.close()
     asm.add_object(ObjectType.FILE, pair.new, size)
-    stats.rollsum_objects += 1
-    stats.rollsum_bytes += plan.rollsum.matched_bytes
-

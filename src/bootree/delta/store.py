@@ -51,13 +51,16 @@ class StoredDelta:
     digest: bytes
 
 
-def list_deltas(repo: Repo) -> list[StoredDelta]:
-    """Every delta in the repository with a superblock, sorted by name."""
+def list_deltas(repo: Repo, *, root: str = "deltas") -> list[StoredDelta]:
+    """Every delta in the repository with a superblock, sorted by name.
+
+    ``root`` is ``deltas`` (libostree's) or ``bootree-deltas`` (bootree's own format).
+    """
     out: list[StoredDelta] = []
-    root = repo.path / "deltas"
-    if not root.is_dir():
+    top = repo.path / root
+    if not top.is_dir():
         return out
-    for sb in root.glob("*/*/superblock"):
+    for sb in top.glob("*/*/superblock"):
         prefix, rest = sb.parent.parent.name, sb.parent.name
         if rest.startswith("."):
             continue  # a delta being assembled
@@ -70,36 +73,41 @@ def list_deltas(repo: Repo) -> list[StoredDelta]:
     return sorted(out, key=lambda d: str(d.name))
 
 
-def find_delta(repo: Repo, name: DeltaName) -> Path:
+def delta_path(repo: Repo, name: DeltaName, root: str = "deltas") -> Path:
+    """Where delta ``name`` lives under ``root``."""
+    return repo.path / root / name.relpath.removeprefix("deltas/")
+
+
+def find_delta(repo: Repo, name: DeltaName, *, root: str = "deltas") -> Path:
     """The directory of delta ``name``.
 
     Raises:
         DeltaNotFound: if it has no superblock.
     """
-    path = repo.path / name.relpath
+    path = delta_path(repo, name, root)
     if not (path / "superblock").is_file():
         raise DeltaNotFound(str(name))
     return path
 
 
-def read_superblock(repo: Repo, name: DeltaName) -> tuple[bytes, Superblock]:
+def read_superblock(repo: Repo, name: DeltaName, *, root: str = "deltas") -> tuple[bytes, Superblock]:
     """The superblock file of delta ``name`` and its parsed value.
 
     Raises:
         DeltaNotFound: if absent.
         DeltaFormatError: if it does not parse.
     """
-    data = (find_delta(repo, name) / "superblock").read_bytes()
+    data = (find_delta(repo, name, root=root) / "superblock").read_bytes()
     return data, Superblock.from_bytes(data)
 
 
-def delete_delta(repo: Repo, name: DeltaName) -> None:
+def delete_delta(repo: Repo, name: DeltaName, *, root: str = "deltas") -> None:
     """Remove delta ``name`` (renamed aside first, so no half-deleted delta is ever listed).
 
     Raises:
         DeltaNotFound: if absent.
     """
-    path = find_delta(repo, name)
+    path = find_delta(repo, name, root=root)
     aside = path.parent / _fs.temp_name(f".{path.name}.del-")
     os.rename(path, aside)
     _fs.rmtree(aside)
@@ -107,13 +115,13 @@ def delete_delta(repo: Repo, name: DeltaName) -> None:
         _fs.fsync_dir(path.parent)
 
 
-def publish_delta_dir(repo: Repo, name: DeltaName, files: Iterable[tuple[str, Path]]) -> Path:
+def publish_delta_dir(repo: Repo, name: DeltaName, files: Iterable[tuple[str, Path]], *, root: str = "deltas") -> Path:
     """Move finished delta files into ``deltas/…`` as one directory, atomically.
 
     ``files`` are ``(file name, staged path)`` pairs on the repository's file system; the
     superblock should come last. Each is fsynced, then the directory is renamed into place.
     """
-    final = repo.path / name.relpath
+    final = delta_path(repo, name, root)
     _fs.makedirs(final.parent)
     staging = final.parent / _fs.temp_name(f".{final.name}.new-")
     staging.mkdir(mode=0o755)

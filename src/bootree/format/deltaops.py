@@ -65,6 +65,10 @@ class OpCode(IntEnum):
     UNSET_READ_SOURCE = ord("R")
     CLOSE = ord("c")
     BSPATCH = ord("B")
+    # bootree's own deltas only (part version 1; libostree rejects these bytes):
+    SET_READ_SOURCE_DECOMPRESSED = ord("U")
+    OPEN_RECOMPRESSED = ord("G")
+    ZSTD_PATCH = ord("Z")
 
 
 def encode_varint(value: int) -> bytes:
@@ -119,12 +123,25 @@ class Splice:
 
 @dataclass(frozen=True, slots=True)
 class Open:
-    """``o``: start regular file ``obj`` of ``size`` bytes."""
+    """``o``: start regular file ``obj`` of ``size`` bytes.
+
+    bootree's ``G`` also opens one, but its writes build ``inner_size`` bytes of uncompressed
+    data that are compressed at ``c`` with the parameters at payload[params_offset:+params_length]
+    (see :mod:`bootree.format.recompress`); the result must be ``size`` bytes.
+    """
 
     obj: int
     mode_idx: int
     xattr_idx: int
     size: int
+    inner_size: int | None = None
+    params_offset: int = 0
+    params_length: int = 0
+
+    @property
+    def budget(self) -> int:
+        """How many bytes the writes between open and close produce."""
+        return self.size if self.inner_size is None else self.inner_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +155,13 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class SetReadSource:
-    """``r``: payload[offset:offset+32] is the raw checksum of the old content object to read."""
+    """``r``: payload[offset:offset+32] is the raw checksum of the old content object to read.
+
+    bootree's ``U`` is the same, reading the old object's *decompressed* content.
+    """
 
     offset: int
+    decompressed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +178,21 @@ class Bspatch:
 
 
 @dataclass(frozen=True, slots=True)
+class ZstdPatch:
+    """bootree's ``Z``: payload[offset:offset+length] is a zstd frame whose dictionary is the source."""
+
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """``c``: object ``obj`` is complete; verify it."""
 
     obj: int
 
 
-Operation = Splice | Open | Write | SetReadSource | UnsetReadSource | Bspatch | Close
+Operation = Splice | Open | Write | SetReadSource | UnsetReadSource | Bspatch | ZstdPatch | Close
 
 
 def _check_slice(offset: int, length: int, size: int, what: str) -> None:
@@ -172,7 +201,13 @@ def _check_slice(offset: int, length: int, size: int, what: str) -> None:
 
 
 def decode_operations(
-    ops: bytes, objects: Sequence[tuple[ObjectType, str]], *, payload_size: int, n_modes: int, n_xattrs: int
+    ops: bytes,
+    objects: Sequence[tuple[ObjectType, str]],
+    *,
+    payload_size: int,
+    n_modes: int,
+    n_xattrs: int,
+    extensions: bool = False,
 ) -> list[Operation]:
     """Decode and check a part's operation stream against its object list and tables.
 
@@ -225,14 +260,20 @@ def decode_operations(
                 length, offset = args(2)
                 _check_slice(offset, length, payload_size, "S")
                 out.append(Splice(idx, length, offset))
-        elif code == OpCode.OPEN:
-            idx, otype = take_object("o")
+        elif code == OpCode.OPEN or (extensions and code == OpCode.OPEN_RECOMPRESSED):
+            idx, otype = take_object(chr(code))
             if otype is not ObjectType.FILE:
-                raise DeltaFormatError("delta operation o opens a metadata object")
-            mode_idx, xattr_idx, size = args(3)
-            tables(mode_idx, xattr_idx, "o")
-            open_obj, open_size, written = idx, size, 0
-            out.append(Open(idx, mode_idx, xattr_idx, size))
+                raise DeltaFormatError(f"delta operation {chr(code)} opens a metadata object")
+            if code == OpCode.OPEN:
+                mode_idx, xattr_idx, size = args(3)
+                opened = Open(idx, mode_idx, xattr_idx, size)
+            else:
+                mode_idx, xattr_idx, size, inner, poff, plen = args(6)
+                _check_slice(poff, plen, payload_size, "G")
+                opened = Open(idx, mode_idx, xattr_idx, size, inner, poff, plen)
+            tables(mode_idx, xattr_idx, chr(code))
+            open_obj, open_size, written = idx, opened.budget, 0
+            out.append(opened)
         elif code == OpCode.WRITE:
             length, offset = args(2)
             if open_obj is None:
@@ -243,23 +284,23 @@ def decode_operations(
                 _check_slice(offset, length, payload_size, "w")
             written += length
             out.append(Write(length, offset, source))
-        elif code == OpCode.SET_READ_SOURCE:
+        elif code == OpCode.SET_READ_SOURCE or (extensions and code == OpCode.SET_READ_SOURCE_DECOMPRESSED):
             (offset,) = args(1)
-            _check_slice(offset, 32, payload_size, "r")
+            _check_slice(offset, 32, payload_size, chr(code))
             source = True
-            out.append(SetReadSource(offset))
+            out.append(SetReadSource(offset, code == OpCode.SET_READ_SOURCE_DECOMPRESSED))
         elif code == OpCode.UNSET_READ_SOURCE:
             source = False
             out.append(UnsetReadSource())
-        elif code == OpCode.BSPATCH:
+        elif code == OpCode.BSPATCH or (extensions and code == OpCode.ZSTD_PATCH):
             offset, length = args(2)
             if open_obj is None or not source:
-                raise DeltaFormatError("delta operation B needs an open object and a read source")
+                raise DeltaFormatError(f"delta operation {chr(code)} needs an open object and a read source")
             if written:
-                raise DeltaFormatError("delta operation B after writes to the same object")
-            _check_slice(offset, length, payload_size, "B")
+                raise DeltaFormatError(f"delta operation {chr(code)} after writes to the same object")
+            _check_slice(offset, length, payload_size, chr(code))
             written = open_size
-            out.append(Bspatch(offset, length))
+            out.append(Bspatch(offset, length) if code == OpCode.BSPATCH else ZstdPatch(offset, length))
         elif code == OpCode.CLOSE:
             if open_obj is None:
                 raise DeltaFormatError("delta operation c with no open object")
@@ -315,6 +356,20 @@ class OpWriter:
     def bspatch(self, offset: int, length: int) -> None:
         """``B``."""
         self._emit(OpCode.BSPATCH, offset, length)
+
+    def set_read_source_decompressed(self, offset: int) -> None:
+        """bootree's ``U``."""
+        self._emit(OpCode.SET_READ_SOURCE_DECOMPRESSED, offset)
+
+    def open_recompressed(
+        self, mode_idx: int, xattr_idx: int, size: int, inner_size: int, params_offset: int, params_length: int
+    ) -> None:
+        """bootree's ``G``."""
+        self._emit(OpCode.OPEN_RECOMPRESSED, mode_idx, xattr_idx, size, inner_size, params_offset, params_length)
+
+    def zstd_patch(self, offset: int, length: int) -> None:
+        """bootree's ``Z``."""
+        self._emit(OpCode.ZSTD_PATCH, offset, length)
 
     def close(self) -> None:
         """``c``."""

@@ -252,3 +252,29 @@ def test_missing_source_commit(tmp_path: Path, pair: Pair, made: tuple[Superbloc
     dst = _target(tmp_path, pair, RepoMode.BARE_USER, with_v1=False)
     with pytest.raises(DeltaError, match="source commit"):
         apply_offline(dst, d / "superblock")
+
+
+# --- bootree's own format -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [RepoMode.BARE_USER, RepoMode.ARCHIVE])
+def test_bootree_format_delta(tmp_path: Path, pair: Pair, mode: RepoMode) -> None:
+    ostree_res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=NO_FALLBACK)
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+    assert res.path.parent.parent.name == "bootree-deltas" and res.name == ostree_res.name
+    assert res.recompressed_objects == 1  # the gzip'd manual page, diffed uncompressed
+    assert res.modified > ostree_res.modified  # the moved file is matched by content
+    assert all(p.version == 1 for p in res.superblock.parts)
+    assert res.superblock.total_size < ostree_res.superblock.total_size
+    assert [d.name for d in list_deltas(pair.repo)] == [ostree_res.name]  # ostree's directory is untouched
+    dst = _target(tmp_path, pair, mode)
+    assert apply_offline(dst, res.path / "superblock").commit == pair.v2
+    assert dst.fsck().ok
+
+
+def test_bootree_opcodes_are_refused_in_ostree_parts(tmp_path: Path, pair: Pair) -> None:
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+    sb = res.superblock
+    parts = {i: (res.path / str(i)).read_bytes() for i in range(len(sb.parts))}
+    as_v0 = replace(sb, parts=tuple(replace(p, version=0) for p in sb.parts))
+    _bad(tmp_path, pair, as_v0, parts, DeltaFormatError, "unknown delta operation")
