@@ -76,6 +76,7 @@ def test_ostree_and_bootree_pull_bootree_deltas(tmp_path: Path, logging_server) 
     pair = make_pair(tmp_path)
     res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=DeltaOptions(min_fallback_size=200_000))
     generate_delta(pair.repo, pair.v2)
+    own = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=DeltaOptions(min_fallback_size=0, format="bootree"))
     fallbacks = {f"objects/{f.checksum[:2]}/{f.checksum[2:]}.filez" for f in res.superblock.fallbacks}
     assert len(fallbacks) == 1
     update_summary(pair.repo)
@@ -89,6 +90,7 @@ def test_ostree_and_bootree_pull_bootree_deltas(tmp_path: Path, logging_server) 
     ostree(f"--repo={cli}", "pull", "origin", "os")
     paths = [p for p, _c, _s in log]
     assert f"{res.name.relpath}/superblock" in paths and f"{res.name.relpath}/0" in paths
+    assert not any(p.startswith("bootree-deltas/") for p in paths)  # ostree ignores bootree's format
     # ostree 2022.7 fetches fallbacks one by one and re-fetches some loose objects too
     assert fallbacks <= _objects_fetched(log)
     assert ostree(f"--repo={cli}", "rev-parse", "origin:os").strip() == pair.v2
@@ -102,11 +104,26 @@ def test_ostree_and_bootree_pull_bootree_deltas(tmp_path: Path, logging_server) 
     log.clear()
     result = pull(repo, remote, ["os"])
     assert repo.refs.get("origin:os") == pair.v2
+    # bootree prefers its own format: superblock and parts of bootree-deltas/, nothing else
+    assert not _objects_fetched(log) and not any(p.startswith("deltas/") for p, _c, _s in log)
+    delta_bytes = sum(s for p, _c, s in log if p.startswith("bootree-deltas/"))
+    assert delta_bytes == own.superblock.total_size + len((own.path / "superblock").read_bytes())
+    assert result.bytes_fetched <= delta_bytes + 16_384  # plus summary and config
+    assert repo.fsck().ok and "no errors found" in ostree(f"--repo={repo.path}", "fsck")
+    # and ostree's format, with its fallback fetched beside the parts, when only that is offered
+    shutil.rmtree(pair.repo.path / "bootree-deltas")
+    update_summary(pair.repo)
+    again = Repo.init(tmp_path / "bcli2", mode=RepoMode.BARE_USER)
+    add_remote(again.config, "origin", url, gpg_verify=False)
+    again.save_config()
+    pull(again, get_remote(again.config, "origin"), [f"os@{pair.v1}"])
+    log.clear()
+    result = pull(again, get_remote(again.config, "origin"), ["os"])
     assert _objects_fetched(log) == fallbacks
     delta_bytes = sum(s for p, _c, s in log if p.startswith("deltas/") or p in fallbacks)
     assert delta_bytes == res.superblock.total_size + len((pair.repo.path / res.name.superblock_relpath).read_bytes())
     assert result.bytes_fetched <= delta_bytes + 16_384  # plus summary, config, index
-    assert repo.fsck().ok and "no errors found" in ostree(f"--repo={repo.path}", "fsck")
+    assert again.fsck().ok
 
     # a scratch delta is used for a fresh pull; --disable-static-deltas pulls objects
     fresh = Repo.init(tmp_path / "fresh", mode=RepoMode.BARE_USER)

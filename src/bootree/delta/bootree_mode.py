@@ -49,6 +49,8 @@ FORMAT_VERSION = 1
 PART_VERSION = 1
 #: Where bootree-format deltas live (ostree lists and serves only ``deltas/``).
 ROOT = "bootree-deltas"
+#: Summary metadata key listing them (name -> superblock SHA-256), next to ostree's.
+SUMMARY_KEY = "bootree.static-deltas"
 
 _DIGITS = re.compile(r"\d+")
 #: bsdiff is slow (suffix sorting): only for objects up to this size.

@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bootree.delta.apply import ApplyResult, apply_delta
+from bootree.delta.bootree_mode import ROOT as BOOTREE_ROOT
+from bootree.delta.bootree_mode import SUMMARY_KEY as BOOTREE_SUMMARY_KEY
 from bootree.errors import DeltaFormatError, FetchError, NotFoundError, RemoteError
 from bootree.format.checksum import Checksum
 from bootree.format.delta import DeltaName, PartEntry, Superblock, decode_delta_index, delta_index_relpath
+from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.format.summary import Summary
 from bootree.pull.plan import object_path
@@ -58,6 +61,13 @@ class DeltaChoice:
 
     name: DeltaName
     digest: bytes
+    #: ``deltas`` (libostree's format) or ``bootree-deltas`` (bootree's own).
+    root: str = "deltas"
+
+    @property
+    def relpath(self) -> str:
+        """The delta's directory on the server."""
+        return f"{self.root}/{self.name.relpath.removeprefix('deltas/')}"
 
 
 @dataclass(slots=True)
@@ -100,10 +110,25 @@ def choose_delta(
     ref_exists: bool,
     count: Callable[[int], None] = lambda n: None,
 ) -> DeltaChoice | None:
-    """The delta libostree would use to reach ``target``, or ``None`` (pull objects instead)."""
+    """The delta libostree would use to reach ``target``, or ``None`` (pull objects instead).
+
+    A bootree-format delta listed in the summary (``bootree.static-deltas``) is preferred: it
+    is the smaller one; the same rules pick among them.
+    """
+    if summary is not None:
+        own = summary.get(BOOTREE_SUMMARY_KEY)
+        if isinstance(own, list):
+            offered = {n: v.value for n, v in own if isinstance(v, Variant) and isinstance(v.value, bytes)}
+            mine = _pick(repo, offered, target, ref_exists, base_url)
+            if mine is not None:
+                return DeltaChoice(mine.name, mine.digest, BOOTREE_ROOT)
+    return _pick(repo, _offered(fetcher, base_url, target, summary, count), target, ref_exists, base_url)
+
+
+def _pick(repo: Repo, offered: dict[str, bytes], target: Checksum, ref_exists: bool, base_url: str) -> DeltaChoice | None:
     best: tuple[int, DeltaChoice] | None = None
     scratch: DeltaChoice | None = None
-    for text, digest in _offered(fetcher, base_url, target, summary, count).items():
+    for text, digest in offered.items():
         try:
             name = DeltaName.parse(text)
         except Exception:  # an unparseable name in a server's index is skipped, as ostree does
@@ -130,12 +155,12 @@ class _Downloads:
     """Fallbacks and parts in flight on one fetcher; fallbacks are written as they arrive."""
 
     def __init__(
-        self, fetcher: Fetcher, txn: Transaction, base: str, content_base: str, superblock: Superblock, stats: DeltaPull,
-        max_content_size: int,
+        self, fetcher: Fetcher, txn: Transaction, relpath: str, base: str, content_base: str, superblock: Superblock,
+        stats: DeltaPull, max_content_size: int,
     ) -> None:
         self.fetcher = fetcher
         self.txn = txn
-        self.base = join_url(base, superblock.name.relpath)
+        self.base = join_url(base, relpath)
         self.content_base = content_base
         self.sb = superblock
         self.stats = stats
@@ -218,7 +243,7 @@ def pull_delta(
         FetchError: a download that failed.
     """
     stats = DeltaPull(choice.name, ApplyResult(choice.name.to_commit))
-    url = join_url(base_url, choice.name.superblock_relpath)
+    url = join_url(base_url, f"{choice.relpath}/superblock")
     data = fetcher.fetch(url, max_length=MAX_SUPERBLOCK_SIZE)
     stats.bytes += len(data)
     stats.requests += 1
@@ -227,7 +252,7 @@ def pull_delta(
     superblock = Superblock.from_bytes(data)
     if superblock.name != choice.name:
         raise DeltaFormatError(f"static delta {choice.name} has a superblock for {superblock.name}")
-    dl = _Downloads(fetcher, txn, base_url, content_url or base_url, superblock, stats, max_content_size)
+    dl = _Downloads(fetcher, txn, choice.relpath, base_url, content_url or base_url, superblock, stats, max_content_size)
     needed = [i for i, e in enumerate(superblock.parts) if not all(txn.has_object(t, c) for t, c in e.objects)]
     dl.start_parts([i for i in needed if superblock.inline_part(i) is None])
     try:

@@ -17,6 +17,9 @@ import time
 from collections.abc import Iterable
 
 from bootree import _fs
+from bootree.delta import list_deltas
+from bootree.delta.bootree_mode import ROOT as BOOTREE_ROOT
+from bootree.delta.bootree_mode import SUMMARY_KEY as BOOTREE_SUMMARY_KEY
 from bootree.errors import InvalidChecksum
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, from_raw
@@ -95,6 +98,11 @@ def update_summary(
             continue  # remote refs are not published
         refs[name] = (csum, repo.load_metadata(ObjectType.COMMIT, csum))
     deltas = {} if repo.config.get_bool("core", "no-deltas-in-summary", False) else _find_deltas(repo)
+    own = {str(d.name): d.digest for d in list_deltas(repo, root=BOOTREE_ROOT)}
+    if own and not repo.config.get_bool("core", "no-deltas-in-summary", False):
+        # bootree's own deltas, under a key ostree ignores; bootree clients prefer them.
+        entries = [(n, Variant("ay", own[n])) for n in sorted(own)]
+        extra_metadata = [*extra_metadata, (BOOTREE_SUMMARY_KEY, Variant("a{sv}", entries))]
     summary = Summary.build(
         refs,
         mode=repo.config.get("core", "mode", "bare") or "bare",
