@@ -36,6 +36,7 @@ from bootree.delta.bsdiff import bsdiff
 from bootree.delta.content import ContentInfo, content_info, load_content
 from bootree.delta.rollsum import RollsumResult, chunk_ends, match_chunks
 from bootree.format.checksum import Checksum
+from bootree.format.delta import BOOTREE_DELTAS_ROOT, BOOTREE_SUMMARY_KEY
 from bootree.format.recompress import GzipParams, find_gzip_params, gunzip, is_gzip
 from bootree.repo import Repo
 
@@ -47,10 +48,9 @@ log = logging.getLogger(__name__)
 FORMAT_KEY = "bootree.delta-format"
 FORMAT_VERSION = 1
 PART_VERSION = 1
-#: Where bootree-format deltas live (ostree lists and serves only ``deltas/``).
-ROOT = "bootree-deltas"
-#: Summary metadata key listing them (name -> superblock SHA-256), next to ostree's.
-SUMMARY_KEY = "bootree.static-deltas"
+#: Where bootree-format deltas live (ostree lists and serves only ``deltas/``), and their summary key.
+ROOT = BOOTREE_DELTAS_ROOT
+SUMMARY_KEY = BOOTREE_SUMMARY_KEY
 
 _DIGITS = re.compile(r"\d+")
 #: bsdiff is slow (suffix sorting): only for objects up to this size.

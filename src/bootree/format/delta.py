@@ -62,6 +62,10 @@ BIG_ENDIAN = ord("B")
 PART_VERSION = 0
 #: One object record in a part's object list: type byte and raw checksum.
 OBJECT_RECORD_SIZE = 33
+#: Where bootree's own delta format lives in a repository (ostree only reads ``deltas/``), and
+#: the summary key listing those deltas (name -> superblock SHA-256), which ostree ignores.
+BOOTREE_DELTAS_ROOT = "bootree-deltas"
+BOOTREE_SUMMARY_KEY = "bootree.static-deltas"
 
 Metadata = tuple[tuple[str, Variant], ...]
 _Swap = Callable[[int], int]

@@ -21,7 +21,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from bootree.delta.apply import ApplyResult, apply_delta
 from bootree.delta.bootree_mode import ROOT as BOOTREE_ROOT
@@ -32,11 +31,14 @@ from bootree.format.delta import DeltaName, PartEntry, Superblock, decode_delta_
 from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.format.summary import Summary
+from bootree.pull.engine import StageContext
+from bootree.pull.options import StaticDeltas
 from bootree.pull.plan import object_path
+from bootree.pull.session import RemoteSession
 from bootree.repo import Repo, Transaction
 from bootree.transport import Fetcher, join_url
 
-__all__ = ["DeltaChoice", "DeltaPull", "StaticDeltas", "choose_delta", "pull_delta"]
+__all__ = ["DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "pull_delta", "pull_deltas"]
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,6 @@ PARTS_AHEAD = 2
 #: Largest superblock fetched over HTTP (inline parts make superblocks big).
 MAX_SUPERBLOCK_SIZE = 256 << 20
 MAX_INDEX_SIZE = 1 << 20
-
-
-class StaticDeltas(StrEnum):
-    """``--disable-static-deltas`` / default / ``--require-static-deltas``."""
-
-    DISABLE = "disable"
-    AUTO = "auto"
-    REQUIRE = "require"
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +293,8 @@ def pull_deltas(
     """
     if mode is StaticDeltas.DISABLE:
         return []
-    if mode is StaticDeltas.AUTO and (repo.mode.value == "archive" or not base_url.startswith(("http:", "https:"))):
-        return []  # local remotes (file://, pull-local) copy objects as cheaply as a delta
+    if mode is StaticDeltas.AUTO and not _usable(repo, base_url):
+        return []  # archive targets, and local remotes (file://, pull-local) copy objects as cheaply
     out = []
     for target, ref_exists in targets.items():
         if repo.has_object(ObjectType.COMMIT, target) and not repo.is_partial(target):
@@ -315,3 +309,35 @@ def pull_deltas(
             pull_delta(repo, txn, fetcher, base_url, choice, content_url=content_url, max_content_size=max_content_size)
         )
     return out
+
+
+class DeltaStage:
+    """The pull stage that brings target commits in through static deltas (before the walk).
+
+    ``ref_exists`` tells, per target commit, whether its local ref exists already (libostree
+    uses a scratch delta only for a new ref).
+    """
+
+    def __init__(self, session: RemoteSession, ref_exists: dict[Checksum, bool]) -> None:
+        self.session = session
+        self.ref_exists = ref_exists
+        self.used: list[DeltaPull] = []
+
+    def run(self, ctx: StageContext) -> None:
+        """Apply a delta for each target commit the server has one for."""
+        mode = ctx.config.static_deltas
+        if mode is StaticDeltas.DISABLE:
+            return
+        found = self.session.summary() if mode is StaticDeltas.REQUIRE or _usable(ctx.repo, self.session.url) else None
+        targets = {c: self.ref_exists.get(c, False) for c in ctx.commits}
+        self.used = pull_deltas(
+            ctx.repo, ctx.txn, self.session.fetcher, self.session.url, targets,
+            summary=found.summary if found is not None else None, mode=mode,
+            content_url=self.session.content_url, max_content_size=ctx.config.max_content_size,
+        )
+        for used in self.used:
+            self.session.bytes += used.bytes
+
+
+def _usable(repo: Repo, url: str) -> bool:
+    return repo.mode.value != "archive" and url.startswith(("http:", "https:"))
