@@ -99,7 +99,10 @@ def _header(part: PartPayload, mode_idx: int, xattr_idx: int, target: str = "") 
 class _PartRunner:
     """Executes one decoded part's operations into a transaction."""
 
-    def __init__(self, repo: Repo, txn: Transaction, index: int, entry: PartEntry, part: PartPayload) -> None:
+    def __init__(
+        self, repo: Repo, txn: Transaction, index: int, entry: PartEntry, part: PartPayload,
+        written_content: list[Checksum] | None = None,
+    ) -> None:
         self.repo = repo
         self.txn = txn
         self.index = index
@@ -109,6 +112,8 @@ class _PartRunner:
         self.written = 0
         #: dirtrees this part wrote, by checksum: read back by the completeness check
         self.dirtrees: dict[Checksum, bytes] = {}
+        #: content objects written so far in this delta (shared by all parts' runners)
+        self.content_written: list[Checksum] = written_content if written_content is not None else []
         self._source: tuple[tuple[Checksum, bool], bytes] | None = None
 
     def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
@@ -117,7 +122,12 @@ class _PartRunner:
             try:
                 data = load_content(self.repo, csum)
             except ObjectMissing as exc:
-                raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
+                if not self.txn.has_object(ObjectType.FILE, csum):
+                    raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
+                # Written earlier by this delta (bootree's format reads its own new objects):
+                # publish what is complete so it can be read, as a pull does early.
+                self.txn.publish_early(ObjectType.FILE, [*self.content_written, csum])
+                data = load_content(self.repo, csum)
             if decompressed:
                 data = gunzip(data, max_size=_MAX_INNER)
             self._source = (key, data)
@@ -163,6 +173,7 @@ class _PartRunner:
             self.txn.write_file(_header(self.part, op.mode_idx, op.xattr_idx, target), None, expected=csum)
         else:
             self.txn.write_file(_header(self.part, op.mode_idx, op.xattr_idx), data, expected=csum)
+        self.content_written.append(csum)
         self.written += 1
 
     def _build(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> None:
@@ -181,6 +192,7 @@ class _PartRunner:
             for chunk in chunks:
                 writer.write(chunk)
             writer.finish()
+        self.content_written.append(csum)
         self.written += 1
 
     def _chunks(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> Iterator[bytes]:
@@ -268,6 +280,7 @@ def apply_delta(
     if actual != superblock.to_commit:
         raise ChecksumMismatch(superblock.to_commit, actual, "delta commit")
     dirtrees: dict[Checksum, bytes] = {}
+    content_written: list[Checksum] = []
     if superblock.from_commit is not None and not repo.has_object(ObjectType.COMMIT, superblock.from_commit):
         raise DeltaError(f"the delta's source commit {superblock.from_commit} is not in this repository")
     missing = [(f.otype, f.checksum) for f in superblock.fallbacks if not txn.has_object(f.otype, f.checksum)]
@@ -287,7 +300,7 @@ def apply_delta(
         for n, (index, entry) in enumerate(todo):
             current = ahead.result() if ahead is not None else _decode(index, entry, load_part)
             ahead = pool.submit(_decode, *todo[n + 1], load_part) if n + 1 < len(todo) else None
-            runner = _PartRunner(repo, txn, index, entry, current[0])
+            runner = _PartRunner(repo, txn, index, entry, current[0], content_written)
             runner.run(current[1])
             dirtrees.update(runner.dirtrees)
             result.objects_written += runner.written

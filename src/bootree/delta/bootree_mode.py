@@ -34,13 +34,13 @@ import zstandard
 
 from bootree.delta.bsdiff import bsdiff
 from bootree.delta.content import ContentInfo, content_info, load_content
-from bootree.delta.rollsum import RollsumResult, chunk_ends, match_chunks
+from bootree.delta.rollsum import RollsumResult, SourceMatch, chunk_ends, match_chunks, match_chunks_multi
 from bootree.format.checksum import Checksum
 from bootree.format.delta import BOOTREE_DELTAS_ROOT, BOOTREE_SUMMARY_KEY
 from bootree.format.recompress import GzipParams, find_gzip_params, gunzip, is_gzip
 from bootree.repo import Repo
 
-__all__ = ["BootreePlan", "find_pairs", "plan_pair"]
+__all__ = ["BootreePlan", "PairContext", "find_pairs", "plan_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ SUMMARY_KEY = BOOTREE_SUMMARY_KEY
 _DIGITS = re.compile(r"\d+")
 #: bsdiff is slow (suffix sorting): only for objects up to this size.
 _MAX_BSDIFF = 2 << 20
-#: zstd patch-from level (the dictionary is the old object).
-_ZSTD_LEVEL = 19
+#: zstd patch-from levels by object size: 19 is 4-15x slower than 12 for a few % less.
+_ZSTD_LEVELS = ((1 << 20, 19), (4 << 20, 12), (1 << 62, 9))
 _MAX_GUNZIP = 1 << 30
 
 
@@ -71,6 +71,18 @@ class Pair:
 
 
 @dataclass(frozen=True, slots=True)
+class PairContext:
+    """What planning may look at besides the pair: both trees by path, and which new objects
+    a later operation may read as a source (new objects the delta writes itself, except
+    fallbacks, which a pull may still be fetching)."""
+
+    to_by_path: dict[str, Checksum]
+    from_by_path: dict[str, Checksum]
+    readable_new: frozenset[Checksum]
+    new: frozenset[Checksum]
+
+
+@dataclass(frozen=True, slots=True)
 class BootreePlan:
     """How one paired object travels; exactly one way is set (``whole`` when none wins)."""
 
@@ -81,6 +93,11 @@ class BootreePlan:
     gzip: GzipParams | None = None
     zstd_frame: bytes | None = None
     patch: bytes | None = None
+    #: gzip plans: the sources (checksum, decompressed?) of ``multi``'s matches.
+    sources: tuple[tuple[Checksum, bool], ...] = ()
+    multi: tuple[SourceMatch, ...] = ()
+    #: Whether a source is a new object of this delta (the plan must then be emitted last).
+    reads_new: bool = False
 
 
 def _masked(path: str) -> str:
@@ -187,18 +204,19 @@ def _cost(data: bytes) -> int:
 
 def _zstd_patch(old: bytes, new: bytes) -> bytes:
     dict_data = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    level = next(lv for limit, lv in _ZSTD_LEVELS if len(new) <= limit)
     params = zstandard.ZstdCompressionParameters.from_level(
-        _ZSTD_LEVEL, source_size=len(new), window_log=max(20, min(27, (len(old) + len(new)).bit_length()))
+        level, source_size=len(new), window_log=max(20, min(27, (len(old) + len(new)).bit_length()))
     )
     return zstandard.ZstdCompressor(dict_data=dict_data, compression_params=params).compress(new)
 
 
-def plan_pair(repo: Repo, pair: Pair) -> BootreePlan:
+def plan_pair(repo: Repo, pair: Pair, ctx: PairContext) -> BootreePlan:
     """Worker: the cheapest way to send ``pair.new`` given ``pair.old``."""
     old = load_content(repo, pair.old)
     new = load_content(repo, pair.new)
     if is_gzip(new) and is_gzip(old) and stat.S_ISREG(pair.new_info.header.mode):
-        plan = _plan_gzip(pair, old, new)
+        plan = _plan_gzip(repo, pair, old, new, ctx)
         if plan is not None:
             return plan
     result = match_chunks(old, new)
@@ -216,7 +234,30 @@ def plan_pair(repo: Repo, pair: Pair) -> BootreePlan:
     return min(options, key=lambda o: o[0])[1]
 
 
-def _plan_gzip(pair: Pair, old: bytes, new: bytes) -> BootreePlan | None:
+def _cpio_names(data: bytes) -> list[str]:
+    """Member names of a newc cpio archive (an initramfs), as far as it parses."""
+    names = []
+    pos = 0
+    while pos + 110 <= len(data) and data[pos : pos + 6] in (b"070701", b"070702"):
+        try:
+            size = int(data[pos + 54 : pos + 62], 16)
+            namesize = int(data[pos + 94 : pos + 102], 16)
+        except ValueError:
+            break
+        name = data[pos + 110 : pos + 110 + namesize - 1].decode("utf-8", "replace")
+        if name == "TRAILER!!!":
+            break
+        names.append(name)
+        pos = (pos + 110 + namesize + 3) & ~3
+        pos = (pos + size + 3) & ~3
+    return names
+
+
+#: Extra sources of one gzip plan (the tree's copies of an initramfs's files), in bytes.
+_MAX_EXTRA_SOURCES = 256 << 20
+
+
+def _plan_gzip(repo: Repo, pair: Pair, old: bytes, new: bytes, ctx: PairContext) -> BootreePlan | None:
     try:
         inner_new = gunzip(new, max_size=_MAX_GUNZIP)
         inner_old = gunzip(old, max_size=_MAX_GUNZIP)
@@ -226,4 +267,29 @@ def _plan_gzip(pair: Pair, old: bytes, new: bytes) -> BootreePlan | None:
     if params is None:
         log.debug("%s: gzip not reproducible, diffed as compressed bytes", pair.new)
         return None
-    return BootreePlan(pair, rollsum=match_chunks(inner_old, inner_new), new_data=inner_new, gzip=params)
+    # An archive of files (an initramfs) also holds copies of files in the trees: the new tree's
+    # (written earlier by this delta, or unchanged) and the old tree's versions are sources too.
+    sources: list[tuple[Checksum, bool]] = [(pair.old, True)]
+    datas = [inner_old]
+    total = 0
+    reads_new = False
+    for name in _cpio_names(inner_new):
+        path = "/" + name.lstrip("./")
+        for csum in (ctx.to_by_path.get(path), ctx.from_by_path.get(path)):
+            if csum is None or (csum, False) in sources or total > _MAX_EXTRA_SOURCES:
+                continue
+            if csum in ctx.new and csum not in ctx.readable_new:
+                continue
+            data = load_content(repo, csum)
+            if not data:
+                continue
+            sources.append((csum, False))
+            datas.append(data)
+            total += len(data)
+    matches, _matched = match_chunks_multi(datas, inner_new)
+    used = {m.source for m in matches}
+    reads_new = any(sources[i][0] in ctx.new for i in used)
+    return BootreePlan(
+        pair, new_data=inner_new, gzip=params, sources=tuple(sources), multi=tuple(matches), reads_new=reads_new,
+        rollsum=RollsumResult((), 0, 0, sum(m.length for m in matches)),
+    )

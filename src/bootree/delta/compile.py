@@ -111,6 +111,8 @@ class GenerateResult:
     bsdiff_objects: int = 0
     zstd_objects: int = 0
     recompressed_objects: int = 0
+    #: bootree format: objects built partly from objects the same delta writes
+    reads_own_objects: int = 0
     parts: list[PartEntry] = field(default_factory=list)
 
 
@@ -342,6 +344,14 @@ def generate_delta(
     fallback_ids = {
         c for c in regular if options.min_fallback_size and infos[c].size > options.min_fallback_size
     }
+    ctx: bootree_mode.PairContext | None = None
+    if bootree and from_commit is not None:
+        ctx = bootree_mode.PairContext(
+            {p: c for p, c in _paths(repo, to_commit)},
+            {p: c for p, c in _paths(repo, from_commit)},
+            frozenset(new_files - fallback_ids),
+            frozenset(new_files),
+        )
     result_stats.new_metadata = len(meta)
     result_stats.new_regular = len(regular) + len(pairs)
     result_stats.new_symlinks = len(symlinks)
@@ -361,16 +371,20 @@ def generate_delta(
                 asm.add_object(otype, csum, len(data))
             # Similar pairs, a few in flight at a time (each holds two files in memory).
             window: deque[Future[_PairPlan | BootreePlan]] = deque()
+            last: list[BootreePlan] = []  # plans reading objects this delta writes: emitted at the end
 
             def emit(plan: _PairPlan | BootreePlan) -> None:
                 if isinstance(plan, BootreePlan):
-                    _emit_bootree(asm, plan, result_stats)
+                    if plan.reads_new:
+                        last.append(plan)
+                    else:
+                        _emit_bootree(asm, plan, result_stats)
                 else:
                     _emit_pair(asm, plan, result_stats)
 
             for pair in pairs:
-                if bootree:
-                    window.append(pool.submit(bootree_mode.plan_pair, repo, pair))
+                if ctx is not None:
+                    window.append(pool.submit(bootree_mode.plan_pair, repo, pair, ctx))
                 else:
                     window.append(pool.submit(_plan_pair, repo, pair, options))
                 if len(window) >= 2 * max(1, options.threads):
@@ -382,6 +396,10 @@ def generate_delta(
                     _emit_whole(asm, csum, infos[csum], load_content(repo, csum))
             for csum in symlinks:
                 _emit_whole(asm, csum, infos[csum], b"")
+            result_stats.reads_own_objects = len(last)
+            for plan in last:
+                asm.flush()  # its sources are in earlier parts, published before it runs
+                _emit_bootree(asm, plan, result_stats)
             parts = asm.finish()
         fallbacks = [
             FallbackEntry(ObjectType.FILE, c, infos[c].storage_size, infos[c].size) for c in sorted(fallback_ids)
@@ -527,6 +545,12 @@ def _emit_bootree(asm: _PartAssembler, plan: BootreePlan, stats: GenerateResult)
     if plan.whole is not None:
         _emit_whole(asm, pair.new, pair.new_info, plan.whole)
         return
+    if plan.multi and plan.new_data is not None and plan.gzip is not None:
+        _emit_multi(asm, plan)
+        stats.rollsum_objects += 1
+        stats.rollsum_bytes += sum(m.length for m in plan.multi)
+        stats.recompressed_objects += 1
+        return
     if plan.rollsum is not None and plan.new_data is not None:
         params = plan.gzip.to_bytes() if plan.gzip is not None else None
         _emit_rollsum(asm, pair.new, header, size, pair.old, plan.rollsum, plan.new_data, gzip=params)
@@ -549,5 +573,46 @@ def _emit_bootree(asm: _PartAssembler, plan: BootreePlan, stats: GenerateResult)
     else:
         asm.ops.bspatch(off, len(blob))
         stats.bsdiff_objects += 1
+    asm.ops.close()
+    asm.add_object(ObjectType.FILE, pair.new, size)
+
+
+def _emit_multi(asm: _PartAssembler, plan: BootreePlan) -> None:
+    """bootree's ``G``: a gzip member rebuilt from chunks of several sources plus literals."""
+    assert plan.new_data is not None and plan.gzip is not None
+    pair = plan.pair
+    header, size = pair.new_info.header, pair.new_info.size
+    new = memoryview(plan.new_data)
+    inner = len(plan.new_data)
+    params = plan.gzip.to_bytes()
+    matched = sum(m.length for m in plan.multi)
+    asm.reserve(32 * len(plan.sources) + inner - matched + len(params))
+    mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
+    xattr_idx = asm.tables.xattr_index(header.xattrs)
+    offsets = [asm.add_payload(to_raw(c)) for c, _dec in plan.sources]
+    poff = asm.add_payload(params)
+    asm.ops.open_recompressed(mode_idx, xattr_idx, size, inner, poff, len(params))
+    pos = 0
+    current: int | None = None
+    for m in plan.multi:
+        if m.new_offset > pos:
+            if current is not None:
+                asm.ops.unset_read_source()
+                current = None
+            off = asm.add_payload(new[pos : m.new_offset])
+            asm.ops.write(m.new_offset - pos, off)
+        if current != m.source:
+            if plan.sources[m.source][1]:
+                asm.ops.set_read_source_decompressed(offsets[m.source])
+            else:
+                asm.ops.set_read_source(offsets[m.source])
+            current = m.source
+        asm.ops.write(m.length, m.old_offset)
+        pos = m.new_offset + m.length
+    if current is not None:
+        asm.ops.unset_read_source()
+    if pos < inner:
+        off = asm.add_payload(new[pos:])
+        asm.ops.write(inner - pos, off)
     asm.ops.close()
     asm.add_object(ObjectType.FILE, pair.new, size)

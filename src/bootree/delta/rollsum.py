@@ -119,3 +119,49 @@ def match_chunks(old: bytes, new: bytes) -> RollsumResult:
                 matches.append(RollsumMatch(start, old_off, length))
         start = end
     return RollsumResult(tuple(matches), chunks, matched, matched_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMatch:
+    """A run of the new data found at ``old_offset`` in source number ``source``."""
+
+    new_offset: int
+    source: int
+    old_offset: int
+    length: int
+
+
+def match_chunks_multi(sources: list[bytes], new: bytes) -> tuple[list[SourceMatch], int]:
+    """Find the new data's chunks in any of ``sources`` (earlier sources win); also the bytes matched.
+
+    Used for data assembled from other files (an initramfs holds copies of the tree's
+    libraries): each chunk may come from a different source.
+    """
+    table: dict[bytes, tuple[int, int]] = {}
+    views = [memoryview(s) for s in sources]
+    for i, src in enumerate(sources):
+        start = 0
+        for end in chunk_ends(src):
+            table.setdefault(_chunk_key(views[i][start:end]), (i, start))
+            start = end
+    new_view = memoryview(new)
+    out: list[SourceMatch] = []
+    matched = 0
+    start = 0
+    for end in chunk_ends(new):
+        length = end - start
+        hit = table.get(_chunk_key(new_view[start:end]))
+        if hit is not None and views[hit[0]][hit[1] : hit[1] + length] == new_view[start:end]:
+            matched += length
+            last = out[-1] if out else None
+            if (
+                last
+                and last.source == hit[0]
+                and last.new_offset + last.length == start
+                and last.old_offset + last.length == hit[1]
+            ):
+                out[-1] = SourceMatch(last.new_offset, last.source, last.old_offset, last.length + length)
+            else:
+                out.append(SourceMatch(start, hit[0], hit[1], length))
+        start = end
+    return out, matched
