@@ -68,7 +68,7 @@ def make_pair(tmp_path: Path, mode: RepoMode = RepoMode.ARCHIVE) -> Pair:
         blob[i] ^= 0x5A
     module = random.Random(6).randbytes(30_000)
     v1["usr/lib/modules/1.0-1/initramfs.img"] = File(
-        gzip.compress(newc_cpio({"usr/lib/libfoo.so.1": bytes(blob), "mod.ko": module}), mtime=0), 0o600
+        gzip.compress(newc_cpio({"usr/lib/libfoo.so.1": v1["usr/lib/libfoo.so.1"].data, "mod.ko": module}), mtime=0), 0o600
     )
     v2 = dict(v1)
     v2["usr/share/doc/big.txt"] = File(bytes(edited) + b"appended\n")

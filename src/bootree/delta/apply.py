@@ -126,7 +126,7 @@ class _PartRunner:
                     raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
                 # Written earlier by this delta (bootree's format reads its own new objects):
                 # publish what is complete so it can be read, as a pull does early.
-                self.txn.publish_early(ObjectType.FILE, [*self.content_written, csum])
+                self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
                 data = load_content(self.repo, csum)
             if decompressed:
                 data = gunzip(data, max_size=_MAX_INNER)
