@@ -80,7 +80,8 @@ dir_of() {  # the delta directory of FORMAT
 delta_size() {  # parts + fallback objects, as a client downloads them
     local d=$1 parts fb
     parts=$(find "$d" -type f ! -name superblock -printf '%s\n' | awk '{s+=$1} END {print s+0}')
-    fb=$($BOOTREE --repo="$SRC" static-delta show --json "$C1-$C2" 2>/dev/null \
+    case $fmt in bootree) f=bootree ;; *) f=ostree ;; esac
+    fb=$($BOOTREE --repo="$SRC" static-delta show --format=$f --json "$C1-$C2" 2>/dev/null \
         | python3 -c 'import json,sys; print(sum(f["size"] for f in json.load(sys.stdin)["fallbacks"]))' || echo 0)
     echo "$parts $fb"
 }

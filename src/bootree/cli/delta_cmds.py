@@ -28,6 +28,7 @@ from bootree.delta import (
 from bootree.delta.apply import check_part
 from bootree.delta.bootree_mode import ROOT as BOOTREE_ROOT
 from bootree.delta.compile import MB
+from bootree.delta.store import delta_path
 from bootree.errors import BootreeError, DeltaError, RefNotFound
 from bootree.format.checksum import Checksum
 from bootree.format.delta import BIG_ENDIAN, LITTLE_ENDIAN, DeltaName, Superblock
@@ -99,9 +100,12 @@ def _show(superblock: Superblock, load_part: object | None) -> None:
         if callable(load_part):
             part = check_part(i, p, load_part(i, p))
             ops = decode_operations(
-                part.operations, p.objects, payload_size=len(part.payload), n_modes=len(part.modes), n_xattrs=len(part.xattrs)
+                part.operations, p.objects, payload_size=len(part.payload), n_modes=len(part.modes),
+                n_xattrs=len(part.xattrs), extensions=p.version == 1,
             )
-            counts = {k: 0 for k in ("Splice", "Open", "Write", "SetReadSource", "UnsetReadSource", "Close", "Bspatch")}
+            counts = dict.fromkeys(
+                ("Splice", "Open", "Write", "SetReadSource", "UnsetReadSource", "Close", "Bspatch", "ZstdPatch"), 0
+            )
             for op in ops:
                 counts[type(op).__name__] += 1
             click.echo(
@@ -135,12 +139,17 @@ def _dir_loader(sb: Superblock, base: Path) -> object:
 @repo_option
 @json_option
 @click.argument("delta")
+@click.option(
+    "--format", "delta_format", type=click.Choice(["ostree", "bootree"]), default="ostree", show_default=True,
+    help="Which delta directory: deltas/ (ostree) or bootree-deltas/ (bootree's own format).",
+)
 @click.pass_context
-def show_cmd(ctx: click.Context, repo_path: Path | None, delta: str, as_json: bool) -> None:
+def show_cmd(ctx: click.Context, repo_path: Path | None, delta: str, as_json: bool, delta_format: str) -> None:
     """Dump information on a delta (FROM-TO or TO, as 'static-delta list' prints them)."""
     repo = open_repo(ctx, repo_path)
     name = _name(repo, delta)
-    _data, sb = read_superblock(repo, name)
+    root = _root(delta_format)
+    _data, sb = read_superblock(repo, name, root=root)
     if as_json:
         print_json(
             {
@@ -153,6 +162,7 @@ def show_cmd(ctx: click.Context, repo_path: Path | None, delta: str, as_json: bo
                     {"size": p.size, "usize": p.uncompressed_size, "objects": len(p.objects), "sha256": p.checksum.hex()}
                     for p in sb.parts
                 ],
+                "format": "bootree" if sb.get("bootree.delta-format") is not None else "ostree",
                 "fallbacks": [
                     {"type": f.otype.value, "checksum": f.checksum, "size": f.compressed_size, "usize": f.uncompressed_size}
                     for f in sb.fallbacks
@@ -161,17 +171,25 @@ def show_cmd(ctx: click.Context, repo_path: Path | None, delta: str, as_json: bo
             }
         )
         return
-    _show(sb, _dir_loader(sb, repo.path / name.relpath))
+    _show(sb, _dir_loader(sb, delta_path(repo, name, root)))
 
 
 @static_delta_group.command("delete")
 @repo_option
 @click.argument("delta")
+@click.option(
+    "--format", "delta_format", type=click.Choice(["ostree", "bootree"]), default="ostree", show_default=True,
+    help="Which delta directory: deltas/ (ostree) or bootree-deltas/ (bootree's own format).",
+)
 @click.pass_context
-def delete_cmd(ctx: click.Context, repo_path: Path | None, delta: str) -> None:
+def delete_cmd(ctx: click.Context, repo_path: Path | None, delta: str, delta_format: str) -> None:
     """Remove a delta."""
     repo = open_repo(ctx, repo_path)
-    delete_delta(repo, _name(repo, delta))
+    delete_delta(repo, _name(repo, delta), root=_root(delta_format))
+
+
+def _root(delta_format: str) -> str:
+    return BOOTREE_ROOT if delta_format == "bootree" else "deltas"
 
 
 def _megabytes(value: int | None, default: int) -> int:
@@ -309,7 +327,8 @@ def verify_cmd(ctx: click.Context, repo_path: Path | None, delta: str) -> None:
         for i, entry in enumerate(sb.parts):
             part = check_part(i, entry, loader(i, entry))
             decode_operations(
-                part.operations, entry.objects, payload_size=len(part.payload), n_modes=len(part.modes), n_xattrs=len(part.xattrs)
+                part.operations, entry.objects, payload_size=len(part.payload), n_modes=len(part.modes),
+                n_xattrs=len(part.xattrs), extensions=entry.version == 1,
             )
     except FileNotFoundError as exc:
         raise DeltaError(f"delta part missing: {exc.filename}") from exc
