@@ -31,13 +31,11 @@ from bootree.errors import RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
-from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, TreeSource
+from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, SourceKind, TreeSource
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:
-    csum = repo.resolve_rev(rev)
-    assert csum is not None
-    return csum
+    return repo.resolve_rev(rev)
 
 
 def parse_timestamp(value: str) -> int:
@@ -246,7 +244,7 @@ def commit_cmd(
         repo.fsync = fsync == "true"
     sources: list[TreeSource | Path] = []
     if path is not None:
-        sources.append(TreeSource("dir", str(path)))
+        sources.append(TreeSource(SourceKind.DIR, str(path)))
     sources.extend(TreeSource.parse(t) for t in trees)
     if not sources:
         raise click.UsageError("nothing to commit: give a PATH or --tree=dir=PATH")

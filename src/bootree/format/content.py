@@ -42,6 +42,7 @@ __all__ = [
     "encode_bare_user_meta",
     "inflate_chunks",
     "read_archive_header",
+    "stream_header_length",
 ]
 
 ARCHIVE_HEADER_TYPE = "(tuuuusa(ayay))"
@@ -56,7 +57,7 @@ DEFAULT_ZLIB_LEVEL = 6
 class Compressor(Protocol):
     """What a ``zlib.compressobj()`` is (zlib-ng's is one too)."""
 
-    def compress(self, data: bytes, /) -> bytes: ...
+    def compress(self, data: bytes | memoryview, /) -> bytes: ...
     def flush(self) -> bytes: ...
 
 
@@ -126,6 +127,18 @@ def archive_header_length(prefix: bytes | bytearray | memoryview) -> int:
     if hlen < 8:
         raise FormatError("archive file object header is truncated")
     return 8 + hlen
+
+
+def stream_header_length(prefix: bytes | bytearray | memoryview) -> int:
+    """How many bytes the header of a checksum stream (``u32be(len(H)) 00000000 H``) takes,
+    from its first 8 bytes: the one reader of that prefix.
+
+    Raises:
+        FormatError: if ``prefix`` is shorter than 8 bytes or the padding is not zero.
+    """
+    if len(prefix) < 8 or bytes(prefix[4:8]) != b"\0\0\0\0":
+        raise FormatError("content stream has a bad prefix")
+    return 8 + int.from_bytes(prefix[:4], "big")
 
 
 def read_archive_header(read: Callable[[int], bytes]) -> ArchivedFile:
@@ -300,7 +313,7 @@ class ContentStreamDecoder:
                 if self.framing is ContentFraming.ARCHIVED:
                     self._need = archive_header_length(self._head)
                 else:
-                    self._need = 8 + int.from_bytes(self._head[:4], "big")
+                    self._need = stream_header_length(self._head)
                 if len(self._head) < self._need:
                     return []
             head, rest = bytes(self._head[: self._need]), memoryview(bytes(self._head[self._need :]))

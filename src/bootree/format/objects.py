@@ -16,7 +16,6 @@ import hashlib
 import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 from bootree.errors import FormatError, InvalidTreeEntry
 from bootree.format import gvariant
@@ -279,8 +278,11 @@ class Commit:
             related=tuple((n, from_raw(c)) for n, c in related),
         )
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The unboxed value of metadata ``key`` (the first one if repeated), or ``default``."""
+    def get(self, key: str, default: object = None) -> object:
+        """The unboxed value of metadata ``key`` (the first one if repeated), or ``default``.
+
+        Metadata is dynamically typed GVariant: callers check the type they expect.
+        """
         return vardict_get(self.metadata, key, default)
 
     @property

@@ -19,7 +19,12 @@ from typing import Final
 
 from bootree.errors import ChecksumMismatch, CorruptObject, FormatError
 from bootree.format.checksum import Checksum, ObjectType
-from bootree.format.content import DecompressorFactory, decode_archive_header, inflate_chunks
+from bootree.format.content import (
+    DecompressorFactory,
+    decode_archive_header,
+    inflate_chunks,
+    stream_header_length,
+)
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader
 
 __all__ = ["MetadataValue", "VerifiedContent", "VerifiedMetadata"]
@@ -157,13 +162,11 @@ class VerifiedContent:
         """
         view = memoryview(data)
         try:
-            if len(view) < 8 or bytes(view[4:8]) != b"\0\0\0\0":
-                raise FormatError("content stream has a bad prefix")
-            hlen = int.from_bytes(view[:4], "big")
-            if len(view) < 8 + hlen:
+            end = stream_header_length(view)
+            if len(view) < end:
                 raise FormatError("content stream header is truncated")
-            header = FileHeader.from_bytes(bytes(view[8 : 8 + hlen]))
-            content = bytes(view[8 + hlen :])
+            header = FileHeader.from_bytes(bytes(view[8:end]))
+            content = bytes(view[end:])
             if header.is_symlink and content:
                 raise FormatError("symlink object has a body")
         except FormatError as e:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import InstallError, RefNotFound
+from bootree.errors import InstallError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import ObjectType
 from bootree.format.verified import VerifiedMetadata
@@ -137,17 +137,12 @@ def prepare_sysroot(source: Repo, rev: str, root: Path, esp_dir: Path, *, option
         InstallError: without systemd-boot.
     """
     csum = source.resolve_rev(rev)
-    if csum is None:
-        raise RefNotFound(rev)
     if not options.systemd_boot.is_file():
         raise InstallError(f"systemd-boot not found at {options.systemd_boot}",
                            hint="install systemd-boot-efi (Debian) or pass --systemd-boot=PATH")
     refs: dict[str, Checksum] = {} if rev == csum else {rev: Checksum(csum)}
     for extra in options.extra_refs:
-        c = source.resolve_rev(extra)
-        if c is None:
-            raise RefNotFound(extra)
-        refs[extra] = Checksum(c)
+        refs[extra] = source.resolve_rev(extra)
     ops.init_fs(root)
     sysroot = Sysroot.open(root)
     copy_commits(source, sysroot.repo, refs or {f"bootree/install/{csum[:12]}": Checksum(csum)})

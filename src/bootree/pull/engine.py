@@ -367,7 +367,8 @@ class ObjectEngine:
         elif len(data) <= _INLINE_VERIFY:
             # Most objects are small: verifying them here is cheaper than a thread hand-off.
             verified = verify_content(csum, data, framing)
-            self._queue(txn, WriteJob(ObjectType.FILE, csum, len(data), content=verified), len(data))
+            held = len(data) + verified.size  # the received bytes and the inflated content
+            self._queue(txn, WriteJob(ObjectType.FILE, csum, held, content=verified), held)
         else:
             self._count_job(len(data))
             pool.submit(self._verify_on_worker, txn, csum, data, framing)
@@ -379,7 +380,9 @@ class ObjectEngine:
         except BaseException as e:  # reported to the main loop, which stops the pull
             self._job_done(e, len(data))
             return
-        self._writer_for(txn).put(WriteJob(ObjectType.FILE, csum, len(data), content=verified))
+        with self._jobs_cond:
+            self.budget.held += verified.size  # the inflated content waits for the writer too
+        self._writer_for(txn).put(WriteJob(ObjectType.FILE, csum, len(data) + verified.size, content=verified))
 
     # --- the writer and its bookkeeping -----------------------------------------------------------
 

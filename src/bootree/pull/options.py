@@ -58,7 +58,7 @@ class PullConfig:
     #: Upper bound of received content waiting for verification and writing; fetching pauses
     #: above the current budget, which follows what the writer absorbs (see
     #: :class:`bootree.pull.engine.BufferBudget`). Remote key ``download-buffer-size``.
-    max_buffered_bytes: int = 24 * MiB
+    max_buffered_bytes: int = 16 * MiB
     #: Threads that verify content objects (inflate + SHA-256; these release the GIL).
     workers: int = 2
     #: Threads that create object files. One is fastest on the ext4 measured here: parallel

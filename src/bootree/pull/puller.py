@@ -27,6 +27,7 @@ from bootree.errors import BootreeError, RemoteError
 from bootree.format.checksum import Checksum
 from bootree.pull.deltas import DeltaStage
 from bootree.pull.engine import ObjectEngine, Progress, PullStage, StageContext
+from bootree.pull.heap import bound_heap
 from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult
 from bootree.pull.plan import PullTarget, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
@@ -71,6 +72,7 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
     """
     start = time.monotonic()
     repo, opts = job.repo, job.options
+    bound_heap()
     engine = ObjectEngine(
         repo,
         job.source,

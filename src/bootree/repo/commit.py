@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     import tarfile
     from concurrent.futures import Future
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import BootreeError, FormatError, SourceError
+from bootree.errors import BootreeError, FormatError, RepoError, SourceError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, FileHeader, ObjectType, Xattrs, validate_filename
 from bootree.format.verified import VerifiedContent
@@ -35,13 +36,44 @@ from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import CHUNK
 from bootree.repo.transaction import Transaction
 
-__all__ = ["SMALL_FILE", "CommitOptions", "write_directory", "write_tar"]
+__all__ = ["SMALL_FILE", "CommitOptions", "SourceKind", "TreeSource", "write_directory", "write_tar"]
 
 #: Files up to this size are read into memory once; larger ones are streamed.
 SMALL_FILE = 8 << 20
 
 #: Called with the number of files processed and bytes read so far.
 ProgressFn = Callable[[int, int], None]
+
+
+class SourceKind(StrEnum):
+    """What a ``--tree=KIND=VALUE`` names."""
+
+    DIR = "dir"
+    TAR = "tar"
+    REF = "ref"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSource:
+    """One ``--tree=KIND=VALUE`` of a commit: ``dir`` (a directory), ``tar`` or ``ref``."""
+
+    kind: SourceKind
+    value: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", SourceKind(self.kind))
+
+    @classmethod
+    def parse(cls, spec: str) -> TreeSource:
+        """Parse ``dir=PATH``, ``tar=PATH`` or ``ref=REV``.
+
+        Raises:
+            RepoError: for an unknown kind.
+        """
+        kind, sep, value = spec.partition("=")
+        if not sep or kind not in SourceKind.__members__.values() or not value:
+            raise RepoError(f"invalid tree source {spec!r}: expected dir=PATH, tar=PATH or ref=REV")
+        return cls(SourceKind(kind), value)
 
 
 @dataclass(frozen=True, slots=True)

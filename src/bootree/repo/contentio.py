@@ -257,9 +257,17 @@ class ContentSink:
                 return
             self._start_deflate()
             return
-        out = self._comp.compress(chunk)
-        if out:
-            f.write(out)
+        self._deflate(chunk)
+
+    def _deflate(self, chunk: bytes) -> None:
+        assert self._comp is not None and self._file is not None
+        # Compressed a megabyte at a time: the output of one huge compress() call would be
+        # held whole beside its input (a commit reads files of up to 8 MiB in one piece).
+        view = memoryview(chunk)
+        for i in range(0, len(view), CHUNK):
+            out = self._comp.compress(view[i : i + CHUNK])
+            if out:
+                self._file.write(out)
 
     def _start_deflate(self) -> None:
         """Choose the deflate level (0, stored, when the first bytes do not compress) and start.
@@ -277,9 +285,8 @@ class ContentSink:
             if probe >= _PROBE_BYTES * _INCOMPRESSIBLE_RATIO:
                 level = 0
         self._comp = self._compressobj(level, zlib.DEFLATED, -15)
-        out = self._comp.compress(head) if head else b""
-        if out:
-            self._file.write(out)
+        if head:
+            self._deflate(head)
 
     def finish(self) -> None:
         """Complete the file (size check, metadata, close).
