@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import stat
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: Largest decompressed read source (``U``) accepted.
 _MAX_INNER = 1 << 30
+#: Read sources kept in memory at once.
+_SOURCE_CACHE = 192 << 20
 
 #: Loads part ``index`` (described by the entry); may raise FetchError or OSError.
 PartLoader = Callable[[int, PartEntry], bytes]
@@ -114,24 +117,37 @@ class _PartRunner:
         self.dirtrees: dict[Checksum, bytes] = {}
         #: content objects written so far in this delta (shared by all parts' runners)
         self.content_written: list[Checksum] = written_content if written_content is not None else []
-        self._source: tuple[tuple[Checksum, bool], bytes] | None = None
+        self._sources: OrderedDict[tuple[Checksum, bool], bytes] = OrderedDict()
 
     def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
+        """An old object's content (``decompressed``: its gunzipped content), cached.
+
+        A rebuilt initramfs switches between its old self and the tree's files many times: the
+        cache keeps recently used sources up to :data:`_SOURCE_CACHE` bytes, so each is read
+        (and decompressed) once.
+        """
         key = (csum, decompressed)
-        if self._source is None or self._source[0] != key:
-            try:
-                data = load_content(self.repo, csum)
-            except ObjectMissing as exc:
-                if not self.txn.has_object(ObjectType.FILE, csum):
-                    raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
-                # Written earlier by this delta (bootree's format reads its own new objects):
-                # publish what is complete so it can be read, as a pull does early.
-                self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
-                data = load_content(self.repo, csum)
-            if decompressed:
-                data = gunzip(data, max_size=_MAX_INNER)
-            self._source = (key, data)
-        return self._source[1]
+        cache = self._sources
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        try:
+            data = load_content(self.repo, csum)
+        except ObjectMissing as exc:
+            if not self.txn.has_object(ObjectType.FILE, csum):
+                raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
+            # Written earlier by this delta (bootree's format reads its own new objects):
+            # publish what is complete so it can be read, as a pull does early.
+            self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
+            data = load_content(self.repo, csum)
+        if decompressed:
+            data = gunzip(data, max_size=_MAX_INNER)
+        cache[key] = data
+        total = sum(len(v) for v in cache.values())
+        while total > _SOURCE_CACHE and len(cache) > 1:
+            _k, dropped = cache.popitem(last=False)
+            total -= len(dropped)
+        return data
 
     def run(self, ops: Sequence[Operation]) -> None:
         objects = self.entry.objects
