@@ -28,7 +28,7 @@ from bootree.format.deltaops import Bspatch, OpWriter, Splice, Write, decode_ope
 from bootree.format.objects import ObjectType
 from bootree.pull import pull_local
 from bootree.repo import Repo, RepoMode
-from delta_builders import Pair
+from delta_builders import Pair, make_pair
 
 NO_FALLBACK = DeltaOptions(min_fallback_size=0)
 
@@ -155,31 +155,36 @@ def _bad(tmp_path: Path, pair: Pair, sb: Superblock, parts: dict[int, bytes], ex
     assert not dst.has_object(ObjectType.COMMIT, pair.v2)
 
 
-@pytest.fixture
-def made(pair: Pair) -> tuple[Superblock, dict[int, bytes]]:
+Made = tuple[Pair, Superblock, dict[int, bytes]]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
+    """One delta for all bad-input tests (each corrupts its own copy of it)."""
+    pair = make_pair(tmp_path_factory.mktemp("made"))
     res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=NO_FALLBACK)
-    return res.superblock, {i: (res.path / str(i)).read_bytes() for i in range(len(res.superblock.parts))}
+    return pair, res.superblock, {i: (res.path / str(i)).read_bytes() for i in range(len(res.superblock.parts))}
 
 
-def test_corrupt_part(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_corrupt_part(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     data = bytearray(parts[0])
     data[len(data) // 2] ^= 0xFF
     _bad(tmp_path, pair, sb, {0: bytes(data)}, DeltaFormatError, "wrong checksum")
 
 
-def test_truncated_part(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_truncated_part(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     _bad(tmp_path, pair, sb, {0: parts[0][:-10]}, DeltaFormatError, "superblock says")
 
 
-def test_part_larger_than_declared(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_part_larger_than_declared(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     _bad(tmp_path, pair, sb, {0: parts[0] + b"\0" * 4096}, DeltaFormatError, "superblock says")
 
 
-def test_wrong_part_checksum_in_superblock(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_wrong_part_checksum_in_superblock(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     bad_sb = replace(sb, parts=(replace(sb.parts[0], checksum=b"\1" * 32), *sb.parts[1:]))
     _bad(tmp_path, pair, bad_sb, parts, DeltaFormatError, "wrong checksum")
 
@@ -192,8 +197,8 @@ def _with_part(sb: Superblock, index: int, part: PartPayload, objects: object = 
     return replace(sb, parts=(*sb.parts[:index], entry, *sb.parts[index + 1 :])), data
 
 
-def test_operation_past_its_buffer(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_operation_past_its_buffer(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     part = decode_part(parts[0], max_size=1 << 30)
     w = OpWriter()
     w.splice_meta(100, len(part.payload))  # reads past the payload
@@ -201,8 +206,8 @@ def test_operation_past_its_buffer(tmp_path: Path, pair: Pair, made: tuple[Super
     _bad(tmp_path, pair, bad_sb, {0: data}, DeltaFormatError, "past the payload")
 
 
-def test_write_past_its_source(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_write_past_its_source(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     part = decode_part(parts[0], max_size=1 << 30)
     rollsum_obj = next(o for o in sb.parts[0].objects if o[0] is ObjectType.FILE)
     src_off = len(part.payload)
@@ -220,8 +225,8 @@ def pair_v1_file(pair: Pair, suffix: str) -> str:
     return next(c for p, k, c, _ in pair.repo.walk_tree(pair.v1) if p.endswith(suffix))
 
 
-def test_bsdiff_producing_the_wrong_object(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_bsdiff_producing_the_wrong_object(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     # Re-point the bsdiff object's name at another checksum: the patch output no longer matches.
     for i, entry in enumerate(sb.parts):
         part = decode_part(parts[i], max_size=1 << 30)
@@ -239,13 +244,13 @@ def test_bsdiff_producing_the_wrong_object(tmp_path: Path, pair: Pair, made: tup
     pytest.fail("no bsdiff operation in the delta")
 
 
-def test_to_commit_mismatch(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, parts = made
+def test_to_commit_mismatch(tmp_path: Path, made: Made) -> None:
+    pair, sb, parts = made
     _bad(tmp_path, pair, replace(sb, to_commit=pair.v1), parts, ChecksumMismatch, "delta commit")
 
 
-def test_missing_source_commit(tmp_path: Path, pair: Pair, made: tuple[Superblock, dict[int, bytes]]) -> None:
-    sb, _parts = made
+def test_missing_source_commit(tmp_path: Path, made: Made) -> None:
+    pair, sb, _parts = made
     d = tmp_path / "d"
     d.mkdir()
     (d / "superblock").write_bytes(sb.to_bytes())
