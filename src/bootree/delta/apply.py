@@ -104,7 +104,7 @@ class _PartRunner:
 
     def __init__(
         self, repo: Repo, txn: Transaction, index: int, entry: PartEntry, part: PartPayload,
-        written_content: list[Checksum] | None = None,
+        written_content: list[Checksum], workers: ThreadPoolExecutor, recompressing: list[Future[None]],
     ) -> None:
         self.repo = repo
         self.txn = txn
@@ -116,8 +116,11 @@ class _PartRunner:
         #: dirtrees this part wrote, by checksum: read back by the completeness check
         self.dirtrees: dict[Checksum, bytes] = {}
         #: content objects written so far in this delta (shared by all parts' runners)
-        self.content_written: list[Checksum] = written_content if written_content is not None else []
+        self.content_written = written_content
         self._sources: OrderedDict[tuple[Checksum, bool], bytes] = OrderedDict()
+        self._cached = 0
+        self.workers = workers
+        self.recompressing = recompressing
 
     def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
         """An old object's content (``decompressed``: its gunzipped content), cached.
@@ -138,15 +141,16 @@ class _PartRunner:
                 raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
             # Written earlier by this delta (bootree's format reads its own new objects):
             # publish what is complete so it can be read, as a pull does early.
+            self.drain()
             self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
             data = load_content(self.repo, csum)
         if decompressed:
             data = gunzip(data, max_size=_MAX_INNER)
         cache[key] = data
-        total = sum(len(v) for v in cache.values())
-        while total > _SOURCE_CACHE and len(cache) > 1:
+        self._cached += len(data)
+        while self._cached > _SOURCE_CACHE and len(cache) > 1:
             _k, dropped = cache.popitem(last=False)
-            total -= len(dropped)
+            self._cached -= len(dropped)
         return data
 
     def run(self, ops: Sequence[Operation]) -> None:
@@ -200,16 +204,31 @@ class _PartRunner:
         chunks: Iterable[bytes] = self._chunks(op, body, source)
         if op.inner_size is not None:  # bootree's G: the writes are the uncompressed contents
             params = GzipParams.from_bytes(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
-            rebuilt = gzip_compress(b"".join(chunks), params)
-            if len(rebuilt) != op.size:
-                raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {op.size}")
-            chunks = [rebuilt]
-        with self.txn.content_writer(header, op.size, csum) as writer:
+            inner = b"".join(chunks)
+            # Compressing is the slow part (zlib releases the GIL): a worker does it and the
+            # write while the operations go on; ``drain`` waits before anything reads it.
+            self.recompressing.append(self.workers.submit(self._recompress, header, op.size, csum, inner, params))
+            self.written += 1
+            return
+        self._write(header, op.size, csum, chunks)
+
+    def _write(self, header: FileHeader, size: int, csum: Checksum, chunks: Iterable[bytes]) -> None:
+        with self.txn.content_writer(header, size, csum) as writer:
             for chunk in chunks:
                 writer.write(chunk)
             writer.finish()
         self.content_written.append(csum)
-        self.written += 1
+
+    def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: GzipParams) -> None:
+        rebuilt = gzip_compress(inner, params)
+        if len(rebuilt) != size:
+            raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
+        self._write(header, size, csum, [rebuilt])
+
+    def drain(self) -> None:
+        """Wait for the recompressions in flight (raising the first failure)."""
+        while self.recompressing:
+            self.recompressing.pop(0).result()
 
     def _chunks(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> Iterator[bytes]:
         for sub in body:
@@ -307,7 +326,11 @@ def apply_delta(
                 hint="regenerate it with --min-fallback-size=0 for offline use",
             )
         fetch_fallbacks(missing)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-part") as pool:
+    recompressing: list[Future[None]] = []
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-part") as pool,
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="delta-gzip") as workers,
+    ):
         todo = [
             (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object(t, c) for t, c in e.objects)
         ]
@@ -316,11 +339,13 @@ def apply_delta(
         for n, (index, entry) in enumerate(todo):
             current = ahead.result() if ahead is not None else _decode(index, entry, load_part)
             ahead = pool.submit(_decode, *todo[n + 1], load_part) if n + 1 < len(todo) else None
-            runner = _PartRunner(repo, txn, index, entry, current[0], content_written)
+            runner = _PartRunner(repo, txn, index, entry, current[0], content_written, workers, recompressing)
             runner.run(current[1])
             dirtrees.update(runner.dirtrees)
             result.objects_written += runner.written
             result.parts_applied += 1
+        while recompressing:
+            recompressing.pop(0).result()
     if wait_fallbacks is not None:
         wait_fallbacks()
     txn.write_metadata(VerifiedMetadata.parse(ObjectType.COMMIT, superblock.commit, superblock.to_commit))
