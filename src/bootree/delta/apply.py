@@ -211,6 +211,7 @@ class _PartRunner:
             self.written += 1
             return
         self._write(header, op.size, csum, chunks)
+        self.written += 1
 
     def _write(self, header: FileHeader, size: int, csum: Checksum, chunks: Iterable[bytes]) -> None:
         with self.txn.content_writer(header, size, csum) as writer:
