@@ -35,6 +35,7 @@ from bootree.pull.engine import StageContext
 from bootree.pull.options import StaticDeltas
 from bootree.pull.plan import object_path
 from bootree.pull.session import RemoteSession
+from bootree.pull.verify import Verifier
 from bootree.repo import Repo, Transaction
 from bootree.transport import Fetcher, join_url
 
@@ -228,8 +229,13 @@ def pull_delta(
     *,
     content_url: str | None = None,
     max_content_size: int = 1 << 30,
+    verifier: Verifier | None = None,
 ) -> DeltaPull:
     """Fetch and apply the delta ``choice`` into ``txn`` (the caller commits and moves refs).
+
+    The embedded commit goes through ``verifier`` (checksum, ref binding, signatures, with the
+    detached metadata the superblock carries or else the server's ``.commitmeta``) before any
+    part is fetched: a delta is never a way around signature checks.
 
     Raises:
         RemoteError: for a superblock whose digest or commits differ from what was announced.
@@ -246,6 +252,18 @@ def pull_delta(
     superblock = Superblock.from_bytes(data)
     if superblock.name != choice.name:
         raise DeltaFormatError(f"static delta {choice.name} has a superblock for {superblock.name}")
+    if verifier is not None:
+        detached = superblock.commitmeta
+        if detached is None:
+            try:
+                detached = fetcher.fetch(
+                    join_url(base_url, object_path(ObjectType.COMMIT_META, superblock.to_commit)), max_length=10 << 20
+                )
+                stats.bytes += len(detached)
+                stats.requests += 1
+            except NotFoundError:
+                detached = None
+        verifier.commit(superblock.to_commit, superblock.commit, detached)
     dl = _Downloads(fetcher, txn, choice.relpath, base_url, content_url or base_url, superblock, stats, max_content_size)
     needed = [i for i, e in enumerate(superblock.parts) if not all(txn.has_object(t, c) for t, c in e.objects)]
     dl.start_parts([i for i in needed if superblock.inline_part(i) is None])
@@ -279,6 +297,7 @@ def pull_deltas(
     mode: StaticDeltas,
     content_url: str | None = None,
     max_content_size: int = 1 << 30,
+    verifier: Verifier | None = None,
 ) -> list[DeltaPull]:
     """Bring each target commit in through a delta where the server offers one.
 
@@ -306,7 +325,10 @@ def pull_deltas(
             continue
         log.info("pulling %s through static delta %s", target, choice.name)
         out.append(
-            pull_delta(repo, txn, fetcher, base_url, choice, content_url=content_url, max_content_size=max_content_size)
+            pull_delta(
+                repo, txn, fetcher, base_url, choice, content_url=content_url, max_content_size=max_content_size,
+                verifier=verifier,
+            )
         )
     return out
 
@@ -334,6 +356,7 @@ class DeltaStage:
             ctx.repo, ctx.txn, self.session.fetcher, self.session.url, targets,
             summary=found.summary if found is not None else None, mode=mode,
             content_url=self.session.content_url, max_content_size=ctx.config.max_content_size,
+            verifier=ctx.verifier,
         )
         for used in self.used:
             self.session.bytes += used.bytes
