@@ -522,7 +522,7 @@ def _write_file(
             view = memoryview(chunk)
             written += len(view)
             while view:
-                n = os.write(fd, view)
+                n = _fs.write(fd, view)
                 view = view[n:]
         if written >= _WRITEBACK_MIN:
             _fs.start_writeback(fd)

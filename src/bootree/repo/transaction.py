@@ -161,7 +161,7 @@ class Transaction:
         if target is None:
             os.unlink(tmp)
             return
-        os.rename(tmp, target)
+        _fs.rename(tmp, target)
 
     # --- object writes -----------------------------------------------------------------------
 
@@ -192,8 +192,11 @@ class Transaction:
                 raise CorruptObject(csum, otype.value, str(e)) from e
         target = self._reserve(otype, csum)
         if target is not None:
-            with open(target, "wb") as f:
-                f.write(data)
+            try:
+                _fs.write_new(target, data)
+            except BaseException:
+                self._unreserve(otype, csum)  # a failed write leaves nothing staged under the name
+                raise
         return csum
 
     def write_commit(self, commit: Commit) -> Checksum:
@@ -348,7 +351,7 @@ class Transaction:
             if prefix not in self._made_prefixes:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
                 self._made_prefixes.add(prefix)
-            os.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
+            _fs.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
             if self._index is not None:
                 self._index.add(rel)
             with self._lock:

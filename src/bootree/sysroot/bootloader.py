@@ -171,16 +171,16 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         try:
             size = os.fstat(fd_in).st_size
             while size > 0:
-                n = os.copy_file_range(fd_in, fd_out, size)
+                n = _fs.copy_file_range(fd_in, fd_out, size)
                 if n == 0:
                     break
                 size -= n
-            os.fsync(fd_out)
+            _fs.fsync(fd_out)
         finally:
             os.close(fd_out)
     finally:
         os.close(fd_in)
-    os.rename(tmp, dst)
+    _fs.rename(tmp, dst)
 
 
 def install_kernel(sysroot: Path, deploy_root: Path, stateroot: str, kl: KernelLayout) -> None:
@@ -210,10 +210,10 @@ def install_kernel(sysroot: Path, deploy_root: Path, stateroot: str, kl: KernelL
                 sub = Path(rel).relative_to(kl.dtb_dir[0])
                 (tmpdtb / sub).parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(deploy_root / rel, tmpdtb / sub)
-            os.rename(tmpdtb, target / kl.dtb_dir[1])
+            _fs.rename(tmpdtb, target / kl.dtb_dir[1])
         if fresh:
             _fs.fsync_dir(target)
-            os.rename(target, final)
+            _fs.rename(target, final)
     except BaseException:
         if fresh:
             _fs.rmtree(target)

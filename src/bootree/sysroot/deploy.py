@@ -164,12 +164,12 @@ def prepare_deployment(
         if origin is not None:
             _fs.write_atomic(staging / f"{work.name}.origin", origin.text.encode())
         _fs.syncfs(work)
-        os.rename(work, final)  # before chattr +i: an immutable directory cannot change parent
+        _fs.rename(work, final)  # before chattr +i: an immutable directory cannot change parent
         renamed = True
         if not sysroot.mutable_deployments:
             immutable.set_immutable(final, True)
         if origin is not None:
-            os.rename(staging / f"{work.name}.origin", final_origin)
+            _fs.rename(staging / f"{work.name}.origin", final_origin)
         _fs.fsync_dir(final.parent)
     except BaseException:
         remove_deployment_dir(work)

@@ -174,7 +174,7 @@ def _copy_entry(src: Path, dst: Path) -> None:
             try:
                 remaining = st.st_size
                 while remaining > 0:
-                    n = os.copy_file_range(fd_in, fd_out, remaining)
+                    n = _fs.copy_file_range(fd_in, fd_out, remaining)
                     if n == 0:
                         break
                     remaining -= n
