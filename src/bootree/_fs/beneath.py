@@ -90,7 +90,13 @@ def _walk_nofollow(dirfd: int, parts: list[str], flags: int, mode: int) -> int:
     cur = dirfd
     try:
         for part in parts[:-1]:
-            nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            try:
+                nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            except NotADirectoryError as e:
+                # A symlink opened with O_DIRECTORY|O_NOFOLLOW reports ENOTDIR: say ELOOP, as openat2.
+                if stat.S_ISLNK(os.stat(part, dir_fd=cur, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts)) from e
+                raise
             if cur != dirfd:
                 os.close(cur)
             cur = nxt
@@ -100,23 +106,9 @@ def _walk_nofollow(dirfd: int, parts: list[str], flags: int, mode: int) -> int:
             if stat.S_ISLNK(st.st_mode):
                 raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts))
         return os.open(parts[-1], flags | os.O_NOFOLLOW, mode, dir_fd=cur)
-    except NotADirectoryError as e:
-        # An intermediate symlink opened with O_DIRECTORY|O_NOFOLLOW reports ENOTDIR: say ELOOP
-        # when it was one, as openat2 does.
-        raise _as_eloop(cur, parts, e) from e
     finally:
         if cur != dirfd:
             os.close(cur)
-
-
-def _as_eloop(cur: int, parts: list[str], e: OSError) -> OSError:
-    for part in parts[:-1]:
-        try:
-            if stat.S_ISLNK(os.stat(part, dir_fd=cur, follow_symlinks=False).st_mode):
-                return OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts))
-        except OSError:
-            break
-    return e
 
 
 def _resolve_in_root(dirfd: int, parts: list[str]) -> list[str]:
@@ -179,6 +171,8 @@ def open_beneath(dirfd: int, rel: str, flags: int = os.O_RDONLY, mode: int = 0o6
     """
     flags |= os.O_CLOEXEC
     parts = _components(rel)
+    if not in_root and ".." in parts:
+        raise OSError(errno.EXDEV, "'..' in a path inside the tree", rel)
     fn = _probe()
     if fn:
         resolve = (_RESOLVE_IN_ROOT if in_root else _RESOLVE_NO_SYMLINKS | _RESOLVE_BENEATH) | _RESOLVE_NO_MAGICLINKS

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from bootree import _fs
 from bootree.errors import NotBooted, StaterootNotFound, SysrootError
@@ -33,7 +32,7 @@ from bootree.sysroot import _faults, immutable, layout
 from bootree.sysroot.bootloader import find_kernel
 from bootree.sysroot.cleanup import STAGING_DIR, cleanup, remove_deployment_dir
 from bootree.sysroot.deployment import Deployment, Origin
-from bootree.sysroot.etcmerge import EtcDiff, copy_etc, merge_etc
+from bootree.sysroot.etcmerge import EtcDiff, merge_deployment_etc, prepare_etc
 from bootree.sysroot.swap import SwapResult, write_deployments
 from bootree.sysroot.sysroot import StagedState, Sysroot
 
@@ -96,21 +95,6 @@ def _next_serial(sysroot: Sysroot, stateroot: str, csum: Checksum) -> int:
     return max(serials) + 1 if serials else 0
 
 
-def _prepare_etc(root: Path) -> None:
-    etc, usr_etc = root / "etc", root / "usr/etc"
-    has_etc, has_usr_etc = os.path.isdir(etc), os.path.isdir(usr_etc)
-    if has_etc and has_usr_etc:
-        raise SysrootError("tree contains both /etc and /usr/etc")
-    if has_etc:
-        os.rename(etc, usr_etc)
-        has_usr_etc = True
-    if has_usr_etc:
-        copy_etc(usr_etc, etc)
-    for rel in ("etc/.updated", "var/.updated"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(root / rel)
-
-
 def prepare_deployment(
     sysroot: Sysroot,
     csum: Checksum,
@@ -151,11 +135,11 @@ def prepare_deployment(
         sysroot.repo.checkout(csum, work, mode=CheckoutMode.HARDLINK)
         _faults.checkpoint("after-checkout")
         kl = find_kernel(work)
-        _prepare_etc(work)
+        with _fs.Tree(work) as tree:
+            prepare_etc(tree)
         etc_diff: EtcDiff | None = None
         if merge is not None and merge_etc_now:
-            mroot = sysroot.deployment_dir(merge)
-            etc_diff = merge_etc(mroot / "usr/etc", mroot / "etc", work / "etc")
+            etc_diff = merge_deployment_etc(sysroot.deployment_dir(merge), work)
         var = sdir / "var"
         relabeled = not os.path.lexists(var / ".ostree-selabeled")
         if relabeled:
@@ -347,8 +331,7 @@ def finalize_staged(sysroot: Sysroot) -> DeployResult | None:
         merge = next((d for d in sysroot.deployments if d.stateroot == m_os and d.name == m_name), None)
     etc_diff = None
     if merge is not None:
-        mroot, root = sysroot.deployment_dir(merge), sysroot.deployment_dir(staged)
-        etc_diff = merge_etc(mroot / "usr/etc", mroot / "etc", root / "etc")
+        etc_diff = merge_deployment_etc(sysroot.deployment_dir(merge), sysroot.deployment_dir(staged))
     written, swap = write_deployments(
         sysroot, retained_list(sysroot, staged.with_(staged=False), merge, DeployOptions())
     )
