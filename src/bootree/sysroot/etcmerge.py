@@ -368,7 +368,7 @@ def prepare_etc(root: _fs.Tree) -> None:
             elif stat.S_ISLNK(s_usr_etc.st_mode):
                 with _dirfd(root, "usr") as ufd:
                     _copy_entry_at(ufd, root.fd, "etc")
-                log.warning("the tree's /usr/etc is a symlink (to %s): /etc is the same symlink",
+                log.info("the tree's /usr/etc is a symlink (to %s): /etc is the same symlink",
                             root.readlink("etc"))
             else:
                 raise SysrootError("the tree's /usr/etc is not a directory")
