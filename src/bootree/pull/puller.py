@@ -385,6 +385,10 @@ class _Puller:
         except FormatError as e:
             raise CorruptObject(csum, a.otype.value, str(e)) from e
         if txn is not None:
+            if a.otype is ObjectType.COMMIT:
+                # Marked partial before its object can exist: a failure in between must never
+                # leave a commit visible without the marker that says its tree may be missing.
+                txn.mark_partial(csum)
             # Written by the writer thread: one thread creating files is faster than two.
             # Commits and dirtrees were parsed (validated) just above: no second parse there.
             with self._jobs_lock:
@@ -395,8 +399,6 @@ class _Puller:
         if a.otype is ObjectType.COMMIT:
             for ref in self.refs_of.get(csum, ()):
                 _check_ref_binding(commit, ref, csum)
-            if txn is not None:
-                txn.mark_partial(csum)
             return plan.commit_arrived(csum, commit, depth=a.depth)
         if a.otype is ObjectType.DIR_TREE:
             return plan.dirtree_arrived(tree)
