@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,17 @@ def _commit(repo: Repo, tree: Path, version: int, branch: str = "main") -> Check
                        options=CommitOptions(owner_uid=0, owner_gid=0, no_xattrs=True))
 
 
+def _copies(template: Path, prefix: str) -> Callable[[], Path]:
+    """A setup that gives each run its own copy of ``template``."""
+    runs = iter(range(10**6))
+
+    def setup() -> Path:
+        p = template.parent / f"{prefix}{next(runs)}"
+        shutil.copytree(template, p, symlinks=True)
+        return p
+    return setup
+
+
 class _Check:
     """The invariants after a run; ``ostree fsck`` on every ``sample``-th call only (it is slow)."""
 
@@ -63,7 +74,7 @@ class _Check:
         assert repo.fsck().ok
         verify_visible_objects(repo)
         refs = repo.list_refs()
-        for name, csum in refs_before.items():
+        for name in refs_before:
             assert name in refs, f"ref {name} disappeared"
         # A ref that moved points at a complete commit: fsck above walked it.
         if self.calls % self.sample == 1:
@@ -83,12 +94,7 @@ def test_commit_survives_a_failure_at_every_point(scratch: Path, mode: RepoMode)
     _commit(repo, _tree(tmp_path, 1), 1)
     tree2 = _tree(tmp_path, 2)
     check = _Check()
-    runs = iter(range(10**6))
-
-    def setup() -> Path:
-        p = tmp_path / f"r{next(runs)}"
-        shutil.copytree(template, p, symlinks=True)
-        return p
+    setup = _copies(template, "r")
 
     def op(p: object) -> None:
         _commit(Repo.open(p), tree2, 2)  # type: ignore[arg-type]
@@ -126,12 +132,7 @@ def test_pull_survives_a_failure_at_every_point(scratch: Path, src_mode: RepoMod
         add_remote(dst.config, "origin", src.path.as_uri(), gpg_verify=False)
         dst.save_config()
     check = _Check()
-    runs = iter(range(10**6))
-
-    def setup() -> Path:
-        p = tmp_path / f"d{next(runs)}"
-        shutil.copytree(template, p, symlinks=True)
-        return p
+    setup = _copies(template, "d")
 
     def op(p: object) -> None:
         repo = Repo.open(p)  # type: ignore[arg-type]
