@@ -221,6 +221,21 @@ def retained_list(
     return out
 
 
+def _referenced(sysroot: Sysroot, dep: Deployment) -> bool:
+    """Whether the boot list on disk (re-read now) holds ``dep``; ``True`` when unreadable.
+
+    A list write can fail after its commit point (a flush after the ``boot/loader`` rename):
+    the new entries are then in force, so the in-memory list is stale. A deployment is only
+    discarded when the sysroot, read again, shows that nothing boots it.
+    """
+    try:
+        sysroot.load()
+    except Exception:  # cannot account for it: never delete what might boot
+        log.warning("cannot re-read the sysroot after a failed write; keeping %s", dep.name)
+        return True
+    return any(d.same(dep) for d in sysroot.deployments)
+
+
 def _discard(sysroot: Sysroot, dep: Deployment) -> None:
     remove_deployment_dir(sysroot.deployment_dir(dep))
     with contextlib.suppress(FileNotFoundError):
@@ -254,7 +269,7 @@ def deploy(
     try:
         written, swap = write_deployments(sysroot, retained_list(sysroot, dep, merge, opts))
     except BaseException:
-        if not any(d.same(dep) for d in sysroot.deployments):
+        if not _referenced(sysroot, dep):
             _discard(sysroot, dep)
         raise
     if do_cleanup:
