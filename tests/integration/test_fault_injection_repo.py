@@ -11,27 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from faultkit import fast_dir, ostree_fsck, sweep, verify_visible_objects  # type: ignore[import-not-found]
+from faultkit import ostree_fsck, sweep, verify_visible_objects  # type: ignore[import-not-found]
 
 from bootree.format.checksum import Checksum
 from bootree.pull import add_remote, get_remote, pull, pull_local
 from bootree.repo import CommitOptions, Repo, RepoMode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Path]:
-    d = fast_dir(tmp_path)
-    yield d
-    if d != tmp_path:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _tree(root: Path, version: int) -> Path:

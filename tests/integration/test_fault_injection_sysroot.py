@@ -9,18 +9,17 @@ then succeeds without the fault and boots the new version. Trees are the small s
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "sysroot"))
-from faultkit import fast_dir, ostree_fsck, sweep, verify_visible_objects  # type: ignore[import-not-found]
+from faultkit import ostree_fsck, sweep, verify_visible_objects  # type: ignore[import-not-found]
 from sampleos import make_tree  # type: ignore[import-not-found]
 
 from bootree.format.checksum import Checksum
@@ -44,14 +43,6 @@ READ_V = ["/usr/bin/sh", "-c", 'read v < /usr/share/v; test "$v" = "$WANT"']
 @pytest.fixture(autouse=True)
 def _mutable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
-
-
-@pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Path]:
-    d = fast_dir(tmp_path)
-    yield d
-    if d != tmp_path:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _commit(s: Sysroot, base: Path, version: int) -> Checksum:
