@@ -1,0 +1,89 @@
+"""Fuzzing the HTTP/1.1 response parser and the redirect-target parser (issue 10 item 3).
+
+A server is untrusted: whatever bytes it sends, parsing a response ends in a response, a
+``FetchError`` (a ``bootree.errors`` type) or the fetcher's internal ``_ConnectionLost``
+(which it turns into a retry and, in the end, a ``FetchError``). A ``Location`` header of a
+redirect is joined and split the same way: ``FetchError`` or a request target, nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bootree.errors import BootreeError
+from bootree.transport import FetchConfig
+from bootree.transport.http import PipelinedHttpFetcher, _ConnectionLost, _Request, _split, redirect_target
+
+N = int(os.environ.get("BOOTREE_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=N, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+SAMPLES = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nTrailer: t\r\n\r\n",
+    b"HTTP/1.0 404 Not Found\r\n\r\nmissing",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 301 Moved\r\nLocation: /other\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+]
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> bytes:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=200))
+    data = bytearray(draw(st.sampled_from(SAMPLES)))
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["set", "cut", "insert", "digits"]))
+        if op == "set":
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[pos:pos + draw(st.integers(1, 10))]
+        elif op == "insert":
+            data[pos:pos] = draw(st.sampled_from([b"\r\n", b":", b" ", b"-1", b"ffffffffff", b"\x00", b"\xff",
+                                                  b"chunked", b"Content-Length: 99999999999\r\n"]))
+        else:
+            data[pos:pos] = str(draw(st.integers(-10**12, 10**12))).encode()
+        if not data:
+            break
+    return bytes(data)
+
+
+FETCHER = PipelinedHttpFetcher(FetchConfig())
+
+
+@FUZZ
+@given(responses(), st.integers(0, 64), st.booleans())
+def test_response_parser(data: bytes, max_length: int, fresh: bool) -> None:
+    req = _Request("http://127.0.0.1:1/objects/x", max_length, "k", queue.SimpleQueue())
+    try:
+        resp = FETCHER._read_response(io.BufferedReader(io.BytesIO(data)), req, fresh=fresh)
+    except (_ConnectionLost, BootreeError):
+        return
+    assert 100 <= resp.status or resp.status < 1000
+    assert resp.status != 200 or len(resp.body) <= max_length
+
+
+_URLISH = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["http://h:99999/", "http://h:abc/x", "http://[::1/", "http://[zz]/", "https://ü.example/ä b",
+                     "http://a@b:c@d/", "//other:0/x", "http://h/%zz?q#f", "ftp://x/", "http:///nohost",
+                     "http://h:-1/", "http://h\x00/", "http://h:8080\r\nX: y/"]),
+)
+
+
+@FUZZ
+@given(_URLISH)
+def test_redirect_targets(location: str) -> None:
+    try:
+        target = redirect_target("http://127.0.0.1:8080/repo/objects/ab/cd.filez", location)
+        (scheme, host, port), path, host_header = _split(target)
+    except BootreeError:
+        return
+    assert scheme in ("http", "https") and host and 0 < port < 65536
+    assert all(32 < b < 127 for b in path), path
+    host_header.encode("ascii")
