@@ -87,3 +87,38 @@ def test_redirect_targets(location: str) -> None:
     assert scheme in ("http", "https") and host and 0 < port < 65536
     assert all(32 < b < 127 for b in path), path
     host_header.encode("ascii")
+
+
+def test_unparseable_redirect_fails_the_request_instead_of_hanging() -> None:
+    """Found by the fuzz pass: ``Location: http://[`` made urljoin raise in the connection thread."""
+    import socket
+    import threading
+
+    from bootree.errors import FetchError
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://[\r\nContent-Length: 0\r\n\r\n")
+            conn.recv(65536)  # until the client closes
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    result: list[BaseException | bytes] = []
+
+    def fetch() -> None:
+        with PipelinedHttpFetcher(FetchConfig(max_attempts=1)) as f:
+            try:
+                result.append(f.fetch(f"http://127.0.0.1:{port}/x", max_length=100))
+            except FetchError as e:
+                result.append(e)
+
+    ft = threading.Thread(target=fetch, daemon=True)
+    ft.start()
+    ft.join(10)
+    srv.close()
+    assert result and isinstance(result[0], FetchError) and "redirect" in str(result[0])
