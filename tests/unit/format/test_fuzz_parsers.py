@@ -255,3 +255,15 @@ def test_refspec(text: str) -> None:
     _typed_only(parse_refspec, text)
     _typed_only(validate_ref_name, text)
     _typed_only(validate_remote_name, text)
+
+
+def test_surrogate_strings_are_a_gvariant_error() -> None:
+    """Found by the fuzz pass (tar input): encoding a non-UTF-8 name raised UnicodeEncodeError."""
+    import pytest
+
+    from bootree.errors import GVariantError
+
+    with pytest.raises(GVariantError, match="UTF-8"):
+        gvariant.encode("s", "bad-\udcff")
+    with pytest.raises(GVariantError):
+        FileHeader(0, 0, 0o120777, 0, "\udcff").to_bytes()

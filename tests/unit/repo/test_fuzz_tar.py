@@ -124,3 +124,17 @@ def test_valid_archive_commits(repo: Repo, tmp_path: Path) -> None:
     (tmp_path / "ok.tar").write_bytes(VALID)
     csum = repo.commit([TreeSource("tar", str(tmp_path / "ok.tar"))], branch="ok", subject="ok")
     assert repo.fsck().ok and csum
+
+
+def test_non_utf8_link_target_is_a_source_error(repo: Repo, tmp_path: Path) -> None:
+    """Found by the fuzz pass: a symlink target that is not UTF-8 raised UnicodeEncodeError."""
+    from bootree.errors import SourceError
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tf:
+        ti = tarfile.TarInfo("link")
+        ti.type, ti.linkname = tarfile.SYMTYPE, "\xff-target"
+        tf.addfile(ti)
+    (tmp_path / "bad.tar").write_bytes(buf.getvalue())
+    with pytest.raises(SourceError, match="not UTF-8"):
+        repo.commit([TreeSource("tar", str(tmp_path / "bad.tar"))], branch="bad", subject="bad")
