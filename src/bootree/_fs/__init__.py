@@ -4,6 +4,11 @@ Layer: bottom utility (may be imported by every layer above format). Every on-di
 bootree makes goes through one of these, so the crash-safety rules live in one place:
 write to a temporary file in the same directory, fsync it, rename it over the target, fsync
 the directory. A crash at any point leaves either the old or the new content, never a mix.
+
+The writers' own ``write``/``fsync``/``rename`` calls go through the thin wrappers below, each a
+fault point of :mod:`bootree._fs.faults` (the tests fail them one by one). :mod:`.beneath`
+resolves paths inside a directory tree only (:class:`Tree`), never through a symlink onto the
+host.
 """
 
 from __future__ import annotations
