@@ -562,9 +562,15 @@ def merge_deployment_etc(old_root: Path, new_root: Path) -> EtcDiff:
         SysrootError: when the old ``etc`` or the new one is a symlink or missing (a merge
             through it would read or write outside the tree), or for an I/O error.
     """
-    with _deployment_etcs(old_root) as (orig, mod), _fs.Tree(new_root) as nroot, \
-            _etc_of(nroot, "etc", "the new deployment's") as new:
-        return merge_etc(orig, mod, new)
+    with _deployment_etcs(old_root) as (orig, mod), _fs.Tree(new_root) as nroot:
+        if nroot.lstat("etc") is None:
+            # A tree without /usr/etc: nothing to merge into, which is fine while nothing changed.
+            diff = _diff_trees(orig, mod)
+            if diff:
+                raise SysrootError(f"the new deployment has no /etc to carry the local changes into ({diff.message})")
+            return diff
+        with _etc_of(nroot, "etc", "the new deployment's") as new:
+            return merge_etc(orig, mod, new)
 
 
 def deployment_etc_diff(root: Path) -> EtcDiff:

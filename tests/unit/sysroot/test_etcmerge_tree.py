@@ -115,3 +115,20 @@ def test_prepare_etc_keeps_modes_and_removes_updated_stamp(tmp_path: Path) -> No
     assert os.stat(root / "etc/sub").st_mode & 0o777 == 0o750
     assert not (root / "etc/.updated").exists() and not (root / "var/.updated").exists()
     assert (root / "usr/etc/.updated").exists()
+
+
+def test_merge_into_a_tree_without_etc(tmp_path: Path) -> None:
+    """No /usr/etc in the new tree: fine without local changes, an error with some."""
+    from bootree.errors import SysrootError
+    from bootree.sysroot.etcmerge import merge_deployment_etc
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "usr/etc").mkdir(parents=True)
+    (old / "usr/etc/a").write_text("a\n")
+    new.mkdir()
+    with _fs.Tree(old) as t:
+        prepare_etc(t)
+    assert not merge_deployment_etc(old, new)
+    (old / "etc/a").write_text("local\n")
+    with pytest.raises(SysrootError, match="no /etc"):
+        merge_deployment_etc(old, new)
