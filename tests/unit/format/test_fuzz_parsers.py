@@ -267,3 +267,18 @@ def test_surrogate_strings_are_a_gvariant_error() -> None:
         gvariant.encode("s", "bad-\udcff")
     with pytest.raises(GVariantError):
         FileHeader(0, 0, 0o120777, 0, "\udcff").to_bytes()
+
+
+def test_strverscmp_any_text() -> None:
+    """Found by the fuzz pass: a version with a surrogate-escaped byte raised UnicodeEncodeError."""
+    assert strverscmp("\udc80", "1") != 0
+    assert strverscmp("1\u0663", "12") != 0  # a non-ASCII digit is not a digit to glibc
+    assert strverscmp("9", "10") < 0 and strverscmp("1.010", "1.09") < 0
+
+
+@FUZZ
+@given(st.text(max_size=12), st.text(max_size=12))
+def test_strverscmp_is_an_order(a: str, b: str) -> None:
+    ab, ba = strverscmp(a, b), strverscmp(b, a)
+    assert (ab == 0) == (ba == 0) == (a == b)
+    assert (ab < 0) == (ba > 0)
