@@ -17,7 +17,6 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import json_option, print_json
-from bootree.errors import RefNotFound
 from bootree.format.checksum import Checksum
 from bootree.sysroot import (
     Deployment,
@@ -114,8 +113,6 @@ def deploy_cmd(
     sysroot = _open(sysroot_path)
     with sysroot.lock():
         csum = sysroot.repo.resolve_rev(refspec)
-        if csum is None:
-            raise RefNotFound(refspec)
         if stateroot is None:
             if sysroot.booted is not None:
                 stateroot = sysroot.booted.stateroot

@@ -29,16 +29,13 @@ from bootree.cli._common import (
 )
 from bootree.errors import RepoError
 from bootree.format.checksum import Checksum
-from bootree.format.content import decode_archive_header
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
-from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, TreeSource
+from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, SourceKind, TreeSource
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:
-    csum = repo.resolve_rev(rev)
-    assert csum is not None
-    return csum
+    return repo.resolve_rev(rev)
 
 
 def parse_timestamp(value: str) -> int:
@@ -247,7 +244,7 @@ def commit_cmd(
         repo.fsync = fsync == "true"
     sources: list[TreeSource | Path] = []
     if path is not None:
-        sources.append(TreeSource("dir", str(path)))
+        sources.append(TreeSource(SourceKind.DIR, str(path)))
     sources.extend(TreeSource.parse(t) for t in trees)
     if not sources:
         raise click.UsageError("nothing to commit: give a PATH or --tree=dir=PATH")
@@ -499,11 +496,8 @@ def ls_cmd(
                 rows.append({"path": path, "type": "dir", "mode": dm.mode, "uid": dm.uid, "gid": dm.gid,
                              "size": 0, "dirtree": obj, "dirmeta": meta})
             else:
-                header, stream = repo.open_file(obj)
-                size = 0
-                if stream is not None:
-                    with stream:  # type: ignore[attr-defined]
-                        size = _stream_size(repo, obj)
+                with repo.open_file(obj) as content:
+                    header, size = content.header, content.size if content.stream is not None else 0
                 row = {"path": path, "type": "symlink" if header.is_symlink else "file", "mode": header.mode,
                        "uid": header.uid, "gid": header.gid, "size": size, "checksum": obj}
                 if header.is_symlink:
@@ -522,17 +516,6 @@ def ls_cmd(
         click.echo(line)
 
 
-def _stream_size(repo: Repo, csum: Checksum) -> int:
-    """A content object's uncompressed size without reading its content."""
-    path = repo.object_path(ObjectType.FILE, csum)
-    if repo.mode is RepoMode.ARCHIVE:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            head += f.read(int.from_bytes(head[:4], "big"))
-        return decode_archive_header(head).size
-    return os.lstat(path).st_size
-
-
 @cli.command("cat")
 @repo_option
 @click.argument("rev")
@@ -547,11 +530,11 @@ def cat_cmd(ctx: click.Context, repo_path: Path | None, rev: str, paths: tuple[s
         entries = list(repo.walk_tree(csum, p))
         if not entries or entries[0][1] != "f":
             raise RepoError(f"{p}: not a regular file in {rev}")
-        header, stream = repo.open_file(entries[0][2])
-        if stream is None:
-            raise RepoError(f"{p}: is a symlink to {header.symlink_target}")
-        with stream:  # type: ignore[attr-defined]
-            while chunk := stream.read(1 << 20):  # type: ignore[attr-defined]
+        content = repo.open_file(entries[0][2])
+        if content.stream is None:
+            raise RepoError(f"{p}: is a symlink to {content.header.symlink_target}")
+        with content.stream as stream:
+            while chunk := stream.read(1 << 20):
                 out.write(chunk)
     out.flush()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootree.errors import NotBooted, RefNotFound, SysrootError
+from bootree.errors import NotBooted, SysrootError
 from bootree.format.checksum import Checksum
 from bootree.sysroot import assessment
 from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
@@ -57,9 +57,6 @@ def upgrade(sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = Fa
     if not refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
     csum = sysroot.repo.resolve_rev(refspec)
-    if csum is None:
-        raise RefNotFound(refspec)
-    csum = Checksum(csum)
     if csum == base.csum or (sysroot.staged is not None and sysroot.staged.csum == csum):
         return UpgradeResult(csum, None, up_to_date=True)
     if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
