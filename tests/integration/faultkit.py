@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,3 +136,11 @@ def fast_dir(tmp_path: Path) -> Path:
         d.mkdir()
         return d
     return tmp_path
+
+
+def scratch_dir(tmp_path: Path) -> Iterator[Path]:
+    """The body of a ``scratch`` fixture: :func:`fast_dir`, removed afterwards."""
+    d = fast_dir(tmp_path)
+    yield d
+    if d != tmp_path:
+        shutil.rmtree(d, ignore_errors=True)

@@ -11,19 +11,24 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from faultkit import ostree_fsck, sweep, verify_visible_objects  # type: ignore[import-not-found]
+from faultkit import ostree_fsck, scratch_dir, sweep, verify_visible_objects  # type: ignore[import-not-found]
 
 from bootree.format.checksum import Checksum
 from bootree.pull import add_remote, get_remote, pull, pull_local
 from bootree.repo import CommitOptions, Repo, RepoMode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    yield from scratch_dir(tmp_path)
 
 
 def _tree(root: Path, version: int) -> Path:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "sysroot"))
-from faultkit import ostree_fsck, sweep, verify_visible_objects  # type: ignore[import-not-found]
+from faultkit import ostree_fsck, scratch_dir, sweep, verify_visible_objects  # type: ignore[import-not-found]
 from sampleos import make_tree  # type: ignore[import-not-found]
 
 from bootree.format.checksum import Checksum
@@ -35,6 +35,11 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
 ]
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    yield from scratch_dir(tmp_path)
 
 ORIGIN = Origin.for_refspec("sampleos/stable")
 READ_V = ["/usr/bin/sh", "-c", 'read v < /usr/share/v; test "$v" = "$WANT"']
