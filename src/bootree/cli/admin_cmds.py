@@ -94,6 +94,7 @@ def os_init_cmd(sysroot_path: Path | None, stateroot: str) -> None:
 @click.option("--not-as-default", is_flag=True, help="Add the deployment after the current one, not as default.")
 @click.option("--no-merge", is_flag=True, help="Do not carry over /etc changes or kernel arguments.")
 @click.option("--stage", is_flag=True, help="Prepare now; merge /etc and switch at shutdown (finalize-staged).")
+@click.option("--allow-downgrade", is_flag=True, help="Allow a commit older than the booted (or default) deployment's.")
 @click.argument("refspec")
 def deploy_cmd(
     sysroot_path: Path | None,
@@ -107,6 +108,7 @@ def deploy_cmd(
     not_as_default: bool,
     no_merge: bool,
     stage: bool,
+    allow_downgrade: bool,
     refspec: str,
 ) -> None:
     """Deploy REFSPEC (a ref or commit of the sysroot's repo) as the new default."""
@@ -127,6 +129,10 @@ def deploy_cmd(
             retain_rollback=retain_rollback,
         )
         origin = Origin.for_refspec(refspec)
+        if not allow_downgrade:
+            from bootree.sysroot.upgrade import check_downgrade
+
+            check_downgrade(sysroot, Checksum(csum), stateroot)
         if stage:
             result = _stage(sysroot, Checksum(csum), stateroot, origin, opts)
         else:
@@ -368,13 +374,14 @@ def boot_cmd(sysroot_path: Path | None, no_finalize: bool, command: tuple[str, .
 @_sysroot_option
 @click.option("--allow-failed", is_flag=True, help="Deploy the commit even if it failed its health checks here.")
 @click.option("--stage", "stage_it", is_flag=True, help="Stage the update (applied at shutdown).")
-def upgrade_cmd(sysroot_path: Path | None, allow_failed: bool, stage_it: bool) -> None:
+@click.option("--allow-downgrade", is_flag=True, help="Deploy even a commit older than the booted one.")
+def upgrade_cmd(sysroot_path: Path | None, allow_failed: bool, stage_it: bool, allow_downgrade: bool) -> None:
     """Deploy what the booted deployment's origin ref points at now (local repository)."""
     sysroot = _open(sysroot_path)
     from bootree.sysroot.upgrade import upgrade
 
     with sysroot.lock():
-        result = upgrade(sysroot, allow_failed=allow_failed, stage_it=stage_it)
+        result = upgrade(sysroot, allow_failed=allow_failed, stage_it=stage_it, allow_downgrade=allow_downgrade)
     click.echo(result.message)
     if result.deployed is not None and result.deployed.swap is not None:
         click.echo(result.deployed.swap.message)
