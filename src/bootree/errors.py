@@ -304,6 +304,25 @@ class DeploymentNotFound(SysrootError):
         self.which = which
 
 
+class BootConfigDamaged(SysrootError):
+    """A write that would delete deployments a damaged boot configuration no longer lists.
+
+    Reading a damaged configuration recovers the way ostree does where ostree does; a write
+    on top of it (deploy, cleanup, ...) would treat every deployment it lost as garbage, so it
+    is refused instead, before anything changes.
+    """
+
+    def __init__(self, damage: tuple[str, ...], unlisted: tuple[str, ...]) -> None:
+        super().__init__(
+            f"refusing to change the sysroot: the boot configuration is damaged ({'; '.join(damage)}) and does "
+            f"not list deployment(s) {', '.join(unlisted)}, which a write would delete",
+            hint="repair boot/loader (a symlink to loader.0 or loader.1 holding entries/) or remove the "
+            "deployments by hand",
+        )
+        self.damage = damage
+        self.unlisted = unlisted
+
+
 class KernelNotFound(SysrootError):
     """A commit with no kernel in ``usr/lib/modules/<kver>/vmlinuz`` (nor a legacy layout)."""
 

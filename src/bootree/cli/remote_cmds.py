@@ -436,12 +436,10 @@ def _report(result: PullResult) -> None:
     )
 
 
-def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -> PullConfig:
+def _pull_config(network_retries: int | None) -> PullConfig:
     cfg = PullConfig()
     if network_retries is not None:
         cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, max_attempts=network_retries + 1))
-    if disable_fsync:
-        repo.fsync = False
     return cfg
 
 
@@ -493,7 +491,7 @@ def pull_cmd(
     sign-verify, sign-verify-summary): the summary before its refs are used, each commit
     before any of its tree is fetched.
     """
-    repo = open_repo(ctx, repo_path)
+    repo = open_repo(ctx, repo_path, fsync=False if disable_fsync else None)
     wanted = list(refs)
     if ":" in remote:
         remote, _, first = remote.partition(":")
@@ -501,7 +499,7 @@ def pull_cmd(
     rem = get_remote(repo.config, remote)
     if url_override:
         rem = dataclasses.replace(rem, options=(*rem.options, ("url", url_override)))
-    cfg = _pull_config(network_retries, disable_fsync, repo)
+    cfg = _pull_config(network_retries)
     with _progress() as display:
         result = pull(
             repo,
@@ -561,8 +559,8 @@ def pull_local_cmd(
     as_json: bool,
 ) -> None:
     """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
-    repo = open_repo(ctx, repo_path)
-    cfg = _pull_config(None, disable_fsync, repo)
+    repo = open_repo(ctx, repo_path, fsync=False if disable_fsync else None)
+    cfg = _pull_config(None)
     with _progress() as display:
         result = pull_local(
             repo,

@@ -174,8 +174,8 @@ def _encode(t: GVariantType, v: Any) -> bytes:
             raise GVariantError(f"expected str for type {k}, got {type(v).__name__}")
         try:
             raw = v.encode("utf-8")
-        except UnicodeEncodeError as e:  # a surrogate-escaped byte: the source was not UTF-8
-            raise GVariantError(f"string {v[:40]!r} is not valid UTF-8") from e
+        except UnicodeEncodeError as e:  # a str holding surrogate escapes of non-UTF-8 bytes
+            raise GVariantError(f"string {v!r} is not valid UTF-8") from e
         if b"\0" in raw:
             raise GVariantError("string contains a NUL byte")
         return raw + b"\0"
