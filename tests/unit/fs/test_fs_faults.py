@@ -48,13 +48,21 @@ def test_points_filter_and_errors(tmp_path: Path) -> None:
     assert faults.plan is None
 
 
-def test_disarmed_seam_costs_next_to_nothing(tmp_path: Path) -> None:
+def test_disarmed_seam_costs_next_to_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disarmed, a wrapper only tests ``faults.plan is None``: no plan method is ever reached."""
+    def boom(*_a: object) -> None:
+        raise AssertionError("a disarmed seam called into the plan")
+
+    monkeypatch.setattr(faults.FaultPlan, "hit", boom)
+    monkeypatch.setattr(faults, "hit", boom)
+    _writer(tmp_path)
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         n = 20000
-        raw = min(timeit.repeat(lambda: os.write(fd, b"x"), number=n, repeat=3))
-        wrapped = min(timeit.repeat(lambda: _fs.write(fd, b"x"), number=n, repeat=3))
+        raw = min(timeit.repeat(lambda: os.write(fd, b"x"), number=n, repeat=5))
+        wrapped = min(timeit.repeat(lambda: _fs.write(fd, b"x"), number=n, repeat=5))
     finally:
         os.close(fd)
-    # One global load and a None test per call: far below the cost of the system call itself.
-    assert wrapped < raw * 1.5 + 0.01
+    # One global load, a None test and a call frame: a small fraction of the system call
+    # (loose bound: the machine running the tests may be busy).
+    assert wrapped < raw * 3 + 0.05
