@@ -80,6 +80,10 @@ class KeyFileError(FormatError):
     """A GKeyFile (repo config, origin file) that cannot be parsed."""
 
 
+class ComposefsFormatError(FormatError):
+    """A composefs dump file or EROFS image that is malformed, or a tree composefs cannot hold."""
+
+
 # --- repository storage ------------------------------------------------------------------------
 
 

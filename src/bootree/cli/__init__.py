@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "bootree.cli.admin_cmds",
     "bootree.cli.remote_cmds",
     "bootree.cli.install_cmds",
+    "bootree.cli.composefs_cmds",
     "bootree.cli.sign_cmds",
 ]
 
@@ -44,6 +45,7 @@ _COMMAND_HOME = {
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
+    "composefs": "bootree.cli.composefs_cmds",
     **dict.fromkeys(["sign", "gpg-sign", "sign-keygen"], "bootree.cli.sign_cmds"),
 }
 
