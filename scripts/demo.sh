@@ -106,6 +106,11 @@ step_build_trees() {
     rm -r "$V2/usr/lib/modules/6.1.0-1-amd64"
     write "$V2/usr/lib/modules/6.1.0-2-amd64/vmlinuz" 0644 "fake kernel 6.1.0-2"
     head -c 65536 /dev/zero | tr '\0' 'K' >> "$V2/usr/lib/modules/6.1.0-2-amd64/vmlinuz"
+    # a 256 KiB library that does not compress, patched in two places: what static deltas are for
+    head -c 262144 /dev/urandom > "$V1/usr/lib/libdemo.so.1"
+    cp "$V1/usr/lib/libdemo.so.1" "$V2/usr/lib/libdemo.so.1"
+    printf 'PATCHED-2.0' | dd of="$V2/usr/lib/libdemo.so.1" bs=1 seek=4096 conv=notrunc status=none
+    printf 'PATCHED-2.0' | dd of="$V2/usr/lib/libdemo.so.1" bs=1 seek=200000 conv=notrunc status=none
     echo "v1: $(find "$V1" | wc -l) paths; v2: $(find "$V2" | wc -l) paths (in $DEMO_DIR)"
 }
 
@@ -170,7 +175,10 @@ step_checkout() {
 SHOW='show() { while IFS= read -r l || [ -n "$l" ]; do printf "%s\n" "$l"; done < "$1"; }; '
 
 step_serve() {
-    step "Serve the repository over HTTP (bootree serve; nginx in production), summary signed"
+    step "Static deltas v1 -> v2 (ostree's format and bootree's own), then serve over HTTP, summary signed"
+    run --repo="$REPO" static-delta generate --from="$REF^" --to="$REF"
+    run --repo="$REPO" static-delta generate --format=bootree --from="$REF^" --to="$REF"
+    run --repo="$REPO" static-delta list
     run --repo="$REPO" summary -u "${SIGN[@]}"
     "$BOOTREE" --repo="$REPO" serve --port=0 > "$DEMO_DIR/serve.log" 2>&1 &
     SERVER_PID=$!
@@ -209,8 +217,13 @@ step_boot_v1() {
 }
 
 step_update() {
-    step "Update: pull v2 over HTTP (only the missing objects), stage it, finalize at shutdown"
+    step "Update: pull v2 over HTTP through the static delta, stage it, finalize at shutdown"
+    # What the same update costs without a delta (a scratch copy of the device's repository):
+    rm -rf "$DEMO_DIR/no-delta-repo"
+    cp -a "$SYSROOT/ostree/repo" "$DEMO_DIR/no-delta-repo"
+    run pull --repo="$DEMO_DIR/no-delta-repo" --disable-static-deltas origin "$REF"
     run pull --repo="$SYSROOT/ostree/repo" origin "$REF"
+    echo "(the first pull fetched the missing objects; the second, the real update, fetched the delta)"
     run admin deploy --sysroot="$SYSROOT" --os=demo --stage "origin:$REF"
     run admin status --sysroot="$SYSROOT"
     run admin finalize-staged --sysroot="$SYSROOT"
