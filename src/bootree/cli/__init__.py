@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "bootree.cli.admin_cmds",
     "bootree.cli.remote_cmds",
     "bootree.cli.install_cmds",
+    "bootree.cli.bootc_cmds",
 ]
 
 
@@ -43,6 +44,7 @@ _COMMAND_HOME = {
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
+    **dict.fromkeys(["switch", "upgrade", "update", "rollback", "status"], "bootree.cli.bootc_cmds"),
 }
 
 
