@@ -38,7 +38,7 @@ from bootree.format.oci import layer_compression
 from bootree.oci.layer import LayerStats, import_layer
 from bootree.oci.reference import ImageReference, blob_ref, image_ref
 from bootree.oci.registry import RegistryOptions
-from bootree.oci.source import ImageSource, ResolvedImage, open_source, resolve
+from bootree.oci.source import ImageSource, ResolvedImage, open_source, resolve_config, resolve_manifest
 from bootree.repo import Repo
 from bootree.repo.mtree import MutableTree
 
@@ -177,9 +177,11 @@ def pull_image(
     own = source is None
     src = source if source is not None else open_source(image, options)
     try:
-        resolved = resolve(src, architecture)
-        if prev is not None and prev.manifest_digest == resolved.digest:
-            return PullResult(image, prev, False, 0, len(resolved.manifest.layers), src.stats.bytes)
+        fetched, manifest = resolve_manifest(src, architecture)
+        if prev is not None and prev.manifest_digest == fetched.digest:
+            # Unchanged: bootc fetches neither the config nor any layer.
+            return PullResult(image, prev, False, 0, len(manifest.layers), src.stats.bytes)
+        resolved = resolve_config(src, fetched, manifest, architecture)
         return _import(repo, image, src, resolved, priv, progress)
     finally:
         if own:

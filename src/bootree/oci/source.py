@@ -216,6 +216,16 @@ def resolve(source: ImageSource, architecture: str | None = None) -> ResolvedIma
     """
     arch = architecture or host_architecture()
     fetched, manifest = resolve_manifest(source, arch)
+    return resolve_config(source, fetched, manifest, arch)
+
+
+def resolve_config(source: ImageSource, fetched: Fetched, manifest: Manifest, architecture: str | None = None) -> ResolvedImage:
+    """Fetch and check the config of a resolved manifest (see :func:`resolve`).
+
+    Raises:
+        ImageError: a malformed config, another architecture, diff_ids not matching the layers.
+    """
+    arch = architecture or host_architecture()
     config_bytes = source.blob_bytes(manifest.config)
     try:
         config = ImageConfig.from_bytes(config_bytes)
