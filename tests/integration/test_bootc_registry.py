@@ -48,12 +48,14 @@ def _free_port() -> int:
 class Registry:
     """A docker-registry with its own config and storage, and its access log."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, *, htpasswd: Path | None = None) -> None:
         self.port = _free_port()
         self.host = f"127.0.0.1:{self.port}"
+        self.data = work / "data"
         conf = work / "registry.yml"
-        conf.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {work}/data\n"
-                        f"  delete:\n    enabled: true\nhttp:\n  addr: {self.host}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: bootree-test\n    path: {htpasswd}\n" if htpasswd else ""
+        conf.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {self.data}\n"
+                        f"  delete:\n    enabled: true\nhttp:\n  addr: {self.host}\n{auth}")
         self.log = work / "access.log"
         self._out = open(self.log, "wb")  # closed in stop()
         self.proc = subprocess.Popen(["docker-registry", "serve", str(conf)], stdout=self._out,
@@ -68,13 +70,19 @@ class Registry:
                     raise RuntimeError("docker-registry did not start") from None
                 time.sleep(0.05)
 
-    def blob_bytes(self, agent: str = "python-httpx") -> dict[str, int]:
+    def mark(self) -> int:
+        """Where the access log ends now (count only what comes after with ``since``)."""
+        self._out.flush()
+        return self.log.stat().st_size
+
+    def blob_bytes(self, agent: str = "python-httpx", statuses: tuple[str, ...] = ("200", "206"),
+                   since: int = 0) -> dict[str, int]:
         """Bytes of blob bodies the registry sent to ``agent``, by digest (its access log)."""
         out: dict[str, int] = {}
         pat = re.compile(r'"GET /v2/\S+/blobs/(sha256:[0-9a-f]{64}) HTTP/[\d.]+" (\d{3}) (\d+) "[^"]*" "([^"]*)"')
-        for line in self.log.read_text().splitlines():
+        for line in self.log.read_bytes()[since:].decode().splitlines():
             m = pat.search(line)
-            if m and m.group(4).startswith(agent) and m.group(2) in ("200", "206"):
+            if m and m.group(4).startswith(agent) and m.group(2) in statuses:
                 out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(3))
         return out
 
@@ -221,6 +229,7 @@ def test_switch_upgrade_rollback_status(env: tuple[Registry, Path], tmp_path: Pa
     d1 = push(reg, images, "v1", f"{repo}:latest")
     sysroot = new_sysroot(tmp_path)
     image = f"{reg.host}/{repo}:latest"
+    m0 = reg.mark()
 
     rc, out, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", image)
     assert rc == 0, err
@@ -244,7 +253,7 @@ def test_switch_upgrade_rollback_status(env: tuple[Registry, Path], tmp_path: Pa
     assert (root / "etc/demo.conf").read_text() == "a=2\n"
     origin = Sysroot.open(sysroot).deployments[0].origin
     assert origin is not None and origin.container_image_reference == f"ostree-unverified-registry:{image}"
-    v1_bytes = reg.blob_bytes()
+    v1_bytes = reg.blob_bytes(since=m0)
     manifest1 = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{image}"],
                                           check=True, capture_output=True, text=True).stdout)
     assert set(v1_bytes) == {x["digest"] for x in manifest1["layers"]} | {manifest1["config"]["digest"]}
@@ -260,15 +269,14 @@ def test_switch_upgrade_rollback_status(env: tuple[Registry, Path], tmp_path: Pa
     rc, out, _ = bootree(capsys, "upgrade", f"--sysroot={sysroot}", "--check", "--json")
     check = json.loads(out)
     assert check["updateAvailable"] and check["imageDigest"] == d2 and len(check["newLayers"]) == 1
-    before_upgrade = reg.blob_bytes()
+    before_upgrade = reg.blob_bytes(since=m0)
     rc, out, err = bootree(capsys, "upgrade", f"--sysroot={sysroot}")
     assert rc == 0, err
     assert f"Queued for next boot: {image}" in out and "Version: 2.0" in out
     manifest2 = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{image}"],
                                           check=True, capture_output=True, text=True).stdout)
     new_layer = manifest2["layers"][-1]
-    after = reg.blob_bytes()
-    assert reg.blob_bytes() == after
+    after = reg.blob_bytes(since=m0)
     # The no-op upgrade and the unchanged switch fetched no blob at all (manifest only).
     assert before_upgrade == {**v1_bytes, manifest2["config"]["digest"]: manifest2["config"]["size"]}
     fetched = {k: after[k] - before_upgrade.get(k, 0) for k in after if after[k] != before_upgrade.get(k, 0)}
@@ -376,8 +384,78 @@ def test_bad_images_leave_nothing_staged(env: tuple[Registry, Path], tmp_path: P
                                          f"docker://{reg.host}/{repo}:latest"], check=True, capture_output=True,
                                         text=True).stdout)
         digest = man["layers"][-1]["digest"][7:]
-        data_dir = Path(str(reg.log.parent)) / "data/docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+        data_dir = reg.data / "docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
         blob = bytearray(data_dir.read_bytes())
         blob[len(blob) // 2] ^= 0xFF
         data_dir.write_bytes(bytes(blob))
     _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}", f"{reg.host}/{repo}:latest"], match)
+
+
+def _manifest(host: str, repo: str, creds: str | None = None) -> dict[str, object]:
+    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{host}/{repo}"]
+    if creds:
+        argv.insert(2, f"--creds={creds}")
+    out = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    assert isinstance(out, dict)
+    return out
+
+
+def test_interrupted_blob_resumes_with_range(env: tuple[Registry, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    reg, images = env
+    repo = "demo/os-resume:latest"
+    push(reg, images, "v1", repo)
+    layer = max(_manifest(reg.host, repo)["layers"], key=lambda x: x["size"])  # type: ignore[arg-type, index]
+    digest, size = layer["digest"], layer["size"]
+    sysroot = new_sysroot(tmp_path)
+    blobdir = sysroot / "ostree/repo/tmp/bootree-oci"
+    blobdir.mkdir(parents=True)
+    stored = reg.data / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
+    half = size // 2
+    # What an interrupted earlier run leaves: the first half of the blob.
+    (blobdir / (digest.replace(":", "-") + ".partial")).write_bytes(stored.read_bytes()[:half])
+    mark = reg.mark()
+    rc, _, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", f"{reg.host}/{repo}")
+    assert rc == 0, err
+    assert reg.blob_bytes(statuses=("206",), since=mark).get(digest) == size - half
+    assert digest not in reg.blob_bytes(statuses=("200",), since=mark)
+    assert not list(blobdir.iterdir()), "verified blobs are removed once imported"
+
+
+def test_basic_auth_401_then_auth_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch, env: tuple[Registry, Path]) -> None:
+    crypt = pytest.importorskip("crypt")
+    _, images = env
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("tester:" + crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)) + "\n")
+    work = tmp_path / "authreg"
+    work.mkdir()
+    reg = Registry(work, htpasswd=htpasswd)
+    try:
+        conf = tmp_path / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
+        monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+        _run("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds=tester:s3cret", f"oci:{images}:v1",
+             f"docker://{reg.host}/private/os:latest")
+        sysroot = new_sysroot(tmp_path)
+        image = f"{reg.host}/private/os:latest"
+        ops.os_init(Sysroot.open(sysroot), "demo")
+        _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}", "--stateroot=demo", image],
+                                  r"401|authentication required")
+        import base64
+
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"tester:s3cret").decode()}}}))
+        rc, out, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo",
+                               f"--authfile={authfile}", image)
+        assert rc == 0, err
+        assert "Queued for next boot" in out
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(authfile))
+        bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")
+        rc, out, err = bootree(capsys, "upgrade", f"--sysroot={sysroot}")
+        assert rc == 0 and out.strip() == "No update available.", err
+    finally:
+        reg.stop()

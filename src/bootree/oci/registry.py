@@ -81,12 +81,15 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class RegistryClient:
     """One registry host, reached over one httpx client."""
 
-    def __init__(self, host: str, options: RegistryOptions = RegistryOptions()) -> None:
+    def __init__(self, host: str, options: RegistryOptions | None = None, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        """``transport`` replaces the network (tests use :class:`httpx.MockTransport`)."""
         self.host = host
-        self.options = options
+        self.options = options = options or RegistryOptions()
         insecure = host in insecure_registries() if options.tls_verify is None else not options.tls_verify
         self.scheme = "http" if insecure else "https"
-        self._client = httpx.Client(timeout=options.timeout, follow_redirects=True, verify=not insecure)
+        self._client = httpx.Client(timeout=options.timeout, follow_redirects=True, verify=not insecure,
+                                    transport=transport)
         self._auth: dict[str, str] = {}
         self._creds_loaded: dict[str, Credentials | None] = {}
         self.stats = BlobStats()
