@@ -100,8 +100,8 @@ def _queued_lines(ref: OstreeImageReference, res: PullResult) -> tuple[str, ...]
 
 
 def _pull_lines(res: PullResult) -> tuple[str, ...]:
-    return (f"layers already present: {res.layers_cached}; layers fetched: {res.layers_fetched}"
-            f" ({res.bytes_fetched} bytes)",)
+    return (*res.warnings, f"layers already present: {res.layers_cached}; layers fetched: {res.layers_fetched}"
+            f" ({res.bytes_fetched} bytes)")
 
 
 def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | None = None, retain: bool = False,

@@ -77,6 +77,7 @@ class PullResult:
     layers_cached: int
     bytes_fetched: int
     layer_stats: tuple[LayerStats, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def image_state(repo: Repo, image: ImageReference) -> ImageState | None:
@@ -249,4 +250,9 @@ def _import(repo: Repo, image: ImageReference, src: ImageSource, resolved: Resol
     for p in blobs_to_remove:
         p.unlink(missing_ok=True)
     state = ImageState(csum, resolved.digest, resolved.manifest_bytes, resolved.config_bytes, ts)
-    return PullResult(image, state, True, fetched, len(layers) - len(needed), src.stats.bytes, tuple(stats))
+    warnings: tuple[str, ...] = ()
+    if resolved.config.labels.get("containers.bootc") != "1":
+        # bootc's require_bootable: a notice, not an error.
+        warnings = ("notice: Image is missing label: containers.bootc",)
+    return PullResult(image, state, True, fetched, len(layers) - len(needed), src.stats.bytes, tuple(stats),
+                      warnings)
