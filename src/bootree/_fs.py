@@ -130,24 +130,55 @@ def makedirs(path: os.PathLike[str] | str, mode: int = 0o755) -> None:
 
 
 def rmtree(path: os.PathLike[str] | str) -> None:
-    """Remove a tree, making read-only directories writable first; a missing path is fine."""
+    """Remove a tree, making read-only directories writable first; a missing path is fine.
+
+    Descriptor-relative and iterative (an explicit stack of open directories): symlinks are
+    removed, never followed, and a tree deeper than Python's recursion limit (which
+    ``shutil.rmtree`` and ``os.walk`` of Python 3.11 recurse into) is removed too.
+    """
     p = os.fspath(path)
     if not os.path.lexists(p):
         return
     if os.path.islink(p) or not os.path.isdir(p):
         os.unlink(p)
         return
-    for root, dirs, _files in os.walk(p):
-        for d in dirs:
-            full = os.path.join(root, d)
-            if not os.path.islink(full):
-                with contextlib.suppress(OSError):
-                    os.chmod(full, 0o700)
-    with contextlib.suppress(OSError):
-        os.chmod(p, 0o700)
-    import shutil
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    # Each frame: (fd, parent fd or None for the top, name in the parent, subdirectories left).
+    stack: list[tuple[int, int | None, str, Iterator[str]]] = []
 
-    shutil.rmtree(p)
+    def enter(parent: int | None, name: str) -> None:
+        fd = os.open(name if parent is not None else p, flags, dir_fd=parent)
+        try:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o700)
+            subdirs = []
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry.name)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.name, dir_fd=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        stack.append((fd, parent, name, iter(subdirs)))
+
+    try:
+        enter(None, p)
+        while stack:
+            fd, parent, name, subdirs = stack[-1]
+            sub = next(subdirs, None)
+            if sub is not None:
+                enter(fd, sub)
+                continue
+            stack.pop()
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(name, dir_fd=parent)
+    finally:
+        for fd, *_ in stack:
+            os.close(fd)
 
 
 def list_xattrs(path: os.PathLike[str] | str | int, *, dir_fd: int | None = None) -> tuple[tuple[bytes, bytes], ...]:

@@ -30,6 +30,7 @@ _COMMAND_MODULES = [
     "bootree.cli.remote_cmds",
     "bootree.cli.install_cmds",
     "bootree.cli.bootc_cmds",
+    "bootree.cli.sign_cmds",
 ]
 
 
@@ -45,6 +46,7 @@ _COMMAND_HOME = {
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
     **dict.fromkeys(["switch", "upgrade", "update", "rollback", "status"], "bootree.cli.bootc_cmds"),
+    **dict.fromkeys(["sign", "gpg-sign", "sign-keygen"], "bootree.cli.sign_cmds"),
 }
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,17 @@ from bootree.cli import cli
 from bootree.cli._common import (
     json_option,
     open_repo,
-    print_json,
     progress_bar,
     repo_option,
     repo_path_from,
 )
-from bootree.errors import RepoError
+from bootree.cli.render import emit
+from bootree.errors import ObjectMissing, RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
-from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, SourceKind, TreeSource
+from bootree.repo import CheckoutMode, CheckoutOptions, CommitOptions, Repo, RepoMode, SourceKind, TreeSource
+from bootree.repo.checkout import links_files
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:
@@ -46,15 +48,20 @@ def parse_timestamp(value: str) -> int:
     """
     if value.startswith("@"):
         try:
-            return int(value[1:])
+            seconds = int(value[1:])
         except ValueError:
             raise click.BadParameter(f"invalid timestamp {value!r}") from None
+        if not 0 <= seconds < 2**64:  # a commit's timestamp is a uint64
+            raise click.BadParameter(f"timestamp {value!r} is out of range")
+        return seconds
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
+    if when.timestamp() < 0:
+        raise click.BadParameter(f"timestamp {value!r} is before 1970")
     return int(when.timestamp())
 
 
@@ -140,7 +147,37 @@ def _date(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
 
 
-def _print_commit(csum: Checksum, c: Commit) -> None:
+@dataclass(frozen=True, slots=True)
+class _CommitView:
+    """A commit as ``log`` and ``show`` render it (its JSON adds the date and the version)."""
+
+    csum: Checksum
+    commit: Commit
+
+    def to_json(self) -> dict[str, Any]:
+        return _commit_json(self.csum, self.commit)
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """``log``: the commits found, newest first, and whether older ones are not in the repo."""
+
+    commits: tuple[_CommitView, ...]
+    truncated: bool
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [c.to_json() for c in self.commits]
+
+
+def _history_lines(h: _History) -> list[str]:
+    lines = [line for view in h.commits for line in _commit_lines(view)]
+    if h.truncated:
+        lines.append("<< History beyond this commit not fetched >>")
+    return lines
+
+
+def _commit_lines(view: _CommitView) -> list[str]:
+    csum, c = view.csum, view.commit
     lines = [f"commit {csum}"]
     if c.parent:
         lines.append(f"Parent:  {c.parent}")
@@ -154,7 +191,7 @@ def _print_commit(csum: Checksum, c: Commit) -> None:
     if c.body:
         lines.extend(f"    {line}" for line in c.body.splitlines())
         lines.append("")
-    click.echo("\n".join(lines))
+    return lines
 
 
 # --- init ------------------------------------------------------------------------------------
@@ -205,6 +242,10 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
 @click.option("--bootable", is_flag=True, help="Flag this commit as bootable (ostree.bootable metadata).")
 @click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
 @click.option("--fsync", type=click.Choice(["true", "false"]), default=None, help="Whether to sync data to disk (default: the repo's core.fsync).")
+@click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE", help="Sign the commit with the ed25519 secret key(s) in KEYFILE ('-': stdin).")
+@click.option("--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
+@click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key ID to sign the commit with.")
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="GnuPG home of the signing keys.")
 @click.pass_context
 def commit_cmd(
     ctx: click.Context,
@@ -228,6 +269,10 @@ def commit_cmd(
     bootable: bool,
     skip_if_unchanged: bool,
     fsync: str | None,
+    sign_keys: tuple[str, ...],
+    sign_type: str,
+    gpg_keys: tuple[str, ...],
+    gpg_homedir: Path | None,
 ) -> None:
     """Commit a directory tree or tar archive as a new revision, printing its checksum.
 
@@ -239,9 +284,14 @@ def commit_cmd(
       bootree --repo=repo commit -b os/main -s "v1" --tree=dir=rootfs
       bootree --repo=repo commit -b os/main --tree=tar=rootfs.tar.gz --add-metadata-string=version=2
     """
-    repo = open_repo(ctx, repo_path)
-    if fsync is not None:
-        repo.fsync = fsync == "true"
+    repo = open_repo(ctx, repo_path, fsync=None if fsync is None else fsync == "true")
+    secret: list[Any] = []
+    if sign_keys:
+        from bootree.cli.sign_cmds import read_secret_keys
+
+        if sign_type != "ed25519":
+            raise click.UsageError(f"unknown signature type {sign_type!r}")
+        secret = read_secret_keys(sign_keys, None)  # before committing: a bad key changes nothing
     sources: list[TreeSource | Path] = []
     if path is not None:
         sources.append(TreeSource(SourceKind.DIR, str(path)))
@@ -251,7 +301,10 @@ def commit_cmd(
     if not branch and not orphan:
         raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
     if body_file is not None:
-        body = body_file.read_text()
+        try:
+            body = body_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:  # a commit's body is a GVariant string: UTF-8
+            raise click.BadParameter(f"{body_file}: not valid UTF-8 (byte {e.start})", param_hint="-F") from None
     metadata: list[tuple[str, Variant]] = []
     for item in meta_strings:
         k, v = _split_kv(item, "--add-metadata-string")
@@ -292,6 +345,10 @@ def commit_cmd(
             progress=on_progress,
             **kwargs,
         )
+    if secret or gpg_keys:
+        from bootree.pull.publish import sign_commit
+
+        sign_commit(repo, csum, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
     click.echo(csum)
 
 
@@ -333,20 +390,15 @@ def checkout_cmd(
     """
     repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
-    if require_hardlinks and (repo.mode is RepoMode.ARCHIVE or (repo.mode is RepoMode.BARE_USER and not user_mode)):
-        raise RepoError(f"hardlink checkout is not possible from a {repo.mode.value} repository" + (" without -U" if repo.mode is RepoMode.BARE_USER else ""))
     dest = destination if destination is not None else Path(rev.replace("/", "_").replace(":", "_"))
+    mode = CheckoutMode.COPY if force_copy else CheckoutMode.HARDLINK
     # A hardlink checkout of a whole OS takes well under a second, and runs on two processes
     # only while no other thread (such as a progress bar's refresher) is alive: no bar for it.
-    copies = force_copy or repo.mode is RepoMode.ARCHIVE
+    copies = not links_files(repo.mode, CheckoutOptions(mode=mode, user_mode=user_mode))
     with progress_bar("Checking out") if copies else contextlib.nullcontext():
         repo.checkout(
-            csum,
-            dest,
-            mode=CheckoutMode.COPY if force_copy else CheckoutMode.HARDLINK,
-            user_mode=user_mode,
-            union=union,
-            subpath=subpath,
+            csum, dest, mode=mode, user_mode=user_mode, union=union, subpath=subpath,
+            require_hardlinks=require_hardlinks,
         )
 
 
@@ -371,18 +423,12 @@ def refs_cmd(
             raise click.UsageError("--create=NEWREF needs an existing ref or commit as argument")
         repo.set_ref(create, _resolve(repo, prefix), expected=None)
         return
-    refs = repo.list_refs(prefix, remote=remote)
     if delete:
         if not prefix:
             raise click.UsageError("--delete needs a PREFIX")
-        for name in refs:
-            repo.set_ref(name, None)
+        repo.delete_refs(prefix, remote=remote)
         return
-    if as_json:
-        print_json(refs)
-        return
-    for name in refs:
-        click.echo(name)
+    emit(repo.list_refs(prefix, remote=remote), as_json=as_json, text=list)
 
 
 @cli.command("rev-parse")
@@ -393,10 +439,7 @@ def refs_cmd(
 def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
     """Print the commit checksum a ref, remote:ref, abbreviated checksum or REV^ resolves to."""
     csum = _resolve(open_repo(ctx, repo_path), rev)
-    if as_json:
-        print_json({"rev": rev, "checksum": csum})
-    else:
-        click.echo(csum)
+    emit({"rev": rev, "checksum": csum}, as_json=as_json, text=lambda v: [v["checksum"]])
 
 
 @cli.command("log")
@@ -408,47 +451,65 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
     """Show the history of a ref or commit, newest first, as far as parents are present."""
     repo = open_repo(ctx, repo_path)
     csum: Checksum | None = _resolve(repo, rev)
-    entries = []
+    commits: list[_CommitView] = []
+    truncated = False
     while csum is not None:
         if not repo.has_object(ObjectType.COMMIT, csum):
-            if not as_json:
-                click.echo("<< History beyond this commit not fetched >>")
+            if not commits:  # the commit asked for is not there: an error, as ostree's (exit 1)
+                raise ObjectMissing(csum, "commit")
+            truncated = True
             break
         c = repo.read_commit(csum)
-        if as_json:
-            entries.append(_commit_json(csum, c))
-        else:
-            _print_commit(csum, c)
+        commits.append(_CommitView(csum, c))
         csum = c.parent
-    if as_json:
-        print_json(entries)
+    emit(_History(tuple(commits), truncated), as_json=as_json, text=_history_lines)
 
 
 @cli.command("show")
 @repo_option
 @click.argument("rev")
 @click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="Check GPG signatures with the keyrings in DIR.")
+@click.option("--gpg-verify-remote", metavar="REMOTE", help="Check GPG signatures with REMOTE's trusted keys.")
 @json_option
 @click.pass_context
-def show_cmd(ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, as_json: bool) -> None:
-    """Show one commit: checksum, parent, content checksum, date, version, subject and body."""
+def show_cmd(
+    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None,
+    gpg_homedir: Path | None, gpg_verify_remote: str | None, as_json: bool,
+) -> None:
+    """Show one commit: checksum, parent, content checksum, date, version, subject and body.
+
+    A commit with GPG signatures is followed by their report, as ostree show prints it.
+    """
     repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
     c = repo.read_commit(csum)
+    if key is None and not as_json:
+        emit(_CommitView(csum, c), as_json=False, text=_commit_lines)
+        _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
+        return
     if key is not None:
         for k, v in c.metadata:
             if k == key:
-                value = _variant_json(v)
-                if as_json:
-                    print_json(value)
-                else:
-                    click.echo(f"'{value}'" if isinstance(value, str) else value)
+                emit(_variant_json(v), as_json=as_json, text=lambda x: [f"'{x}'" if isinstance(x, str) else str(x)])
                 return
         raise RepoError(f"no such metadata key {key!r} in commit {csum}")
-    if as_json:
-        print_json(_commit_json(csum, c))
-    else:
-        _print_commit(csum, c)
+    emit(_CommitView(csum, c), as_json=as_json, text=_commit_lines)
+
+
+def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:
+    from bootree.cli.sign_cmds import gpg_block, show_gpg_verifier
+    from bootree.sign import detached
+
+    sigs = detached.signatures(detached.decode(repo.read_commitmeta(csum)), detached.GPG_KEY)
+    if not sigs:
+        return
+    data = repo.load_metadata(ObjectType.COMMIT, csum)
+    with show_gpg_verifier(repo, homedir, remote) as verifier:
+        lines = gpg_block(verifier.verify(data, sigs))
+    click.echo()
+    for line in lines:
+        click.echo(line)
 
 
 def _mode_char(mode: int) -> str:
@@ -503,17 +564,17 @@ def ls_cmd(
                 if header.is_symlink:
                     row["target"] = header.symlink_target
                 rows.append(row)
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        prefix = f"{_mode_char(r['mode'])}0{r['mode'] & 0o7777:04o} {r['uid']} {r['gid']} {r['size']:6d} "
-        if show_checksum:
-            prefix += f"{r['dirtree']} {r['dirmeta']} " if r["type"] == "dir" else f"{r['checksum']} "
-        line = prefix + r["path"]
-        if r["type"] == "symlink":
-            line += f" -> {r['target']}"
-        click.echo(line)
+    emit(rows, as_json=as_json, text=lambda rs: [_ls_line(r, show_checksum) for r in rs])
+
+
+def _ls_line(r: dict[str, Any], show_checksum: bool) -> str:
+    prefix = f"{_mode_char(r['mode'])}0{r['mode'] & 0o7777:04o} {r['uid']} {r['gid']} {r['size']:6d} "
+    if show_checksum:
+        prefix += f"{r['dirtree']} {r['dirmeta']} " if r["type"] == "dir" else f"{r['checksum']} "
+    line: str = prefix + r["path"]
+    if r["type"] == "symlink":
+        line += f" -> {r['target']}"
+    return line
 
 
 @cli.command("cat")
@@ -549,11 +610,7 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
     """List files modified (M), deleted (D) and added (A) from REV_A to REV_B."""
     repo = open_repo(ctx, repo_path)
     entries = repo.diff(_resolve(repo, rev_a), _resolve(repo, rev_b))
-    if as_json:
-        print_json([{"kind": e.kind, "path": e.path} for e in entries])
-        return
-    for e in entries:
-        click.echo(f"{e.kind}    {e.path}")
+    emit(entries, as_json=as_json, text=lambda es: [f"{e.kind}    {e.path}" for e in es])
 
 
 # --- maintenance -----------------------------------------------------------------------------
@@ -572,21 +629,13 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
             prog.update(completed=done, total=total)
 
         result = repo.fsck(progress=on_progress)
-    if as_json:
-        print_json({
-            "ok": result.ok,
-            "commits": result.commits,
-            "objects": result.objects,
-            "partial": result.partial,
-            "problems": [{"kind": p.kind, "checksum": p.checksum, "message": p.message} for p in result.problems],
-        })
-    else:
+    if not as_json:  # diagnostics on stderr, as ostree
         for c in result.partial:
             click.echo(f"Commit {c} is partial (its tree is incomplete)", err=True)
         for p in result.problems:
             click.echo(f"error: {p.message}", err=True)
-        if result.ok:
-            click.echo(f"object fsck of {result.commits} commits completed successfully - no errors found.")
+    emit(result, as_json=as_json, text=lambda r: [
+        f"object fsck of {r.commits} commits completed successfully - no errors found."] if r.ok else [])
     if not result.ok:
         if not as_json:
             click.echo(f"fsck found {len(result.problems)} bad object(s)", err=True)
@@ -627,13 +676,13 @@ def prune_cmd(
         keep_younger_than=parse_timestamp(keep_younger_than) if keep_younger_than else None,
         dry_run=no_prune,
     )
-    if as_json:
-        print_json({"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune})
-        return
-    click.echo(f"Total objects: {result.total}")
-    if result.deleted:
-        verb = "Would delete" if no_prune else "Deleted"
-        click.echo(f"{verb} {result.deleted} objects, {result.bytes_freed} bytes freed")
-    else:
-        click.echo("No unreachable objects")
+    report = {"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune}
+    emit(report, as_json=as_json, text=_prune_lines)
+
+
+def _prune_lines(r: dict[str, Any]) -> list[str]:
+    if not r["deleted"]:
+        return [f"Total objects: {r['total']}", "No unreachable objects"]
+    verb = "Would delete" if r["dry_run"] else "Deleted"
+    return [f"Total objects: {r['total']}", f"{verb} {r['deleted']} objects, {r['bytes_freed']} bytes freed"]
 

@@ -28,7 +28,12 @@ from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
 from bootree.format.refspec import parse_refspec
-from bootree.repo.checkout import CheckoutMode, CheckoutOptions, checkout_tree
+from bootree.repo.checkout import (
+    CheckoutMode,
+    CheckoutOptions,
+    checkout_tree,
+    require_hardlink_checkout,
+)
 from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
 from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.modes import RepoMode
@@ -79,8 +84,12 @@ class Repo:
         return cls.open(p)
 
     @classmethod
-    def open(cls, path: os.PathLike[str] | str) -> Self:
+    def open(cls, path: os.PathLike[str] | str, *, fsync: bool | None = None) -> Self:
         """Open an existing repository.
+
+        ``fsync`` overrides the config's ``core.fsync`` for this handle (``commit --fsync=``,
+        ``pull --disable-fsync``): callers choose durability when opening, not by editing an
+        attribute afterwards.
 
         Raises:
             RepoNotFound: if there is no ``config`` and ``objects/`` at ``path``.
@@ -88,9 +97,13 @@ class Repo:
         """
         p = Path(path)
         try:
-            text = (p / "config").read_text("utf-8")
+            raw = (p / "config").read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise RepoNotFound(p) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:  # GKeyFile's rule; ostree refuses it too ("Invalid UTF-8")
+            raise RepoError(f"{p / 'config'}: not valid UTF-8 (byte {e.start})") from None
         if not (p / "objects").is_dir():
             raise RepoNotFound(p)
         config = KeyFile.from_text(text)
@@ -101,7 +114,10 @@ class Repo:
         level = config.get_int("archive", "zlib-level", 6)
         # bootree's own key: "false" selects plain zlib (smaller objects, slower commits).
         fast = config.get_bool("archive", "bootree-zlib-ng", True)
-        return cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        repo = cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        if fsync is not None:
+            repo.fsync = fsync
+        return repo
 
     @property
     def mode(self) -> RepoMode:
@@ -226,6 +242,17 @@ class Repo:
         if csum is not None and not self.store.has(ObjectType.COMMIT, csum):
             raise ObjectMissing(csum, "commit")
         self.refs.set(refspec, csum, expected=expected, fsync=self.fsync)
+
+    def delete_refs(self, prefix: str, *, remote: str | None = None) -> list[str]:
+        """Delete the refs :meth:`list_refs` would list for ``prefix``; return their names.
+
+        Ref files are not read first, so a ref whose file holds garbage can be deleted too
+        (as ``ostree refs --delete`` does).
+        """
+        names = self.refs.names(prefix, remote=remote)
+        for name in names:
+            self.set_ref(name, None)
+        return names
 
     def resolve_rev(self, rev: str) -> Checksum:
         """Resolve a ref, ``remote:ref``, a full or unique abbreviated checksum, or ``REV^``.
@@ -385,13 +412,18 @@ class Repo:
         user_mode: bool = False,
         union: bool = False,
         subpath: str | None = None,
+        require_hardlinks: bool = False,
     ) -> int:
         """Check ``rev`` out to ``dest`` (created; with ``union`` it may exist). Returns files written.
 
         Raises:
-            CheckoutError: if ``dest`` exists (without union), or the checkout would escape it.
+            CheckoutError: if ``dest`` exists (without union), or the checkout would escape it,
+                or ``require_hardlinks`` (``-H``) is set and this one would copy files.
             ObjectMissing, CorruptObject: for a damaged repository.
         """
+        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
+        if require_hardlinks:
+            require_hardlink_checkout(self.mode, options, os.fspath(dest))
         commit = self.read_commit(rev)
         tree, meta = commit.root_tree, commit.root_meta
         single_file: tuple[str, Checksum] | None = None
@@ -408,7 +440,6 @@ class Repo:
                 assert entry.meta is not None
                 tree, meta = entry.checksum, entry.meta
         d = Path(dest)
-        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
         if single_file is not None:
             return self._checkout_file(single_file[1], d, options)
         created = False

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootree.errors import NotBooted, SysrootError
+from bootree.errors import DowngradeError, NotBooted, SysrootError
 from bootree.format.checksum import Checksum
+from bootree.format.objects import ObjectType
 from bootree.sysroot import assessment
 from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
 from bootree.sysroot.sysroot import Sysroot
 
-__all__ = ["UpgradeResult", "upgrade"]
+__all__ = ["UpgradeResult", "check_downgrade", "upgrade"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,32 @@ class UpgradeResult:
         return f"Deployed {self.checksum}"
 
 
-def upgrade(sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = False) -> UpgradeResult:
+def check_downgrade(sysroot: Sysroot, csum: Checksum, stateroot: str) -> None:
+    """Refuse to deploy a commit older than the booted deployment's (or, unbooted, the default one's).
+
+    A mirror that replays an old, validly signed commit must not roll a machine back to a
+    vulnerable version: rpm-ostree refuses this unless ``--allow-downgrade``. Only deployments of
+    the same stateroot are compared.
+
+    Raises:
+        DowngradeError: the commit's timestamp is older.
+    """
+    same = [d for d in sysroot.deployments if d.stateroot == stateroot]
+    booted = sysroot.booted
+    base = booted if booted is not None and booted.stateroot == stateroot else (same[0] if same else None)
+    if base is None or base.csum == csum:
+        return
+    new_time = sysroot.repo.read_commit(csum).timestamp
+    if not sysroot.repo.has_object(ObjectType.COMMIT, base.csum):
+        return
+    base_time = sysroot.repo.read_commit(base.csum).timestamp
+    if new_time < base_time:
+        raise DowngradeError(f"deployment {base.name}", csum, new_time, base.csum, base_time)
+
+
+def upgrade(
+    sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = False, allow_downgrade: bool = False
+) -> UpgradeResult:
     """Deploy the commit the booted (or default) deployment's refspec resolves to, if it is new.
 
     The sysroot must be locked.
@@ -49,6 +75,8 @@ def upgrade(sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = Fa
         NotBooted: when there is no deployment to upgrade from.
         SysrootError: when that deployment has no origin refspec.
         RefNotFound: when the refspec does not resolve locally.
+        DowngradeError: the ref points at an older commit than the deployment's, without
+            ``allow_downgrade``.
     """
     base = sysroot.booted or (sysroot.deployments[0] if sysroot.deployments else None)
     if base is None:
@@ -61,6 +89,8 @@ def upgrade(sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = Fa
         return UpgradeResult(csum, None, up_to_date=True)
     if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
         return UpgradeResult(csum, None, skipped_failed=True)
+    if not allow_downgrade:
+        check_downgrade(sysroot, csum, base.stateroot)
     origin = base.origin
     if stage_it:
         res = stage(sysroot, csum, stateroot=base.stateroot, origin=origin, opts=DeployOptions())
