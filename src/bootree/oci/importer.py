@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bootree import __version__
-from bootree.errors import FormatError, ImageError
+from bootree.errors import BootreeError, FormatError, ImageError
 from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit
 from bootree.format.oci import layer_compression
 from bootree.oci.layer import LayerStats, import_layer
-from bootree.oci.reference import ImageReference, blob_ref, image_ref
+from bootree.oci.reference import IMAGE_REF_PREFIX, ImageReference, blob_ref, image_ref
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import ImageSource, ResolvedImage, open_source, resolve_config, resolve_manifest
 from bootree.repo import Repo
@@ -189,12 +189,41 @@ def pull_image(
             src.close()
 
 
+def layers_by_diff_id(repo: Repo) -> dict[str, Checksum]:
+    """diff_id → layer commit, over every stored image (the fallback for recompressed layers).
+
+    Images whose metadata does not parse are skipped: this is only a cache lookup.
+    """
+    out: dict[str, Checksum] = {}
+    for csum in repo.list_refs(IMAGE_REF_PREFIX.rstrip("/")).values():
+        try:
+            st = state_of_commit(repo, csum)
+            if st is None:
+                continue
+            manifest = json.loads(st.manifest)
+            diff_ids = json.loads(st.config)["rootfs"]["diff_ids"]
+            for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True):
+                commit = repo.try_resolve_rev(blob_ref(layer["digest"]))
+                if commit is not None and isinstance(diff_id, str):
+                    out.setdefault(diff_id, commit)
+        except (BootreeError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def _import(repo: Repo, image: ImageReference, src: ImageSource, resolved: ResolvedImage,
             privileged: bool, progress: ProgressFn | None) -> PullResult:
     blobdir = repo.path / "tmp" / "bootree-oci"
     os.makedirs(blobdir, 0o700, exist_ok=True)
     layers = resolved.manifest.layers
     cached = {d.digest: repo.try_resolve_rev(blob_ref(d.digest)) for d in layers}
+    reused: dict[str, Checksum] = {}
+    if any(c is None for c in cached.values()):
+        by_diff = layers_by_diff_id(repo)
+        for desc, diff_id in zip(layers, resolved.config.diff_ids, strict=True):
+            if cached[desc.digest] is None and diff_id in by_diff:
+                # Same content under another blob digest (recompressed): reuse its commit.
+                cached[desc.digest] = reused[desc.digest] = by_diff[diff_id]
     needed = [d for d in layers if cached[d.digest] is None]
     if progress:
         total = sum(d.size for d in dict.fromkeys(needed))
@@ -206,6 +235,8 @@ def _import(repo: Repo, image: ImageReference, src: ImageSource, resolved: Resol
     done: dict[str, MutableTree] = {}
     blobs_to_remove = []
     with repo.transaction() as txn:
+        for digest, layer_commit in reused.items():
+            txn.set_ref(blob_ref(digest), layer_commit)
         for i, desc in enumerate(layers):
             tree = done.get(desc.digest)
             csum = cached[desc.digest]

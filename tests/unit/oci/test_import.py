@@ -73,6 +73,17 @@ def test_second_pull_is_a_noop_and_update_reuses_layers(repo: Repo, tmp_path: Pa
     assert state is not None and state.commit == upd.state.commit
 
 
+def test_recompressed_layer_is_reused_by_diff_id(repo: Repo, tmp_path: Path) -> None:
+    layers = base_layers()
+    write_layout(tmp_path / "gz", layers)
+    pull_image(repo, ImageReference.parse(f"oci:{tmp_path / 'gz'}"), architecture="amd64")
+    write_layout(tmp_path / "zst", layers, compression="zstd")
+    res = pull_image(repo, ImageReference.parse(f"oci:{tmp_path / 'zst'}"), architecture="amd64")
+    assert res.changed and res.layers_fetched == 0 and res.layers_cached == 3
+    for d in json.loads(res.state.manifest)["layers"]:
+        assert d["mediaType"].endswith("+zstd") and repo.try_resolve_rev(blob_ref(d["digest"])) is not None
+
+
 def _refuse(repo: Repo, tmp_path: Path, layer: list[Entry], match: str, *, privileged: bool = True,
             exc: type[Exception] = LayerError) -> None:
     lay = tmp_path / "bad"
