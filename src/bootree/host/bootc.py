@@ -14,6 +14,7 @@ unless asked (issue 5's rule, :mod:`bootree.sysroot.assessment`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from bootree.errors import BootreeError, ImageError, NotBooted, SysrootError
 from bootree.format.keyfile import KeyFile
 from bootree.format.refspec import parse_refspec
 from bootree.oci.importer import PullResult, pull_image, state_of_commit
-from bootree.oci.reference import OstreeImageReference, blob_ref
+from bootree.oci.reference import BLOB_REF_PREFIX, IMAGE_REF_PREFIX, OstreeImageReference, blob_ref
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import open_source, resolve
 from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, assessment, deploy, stage
@@ -72,6 +73,39 @@ def _digest_of(sysroot: Sysroot, d: Deployment | None) -> str | None:
     except BootreeError:
         return None
     return st.manifest_digest if st else None
+
+
+def prune_images(sysroot: Sysroot) -> str | None:
+    """bootc's GC after staging: image refs no deployment uses, then layer refs no image uses.
+
+    Objects that are then unreachable are pruned. Returns bootc's summary line, or ``None``
+    when nothing was removed.
+    """
+    repo = sysroot.repo
+    deployed = {d.csum for d in sysroot.all_deployments()}
+    images = repo.list_refs(IMAGE_REF_PREFIX.rstrip("/"))
+    removed_images = 0
+    keep_layers: set[str] = set()
+    for name, csum in images.items():
+        if csum not in deployed:
+            repo.set_ref(name, None)
+            removed_images += 1
+            continue
+        try:
+            st = state_of_commit(repo, csum)
+            layers = json.loads(st.manifest)["layers"] if st else []
+            keep_layers.update(blob_ref(x["digest"]) for x in layers)
+        except (BootreeError, ValueError, KeyError, TypeError):
+            return None  # an image we cannot read: keep every layer rather than guess
+    removed_layers = 0
+    for name in repo.list_refs(BLOB_REF_PREFIX.rstrip("/")):
+        if name not in keep_layers:
+            repo.set_ref(name, None)
+            removed_layers += 1
+    if not removed_images and not removed_layers:
+        return None
+    result = repo.prune(refs_only=True, depth=0)
+    return f"Pruned images: {removed_images} (layers: {removed_layers}, objsize: {result.bytes_freed})"
 
 
 def _queue(sysroot: Sysroot, res: PullResult, ref: OstreeImageReference, stateroot: str,
@@ -130,7 +164,8 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
             if spec.remote is None and sysroot.repo.try_resolve_rev(spec.ref) is not None:
                 sysroot.repo.set_ref(spec.ref, None)
     dep = _queue(sysroot, res, target, sr, base, False)
-    return Outcome(True, _pull_lines(res) + _queued_lines(target, res), res, dep)
+    pruned = prune_images(sysroot)
+    return Outcome(True, _pull_lines(res) + _queued_lines(target, res) + ((pruned,) if pruned else ()), res, dep)
 
 
 def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool = False,
@@ -167,7 +202,8 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
         return Outcome(False, (f"Not staging {digest}: it failed its health checks on this system "
                                "(use --allow-failed to stage it anyway)",), res)
     dep = _queue(sysroot, res, ref, base.stateroot, base, download_only)
-    return Outcome(True, _pull_lines(res) + _queued_lines(ref, res), res, dep)
+    pruned = prune_images(sysroot)
+    return Outcome(True, _pull_lines(res) + _queued_lines(ref, res) + ((pruned,) if pruned else ()), res, dep)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,32 @@ def test_switch_upgrade_rollback_from_oci_layout(tmp_path: Path, capsys: pytest.
     assert out.startswith('apiVersion: "org.containers.bootc/v1"\nkind: "BootcHost"\n')
 
 
+def test_images_no_deployment_uses_are_pruned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bootree.oci.reference import ImageReference, image_ref
+
+    sr = tmp_path / "sysroot"
+    ops.init_fs(sr)
+    base = base_layers()
+    for name in "abcd":
+        lay = tmp_path / name
+        write_layout(lay, [*base, [Entry(f"usr/share/{name}.txt", data=name.encode())]])
+        extra = ["--stateroot=os"] if name == "a" else []
+        rc, out, err = run(capsys, "switch", f"--sysroot={sr}", *extra, f"oci:{lay}")
+        assert rc == 0, err
+        run(capsys, "admin", "boot", f"--sysroot={sr}")
+    s = Sysroot.open(sr)
+    refs = s.repo.list_refs("ostree/container/image")
+    assert image_ref(ImageReference.parse(f"oci:{tmp_path / 'a'}")) not in refs
+    assert image_ref(ImageReference.parse(f"oci:{tmp_path / 'd'}")) in refs
+    assert "Pruned images: 1 (layers: 1," in out
+    # GC runs at staging time (as bootc's): d was staged while b (rollback) and c (booted) were
+    # deployed, so a went; b's deployment was dropped only by d's finalization afterwards.
+    kept = {image_ref(ImageReference.parse(f"oci:{tmp_path / n}")) for n in "bcd"}
+    assert set(refs) == kept
+    layer_refs = s.repo.list_refs("ostree/container/blob")
+    assert len(layer_refs) == 3 + 3  # the shared base layers + one unique layer per kept image
+
+
 def test_missing_bootc_label_is_a_notice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lay = tmp_path / "lay"
     write_layout(lay, base_layers(), labels={"containers.bootc": "0"})
