@@ -119,6 +119,8 @@ class LayoutSource:
         index = Index.from_bytes((self.root / "index.json").read_bytes())
         if tag is not None and tag.startswith("sha256:"):
             desc = next((d for d in index.manifests if d.digest == tag), None)
+            if desc is None:  # a child of a nested index: only its digest is known
+                return self._by_digest(tag)
         elif tag is not None:
             desc = next((d for d in index.manifests
                          if d.annotations.get("org.opencontainers.image.ref.name") == tag), None)
@@ -129,6 +131,16 @@ class LayoutSource:
         if desc is None:
             raise ImageError(f"{self.root}: no image tagged {tag!r}")
         return Fetched(self._read(desc, MAX_MANIFEST_SIZE), desc.media_type, desc.digest)
+
+    def _by_digest(self, digest: str) -> Fetched:
+        try:
+            with open(self._blob_path(digest), "rb") as f:
+                data = f.read(MAX_MANIFEST_SIZE + 1)
+        except FileNotFoundError:
+            raise ImageError(f"{self.root}: manifest {digest} is missing") from None
+        if len(data) > MAX_MANIFEST_SIZE or digest_of(data) != digest:
+            raise ImageError(f"{self.root}: manifest {digest} does not match its digest")
+        return Fetched(data, None, digest)
 
     def blob_bytes(self, desc: Descriptor) -> bytes:
         return self._read(desc, MAX_CONFIG_SIZE)
@@ -202,7 +214,9 @@ def resolve_manifest(source: ImageSource, architecture: str | None = None) -> tu
             if desc is None:
                 raise ImageError(f"no image for linux/{arch} in the index (it has: {', '.join(doc.platforms()) or 'none'})")
             fetched = source.manifest(desc.digest)
-            doc = Manifest.from_bytes(fetched.data, fetched.media_type)
+            if len(fetched.data) != desc.size:
+                raise ImageError(f"manifest {desc.digest} is {len(fetched.data)} bytes, the index declares {desc.size}")
+            doc = Manifest.from_bytes(fetched.data, fetched.media_type or desc.media_type)
     except FormatError as e:
         raise ImageError(f"invalid image manifest: {e}") from None
     return fetched, doc

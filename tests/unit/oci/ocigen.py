@@ -104,6 +104,25 @@ def write_layout(root: Path, layers: list[list[Entry]], *, tag: str = "latest", 
     return mdig
 
 
+def wrap_index(root: Path, tags: dict[str, str], tag: str) -> str:
+    """Replace the layout's entries ``tags`` (platform arch -> tag) by one OCI index tagged ``tag``."""
+    index = json.loads((root / "index.json").read_text())
+    by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
+    entries = []
+    for arch, t in tags.items():
+        m = dict(by_tag[t])
+        m.pop("annotations")
+        m["platform"] = {"architecture": arch, "os": "linux"}
+        entries.append(m)
+    data = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": entries}).encode()
+    digest = _put(root, data)
+    index["manifests"] = [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+                           "size": len(data), "annotations": {"org.opencontainers.image.ref.name": tag}}]
+    (root / "index.json").write_text(json.dumps(index))
+    return digest
+
+
 def base_layers() -> list[list[Entry]]:
     """Three layers: a base, an edit with a whiteout, and an opaque directory."""
     return [

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ocigen import KERNEL, Entry, base_layers, write_layout
+from ocigen import KERNEL, Entry, base_layers, wrap_index, write_layout
 
 from bootree.errors import ImageError, LayerError
 from bootree.format.checksum import Checksum
@@ -134,6 +134,25 @@ def test_other_platform_refused(repo: Repo, tmp_path: Path) -> None:
     write_layout(lay, base_layers(), arch="arm64")
     with pytest.raises(ImageError, match="arm64"):
         pull_image(repo, ImageReference.parse(f"oci:{lay}"), architecture="amd64")
+
+
+def test_index_picks_the_host_platform(repo: Repo, tmp_path: Path) -> None:
+    lay = tmp_path / "multi"
+    arm = write_layout(lay, [[Entry("usr/x", data=b"arm")]], tag="arm", arch="arm64")
+    amd = write_layout(lay, base_layers(), tag="amd", arch="amd64")
+    assert arm != amd
+    wrap_index(lay, {"arm64": "arm", "amd64": "amd"}, "multi")
+    res = pull_image(repo, ImageReference.parse(f"oci:{lay}:multi"), architecture="amd64")
+    assert res.state.manifest_digest == amd
+
+
+def test_index_for_another_platform_only(repo: Repo, tmp_path: Path) -> None:
+    lay = tmp_path / "armonly"
+    write_layout(lay, base_layers(), tag="arm", arch="arm64")
+    wrap_index(lay, {"arm64": "arm"}, "multi")
+    with pytest.raises(ImageError, match=r"no image for linux/amd64 in the index \(it has: linux/arm64\)"):
+        pull_image(repo, ImageReference.parse(f"oci:{lay}:multi"), architecture="amd64")
+    assert repo.refs.list() == {}
 
 
 def test_corrupt_blob_refused(repo: Repo, tmp_path: Path) -> None:
