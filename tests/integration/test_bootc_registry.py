@@ -48,12 +48,12 @@ def _free_port() -> int:
 class Registry:
     """A docker-registry with its own config and storage, and its access log."""
 
-    def __init__(self, work: Path, *, htpasswd: Path | None = None) -> None:
+    def __init__(self, work: Path, *, htpasswd: Path | None = None, extra: str = "") -> None:
         self.port = _free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.data = work / "data"
         conf = work / "registry.yml"
-        auth = f"auth:\n  htpasswd:\n    realm: bootree-test\n    path: {htpasswd}\n" if htpasswd else ""
+        auth = f"auth:\n  htpasswd:\n    realm: bootree-test\n    path: {htpasswd}\n" if htpasswd else extra
         conf.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {self.data}\n"
                         f"  delete:\n    enabled: true\nhttp:\n  addr: {self.host}\n{auth}")
         self.log = work / "access.log"
@@ -422,6 +422,22 @@ def test_interrupted_blob_resumes_with_range(env: tuple[Registry, Path], tmp_pat
     assert not list(blobdir.iterdir()), "verified blobs are removed once imported"
 
 
+def _private_image(reg: Registry, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   repo: str) -> tuple[str, Path]:
+    """Push v1 with credentials; point bootree at the registry with no credentials anywhere."""
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+    _run("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds=tester:s3cret", f"oci:{images}:v1",
+         f"docker://{reg.host}/{repo}:latest")
+    sysroot = new_sysroot(tmp_path)
+    ops.os_init(Sysroot.open(sysroot), "demo")
+    return f"{reg.host}/{repo}:latest", sysroot
+
+
 def test_basic_auth_401_then_auth_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch, env: tuple[Registry, Path]) -> None:
     crypt = pytest.importorskip("crypt")
@@ -432,17 +448,7 @@ def test_basic_auth_401_then_auth_json(tmp_path: Path, capsys: pytest.CaptureFix
     work.mkdir()
     reg = Registry(work, htpasswd=htpasswd)
     try:
-        conf = tmp_path / "registries.conf"
-        conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
-        monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
-        monkeypatch.setenv("HOME", str(tmp_path / "home"))
-        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
-        _run("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds=tester:s3cret", f"oci:{images}:v1",
-             f"docker://{reg.host}/private/os:latest")
-        sysroot = new_sysroot(tmp_path)
-        image = f"{reg.host}/private/os:latest"
-        ops.os_init(Sysroot.open(sysroot), "demo")
+        image, sysroot = _private_image(reg, images, tmp_path, monkeypatch, "private/os")
         _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}", "--stateroot=demo", image],
                                   r"401|authentication required")
         import base64
@@ -459,3 +465,119 @@ def test_basic_auth_401_then_auth_json(tmp_path: Path, capsys: pytest.CaptureFix
         assert rc == 0 and out.strip() == "No update available.", err
     finally:
         reg.stop()
+
+
+class TokenIssuer:
+    """A bearer-token service as Docker Hub/quay.io run one: Basic credentials in, a JWT out.
+
+    The registry is configured with ``auth: token`` and trusts the issuer's self-signed
+    certificate; each token is an ES256 JWT with the certificate in ``x5c`` and the granted
+    ``access`` for the requested scope (none for anonymous requests).
+    """
+
+    def __init__(self, work: Path, service: str, users: dict[str, str]) -> None:
+        import base64
+        import datetime
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bootree-test-issuer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        self.bundle = work / "issuer.pem"
+        self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.issuer, self.service, self.requests = "bootree-test-issuer", service, 0
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def token(sub: str, access: list[dict[str, object]]) -> str:
+            t = int(time.time())
+            head = b64(json.dumps({"typ": "JWT", "alg": "ES256", "x5c": [x5c]}).encode())
+            body = b64(json.dumps({"iss": self.issuer, "sub": sub, "aud": service, "exp": t + 300, "nbf": t - 10,
+                                   "iat": t, "jti": os.urandom(8).hex(), "access": access}).encode())
+            r, s = decode_dss_signature(key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256())))
+            return f"{head}.{body}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                issuer.requests += 1
+                q = parse_qs(urlparse(self.path).query)
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
+                    if users.get(u) != p:
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    user = u
+                access = []
+                for scope in q.get("scope", []):
+                    kind, repo, actions = scope.split(":")
+                    if user is not None:
+                        access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+                data = json.dumps({"token": token(user or "", access), "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_bearer_token_flow_with_a_real_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch, env: tuple[Registry, Path]) -> None:
+    import base64
+
+    _, images = env
+    work = tmp_path / "tokreg"
+    work.mkdir()
+    issuer = TokenIssuer(work, "bootree-registry", {"tester": "s3cret"})
+    reg = None
+    try:
+        auth = (f"auth:\n  token:\n    realm: {issuer.realm}\n    service: bootree-registry\n"
+                f"    issuer: {issuer.issuer}\n    rootcertbundle: {issuer.bundle}\n")
+        reg = Registry(work, extra=auth)
+        image, sysroot = _private_image(reg, images, tmp_path, monkeypatch, "org/os")
+        before = issuer.requests
+        # Anonymous: the issuer hands out a token without access, the registry still says 401.
+        _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}", "--stateroot=demo", image],
+                                  r"401|unauthorized")
+        assert issuer.requests > before
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"tester:s3cret").decode()}}}))
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(authfile))
+        rc, out, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", image)
+        assert rc == 0, err
+        assert "Queued for next boot" in out
+    finally:
+        if reg is not None:
+            reg.stop()
+        issuer.stop()
