@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bootree.errors import BootreeError, ImageError, NotBooted, SysrootError
 from bootree.format.keyfile import KeyFile
@@ -27,6 +29,7 @@ from bootree.oci.reference import BLOB_REF_PREFIX, IMAGE_REF_PREFIX, OstreeImage
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import open_source, resolve
 from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, assessment, deploy, stage
+from bootree.sysroot import layout
 from bootree.sysroot.ops import os_init
 
 __all__ = ["CheckResult", "Outcome", "check", "current_image", "switch", "upgrade"]
@@ -73,6 +76,34 @@ def _digest_of(sysroot: Sysroot, d: Deployment | None) -> str | None:
     except BootreeError:
         return None
     return st.manifest_digest if st else None
+
+
+def seed_var(image_var: Path, stateroot_var: Path) -> None:
+    """The image's ``/var`` content goes into a new stateroot's ``/var`` once, like a VOLUME.
+
+    Later deployments never touch ``/var`` again (bootc-oci.md §2.4); nothing that exists is
+    replaced. Files are copied (the deployment's are hardlinks into the repository).
+    """
+    if not image_var.is_dir():
+        return
+    for dirpath, dirnames, filenames in os.walk(image_var):
+        rel = Path(dirpath).relative_to(image_var)
+        dest = stateroot_var / rel
+        if not dest.exists():
+            dest.mkdir(mode=0o755)
+            shutil.copystat(dirpath, dest)
+            st = os.lstat(dirpath)
+            os.chown(dest, st.st_uid, st.st_gid)
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            src, out = Path(dirpath) / name, dest / name
+            if os.path.lexists(out):
+                continue
+            if src.is_symlink():
+                os.symlink(os.readlink(src), out)
+            else:
+                shutil.copy2(src, out)
+            st = os.lstat(src)
+            os.lchown(out, st.st_uid, st.st_gid)
 
 
 def prune_images(sysroot: Sysroot) -> str | None:
@@ -154,8 +185,7 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
     sr = stateroot or (base.stateroot if base else "default")
     if base is not None and current_image(sysroot) == target and (stateroot is None or stateroot == base.stateroot):
         return Outcome(False, ("Image specification is unchanged.",))
-    if sr not in sysroot.stateroots():
-        os_init(sysroot, sr)
+    new_stateroot = sr not in sysroot.stateroots() and os_init(sysroot, sr)
     res = pull_image(sysroot.repo, target.image, options=options, progress=progress)
     if not retain and base is not None and base.refspec:
         # bootc drops the ostree ref the old origin followed, so that it can be pruned later.
@@ -164,6 +194,8 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
             if spec.remote is None and sysroot.repo.try_resolve_rev(spec.ref) is not None:
                 sysroot.repo.set_ref(spec.ref, None)
     dep = _queue(sysroot, res, target, sr, base, False)
+    if new_stateroot:
+        seed_var(sysroot.deployment_dir(dep) / "var", sysroot.path / layout.var_dir(sr))
     pruned = prune_images(sysroot)
     return Outcome(True, _pull_lines(res) + _queued_lines(target, res) + ((pruned,) if pruned else ()), res, dep)
 

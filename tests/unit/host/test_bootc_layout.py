@@ -51,6 +51,8 @@ def test_switch_upgrade_rollback_from_oci_layout(tmp_path: Path, capsys: pytest.
     assert rc == 0, err
     assert out.splitlines()[-2:] == ["  Version: stable", f"  Digest: {d1}"]
     s = Sysroot.open(sr)
+    assert (sr / "ostree/deploy/os/var/lib/demo/state").read_bytes() == b"s", "image /var seeds a new stateroot"
+    (sr / "ostree/deploy/os/var/lib/demo/state").write_bytes(b"local")
     assert s.deployments[0].origin is not None
     assert s.deployments[0].origin.container_image_reference == f"ostree-unverified-image:{img}"
     run(capsys, "admin", "boot", f"--sysroot={sr}")
@@ -71,6 +73,7 @@ def test_switch_upgrade_rollback_from_oci_layout(tmp_path: Path, capsys: pytest.
     run(capsys, "admin", "boot", f"--sysroot={sr}")
     host = json.loads(run(capsys, "status", f"--sysroot={sr}", "--json")[1])
     assert host["status"]["booted"]["image"]["imageDigest"] == d2
+    assert (sr / "ostree/deploy/os/var/lib/demo/state").read_bytes() == b"local", "/var is never updated"
     assert host["status"]["rollback"]["image"]["imageDigest"] == d1
     rc, out, _ = run(capsys, "rollback", f"--sysroot={sr}", "--apply")
     assert out.splitlines()[0] == "Next boot: rollback deployment"
