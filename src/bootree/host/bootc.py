@@ -28,8 +28,7 @@ from bootree.oci.importer import PullResult, pull_image, state_of_commit
 from bootree.oci.reference import BLOB_REF_PREFIX, IMAGE_REF_PREFIX, OstreeImageReference, blob_ref
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import open_source, resolve
-from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, assessment, deploy, stage
-from bootree.sysroot import layout
+from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, assessment, deploy, layout, stage
 from bootree.sysroot.ops import os_init
 
 __all__ = ["CheckResult", "Outcome", "check", "current_image", "switch", "upgrade"]
