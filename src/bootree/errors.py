@@ -80,6 +80,10 @@ class KeyFileError(FormatError):
     """A GKeyFile (repo config, origin file) that cannot be parsed."""
 
 
+class ComposefsFormatError(FormatError):
+    """A composefs dump file or EROFS image that is malformed, or a tree composefs cannot hold."""
+
+
 # --- repository storage ------------------------------------------------------------------------
 
 
@@ -403,3 +407,27 @@ class LayerError(ImageError):
 
 class RegistryError(FetchError):
     """A registry that answered with an error (401 without credentials, MANIFEST_UNKNOWN, ...)."""
+
+
+# --- static deltas (added by the delta work, issue 12) -----------------------------------------
+
+
+class DeltaFormatError(FormatError):
+    """A static-delta superblock, part or operation stream that does not decode or is inconsistent.
+
+    Raised for truncated or corrupt parts, operations that read or write past their buffers,
+    and object lists that do not match the operations: the delta is refused before anything
+    it describes is published.
+    """
+
+
+class DeltaError(RepoError):
+    """A static delta that cannot be generated, found or applied to this repository."""
+
+
+class DeltaNotFound(DeltaError):
+    """No delta with the given name (``FROM-TO`` or ``TO``) in the repository."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"static delta {name} not found", hint="list deltas with 'bootree static-delta list'")
+        self.name = name

@@ -30,6 +30,8 @@ _COMMAND_MODULES = [
     "bootree.cli.remote_cmds",
     "bootree.cli.install_cmds",
     "bootree.cli.bootc_cmds",
+    "bootree.cli.composefs_cmds",
+    "bootree.cli.delta_cmds",
     "bootree.cli.sign_cmds",
 ]
 
@@ -46,6 +48,8 @@ _COMMAND_HOME = {
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
     **dict.fromkeys(["switch", "upgrade", "update", "rollback", "status"], "bootree.cli.bootc_cmds"),
+    "composefs": "bootree.cli.composefs_cmds",
+    "static-delta": "bootree.cli.delta_cmds",
     **dict.fromkeys(["sign", "gpg-sign", "sign-keygen"], "bootree.cli.sign_cmds"),
 }
 

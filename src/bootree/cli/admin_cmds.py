@@ -158,6 +158,8 @@ def _status_text(status: SysrootStatus) -> list[str]:
         if d.health is not None:
             lines.append(f"    Health checks: FAILED ({d.health.reason})" if d.health.state == "failed"
                          else "    Health checks: passed")
+        if d.composefs is not None:
+            lines.append(f"    composefs: {d.composefs.digest}")
         if d.origin is None:
             lines.append("    origin: none")
         elif d.refspec:

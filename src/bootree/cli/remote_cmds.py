@@ -38,6 +38,7 @@ from bootree.pull import (
     pull,
     pull_local,
 )
+from bootree.pull.deltas import StaticDeltas
 from bootree.pull.publish import expiry_metadata, sign_summary
 from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
@@ -456,9 +457,8 @@ def _pull_config(network_retries: int | None) -> PullConfig:
 @click.option("--dry-run", is_flag=True, help="Only print what would be downloaded.")
 @click.option("--depth", type=int, default=0, show_default=True, help="Traverse DEPTH parents (-1=infinite).")
 @click.option("--disable-fsync", is_flag=True, help="Do not invoke fsync().")
-@click.option(
-    "--disable-static-deltas", is_flag=True, help="Do not use static deltas (bootree pulls objects only)."
-)
+@click.option("--disable-static-deltas", is_flag=True, help="Do not use static deltas.")
+@click.option("--require-static-deltas", is_flag=True, help="Require static deltas (also for file:// remotes).")
 @click.option(
     "--network-retries",
     type=int,
@@ -480,6 +480,7 @@ def pull_cmd(
     depth: int,
     disable_fsync: bool,
     disable_static_deltas: bool,
+    require_static_deltas: bool,
     network_retries: int | None,
     url_override: str | None,
     allow_downgrade: bool,
@@ -500,6 +501,11 @@ def pull_cmd(
     if url_override:
         rem = dataclasses.replace(rem, options=(*rem.options, ("url", url_override)))
     cfg = _pull_config(network_retries)
+    if disable_static_deltas and require_static_deltas:
+        raise click.UsageError("--disable-static-deltas and --require-static-deltas are exclusive")
+    if disable_static_deltas or require_static_deltas:
+        mode = StaticDeltas.DISABLE if disable_static_deltas else StaticDeltas.REQUIRE
+        cfg = dataclasses.replace(cfg, static_deltas=mode)
     with _progress() as display:
         result = pull(
             repo,

@@ -242,6 +242,12 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
 @click.option("--bootable", is_flag=True, help="Flag this commit as bootable (ostree.bootable metadata).")
 @click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
 @click.option("--fsync", type=click.Choice(["true", "false"]), default=None, help="Whether to sync data to disk (default: the repo's core.fsync).")
+@click.option(
+    "--generate-composefs-metadata",
+    "composefs_metadata",
+    is_flag=True,
+    help="Store the composefs image digest (ostree.composefs.digest.v0) in the commit metadata.",
+)
 @click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE", help="Sign the commit with the ed25519 secret key(s) in KEYFILE ('-': stdin).")
 @click.option("--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
 @click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key ID to sign the commit with.")
@@ -269,6 +275,7 @@ def commit_cmd(
     bootable: bool,
     skip_if_unchanged: bool,
     fsync: str | None,
+    composefs_metadata: bool,
     sign_keys: tuple[str, ...],
     sign_type: str,
     gpg_keys: tuple[str, ...],
@@ -327,6 +334,14 @@ def commit_cmd(
     kwargs: dict[str, Any] = {}
     if parent_arg is not _UNSET:
         kwargs["parent"] = parent_arg
+    if composefs_metadata:
+        from bootree import composefs
+
+        def composefs_digest(tree: Checksum, dmeta: Checksum) -> list[tuple[str, Variant]]:
+            image = composefs.tree_image(repo, tree, dmeta, verity=composefs.Verity.YES)
+            return [composefs.digest_metadata(image.digest)]
+
+        kwargs["tree_metadata"] = composefs_digest
     with progress_bar("Committing", total=None) as prog:
 
         def on_progress(files: int, nbytes: int) -> None:
@@ -618,9 +633,16 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
 
 @cli.command("fsck")
 @repo_option
+@click.option(
+    "--composefs",
+    "check_composefs",
+    is_flag=True,
+    help="Also regenerate the composefs image of each commit that records a digest and compare, "
+    "and check the objects every deployment's .ostree.cfs redirects to.",
+)
 @json_option
 @click.pass_context
-def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
+def fsck_cmd(ctx: click.Context, repo_path: Path | None, check_composefs: bool, as_json: bool) -> None:
     """Verify every commit and every object it reaches; exit 1 listing each bad object."""
     repo = open_repo(ctx, repo_path)
     with progress_bar("Verifying objects") as prog:
@@ -629,6 +651,8 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
             prog.update(completed=done, total=total)
 
         result = repo.fsck(progress=on_progress)
+        if check_composefs:
+            _fsck_composefs(repo, result)
     if not as_json:  # diagnostics on stderr, as ostree
         for c in result.partial:
             click.echo(f"Commit {c} is partial (its tree is incomplete)", err=True)
@@ -640,6 +664,26 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
         if not as_json:
             click.echo(f"fsck found {len(result.problems)} bad object(s)", err=True)
         ctx.exit(1)
+
+
+def _fsck_composefs(repo: Repo, result: Any) -> None:
+    from bootree.composefs import COMPOSEFS_NAME
+    from bootree.composefs.check import check_commit, check_image_objects
+    from bootree.repo.traverse import FsckProblem
+
+    seen = {p.checksum for p in result.problems}  # objects the plain fsck already reported
+    for otype, csum in repo.store.iter_objects():
+        if otype is ObjectType.COMMIT:
+            for problem in check_commit(repo, csum):
+                if problem.what not in seen:
+                    seen.add(problem.what)
+                    result.problems.append(FsckProblem("composefs", problem.what, problem.message))
+    # A sysroot's repository (SYSROOT/ostree/repo) backs the images of its deployments: each
+    # image's view of an object (size, fs-verity digest) is reported, also for known-bad objects.
+    if repo.path.parent.name == "ostree":
+        for image in sorted((repo.path.parent / "deploy").glob(f"*/deploy/*/{COMPOSEFS_NAME}")):
+            for problem in check_image_objects(repo, image):
+                result.problems.append(FsckProblem("composefs", problem.what, problem.message))
 
 
 @cli.command("prune")

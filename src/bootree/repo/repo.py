@@ -120,6 +120,21 @@ class Repo:
         return repo
 
     @property
+    def fs_verity(self) -> str:
+        """Whether content objects get fs-verity: ``"no"``, ``"maybe"`` or ``"yes"``, as ostree reads
+        it: ``[ex-integrity] fsverity`` (a tristate; ``composefs`` there implies ``maybe``), else
+        the older ``[ex-fsverity] required=true`` (yes) or ``opportunistic=true`` (maybe)."""
+        tristate = {"yes": "yes", "true": "yes", "1": "yes", "no": "no", "false": "no", "0": "no", "maybe": "maybe"}
+        cfs = tristate.get((self.config.get("ex-integrity", "composefs", "no") or "no").strip().lower(), "no")
+        value = self.config.get("ex-integrity", "fsverity")
+        wanted = tristate.get(value.strip().lower(), "no") if value is not None else ("maybe" if cfs != "no" else "no")
+        if wanted != "no":
+            return wanted
+        if self.config.get_bool("ex-fsverity", "required", False):
+            return "yes"
+        return "maybe" if self.config.get_bool("ex-fsverity", "opportunistic", False) else "no"
+
+    @property
     def mode(self) -> RepoMode:
         """The repository's mode."""
         return self.store.mode
@@ -149,7 +164,9 @@ class Repo:
     def transaction(self) -> Iterator[Transaction]:
         """A :class:`Transaction` that commits on a clean exit and aborts on an exception."""
         with self.lock(exclusive=False):
-            txn = Transaction(self.store, self.refs, self.partial, tmp=self.path / "tmp", fsync=self.fsync)
+            txn = Transaction(
+                self.store, self.refs, self.partial, tmp=self.path / "tmp", fsync=self.fsync, fs_verity=self.fs_verity
+            )
             try:
                 yield txn
             except BaseException:
@@ -211,6 +228,10 @@ class Repo:
             ObjectMissing, CorruptObject: if absent or unreadable.
         """
         return self.store.open_file(csum)
+
+    def stat_file(self, csum: Checksum) -> tuple[FileHeader, int]:
+        """Header and content size of a content object (the content is not read)."""
+        return self.store.stat_file(csum)
 
     def content_size(self, csum: Checksum) -> int:
         """A content object's uncompressed size, without reading its content."""
@@ -369,11 +390,15 @@ class Repo:
         options: CommitOptions = _DEFAULT_OPTIONS,
         skip_if_unchanged: bool = False,
         progress: ProgressFn | None = None,
+        tree_metadata: Callable[[Checksum, Checksum], Sequence[tuple[str, Variant]]] | None = None,
     ) -> Checksum:
         """Commit ``sources`` (``ostree commit``) and move ``branch`` to the new commit.
 
         ``parent`` defaults to the branch's current commit (``None`` = orphan). ``bindings``
         adds ``ostree.ref-binding`` for the branch, as ostree does unless ``--no-bindings``.
+        ``tree_metadata(dirtree, dirmeta)`` adds metadata computed from the written tree (e.g. the
+        composefs digest): the tree's objects are then published first, in their own
+        transaction, so that it can read them; the commit follows in a second one.
 
         Raises:
             SourceError, RefNotFound, RefConflict: see :meth:`write_tree` and :meth:`set_ref`.
@@ -387,8 +412,16 @@ class Repo:
         meta = list(metadata)
         if branch and bindings and not any(k == "ostree.ref-binding" for k, _ in meta):
             meta.append(("ostree.ref-binding", Variant("as", [branch])))
+        written: tuple[Checksum, Checksum] | None = None
+        if tree_metadata is not None:
+            with self.transaction() as txn:
+                written = self.write_tree(txn, sources, options, progress=progress)
+            meta.extend(tree_metadata(*written))
         with self.transaction() as txn:
-            tree, dmeta = self.write_tree(txn, sources, options, progress=progress)
+            if written is not None:
+                tree, dmeta = written
+            else:
+                tree, dmeta = self.write_tree(txn, sources, options, progress=progress)
             if skip_if_unchanged and parent is not None:
                 pc = self.read_commit(parent)
                 if (pc.root_tree, pc.root_meta) == (tree, dmeta):

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootree.sysroot import assessment
+from bootree.sysroot.composefs import deployment_image
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
 
-__all__ = ["SCHEMA", "BootCounting", "DeploymentStatus", "OstreeRef", "SysrootStatus", "sysroot_status"]
+__all__ = ["SCHEMA", "BootCounting", "ComposefsStatus", "DeploymentStatus", "OstreeRef", "SysrootStatus", "sysroot_status"]
 
 #: The value of the ``schema`` key of :meth:`SysrootStatus.to_json`.
 SCHEMA = "bootree.sysroot.status/v1"
@@ -59,6 +60,23 @@ class BootCounting:
 
 
 @dataclass(frozen=True, slots=True)
+class ComposefsStatus:
+    """A composefs-backed deployment's image: its fs-verity digest (what the commit must carry)."""
+
+    digest: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``composefs`` object of the v1 schema."""
+        return {"digest": self.digest, "size": self.size}
+
+
+def _composefs(sysroot: Sysroot, d: Deployment) -> ComposefsStatus | None:
+    image = deployment_image(sysroot.deployment_dir(d))
+    return None if image is None else ComposefsStatus(image.digest, image.size)
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentStatus:
     """One line of ``admin status``: a deployment and its role in the list."""
 
@@ -82,6 +100,8 @@ class DeploymentStatus:
     health: assessment.DeploymentAssessment | None = None
     image: dict[str, Any] | None = None
     """bootc's ``ImageStatus`` for a deployment of a container image (later); ``None`` now."""
+    composefs: ComposefsStatus | None = None
+    """The deployment's composefs image (``.ostree.cfs``), ``None`` if it is not composefs-backed."""
 
     @property
     def name(self) -> str:
@@ -115,6 +135,7 @@ class DeploymentStatus:
             "image": self.image,
             "bootCounting": self.boot_counting.to_json() if self.boot_counting is not None else None,
             "health": self.health.to_json() if self.health is not None else None,
+            "composefs": self.composefs.to_json() if self.composefs is not None else None,
         }
 
 
@@ -195,6 +216,7 @@ def sysroot_status(sysroot: Sysroot) -> SysrootStatus:
             kargs=str(d.kargs.without("ostree")),
             boot_counting=_boot_counting(sysroot, d, record),
             health=record.get(d),
+            composefs=_composefs(sysroot, d),
         ))
     return SysrootStatus(sysroot.bootversion, sysroot.subbootversion, tuple(out), record.last_fallback,
                          tuple(sysroot.damage))
