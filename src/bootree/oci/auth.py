@@ -5,8 +5,8 @@ else ``$XDG_RUNTIME_DIR/containers/auth.json``, ``~/.config/containers/auth.json
 ``~/.docker/config.json``; bootc also reads ``/etc/ostree/auth.json``. The first file that
 has an entry for the registry wins. ``registries.conf`` (containers-registries.conf(5)):
 ``$CONTAINERS_REGISTRIES_CONF``, else ``/etc/containers/registries.conf`` and
-``registries.conf.d/*.conf``; a ``[[registry]]`` with ``insecure = true`` may be reached over
-plain HTTP or unverified TLS, as containers/image allows.
+``registries.conf.d/*.conf``; a ``[[registry]]`` with ``insecure = true`` is reached over plain
+HTTP (containers/image would try unverified TLS first; bootree goes straight to HTTP).
 """
 
 from __future__ import annotations
