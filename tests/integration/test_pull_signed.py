@@ -199,6 +199,22 @@ def test_downgrade_replay(pub: Pub, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert Repo.open(client).refs.get("origin:os/main") == pub.v1
 
 
+def test_pinned_older_commit_is_an_explicit_choice(pub: Pub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``REF@COMMIT`` names the commit by checksum: the operator chose it, so no downgrade check
+    (as ``ostree pull REMOTE REF@COMMIT`` and rpm-ostree's ``deploy COMMIT``); it is still verified."""
+    client = _client(tmp_path, pub.url)
+    assert _cli(capsys, "pull", f"--repo={client}", "origin", "os/main")[0] == 0
+    rc, _, err = _cli(capsys, "pull", f"--repo={client}", "origin", f"os/main@{pub.v1}")
+    assert rc == 0, err
+    assert Repo.open(client).refs.get("origin:os/main") == pub.v1
+    # The pin does not bypass the signature: v1 signed by nobody trusted is still refused.
+    pub.meta_path(pub.v1).unlink()
+    client2 = _client(tmp_path / "again", pub.url)
+    assert _cli(capsys, "pull", f"--repo={client2}", "origin", "os/main")[0] == 0
+    rc, _, err = _cli(capsys, "pull", f"--repo={client2}", "origin", f"os/main@{pub.v1}")
+    assert rc == 1 and err.startswith("error: ") and Repo.open(client2).refs.get("origin:os/main") == pub.v2
+
+
 class _SwapOne(StaticHandler):
     """A man in the middle: serves another object's bytes for one object path."""
 

@@ -113,7 +113,7 @@ def _digit_key(run: str) -> tuple[int, int, str]:
 
 def _digit_run(s: str, start: int) -> str:
     end = start
-    while end < len(s) and s[end].isdigit():
+    while end < len(s) and "0" <= s[end] <= "9":  # ASCII digits only, as glibc (str.isdigit has more)
         end += 1
     return s[start:end]
 
@@ -130,13 +130,14 @@ def strverscmp(a: str, b: str) -> int:
     while i < len(a) and i < len(b) and a[i] == b[i]:
         i += 1
     j = i
-    while j > 0 and a[j - 1].isdigit():
+    while j > 0 and "0" <= a[j - 1] <= "9":
         j -= 1
     da, db = _digit_run(a, j), _digit_run(b, j)
     if da and db and da != db:
         ka, kb = _digit_key(da), _digit_key(db)
         if ka != kb:
             return -1 if ka < kb else 1
-    ca = a[i].encode() if i < len(a) else b""
-    cb = b[i].encode() if i < len(b) else b""
+    # surrogateescape: a version read from a non-UTF-8 file compares by its bytes, never raises.
+    ca = a[i].encode("utf-8", "surrogateescape") if i < len(a) else b""
+    cb = b[i].encode("utf-8", "surrogateescape") if i < len(b) else b""
     return -1 if ca < cb else 1

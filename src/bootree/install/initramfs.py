@@ -22,11 +22,11 @@ and writing it ourselves makes the output reproducible (fixed mtimes, sorted nam
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import logging
 import lzma
-import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from bootree.errors import InstallError
 __all__ = ["DEFAULT_MODULES", "INIT_SCRIPT", "InitramfsOptions", "build_initramfs", "cpio_newc", "find_kver"]
 
 log = logging.getLogger(__name__)
+_MODULES = "usr/lib/modules"
 
 #: Loaded in this order (virtio before virtio_blk, fat before vfat); absent ones are built in.
 DEFAULT_MODULES = (
@@ -181,35 +182,72 @@ class InitramfsOptions:
     init_script: str = INIT_SCRIPT
 
 
+def _listdir(tree: _fs.Tree, rel: str) -> list[str]:
+    try:
+        return tree.listdir(rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a symlink could lead to the host's modules: not followed
+            log.warning("ignoring /%s of the tree: it is a symlink", rel)
+            return []
+        raise
+
+
+def _kind(tree: _fs.Tree, rel: str) -> int:
+    try:
+        st = tree.lstat(rel)
+    except OSError:
+        return 0
+    return stat.S_IFMT(st.st_mode) if st is not None else 0
+
+
+def _find_kver(tree: _fs.Tree) -> str:
+    kvers = [k for k in _listdir(tree, _MODULES) if _kind(tree, f"{_MODULES}/{k}/vmlinuz") == stat.S_IFREG]
+    if len(kvers) != 1:
+        raise InstallError(f"expected one kernel in {tree.path}/{_MODULES}/<kver>/vmlinuz, found {len(kvers)}")
+    return kvers[0]
+
+
 def find_kver(tree: Path) -> str:
     """The kernel version directory of a tree: ``usr/lib/modules/<kver>/vmlinuz``.
+
+    Paths resolve inside the tree without symlinks (a symlinked ``usr/lib/modules`` or
+    ``vmlinuz`` is not followed: it could name the host's).
 
     Raises:
         InstallError: when there is not exactly one.
     """
-    base = tree / "usr/lib/modules"
-    kvers = sorted(k for k in os.listdir(base) if (base / k / "vmlinuz").is_file()) if base.is_dir() else []
-    if len(kvers) != 1:
-        raise InstallError(f"expected one kernel in {base}/<kver>/vmlinuz, found {len(kvers)}")
-    return kvers[0]
+    with _fs.Tree(tree) as t:
+        return _find_kver(t)
 
 
-def _module_index(moddir: Path) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for dirpath, _, files in os.walk(moddir / "kernel"):
-        for f in files:
+def _module_index(tree: _fs.Tree, moddir: str) -> dict[str, str]:
+    """Module name → path in the tree of every regular ``.ko*`` file under ``<moddir>/kernel``."""
+    out: dict[str, str] = {}
+    todo = [f"{moddir}/kernel"]
+    while todo:
+        cur = todo.pop()
+        for f in _listdir(tree, cur):
+            full = f"{cur}/{f}"
+            kind = _kind(tree, full)
+            if kind == stat.S_IFDIR:
+                todo.append(full)
+                continue
+            if kind != stat.S_IFREG:
+                continue
             for suffix in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
                 if f.endswith(suffix):
-                    out[f[: -len(suffix)].replace("-", "_")] = Path(dirpath) / f
+                    out[f[: -len(suffix)].replace("-", "_")] = full
     return out
 
 
-def _module_deps(moddir: Path) -> dict[str, list[str]]:
+def _module_deps(tree: _fs.Tree, moddir: str) -> dict[str, list[str]]:
     """``modules.dep``: module → its dependencies (names), when depmod ran for this tree."""
     deps: dict[str, list[str]] = {}
     try:
-        text = (moddir / "modules.dep").read_text()
-    except FileNotFoundError:
+        text = tree.read_bytes(f"{moddir}/modules.dep").decode("utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
         return deps
 
     def name(p: str) -> str:
@@ -221,19 +259,19 @@ def _module_deps(moddir: Path) -> dict[str, list[str]]:
     return deps
 
 
-def _read_module(p: Path) -> bytes:
-    data = p.read_bytes()
-    if p.name.endswith(".xz"):
+def _read_module(tree: _fs.Tree, rel: str) -> bytes:
+    data = tree.read_bytes(rel)
+    if rel.endswith(".xz"):
         return lzma.decompress(data)
-    if p.name.endswith(".gz"):
+    if rel.endswith(".gz"):
         return gzip.decompress(data)
-    if p.name.endswith(".zst"):
-        return _run.run(["zstd", "-dc", p]).stdout
+    if rel.endswith(".zst"):
+        return _run.run(["zstd", "-dc", "-"], input=data).stdout
     return data
 
 
-def _resolve_modules(moddir: Path, wanted: Sequence[str]) -> list[tuple[str, Path]]:
-    index, deps = _module_index(moddir), _module_deps(moddir)
+def _resolve_modules(tree: _fs.Tree, moddir: str, wanted: Sequence[str]) -> list[tuple[str, str]]:
+    index, deps = _module_index(tree, moddir), _module_deps(tree, moddir)
     order: list[str] = []
 
     def add(m: str, depth: int = 0) -> None:
@@ -278,27 +316,30 @@ def build_initramfs(tree: Path, *, kver: str | None = None, options: InitramfsOp
     Raises:
         InstallError: without a kernel in the tree or without a busybox.
     """
-    kver = kver or find_kver(tree)
-    moddir = tree / "usr/lib/modules" / kver
     busybox = options.busybox or (Path(p) if (p := _run.find_program("busybox")) else None)
     if busybox is None or not busybox.is_file():
         raise InstallError("no busybox found for the initramfs", hint="install busybox-static (Debian)")
-    mods = _resolve_modules(moddir, options.modules)
-    missing = [m for m in options.modules if m.replace("-", "_") not in {n for n, _ in mods}]
-    if missing:
-        log.info("modules not found as files (built in, or absent): %s", " ".join(missing))
-    entries: list[tuple[str, int, bytes]] = [
-        ("bin", stat.S_IFDIR | 0o755, b""), ("etc", stat.S_IFDIR | 0o755, b""),
-        ("lib", stat.S_IFDIR | 0o755, b""), ("lib/modules", stat.S_IFDIR | 0o755, b""),
-        ("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()),
-        ("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
-        ("init", stat.S_IFREG | 0o755, options.init_script.encode()),
-        ("etc/bootree-modules", stat.S_IFREG | 0o644, "".join(f"{m}\n" for m, _ in mods).encode()),
-    ]
-    for name, path in mods:
-        entries.append((f"lib/modules/{name}.ko", stat.S_IFREG | 0o644, _read_module(path)))
+    with _fs.Tree(tree) as t:
+        kver = kver or _find_kver(t)
+        moddir = f"{_MODULES}/{kver}"
+        if "/" in kver or kver in (".", "..") or _kind(t, moddir) != stat.S_IFDIR:
+            raise InstallError(f"no kernel modules directory /{moddir} in {tree} (or it is a symlink)")
+        mods = _resolve_modules(t, moddir, options.modules)
+        missing = [m for m in options.modules if m.replace("-", "_") not in {n for n, _ in mods}]
+        if missing:
+            log.info("modules not found as files (built in, or absent): %s", " ".join(missing))
+        entries: list[tuple[str, int, bytes]] = [
+            ("bin", stat.S_IFDIR | 0o755, b""), ("etc", stat.S_IFDIR | 0o755, b""),
+            ("lib", stat.S_IFDIR | 0o755, b""), ("lib/modules", stat.S_IFDIR | 0o755, b""),
+            ("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()),
+            ("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
+            ("init", stat.S_IFREG | 0o755, options.init_script.encode()),
+            ("etc/bootree-modules", stat.S_IFREG | 0o644, "".join(f"{m}\n" for m, _ in mods).encode()),
+        ]
+        for name, rel in mods:
+            entries.append((f"lib/modules/{name}.ko", stat.S_IFREG | 0o644, _read_module(t, rel)))
     data = gzip.compress(cpio_newc(entries), compresslevel=6, mtime=0)
-    out = output or moddir / "initramfs.img"
+    out = output or tree / moddir / "initramfs.img"  # a real directory, checked above
     _fs.write_atomic(out, data)
     log.info("initramfs %s: %d modules, %d bytes", out, len(mods), len(data))
     return out

@@ -364,9 +364,12 @@ class ObjectEngine:
         commit = verified.value
         assert isinstance(commit, Commit)
         if not a.local:  # a partial local commit is already stored and marked
-            self._queue(txn, WriteJob(ObjectType.COMMIT, a.checksum, len(data), meta=verified), len(data))
             if txn is not None:
+                # Marked partial before its object can exist: a failure in between (the
+                # marker's own write, say) must never leave a commit visible without the marker
+                # that says its tree may be missing (found by the fault-injection harness).
                 txn.mark_partial(a.checksum)
+            self._queue(txn, WriteJob(ObjectType.COMMIT, a.checksum, len(data), meta=verified), len(data))
         return plan.commit_arrived(a.checksum, commit, depth=a.depth)
 
     def _content_arrived(

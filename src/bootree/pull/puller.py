@@ -66,6 +66,10 @@ class PullJob:
     control_bytes: Callable[[], int] = lambda: 0
     #: Let a ref move to an older commit (otherwise :func:`check_downgrade` refuses it).
     allow_downgrade: bool = True
+    #: Local refs the operator pinned to a commit by checksum (``REF@COMMIT``): an explicit
+    #: choice, so no downgrade check (rpm-ostree's ``deploy COMMIT`` allows it too). The commit
+    #: is still verified like any other: a server cannot make a client pick it.
+    pinned_refs: frozenset[str] = frozenset()
     #: Timestamps of the commits the pull fetched (filled by the verify step's commit hook).
     commit_times: dict[Checksum, int] = field(default_factory=dict)
 
@@ -112,7 +116,7 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
                 for c in plan.walked_commits:
                     txn.clear_partial(c)
             for name, csum in refs_out:
-                if not job.allow_downgrade:
+                if not job.allow_downgrade and name not in job.pinned_refs:
                     check_downgrade(repo, name, csum, _timestamp(repo, job.commit_times, csum))
                 if repo.refs.get(name) != csum:
                     txn.set_ref(name, csum)
@@ -266,10 +270,11 @@ def _pull_remote(
         session.check_archive()
         resolved, found = _resolve_remote(session, targets, mirror_all)
         refs_of = _refs_of(resolved)
+        pinned = frozenset(local_ref(t.ref) for t in resolved if t.ref is not None and t.commit is not None)
         if not allow_downgrade and found is not None:
             # Refuse from the verified summary's timestamps, before any object is requested.
             for t, csum in resolved.items():
-                entry = found.summary.ref(t.ref) if t.ref is not None else None
+                entry = found.summary.ref(t.ref) if t.ref is not None and t.commit is None else None
                 if t.ref is not None and entry is not None and entry.timestamp is not None:
                     check_downgrade(repo, local_ref(t.ref), csum, entry.timestamp)
         times: dict[Checksum, int] = {}
@@ -278,7 +283,8 @@ def _pull_remote(
             times[csum] = commit.timestamp
             if not allow_downgrade:  # before the commit's tree is requested
                 for ref in refs_of.get(csum, ()):
-                    check_downgrade(repo, local_ref(ref), csum, commit.timestamp)
+                    if local_ref(ref) not in pinned:
+                        check_downgrade(repo, local_ref(ref), csum, commit.timestamp)
 
         policy.commit_hook = on_commit
         if not options.commit_metadata_only and not options.dry_run:
@@ -298,6 +304,7 @@ def _pull_remote(
             stages=stages,
             control_bytes=lambda: session.bytes,
             allow_downgrade=allow_downgrade,
+            pinned_refs=pinned,
             commit_times=times,
         )
         return run_pull(job, report)

@@ -183,7 +183,7 @@ class _Checkout:
                 for chunk in iter(lambda: stream.read(CHUNK), b""):
                     view = memoryview(chunk)
                     while view:
-                        view = view[os.write(fd, view) :]
+                        view = view[_fs.write(fd, view) :]
                 if user:
                     os.fchmod(fd, header.mode & 0o1777)
                 else:

@@ -356,6 +356,11 @@ def write_tar(
         try:
             with tf:
                 for member in tf:
+                    try:
+                        member.name.encode("utf-8")
+                        member.linkname.encode("utf-8")
+                    except UnicodeEncodeError as e:
+                        raise SourceError(repr(member.name), "tar member name or link target is not UTF-8") from e
                     parts = _tar_path(member.name)
                     for p in parts:
                         try:

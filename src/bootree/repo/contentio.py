@@ -153,7 +153,7 @@ class _FileWriter:
         view = memoryview(chunk)
         self.written += len(view)
         while view:
-            n = os.write(self.fd, view)
+            n = _fs.write(self.fd, view)
             view = view[n:]
 
     def finish(self) -> None:

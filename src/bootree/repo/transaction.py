@@ -197,7 +197,7 @@ class Transaction:
             os.unlink(tmp)
             return
         try:
-            os.rename(tmp, target)
+            _fs.rename(tmp, target)
         except BaseException:
             self._release(otype, csum)
             raise
@@ -417,7 +417,7 @@ class Transaction:
             if prefix not in self._made_prefixes:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
                 self._made_prefixes.add(prefix)
-            os.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
+            _fs.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
             if self._index is not None:
                 self._index.add(rel)
             with self._lock:

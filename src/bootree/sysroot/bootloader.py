@@ -59,73 +59,94 @@ class KernelLayout:
         return [f for f in (self.kernel, self.initramfs, self.devicetree, self.hmac) if f is not None]
 
 
-def _is_reg(p: Path) -> bool:
+def _is_reg(tree: _fs.Tree, rel: str) -> bool:
+    """A regular file reached without any symlink (a symlinked kernel is not followed)."""
     try:
-        return stat.S_ISREG(os.lstat(p).st_mode)
+        st = tree.lstat(rel)
     except OSError:
         return False
+    return st is not None and stat.S_ISREG(st.st_mode)
 
 
-def _hash_files(root: Path, rels: list[str]) -> str:
+def _is_dir(tree: _fs.Tree, rel: str) -> bool:
+    try:
+        st = tree.lstat(rel)
+    except OSError:
+        return False
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _listdir(tree: _fs.Tree, rel: str) -> list[str] | None:
+    """Names in directory ``rel``; ``None`` when missing, not a directory or behind a symlink."""
+    try:
+        return tree.listdir(rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            log.warning("ignoring /%s of the deployment tree: it is a symlink", rel)
+            return None
+        raise
+
+
+def _hash_files(tree: _fs.Tree, rels: list[str]) -> str:
     h = hashlib.sha256()
     for rel in rels:
-        with open(root / rel, "rb") as f:
-            while chunk := f.read(1 << 20):
+        fd = tree.open(rel)
+        try:
+            while chunk := os.read(fd, 1 << 20):
                 h.update(chunk)
+        finally:
+            os.close(fd)
     return h.hexdigest()
 
 
-def _dtb_files(root: Path, rel: str) -> list[str]:
+def _dtb_files(tree: _fs.Tree, rel: str) -> list[str]:
+    """Regular files under ``rel`` (sorted); symlinks are not followed."""
     out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root / rel):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if _is_reg(full):
-                out.append(str(full.relative_to(root)))
-    return out
+    todo = [rel]
+    while todo:
+        cur = todo.pop()
+        for name in _listdir(tree, cur) or []:
+            full = f"{cur}/{name}"
+            if _is_dir(tree, full):
+                todo.append(full)
+            elif _is_reg(tree, full):
+                out.append(full)
+    return sorted(out)
 
 
-def _from_modules(root: Path, known_bootcsum: str | None) -> KernelLayout | None:
-    base = root / _MODULES
-    try:
-        kvers = sorted(os.listdir(base))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    for kver in kvers:
+def _from_modules(tree: _fs.Tree, known_bootcsum: str | None) -> KernelLayout | None:
+    for kver in _listdir(tree, str(_MODULES)) or []:
         d = _MODULES / kver
-        if not _is_reg(root / d / "vmlinuz"):
+        if not _is_reg(tree, str(d / "vmlinuz")):
             continue
         kernel = (str(d / "vmlinuz"), f"vmlinuz-{kver}")
         initramfs = None
         for name in ("initramfs.img", "initramfs"):
-            if _is_reg(root / d / name):
+            if _is_reg(tree, str(d / name)):
                 initramfs = (str(d / name), f"initramfs-{kver}.img")
                 break
-        devicetree = (str(d / "devicetree"), f"devicetree-{kver}") if _is_reg(root / d / "devicetree") else None
-        dtb = (str(d / "dtb"), f"dtb-{kver}") if (root / d / "dtb").is_dir() and devicetree is None else None
-        hmac = (str(d / ".vmlinuz.hmac"), f".vmlinuz-{kver}.hmac") if _is_reg(root / d / ".vmlinuz.hmac") else None
+        devicetree = (str(d / "devicetree"), f"devicetree-{kver}") if _is_reg(tree, str(d / "devicetree")) else None
+        dtb = (str(d / "dtb"), f"dtb-{kver}") if _is_dir(tree, str(d / "dtb")) and devicetree is None else None
+        hmac = (str(d / ".vmlinuz.hmac"), f".vmlinuz-{kver}.hmac") if _is_reg(tree, str(d / ".vmlinuz.hmac")) else None
         if known_bootcsum is None:
             rels = [kernel[0]] + ([initramfs[0]] if initramfs else [])
             if devicetree:
                 rels.append(devicetree[0])
             if dtb:
-                rels.extend(_dtb_files(root, dtb[0]))
-            bootcsum = _hash_files(root, rels)
+                rels.extend(_dtb_files(tree, dtb[0]))
+            bootcsum = _hash_files(tree, rels)
         else:
             bootcsum = known_bootcsum
         return KernelLayout(bootcsum, kernel, initramfs, devicetree, dtb, hmac)
     return None
 
 
-def _from_legacy(root: Path) -> KernelLayout | None:
+def _from_legacy(tree: _fs.Tree) -> KernelLayout | None:
     for sub in ("usr/lib/ostree-boot", "boot"):
-        try:
-            names = sorted(os.listdir(root / sub))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for name in names:
-            if not name.startswith("vmlinuz-") or not _is_reg(root / sub / name):
+        for name in _listdir(tree, sub) or []:
+            if not name.startswith("vmlinuz-") or not _is_reg(tree, f"{sub}/{name}"):
                 continue
             stem, _, bootcsum = name.rpartition("-")
             if len(bootcsum) != 64 or not stem.startswith("vmlinuz-"):
@@ -134,7 +155,7 @@ def _from_legacy(root: Path) -> KernelLayout | None:
             kernel = (f"{sub}/{name}", stem)
             initramfs = None
             for cand in (f"initramfs-{kver}.img-{bootcsum}", f"initramfs-{kver}-{bootcsum}"):
-                if _is_reg(root / sub / cand):
+                if _is_reg(tree, f"{sub}/{cand}"):
                     initramfs = (f"{sub}/{cand}", cand[: -len(bootcsum) - 1])
                     break
             return KernelLayout(bootcsum, kernel, initramfs)
@@ -147,40 +168,50 @@ def find_kernel(root: Path, *, known_bootcsum: str | None = None) -> KernelLayou
     ``usr/lib/modules`` entries are tried in sorted order (ostree uses readdir order, which is
     the same when a tree has one kernel, as ostree-based images do). ``known_bootcsum`` skips
     hashing when the caller already knows the value (re-writing entries of old deployments).
+    Paths resolve inside the tree without following symlinks: a ``usr/lib/modules`` or a
+    ``vmlinuz`` that is a symlink is not used (it could name the host's kernel).
 
     Raises:
         KernelNotFound: when no layout matches.
     """
-    found = _from_modules(root, known_bootcsum) or _from_legacy(root)
+    with _fs.Tree(root) as tree:
+        found = _from_modules(tree, known_bootcsum) or _from_legacy(tree)
     if found is None:
         raise KernelNotFound(os.fspath(root))
     return found
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def _link_or_copy(tree: _fs.Tree, src: str, dst: Path) -> None:
+    """Hardlink (else copy) the regular file ``src`` of ``tree`` to ``dst``, never via a symlink."""
+    pfd, name = tree.parent(src)
     try:
-        os.link(src, dst)
-        return
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM):
-            raise
+        if not stat.S_ISREG(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+            raise SysrootError(f"/{src} of the deployment is not a regular file")
+        try:
+            os.link(name, dst, src_dir_fd=pfd, follow_symlinks=False)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM):
+                raise
+        fd_in = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    finally:
+        os.close(pfd)
     tmp = dst.parent / _fs.temp_name(f".{dst.name}.")
-    fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fd_out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             size = os.fstat(fd_in).st_size
             while size > 0:
-                n = os.copy_file_range(fd_in, fd_out, size)
+                n = _fs.copy_file_range(fd_in, fd_out, size)
                 if n == 0:
                     break
                 size -= n
-            os.fsync(fd_out)
+            _fs.fsync(fd_out)
         finally:
             os.close(fd_out)
     finally:
         os.close(fd_in)
-    os.rename(tmp, dst)
+    _fs.rename(tmp, dst)
 
 
 def install_kernel(sysroot: Path, deploy_root: Path, stateroot: str, kl: KernelLayout) -> None:
@@ -198,58 +229,34 @@ def install_kernel(sysroot: Path, deploy_root: Path, stateroot: str, kl: KernelL
         target, fresh = final.parent / _fs.temp_name(f".tmp-{final.name}-"), True
         os.mkdir(target, 0o755)
     try:
-        for i, (src, name) in enumerate(kl.files()):
-            if i == 1:
-                _faults.checkpoint("kernel-copy")
-            if not os.path.lexists(target / name):
-                _link_or_copy(deploy_root / src, target / name)
-        if kl.dtb_dir is not None and not os.path.lexists(target / kl.dtb_dir[1]):
-            tmpdtb = target / _fs.temp_name(".dtb-")
-            os.mkdir(tmpdtb, 0o755)
-            for rel in _dtb_files(deploy_root, kl.dtb_dir[0]):
-                sub = Path(rel).relative_to(kl.dtb_dir[0])
-                (tmpdtb / sub).parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(deploy_root / rel, tmpdtb / sub)
-            os.rename(tmpdtb, target / kl.dtb_dir[1])
+        with _fs.Tree(deploy_root) as tree:
+            for i, (src, name) in enumerate(kl.files()):
+                if i == 1:
+                    _faults.checkpoint("kernel-copy")
+                if not os.path.lexists(target / name):
+                    _link_or_copy(tree, src, target / name)
+            if kl.dtb_dir is not None and not os.path.lexists(target / kl.dtb_dir[1]):
+                tmpdtb = target / _fs.temp_name(".dtb-")
+                os.mkdir(tmpdtb, 0o755)
+                for rel in _dtb_files(tree, kl.dtb_dir[0]):
+                    sub = Path(rel).relative_to(kl.dtb_dir[0])
+                    (tmpdtb / sub).parent.mkdir(parents=True, exist_ok=True)
+                    _link_or_copy(tree, rel, tmpdtb / sub)
+                _fs.rename(tmpdtb, target / kl.dtb_dir[1])
         if fresh:
             _fs.fsync_dir(target)
-            os.rename(target, final)
+            _fs.rename(target, final)
     except BaseException:
         if fresh:
             _fs.rmtree(target)
         raise
 
 
-def _read_in_root(root: Path, rel: str, *, max_links: int = 16) -> str | None:
-    """Read a file of a deployment tree, following symlinks as if ``root`` were ``/``."""
-    parts = [p for p in rel.split("/") if p]
-    cur: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if cur:
-                cur.pop()
-            continue
-        if part == ".":
-            continue
-        p = root.joinpath(*cur, part)
-        try:
-            st = os.lstat(p)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > max_links:
-                return None
-            target = os.readlink(p)
-            if target.startswith("/"):
-                cur = []
-            parts = [t for t in target.split("/") if t] + parts
-            continue
-        cur.append(part)
+def _read_in_root(root: Path, rel: str) -> str | None:
+    """Read a small file of a deployment tree, following symlinks as if ``root`` were ``/``."""
     try:
-        return root.joinpath(*cur).read_text("utf-8", errors="replace")
+        with _fs.Tree(root) as tree:
+            return tree.read_bytes(rel, in_root=True, limit=1 << 20).decode("utf-8", errors="replace")
     except OSError:
         return None
 

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from bootree import _fs
 from bootree.errors import NotBooted, StaterootNotFound, SysrootError
@@ -34,7 +33,7 @@ from bootree.sysroot import composefs as cfs
 from bootree.sysroot.bootloader import find_kernel
 from bootree.sysroot.cleanup import STAGING_DIR, cleanup, remove_deployment_dir
 from bootree.sysroot.deployment import Deployment, Origin
-from bootree.sysroot.etcmerge import EtcDiff, copy_etc, merge_etc
+from bootree.sysroot.etcmerge import EtcDiff, merge_deployment_etc, prepare_etc
 from bootree.sysroot.swap import SwapResult, write_deployments
 from bootree.sysroot.sysroot import StagedState, Sysroot
 
@@ -97,21 +96,6 @@ def _next_serial(sysroot: Sysroot, stateroot: str, csum: Checksum) -> int:
     return max(serials) + 1 if serials else 0
 
 
-def _prepare_etc(root: Path) -> None:
-    etc, usr_etc = root / "etc", root / "usr/etc"
-    has_etc, has_usr_etc = os.path.isdir(etc), os.path.isdir(usr_etc)
-    if has_etc and has_usr_etc:
-        raise SysrootError("tree contains both /etc and /usr/etc")
-    if has_etc:
-        os.rename(etc, usr_etc)
-        has_usr_etc = True
-    if has_usr_etc:
-        copy_etc(usr_etc, etc)
-    for rel in ("etc/.updated", "var/.updated"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(root / rel)
-
-
 def prepare_deployment(
     sysroot: Sysroot,
     csum: Checksum,
@@ -152,11 +136,11 @@ def prepare_deployment(
         sysroot.repo.checkout(csum, work, mode=CheckoutMode.HARDLINK)
         _faults.checkpoint("after-checkout")
         kl = find_kernel(work)
-        _prepare_etc(work)
+        with _fs.Tree(work) as tree:
+            prepare_etc(tree)
         etc_diff: EtcDiff | None = None
         if merge is not None and merge_etc_now:
-            mroot = sysroot.deployment_dir(merge)
-            etc_diff = merge_etc(mroot / "usr/etc", mroot / "etc", work / "etc")
+            etc_diff = merge_deployment_etc(sysroot.deployment_dir(merge), work)
         cfs.write_deployment_image(sysroot.repo, csum, commit, work)  # .ostree.cfs if enabled
         var = sdir / "var"
         relabeled = not os.path.lexists(var / ".ostree-selabeled")
@@ -166,12 +150,12 @@ def prepare_deployment(
         if origin is not None:
             _fs.write_atomic(staging / f"{work.name}.origin", origin.text.encode())
         _fs.syncfs(work)
-        os.rename(work, final)  # before chattr +i: an immutable directory cannot change parent
+        _fs.rename(work, final)  # before chattr +i: an immutable directory cannot change parent
         renamed = True
         if not sysroot.mutable_deployments:
             immutable.set_immutable(final, True)
         if origin is not None:
-            os.rename(staging / f"{work.name}.origin", final_origin)
+            _fs.rename(staging / f"{work.name}.origin", final_origin)
         _fs.fsync_dir(final.parent)
     except BaseException:
         remove_deployment_dir(work)
@@ -239,6 +223,21 @@ def retained_list(
     return out
 
 
+def _referenced(sysroot: Sysroot, dep: Deployment) -> bool:
+    """Whether the boot list on disk (re-read now) holds ``dep``; ``True`` when unreadable.
+
+    A list write can fail after its commit point (a flush after the ``boot/loader`` rename):
+    the new entries are then in force, so the in-memory list is stale. A deployment is only
+    discarded when the sysroot, read again, shows that nothing boots it.
+    """
+    try:
+        sysroot.load()
+    except Exception:  # cannot account for it: never delete what might boot
+        log.warning("cannot re-read the sysroot after a failed write; keeping %s", dep.name)
+        return True
+    return any(d.same(dep) for d in sysroot.deployments)
+
+
 def _discard(sysroot: Sysroot, dep: Deployment) -> None:
     remove_deployment_dir(sysroot.deployment_dir(dep))
     with contextlib.suppress(FileNotFoundError):
@@ -272,7 +271,7 @@ def deploy(
     try:
         written, swap = write_deployments(sysroot, retained_list(sysroot, dep, merge, opts))
     except BaseException:
-        if not any(d.same(dep) for d in sysroot.deployments):
+        if not _referenced(sysroot, dep):
             _discard(sysroot, dep)
         raise
     if do_cleanup:
@@ -349,8 +348,7 @@ def finalize_staged(sysroot: Sysroot) -> DeployResult | None:
         merge = next((d for d in sysroot.deployments if d.stateroot == m_os and d.name == m_name), None)
     etc_diff = None
     if merge is not None:
-        mroot, root = sysroot.deployment_dir(merge), sysroot.deployment_dir(staged)
-        etc_diff = merge_etc(mroot / "usr/etc", mroot / "etc", root / "etc")
+        etc_diff = merge_deployment_etc(sysroot.deployment_dir(merge), sysroot.deployment_dir(staged))
     written, swap = write_deployments(
         sysroot, retained_list(sysroot, staged.with_(staged=False), merge, DeployOptions())
     )

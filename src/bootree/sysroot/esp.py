@@ -330,7 +330,7 @@ def _copy(src: Path, dst: Path) -> None:
         while chunk := fi.read(1 << 20):
             fo.write(chunk)
         fo.flush()
-        os.fsync(fo.fileno())
+        _fs.fsync(fo.fileno())
 
 
 def execute(esp: Path, ops: Sequence[Op], *, on_op: Callable[[int, Op], None] | None = None) -> None:
@@ -359,10 +359,10 @@ def execute(esp: Path, ops: Sequence[Op], *, on_op: Callable[[int, Op], None] | 
                     with open(p, "wb") as f:
                         f.write(op.data or b"")
                         f.flush()
-                        os.fsync(f.fileno())
+                        _fs.fsync(f.fileno())
             elif op.kind == "rename":
                 assert op.dest is not None
-                os.rename(p, esp / op.dest)
+                _fs.rename(p, esp / op.dest)
                 _flush(esp)
             elif op.kind == "unlink":
                 with contextlib.suppress(FileNotFoundError):
@@ -415,7 +415,7 @@ def bless(esp: Path, count_path: str | None) -> str | None:
     if good.exists():
         raise SysrootError(f"cannot bless {cur.name}: {good.name} exists too")
     try:
-        os.rename(cur, good)
+        _fs.rename(cur, good)
         _flush(esp)
     except OSError as e:
         raise SysrootError(f"blessing {cur.name} failed: {e}") from e
@@ -434,7 +434,7 @@ def mark_bad(esp: Path, count_path: str | None) -> str | None:
     done = int(m.group("done") or 0)
     bad = cur.with_name(f"{cur.name[: m.start()]}+0-{done}{m.group('suffix')}")
     if bad != cur:
-        os.rename(cur, bad)
+        _fs.rename(cur, bad)
         _flush(esp)
     return bad.name
 

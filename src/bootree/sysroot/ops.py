@@ -22,7 +22,7 @@ from bootree.repo import Repo, RepoMode
 from bootree.sysroot import layout
 from bootree.sysroot.cleanup import CleanupResult, cleanup
 from bootree.sysroot.deployment import Deployment
-from bootree.sysroot.etcmerge import EtcDiff, diff_etc
+from bootree.sysroot.etcmerge import EtcDiff, deployment_etc_diff
 from bootree.sysroot.swap import SwapResult, write_deployments
 from bootree.sysroot.sysroot import StagedState, Sysroot
 
@@ -229,5 +229,4 @@ def config_diff(sysroot: Sysroot, stateroot: str | None) -> EtcDiff:
     merge = sysroot.merge_deployment(stateroot)
     if merge is None:
         raise SysrootError(f"no deployment for stateroot {stateroot}")
-    root = sysroot.deployment_dir(merge)
-    return diff_etc(root / "usr/etc", root / "etc")
+    return deployment_etc_diff(sysroot.deployment_dir(merge))

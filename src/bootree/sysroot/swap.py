@@ -84,7 +84,7 @@ def bootconfig_equal(a: Deployment, b: Deployment) -> bool:
 def _symlink_atomic(target: str, link: Path) -> None:
     tmp = link.parent / _fs.temp_name(f".{link.name}.")
     os.symlink(target, tmp)
-    os.rename(tmp, link)
+    _fs.rename(tmp, link)
 
 
 def _build_bootlinks(sysroot: Sysroot, bootversion: int, deployments: Sequence[Deployment]) -> int:
@@ -169,7 +169,7 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         os.symlink(f"loader.{bv}", tmp)
-        os.rename(tmp, path / layout.LOADER_LINK)  # the commit point
+        _fs.rename(tmp, path / layout.LOADER_LINK)  # the commit point
         _fs.fsync_dir(path / "boot")
         _faults.checkpoint("after-swap")
     with contextlib.suppress(FileNotFoundError):

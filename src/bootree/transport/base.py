@@ -50,6 +50,7 @@ __all__ = [
     "SyncFetcher",
     "classify",
     "convert_error",
+    "redirect_target",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,23 @@ def convert_error(url: str, exc: BaseException) -> FetchError:
     if isinstance(exc, ValueError):
         return FetchError(url, f"malformed response: {exc}", transient=True)
     return FetchError(url, str(exc) or type(exc).__name__)
+
+
+def redirect_target(base: str, location: str) -> str:
+    """The URL a ``Location`` header names, resolved against the request's URL.
+
+    Raises:
+        FetchError: for a target ``urllib`` cannot parse (a bad port, an IPv6 literal that does
+            not close); an unusable scheme or host is refused when the request starts.
+    """
+    import urllib.parse
+
+    try:
+        target = urllib.parse.urljoin(base, location)
+        urllib.parse.urlsplit(target).port  # noqa: B018  (parsing the port is the check)
+    except ValueError as e:
+        raise FetchError(base, f"bad redirect target {location[:80]!r}: {e}") from e
+    return target
 
 
 class LowSpeedGuard:
@@ -362,9 +380,11 @@ class FetcherBase(ABC):
             if req.redirects >= MAX_REDIRECTS:
                 self._complete(req, None, FetchError(req.url, "too many redirects", status=status))
                 return
-            import urllib.parse
-
-            target = urllib.parse.urljoin(req.url, headers["location"])
+            try:
+                target = redirect_target(req.url, headers["location"])
+            except FetchError as e:  # the server's choice: it ends the request, not the thread
+                self._complete(req, None, e)
+                return
             self._begin(
                 Request(target, req.max_length, req.key, req.sink, req.attempts, req.redirects + 1, req.stream)
             )

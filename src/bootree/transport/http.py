@@ -89,16 +89,28 @@ def _split_dir(url: str) -> tuple[Origin, bytes, str]:
 
 
 def _split_url(url: str) -> tuple[Origin, bytes, str]:
-    parts = urllib.parse.urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    """Parse a URL (the configured one, or a server's redirect target).
+
+    Raises:
+        FetchError: for anything but an http(s) URL with an ASCII host and a valid port.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        hostname = parts.hostname
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError as e:  # a bad port or IPv6 literal (urllib raises ValueError for both)
+        raise FetchError(url, f"invalid URL: {e}") from e
+    if scheme not in ("http", "https") or not hostname:
         raise FetchError(url, "not an http(s) URL")
-    port = parts.port or (443 if scheme == "https" else 80)
+    host_header = parts.netloc.rpartition("@")[2]
+    if not host_header.isascii() or not host_header.isprintable() or " " in host_header:
+        raise FetchError(url, "the host name is not plain ASCII")
+    # Quote the query too: a redirect's bytes must never break the request line or add headers.
     path = urllib.parse.quote(parts.path or "/", safe=_QUOTE_SAFE)
     if parts.query:
-        path += "?" + parts.query
-    host_header = parts.netloc.rpartition("@")[2]
-    return (scheme, parts.hostname, port), path.encode("ascii"), host_header
+        path += "?" + urllib.parse.quote(parts.query, safe=_QUOTE_SAFE + "?")
+    return (scheme, hostname, port), path.encode("ascii"), host_header
 
 
 @dataclass(eq=False)

@@ -4,6 +4,11 @@ Layer: bottom utility (may be imported by every layer above format). Every on-di
 bootree makes goes through one of these, so the crash-safety rules live in one place:
 write to a temporary file in the same directory, fsync it, rename it over the target, fsync
 the directory. A crash at any point leaves either the old or the new content, never a mix.
+
+The writers' own ``write``/``fsync``/``rename`` calls go through the thin wrappers below, each a
+fault point of :mod:`bootree._fs.faults` (the tests fail them one by one). :mod:`.beneath`
+resolves paths inside a directory tree only (:class:`Tree`), never through a symlink onto the
+host.
 """
 
 from __future__ import annotations
@@ -18,21 +23,90 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bootree._fs import faults
+from bootree._fs.beneath import Tree, open_beneath, openat2_supported
 from bootree.errors import LockTimeout
 
 __all__ = [
     "OfdLock",
+    "Tree",
+    "copy_file_range",
+    "faults",
     "fsverity_enable",
     "fsverity_measure",
+    "fsync",
     "fsync_dir",
     "list_xattrs",
     "makedirs",
     "ofd_lock",
+    "open_beneath",
+    "openat2_supported",
+    "rename",
     "rmtree",
     "syncfs",
     "temp_name",
+    "write",
+    "write_all",
     "write_atomic",
+    "write_new",
 ]
+
+
+# --- the writers' system calls, each a fault-injection point (see faults.py) ------------------
+# Disarmed, each wrapper costs one global lookup and a comparison with None.
+
+
+def write(fd: int, data: bytes | memoryview) -> int:
+    """``os.write`` (fault point ``write``)."""
+    if faults.plan is not None:
+        faults.plan.hit("write", fd)
+    return os.write(fd, data)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd``, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        view = view[write(fd, view) :]
+
+
+def copy_file_range(src: int, dst: int, count: int) -> int:
+    """``os.copy_file_range`` (fault point ``write``)."""
+    if faults.plan is not None:
+        faults.plan.hit("write", dst)
+    return os.copy_file_range(src, dst, count)
+
+
+def fsync(fd: int) -> None:
+    """``os.fsync`` (fault point ``fsync``)."""
+    if faults.plan is not None:
+        faults.plan.hit("fsync", fd)
+    os.fsync(fd)
+
+
+def rename(src: os.PathLike[str] | str, dst: os.PathLike[str] | str, *, src_dir_fd: int | None = None,
+           dst_dir_fd: int | None = None) -> None:
+    """``os.rename`` (fault point ``rename``)."""
+    if faults.plan is not None:
+        faults.plan.hit("rename", dst)
+    os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+
+def write_new(path: os.PathLike[str] | str, data: bytes, mode: int = 0o644) -> None:
+    """Create (or truncate) ``path`` and write ``data``: for files in a private staging area.
+
+    Not durable by itself (the caller flushes the whole staging area at once); on a failed
+    write the partial file is removed, so nothing half-written stays under the name.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        write_all(fd, data)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
 
 
 
@@ -45,7 +119,7 @@ def fsync_dir(path: os.PathLike[str] | str) -> None:
     """fsync a directory so that renames and new entries in it are durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)
 
@@ -62,6 +136,8 @@ def syncfs(path: os.PathLike[str] | str) -> None:
     """Flush the whole filesystem holding ``path`` (one call instead of an fsync per file)."""
     import ctypes  # only here: loading libc through ctypes costs startup time for every command
 
+    if faults.plan is not None:
+        faults.plan.hit("fsync", path)
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -103,27 +179,28 @@ def write_atomic(path: os.PathLike[str] | str, data: bytes, *, mode: int = 0o644
 
     A reader (or a crash) sees either the old file or the new one, never a partial write.
     """
+    do_fsync = fsync
     p = Path(path)
     tmp = p.parent / temp_name(f".{p.name}.")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, data)
             os.fchmod(fd, mode)
-            if fsync:
-                os.fsync(fd)
+            if do_fsync:
+                _fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, p)
+        rename(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if fsync:
+    if do_fsync:
         fsync_dir(p.parent)
+
+
+_fsync = fsync  # write_atomic's ``fsync`` argument shadows the function
 
 
 def makedirs(path: os.PathLike[str] | str, mode: int = 0o755) -> None:
