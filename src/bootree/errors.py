@@ -390,6 +390,25 @@ class InstallError(BootreeError):
     """An install to a disk image that cannot proceed: a missing tool, a bad size, a bad tree."""
 
 
+# --- container images (issue 11) ---------------------------------------------------------------
+
+
+class ImageError(BootreeError):
+    """An OCI/container image that cannot be used: bad reference, manifest, layer or label."""
+
+
+class InvalidImageReference(ImageError):
+    """A string that is not an image reference bootree understands (``docker://``, ``oci:``, ...)."""
+
+
+class LayerError(ImageError):
+    """A layer tar that is unsafe or malformed (``..``, an escaping link, a device node)."""
+
+
+class RegistryError(FetchError):
+    """A registry that answered with an error (401 without credentials, MANIFEST_UNKNOWN, ...)."""
+
+
 # --- static deltas (added by the delta work, issue 12) -----------------------------------------
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,12 +100,17 @@ def _build_bootlinks(sysroot: Sysroot, bootversion: int, deployments: Sequence[D
     return new_sub
 
 
+_DEPLOYMENT_REF = re.compile(r"ostree/[01]/[01]/[0-9]+")
+
+
 def regenerate_refs(sysroot: Sysroot, deployments: Sequence[Deployment], bootversion: int, subbootversion: int) -> None:
     """Make ``ostree/<B>/<S>/<i>`` refs exactly the list's commits (ostree's GC roots)."""
     wanted = {layout.deployment_ref(bootversion, subbootversion, i): d.csum for i, d in enumerate(deployments)}
     current = sysroot.repo.list_refs("ostree")
     for ref in current:
-        if ":" not in ref and ref not in wanted:
+        # Only the deployment refs ostree/<0|1>/<0|1>/<i>: ostree/container/* (the container
+        # store's layers and images, bootc-oci.md §2.1) are not the sysroot's to delete.
+        if ":" not in ref and ref not in wanted and _DEPLOYMENT_REF.fullmatch(ref):
             sysroot.repo.set_ref(ref, None)
     for ref, csum in wanted.items():
         if current.get(ref) != csum:

@@ -1,0 +1,153 @@
+"""bootc's verbs at the top level: ``switch``, ``upgrade``/``update``, ``rollback``, ``status``.
+
+Layer: cli. Parse, lock the sysroot, call :mod:`bootree.host.bootc`, print bootc's lines
+(``Queued for next boot: …``, ``No update available.``, ``Image specification is unchanged.``)
+or the ``BootcHost`` document (:mod:`bootree.host.model`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bootree.cli import cli
+from bootree.cli._common import print_json
+from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
+from bootree.oci.registry import RegistryOptions
+from bootree.sysroot import Sysroot
+
+_F = Any
+
+
+def _common(func: _F) -> _F:
+    func = click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Path to the sysroot (default: $OSTREE_SYSROOT, then /).")(func)
+    func = click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="containers auth.json with registry credentials (default: $REGISTRY_AUTH_FILE, ...).")(func)
+    return click.option("--quiet", is_flag=True, help="Print nothing but errors.")(func)
+
+
+def _open(sysroot_path: Path | None) -> Sysroot:
+    return Sysroot.open(sysroot_path or Path(os.environ.get("OSTREE_SYSROOT") or "/"))
+
+
+def _say(lines: tuple[str, ...], quiet: bool) -> None:
+    if not quiet:
+        for line in lines:
+            click.echo(line)
+
+
+@cli.command("switch")
+@_common
+@click.option("--transport", default=None,
+              type=click.Choice(["registry", "oci", "oci-archive", "containers-storage", "dir", "docker-archive"]),
+              help="How to read TARGET (default: registry, or the prefix of TARGET).")
+@click.option("--apply", "apply_", is_flag=True, help="Reboot into the new image when it is queued.")
+@click.option("--retain", is_flag=True, help="Keep the ostree ref the previous origin followed.")
+@click.option("--stateroot", default=None, help="Stateroot of the first deployment on an empty sysroot.")
+@click.option("--enforce-container-sigpolicy", is_flag=True, help="Verify with containers-policy.json (origin only).")
+@click.argument("target")
+def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, transport: str | None, apply_: bool,
+               retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, target: str) -> None:
+    """Track and queue another container image (bootc switch)."""
+    from bootree.host import bootc
+
+    image = ImageReference.parse(target, transport)
+    kind = SignatureKind.CONTAINER_POLICY if enforce_container_sigpolicy else SignatureKind.INSECURE
+    sysroot = _open(sysroot_path)
+    with sysroot.lock():
+        out = bootc.switch(sysroot, OstreeImageReference(kind, image), stateroot=stateroot, retain=retain,
+                           options=RegistryOptions(authfile=authfile))
+        _say(out.lines, quiet)
+        if apply_ and (out.changed or sysroot.staged is not None):
+            _say((bootc.apply(sysroot),), quiet)
+
+
+@cli.command("upgrade")
+@_common
+@click.option("--check", "check_", is_flag=True, help="Only fetch the manifest and config; say what would change.")
+@click.option("--json", "as_json", is_flag=True, help="With --check: print the result as JSON.")
+@click.option("--apply", "apply_", is_flag=True, help="Reboot into the update when one is queued.")
+@click.option("--download-only", is_flag=True, help="Stage, but do not apply at the next reboot.")
+@click.option("--from-downloaded", is_flag=True, help="Let a --download-only staged update apply at the next reboot.")
+@click.option("--allow-failed", is_flag=True, help="Stage an image that failed its health checks here.")
+def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, check_: bool, as_json: bool,
+                apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool) -> None:
+    """Fetch the tracked image again and queue it if it changed (bootc upgrade)."""
+    from bootree.host import bootc
+
+    sysroot = _open(sysroot_path)
+    options = RegistryOptions(authfile=authfile)
+    if check_:
+        result = bootc.check(sysroot, options=options)
+        if as_json:
+            print_json(result.to_json())
+        else:
+            _say(result.lines, quiet)
+        return
+    with sysroot.lock():
+        if from_downloaded:
+            if sysroot.staged is None:
+                raise click.ClickException("no staged deployment")
+            if sysroot.staged_locked_path.exists():
+                sysroot.staged_locked_path.unlink()
+                _say(("Staged deployment will now be applied on reboot",), quiet)
+            else:
+                _say(("Staged deployment is already set to apply on reboot",), quiet)
+            changed = True
+        else:
+            out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed, options=options)
+            _say(out.lines, quiet)
+            changed = out.changed
+        if apply_ and changed and not download_only:
+            _say((bootc.apply(sysroot),), quiet)
+
+
+cli.add_command(upgrade_cmd, "update")
+
+
+@cli.command("rollback")
+@click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Path to the sysroot (default: $OSTREE_SYSROOT, then /).")
+@click.option("--apply", "apply_", is_flag=True, help="Reboot into the rollback deployment.")
+def rollback_cmd(sysroot_path: Path | None, apply_: bool) -> None:
+    """Make the rollback deployment the default for the next boot (bootc rollback)."""
+    from bootree.host import bootc
+    from bootree.sysroot import ops
+
+    sysroot = _open(sysroot_path)
+    with sysroot.lock():
+        result = ops.rollback(sysroot)
+        click.echo(result.message)
+        if apply_:
+            click.echo(bootc.apply(sysroot))
+
+
+@cli.command("status")
+@click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Path to the sysroot (default: $OSTREE_SYSROOT, then /).")
+@click.option("--format", "fmt", type=click.Choice(["humanreadable", "yaml", "json"]), default=None,
+              help="Output format (default: humanreadable on a terminal, YAML otherwise).")
+@click.option("--format-version", type=click.Choice(["0", "1"]), default="1", help="Schema version (1).")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format=json.")
+@click.option("--booted", is_flag=True, help="Only the booted deployment.")
+def status_cmd(sysroot_path: Path | None, fmt: str | None, format_version: str, as_json: bool, booted: bool) -> None:
+    """The host's image state as bootc's BootcHost document."""
+    from dataclasses import replace
+
+    from bootree.host.model import build_host
+
+    host = build_host(_open(sysroot_path))
+    if booted:
+        host = replace(host, staged=None, rollback=None, others=())
+    fmt = "json" if as_json else fmt or ("humanreadable" if sys.stdout.isatty() else "yaml")
+    if fmt == "json":
+        print_json(host.to_json())
+    elif fmt == "yaml":
+        click.echo(host.to_yaml())
+    else:
+        click.echo(host.to_text())

@@ -1,0 +1,583 @@
+"""bootc verbs against a real registry: docker-registry (distribution 2.8) on 127.0.0.1,
+images built by umoci and pushed by skopeo (bootc-oci.md §4).
+
+What is checked: ``switch`` into a directory sysroot gives the expected merged tree file by
+file (modes, symlinks, hardlinks, whiteouts, opaque directories, /etc → /usr/etc); ``upgrade``
+after a newer push fetches only the changed layer, counted in the registry's own access log;
+``rollback``; ``status --json`` against a JSON schema written from bootc-oci.md §1.8; bad input
+ends with one ``error:`` line and nothing staged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bootree.cli import main
+from bootree.sysroot import Sysroot, ops
+
+TOOLS = ("docker-registry", "skopeo", "umoci")
+pytestmark = [
+    pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS), reason="needs docker-registry, skopeo and umoci"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="umoci unpack and bare-user deployments need root here"),
+    pytest.mark.slow,
+]
+
+SCHEMA = json.loads((Path(__file__).parent / "bootc-host.schema.json").read_text())
+KVER = "6.1.0-demo"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Registry:
+    """A docker-registry with its own config and storage, and its access log."""
+
+    def __init__(self, work: Path, *, htpasswd: Path | None = None, extra: str = "") -> None:
+        self.port = _free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.data = work / "data"
+        conf = work / "registry.yml"
+        auth = f"auth:\n  htpasswd:\n    realm: bootree-test\n    path: {htpasswd}\n" if htpasswd else extra
+        conf.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {self.data}\n"
+                        f"  delete:\n    enabled: true\nhttp:\n  addr: {self.host}\n{auth}")
+        self.log = work / "access.log"
+        self._out = open(self.log, "wb")  # closed in stop()
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(conf)], stdout=self._out,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("docker-registry did not start") from None
+                time.sleep(0.05)
+
+    def mark(self) -> int:
+        """Where the access log ends now (count only what comes after with ``since``)."""
+        self._out.flush()
+        return self.log.stat().st_size
+
+    def blob_bytes(self, agent: str = "python-httpx", statuses: tuple[str, ...] = ("200", "206"),
+                   since: int = 0) -> dict[str, int]:
+        """Bytes of blob bodies the registry sent to ``agent``, by digest (its access log)."""
+        out: dict[str, int] = {}
+        pat = re.compile(r'"GET /v2/\S+/blobs/(sha256:[0-9a-f]{64}) HTTP/[\d.]+" (\d{3}) (\d+) "[^"]*" "([^"]*)"')
+        for line in self.log.read_bytes()[since:].decode().splitlines():
+            m = pat.search(line)
+            if m and m.group(4).startswith(agent) and m.group(2) in statuses:
+                out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(3))
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+
+
+def _run(*argv: str, cwd: Path | None = None) -> None:
+    subprocess.run(argv, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _tar_layer(path: Path, members: list[tuple[str, bytes | None]]) -> None:
+    """A plain tar for ``umoci raw add-layer`` (None = directory)."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            if data is None:
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o644
+                tf.addfile(ti, io.BytesIO(data))
+
+
+def build_images(work: Path) -> Path:
+    """An OCI layout with v1 (three layers: base, edit + whiteout, opaque dir) and v2 (+1 layer)."""
+    oci = work / "oci"
+    _run("umoci", "init", "--layout", str(oci))
+    _run("umoci", "new", "--image", f"{oci}:v1")
+    _run("umoci", "config", "--image", f"{oci}:v1", "--os", "linux", "--architecture", "amd64",
+         "--config.label", "containers.bootc=1", "--config.label", "ostree.bootable=1",
+         "--config.label", "org.opencontainers.image.version=1.0")
+    bundle = work / "bundle"
+    _run("umoci", "unpack", "--image", f"{oci}:v1", str(bundle))
+    rf = bundle / "rootfs"
+    for d in ("usr/bin", f"usr/lib/modules/{KVER}", "etc", "usr/share/demo", "var/lib/demo"):
+        (rf / d).mkdir(parents=True, exist_ok=True)
+    (rf / "usr/bin/hello").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(rf / "usr/bin/hello", 0o755)
+    os.link(rf / "usr/bin/hello", rf / "usr/bin/hello-hardlink")
+    os.symlink("hello", rf / "usr/bin/hello-symlink")
+    (rf / f"usr/lib/modules/{KVER}/vmlinuz").write_text("kernel\n")
+    (rf / f"usr/lib/modules/{KVER}/initramfs.img").write_text("initrd\n")
+    (rf / "etc/demo.conf").write_text("a=1\n")
+    (rf / "usr/share/demo/obsolete.txt").write_text("old\n")
+    (rf / "usr/share/demo/keep.txt").write_text("keep\n")
+    (rf / "usr/share/demo/private").write_text("p\n")
+    os.chmod(rf / "usr/share/demo/private", 0o600)
+    (rf / "var/lib/demo/state").write_text("state\n")
+    _run("umoci", "repack", "--refresh-bundle", "--image", f"{oci}:v1", str(bundle))
+    (rf / "usr/share/demo/obsolete.txt").unlink()
+    (rf / "etc/demo.conf").write_text("a=2\n")
+    (rf / "usr/share/demo/new.txt").write_text("new\n")
+    _run("umoci", "repack", "--refresh-bundle", "--image", f"{oci}:v1", str(bundle))
+    l3 = work / "layer3.tar"
+    _tar_layer(l3, [("usr/", None), ("usr/share/", None), ("usr/share/demo/", None),
+                    ("usr/share/demo/.wh..wh..opq", b""), ("usr/share/demo/only.txt", b"only\n")])
+    _run("umoci", "raw", "add-layer", "--image", f"{oci}:v1", "--tag", "v1", str(l3))
+    l4 = work / "layer4.tar"
+    _tar_layer(l4, [("usr/", None), ("usr/bin/", None), ("usr/bin/v2-tool", b"v2\n" * 1000)])
+    _run("umoci", "raw", "add-layer", "--image", f"{oci}:v1", "--tag", "v2", str(l4))
+    _run("umoci", "config", "--image", f"{oci}:v2", "--config.label", "org.opencontainers.image.version=2.0")
+    return oci
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Path]]:
+    work = tmp_path_factory.mktemp("bootc-registry")
+    images = build_images(work)
+    reg = Registry(work)
+    conf = work / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
+    old = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    os.environ["CONTAINERS_REGISTRIES_CONF"] = str(conf)
+    try:
+        yield reg, images
+    finally:
+        reg.stop()
+        if old is None:
+            os.environ.pop("CONTAINERS_REGISTRIES_CONF", None)
+        else:
+            os.environ["CONTAINERS_REGISTRIES_CONF"] = old
+
+
+@pytest.fixture(autouse=True)
+def _mutable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
+
+
+def push(reg: Registry, images: Path, tag: str, repo: str) -> str:
+    ref = f"docker://{reg.host}/{repo}"
+    _run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{images}:{tag}", ref)
+    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", ref], check=True, capture_output=True, text=True)
+    return str(json.loads(out.stdout)["Digest"])
+
+
+def bootree(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def new_sysroot(tmp_path: Path) -> Path:
+    path = tmp_path / "sysroot"
+    ops.init_fs(path)
+    return path
+
+
+def tree_listing(root: Path) -> dict[str, tuple[str, int, str]]:
+    """path -> (type, permission bits, content or link target) for every entry under ``root``."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("l", 0o777, os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("d", stat.S_IMODE(st.st_mode), "")
+            else:
+                out[rel] = ("f", stat.S_IMODE(st.st_mode), p.read_text())
+    return out
+
+
+def _deployment_root(sysroot: Path, index: int = 0) -> Path:
+    s = Sysroot.open(sysroot)
+    return s.deployment_dir(s.deployments[index])
+
+
+def test_switch_upgrade_rollback_status(env: tuple[Registry, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import jsonschema
+
+    reg, images = env
+    repo = "demo/os-main"
+    d1 = push(reg, images, "v1", f"{repo}:latest")
+    sysroot = new_sysroot(tmp_path)
+    image = f"{reg.host}/{repo}:latest"
+    m0 = reg.mark()
+
+    rc, out, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", image)
+    assert rc == 0, err
+    assert f"Queued for next boot: {image}" in out and f"Digest: {d1}" in out
+    root = _deployment_root(sysroot)
+    listing = tree_listing(root / "usr")
+    expected_usr = {
+        "bin": ("d", 0o755, ""),
+        "bin/hello": ("f", 0o755, "#!/bin/sh\necho hi\n"),
+        "bin/hello-hardlink": ("f", 0o755, "#!/bin/sh\necho hi\n"),
+        "bin/hello-symlink": ("l", 0o777, "hello"),
+        "lib": ("d", 0o755, ""), "lib/modules": ("d", 0o755, ""), f"lib/modules/{KVER}": ("d", 0o755, ""),
+        f"lib/modules/{KVER}/vmlinuz": ("f", 0o644, "kernel\n"),
+        f"lib/modules/{KVER}/initramfs.img": ("f", 0o644, "initrd\n"),
+        "share": ("d", 0o755, ""), "share/demo": ("d", 0o755, ""),
+        "share/demo/only.txt": ("f", 0o644, "only\n"),
+        "etc": ("d", 0o755, ""), "etc/demo.conf": ("f", 0o644, "a=2\n"),
+    }
+    assert listing == expected_usr
+    assert os.stat(root / "usr/bin/hello").st_ino == os.stat(root / "usr/bin/hello-hardlink").st_ino
+    assert (root / "etc/demo.conf").read_text() == "a=2\n"
+    origin = Sysroot.open(sysroot).deployments[0].origin
+    assert origin is not None and origin.container_image_reference == f"ostree-unverified-registry:{image}"
+    v1_bytes = reg.blob_bytes(since=m0)
+    manifest1 = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{image}"],
+                                          check=True, capture_output=True, text=True).stdout)
+    assert set(v1_bytes) == {x["digest"] for x in manifest1["layers"]} | {manifest1["config"]["digest"]}
+
+    rc, out, _ = bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")
+    assert rc == 0
+    rc, out, _ = bootree(capsys, "upgrade", f"--sysroot={sysroot}")
+    assert rc == 0 and out.strip() == "No update available."
+    rc, out, _ = bootree(capsys, "switch", f"--sysroot={sysroot}", image)
+    assert rc == 0 and out.strip() == "Image specification is unchanged."
+
+    d2 = push(reg, images, "v2", f"{repo}:latest")
+    rc, out, _ = bootree(capsys, "upgrade", f"--sysroot={sysroot}", "--check", "--json")
+    check = json.loads(out)
+    assert check["updateAvailable"] and check["imageDigest"] == d2 and len(check["newLayers"]) == 1
+    before_upgrade = reg.blob_bytes(since=m0)
+    rc, out, err = bootree(capsys, "upgrade", f"--sysroot={sysroot}")
+    assert rc == 0, err
+    assert f"Queued for next boot: {image}" in out and "Version: 2.0" in out
+    manifest2 = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{image}"],
+                                          check=True, capture_output=True, text=True).stdout)
+    new_layer = manifest2["layers"][-1]
+    after = reg.blob_bytes(since=m0)
+    # The no-op upgrade and the unchanged switch fetched no blob at all (manifest only).
+    assert before_upgrade == {**v1_bytes, manifest2["config"]["digest"]: manifest2["config"]["size"]}
+    fetched = {k: after[k] - before_upgrade.get(k, 0) for k in after if after[k] != before_upgrade.get(k, 0)}
+    # Only the new layer and the new config crossed the wire; v1's three layers did not.
+    assert fetched == {new_layer["digest"]: new_layer["size"], manifest2["config"]["digest"]: manifest2["config"]["size"]}
+
+    rc, out, _ = bootree(capsys, "status", f"--sysroot={sysroot}", "--json")
+    host = json.loads(out)
+    jsonschema.validate(host, SCHEMA)
+    assert host["status"]["staged"]["image"]["imageDigest"] == d2
+    assert host["status"]["booted"]["image"]["imageDigest"] == d1
+    assert host["spec"]["image"] == {"image": image, "transport": "registry"}
+
+    rc, _, _ = bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")
+    assert rc == 0
+    assert (_deployment_root(sysroot) / "usr/bin/v2-tool").is_file()
+    rc, out, _ = bootree(capsys, "rollback", f"--sysroot={sysroot}")
+    assert rc == 0 and out.strip() == "Next boot: rollback deployment"
+    rc, out, _ = bootree(capsys, "status", f"--sysroot={sysroot}", "--format=json")
+    host = json.loads(out)
+    jsonschema.validate(host, SCHEMA)
+    assert host["status"]["rollbackQueued"] is True and host["spec"]["bootOrder"] == "rollback"
+    assert host["status"]["booted"]["image"]["imageDigest"] == d2
+    assert host["status"]["rollback"]["image"]["imageDigest"] == d1
+    rc, _, _ = bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")
+    rc, out, _ = bootree(capsys, "status", f"--sysroot={sysroot}", "--json", "--booted")
+    assert json.loads(out)["status"]["booted"]["image"]["imageDigest"] == d1
+
+
+def _one_error_nothing_staged(capsys: pytest.CaptureFixture[str], sysroot: Path, argv: list[str],
+                              match: str) -> None:
+    s0 = Sysroot.open(sysroot)
+    before = [d.key() for d in s0.deployments]
+    refs_before = s0.repo.refs.list()
+    rc, _, err = bootree(capsys, *argv)
+    assert rc == 1
+    lines = [x for x in err.splitlines() if not x.startswith("hint:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(match, lines[0]), lines[0]
+    s = Sysroot.open(sysroot)
+    assert s.staged is None
+    assert [d.key() for d in s.deployments] == before
+    assert s.repo.refs.list() == refs_before, "no layer or image ref may move"
+
+
+def _push_layout(reg: Registry, layout: Path, tag: str, repo: str) -> None:
+    _run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:{tag}", f"docker://{reg.host}/{repo}")
+
+
+def _layout_with(work: Path, images: Path, layer: bytes | None, *, arch: str = "amd64",
+                 no_kernel: bool = False) -> Path:
+    """A copy of v1 with an extra raw layer (or changes) for the bad-input cases."""
+    lay = work / "bad-oci"
+    shutil.copytree(images, lay)
+    if layer is not None:
+        p = work / "bad.tar"
+        p.write_bytes(layer)
+        _run("umoci", "raw", "add-layer", "--image", f"{lay}:v1", "--tag", "bad", str(p))
+    else:
+        _run("umoci", "config", "--image", f"{lay}:v1", "--tag", "bad", "--architecture", arch)
+    if no_kernel:
+        p = work / "nok.tar"
+        p.write_bytes(_raw_tar([("usr/lib/modules/.wh." + KVER, b"")]))
+        _run("umoci", "raw", "add-layer", "--image", f"{lay}:v1", "--tag", "bad", str(p))
+    return lay
+
+
+def _raw_tar(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("case", "match"), [
+    ("dotdot", r"escapes the root"),
+    ("platform", r"arm64"),
+    ("nokernel", r"no kernel"),
+    ("digest", r"digest mismatch|does not match"),
+])
+def test_bad_images_leave_nothing_staged(env: tuple[Registry, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str], case: str, match: str) -> None:
+    reg, images = env
+    repo = f"demo/bad-{case}"
+    sysroot = new_sysroot(tmp_path)
+    good = f"{reg.host}/demo/os-good-{case}:latest"
+    push(reg, images, "v1", good.split("/", 1)[1])
+    assert bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", good)[0] == 0
+    bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")
+    if case == "dotdot":
+        lay = _layout_with(tmp_path, images, _raw_tar([("usr/../../escape", b"x")]))
+    elif case == "platform":
+        lay = _layout_with(tmp_path, images, None, arch="arm64")
+    elif case == "nokernel":
+        lay = _layout_with(tmp_path, images, None, no_kernel=True)
+    else:
+        lay = _layout_with(tmp_path, images, _raw_tar([("usr/share/extra", b"e" * 4096)]))
+    _push_layout(reg, lay, "bad", f"{repo}:latest")
+    if case == "digest":
+        # Corrupt the stored blob of the last layer in the registry's storage (same size).
+        man = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                         f"docker://{reg.host}/{repo}:latest"], check=True, capture_output=True,
+                                        text=True).stdout)
+        digest = man["layers"][-1]["digest"][7:]
+        data_dir = reg.data / "docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+        blob = bytearray(data_dir.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        data_dir.write_bytes(bytes(blob))
+    _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}", f"{reg.host}/{repo}:latest"], match)
+
+
+def _manifest(host: str, repo: str, creds: str | None = None) -> dict[str, object]:
+    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{host}/{repo}"]
+    if creds:
+        argv.insert(2, f"--creds={creds}")
+    out = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    assert isinstance(out, dict)
+    return out
+
+
+def test_interrupted_blob_resumes_with_range(env: tuple[Registry, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    reg, images = env
+    repo = "demo/os-resume:latest"
+    push(reg, images, "v1", repo)
+    layer = max(_manifest(reg.host, repo)["layers"], key=lambda x: x["size"])  # type: ignore[arg-type, index]
+    digest, size = layer["digest"], layer["size"]
+    sysroot = new_sysroot(tmp_path)
+    blobdir = sysroot / "ostree/repo/tmp/bootree-oci"
+    blobdir.mkdir(parents=True)
+    stored = reg.data / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
+    half = size // 2
+    # What an interrupted earlier run leaves: the first half of the blob.
+    (blobdir / (digest.replace(":", "-") + ".partial")).write_bytes(stored.read_bytes()[:half])
+    mark = reg.mark()
+    rc, _, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", f"{reg.host}/{repo}")
+    assert rc == 0, err
+    assert reg.blob_bytes(statuses=("206",), since=mark).get(digest) == size - half
+    assert digest not in reg.blob_bytes(statuses=("200",), since=mark)
+    assert not list(blobdir.iterdir()), "verified blobs are removed once imported"
+
+
+def _private_image(reg: Registry, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   repo: str) -> tuple[str, Path]:
+    """Push v1 with credentials; point bootree at the registry with no credentials anywhere."""
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+    _run("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds=tester:s3cret", f"oci:{images}:v1",
+         f"docker://{reg.host}/{repo}:latest")
+    sysroot = new_sysroot(tmp_path)
+    ops.os_init(Sysroot.open(sysroot), "demo")
+    return f"{reg.host}/{repo}:latest", sysroot
+
+
+def test_basic_auth_401_then_auth_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch, env: tuple[Registry, Path]) -> None:
+    crypt = pytest.importorskip("crypt")
+    _, images = env
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("tester:" + crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)) + "\n")
+    work = tmp_path / "authreg"
+    work.mkdir()
+    reg = Registry(work, htpasswd=htpasswd)
+    try:
+        image, sysroot = _private_image(reg, images, tmp_path, monkeypatch, "private/os")
+        _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}", "--stateroot=demo", image],
+                                  r"401|authentication required")
+        import base64
+
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"tester:s3cret").decode()}}}))
+        rc, out, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo",
+                               f"--authfile={authfile}", image)
+        assert rc == 0, err
+        assert "Queued for next boot" in out
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(authfile))
+        bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")
+        rc, out, err = bootree(capsys, "upgrade", f"--sysroot={sysroot}")
+        assert rc == 0 and out.strip() == "No update available.", err
+    finally:
+        reg.stop()
+
+
+class TokenIssuer:
+    """A bearer-token service as Docker Hub/quay.io run one: Basic credentials in, a JWT out.
+
+    The registry is configured with ``auth: token`` and trusts the issuer's self-signed
+    certificate; each token is an ES256 JWT with the certificate in ``x5c`` and the granted
+    ``access`` for the requested scope (none for anonymous requests).
+    """
+
+    def __init__(self, work: Path, service: str, users: dict[str, str]) -> None:
+        import base64
+        import datetime
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bootree-test-issuer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        self.bundle = work / "issuer.pem"
+        self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.issuer, self.service, self.requests = "bootree-test-issuer", service, 0
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def token(sub: str, access: list[dict[str, object]]) -> str:
+            t = int(time.time())
+            head = b64(json.dumps({"typ": "JWT", "alg": "ES256", "x5c": [x5c]}).encode())
+            body = b64(json.dumps({"iss": self.issuer, "sub": sub, "aud": service, "exp": t + 300, "nbf": t - 10,
+                                   "iat": t, "jti": os.urandom(8).hex(), "access": access}).encode())
+            r, s = decode_dss_signature(key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256())))
+            return f"{head}.{body}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                issuer.requests += 1
+                q = parse_qs(urlparse(self.path).query)
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
+                    if users.get(u) != p:
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    user = u
+                access = []
+                for scope in q.get("scope", []):
+                    kind, repo, actions = scope.split(":")
+                    if user is not None:
+                        access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+                data = json.dumps({"token": token(user or "", access), "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_bearer_token_flow_with_a_real_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch, env: tuple[Registry, Path]) -> None:
+    import base64
+
+    _, images = env
+    work = tmp_path / "tokreg"
+    work.mkdir()
+    issuer = TokenIssuer(work, "bootree-registry", {"tester": "s3cret"})
+    reg = None
+    try:
+        auth = (f"auth:\n  token:\n    realm: {issuer.realm}\n    service: bootree-registry\n"
+                f"    issuer: {issuer.issuer}\n    rootcertbundle: {issuer.bundle}\n")
+        reg = Registry(work, extra=auth)
+        image, sysroot = _private_image(reg, images, tmp_path, monkeypatch, "org/os")
+        before = issuer.requests
+        # Anonymous: the issuer hands out a token without access, the registry still says 401.
+        _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}", "--stateroot=demo", image],
+                                  r"401|unauthorized")
+        assert issuer.requests > before
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"tester:s3cret").decode()}}}))
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(authfile))
+        rc, out, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", image)
+        assert rc == 0, err
+        assert "Queued for next boot" in out
+    finally:
+        if reg is not None:
+            reg.stop()
+        issuer.stop()
