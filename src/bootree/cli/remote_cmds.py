@@ -26,6 +26,7 @@ from bootree.cli._common import (
 )
 from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
+from bootree.format.gvtext import print_text
 from bootree.format.summary import Summary
 from bootree.pull import (
     PullConfig,
@@ -181,6 +182,10 @@ def _ts(v: int) -> str:
     return dt.datetime.fromtimestamp(v, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00")
 
 
+#: The summary file's GVariant type (refs with commit size, checksum and metadata; metadata).
+_SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
+
+
 def _render_summary(summary: Summary) -> None:
     for r in summary.refs:
         click.echo(f"* {r.name}")
@@ -212,7 +217,7 @@ def _render_summary(summary: Summary) -> None:
         elif value.type == "b":
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:
-            text = str(value.value)
+            text = str(value.value) if label else print_text(value.type, value.value)
         click.echo(f"{label} ({key}): {text}" if label else f"{key}: {text}")
 
 
@@ -220,13 +225,14 @@ def _render_summary(summary: Summary) -> None:
 @repo_option
 @click.option("-u", "--update", is_flag=True, help="Regenerate the summary file (deletes summary.sig).")
 @click.option("-v", "--view", is_flag=True, help="Print the summary in human-readable form.")
+@click.option("--raw", is_flag=True, help="Print the summary as GVariant text (as ostree's --raw).")
 @click.option(
     "--add-metadata",
     "-m",
     "add_metadata",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Additional metadata (VALUE in GVariant text; plain text is taken as a string).",
+    help="Additional metadata (VALUE in GVariant text, as commit --add-metadata: 'text', 5, @u 5, @a{sv} {}).",
 )
 @json_option
 @click.pass_context
@@ -236,10 +242,12 @@ def summary_cmd(
     update: bool,
     view: bool,
     add_metadata: tuple[str, ...],
+    raw: bool,
     as_json: bool,
 ) -> None:
     """Manage the summary file of a repository (what 'pull' reads first)."""
     repo = open_repo(ctx, repo_path)
+    view = view or raw
     if not update and not view:
         raise click.UsageError("no action given: use --update or --view")
     if update:
@@ -252,8 +260,13 @@ def summary_cmd(
         path = repo.path / "summary"
         if not path.exists():
             raise RemoteError(f"{repo.path} has no summary", hint="create it with 'bootree summary -u'")
-        summary = Summary.from_bytes(path.read_bytes())
-        if as_json:
+        data = path.read_bytes()
+        summary = Summary.from_bytes(data)
+        if raw:
+            from bootree.format.gvariant import decode
+
+            click.echo(print_text(_SUMMARY_TYPE, decode(_SUMMARY_TYPE, data), annotate=True))
+        elif as_json:
             print_json(
                 {
                     "refs": {
@@ -275,12 +288,9 @@ def summary_cmd(
 
 
 def _parse_variant(text: str) -> Variant:
-    try:
-        from bootree.cli.repo_cmds import parse_gvariant_text
+    from bootree.cli.repo_cmds import parse_gvariant_text
 
-        return parse_gvariant_text(text)
-    except (ImportError, click.BadParameter):
-        return Variant("s", text)
+    return parse_gvariant_text(text)
 
 
 # --- pull ----------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ Layer: cli. Each command parses its options, calls :mod:`bootree.repo`, and rend
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import datetime as dt
 import os
@@ -27,7 +26,7 @@ from bootree.cli._common import (
     repo_option,
     repo_path_from,
 )
-from bootree.errors import RepoError
+from bootree.errors import GVariantError, RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.content import decode_archive_header
 from bootree.format.gvariant import Variant
@@ -61,49 +60,18 @@ def parse_timestamp(value: str) -> int:
     return int(when.timestamp())
 
 
-_TYPED_PREFIXES = {
-    "byte": "y", "int16": "n", "uint16": "q", "int32": "i", "uint32": "u",
-    "int64": "x", "uint64": "t", "double": "d", "string": "s",
-}
-
-
 def parse_gvariant_text(text: str) -> Variant:
-    """Parse the GVariant text forms people use with ``--add-metadata``.
-
-    Supported: quoted strings, ``true``/``false``, integers (int32, as GLib), floats, lists of
-    strings (``['a', 'b']``), and a type keyword prefix such as ``uint64 5`` or ``string x``.
+    """Parse ``--add-metadata`` VALUE as GVariant text, as ostree does (``commit`` and ``summary``).
 
     Raises:
-        click.BadParameter: for other forms.
+        click.BadParameter: for text that is not a GVariant value (see :mod:`bootree.format.gvtext`).
     """
-    t = text.strip()
-    word, _, rest = t.partition(" ")
-    if word in _TYPED_PREFIXES and rest:
-        code = _TYPED_PREFIXES[word]
-        inner = parse_gvariant_text(rest)
-        value = inner.value
-        if code == "d":
-            value = float(value)
-        elif code == "s":
-            value = str(value)
-        return Variant(code, value)
-    if t in ("true", "false"):
-        return Variant("b", t == "true")
+    from bootree.format.gvtext import parse_text
+
     try:
-        lit = ast.literal_eval(t)
-    except (ValueError, SyntaxError):
-        raise click.BadParameter(f"unsupported GVariant text {text!r}") from None
-    if isinstance(lit, bool):
-        return Variant("b", lit)
-    if isinstance(lit, int):
-        return Variant("i", lit) if -(2**31) <= lit < 2**31 else Variant("x", lit)
-    if isinstance(lit, float):
-        return Variant("d", lit)
-    if isinstance(lit, str):
-        return Variant("s", lit)
-    if isinstance(lit, list) and all(isinstance(x, str) for x in lit):
-        return Variant("as", lit)
-    raise click.BadParameter(f"unsupported GVariant text {text!r}")
+        return parse_text(text)
+    except GVariantError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _split_kv(value: str, option: str) -> tuple[str, str]:
@@ -250,7 +218,7 @@ def commit_cmd(
         sources.append(TreeSource("dir", str(path)))
     sources.extend(TreeSource.parse(t) for t in trees)
     if not sources:
-        raise click.UsageError("nothing to commit: give a PATH or --tree=dir=PATH")
+        sources.append(TreeSource("dir", "."))  # as ostree: no PATH and no --tree commits the current directory
     if not branch and not orphan:
         raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
     if body_file is not None:
@@ -374,7 +342,10 @@ def refs_cmd(
             raise click.UsageError("--create=NEWREF needs an existing ref or commit as argument")
         repo.set_ref(create, _resolve(repo, prefix), expected=None)
         return
-    refs = repo.list_refs(prefix, remote=remote)
+    if remote is not None:
+        refs = {name: name for name in repo.list_refs(remote=remote)}
+    else:
+        refs = _refs_under(repo, prefix)
     if delete:
         if not prefix:
             raise click.UsageError("--delete needs a PREFIX")
@@ -382,10 +353,38 @@ def refs_cmd(
             repo.set_ref(name, None)
         return
     if as_json:
-        print_json(refs)
+        print_json(repo.list_refs(prefix, remote=remote) if prefix is None else {n: repo.refs.get(n) for n in refs})
         return
-    for name in refs:
-        click.echo(name)
+    for shown in refs.values():
+        click.echo(shown)
+
+
+def _refs_under(repo: Repo, prefix: str | None) -> dict[str, str]:
+    """Refs ``PREFIX`` names, as ``{full name: name as ostree prints it}``.
+
+    As ostree: ``foo`` lists the local refs under ``foo/`` relative to it (``test-1``), a
+    prefix that is itself a ref lists that ref by its full name, and ``REMOTE:`` or
+    ``REMOTE:PREFIX`` lists that remote's refs as ``REMOTE:NAME`` (relative to PREFIX).
+    Without a prefix every local and remote ref is listed by its full name.
+    """
+    if prefix is None:
+        return {name: name for name in repo.list_refs()}
+    remote, sep, path = prefix.rpartition(":")
+    if sep:
+        candidates = {n.partition(":")[2]: n for n in repo.list_refs(remote=remote)}
+    else:
+        candidates = {n: n for n in repo.list_refs() if ":" not in n}
+    path = path.rstrip("/")
+    if not path:
+        return {full: full for full in candidates.values()}
+    if path in candidates:
+        return {candidates[path]: candidates[path]}
+    lead = f"{remote}:" if sep else ""
+    return {
+        full: lead + name[len(path) + 1 :]
+        for name, full in candidates.items()
+        if name.startswith(path + "/")
+    }
 
 
 @cli.command("rev-parse")
@@ -578,11 +577,24 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
 
 @cli.command("fsck")
 @repo_option
+@click.option("-q", "--quiet", is_flag=True, help="Only print error messages.")
+@click.option("-a", "--all", "all_errors", is_flag=True, help="Accepted for ostree: bootree always reports every bad object.")
+@click.option("--delete", is_flag=True, help="Delete corrupt objects and mark the commits that reach them partial.")
 @json_option
 @click.pass_context
-def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
-    """Verify every commit and every object it reaches; exit 1 listing each bad object."""
+def fsck_cmd(ctx: click.Context, repo_path: Path | None, quiet: bool, all_errors: bool, delete: bool, as_json: bool) -> None:
+    """Verify every commit and every object it reaches; exit 1 listing each bad object.
+
+    Problems are printed as ostree prints them (``error: In commits C: ...``). With --delete
+    the bad objects are removed and their commits marked partial, so that a later pull
+    fetches them again; fsck keeps failing until it has.
+    """
     repo = open_repo(ctx, repo_path)
+    say = (lambda text: None) if quiet or as_json else click.echo
+    say("Validating refs...")
+    say("Validating refs in collections...")
+    say("Enumerating commits...")
+    fsck_partial = [c for c in repo.partial_commits() if repo.is_partial_by_fsck(c)]
     with progress_bar("Verifying objects") as prog:
 
         def on_progress(done: int, total: int) -> None:
@@ -591,23 +603,48 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
         result = repo.fsck(progress=on_progress)
     if as_json:
         print_json({
-            "ok": result.ok,
+            "ok": result.ok and not fsck_partial,
             "commits": result.commits,
             "objects": result.objects,
             "partial": result.partial,
-            "problems": [{"kind": p.kind, "checksum": p.checksum, "message": p.message} for p in result.problems],
+            "problems": [
+                {"kind": p.kind, "checksum": p.checksum, "message": p.message, "commits": list(p.commits)}
+                for p in result.problems
+            ],
         })
-    else:
-        for c in result.partial:
-            click.echo(f"Commit {c} is partial (its tree is incomplete)", err=True)
-        for p in result.problems:
-            click.echo(f"error: {p.message}", err=True)
-        if result.ok:
-            click.echo(f"object fsck of {result.commits} commits completed successfully - no errors found.")
-    if not result.ok:
-        if not as_json:
-            click.echo(f"fsck found {len(result.problems)} bad object(s)", err=True)
+        if not result.ok or fsck_partial:
+            ctx.exit(1)
+        return
+    say(f"Verifying content integrity of {result.commits - len(result.partial)} commit objects...")
+    marked: list[Checksum] = []
+    for p in result.problems:
+        where = f"In commits {', '.join(p.commits)}: " if p.commits else ""
+        if delete and p.kind in _FSCK_DELETABLE:
+            click.echo(f"{where}{p.message}", err=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(repo.object_path(_FSCK_DELETABLE[p.kind], Checksum(p.checksum)))
+            for c in p.commits:
+                if c not in marked:
+                    click.echo(f"Marking commit as partial: {c}", err=True)
+                    repo.mark_partial(c, by_fsck=True)
+                    marked.append(c)
+        else:
+            click.echo(f"error: {where}{p.message}", err=True)
+    if result.partial:
+        say(f"{len(result.partial)} partial commits not verified")
+    unfixed = [p for p in result.problems if not (delete and p.kind in _FSCK_DELETABLE)]
+    if unfixed:
+        click.echo(f"error: Repository corruption encountered ({len(unfixed)} bad objects)", err=True)
         ctx.exit(1)
+    bad_partial = set(fsck_partial) | set(marked)
+    if bad_partial:
+        click.echo(f"error: {len(bad_partial)} partial commits from fsck-detected corruption", err=True)
+        ctx.exit(1)
+    click.echo(f"object fsck of {result.commits} commits completed successfully - no errors found.")
+
+
+#: Bad objects ``fsck --delete`` removes (a pull fetches them again), by problem kind.
+_FSCK_DELETABLE = {"file": ObjectType.FILE, "dirtree": ObjectType.DIR_TREE, "dirmeta": ObjectType.DIR_META}
 
 
 @cli.command("prune")

@@ -84,6 +84,13 @@ class CommitOptions:
         return DirMeta(uid, gid, mode, xattrs)
 
     @property
+    def modifies_metadata(self) -> bool:
+        """Whether these options change the metadata of what they import."""
+        return (
+            self.owner_uid is not None or self.owner_gid is not None or self.no_xattrs or self.canonical_permissions
+        )
+
+    @property
     def pool_size(self) -> int:
         """Number of worker threads to use."""
         return self.workers or max(2, os.cpu_count() or 2)

@@ -29,7 +29,7 @@ from bootree.format.checksum import Checksum, is_checksum
 from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType, validate_filename
-from bootree.format.refspec import parse_refspec
+from bootree.format.refspec import RefSpec, parse_refspec
 from bootree.repo.checkout import CheckoutMode, CheckoutOptions, checkout_tree
 from bootree.repo.commit import CommitOptions, ProgressFn, write_directory, write_tar
 from bootree.repo.modes import RepoMode
@@ -291,6 +291,14 @@ class Repo:
             with contextlib.suppress(BootreeError):
                 found = self.refs.get(f"{remote}:{ref}")
         if found is None and spec.remote is None:
+            # As ostree: a bare REF also names refs/remotes/*/REF (the first remote that has it).
+            remotes_dir = self.path / "refs" / "remotes"
+            for remote in sorted(os.listdir(remotes_dir)) if remotes_dir.is_dir() else []:
+                with contextlib.suppress(BootreeError):
+                    found = self.refs.get(RefSpec(remote, spec.ref))
+                if found is not None:
+                    break
+        if found is None and spec.remote is None:
             for (_cid, name), c in self.refs.list_mirrors().items():
                 if name == spec.ref:
                     found = c
@@ -314,10 +322,30 @@ class Repo:
         """Whether ``csum`` is marked as having an incomplete tree."""
         return self._partial_path(csum).exists()
 
-    def mark_partial(self, csum: Checksum) -> None:
-        """Durably mark ``csum`` partial (before its objects start arriving)."""
+    def mark_partial(self, csum: Checksum, *, by_fsck: bool = False) -> None:
+        """Durably mark ``csum`` partial (before its objects start arriving).
+
+        ``by_fsck`` records that fsck found (and deleted) corrupt objects of it: ostree writes
+        ``f`` into the marker then, and fsck keeps failing until a pull completes the commit.
+        """
         _fs.makedirs(self.path / "state")
-        _fs.write_atomic(self._partial_path(csum), b"", fsync=self.fsync)
+        _fs.write_atomic(self._partial_path(csum), b"f" if by_fsck else b"", fsync=self.fsync)
+
+    def partial_commits(self) -> list[Checksum]:
+        """Commits marked partial, sorted."""
+        try:
+            names = os.listdir(self.path / "state")
+        except FileNotFoundError:
+            return []
+        return sorted(Checksum(n.removesuffix(".commitpartial")) for n in names
+                      if n.endswith(".commitpartial") and is_checksum(n.removesuffix(".commitpartial")))
+
+    def is_partial_by_fsck(self, csum: Checksum) -> bool:
+        """Whether ``csum`` is partial because fsck deleted corrupt objects of it."""
+        try:
+            return self._partial_path(csum).read_bytes().startswith(b"f")
+        except FileNotFoundError:
+            return False
 
     def clear_partial(self, csum: Checksum) -> None:
         """Remove the partial marker of ``csum``."""
@@ -356,7 +384,30 @@ class Repo:
                 assert rev is not None
                 c = self.read_commit(rev)
                 root.overlay_commit_tree(self, c.root_tree, c.root_meta)
+                if options.modifies_metadata:
+                    self._apply_options(txn, root, options)
         return root.write(txn)
+
+    def _apply_options(self, txn: Transaction, node: MutableTree, options: CommitOptions) -> None:
+        """Rewrite a tree taken from a commit with the owner/xattr/permission options applied.
+
+        As ostree: ``--tree=ref=BASE --owner-uid=42`` makes new objects with the new metadata
+        (and so a new checksum), where the objects of BASE stay untouched.
+        """
+        if node.meta is not None:
+            m = self.read_dirmeta(node.meta)
+            node.meta = txn.write_dirmeta(options.dir_meta(m.uid, m.gid, m.mode, m.xattrs))
+        for name, csum in list(node.files.items()):
+            h, stream = self.store.open_file(csum)
+            try:
+                new = options.file_header(h.uid, h.gid, h.mode, h.symlink_target, h.xattrs)
+                if new != h:
+                    node.files[name] = txn.write_file(new, stream)
+            finally:
+                if stream is not None:
+                    stream.close()
+        for sub in node.dirs.values():
+            self._apply_options(txn, sub, options)
 
     def commit(
         self,

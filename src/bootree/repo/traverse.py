@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from bootree.errors import BootreeError, CorruptObject, ObjectMissing
@@ -85,6 +85,8 @@ class FsckProblem:
     kind: str
     checksum: str
     message: str
+    commits: tuple[Checksum, ...] = ()
+    """The commits that reach the bad object (what ostree's "In commits ..." names)."""
 
 
 @dataclass
@@ -126,7 +128,7 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
             problems.append(FsckProblem("ref", name, f"ref {name} points to missing commit {csum}"))
     commits = [c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT]
     seen: set[ObjectName] = set()
-    files: set[Checksum] = set()
+    files: dict[Checksum, list[Checksum]] = {}
     for csum in sorted(commits):
         result.commits += 1
         problem = _check_meta(repo, ObjectType.COMMIT, csum)
@@ -142,6 +144,7 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
         if partial:
             result.partial.append(csum)
         stack = [(commit.root_tree, commit.root_meta)]
+        first_problem = len(problems)
         while stack:
             t, m = stack.pop()
             if (ObjectType.DIR_META, m) not in seen:
@@ -171,15 +174,17 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
             for _, c in dt.files:
                 if partial and not repo.store.has(ObjectType.FILE, c):
                     continue
-                files.add(c)
+                files.setdefault(c, []).append(csum)
             stack.extend((st, sm) for _, st, sm in dt.dirs)
+        for i in range(first_problem, len(problems)):
+            problems[i] = replace(problems[i], commits=(csum,))
     result.objects = len(seen) + len(files) + result.commits
 
     def check_file(c: Checksum) -> FsckProblem | None:
         try:
             repo.store.verify_file(c)
         except (CorruptObject, ObjectMissing) as e:
-            return FsckProblem("file", c, str(e))
+            return FsckProblem("file", c, str(e), tuple(dict.fromkeys(files[c])))
         return None
 
     done = 0
