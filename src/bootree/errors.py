@@ -63,7 +63,7 @@ class InvalidRefName(FormatError):
 
     def __init__(self, name: str, why: str = "") -> None:
         detail = f": {why}" if why else ""
-        super().__init__(f"invalid ref name {name!r}{detail}")
+        super().__init__(f"Invalid ref name {name!r}{detail}")
         self.name = name
 
 

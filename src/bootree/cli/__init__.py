@@ -30,6 +30,7 @@ _COMMAND_MODULES = [
     "bootree.cli.admin_cmds",
     "bootree.cli.remote_cmds",
     "bootree.cli.install_cmds",
+    "bootree.cli.config_cmds",
 ]
 
 
@@ -44,7 +45,24 @@ _COMMAND_HOME = {
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
+    **dict.fromkeys(["config", "reset"], "bootree.cli.config_cmds"),
 }
+
+
+class OstreeCommand(click.Command):
+    """A command that also takes ostree's common ``-v``/``--verbose`` (debug logging).
+
+    Commands with a ``-v`` of their own (``summary -v`` is ``--view``) keep theirs.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        own = {o for p in self.params for o in getattr(p, "opts", [])}
+        verbose = [a for a in args if a in ("-v", "--verbose") and a not in own]
+        if verbose:
+            end = args.index("--") if "--" in args else len(args)
+            args = [a for i, a in enumerate(args) if i >= end or a in own or a not in ("-v", "--verbose")]
+            logging.getLogger().setLevel(logging.DEBUG)
+        return super().parse_args(ctx, args)
 
 
 class OstreeGroup(click.Group):
@@ -55,7 +73,8 @@ class OstreeGroup(click.Group):
     usage line on stderr. Subgroups (``admin``, ``remote``, ...) get this class too.
     """
 
-    group_class = type
+    group_class: type[click.Group] | type[type] = type
+    command_class = OstreeCommand
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         commands = [(n, c) for n in self.list_commands(ctx) if (c := self.get_command(ctx, n)) is not None and not c.hidden]
@@ -87,7 +106,7 @@ class _LazyGroup(OstreeGroup):
     An unknown ``NAME`` runs ``ostree-NAME`` from PATH, as ostree does for its extensions.
     """
 
-    group_class = OstreeGroup
+    group_class: type[click.Group] | type[type] = OstreeGroup
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

@@ -339,17 +339,26 @@ def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
         yield _PullDisplay(prog)
 
 
-def _report(result: PullResult) -> None:
+def _report(result: PullResult, *, local: bool = False) -> None:
     if result.dry_run:
         click.echo(
             f"would fetch {result.metadata_fetched} metadata, {result.content_fetched} content objects "
             f"({result.bytes_fetched // 1024} KiB of metadata read)"
         )
         return
+    from bootree.cli.repo_cmds import format_size
+
+    # ostree's line, which scripts grep: sizes as GLib writes them.
+    if local:
+        click.echo(
+            f"{result.metadata_fetched} metadata, {result.content_fetched} content objects imported; "
+            f"{format_size(result.content_bytes)} content written"
+        )
+        return
     click.echo(
         f"{result.metadata_fetched} metadata, {result.content_fetched} content objects fetched; "
-        f"{result.bytes_fetched // 1024} KiB transferred in {result.seconds:.1f} seconds "
-        f"({result.requests} requests)"
+        f"{format_size(result.bytes_fetched)} transferred in {int(result.seconds)} seconds; "
+        f"{format_size(result.content_bytes)} content written"
     )
 
 
@@ -427,7 +436,7 @@ def pull_cmd(
     _emit(result, as_json)
 
 
-def _emit(result: PullResult, as_json: bool) -> None:
+def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
     if as_json:
         print_json(
             {
@@ -441,7 +450,7 @@ def _emit(result: PullResult, as_json: bool) -> None:
             }
         )
     else:
-        _report(result)
+        _report(result, local=local)
 
 
 @cli.command("pull-local")
@@ -484,7 +493,7 @@ def pull_local_cmd(
             dry_run=dry_run,
             progress=display,
         )
-    _emit(result, as_json)
+    _emit(result, as_json, local=True)
 
 
 # --- serve ----------------------------------------------------------------------------------------

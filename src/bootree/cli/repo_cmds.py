@@ -326,37 +326,84 @@ def checkout_cmd(
 
 @cli.command("refs")
 @repo_option
-@click.argument("prefix", required=False)
-@click.option("--delete", is_flag=True, help="Delete the refs matching PREFIX.")
+@click.argument("prefixes", nargs=-1)
+@click.option("--delete", is_flag=True, help="Delete the refs matching each PREFIX.")
+@click.option("--list", "full_names", is_flag=True, help="Print full ref names (do not strip PREFIX).")
+@click.option("-A", "--alias", is_flag=True, help="With --create, make NEWREF an alias of the ref PREFIX; else list aliases.")
 @click.option("--create", metavar="NEWREF", help="Create NEWREF pointing at the commit PREFIX resolves to.")
+@click.option("--force", is_flag=True, help="With --create, replace an existing NEWREF.")
 @click.option("--remote", help="List only this remote's refs.")
 @json_option
 @click.pass_context
 def refs_cmd(
-    ctx: click.Context, repo_path: Path | None, prefix: str | None, delete: bool, create: str | None, remote: str | None, as_json: bool
+    ctx: click.Context,
+    repo_path: Path | None,
+    prefixes: tuple[str, ...],
+    delete: bool,
+    full_names: bool,
+    alias: bool,
+    create: str | None,
+    force: bool,
+    remote: str | None,
+    as_json: bool,
 ) -> None:
-    """List refs (remote ones as REMOTE:REF), or create or delete them."""
+    """List refs (remote ones as REMOTE:REF), or create, alias or delete them.
+
+    As ostree, ``refs PREFIX`` prints the refs under PREFIX relative to it (``--list``: full
+    names); an alias is a ref that follows another one (a symbolic link in refs/heads).
+    """
     repo = open_repo(ctx, repo_path)
     if create:
-        if not prefix:
-            raise click.UsageError("--create=NEWREF needs an existing ref or commit as argument")
-        repo.set_ref(create, _resolve(repo, prefix), expected=None)
+        if len(prefixes) != 1:
+            raise click.UsageError("--create=NEWREF needs one existing ref or commit as argument")
+        _create_ref(repo, prefixes[0], create, alias=alias, force=force)
         return
+    if delete:
+        if not prefixes:
+            raise click.UsageError("--delete needs a PREFIX")
+        aliased = {target for _a, target in repo.refs.aliases().items()}
+        for prefix in prefixes:
+            for name in _refs_under(repo, prefix):
+                if name in aliased:
+                    raise RepoError(f"Ref '{name}' has an active alias; delete the alias first")
+                repo.set_ref(name, None)
+        return
+    if alias:
+        for name, target in repo.refs.aliases().items():
+            click.echo(f"{name} -> {target}")
+        return
+    refs: dict[str, str] = {}
     if remote is not None:
         refs = {name: name for name in repo.list_refs(remote=remote)}
-    else:
-        refs = _refs_under(repo, prefix)
-    if delete:
-        if not prefix:
-            raise click.UsageError("--delete needs a PREFIX")
-        for name in refs:
-            repo.set_ref(name, None)
-        return
+    elif not prefixes:
+        refs = _refs_under(repo, None)
+    for prefix in prefixes if remote is None else ():
+        refs.update(_refs_under(repo, prefix))
     if as_json:
-        print_json(repo.list_refs(prefix, remote=remote) if prefix is None else {n: repo.refs.get(n) for n in refs})
+        print_json({n: repo.refs.get(n) for n in refs})
         return
-    for shown in refs.values():
-        click.echo(shown)
+    for full, shown in refs.items():
+        click.echo(full if full_names else shown)
+
+
+def _create_ref(repo: Repo, source: str, new: str, *, alias: bool, force: bool) -> None:
+    """``refs SOURCE --create=NEW`` (``-A``: NEW follows the ref SOURCE), refusing to replace a ref
+    (unless ``force``) or a directory of refs."""
+    from bootree.format.refspec import parse_refspec
+
+    spec = parse_refspec(new)
+    existing = repo.refs.get(spec)
+    if existing is not None and not force:
+        raise RepoError(f"Ref '{new}' already exists (use --force to replace it)")
+    if alias:
+        if spec.remote is not None:
+            raise RepoError(f"Cannot create alias to remote ref: {new}")
+        target = parse_refspec(source)
+        if target.remote is not None or repo.refs.get(target) is None:
+            raise RepoError(f"Cannot create alias to non-existent ref: {source}")
+        repo.refs.set_alias(new, target.ref)
+        return
+    repo.set_ref(new, _resolve(repo, source), expected=existing if force else None)
 
 
 def _refs_under(repo: Repo, prefix: str | None) -> dict[str, str]:
@@ -374,7 +421,7 @@ def _refs_under(repo: Repo, prefix: str | None) -> dict[str, str]:
         candidates = {n.partition(":")[2]: n for n in repo.list_refs(remote=remote)}
     else:
         candidates = {n: n for n in repo.list_refs() if ":" not in n}
-    path = path.rstrip("/")
+    path = "" if path == "." else path.rstrip("/")
     if not path:
         return {full: full for full in candidates.values()}
     if path in candidates:
@@ -685,9 +732,22 @@ def prune_cmd(
         print_json({"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune})
         return
     click.echo(f"Total objects: {result.total}")
-    if result.deleted:
-        verb = "Would delete" if no_prune else "Deleted"
-        click.echo(f"{verb} {result.deleted} objects, {result.bytes_freed} bytes freed")
-    else:
+    if not result.deleted:
         click.echo("No unreachable objects")
+    elif no_prune:
+        click.echo(f"Would delete: {result.deleted} objects, freeing {format_size(result.bytes_freed)}")
+    else:
+        click.echo(f"Deleted {result.deleted} objects, {format_size(result.bytes_freed)} freed")
+
+
+def format_size(n: int) -> str:
+    """A byte count as GLib's ``g_format_size`` writes it (ostree's messages): 260 bytes, 1.2 kB."""
+    if n < 1000:
+        return "1 byte" if n == 1 else f"{n} bytes"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 1000 or unit == "PB":
+            break
+    return f"{value:.1f} {unit}"
 

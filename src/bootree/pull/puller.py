@@ -127,6 +127,8 @@ class PullResult:
     requests: int
     seconds: float
     dry_run: bool = False
+    content_bytes: int = 0
+    """Bytes of content objects received for writing (ostree's "content written")."""
 
 
 #: Content arrives either as a ``.filez`` (HTTP, archive sources) or as a checksum stream
@@ -166,6 +168,7 @@ class _Puller:
         self.content_format = content_format
         self.metadata_fetched = 0
         self.content_fetched = 0
+        self.content_bytes = 0
         self.bytes = 0
         self._last_event = 0.0
         self._jobs = 0
@@ -410,6 +413,7 @@ class _Puller:
         data: bytes,
     ) -> None:
         self.content_fetched += 1
+        self.content_bytes += len(data)
         if txn is None:
             return
         with self._jobs_lock:
@@ -740,6 +744,7 @@ def _run_pull(
         requests=fetcher.stats.requests,
         seconds=time.monotonic() - start,
         dry_run=dry_run,
+        content_bytes=p.content_bytes,
     )
 
 

@@ -197,6 +197,13 @@ def write_directory(
                 pending.append((targets, pool.submit(_write_batch, txn, batch, options)))
                 batch, targets, batch_bytes = [], [], 0
 
+        # The repository's own directory, when it lies inside the tree, is not content: its
+        # staging files change while they are read (ostree commits them anyway).
+        try:
+            rs = os.stat(txn.repo.path)
+            repo_dir: InodeKey | None = (rs.st_dev, rs.st_ino)
+        except OSError:
+            repo_dir = None
         try:
             into.meta = dirmeta_of(os.fspath(src), st)
             stack: list[tuple[str, MutableTree]] = [(os.fspath(src), into)]
@@ -236,6 +243,8 @@ def write_directory(
                         if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
                             flush()
                     elif stat.S_ISDIR(mode):
+                        if (es.st_dev, es.st_ino) == repo_dir:
+                            continue
                         sub = node.ensure_dir(name)
                         sub.meta = dirmeta_of(path, es)
                         stack.append((path, sub))

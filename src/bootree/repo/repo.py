@@ -87,7 +87,8 @@ class Repo:
         self.refs = refs
         self.config = config
         self.fsync = config.get_bool("core", "fsync", True)
-        self.lock_timeout = float(config.get_int("core", "lock-timeout-secs", 30))
+        timeout = config.get_int("core", "lock-timeout-secs", 30)
+        self.lock_timeout = float(timeout) if timeout >= 0 else float("inf")  # -1: wait forever, as ostree
         self._dirmeta_cache: dict[Checksum, DirMeta] = {}
 
     # --- construction ------------------------------------------------------------------------

@@ -114,12 +114,27 @@ def _split_url(url: str) -> tuple[Origin, bytes, str]:
     return (scheme, parts.hostname, port), path.encode("ascii"), host_header
 
 
+def _auth_header(url: str) -> bytes:
+    """``Authorization: Basic`` for ``http://user:password@host/`` URLs (as ostree sends it)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return b""
+    import base64
+
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode())
+    return b"Authorization: Basic " + token + b"\r\n"
+
+
 @dataclass(eq=False)
 class _OriginPool:
     """Requests waiting for one server, and the connection threads serving them."""
 
     origin: Origin
     host_header: str
+    #: Extra request header lines (``Authorization`` from credentials in the URL).
+    extra_headers: bytes = b""
     queue: deque[_Request] = field(default_factory=deque)
     cond: threading.Condition = field(default_factory=threading.Condition)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -236,7 +251,7 @@ class PipelinedHttpFetcher:
         with self._lock:
             pool = self._pools.get(origin)
             if pool is None:
-                pool = self._pools[origin] = _OriginPool(origin, host_header)
+                pool = self._pools[origin] = _OriginPool(origin, host_header, _auth_header(req.url))
                 for i in range(max(1, self.config.connections)):
                     t = threading.Thread(
                         target=self._serve, args=(pool,), name=f"bootree-http-{origin[1]}-{i}", daemon=True
@@ -311,7 +326,9 @@ class PipelinedHttpFetcher:
             + pool.host_header.encode("idna")
             + b"\r\nUser-Agent: "
             + self.config.user_agent.encode("ascii")
-            + b"\r\nAccept-Encoding: identity\r\n\r\n"
+            + b"\r\n"
+            + pool.extra_headers
+            + b"Accept-Encoding: identity\r\n\r\n"
         )
 
     def _serve(self, pool: _OriginPool) -> None:
