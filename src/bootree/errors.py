@@ -118,7 +118,8 @@ class ChecksumMismatch(RepoError):
     """Data whose computed checksum differs from the one it was announced under."""
 
     def __init__(self, expected: str, actual: str, kind: str = "object") -> None:
-        super().__init__(f"{kind} checksum mismatch: expected {expected}, got {actual}")
+        # ostree's wording, which scripts match.
+        super().__init__(f"Corrupted {kind} object; checksum expected='{expected}' actual='{actual}'")
         self.expected = expected
         self.actual = actual
         self.kind = kind

@@ -394,6 +394,11 @@ def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -
     help="How many times each download is retried on a transient error (default 4).",
 )
 @click.option("--url", "url_override", help="Pull from this URL instead of the remote's.")
+@click.option(
+    "--per-object-fsync",
+    is_flag=True,
+    help="Accepted for ostree: bootree makes every object durable before the pull commits either way.",
+)
 @json_option
 @click.pass_context
 def pull_cmd(
@@ -409,6 +414,7 @@ def pull_cmd(
     disable_static_deltas: bool,
     network_retries: int | None,
     url_override: str | None,
+    per_object_fsync: bool,
     as_json: bool,
 ) -> None:
     """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works."""

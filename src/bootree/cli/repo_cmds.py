@@ -175,6 +175,13 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
 @click.option("--canonical-permissions", is_flag=True, help="uid/gid 0 and mode & 0755, as bare-user-only repositories store files.")
 @click.option("--bootable", is_flag=True, help="Flag this commit as bootable (ostree.bootable metadata).")
 @click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
+@click.option("--base", metavar="REV", help="Start from the tree of REV (the owner/xattr options do not apply to it).")
+@click.option("--consume", is_flag=True, help="Delete the committed directories once the commit is written.")
+@click.option(
+    "--link-checkout-speedup",
+    is_flag=True,
+    help="Accepted for ostree: bootree hashes each distinct inode once, hardlinked checkouts included.",
+)
 @click.option("--fsync", type=click.Choice(["true", "false"]), default=None, help="Whether to sync data to disk (default: the repo's core.fsync).")
 @click.pass_context
 def commit_cmd(
@@ -198,6 +205,9 @@ def commit_cmd(
     canonical_permissions: bool,
     bootable: bool,
     skip_if_unchanged: bool,
+    base: str | None,
+    consume: bool,
+    link_checkout_speedup: bool,
     fsync: str | None,
 ) -> None:
     """Commit a directory tree or tar archive as a new revision, printing its checksum.
@@ -214,10 +224,12 @@ def commit_cmd(
     if fsync is not None:
         repo.fsync = fsync == "true"
     sources: list[TreeSource | Path] = []
+    if base is not None:
+        sources.append(TreeSource("base", base))
     if path is not None:
         sources.append(TreeSource("dir", str(path)))
     sources.extend(TreeSource.parse(t) for t in trees)
-    if not sources:
+    if not any(isinstance(src, TreeSource) and src.kind != "base" for src in sources):
         sources.append(TreeSource("dir", "."))  # as ostree: no PATH and no --tree commits the current directory
     if not branch and not orphan:
         raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
@@ -255,7 +267,7 @@ def commit_cmd(
             branch=None if orphan else branch,
             subject=subject,
             body=body,
-            timestamp=parse_timestamp(timestamp) if timestamp else None,
+            timestamp=parse_timestamp(timestamp) if timestamp else _source_date_epoch(),
             metadata=metadata,
             bindings=not no_bindings,
             options=options,
@@ -263,7 +275,30 @@ def commit_cmd(
             progress=on_progress,
             **kwargs,
         )
+    if consume:
+        import shutil
+
+        for src in sources:
+            if isinstance(src, TreeSource) and src.kind == "dir":
+                shutil.rmtree(src.value)
     click.echo(csum)
+
+
+def _source_date_epoch() -> int | None:
+    """The commit time from ``$SOURCE_DATE_EPOCH`` (reproducible builds), as ostree reads it.
+
+    Raises:
+        RepoError: for a value that is not a number of seconds or does not fit 64 bits.
+    """
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise RepoError(f"Failed to convert SOURCE_DATE_EPOCH = '{value}' to a number of seconds")
+    seconds = int(value)
+    if seconds >= 2**63:
+        raise RepoError("Parsing SOURCE_DATE_EPOCH: Numerical result out of range")
+    return seconds
 
 
 class _UnsetArg:
@@ -305,7 +340,11 @@ def checkout_cmd(
     repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
     if require_hardlinks and (repo.mode is RepoMode.ARCHIVE or (repo.mode is RepoMode.BARE_USER and not user_mode)):
-        raise RepoError(f"hardlink checkout is not possible from a {repo.mode.value} repository" + (" without -U" if repo.mode is RepoMode.BARE_USER else ""))
+        raise RepoError(
+            "User repository mode requires user checkout mode to hardlink (-U)"
+            if repo.mode is RepoMode.BARE_USER
+            else f"hardlink checkout is not possible from a {repo.mode.value} repository"
+        )
     dest = destination if destination is not None else Path(rev.replace("/", "_").replace(":", "_"))
     # A hardlink checkout of a whole OS takes well under a second, and runs on two processes
     # only while no other thread (such as a progress bar's refresher) is alive: no bar for it.
@@ -393,6 +432,8 @@ def _create_ref(repo: Repo, source: str, new: str, *, alias: bool, force: bool) 
 
     spec = parse_refspec(new)
     existing = repo.refs.get(spec)
+    if alias and spec.remote is None and spec.ref in repo.refs.aliases():
+        existing = None  # an alias may be pointed elsewhere, as with ostree
     if existing is not None and not force:
         raise RepoError(f"Ref '{new}' already exists (use --force to replace it)")
     if alias:
@@ -436,12 +477,26 @@ def _refs_under(repo: Repo, prefix: str | None) -> dict[str, str]:
 
 @cli.command("rev-parse")
 @repo_option
-@click.argument("rev")
+@click.argument("rev", required=False)
+@click.option("-S", "--single", is_flag=True, help="Print the repository's only commit (an error unless there is exactly one).")
 @json_option
 @click.pass_context
-def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
+def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str | None, single: bool, as_json: bool) -> None:
     """Print the commit checksum a ref, remote:ref, abbreviated checksum or REV^ resolves to."""
-    csum = _resolve(open_repo(ctx, repo_path), rev)
+    repo = open_repo(ctx, repo_path)
+    if single:
+        if rev is not None:
+            raise click.UsageError("--single takes no REV")
+        commits = sorted(c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT)
+        if not commits:
+            raise RepoError("No commit objects found")
+        if len(commits) > 1:
+            raise RepoError(f"Multiple commit objects found ({len(commits)})")
+        rev, csum = commits[0], commits[0]
+    elif rev is None:
+        raise click.UsageError("a REV is required (or --single)")
+    else:
+        csum = _resolve(repo, rev)
     if as_json:
         print_json({"rev": rev, "checksum": csum})
     else:

@@ -242,7 +242,9 @@ class _Puller:
     # --- the object walk ---------------------------------------------------------------------------
 
     def _url(self, action: Action) -> str:
-        base = self.content_url if action.otype is ObjectType.FILE else self.base_url
+        # As ostree: every object comes from contenturl; only .commitmeta (like summary and
+        # config) from url, since signatures must not come from a content mirror.
+        base = self.base_url if action.otype is ObjectType.COMMIT_META else self.content_url
         return join_url(base, object_path(action.otype, action.checksum))
 
     def _limit(self, otype: ObjectType) -> int:

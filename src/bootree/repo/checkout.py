@@ -74,7 +74,9 @@ class _Checkout:
         elif mode is RepoMode.BARE_USER:
             self.hardlink = options.user_mode
         elif mode is RepoMode.BARE:
-            self.hardlink = options.user_mode or os.geteuid() == 0
+            # As ostree: a user-mode (-U) checkout of a bare repository copies, since its objects
+            # carry their commit's owners and -U files must belong to the caller.
+            self.hardlink = not options.user_mode and os.geteuid() == 0
         else:
             self.hardlink = True
         self.bare_user = mode is RepoMode.BARE_USER

@@ -303,7 +303,7 @@ class DiskObjectStore:
                     raise CorruptObject(csum, "file", str(e)) from e
             actual = Checksum(hasher.hexdigest())
         if actual != csum:
-            raise CorruptObject(csum, "file", f"checksum is {actual}")
+            raise ChecksumMismatch(csum, actual, "file")
 
     # --- writing (to a temporary path; the transaction publishes) -------------------------------
 

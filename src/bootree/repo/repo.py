@@ -52,7 +52,8 @@ def _read_dirtree_lenient(data: bytes) -> DirTree:
 
 @dataclass(frozen=True, slots=True)
 class TreeSource:
-    """One ``--tree=KIND=VALUE`` of a commit: ``dir`` (a directory), ``tar`` or ``ref``."""
+    """One ``--tree=KIND=VALUE`` of a commit: ``dir`` (a directory), ``tar`` or ``ref``; or the
+    ``base`` (``commit --base=REV``), a ref whose tree the owner/xattr options leave as it is."""
 
     kind: str
     value: str
@@ -135,6 +136,9 @@ class Repo:
         level = config.get_int("archive", "zlib-level", 6)
         # bootree's own key: "false" selects plain zlib (smaller objects, slower commits).
         fast = config.get_bool("archive", "bootree-zlib-ng", True)
+        # As ostree: a missing tmp/ (someone cleaned it) is recreated; read-only repos stay as is.
+        with contextlib.suppress(OSError):
+            os.mkdir(p / "tmp", 0o755)
         return cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
 
     @property
@@ -385,7 +389,7 @@ class Repo:
                 assert rev is not None
                 c = self.read_commit(rev)
                 root.overlay_commit_tree(self, c.root_tree, c.root_meta)
-                if options.modifies_metadata:
+                if options.modifies_metadata and source.kind == "ref":  # not to a --base
                     self._apply_options(txn, root, options)
         return root.write(txn)
 

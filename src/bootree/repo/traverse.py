@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from bootree.errors import BootreeError, CorruptObject, ObjectMissing
+from bootree.errors import BootreeError, ChecksumMismatch, CorruptObject, ObjectMissing
 from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
 
@@ -111,7 +111,7 @@ def _check_meta(repo: Repo, otype: ObjectType, csum: Checksum) -> FsckProblem | 
         return FsckProblem(otype.value, csum, str(e))
     actual = hashlib.sha256(data).hexdigest()
     if actual != csum:
-        return FsckProblem(otype.value, csum, f"corrupt {otype.value} object {csum}: checksum is {actual}")
+        return FsckProblem(otype.value, csum, f"Corrupted {otype.value} object; checksum expected='{csum}' actual='{actual}'")
     return None
 
 
@@ -183,7 +183,7 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
     def check_file(c: Checksum) -> FsckProblem | None:
         try:
             repo.store.verify_file(c)
-        except (CorruptObject, ObjectMissing) as e:
+        except (CorruptObject, ChecksumMismatch, ObjectMissing) as e:
             return FsckProblem("file", c, str(e), tuple(dict.fromkeys(files[c])))
         return None
 
