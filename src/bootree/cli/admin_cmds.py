@@ -17,7 +17,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import json_option, print_json
-from bootree.errors import RefNotFound
+from bootree.errors import RefNotFound, SysrootError
 from bootree.format.checksum import Checksum
 from bootree.sysroot import (
     Deployment,
@@ -48,6 +48,11 @@ def _sysroot_option(func: _F) -> _F:
 def _path(sysroot_path: Path | None) -> Path:
     if sysroot_path is not None:
         return sysroot_path
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:  # ``admin --sysroot=PATH COMMAND``, as ostree accepts it
+        if ctx.command.name == "admin" and ctx.params.get("sysroot_path") is not None:
+            return Path(ctx.params["sysroot_path"])
+        ctx = ctx.parent
     return Path(os.environ.get("OSTREE_SYSROOT") or "/")
 
 
@@ -61,7 +66,8 @@ def _say_swap(swap: SwapResult | None) -> None:
 
 
 @cli.group("admin")
-def admin() -> None:
+@_sysroot_option
+def admin(sysroot_path: Path | None) -> None:
     """Deployments of an OSTree sysroot (as 'ostree admin'), plus rollback and boot."""
 
 
@@ -311,9 +317,19 @@ def kargs_group() -> None:
 @_sysroot_option
 @click.option("--append-if-missing", multiple=True, metavar="NAME=VALUE", help="Append unless present.")
 @click.option("--delete-if-present", multiple=True, metavar="NAME=VALUE", help="Delete if present.")
-def kargs_edit_cmd(sysroot_path: Path | None, append_if_missing: tuple[str, ...], delete_if_present: tuple[str, ...]) -> None:
-    """Edit the kernel arguments of every deployment in place (no new deployment)."""
+@click.argument("refspecs", nargs=-1, metavar="[REFSPEC]...")
+def kargs_edit_cmd(
+    sysroot_path: Path | None, append_if_missing: tuple[str, ...], delete_if_present: tuple[str, ...],
+    refspecs: tuple[str, ...],
+) -> None:
+    """Edit the kernel arguments of every deployment in place (no new deployment).
+
+    REFSPEC arguments are accepted as ostree 2022.7 accepts them; as there, the edit applies
+    to all deployments.
+    """
     sysroot = _open(sysroot_path)
+    if not sysroot.all_deployments():
+        raise SysrootError("Unable to find a deployment in sysroot")
     with sysroot.lock():
         n = ops.kargs_edit_in_place(sysroot, append_if_missing=append_if_missing, delete_if_present=delete_if_present)
     click.echo(f"{n} boot entries updated", err=True)
