@@ -67,6 +67,9 @@ class DeployOptions:
     retain: bool = False
     retain_pending: bool = False
     retain_rollback: bool = False
+    base_kargs: str | None = None
+    """Start from this command line instead of the merge deployment's (``--karg-proc-cmdline``
+    passes the running kernel's, ``--karg-none`` an empty one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,11 @@ class DeployResult:
 
 def _kargs_for(merge: Deployment | None, opts: DeployOptions) -> Kargs:
     """ostree's rule: start from the merge deployment's options, then replace/append/delete."""
-    base = merge.kargs if merge is not None else Kargs()
-    if merge is not None and not (opts.kargs or opts.kargs_append or opts.kargs_delete):
+    if opts.base_kargs is not None:
+        base = Kargs.parse(opts.base_kargs)
+    else:
+        base = merge.kargs if merge is not None else Kargs()
+    if not (opts.kargs or opts.kargs_append or opts.kargs_delete):
         return base
     k = base.replace_all(opts.kargs).append_all(opts.kargs_append)
     for arg in opts.kargs_delete:

@@ -41,11 +41,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def init_fs(path: Path) -> None:
-    """``ostree admin init-fs``: the top-level directories and a ``bare`` repo in ``ostree/repo``."""
+def init_fs(path: Path, *, modern: bool = False) -> None:
+    """``ostree admin init-fs``: the top-level directories and a ``bare`` repo in ``ostree/repo``.
+
+    ``modern`` (ostree's ``--modern``) creates only ``boot/`` and ``ostree/``: the other
+    top-level directories come from the deployments themselves.
+    """
     os.makedirs(path, 0o755, exist_ok=True)
-    for name, mode in (("boot", 0o755), ("dev", 0o755), ("home", 0o755), ("proc", 0o755),
-                       ("root", 0o700), ("run", 0o755), ("sys", 0o755), ("tmp", 0o1777)):
+    dirs = (("boot", 0o755), ("dev", 0o755), ("home", 0o755), ("proc", 0o755),
+            ("root", 0o700), ("run", 0o755), ("sys", 0o755), ("tmp", 0o1777))
+    for name, mode in dirs[:1] if modern else dirs:
         d = path / name
         if not d.is_dir():
             os.mkdir(d)

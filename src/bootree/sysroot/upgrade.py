@@ -15,9 +15,10 @@ from bootree.errors import NotBooted, RefNotFound, SysrootError
 from bootree.format.checksum import Checksum
 from bootree.sysroot import assessment
 from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
+from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
 
-__all__ = ["UpgradeResult", "upgrade"]
+__all__ = ["UpgradeResult", "upgrade", "upgrade_base"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +41,38 @@ class UpgradeResult:
         return f"Deployed {self.checksum}"
 
 
-def upgrade(sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = False) -> UpgradeResult:
+def upgrade_base(sysroot: Sysroot, stateroot: str | None = None) -> Deployment:
+    """The deployment an upgrade starts from: the booted one, else the first (of ``stateroot``).
+
+    Raises:
+        NotBooted: when there is no such deployment.
+        SysrootError: when its origin says updates are configured elsewhere (``unconfigured-state``).
+    """
+    if sysroot.booted is not None and stateroot in (None, sysroot.booted.stateroot):
+        base: Deployment | None = sysroot.booted
+    else:
+        base = next((d for d in sysroot.deployments if stateroot in (None, d.stateroot)), None)
+    if base is None:
+        raise NotBooted("no deployment to upgrade" + (f" in stateroot {stateroot}" if stateroot else ""))
+    unconfigured = base.origin.get("origin", "unconfigured-state") if base.origin is not None else None
+    if unconfigured:
+        raise SysrootError(unconfigured)
+    return base
+
+
+def upgrade(
+    sysroot: Sysroot,
+    *,
+    allow_failed: bool = False,
+    stage_it: bool = False,
+    stateroot: str | None = None,
+    commit: Checksum | None = None,
+    allow_downgrade: bool = True,
+) -> UpgradeResult:
     """Deploy the commit the booted (or default) deployment's refspec resolves to, if it is new.
 
+    ``commit`` deploys that commit instead (ostree's ``--override-commit``); without
+    ``allow_downgrade`` a commit older than the deployed one is refused, as ostree refuses it.
     The sysroot must be locked.
 
     Raises:
@@ -50,16 +80,22 @@ def upgrade(sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = Fa
         SysrootError: when that deployment has no origin refspec.
         RefNotFound: when the refspec does not resolve locally.
     """
-    base = sysroot.booted or (sysroot.deployments[0] if sysroot.deployments else None)
-    if base is None:
-        raise NotBooted("no deployment to upgrade")
+    base = upgrade_base(sysroot, stateroot)
     refspec = base.refspec
     if not refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
-    csum = sysroot.repo.resolve_rev(refspec)
-    if csum is None:
+    found = commit if commit is not None else sysroot.repo.resolve_rev(refspec)
+    if found is None:
         raise RefNotFound(refspec)
-    csum = Checksum(csum)
+    csum = Checksum(found)
+    if not allow_downgrade and csum != base.csum:
+        new_ts = sysroot.repo.read_commit(csum).timestamp
+        old_ts = sysroot.repo.read_commit(base.csum).timestamp
+        if new_ts < old_ts:
+            raise SysrootError(
+                f"Upgrade target revision '{csum}' with timestamp {new_ts} is chronologically older "
+                f"than current revision '{base.csum}' with timestamp {old_ts}; use --allow-downgrade"
+            )
     if csum == base.csum or (sysroot.staged is not None and sysroot.staged.csum == csum):
         return UpgradeResult(csum, None, up_to_date=True)
     if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
