@@ -468,12 +468,16 @@ def switch_cmd(sysroot_path: Path | None, stateroot: str | None, refspec: str) -
     sysroot = _open(sysroot_path)
     from bootree.sysroot.upgrade import upgrade_base
 
-    base = upgrade_base(sysroot, stateroot)
+    base = upgrade_base(sysroot, stateroot, configured=False)
     remote, sep, ref = refspec.rpartition(":")
     if not sep:
         old_remote, old_sep, _ = (base.refspec or "").rpartition(":")
         remote = old_remote if old_sep else ""
+    if not ref:  # "REMOTE:" switches the remote and keeps the ref
+        ref = (base.refspec or "").rpartition(":")[2]
     new_refspec = f"{remote}:{ref}" if remote else ref
+    if new_refspec == base.refspec:
+        raise SysrootError(f"Old and new refs are equal: {new_refspec}")
     if remote:
         from bootree.pull import get_remote, pull
 

@@ -41,12 +41,13 @@ class UpgradeResult:
         return f"Deployed {self.checksum}"
 
 
-def upgrade_base(sysroot: Sysroot, stateroot: str | None = None) -> Deployment:
+def upgrade_base(sysroot: Sysroot, stateroot: str | None = None, *, configured: bool = True) -> Deployment:
     """The deployment an upgrade starts from: the booted one, else the first (of ``stateroot``).
 
     Raises:
         NotBooted: when there is no such deployment.
-        SysrootError: when its origin says updates are configured elsewhere (``unconfigured-state``).
+        SysrootError: when its origin says updates are configured elsewhere (``unconfigured-state``),
+            unless ``configured`` is false (``switch`` names its new origin itself).
     """
     if sysroot.booted is not None and stateroot in (None, sysroot.booted.stateroot):
         base: Deployment | None = sysroot.booted
@@ -54,7 +55,8 @@ def upgrade_base(sysroot: Sysroot, stateroot: str | None = None) -> Deployment:
         base = next((d for d in sysroot.deployments if stateroot in (None, d.stateroot)), None)
     if base is None:
         raise NotBooted("no deployment to upgrade" + (f" in stateroot {stateroot}" if stateroot else ""))
-    unconfigured = base.origin.get("origin", "unconfigured-state") if base.origin is not None else None
+    origin = base.origin if configured else None
+    unconfigured = origin.get("origin", "unconfigured-state") if origin is not None else None
     if unconfigured:
         raise SysrootError(unconfigured)
     return base
@@ -100,7 +102,7 @@ def upgrade(
         return UpgradeResult(csum, None, up_to_date=True)
     if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
         return UpgradeResult(csum, None, skipped_failed=True)
-    origin = base.origin
+    origin = base.origin.without_transient() if base.origin is not None else None
     if stage_it:
         res = stage(sysroot, csum, stateroot=base.stateroot, origin=origin, opts=DeployOptions())
     else:
