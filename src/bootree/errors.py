@@ -72,7 +72,9 @@ class InvalidTreeEntry(FormatError):
 
     def __init__(self, name: str, where: str = "") -> None:
         at = f" in dirtree {where}" if where else ""
-        super().__init__(f"invalid file name {name!r}{at}")
+        # ostree's wording (scripts match it): "Invalid / in filename ../x", "Invalid filename .."
+        what = "Invalid / in filename" if "/" in name else "Invalid filename"
+        super().__init__(f"{what} {name}{at}")
         self.name = name
 
 
@@ -248,7 +250,10 @@ class KernelNotFound(SysrootError):
     """A commit with no kernel in ``usr/lib/modules/<kver>/vmlinuz`` (nor a legacy layout)."""
 
     def __init__(self, where: str) -> None:
-        super().__init__(f"no kernel found in {where} (looked for usr/lib/modules/*/vmlinuz, usr/lib/ostree-boot, boot)")
+        super().__init__(
+            f"no kernel found in {where}: No such file or directory "
+            "(looked for usr/lib/modules/*/vmlinuz, usr/lib/ostree-boot, boot)"
+        )
         self.where = where
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,8 +131,18 @@ def remote_delete_cmd(ctx: click.Context, repo_path: Path | None, name: str, if_
 @json_option
 @click.pass_context
 def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool, as_json: bool) -> None:
-    """List remote names (sorted, as ostree)."""
-    remotes = sorted(list_remotes(open_repo(ctx, repo_path).config), key=lambda r: r.name)
+    """List remote names (sorted, as ostree), with those of the parent repositories (core.parent)."""
+    repo = open_repo(ctx, repo_path)
+    found = {r.name: r for r in list_remotes(repo.config)}
+    seen = {os.path.realpath(repo.path)}
+    parent = repo.config.get("core", "parent")
+    while parent and os.path.realpath(parent) not in seen:
+        seen.add(os.path.realpath(parent))
+        upper = Repo.open(parent)
+        for r in list_remotes(upper.config):
+            found.setdefault(r.name, r)
+        parent = upper.config.get("core", "parent")
+    remotes = sorted(found.values(), key=lambda r: r.name)
     if as_json:
         print_json([{"name": r.name, "url": r.url, "options": dict(r.options)} for r in remotes])
         return

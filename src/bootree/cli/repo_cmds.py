@@ -243,7 +243,7 @@ def commit_cmd(
         k, v = _split_kv(item, "--add-metadata")
         metadata.append((k, parse_gvariant_text(v)))
     if bootable:
-        metadata.append(("ostree.bootable", Variant("b", True)))
+        metadata.extend(_bootable_metadata(sources))
     parent_arg: Any
     if parent is None:
         parent_arg = None if orphan and not branch else _UNSET
@@ -275,6 +275,7 @@ def commit_cmd(
             progress=on_progress,
             **kwargs,
         )
+    refs_changed(repo, committed=True)
     if consume:
         import shutil
 
@@ -282,6 +283,36 @@ def commit_cmd(
             if isinstance(src, TreeSource) and src.kind == "dir":
                 shutil.rmtree(src.value)
     click.echo(csum)
+
+
+def refs_changed(repo: Repo, *, committed: bool = False) -> None:
+    """Regenerate the summary after a ref change when the repository asks for it, as ostree:
+    ``core.commit-update-summary`` after a commit, ``core.auto-update-summary`` after any ref
+    change (when a summary exists)."""
+    auto = repo.config.get_bool("core", "auto-update-summary", False) and (repo.path / "summary").exists()
+    if auto or (committed and repo.config.get_bool("core", "commit-update-summary", False)):
+        from bootree.pull.publish import update_summary
+
+        update_summary(repo)
+
+
+def _bootable_metadata(sources: list[TreeSource | Path]) -> list[tuple[str, Variant]]:
+    """``--bootable``: ``ostree.bootable`` and, as ostree, ``ostree.linux`` (the kernel version) of
+    the tree's kernel; a directory without a kernel is refused.
+
+    Raises:
+        KernelNotFound: when the (last) directory source has no kernel.
+    """
+    meta = [("ostree.bootable", Variant("b", True))]
+    dirs = [s for s in sources if isinstance(s, TreeSource) and s.kind == "dir"]
+    if dirs:
+        from bootree.sysroot.bootloader import find_kernel
+
+        kernel_src, kernel_name = find_kernel(Path(dirs[-1].value)).kernel
+        parts = kernel_src.split("/")
+        modules = parts[:3] == ["usr", "lib", "modules"] and len(parts) > 3
+        meta.append(("ostree.linux", Variant("s", parts[3] if modules else kernel_name.removeprefix("vmlinuz-"))))
+    return meta
 
 
 def _source_date_epoch() -> int | None:
@@ -396,6 +427,7 @@ def refs_cmd(
         if len(prefixes) != 1:
             raise click.UsageError("--create=NEWREF needs one existing ref or commit as argument")
         _create_ref(repo, prefixes[0], create, alias=alias, force=force)
+        refs_changed(repo)
         return
     if delete:
         if not prefixes:
@@ -406,6 +438,7 @@ def refs_cmd(
                 if name in aliased:
                     raise RepoError(f"Ref '{name}' has an active alias; delete the alias first")
                 repo.set_ref(name, None)
+        refs_changed(repo)
         return
     if alias:
         for name, target in repo.refs.aliases().items():

@@ -125,7 +125,7 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
     problems = result.problems
     for name, csum in repo.list_refs().items():
         if not repo.store.has(ObjectType.COMMIT, csum):
-            problems.append(FsckProblem("ref", name, f"ref {name} points to missing commit {csum}"))
+            problems.append(FsckProblem("ref", name, f"Loading commit for ref {name}: No such metadata object {csum}.commit"))
     commits = [c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT]
     seen: set[ObjectName] = set()
     files: dict[Checksum, list[Checksum]] = {}

@@ -203,7 +203,7 @@ class ImmediateFetcher:
 
     def _check_length(self, url: str, data: bytes, max_length: int) -> bytes:
         if len(data) > max_length:
-            raise FetchError(url, f"too large: over {max_length} bytes")
+            raise FetchError(url, f"too large: exceeded maximum size {max_length}")
         self._stats.bytes += len(data)
         return data
 

@@ -474,14 +474,14 @@ class PipelinedHttpFetcher:
             if n > limit:
                 if status != 200:
                     raise _ConnectionLost(f"oversized HTTP {status} body", blame=False)
-                raise FetchError(req.url, f"too large: {n} bytes, limit is {limit}", status=status)
+                raise FetchError(req.url, f"too large: {n} bytes exceeded maximum size {limit}", status=status)
             body = rfile.read(n) if n else b""
             if len(body) != n:
-                raise _ConnectionLost(f"truncated response: got {len(body)} of {n} bytes")
+                raise _ConnectionLost(f"Download incomplete: got {len(body)} of {n} bytes")
         else:
             body = rfile.read(limit + 1)
             if len(body) > limit:
-                raise FetchError(req.url, f"too large: over {limit} bytes", status=status)
+                raise FetchError(req.url, f"too large: exceeded maximum size {limit}", status=status)
             close = True
         if http10:
             close = True
@@ -505,7 +505,7 @@ class PipelinedHttpFetcher:
             if total > limit:
                 if status != 200:
                     raise _ConnectionLost(f"oversized HTTP {status} body", blame=False)
-                raise FetchError(req.url, f"too large: over {limit} bytes", status=status)
+                raise FetchError(req.url, f"too large: exceeded maximum size {limit}", status=status)
             chunk = rfile.read(size)
             if len(chunk) != size or rfile.readline(_MAX_HEADER_LINE) not in (b"\r\n", b"\n"):
                 raise _ConnectionLost("truncated chunked response")

@@ -93,18 +93,18 @@ class HttpxFetcher:
                 declared = resp.headers.get("content-length")
                 if declared is not None and int(declared) > max_length:
                     raise FetchError(
-                        url, f"too large: {declared} bytes, limit is {max_length}", status=status
+                        url, f"too large: {declared} bytes exceeded maximum size {max_length}", status=status
                     )
                 parts: list[bytes] = []
                 total = 0
                 for chunk in resp.iter_bytes():
                     total += len(chunk)
                     if total > max_length:
-                        raise FetchError(url, f"too large: over {max_length} bytes", status=status)
+                        raise FetchError(url, f"too large: exceeded maximum size {max_length}", status=status)
                     parts.append(chunk)
                 if declared is not None and total != int(declared):
                     raise FetchError(
-                        url, f"truncated response: got {total} of {declared} bytes", transient=True
+                        url, f"Download incomplete: got {total} of {declared} bytes", transient=True
                     )
                 with self._lock:
                     self._stats.bytes += total
