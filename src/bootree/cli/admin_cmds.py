@@ -491,3 +491,42 @@ def switch_cmd(sysroot_path: Path | None, stateroot: str | None, refspec: str) -
     if result.etc is not None:
         click.echo(result.etc.message)
     _say_swap(result.swap)
+
+
+@admin.group("instutil")
+def instutil_group() -> None:
+    """Installer utilities (as 'ostree admin instutil'; ostree calls them not stable)."""
+
+
+@instutil_group.command("set-kargs")
+@_sysroot_option
+@click.option("--merge", is_flag=True, help="Start from the deployment's current kernel arguments.")
+@click.option("--import-proc-cmdline", is_flag=True, help="Start from the running kernel's /proc/cmdline.")
+@click.option("--replace", multiple=True, metavar="NAME=VALUE", help="Replace a kernel argument's value(s).")
+@click.option("--append", multiple=True, metavar="NAME=VALUE", help="Append a kernel argument.")
+@click.argument("kargs", nargs=-1)
+def instutil_set_kargs_cmd(
+    sysroot_path: Path | None, merge: bool, import_proc_cmdline: bool, replace: tuple[str, ...],
+    append: tuple[str, ...], kargs: tuple[str, ...],
+) -> None:
+    """Set the kernel arguments of the booted (else default) deployment in place.
+
+    As ostree: the arguments start empty (--merge: the current ones; --import-proc-cmdline:
+    the running kernel's), then --replace, --append and KARGS are applied in that order.
+    """
+    from bootree.format.kargs import Kargs
+
+    sysroot = _open(sysroot_path)
+    if not sysroot.deployments:
+        raise SysrootError("Unable to find a deployment in sysroot")
+    index = next((i for i, d in enumerate(sysroot.deployments) if d.same(sysroot.booted)), 0)
+    current = sysroot.deployments[index]
+    if import_proc_cmdline:
+        base = Kargs.parse(_base_kargs(True, False) or "")
+    elif merge:
+        base = current.kargs
+    else:
+        base = Kargs()
+    new = base.replace_all(replace).append_all(append).append_all(kargs)
+    with sysroot.lock():
+        ops.set_kargs_in_place(sysroot, index, new)

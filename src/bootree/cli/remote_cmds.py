@@ -94,6 +94,8 @@ def remote_add_cmd(
     collection_id: str | None,
 ) -> None:
     """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
+    if if_not_exists and force:
+        raise click.UsageError("--if-not-exists and --force cannot be used together")
     repo = open_repo(ctx, repo_path)
     added = add_remote(
         repo.config,
