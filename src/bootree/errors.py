@@ -101,7 +101,7 @@ class ObjectMissing(RepoError):
     """A referenced object is not in the repository."""
 
     def __init__(self, checksum: str, kind: str) -> None:
-        super().__init__(f"{kind} object {checksum} not found")
+        super().__init__(f"Object missing: {kind} object {checksum} not found")  # ostree's words first
         self.checksum = checksum
         self.kind = kind
 

@@ -153,6 +153,56 @@ def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool,
         click.echo(f"{r.name:<{width}}  {r.url}" if show_urls else r.name)
 
 
+@remote_group.command("add-cookie")
+@repo_option
+@click.argument("name")
+@click.argument("domain")
+@click.argument("path")
+@click.argument("cookie_name", metavar="COOKIE")
+@click.argument("value")
+@click.pass_context
+def remote_add_cookie_cmd(
+    ctx: click.Context, repo_path: Path | None, name: str, domain: str, path: str, cookie_name: str, value: str
+) -> None:
+    """Add a cookie that pulls from remote NAME send to DOMAIN under PATH."""
+    from bootree.pull.cookies import Cookie, add_cookie
+
+    repo = open_repo(ctx, repo_path)
+    get_remote(repo.config, name)
+    add_cookie(repo, name, Cookie(domain, path, cookie_name, value))
+
+
+@remote_group.command("delete-cookie")
+@repo_option
+@click.argument("name")
+@click.argument("domain")
+@click.argument("path")
+@click.argument("cookie_name", metavar="COOKIE")
+@click.argument("value", required=False)
+@click.pass_context
+def remote_delete_cookie_cmd(
+    ctx: click.Context, repo_path: Path | None, name: str, domain: str, path: str, cookie_name: str, value: str | None
+) -> None:
+    """Remove a cookie of remote NAME (VALUE is accepted as ostree takes it)."""
+    from bootree.pull.cookies import delete_cookie
+
+    if not delete_cookie(open_repo(ctx, repo_path), name, domain, path, cookie_name):
+        raise RemoteError(f"Cookie {cookie_name} for {domain}{path} not found")
+
+
+@remote_group.command("list-cookies")
+@repo_option
+@click.argument("name")
+@click.pass_context
+def remote_list_cookies_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
+    """List the cookies of remote NAME."""
+    from bootree.pull.cookies import list_cookies
+
+    for c in list_cookies(open_repo(ctx, repo_path), name):
+        click.echo(f"Name: {c.name}\nValue: {c.value}\nDomain: {c.domain}\nPath: {c.path}\n"
+                   f"Secure: {'yes' if c.secure else 'no'}\nExpires: {c.expires or 'session'}\n")
+
+
 @remote_group.command("show-url")
 @repo_option
 @click.argument("name")
@@ -407,6 +457,7 @@ def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -
     help="How many times each download is retried on a transient error (default 4).",
 )
 @click.option("--url", "url_override", help="Pull from this URL instead of the remote's.")
+@click.option("--http-header", "http_headers", multiple=True, metavar="NAME=VALUE", help="Add an HTTP request header.")
 @click.option(
     "--per-object-fsync",
     is_flag=True,
@@ -427,6 +478,7 @@ def pull_cmd(
     disable_static_deltas: bool,
     network_retries: int | None,
     url_override: str | None,
+    http_headers: tuple[str, ...],
     per_object_fsync: bool,
     as_json: bool,
 ) -> None:
@@ -440,6 +492,14 @@ def pull_cmd(
     if url_override:
         rem = dataclasses.replace(rem, options=(*rem.options, ("url", url_override)))
     cfg = _pull_config(network_retries, disable_fsync, repo)
+    headers = [_kv(h, "--http-header") for h in http_headers]
+    from bootree.pull.cookies import cookie_header
+
+    cookies = cookie_header(repo, remote, rem.url)
+    if cookies:
+        headers.append(("Cookie", cookies))
+    if headers:
+        cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, headers=tuple(headers)))
     with _progress() as display:
         result = pull(
             repo,

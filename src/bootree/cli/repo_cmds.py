@@ -54,6 +54,12 @@ def parse_timestamp(value: str) -> int:
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
+        when = None
+    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S %z"):  # "2005-10-29 12:43:29 +0000", as ostree reads it
+        if when is None:
+            with contextlib.suppress(ValueError):
+                when = dt.datetime.strptime(value, fmt)
+    if when is None:
         raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
@@ -165,6 +171,7 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
 @click.option("--parent", help='Parent commit checksum, or "none".')
 @click.option("--orphan", is_flag=True, help="Create a commit without writing a ref.")
 @click.option("--no-bindings", is_flag=True, help="Do not write the ostree.ref-binding metadata.")
+@click.option("--bind-ref", "bind_refs", multiple=True, metavar="REF", help="Also bind the commit to REF (ostree.ref-binding).")
 @click.option("--tree", "trees", multiple=True, metavar="dir=PATH|tar=TARFILE|ref=COMMIT", help="Overlay the given tree (repeatable; later ones win).")
 @click.option("--add-metadata-string", "meta_strings", multiple=True, metavar="KEY=VALUE", help="Add a string to the commit metadata.")
 @click.option("--add-metadata", "meta_values", multiple=True, metavar="KEY=VALUE", help="Add metadata whose VALUE is GVariant text (e.g. true, 42, 'text', uint64 5).")
@@ -195,6 +202,7 @@ def commit_cmd(
     parent: str | None,
     orphan: bool,
     no_bindings: bool,
+    bind_refs: tuple[str, ...],
     trees: tuple[str, ...],
     meta_strings: tuple[str, ...],
     meta_values: tuple[str, ...],
@@ -244,6 +252,9 @@ def commit_cmd(
         metadata.append((k, parse_gvariant_text(v)))
     if bootable:
         metadata.extend(_bootable_metadata(sources))
+    if bind_refs and not no_bindings:
+        # As ostree: the branch and every --bind-ref, sorted.
+        metadata.append(("ostree.ref-binding", Variant("as", sorted({*bind_refs, *([branch] if branch else [])}))))
     parent_arg: Any
     if parent is None:
         parent_arg = None if orphan and not branch else _UNSET

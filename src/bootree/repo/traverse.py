@@ -155,21 +155,21 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
                         repo.read_dirmeta(m)
                     except BootreeError as e:
                         problem = FsckProblem("dirmeta", m, str(e))
-                if problem and not (partial and "not found" in problem.message):
+                if problem and not (partial and "Object missing" in problem.message):
                     problems.append(problem)
             if (ObjectType.DIR_TREE, t) in seen:
                 continue
             seen.add((ObjectType.DIR_TREE, t))
             problem = _check_meta(repo, ObjectType.DIR_TREE, t)
             if problem:
-                if not (partial and "not found" in problem.message):
+                if not (partial and "Object missing" in problem.message):
                     problems.append(problem)
                 continue
             try:
                 # Strict: fsck also requires GVariant normal form, which plain reads do not.
                 dt = DirTree.from_bytes(repo.store.load_metadata(ObjectType.DIR_TREE, t))
             except BootreeError as e:
-                problems.append(FsckProblem("dirtree", t, f"corrupt dirtree object {t}: {e}"))
+                problems.append(FsckProblem("dirtree", t, f"Corrupted dirtree object {t}.dirtree: {e}"))
                 continue
             for _, c in dt.files:
                 if partial and not repo.store.has(ObjectType.FILE, c):

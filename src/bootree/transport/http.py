@@ -251,7 +251,10 @@ class PipelinedHttpFetcher:
         with self._lock:
             pool = self._pools.get(origin)
             if pool is None:
-                pool = self._pools[origin] = _OriginPool(origin, host_header, _auth_header(req.url))
+                extra = _auth_header(req.url) + b"".join(
+                    f"{k}: {v}\r\n".encode("latin-1") for k, v in self.config.headers
+                )
+                pool = self._pools[origin] = _OriginPool(origin, host_header, extra)
                 for i in range(max(1, self.config.connections)):
                     t = threading.Thread(
                         target=self._serve, args=(pool,), name=f"bootree-http-{origin[1]}-{i}", daemon=True

@@ -39,7 +39,7 @@ class HttpxFetcher:
             timeout=httpx.Timeout(
                 connect=cfg.connect_timeout, read=cfg.read_timeout, write=cfg.read_timeout, pool=None
             ),
-            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity"},
+            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity", **dict(cfg.headers)},
             follow_redirects=True,
             max_redirects=5,
             verify=(cfg.tls_ca_path or True) if cfg.tls_verify else False,
