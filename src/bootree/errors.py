@@ -101,7 +101,11 @@ class ObjectMissing(RepoError):
     """A referenced object is not in the repository."""
 
     def __init__(self, checksum: str, kind: str) -> None:
-        super().__init__(f"Object missing: {kind} object {checksum} not found")  # ostree's words first
+        # ostree's words first (scripts match them).
+        if kind in ("commit", "dirtree", "dirmeta", "commitmeta"):
+            super().__init__(f"No such metadata object {checksum}.{kind}")
+        else:
+            super().__init__(f"Object missing: {kind} object {checksum} not found")
         self.checksum = checksum
         self.kind = kind
 

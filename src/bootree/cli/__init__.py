@@ -45,7 +45,7 @@ _COMMAND_HOME = {
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
-    **dict.fromkeys(["config", "reset"], "bootree.cli.config_cmds"),
+    **dict.fromkeys(["config", "reset", "checksum"], "bootree.cli.config_cmds"),
 }
 
 

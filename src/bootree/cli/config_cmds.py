@@ -1,4 +1,4 @@
-"""ostree's small repository commands that have no other home: ``config`` and ``reset``.
+"""ostree's small repository commands that have no other home: ``config``, ``reset``, ``checksum``.
 
 Layer: cli. ``config get|set|unset`` edit the repository's ``config`` key file in place
 (comments and unknown keys kept, written atomically); ``reset`` moves a ref to any commit.
@@ -92,3 +92,35 @@ def reset_cmd(ctx: click.Context, repo_path: Path | None, ref: str, commit: str)
     assert current is not None and target is not None  # resolve_rev raises RefNotFound
     repo.set_ref(ref, target, expected=current)
     refs_changed(repo)
+
+
+@cli.command("checksum")
+@click.option("--ignore-xattrs", is_flag=True, help="Leave extended attributes out of the checksum.")
+@click.argument("path", type=click.Path(exists=False, path_type=Path))
+def checksum_cmd(ignore_xattrs: bool, path: Path) -> None:
+    """Print the object checksum PATH would have in a repository: a file's content checksum
+    (with its owner, mode and xattrs), or a directory's dirmeta checksum."""
+    import hashlib
+    import os
+    import stat
+
+    from bootree import _fs
+    from bootree.format.objects import DirMeta, FileHeader
+
+    st = os.lstat(path)
+    xattrs = () if ignore_xattrs else _fs.list_xattrs(path)
+    if stat.S_ISDIR(st.st_mode):
+        meta = DirMeta(st.st_uid, st.st_gid, stat.S_IFDIR | (st.st_mode & 0o7777), xattrs)
+        click.echo(hashlib.sha256(meta.to_bytes()).hexdigest())
+        return
+    if stat.S_ISLNK(st.st_mode):
+        click.echo(FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, os.readlink(path), xattrs).checksum())
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise RepoError(f"{path}: not a regular file, symbolic link or directory")
+    header = FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, "", xattrs)
+    hasher = hashlib.sha256(header.checksum_prefix())
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    click.echo(hasher.hexdigest())

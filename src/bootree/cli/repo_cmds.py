@@ -763,10 +763,14 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, quiet: bool, all_errors
         return
     say(f"Verifying content integrity of {result.commits - len(result.partial)} commit objects...")
     marked: list[Checksum] = []
+    unfixed = []
     for p in result.problems:
         where = f"In commits {', '.join(p.commits)}: " if p.commits else ""
-        if delete and p.kind in _FSCK_DELETABLE:
-            click.echo(f"{where}{p.message}", err=True)
+        # As ostree: a missing object makes its commits partial (a pull can complete them);
+        # with --delete a corrupt one is removed and does the same.
+        missing = p.kind in _FSCK_DELETABLE and p.message.startswith(("Object missing", "No such metadata object"))
+        if p.kind in _FSCK_DELETABLE and (delete or missing):
+            click.echo(f"{'error: ' if missing else ''}{where}{p.message}", err=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(repo.object_path(_FSCK_DELETABLE[p.kind], Checksum(p.checksum)))
             for c in p.commits:
@@ -776,9 +780,9 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, quiet: bool, all_errors
                     marked.append(c)
         else:
             click.echo(f"error: {where}{p.message}", err=True)
+            unfixed.append(p)
     if result.partial:
         say(f"{len(result.partial)} partial commits not verified")
-    unfixed = [p for p in result.problems if not (delete and p.kind in _FSCK_DELETABLE)]
     if unfixed:
         click.echo(f"error: Repository corruption encountered ({len(unfixed)} bad objects)", err=True)
         ctx.exit(1)

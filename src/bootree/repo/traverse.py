@@ -89,6 +89,11 @@ class FsckProblem:
     """The commits that reach the bad object (what ostree's "In commits ..." names)."""
 
 
+def _missing(problem: FsckProblem) -> bool:
+    """Whether a problem is an absent object (a partial commit may lack objects)."""
+    return problem.message.startswith(("Object missing", "No such metadata object"))
+
+
 @dataclass
 class FsckResult:
     """What fsck checked and what it found."""
@@ -155,14 +160,14 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
                         repo.read_dirmeta(m)
                     except BootreeError as e:
                         problem = FsckProblem("dirmeta", m, str(e))
-                if problem and not (partial and "Object missing" in problem.message):
+                if problem and not (partial and _missing(problem)):
                     problems.append(problem)
             if (ObjectType.DIR_TREE, t) in seen:
                 continue
             seen.add((ObjectType.DIR_TREE, t))
             problem = _check_meta(repo, ObjectType.DIR_TREE, t)
             if problem:
-                if not (partial and "Object missing" in problem.message):
+                if not (partial and _missing(problem)):
                     problems.append(problem)
                 continue
             try:
