@@ -55,15 +55,34 @@ def parse_timestamp(value: str) -> int:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
         when = None
-    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S %z"):  # "2005-10-29 12:43:29 +0000", as ostree reads it
+    # The other forms ostree's scripts use (it reads dates as GNU date does): "2005-10-29
+    # 12:43:29 +0000", "October 25 1985", "1 week ago".
+    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S %z", "%B %d %Y", "%b %d %Y", "%d %B %Y"):
         if when is None:
             with contextlib.suppress(ValueError):
                 when = dt.datetime.strptime(value, fmt)
+    if when is None:
+        when = _relative_date(value)
     if when is None:
         raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp())
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400,
+          "year": 365 * 86400}
+
+
+def _relative_date(value: str) -> dt.datetime | None:
+    """``N UNIT[s] ago`` (GNU date's relative form; a month is 30 days, a year 365), else ``None``."""
+    words = value.lower().split()
+    if len(words) != 3 or words[2] != "ago" or not words[0].isdigit():
+        return None
+    unit = _UNITS.get(words[1].removesuffix("s"))
+    if unit is None:
+        return None
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(words[0]) * unit)
 
 
 def parse_gvariant_text(text: str) -> Variant:
