@@ -236,7 +236,7 @@ def plan_merge(orig: Path, modified: Path, new: Path) -> EtcDiff:
             if not any(a in replaced_by_dir for a in _parents(p)):
                 raise EtcMergeConflict(
                     f"/etc/{p}",
-                    "locally modified file, but the new default has a directory there; "
+                    "Modified config file newly defaults to directory (ostree's words): "
                     "keeping the local file would lose the new directory",
                 )
         for a in _parents(p):
