@@ -149,6 +149,23 @@ class RefConflict(RepoError):
         self.actual = actual
 
 
+class SummaryNotFound(RepoError):
+    """A repository without a ``summary`` file (``summary --view`` before ``summary -u``)."""
+
+    def __init__(self, repo: os.PathLike[str] | str) -> None:
+        super().__init__(f"{os.fspath(repo)} has no summary", hint="create it with 'bootree summary -u'")
+        self.repo = os.fspath(repo)
+
+
+class CorruptSummary(RepoError):
+    """A ``summary`` file that does not parse."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where} is corrupt: {why}")
+        self.where = where
+        self.why = why
+
+
 class LockTimeout(RepoError):
     """A repository or sysroot lock that could not be taken in time."""
 

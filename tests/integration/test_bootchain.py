@@ -233,7 +233,7 @@ def two_deployments(images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     shutil.copytree(esp_dir, before)
     monkeypatch.setenv("BOOTREE_ESP", str(esp_dir))
     with sysroot.lock():
-        deploy(sysroot, sysroot.repo.resolve_rev("test/v2"), stateroot="default",  # type: ignore[arg-type]
+        deploy(sysroot, sysroot.repo.resolve_rev("test/v2"), stateroot="default",
                origin=Origin.for_refspec("test/v2"), opts=DeployOptions())
     monkeypatch.delenv("BOOTREE_ESP")
     yield root, before, esp_dir

@@ -304,10 +304,10 @@ def test_early_publishing(source: Source, tmp_path: Path, mode: RepoMode, monkey
     # Written content objects are flushed and renamed in while the pull goes on. Made eager here
     # (every object, every millisecond) so that these small pulls exercise it: a complete pull,
     # a failed one (refs kept, fsck clean, what arrived kept) and its resumption.
-    from bootree.pull import puller
+    from bootree.pull import writer
 
-    monkeypatch.setattr(puller, "_EARLY_BATCH", 1)
-    monkeypatch.setattr(puller, "_EARLY_INTERVAL", 0.001)
+    monkeypatch.setattr(writer, "EARLY_BATCH", 1)
+    monkeypatch.setattr(writer, "EARLY_INTERVAL", 0.001)
     published: list[int] = []
     real = Transaction.publish_early
 
@@ -333,10 +333,10 @@ def test_early_publishing(source: Source, tmp_path: Path, mode: RepoMode, monkey
 def test_early_publishing_error_fails_the_pull(
     source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bootree.pull import puller
+    from bootree.pull import writer
 
-    monkeypatch.setattr(puller, "_EARLY_BATCH", 1)
-    monkeypatch.setattr(puller, "_EARLY_INTERVAL", 0.001)
+    monkeypatch.setattr(writer, "EARLY_BATCH", 1)
+    monkeypatch.setattr(writer, "EARLY_INTERVAL", 0.001)
 
     def broken(self: Transaction, otype: ObjectType, checksums: list[Checksum]) -> None:
         raise OSError(28, "No space left on device")

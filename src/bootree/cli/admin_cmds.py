@@ -136,8 +136,6 @@ def deploy_cmd(
     sysroot = _open(sysroot_path)
     with sysroot.lock():
         csum = sysroot.repo.resolve_rev(refspec)
-        if csum is None:
-            raise RefNotFound(refspec)
         if stateroot is None:
             if sysroot.booted is not None:
                 stateroot = sysroot.booted.stateroot

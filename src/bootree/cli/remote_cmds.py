@@ -40,9 +40,9 @@ from bootree.pull import (
     pull,
     pull_local,
 )
-from bootree.pull.publish import update_summary
+from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
-from bootree.transport import join_url, open_fetcher
+from bootree.repo.summary import read_summary, update_summary
 
 
 def _kv(value: str, option: str) -> tuple[str, str]:
@@ -213,14 +213,7 @@ def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
-    remote = get_remote(repo.config, name)
-    cfg = PullConfig()
-    f = open_fetcher(remote.url, remote.fetch_config(cfg.fetch))
-    try:
-        data = f.fetch(join_url(remote.url, "summary"), max_length=cfg.max_summary_size)
-    finally:
-        f.close()
-    return Summary.from_bytes(data)
+    return fetch_remote_summary(get_remote(repo.config, name)).summary
 
 
 @remote_group.command("refs")
@@ -320,14 +313,11 @@ def summary_cmd(
             extra.append((key, _parse_variant(value)))
         update_summary(repo, extra_metadata=extra)
     if view:
-        path = repo.path / "summary"
-        if not path.exists():
-            raise RemoteError(f"{repo.path} has no summary", hint="create it with 'bootree summary -u'")
-        data = path.read_bytes()
-        summary = Summary.from_bytes(data)
+        summary = read_summary(repo)
         if raw:
             from bootree.format.gvariant import decode
 
+            data = (repo.path / "summary").read_bytes()
             click.echo(print_text(_SUMMARY_TYPE, decode(_SUMMARY_TYPE, data), annotate=True))
         elif as_json:
             print_json(

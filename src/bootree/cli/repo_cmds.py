@@ -28,16 +28,13 @@ from bootree.cli._common import (
 )
 from bootree.errors import GVariantError, RepoError
 from bootree.format.checksum import Checksum
-from bootree.format.content import decode_archive_header
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
-from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, TreeSource
+from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, SourceKind, TreeSource
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:
-    csum = repo.resolve_rev(rev)
-    assert csum is not None
-    return csum
+    return repo.resolve_rev(rev)
 
 
 def parse_timestamp(value: str) -> int:
@@ -252,12 +249,12 @@ def commit_cmd(
         repo.fsync = fsync == "true"
     sources: list[TreeSource | Path] = []
     if base is not None:
-        sources.append(TreeSource("base", base))
+        sources.append(TreeSource(SourceKind.BASE, base))
     if path is not None:
-        sources.append(TreeSource("dir", str(path)))
+        sources.append(TreeSource(SourceKind.DIR, str(path)))
     sources.extend(TreeSource.parse(t) for t in trees)
     if not any(isinstance(src, TreeSource) and src.kind != "base" for src in sources):
-        sources.append(TreeSource("dir", "."))  # as ostree: no PATH and no --tree commits the current directory
+        sources.append(TreeSource(SourceKind.DIR, "."))  # as ostree: no PATH and no --tree commits the current directory
     if not branch and not orphan:
         raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
     if body_file is not None:
@@ -321,7 +318,7 @@ def refs_changed(repo: Repo, *, committed: bool = False) -> None:
     change (when a summary exists)."""
     auto = repo.config.get_bool("core", "auto-update-summary", False) and (repo.path / "summary").exists()
     if auto or (committed and repo.config.get_bool("core", "commit-update-summary", False)):
-        from bootree.pull.publish import update_summary
+        from bootree.repo.summary import update_summary
 
         update_summary(repo)
 
@@ -663,11 +660,8 @@ def ls_cmd(
                 rows.append({"path": path, "type": "dir", "mode": dm.mode, "uid": dm.uid, "gid": dm.gid,
                              "size": 0, "dirtree": obj, "dirmeta": meta})
             else:
-                header, stream = repo.open_file(obj)
-                size = 0
-                if stream is not None:
-                    with stream:  # type: ignore[attr-defined]
-                        size = _stream_size(repo, obj)
+                with repo.open_file(obj) as content:
+                    header, size = content.header, content.size if content.stream is not None else 0
                 row = {"path": path, "type": "symlink" if header.is_symlink else "file", "mode": header.mode,
                        "uid": header.uid, "gid": header.gid, "size": size, "checksum": obj}
                 if header.is_symlink:
@@ -686,17 +680,6 @@ def ls_cmd(
         click.echo(line)
 
 
-def _stream_size(repo: Repo, csum: Checksum) -> int:
-    """A content object's uncompressed size without reading its content."""
-    path = repo.object_path(ObjectType.FILE, csum)
-    if repo.mode is RepoMode.ARCHIVE:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            head += f.read(int.from_bytes(head[:4], "big"))
-        return decode_archive_header(head).size
-    return os.lstat(path).st_size
-
-
 @cli.command("cat")
 @repo_option
 @click.argument("rev")
@@ -711,11 +694,11 @@ def cat_cmd(ctx: click.Context, repo_path: Path | None, rev: str, paths: tuple[s
         entries = list(repo.walk_tree(csum, p))
         if not entries or entries[0][1] != "f":
             raise RepoError(f"{p}: not a regular file in {rev}")
-        header, stream = repo.open_file(entries[0][2])
-        if stream is None:
-            raise RepoError(f"{p}: is a symlink to {header.symlink_target}")
-        with stream:  # type: ignore[attr-defined]
-            while chunk := stream.read(1 << 20):  # type: ignore[attr-defined]
+        content = repo.open_file(entries[0][2])
+        if content.stream is None:
+            raise RepoError(f"{p}: is a symlink to {content.header.symlink_target}")
+        with content.stream as stream:
+            while chunk := stream.read(1 << 20):
                 out.write(chunk)
     out.flush()
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Protocol
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
@@ -26,6 +27,13 @@ __all__ = [
     "BARE_USER_META_TYPE",
     "BARE_USER_XATTR",
     "ArchivedFile",
+    "Compressor",
+    "CompressorFactory",
+    "ContentFraming",
+    "ContentStreamDecoder",
+    "Decompressor",
+    "DecompressorFactory",
+    "archive_header_length",
     "bare_user_disk_mode",
     "decode_archive_header",
     "decode_bare_user_meta",
@@ -33,6 +41,8 @@ __all__ = [
     "encode_archive_header",
     "encode_bare_user_meta",
     "inflate_chunks",
+    "read_archive_header",
+    "stream_header_length",
 ]
 
 ARCHIVE_HEADER_TYPE = "(tuuuusa(ayay))"
@@ -42,6 +52,32 @@ BARE_USER_XATTR = "user.ostreemeta"
 
 #: Default ``[archive] zlib-level``.
 DEFAULT_ZLIB_LEVEL = 6
+
+
+class Compressor(Protocol):
+    """What a ``zlib.compressobj()`` is (zlib-ng's is one too)."""
+
+    def compress(self, data: bytes | memoryview, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class Decompressor(Protocol):
+    """What a ``zlib.decompressobj()`` is (zlib-ng's is one too)."""
+
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+    @property
+    def unused_data(self) -> bytes: ...
+    @property
+    def eof(self) -> bool: ...
+    def decompress(self, data: bytes | memoryview, /, max_length: int = ...) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+#: ``zlib.compressobj(level, method, wbits)`` or a compatible factory.
+CompressorFactory = Callable[[int, int, int], Compressor]
+#: ``zlib.decompressobj(wbits)`` or a compatible factory.
+DecompressorFactory = Callable[[int], Decompressor]
 
 
 
@@ -74,25 +110,61 @@ class ArchivedFile:
         self.body_offset = body_offset
 
 
+def archive_header_length(prefix: bytes | bytearray | memoryview) -> int:
+    """How many bytes the header of a ``.filez`` object takes, from its first 8 bytes.
+
+    The one place that reads the length prefix: callers reading from a file or a socket read 8
+    bytes, then this many minus 8, then hand the whole header to :func:`decode_archive_header`.
+
+    Raises:
+        FormatError: if ``prefix`` is shorter than 8 bytes or the padding is not zero.
+    """
+    if len(prefix) < 8:
+        raise FormatError("archive file object is truncated")
+    if bytes(prefix[4:8]) != b"\0\0\0\0":
+        raise FormatError("archive file object has a bad prefix")
+    hlen = int.from_bytes(prefix[:4], "big")
+    if hlen < 8:
+        raise FormatError("archive file object header is truncated")
+    return 8 + hlen
+
+
+def stream_header_length(prefix: bytes | bytearray | memoryview) -> int:
+    """How many bytes the header of a checksum stream (``u32be(len(H)) 00000000 H``) takes,
+    from its first 8 bytes: the one reader of that prefix.
+
+    Raises:
+        FormatError: if ``prefix`` is shorter than 8 bytes or the padding is not zero.
+    """
+    if len(prefix) < 8 or bytes(prefix[4:8]) != b"\0\0\0\0":
+        raise FormatError("content stream has a bad prefix")
+    return 8 + int.from_bytes(prefix[:4], "big")
+
+
+def read_archive_header(read: Callable[[int], bytes]) -> ArchivedFile:
+    """Parse a ``.filez`` header through ``read(n)`` (a file's ``read``), leaving it at the body.
+
+    Raises:
+        FormatError: for a truncated or malformed header.
+    """
+    prefix = read(8)
+    rest = read(archive_header_length(prefix) - 8)
+    return decode_archive_header(prefix + rest)
+
+
 def decode_archive_header(data: bytes | memoryview) -> ArchivedFile:
     """Parse the start of a ``.filez`` object (``data`` may hold more than the header).
 
     Raises:
         FormatError: for a truncated or malformed header.
     """
-    if len(data) < 8:
-        raise FormatError("archive file object is truncated")
-    hlen = int.from_bytes(data[:4], "big")
-    if bytes(data[4:8]) != b"\0\0\0\0":
-        raise FormatError("archive file object has a bad prefix")
-    if len(data) < 8 + hlen:
-        raise FormatError("archive file object header is truncated")
-    if hlen < 8:
+    end = archive_header_length(data)
+    if len(data) < end:
         raise FormatError("archive file object header is truncated")
     # Everything after the size field decodes the same whatever the size is (``t`` is fixed-width
     # and 8-aligned), and a tree has few distinct owner/mode/xattr combinations: cache on that.
-    header = _decode_archive_rest(bytes(data[16 : 8 + hlen]))
-    return ArchivedFile(header, int.from_bytes(data[8:16], "big"), 8 + hlen)
+    header = _decode_archive_rest(bytes(data[16:end]))
+    return ArchivedFile(header, int.from_bytes(data[8:16], "big"), end)
 
 
 @lru_cache(maxsize=4096)
@@ -110,7 +182,7 @@ def _decode_archive_rest(rest: bytes) -> FileHeader:
 def deflate_chunks(
     chunks: Iterable[bytes],
     level: int = DEFAULT_ZLIB_LEVEL,
-    compressobj: Callable[[int, int, int], Any] = zlib.compressobj,
+    compressobj: CompressorFactory = zlib.compressobj,
 ) -> Iterator[bytes]:
     """Compress ``chunks`` to a raw DEFLATE stream (no zlib header), as ostree's archive mode.
 
@@ -126,9 +198,9 @@ def deflate_chunks(
 
 
 def inflate_chunks(
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes | memoryview],
     expected_size: int,
-    decompressobj: Callable[[int], Any] = zlib.decompressobj,
+    decompressobj: DecompressorFactory = zlib.decompressobj,
     error_types: tuple[type[Exception], ...] = (zlib.error,),
 ) -> Iterator[bytes]:
     """Decompress a raw DEFLATE stream, checking it ends exactly at ``expected_size`` bytes.
@@ -191,3 +263,111 @@ def bare_user_disk_mode(mode: int) -> int:
     if stat.S_ISLNK(mode):
         return 0o644
     return (mode & 0o775) | stat.S_IRUSR
+
+
+class ContentFraming(StrEnum):
+    """How a content object travels between repositories (a pull's wire formats)."""
+
+    #: ``.filez``: archive header with the size, then a raw DEFLATE body (HTTP remotes).
+    ARCHIVED = "filez"
+    #: The checksum stream ``u32be(len(H)) 00000000 H content`` (bare-family local sources).
+    STREAM = "file"
+
+
+class ContentStreamDecoder:
+    """Incremental decoder of a received content object: bytes in, header and content out.
+
+    For objects too large to hold whole: :meth:`feed` takes the received bytes in any chunking
+    and returns the uncompressed content that became available; :attr:`header` is set as soon
+    as the framing header is complete; :meth:`finish` checks that the object ended where its
+    framing says. The repository hashes what comes out, so nothing here is trusted.
+    """
+
+    def __init__(
+        self,
+        framing: ContentFraming,
+        decompressobj: DecompressorFactory = zlib.decompressobj,
+        error_types: tuple[type[Exception], ...] = (zlib.error,),
+    ) -> None:
+        self.framing = framing
+        self.header: FileHeader | None = None
+        #: The uncompressed content size (known from the header for ``filez``, counted otherwise).
+        self.size: int | None = None
+        self._head = bytearray()
+        self._need = 8
+        self._decomp = decompressobj(-15) if framing is ContentFraming.ARCHIVED else None
+        self._errors = error_types
+        self._out = 0
+
+    def feed(self, chunk: bytes | memoryview) -> list[bytes]:
+        """The content bytes that ``chunk`` completes (possibly none).
+
+        Raises:
+            FormatError: for a malformed header, a corrupt body, or more content than declared.
+        """
+        if self.header is None:
+            self._head += chunk
+            if len(self._head) < self._need:
+                return []
+            if self._need == 8:
+                if self.framing is ContentFraming.ARCHIVED:
+                    self._need = archive_header_length(self._head)
+                else:
+                    self._need = stream_header_length(self._head)
+                if len(self._head) < self._need:
+                    return []
+            head, rest = bytes(self._head[: self._need]), memoryview(bytes(self._head[self._need :]))
+            self._head = bytearray()
+            if self.framing is ContentFraming.ARCHIVED:
+                parsed = decode_archive_header(head)
+                self.header, self.size = parsed.header, parsed.size
+            else:
+                self.header = FileHeader.from_bytes(head[8:])
+            return self._body(rest) if len(rest) else []
+        return self._body(chunk)
+
+    def _body(self, chunk: bytes | memoryview) -> list[bytes]:
+        assert self.header is not None
+        if not len(chunk):
+            return []
+        if self.header.is_symlink:
+            raise FormatError("symlink object has a body")
+        if self._decomp is None:
+            self._out += len(chunk)
+            return [bytes(chunk)]
+        assert self.size is not None
+        try:
+            out = self._decomp.decompress(chunk, self.size - self._out + 1)
+        except self._errors as e:
+            raise FormatError(f"archive file object does not inflate: {e}") from e
+        self._out += len(out)
+        if self._out > self.size or self._decomp.unconsumed_tail:
+            raise FormatError("archive file object inflates to more than its declared size")
+        return [out] if out else []
+
+    def finish(self) -> list[bytes]:
+        """The last content bytes; checks the object is complete.
+
+        Raises:
+            FormatError: for a truncated header or body, or trailing data.
+        """
+        if self.header is None:
+            raise FormatError("content object is truncated (incomplete header)")
+        if self._decomp is None:
+            self.size = self._out
+            return []
+        assert self.size is not None
+        if self.header.is_symlink:
+            return []
+        try:
+            out = self._decomp.flush()
+        except self._errors as e:
+            raise FormatError(f"archive file object does not inflate: {e}") from e
+        self._out += len(out)
+        if not self._decomp.eof:
+            raise FormatError("archive file object is truncated (deflate stream not finished)")
+        if self._decomp.unused_data:
+            raise FormatError("archive file object has trailing data")
+        if self._out != self.size:
+            raise FormatError(f"archive file object inflates to {self._out} bytes, header says {self.size}")
+        return [out] if out else []

@@ -133,7 +133,7 @@ def parse_type(type_string: str) -> GVariantType:
     return t
 
 
-def vardict_get(entries: Iterable[tuple[str, Variant]], key: str, default: Any = None) -> Any:
+def vardict_get(entries: Iterable[tuple[str, Variant]], key: str, default: object = None) -> object:
     """The unboxed value of ``key`` in an ``a{sv}`` (the first one if repeated), or ``default``."""
     for k, v in entries:
         if k == key:
@@ -223,7 +223,7 @@ def _encode(t: GVariantType, v: Any) -> bytes:
     return bytes(buf) + _pack_offsets(offsets[::-1], w)
 
 
-def encode(type_string: str, value: Any) -> bytes:
+def encode(type_string: str, value: object) -> bytes:
     """Serialize ``value`` as ``type_string`` in GVariant normal form.
 
     Raises:

@@ -15,13 +15,11 @@ from __future__ import annotations
 import hashlib
 import stat
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import lru_cache
-from typing import Any
 
 from bootree.errors import FormatError, InvalidTreeEntry
 from bootree.format import gvariant
-from bootree.format.checksum import Checksum, from_raw, to_raw
+from bootree.format.checksum import Checksum, ObjectType, from_raw, to_raw
 from bootree.format.gvariant import Variant, container_offset_size, offset_size, vardict_get
 
 __all__ = [
@@ -48,49 +46,6 @@ FILE_HEADER_TYPE = "(uuuusa(ayay))"
 
 #: Extended attributes: ``(name, value)`` pairs, names without the trailing NUL, sorted by name.
 Xattrs = tuple[tuple[bytes, bytes], ...]
-
-
-class ObjectType(StrEnum):
-    """Object kinds, valued by their file extension in ``objects/``."""
-
-    FILE = "file"
-    DIR_TREE = "dirtree"
-    DIR_META = "dirmeta"
-    COMMIT = "commit"
-    TOMBSTONE_COMMIT = "tombstone-commit"
-    COMMIT_META = "commitmeta"
-
-    @property
-    def number(self) -> int:
-        """ostree's numeric object type (used in static deltas and ``ostree.sizes``)."""
-        return _TYPE_NUMBERS[self]
-
-    @classmethod
-    def from_number(cls, n: int) -> ObjectType:
-        """The object type for ostree's numeric code.
-
-        Raises:
-            FormatError: for an unknown code.
-        """
-        for t, num in _TYPE_NUMBERS.items():
-            if num == n:
-                return t
-        raise FormatError(f"unknown object type number {n}")
-
-    @property
-    def is_meta(self) -> bool:
-        """Whether this is a metadata object (stored as plain GVariant bytes in every mode)."""
-        return self is not ObjectType.FILE
-
-
-_TYPE_NUMBERS = {
-    ObjectType.FILE: 1,
-    ObjectType.DIR_TREE: 2,
-    ObjectType.DIR_META: 3,
-    ObjectType.COMMIT: 4,
-    ObjectType.TOMBSTONE_COMMIT: 5,
-    ObjectType.COMMIT_META: 6,
-}
 
 
 def bswap32(v: int) -> int:
@@ -323,8 +278,11 @@ class Commit:
             related=tuple((n, from_raw(c)) for n, c in related),
         )
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The unboxed value of metadata ``key`` (the first one if repeated), or ``default``."""
+    def get(self, key: str, default: object = None) -> object:
+        """The unboxed value of metadata ``key`` (the first one if repeated), or ``default``.
+
+        Metadata is dynamically typed GVariant: callers check the type they expect.
+        """
         return vardict_get(self.metadata, key, default)
 
     @property

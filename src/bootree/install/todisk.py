@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import InstallError, RefNotFound
+from bootree.errors import InstallError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import ObjectType
+from bootree.format.verified import VerifiedMetadata
 from bootree.install import disk as disk_mod
 from bootree.repo import Repo
 from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, deploy, esp, immutable, ops
@@ -104,7 +105,7 @@ def copy_commits(src: Repo, dst: Repo, refs: dict[str, Checksum]) -> int:
             elif otype is ObjectType.COMMIT_META:
                 continue
             else:
-                txn.write_metadata(otype, src.load_metadata(otype, csum), expected=csum)
+                txn.write_metadata(VerifiedMetadata.parse(otype, src.load_metadata(otype, csum), expected=csum))
             n += 1
         for ref, csum in refs.items():
             txn.set_ref(ref, csum)
@@ -136,17 +137,12 @@ def prepare_sysroot(source: Repo, rev: str, root: Path, esp_dir: Path, *, option
         InstallError: without systemd-boot.
     """
     csum = source.resolve_rev(rev)
-    if csum is None:
-        raise RefNotFound(rev)
     if not options.systemd_boot.is_file():
         raise InstallError(f"systemd-boot not found at {options.systemd_boot}",
                            hint="install systemd-boot-efi (Debian) or pass --systemd-boot=PATH")
     refs: dict[str, Checksum] = {} if rev == csum else {rev: Checksum(csum)}
     for extra in options.extra_refs:
-        c = source.resolve_rev(extra)
-        if c is None:
-            raise RefNotFound(extra)
-        refs[extra] = Checksum(c)
+        refs[extra] = source.resolve_rev(extra)
     ops.init_fs(root)
     sysroot = Sysroot.open(root)
     copy_commits(source, sysroot.repo, refs or {f"bootree/install/{csum[:12]}": Checksum(csum)})

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from bootree.errors import RefNotFound
-from bootree.format.checksum import Checksum, is_checksum, parse_checksum
+from bootree.format.checksum import Checksum, is_checksum, object_relpath, parse_checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
 from bootree.format.refspec import validate_ref_name
 from bootree.format.summary import Summary
 
 __all__ = [
     "Action",
+    "ActionKind",
     "PullPlan",
     "PullTarget",
     "object_path",
@@ -34,19 +36,9 @@ __all__ = [
 
 Have = Callable[[ObjectType, Checksum], bool]
 
-_EXT = {
-    ObjectType.FILE: "filez",  # remotes served over HTTP are archive repositories
-    ObjectType.DIR_TREE: "dirtree",
-    ObjectType.DIR_META: "dirmeta",
-    ObjectType.COMMIT: "commit",
-    ObjectType.COMMIT_META: "commitmeta",
-    ObjectType.TOMBSTONE_COMMIT: "tombstone-commit",
-}
-
-
 def object_path(otype: ObjectType, csum: Checksum) -> str:
     """Path of an object in a remote archive repository: ``objects/ab/cdef….filez``."""
-    return f"objects/{csum[:2]}/{csum[2:]}.{_EXT[otype]}"
+    return f"objects/{object_relpath(otype, csum, archive=True)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +77,17 @@ def resolve_targets(
         RefNotFound: for a ref the remote does not have.
     """
     out: dict[PullTarget, Checksum] = {}
+    # One index of the summary for all targets: a mirror of a summary with 150,000 refs asks
+    # for every one of them (a scan per ref was quadratic).
+    listed = {r.name: r.commit for r in summary.refs} if summary is not None else {}
     for t in targets:
         if t.commit is not None:
             out[t] = t.commit
             continue
         assert t.ref is not None
-        entry = summary.ref(t.ref) if summary is not None else None
-        if entry is not None:
-            out[t] = entry.commit
+        commit = listed.get(t.ref)
+        if commit is not None:
+            out[t] = commit
         elif ref_files is not None and t.ref in ref_files:
             out[t] = ref_files[t.ref]
         else:
@@ -100,19 +95,33 @@ def resolve_targets(
     return out
 
 
+class ActionKind(Enum):
+    """Where an action's object comes from."""
+
+    #: Ask the pull's source (the remote) for it.
+    FETCH = "fetch"
+    #: It is in the local repository already; read it to continue the walk (resume).
+    READ_LOCAL = "read-local"
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
-    """Fetch an object from the remote (``local=False``) or read it from the local repository."""
+    """Fetch an object from the remote, or read it from the local repository (``kind``)."""
 
     otype: ObjectType
     checksum: Checksum
-    local: bool = False
+    kind: ActionKind = ActionKind.FETCH
     #: For commits: how many more parents to walk (-1 = all).
     depth: int = 0
     #: For commitmeta: whether a 404 is acceptable (it always is, without signature policy).
     optional: bool = False
     #: A parent commit reached through ``depth``: a 404 ends the history instead of failing.
     parent: bool = False
+
+    @property
+    def local(self) -> bool:
+        """Whether the object is read from the local repository."""
+        return self.kind is ActionKind.READ_LOCAL
 
 
 @dataclass
@@ -134,7 +143,7 @@ class PullPlan:
     fetch_metadata: int = 0
     fetch_content: int = 0
 
-    def _fetch(self, otype: ObjectType, csum: Checksum, **kw: int | bool) -> Action | None:
+    def _fetch(self, otype: ObjectType, csum: Checksum, *, depth: int = 0, parent: bool = False) -> Action | None:
         key = (otype, csum)
         if key in self._seen:
             return None
@@ -145,11 +154,11 @@ class PullPlan:
             self.fetch_content += 1
             return Action(otype, csum)
         if otype is ObjectType.DIR_TREE and self.have(otype, csum):
-            return None if self.trust_local_trees else Action(otype, csum, local=True)
+            return None if self.trust_local_trees else Action(otype, csum, ActionKind.READ_LOCAL)
         if otype is ObjectType.DIR_META and self.have(otype, csum):
             return None
         self.fetch_metadata += 1
-        return Action(otype, csum, **kw)  # type: ignore[arg-type]
+        return Action(otype, csum, depth=depth, parent=parent)
 
     def start_commit(self, csum: Checksum, *, depth: int, parent: bool = False) -> list[Action]:
         """Begin pulling ``csum`` (``parent``: reached through ``depth``).
@@ -166,7 +175,7 @@ class PullPlan:
             # A partial commit is walked for its missing objects; one pulled earlier with a
             # smaller --depth for its parents (as ostree: --depth=1 after --depth=0).
             if self.is_partial(csum) or depth != 0:
-                out.append(Action(ObjectType.COMMIT, csum, local=True, depth=depth))
+                out.append(Action(ObjectType.COMMIT, csum, ActionKind.READ_LOCAL, depth=depth))
             return out
         action = self._fetch(ObjectType.COMMIT, csum, depth=depth, parent=parent)
         if action is not None:

@@ -86,7 +86,14 @@ class Remote:
         return self.get("collection-id")
 
     def fetch_config(self, base: FetchConfig | None = None) -> FetchConfig:
-        """``base`` adjusted by this remote's TLS and proxy keys."""
+        """``base`` adjusted by this remote's TLS, proxy and minimum-rate keys.
+
+        ``low-speed-limit-bytes`` and ``low-speed-time-seconds`` are ostree's names for the
+        minimum transfer rate (default 1000 bytes/s over 30 s; 0 disables it).
+
+        Raises:
+            KeyFileError: for a value that is not a boolean or a non-negative number.
+        """
         import dataclasses
 
         cfg = base or FetchConfig()
@@ -97,6 +104,16 @@ class Remote:
             changes["tls_ca_path"] = self.get("tls-ca-path")
         if self.get("proxy"):
             changes["proxy"] = self.get("proxy")
+        for key, attr in (("low-speed-limit-bytes", "low_speed_limit"), ("low-speed-time-seconds", "low_speed_time")):
+            raw = self.get(key)
+            if raw is not None:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise KeyFileError(f"remote {self.name!r}: {key}: not a number: {raw!r}") from None
+                if value < 0:
+                    raise KeyFileError(f"remote {self.name!r}: {key}: must not be negative")
+                changes[attr] = value
         return dataclasses.replace(cfg, **changes) if changes else cfg  # type: ignore[arg-type]
 
 

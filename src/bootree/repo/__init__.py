@@ -4,9 +4,12 @@ Layer: repo. Imports only :mod:`bootree.format`, :mod:`bootree._fs` and :mod:`bo
 """
 
 from bootree.repo.checkout import CheckoutMode, CheckoutOptions
-from bootree.repo.commit import CommitOptions
+from bootree.repo.commit import CommitOptions, SourceKind, TreeSource
+from bootree.repo.diff import DiffEntry, DiffKind
 from bootree.repo.modes import RepoMode
-from bootree.repo.repo import DiffEntry, Repo, TreeSource
+from bootree.repo.objectstore import ContentObject
+from bootree.repo.reader import EntryKind, TreeEntry
+from bootree.repo.repo import Repo
 from bootree.repo.transaction import Transaction
 from bootree.repo.traverse import FsckProblem, FsckResult, PruneResult
 
@@ -14,12 +17,17 @@ __all__ = [
     "CheckoutMode",
     "CheckoutOptions",
     "CommitOptions",
+    "ContentObject",
     "DiffEntry",
+    "DiffKind",
+    "EntryKind",
     "FsckProblem",
     "FsckResult",
     "PruneResult",
     "Repo",
     "RepoMode",
+    "SourceKind",
     "Transaction",
+    "TreeEntry",
     "TreeSource",
 ]

@@ -14,6 +14,7 @@ Files up to :data:`SMALL_FILE` bytes are read once into memory; larger ones are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -24,23 +25,58 @@ if TYPE_CHECKING:
     import tarfile
     from concurrent.futures import Future
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import BootreeError, FormatError, SourceError
+from bootree.errors import BootreeError, FormatError, RepoError, SourceError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, FileHeader, ObjectType, Xattrs, validate_filename
+from bootree.format.verified import VerifiedContent
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import CHUNK
 from bootree.repo.transaction import Transaction
 
-__all__ = ["SMALL_FILE", "CommitOptions", "write_directory", "write_tar"]
+__all__ = ["SMALL_FILE", "CommitOptions", "SourceKind", "TreeSource", "write_directory", "write_tar"]
 
 #: Files up to this size are read into memory once; larger ones are streamed.
 SMALL_FILE = 8 << 20
 
 #: Called with the number of files processed and bytes read so far.
 ProgressFn = Callable[[int, int], None]
+
+
+class SourceKind(StrEnum):
+    """What a ``--tree=KIND=VALUE`` names."""
+
+    DIR = "dir"
+    TAR = "tar"
+    REF = "ref"
+    BASE = "base"
+    """``commit --base=REV``: a ref whose tree the owner/xattr options leave as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSource:
+    """One ``--tree=KIND=VALUE`` of a commit: ``dir`` (a directory), ``tar`` or ``ref``."""
+
+    kind: SourceKind
+    value: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", SourceKind(self.kind))
+
+    @classmethod
+    def parse(cls, spec: str) -> TreeSource:
+        """Parse ``dir=PATH``, ``tar=PATH`` or ``ref=REV``.
+
+        Raises:
+            RepoError: for an unknown kind.
+        """
+        kind, sep, value = spec.partition("=")
+        if not sep or kind not in ("dir", "tar", "ref") or not value:
+            raise RepoError(f"invalid tree source {spec!r}: expected dir=PATH, tar=PATH or ref=REV")
+        return cls(SourceKind(kind), value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +140,10 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
                 data = f.read(size + 1)
                 if len(data) != size:
                     raise SourceError(path, "file changed size while being committed")
-                csum = header.checksum(data)
-                if not txn.has_object_indexed(ObjectType.FILE, csum):
-                    txn.write_content_stream(header, [data] if data else [], size, expected=csum, prehashed=True)
-                return csum
+                obj = VerifiedContent.of(header, data)
+                if not txn.has_object_indexed(ObjectType.FILE, obj.checksum):
+                    txn.write_content(obj)
+                return obj.checksum
             hasher = hashlib.sha256(header.checksum_prefix())
             for chunk in iter(lambda: f.read(CHUNK), b""):
                 hasher.update(chunk)
@@ -115,7 +151,11 @@ def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -
             if txn.has_object_indexed(ObjectType.FILE, csum):
                 return csum
             f.seek(0)
-            return txn.write_content_stream(header, iter(lambda: f.read(CHUNK), b""), size, expected=csum)
+            # Hashed again while written: the file may have changed since the first pass.
+            with txn.content_writer(header, size, expected=csum) as w:
+                for chunk in iter(lambda: f.read(CHUNK), b""):
+                    w.write(chunk)
+                return w.finish()
     except OSError as e:
         raise SourceError(path, e.strerror or str(e)) from e
 
@@ -151,8 +191,11 @@ def write_directory(
     options: CommitOptions,
     *,
     progress: ProgressFn | None = None,
+    skip_dir: Path | None = None,
 ) -> None:
     """Add the contents of directory ``src`` to ``into`` (its metadata becomes the root's).
+
+    ``skip_dir`` (the repository itself, when it lies inside the tree) is left out.
 
     The walking thread batches regular files into pool tasks; files hardlinked to each other
     (same inode, same metadata) are read once.
@@ -199,11 +242,11 @@ def write_directory(
 
         # The repository's own directory, when it lies inside the tree, is not content: its
         # staging files change while they are read (ostree commits them anyway).
-        try:
-            rs = os.stat(txn.repo.path)
-            repo_dir: InodeKey | None = (rs.st_dev, rs.st_ino)
-        except OSError:
-            repo_dir = None
+        repo_dir: InodeKey | None = None
+        if skip_dir is not None:
+            with contextlib.suppress(OSError):
+                rs = os.stat(skip_dir)
+                repo_dir = (rs.st_dev, rs.st_ino)
         try:
             into.meta = dirmeta_of(os.fspath(src), st)
             stack: list[tuple[str, MutableTree]] = [(os.fspath(src), into)]

@@ -8,15 +8,12 @@ into one tree, later ones replacing earlier entries of the same name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bootree.errors import SourceError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, DirTree, validate_filename
-
-if TYPE_CHECKING:
-    from bootree.repo.repo import Repo
-    from bootree.repo.transaction import Transaction
+from bootree.repo.reader import ObjectReader
+from bootree.repo.transaction import Transaction
 
 __all__ = ["DEFAULT_DIRMETA", "MutableTree"]
 
@@ -64,14 +61,14 @@ class MutableTree:
             node = nxt
         return node.files.get(parts[-1]) if parts else None
 
-    def overlay_commit_tree(self, repo: Repo, tree: Checksum, meta: Checksum) -> None:
+    def overlay_commit_tree(self, reader: ObjectReader, tree: Checksum, meta: Checksum) -> None:
         """Merge a committed tree into this one (used for ``--tree=ref=``)."""
         self.meta = meta
-        dt = repo.read_dirtree(tree)
+        dt = reader.read_dirtree(tree)
         for name, csum in dt.files:
             self.set_file(name, csum)
         for name, sub_tree, sub_meta in dt.dirs:
-            self.ensure_dir(name).overlay_commit_tree(repo, sub_tree, sub_meta)
+            self.ensure_dir(name).overlay_commit_tree(reader, sub_tree, sub_meta)
 
     def write(self, txn: Transaction) -> tuple[Checksum, Checksum]:
         """Write dirtree/dirmeta objects bottom-up; return ``(tree, meta)`` of this directory.

@@ -9,113 +9,85 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import stat
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from bootree import _fs
-from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, ObjectMissing, RepoError
-from bootree.format.checksum import Checksum
+from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, ObjectMissing
+from bootree.format.checksum import Checksum, ObjectType, parse_object_name
+from bootree.format.checksum import object_relpath as _object_relpath
 from bootree.format.content import (
     BARE_USER_XATTR,
-    bare_user_disk_mode,
-    decode_archive_header,
+    CompressorFactory,
     decode_bare_user_meta,
-    deflate_chunks,
-    encode_archive_header,
-    encode_bare_user_meta,
-    inflate_chunks,
+    read_archive_header,
 )
-from bootree.format.objects import FileHeader, ObjectType
+from bootree.format.objects import FileHeader
+from bootree.repo.contentio import (
+    CHUNK,
+    FAST_COMPRESSOBJ,
+    ContentSink,
+    InflatingReader,
+    read_umask,
+    write_whole,
+)
 from bootree.repo.modes import RepoMode
 
-__all__ = ["CHUNK", "DiskObjectStore", "object_relpath"]
+__all__ = ["CHUNK", "ContentObject", "DiskObjectStore", "ObjectIndex", "object_relpath"]
 
-try:  # zlib-ng compresses 2-3x faster than zlib for ~3% larger output; both inflate the same.
-    from zlib_ng import zlib_ng as _zlib_ng
-
-    _FAST_COMPRESSOBJ: Callable[[int, int, int], Any] | None = _zlib_ng.compressobj
-    _DECOMPRESSOBJ: Callable[[int], Any] = _zlib_ng.decompressobj
-    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, cast("type[Exception]", _zlib_ng.error))
-except ImportError:  # pragma: no cover - zlib-ng is a declared dependency
-    _FAST_COMPRESSOBJ = None
-    _DECOMPRESSOBJ = zlib.decompressobj
-    _INFLATE_ERRORS = (zlib.error,)
-
-#: Read and hash size for streamed content.
-CHUNK = 1 << 20
-#: Files from this size on are probed for compressibility (see DiskObjectStore._level_for).
-_PROBE_MIN_SIZE = 256 << 10
-_PROBE_BYTES = 64 << 10
-_INCOMPRESSIBLE_RATIO = 0.985
+#: The smallest possible object file of each kind in the modes where object files hold all
+#: their bytes: "do we have it?" never trusts a file shorter than that (a write that failed
+#: half-way, e.g. on a full disk, before the rules of issue 10 existed).
+MIN_METADATA_SIZE = 1
+#: A ``.filez``: 8-byte prefix, the header's fixed part (size, uid, gid, mode, rdev) and framing.
+MIN_FILEZ_SIZE = 8 + 8 + 16
 
 
 def object_relpath(otype: ObjectType, csum: Checksum, mode: RepoMode) -> str:
     """``ab/cdef….ext`` relative to ``objects/`` (content is ``.filez`` in archive mode)."""
-    ext = otype.value
-    if otype is ObjectType.FILE and mode is RepoMode.ARCHIVE:
-        ext = "filez"
-    return f"{csum[:2]}/{csum[2:]}.{ext}"
+    return _object_relpath(otype, csum, archive=mode is RepoMode.ARCHIVE)
 
 
-class _InflatingReader(io.RawIOBase):
-    """A read-only stream over the body of a ``.filez`` object, inflating as it goes.
+@dataclass(frozen=True, slots=True)
+class ContentObject:
+    """A content object opened for reading: its header and, for a regular file, its content.
 
-    ``read(n)`` hands out slices of the inflated chunks without re-copying what is left (a
-    BufferedReader on top would allocate a large buffer per file), and ``read()`` of a small
-    object returns its single inflated chunk as it is.
+    ``stream`` is ``None`` for a symlink; otherwise the caller closes it (or uses ``with``).
+    ``size`` is the uncompressed content size where known without reading (archive header,
+    file size), else -1.
     """
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self._f = f
-        self._chunks = inflate_chunks(iter(lambda: f.read(CHUNK), b""), size, _DECOMPRESSOBJ, _INFLATE_ERRORS)
-        self._buf = b""
-        self._pos = 0
+    header: FileHeader
+    stream: BinaryIO | None
+    size: int
 
-    def readable(self) -> bool:
-        return True
+    def __enter__(self) -> ContentObject:
+        return self
 
-    def _fill(self) -> bool:
-        while self._pos >= len(self._buf):
-            nxt = next(self._chunks, None)
-            if nxt is None:
-                return False
-            self._buf, self._pos = nxt, 0
-        return True
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            parts = []
-            while self._fill():
-                parts.append(self._buf[self._pos :] if self._pos else self._buf)
-                self._pos = len(self._buf)
-            return parts[0] if len(parts) == 1 else b"".join(parts)
-        if not self._fill():
+    def read(self) -> bytes:
+        """The whole content (empty for a symlink), closing the stream.
+
+        Raises:
+            FormatError: if an archived body does not inflate.
+        """
+        if self.stream is None:
             return b""
-        if self._pos == 0 and size >= len(self._buf):
-            self._pos = len(self._buf)
-            return self._buf
-        out = self._buf[self._pos : self._pos + size]
-        self._pos += len(out)
-        return out
-
-    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
+        with self.stream:
+            return self.stream.read()
 
 
 class DiskObjectStore:
-    """Objects under ``<repo>/objects`` in one of the four modes."""
+    """Objects under ``<repo>/objects`` in one of the four modes (implements :class:`ObjectStore`)."""
 
     def __init__(self, root: Path, mode: RepoMode, *, zlib_level: int = 6, fast_zlib: bool = True) -> None:
         self.root = root
@@ -127,8 +99,8 @@ class DiskObjectStore:
         self._creator: tuple[int, int] | None = None
         #: 0o777 until prepare_writes() knows better: every write then sets its mode explicitly.
         self._umask = 0o777
-        self._compressobj: Callable[[int, int, int], Any] = (
-            _FAST_COMPRESSOBJ if fast_zlib and _FAST_COMPRESSOBJ is not None else zlib.compressobj
+        self._compressobj: CompressorFactory = (
+            FAST_COMPRESSOBJ if fast_zlib and FAST_COMPRESSOBJ is not None else cast(CompressorFactory, zlib.compressobj)
         )
 
     def prepare_writes(self) -> None:
@@ -137,14 +109,14 @@ class DiskObjectStore:
         Called at the start of every transaction. A file is created with the process's
         effective uid and gid, unless ``tmp/`` is set-group-ID (then its group is the
         directory's, and every write ``fchown``s); its mode is the requested one minus the umask.
-        Knowing both lets :func:`_write_file` skip ``fchown`` and ``fchmod`` for most objects.
+        Knowing both lets the writers skip ``fchown`` and ``fchmod`` for most objects.
         """
         try:
             setgid = bool(os.stat(self.root / "tmp").st_mode & stat.S_ISGID)
         except OSError:
             setgid = True
         self._creator = None if setgid else (os.geteuid(), os.getegid())
-        self._umask = _read_umask()
+        self._umask = read_umask()
 
     def creator(self) -> tuple[int, int] | None:
         """The owner of a file created under ``tmp/``, or None if not known (see :meth:`prepare_writes`)."""
@@ -165,12 +137,23 @@ class DiskObjectStore:
         return f"{self.objects_str}/{object_relpath(otype, csum, self.mode)}"
 
     def has(self, otype: ObjectType, csum: Checksum) -> bool:
-        """Whether the object is present (symlink objects count, without following them)."""
+        """Whether the object is present (symlink objects count, without following them).
+
+        A file too short to be the object (a metadata object of 0 bytes, a ``.filez`` shorter
+        than its fixed header) is not trusted: it reads as absent, so that a pull or commit
+        writes the object again instead of building on a half-written one. The size comes
+        with the ``lstat`` this needs anyway.
+        """
         try:
-            os.lstat(self.path_str(otype, csum))
+            st = os.lstat(self.path_str(otype, csum))
         except FileNotFoundError:
             return False
-        return True
+        return st.st_size >= self._min_size(otype) or stat.S_ISLNK(st.st_mode)
+
+    def _min_size(self, otype: ObjectType) -> int:
+        if otype is not ObjectType.FILE:
+            return MIN_METADATA_SIZE if otype is not ObjectType.COMMIT_META else 0
+        return MIN_FILEZ_SIZE if self.mode is RepoMode.ARCHIVE else 0
 
     def index(self) -> ObjectIndex:
         """A presence test for many lookups: one directory listing per prefix, not a stat each."""
@@ -178,8 +161,6 @@ class DiskObjectStore:
 
     def iter_objects(self) -> Iterable[tuple[ObjectType, Checksum]]:
         """Every object in the store (order unspecified)."""
-        exts = {t.value: t for t in ObjectType}
-        exts["filez"] = ObjectType.FILE
         try:
             prefixes = os.listdir(self.objects)
         except FileNotFoundError:
@@ -188,10 +169,16 @@ class DiskObjectStore:
             if len(prefix) != 2:
                 continue
             for name in os.listdir(self.objects / prefix):
-                rest, _, ext = name.partition(".")
-                otype = exts.get(ext)
-                if otype is not None and len(rest) == 62:
-                    yield otype, Checksum(prefix + rest)
+                parsed = parse_object_name(prefix, name)
+                if parsed is not None:
+                    yield parsed
+
+    def delete(self, otype: ObjectType, csum: Checksum) -> None:
+        """Remove an object if present (prune, under the exclusive repository lock)."""
+        try:
+            os.unlink(self.path_str(otype, csum))
+        except FileNotFoundError:
+            pass
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -212,7 +199,7 @@ class DiskObjectStore:
         finally:
             os.close(fd)
 
-    def open_file(self, csum: Checksum) -> tuple[FileHeader, BinaryIO | None]:
+    def open_file(self, csum: Checksum) -> ContentObject:
         """The header and a content stream (``None`` for symlinks) of a content object.
 
         Raises:
@@ -235,30 +222,28 @@ class DiskObjectStore:
                         data = f.read()
                     if not data.endswith(b"\0"):
                         raise FormatError("bare-user symlink object lacks its NUL terminator")
-                    return FileHeader(uid, gid, mode, 0, data[:-1].decode("utf-8", "surrogateescape"), xattrs), None
-                return FileHeader(uid, gid, mode, 0, "", xattrs), open(path, "rb")
+                    target = data[:-1].decode("utf-8", "surrogateescape")
+                    return ContentObject(FileHeader(uid, gid, mode, 0, target, xattrs), None, 0)
+                return ContentObject(FileHeader(uid, gid, mode, 0, "", xattrs), open(path, "rb"), st.st_size)
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(path)
                 if self.mode is RepoMode.BARE_USER_ONLY:
-                    return FileHeader(0, 0, stat.S_IFLNK | 0o777, 0, target), None
-                return FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, target, _fs.list_xattrs(path)), None
+                    return ContentObject(FileHeader(0, 0, stat.S_IFLNK | 0o777, 0, target), None, 0)
+                header = FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, target, _fs.list_xattrs(path))
+                return ContentObject(header, None, 0)
             if self.mode is RepoMode.BARE_USER_ONLY:
-                return FileHeader(0, 0, st.st_mode, 0, ""), open(path, "rb")
-            return FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, "", _fs.list_xattrs(path)), open(path, "rb")
+                return ContentObject(FileHeader(0, 0, st.st_mode, 0, ""), open(path, "rb"), st.st_size)
+            header = FileHeader(st.st_uid, st.st_gid, st.st_mode, 0, "", _fs.list_xattrs(path))
+            return ContentObject(header, open(path, "rb"), st.st_size)
         except (FormatError, OSError) as e:
             if isinstance(e, OSError) and e.errno == errno.ENODATA:
                 raise CorruptObject(csum, "file", f"missing {BARE_USER_XATTR} xattr") from e
             raise CorruptObject(csum, "file", str(e)) from e
 
-    def _open_archive(self, csum: Checksum, path: Path) -> tuple[FileHeader, BinaryIO | None]:
+    def _open_archive(self, csum: Checksum, path: Path) -> ContentObject:
         f = open(path, "rb")
         try:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise FormatError("truncated header")
-            hlen = int.from_bytes(prefix[:4], "big")
-            rest = f.read(hlen)
-            parsed = decode_archive_header(prefix + rest)
+            parsed = read_archive_header(f.read)
         except FormatError as e:
             f.close()
             raise CorruptObject(csum, "file", str(e)) from e
@@ -267,19 +252,30 @@ class DiskObjectStore:
             raise
         if parsed.header.is_symlink:
             f.close()
-            return parsed.header, None
-        return parsed.header, cast(BinaryIO, _InflatingReader(f, parsed.size))
+            return ContentObject(parsed.header, None, 0)
+        return ContentObject(parsed.header, cast(BinaryIO, InflatingReader(f, parsed.size)), parsed.size)
+
+    def content_size(self, csum: Checksum) -> int:
+        """A content object's uncompressed size without reading its content (``ls -l``).
+
+        Raises:
+            ObjectMissing, CorruptObject: as :meth:`open_file`.
+        """
+        if self.mode is RepoMode.ARCHIVE:
+            with self.open_file(csum) as obj:
+                return obj.size
+        try:
+            return os.lstat(self.path_str(ObjectType.FILE, csum)).st_size
+        except FileNotFoundError:
+            raise ObjectMissing(csum, "file") from None
 
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
         """Header and whole content of a content object (for small files and tests)."""
-        header, stream = self.open_file(csum)
-        if stream is None:
-            return header, b""
-        with stream:
-            try:
-                return header, stream.read()
-            except FormatError as e:
-                raise CorruptObject(csum, "file", str(e)) from e
+        obj = self.open_file(csum)
+        try:
+            return obj.header, obj.read()
+        except FormatError as e:
+            raise CorruptObject(csum, "file", str(e)) from e
 
     # --- verification --------------------------------------------------------------------------
 
@@ -289,11 +285,11 @@ class DiskObjectStore:
         Raises:
             ObjectMissing, CorruptObject: when absent, unparseable, or the checksum differs.
         """
-        header, stream = self.open_file(csum)
-        if header.is_symlink:
+        obj = self.open_file(csum)
+        header, stream = obj.header, obj.stream
+        if stream is None:
             actual = header.checksum()
         else:
-            assert stream is not None
             hasher = hashlib.sha256(header.checksum_prefix())
             with stream:
                 try:
@@ -305,131 +301,28 @@ class DiskObjectStore:
         if actual != csum:
             raise ChecksumMismatch(csum, actual, "file")
 
-    # --- writing (to a temporary path; the transaction publishes) -------------------------------
+    # --- writing (to a temporary path; the transaction verifies and publishes) -----------------
 
-    def _level_for(self, head: bytes, size: int) -> int:
-        """The deflate level for a file: the configured one, or 0 (stored) when incompressible.
+    def content_sink(self, path: str, header: FileHeader, size: int | None, *, raw: bool = False) -> ContentSink:
+        """A writer of one content object in this store's mode at ``path`` (see ContentSink).
 
-        Already-compressed content (kernels, gzip'd initramfs, media) gains under 1% from
-        deflate yet costs most of an archive commit's CPU; a probe of its first bytes decides.
+        ``raw`` (archive mode only) stores ``.filez`` bytes as they are given.
         """
-        if size < _PROBE_MIN_SIZE or len(head) < _PROBE_BYTES:
-            return self.zlib_level
-        comp = self._compressobj(self.zlib_level, zlib.DEFLATED, -15)
-        probe = len(comp.compress(head[:_PROBE_BYTES])) + len(comp.flush())
-        return 0 if probe >= _PROBE_BYTES * _INCOMPRESSIBLE_RATIO else self.zlib_level
+        return ContentSink(
+            path,
+            header,
+            size,
+            self.mode,
+            creator=self._creator,
+            umask=self._umask,
+            zlib_level=self.zlib_level,
+            compressobj=self._compressobj,
+            raw=raw,
+        )
 
-    def write_content_tmp(
-        self,
-        tmp: Path | str,
-        header: FileHeader,
-        chunks: Iterable[bytes],
-        size: int,
-        *,
-        hash_content: bool = True,
-    ) -> Checksum | None:
-        """Write a content object in this store's mode at ``tmp``, hashing as it goes.
-
-        ``chunks`` must yield exactly ``size`` bytes (nothing for symlinks). Returns the
-        checksum computed from header and content, or ``None`` with ``hash_content=False``
-        (for callers that hashed the very same bytes already).
-
-        Raises:
-            RepoError: if the chunks do not add up to ``size``.
-        """
-        hasher = hashlib.sha256(header.checksum_prefix()) if hash_content else None
-        total = 0
-
-        def counted() -> Iterable[bytes]:
-            nonlocal total
-            for c in chunks:
-                total += len(c)
-                if hasher is not None:
-                    hasher.update(c)
-                yield c
-
-        mode = self.mode
-        if header.is_symlink:
-            for _ in counted():
-                pass
-            if mode is RepoMode.ARCHIVE:
-                _write_file(tmp, [encode_archive_header(header, 0)], 0o644, umask=self._umask)
-            elif mode is RepoMode.BARE_USER:
-                _write_file(
-                    tmp,
-                    [header.symlink_target.encode("utf-8", "surrogateescape") + b"\0"],
-                    0o644,
-                    xattrs=[(BARE_USER_XATTR, encode_bare_user_meta(header))],
-                    zero_mtime=True,
-                    umask=self._umask,
-                )
-            else:
-                os.symlink(header.symlink_target, tmp)
-                if mode is RepoMode.BARE:
-                    if (header.uid, header.gid) != self._creator:
-                        os.lchown(tmp, header.uid, header.gid)
-                    for name, value in header.xattrs:
-                        os.setxattr(tmp, name, value, follow_symlinks=False)
-                os.utime(tmp, (0, 0), follow_symlinks=False)
-        elif mode is RepoMode.ARCHIVE:
-            source = iter(counted())
-            first = next(source, b"")
-            level = self._level_for(first, size)
-            body = deflate_chunks(_prepend(first, source), level, self._compressobj)
-            _write_file(tmp, _prepend(encode_archive_header(header, size), body), 0o644, umask=self._umask)
-        elif mode is RepoMode.BARE_USER:
-            _write_file(
-                tmp,
-                counted(),
-                bare_user_disk_mode(header.mode),
-                xattrs=[(BARE_USER_XATTR, encode_bare_user_meta(header))],
-                zero_mtime=True,
-                umask=self._umask,
-            )
-        elif mode is RepoMode.BARE_USER_ONLY:
-            _write_file(tmp, counted(), header.mode, zero_mtime=True, umask=self._umask)
-        else:  # bare
-            owner = (header.uid, header.gid)
-            _write_file(
-                tmp,
-                counted(),
-                header.mode,
-                owner=None if owner == self._creator else owner,
-                xattrs=header.xattrs,
-                zero_mtime=True,
-                umask=self._umask,
-            )
-        if total != size:
-            raise RepoError(f"content source changed while reading: expected {size} bytes, got {total}")
-        return Checksum(hasher.hexdigest()) if hasher is not None else None
-
-    def write_archived_tmp(self, tmp: Path | str, filez: bytes, expected: Checksum) -> None:
-        """Verify a ``.filez`` object received from elsewhere and store it at ``tmp``.
-
-        In archive mode the verified bytes are kept as they are (no recompression).
-
-        Raises:
-            ChecksumMismatch: if the content does not hash to ``expected``.
-            CorruptObject: if it does not parse or inflate.
-        """
-        try:
-            parsed = decode_archive_header(filez)
-            body = bytes(memoryview(filez)[parsed.body_offset :])
-            if parsed.header.is_symlink:
-                if len(body):
-                    raise FormatError("symlink object has a body")
-                data = b""
-            else:
-                data = b"".join(inflate_chunks([body], parsed.size, _DECOMPRESSOBJ, _INFLATE_ERRORS))
-        except FormatError as e:
-            raise CorruptObject(expected, "file", str(e)) from e
-        actual = parsed.header.checksum(data)
-        if actual != expected:
-            raise ChecksumMismatch(expected, actual, "file")
-        if self.mode is RepoMode.ARCHIVE:
-            _write_file(tmp, [filez], 0o644, umask=self._umask)
-        else:
-            self.write_content_tmp(tmp, parsed.header, [data] if data else [], len(data), hash_content=False)
+    def metadata_file(self, path: str, data: bytes) -> None:
+        """Create a metadata object file with exactly ``data`` at ``path`` (removed on failure)."""
+        write_whole(path, data, self._umask)
 
 
 class ObjectIndex:
@@ -460,9 +353,16 @@ class ObjectIndex:
         return names
 
     def has(self, otype: ObjectType, csum: Checksum) -> bool:
-        """Whether the object was present when its prefix was listed (or was added since)."""
+        """Whether the object was present when its prefix was listed (or was added since).
+
+        A metadata object found in the listing is also checked by size (one ``lstat``: there
+        are few of them, and a pull builds its walk on them), so a zero-length dirtree is never
+        trusted; content objects, the many, are answered from the listing alone.
+        """
         rel = self._store.relpath(otype, csum)
-        return rel[3:] in self._listing(rel[:2])
+        if rel[3:] not in self._listing(rel[:2]):
+            return False
+        return otype is ObjectType.FILE or self._store.has(otype, csum)
 
     def add(self, rel: str) -> None:
         """Record that the object at ``rel`` (relative to ``objects/``) now exists."""
@@ -472,67 +372,3 @@ class ObjectIndex:
                 names.add(rel[3:])
 
 
-def _prepend(first: bytes, rest: Iterable[bytes]) -> Iterable[bytes]:
-    yield first
-    yield from rest
-
-
-#: Files at least this large have their writeback started as soon as they are written.
-_WRITEBACK_MIN = 256 << 10
-
-
-def _read_umask() -> int:
-    """The process umask, read without changing it (``os.umask`` would race other threads)."""
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o777  # unknown: always fchmod
-
-
-def _write_file(
-    path: Path | str,
-    chunks: Iterable[bytes],
-    mode: int,
-    owner: tuple[int, int] | None = None,
-    *,
-    xattrs: Iterable[tuple[str | bytes, bytes]] = (),
-    zero_mtime: bool = False,
-    umask: int = 0o777,
-) -> None:
-    """Create ``path`` with ``chunks``, then owner, xattrs, mode and (optionally) mtime 0.
-
-    A repository write creates thousands of these, so every call not needed is skipped: the file
-    is created with its final mode when ``umask`` (the process's, as far as the caller knows)
-    keeps it (no ``fchmod``), ``fchown`` is left
-    out when the file already has that owner (a file is created with the caller's euid/egid unless
-    a set-group-ID directory gives it its group, see :meth:`DiskObjectStore.creator`), and all
-    metadata goes through the open descriptor instead of a second path lookup.
-    """
-    mode &= 0o7777
-    # Set-ID bits are cleared by fchown and may be dropped by open itself: set them last.
-    direct = not (mode & umask) and not (mode & 0o6000)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode if direct else 0o600)
-    try:
-        written = 0
-        for chunk in chunks:
-            view = memoryview(chunk)
-            written += len(view)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-        if written >= _WRITEBACK_MIN:
-            _fs.start_writeback(fd)
-        if owner is not None:
-            os.fchown(fd, *owner)
-        for name, value in xattrs:
-            os.setxattr(fd, name, value)
-        if not direct:
-            os.fchmod(fd, mode)
-        if zero_mtime:
-            os.utime(fd, ns=(0, 0))
-    finally:
-        os.close(fd)

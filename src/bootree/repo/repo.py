@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -18,7 +17,6 @@ from bootree import _fs
 from bootree.errors import (
     BootreeError,
     CheckoutError,
-    CorruptObject,
     FormatError,
     ObjectMissing,
     RefNotFound,
@@ -28,13 +26,16 @@ from bootree.errors import (
 from bootree.format.checksum import Checksum, is_checksum
 from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
-from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType, validate_filename
+from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
 from bootree.format.refspec import RefSpec, parse_refspec
 from bootree.repo.checkout import CheckoutMode, CheckoutOptions, checkout_tree
-from bootree.repo.commit import CommitOptions, ProgressFn, write_directory, write_tar
+from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
+from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
-from bootree.repo.objectstore import DiskObjectStore
+from bootree.repo.objectstore import ContentObject, DiskObjectStore
+from bootree.repo.partial import PartialMarkers
+from bootree.repo.reader import EntryKind, ObjectReader, TreeEntry
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.transaction import Transaction
 from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachable_objects
@@ -42,41 +43,6 @@ from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachabl
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
 
 _DEFAULT_OPTIONS = CommitOptions()
-
-
-def _read_dirtree_lenient(data: bytes) -> DirTree:
-    # Objects already in the repository were checked when written (or are checked by fsck,
-    # which parses strictly); reads only need the fast parser's safety checks.
-    return DirTree.from_bytes(data, strict=False)
-
-
-@dataclass(frozen=True, slots=True)
-class TreeSource:
-    """One ``--tree=KIND=VALUE`` of a commit: ``dir`` (a directory), ``tar`` or ``ref``; or the
-    ``base`` (``commit --base=REV``), a ref whose tree the owner/xattr options leave as it is."""
-
-    kind: str
-    value: str
-
-    @classmethod
-    def parse(cls, spec: str) -> TreeSource:
-        """Parse ``dir=PATH``, ``tar=PATH`` or ``ref=REV``.
-
-        Raises:
-            RepoError: for an unknown kind.
-        """
-        kind, sep, value = spec.partition("=")
-        if not sep or kind not in ("dir", "tar", "ref") or not value:
-            raise RepoError(f"invalid tree source {spec!r}: expected dir=PATH, tar=PATH or ref=REV")
-        return cls(kind, value)
-
-
-@dataclass(frozen=True, slots=True)
-class DiffEntry:
-    """One line of ``diff``: ``A`` added, ``D`` deleted or ``M`` modified, and the path."""
-
-    kind: str
-    path: str
 
 
 class Repo:
@@ -87,10 +53,10 @@ class Repo:
         self.store = store
         self.refs = refs
         self.config = config
-        self.fsync = config.get_bool("core", "fsync", True)
+        self.partial = PartialMarkers(path, fsync=config.get_bool("core", "fsync", True))
         timeout = config.get_int("core", "lock-timeout-secs", 30)
         self.lock_timeout = float(timeout) if timeout >= 0 else float("inf")  # -1: wait forever, as ostree
-        self._dirmeta_cache: dict[Checksum, DirMeta] = {}
+        self.reader = ObjectReader(store)
 
     # --- construction ------------------------------------------------------------------------
 
@@ -146,6 +112,15 @@ class Repo:
         """The repository's mode."""
         return self.store.mode
 
+    @property
+    def fsync(self) -> bool:
+        """Whether writes are flushed to disk (``[core] fsync``, default true)."""
+        return self.partial.fsync
+
+    @fsync.setter
+    def fsync(self, value: bool) -> None:
+        self.partial.fsync = value
+
     def save_config(self) -> None:
         """Write :attr:`config` back atomically (unknown keys and comments are kept)."""
         _fs.write_atomic(self.path / "config", self.config.to_text().encode())
@@ -162,7 +137,7 @@ class Repo:
     def transaction(self) -> Iterator[Transaction]:
         """A :class:`Transaction` that commits on a clean exit and aborts on an exception."""
         with self.lock(exclusive=False):
-            txn = Transaction(self)
+            txn = Transaction(self.store, self.refs, self.partial, tmp=self.path / "tmp", fsync=self.fsync)
             try:
                 yield txn
             except BaseException:
@@ -189,22 +164,13 @@ class Repo:
         """
         return self.store.load_metadata(otype, csum)
 
-    def _parse(self, otype: ObjectType, csum: Checksum, parser: Callable[[bytes], object]) -> object:
-        data = self.store.load_metadata(otype, csum)
-        try:
-            return parser(data)
-        except FormatError as e:
-            raise CorruptObject(csum, otype.value, str(e)) from e
-
     def read_commit(self, csum: Checksum) -> Commit:
         """Parse a commit object.
 
         Raises:
             ObjectMissing, CorruptObject: if absent or malformed.
         """
-        value = self._parse(ObjectType.COMMIT, csum, Commit.from_bytes)
-        assert isinstance(value, Commit)
-        return value
+        return self.reader.read_commit(csum)
 
     def read_dirtree(self, csum: Checksum) -> DirTree:
         """Parse a dirtree object (names are validated: no ``..``, ``/`` or empty names).
@@ -212,9 +178,7 @@ class Repo:
         Raises:
             ObjectMissing, CorruptObject: if absent or malformed.
         """
-        value = self._parse(ObjectType.DIR_TREE, csum, _read_dirtree_lenient)
-        assert isinstance(value, DirTree)
-        return value
+        return self.reader.read_dirtree(csum)
 
     def read_dirmeta(self, csum: Checksum) -> DirMeta:
         """Parse a dirmeta object (cached: a tree has few distinct ones, and objects never change).
@@ -222,25 +186,23 @@ class Repo:
         Raises:
             ObjectMissing, CorruptObject: if absent or malformed.
         """
-        cached = self._dirmeta_cache.get(csum)
-        if cached is not None:
-            return cached
-        value = self._parse(ObjectType.DIR_META, csum, DirMeta.from_bytes)
-        assert isinstance(value, DirMeta)
-        if len(self._dirmeta_cache) < 4096:
-            self._dirmeta_cache[csum] = value
-        return value
+        return self.reader.read_dirmeta(csum)
 
     def read_commitmeta(self, csum: Checksum) -> bytes | None:
         """A commit's detached metadata bytes, or ``None``."""
-        try:
-            return self.store.load_metadata(ObjectType.COMMIT_META, csum)
-        except ObjectMissing:
-            return None
+        return self.reader.read_commitmeta(csum)
 
-    def open_file(self, csum: Checksum) -> tuple[FileHeader, object]:
-        """Header and content stream (``None`` for symlinks) of a content object."""
+    def open_file(self, csum: Checksum) -> ContentObject:
+        """A content object opened for reading: header and content stream (``None`` for symlinks).
+
+        Raises:
+            ObjectMissing, CorruptObject: if absent or unreadable.
+        """
         return self.store.open_file(csum)
+
+    def content_size(self, csum: Checksum) -> int:
+        """A content object's uncompressed size, without reading its content."""
+        return self.store.content_size(csum)
 
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
         """Header and whole content of a content object."""
@@ -269,15 +231,29 @@ class Repo:
             raise ObjectMissing(csum, "commit")
         self.refs.set(refspec, csum, expected=expected, fsync=self.fsync)
 
-    def resolve_rev(self, rev: str, *, allow_missing: bool = False) -> Checksum | None:
+    def resolve_rev(self, rev: str) -> Checksum:
         """Resolve a ref, ``remote:ref``, a full or unique abbreviated checksum, or ``REV^``.
 
         Raises:
-            RefNotFound: if nothing matches (unless ``allow_missing``).
+            RefNotFound: if nothing matches (or the prefix is ambiguous).
             InvalidRefName: for a malformed ref name.
         """
+        found = self._resolve(rev, allow_missing=False)
+        assert found is not None  # _resolve raises instead
+        return found
+
+    def try_resolve_rev(self, rev: str) -> Checksum | None:
+        """:meth:`resolve_rev`, but ``None`` when nothing matches (an ambiguous prefix still raises).
+
+        Raises:
+            RefNotFound: for an ambiguous abbreviated checksum.
+            InvalidRefName: for a malformed ref name.
+        """
+        return self._resolve(rev, allow_missing=True)
+
+    def _resolve(self, rev: str, *, allow_missing: bool) -> Checksum | None:
         if rev.endswith("^"):
-            base = self.resolve_rev(rev[:-1], allow_missing=allow_missing)
+            base = self._resolve(rev[:-1], allow_missing=allow_missing)
             if base is None:
                 return None
             parent = self.read_commit(base).parent
@@ -320,12 +296,9 @@ class Repo:
 
     # --- partial commits ---------------------------------------------------------------------
 
-    def _partial_path(self, csum: Checksum) -> Path:
-        return self.path / "state" / f"{csum}.commitpartial"
-
     def is_partial(self, csum: Checksum) -> bool:
         """Whether ``csum`` is marked as having an incomplete tree."""
-        return self._partial_path(csum).exists()
+        return self.partial.is_partial(csum)
 
     def mark_partial(self, csum: Checksum, *, by_fsck: bool = False) -> None:
         """Durably mark ``csum`` partial (before its objects start arriving).
@@ -333,29 +306,19 @@ class Repo:
         ``by_fsck`` records that fsck found (and deleted) corrupt objects of it: ostree writes
         ``f`` into the marker then, and fsck keeps failing until a pull completes the commit.
         """
-        _fs.makedirs(self.path / "state")
-        _fs.write_atomic(self._partial_path(csum), b"f" if by_fsck else b"", fsync=self.fsync)
+        self.partial.mark(csum, by_fsck=by_fsck)
 
     def partial_commits(self) -> list[Checksum]:
         """Commits marked partial, sorted."""
-        try:
-            names = os.listdir(self.path / "state")
-        except FileNotFoundError:
-            return []
-        return sorted(Checksum(n.removesuffix(".commitpartial")) for n in names
-                      if n.endswith(".commitpartial") and is_checksum(n.removesuffix(".commitpartial")))
+        return self.partial.list()
 
     def is_partial_by_fsck(self, csum: Checksum) -> bool:
         """Whether ``csum`` is partial because fsck deleted corrupt objects of it."""
-        try:
-            return self._partial_path(csum).read_bytes().startswith(b"f")
-        except FileNotFoundError:
-            return False
+        return self.partial.by_fsck(csum)
 
     def clear_partial(self, csum: Checksum) -> None:
         """Remove the partial marker of ``csum``."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._partial_path(csum))
+        self.partial.clear(csum)
 
     # --- commit and checkout -------------------------------------------------------------------
 
@@ -379,17 +342,15 @@ class Repo:
             options = replace(options, canonical_permissions=True)
         root = MutableTree()
         for src in sources:
-            source = TreeSource("dir", os.fspath(src)) if isinstance(src, Path) else src
-            if source.kind == "dir":
-                write_directory(txn, Path(source.value), root, options, progress=progress)
-            elif source.kind == "tar":
+            source = TreeSource(SourceKind.DIR, os.fspath(src)) if isinstance(src, Path) else src
+            if source.kind is SourceKind.DIR:
+                write_directory(txn, Path(source.value), root, options, progress=progress, skip_dir=self.path)
+            elif source.kind is SourceKind.TAR:
                 write_tar(txn, Path(source.value), root, options, progress=progress)
             else:
-                rev = self.resolve_rev(source.value)
-                assert rev is not None
-                c = self.read_commit(rev)
-                root.overlay_commit_tree(self, c.root_tree, c.root_meta)
-                if options.modifies_metadata and source.kind == "ref":  # not to a --base
+                c = self.read_commit(self.resolve_rev(source.value))
+                root.overlay_commit_tree(self.reader, c.root_tree, c.root_meta)
+                if options.modifies_metadata and source.kind is SourceKind.REF:  # not to a --base
                     self._apply_options(txn, root, options)
         return root.write(txn)
 
@@ -403,14 +364,11 @@ class Repo:
             m = self.read_dirmeta(node.meta)
             node.meta = txn.write_dirmeta(options.dir_meta(m.uid, m.gid, m.mode, m.xattrs))
         for name, csum in list(node.files.items()):
-            h, stream = self.store.open_file(csum)
-            try:
+            with self.store.open_file(csum) as obj:
+                h = obj.header
                 new = options.file_header(h.uid, h.gid, h.mode, h.symlink_target, h.xattrs)
                 if new != h:
-                    node.files[name] = txn.write_file(new, stream)
-            finally:
-                if stream is not None:
-                    stream.close()
+                    node.files[name] = txn.write_file(new, obj.stream)
         for sub in node.dirs.values():
             self._apply_options(txn, sub, options)
 
@@ -482,22 +440,17 @@ class Repo:
         tree, meta = commit.root_tree, commit.root_meta
         single_file: tuple[str, Checksum] | None = None
         if subpath and subpath.strip("/"):
-            parts = [p for p in subpath.split("/") if p]
-            for i, part in enumerate(parts):
-                try:
-                    validate_filename(part)
-                except FormatError as e:
-                    raise CheckoutError(subpath, str(e)) from e
-                dt = self.read_dirtree(tree)
-                sub = next(((t, m) for n, t, m in dt.dirs if n == part), None)
-                if sub is not None:
-                    tree, meta = sub
-                    continue
-                f = next((c for n, c in dt.files if n == part), None)
-                if f is not None and i == len(parts) - 1:
-                    single_file = (part, f)
-                    break
+            try:
+                entry = self.reader.lookup(commit, subpath)
+            except FormatError as e:
+                raise CheckoutError(subpath, str(e)) from e
+            if entry is None:
                 raise CheckoutError(subpath, f"no such path in commit {rev}")
+            if entry.kind is EntryKind.FILE:
+                single_file = (entry.path.rpartition("/")[2], entry.checksum)
+            else:
+                assert entry.meta is not None
+                tree, meta = entry.checksum, entry.meta
         d = Path(dest)
         options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
         if single_file is not None:
@@ -514,7 +467,7 @@ class Repo:
         except OSError as e:
             raise CheckoutError(os.fspath(d), e.strerror or str(e)) from e
         try:
-            return checkout_tree(self, tree, meta, fd, options=options)
+            return checkout_tree(self.reader, tree, meta, fd, options=options)
         except BaseException:
             if created:
                 os.close(fd)
@@ -531,7 +484,7 @@ class Repo:
         parent = dest.parent
         fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            co = _Checkout(self, options, None)
+            co = _Checkout(self.reader, options, None)
             co.file(fd, dest.name, csum, os.fspath(dest))
         finally:
             os.close(fd)
@@ -541,11 +494,11 @@ class Repo:
 
     def reachable_objects(self, commits: Sequence[Checksum], *, depth: int = 0) -> set[tuple[ObjectType, Checksum]]:
         """Objects reachable from ``commits`` (``depth`` parents deep; -1 = all)."""
-        return reachable_objects(self, commits, depth=depth)
+        return reachable_objects(self.reader, self.partial, commits, depth=depth)
 
     def fsck(self, *, progress: Callable[[int, int], None] | None = None) -> FsckResult:
         """Verify every commit and every object it reaches."""
-        return fsck(self, progress=progress)
+        return fsck(self.reader, self.refs, self.partial, progress=progress)
 
     def prune(
         self,
@@ -556,86 +509,44 @@ class Repo:
         dry_run: bool = False,
     ) -> PruneResult:
         """Delete unreachable objects (see :func:`bootree.repo.traverse.prune`)."""
-        return prune(self, refs_only=refs_only, depth=depth, keep_younger_than=keep_younger_than, dry_run=dry_run)
+        return prune(
+            self.reader,
+            self.refs,
+            self.partial,
+            lambda: self.lock(exclusive=True),
+            refs_only=refs_only, depth=depth, keep_younger_than=keep_younger_than, dry_run=dry_run)
 
     # --- comparing -----------------------------------------------------------------------------
 
     def diff(self, a: Checksum, b: Checksum) -> list[DiffEntry]:
-        """Differences between the trees of two commits, as ``ostree diff`` lists them.
+        """Differences between the trees of two commits, as ``ostree diff`` lists them
+        (see :func:`bootree.repo.diff.diff_commits`)."""
+        return diff_commits(self.reader, a, b)
 
-        Modified files (content, mode or owner differ) are ``M``; an added directory is listed
-        with everything below it; a removed directory is listed once.
-        """
-        ca, cb = self.read_commit(a), self.read_commit(b)
-        out: list[DiffEntry] = []
-        self._diff_dirs(ca.root_tree, cb.root_tree, "", out)
-        # ostree prints modified, then removed, then added entries.
-        return [e for kind in "MDA" for e in out if e.kind == kind]
-
-    def _diff_dirs(self, ta: Checksum, tb: Checksum, prefix: str, out: list[DiffEntry]) -> None:
-        if ta == tb:
-            return
-        da, db = self.read_dirtree(ta), self.read_dirtree(tb)
-        fa, fb = dict(da.files), dict(db.files)
-        dira = {n: (t, m) for n, t, m in da.dirs}
-        dirb = {n: (t, m) for n, t, m in db.dirs}
-        for name in sorted(set(fa) | set(fb) | set(dira) | set(dirb), key=lambda s: s.encode()):
-            path = f"{prefix}/{name}"
-            if name in fa and name in fb:
-                if fa[name] != fb[name]:
-                    out.append(DiffEntry("M", path))
-            elif name in dira and name in dirb:
-                if dira[name][1] != dirb[name][1]:
-                    out.append(DiffEntry("M", path))
-                self._diff_dirs(dira[name][0], dirb[name][0], path, out)
-            else:
-                if name in fa or name in dira:
-                    out.append(DiffEntry("D", path))
-                if name in fb:
-                    out.append(DiffEntry("A", path))
-                elif name in dirb:
-                    out.append(DiffEntry("A", path))
-                    self._add_all(dirb[name][0], path, out)
-
-    def _add_all(self, tree: Checksum, prefix: str, out: list[DiffEntry]) -> None:
-        dt = self.read_dirtree(tree)
-        for name, _ in dt.files:
-            out.append(DiffEntry("A", f"{prefix}/{name}"))
-        for name, t, _ in dt.dirs:
-            out.append(DiffEntry("A", f"{prefix}/{name}"))
-            self._add_all(t, f"{prefix}/{name}", out)
-
-    def walk_tree(self, rev: Checksum, subpath: str = "/") -> Iterator[tuple[str, str, Checksum, Checksum | None]]:
+    def walk_tree(self, rev: Checksum, subpath: str = "/") -> Iterator[tuple[str, EntryKind, Checksum, Checksum | None]]:
         """Yield ``(path, kind, checksum, meta)`` for every entry under ``subpath`` of a commit.
 
-        ``kind`` is ``d`` (checksum = dirtree, meta = dirmeta) or ``f`` (checksum = content).
+        ``kind`` is :attr:`EntryKind.DIR` (checksum = dirtree, meta = dirmeta) or
+        :attr:`EntryKind.FILE` (checksum = content); the entry at ``subpath`` comes first.
 
         Raises:
             RepoError: if ``subpath`` does not exist in the commit.
         """
-        commit = self.read_commit(rev)
-        tree, meta = commit.root_tree, commit.root_meta
-        parts = [p for p in subpath.split("/") if p]
-        path = ""
-        for i, part in enumerate(parts):
-            dt = self.read_dirtree(tree)
-            sub = next(((t, m) for n, t, m in dt.dirs if n == part), None)
-            path += "/" + part
-            if sub is None:
-                f = next((c for n, c in dt.files if n == part), None)
-                if f is not None and i == len(parts) - 1:
-                    yield path, "f", f, None
-                    return
-                raise RepoError(f"no such file or directory: {subpath}")
-            tree, meta = sub
-        yield path or "/", "d", tree, meta
-        yield from self._walk(tree, path)
+        for e in self.walk_entries(rev, subpath):
+            yield e.path, e.kind, e.checksum, e.meta
 
-    def _walk(self, tree: Checksum, prefix: str) -> Iterator[tuple[str, str, Checksum, Checksum | None]]:
-        dt = self.read_dirtree(tree)
-        for name, c in dt.files:
-            yield f"{prefix}/{name}", "f", c, None
-        for name, t, m in dt.dirs:
-            yield f"{prefix}/{name}", "d", t, m
-            yield from self._walk(t, f"{prefix}/{name}")
+    def walk_entries(self, rev: Checksum, subpath: str = "/") -> Iterator[TreeEntry]:
+        """:meth:`walk_tree` as :class:`TreeEntry` values.
 
+        Raises:
+            RepoError: if ``subpath`` does not exist in the commit.
+        """
+        try:
+            top = self.reader.lookup(self.read_commit(rev), subpath)
+        except FormatError:
+            top = None
+        if top is None:
+            raise RepoError(f"no such file or directory: {subpath}")
+        yield top
+        if top.kind is EntryKind.DIR:
+            yield from self.reader.walk(top.checksum, "" if top.path == "/" else top.path)

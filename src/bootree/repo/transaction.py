@@ -1,55 +1,58 @@
-"""Transactions: stage objects in ``tmp/``, then publish them and move refs in one step.
+"""Transactions: stage verified objects in ``tmp/``, then publish them and move refs in one step.
 
 Layer: repo. Every write to a repository goes through a :class:`Transaction`:
 
-1. objects are written to ``tmp/staging-<random>/`` (never directly under ``objects/``), each
-   verified against the checksum it is announced under;
-2. :meth:`Transaction.commit` flushes the filesystem (one ``syncfs``), renames every staged
+1. objects are written to a locked ``tmp/staging-<boot id>-<random>/`` (never directly under
+   ``objects/``). The transaction accepts only verified values
+   (:class:`~bootree.format.verified.VerifiedMetadata`,
+   :class:`~bootree.format.verified.VerifiedContent`) or verifies itself while writing
+   (:meth:`Transaction.content_writer`, :meth:`Transaction.stream_content`): no caller can
+   declare bytes "trusted";
+2. an object counts as staged only once its file is completely written and verified; a write
+   that fails (a full disk, a wrong checksum, a short source) removes its file and its claim, so
+   neither a checkpoint, an early publish nor the commit can make it visible;
+3. :meth:`Transaction.commit` flushes the filesystem (one ``syncfs``), renames every staged
    object into ``objects/`` (an object is either absent or complete), flushes again, and only
    then writes detached metadata, clears ``commitpartial`` markers and moves refs;
-3. :meth:`Transaction.abort` (or an exception in the ``with`` block) deletes the staging
+4. :meth:`Transaction.abort` (or an exception in the ``with`` block) deletes the staging
    directory: the repository is exactly as before.
 
 A crash at any point leaves at worst a stale staging directory, which the next transaction of
-bootree or ostree expires. Writers may call the ``write_*`` methods from several threads.
+bootree or ostree removes (see :mod:`bootree.repo.staging`). Writers may call the ``write_*``
+methods from several threads.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from bootree import _fs
-from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, RepoError
-from bootree.format.checksum import Checksum
-from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
+from bootree.errors import RepoError
+from bootree.format.checksum import Checksum, ObjectType
+from bootree.format.content import ContentFraming
+from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader
 from bootree.format.refspec import RefSpec, parse_refspec
-from bootree.repo.objectstore import CHUNK, ObjectIndex
+from bootree.format.verified import VerifiedContent, VerifiedMetadata
+from bootree.repo.modes import RepoMode
+from bootree.repo.objectstore import CHUNK, DiskObjectStore, ObjectIndex
+from bootree.repo.partial import PartialMarkers
+from bootree.repo.refs import RefStore
+from bootree.repo.staging import Staging, clean_stale
+from bootree.repo.writers import ContentWriter, ReceivedContentWriter, Slot
 
-if TYPE_CHECKING:
-    from bootree.repo.repo import Repo
-
-__all__ = ["Transaction"]
+__all__ = ["ContentWriter", "ReceivedContentWriter", "Transaction"]
 
 log = logging.getLogger(__name__)
 
-_PARSERS: dict[ObjectType, Callable[[bytes], object]] = {
-    ObjectType.COMMIT: Commit.from_bytes,
-    ObjectType.DIR_TREE: DirTree.from_bytes,
-    ObjectType.DIR_META: DirMeta.from_bytes,
-}
-
-
-#: Publishing order by object file extension (see Transaction._publish_objects).
-_PUBLISH_ORDER = {"file": 0, "filez": 0, "dirmeta": 1, "dirtree": 2, "commit": 3}
+#: Publishing order (see Transaction._publish_objects): content first, commits last.
+_PUBLISH_ORDER = {ObjectType.FILE: 0, ObjectType.DIR_META: 1, ObjectType.DIR_TREE: 2, ObjectType.COMMIT: 3}
 
 
 def _flat(rel: str) -> str:
@@ -61,27 +64,28 @@ def _flat(rel: str) -> str:
     return rel[:2] + rel[3:]
 
 
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return "noboot"
-
-
 class Transaction:
-    """A set of object writes and ref updates that land together or not at all."""
+    """A set of object writes and ref updates that land together or not at all.
 
-    def __init__(self, repo: Repo) -> None:
-        self.repo = repo
-        self._store = repo.store
-        tmp = repo.path / "tmp"
-        _fs.makedirs(tmp)
-        self.staging = tmp / f"staging-{_boot_id()}-{os.urandom(6).hex()}"
-        self.staging.mkdir(mode=0o755)
+    Made by :meth:`bootree.repo.Repo.transaction`; it needs only the object store, the refs and
+    the partial markers, not the repository object.
+    """
+
+    def __init__(
+        self, store: DiskObjectStore, refs: RefStore, partial: PartialMarkers, *, tmp: Path, fsync: bool = True
+    ) -> None:
+        self._store = store
+        self._refs_store = refs
+        self._partial = partial
+        self.fsync = fsync
+        clean_stale(tmp)
+        self._staging = Staging(tmp)
+        self.staging = self._staging.path
         self._staging_str = os.fspath(self.staging)
-        self._store.prepare_writes()
-        self._staged: set[str] = set()
+        store.prepare_writes()
+        #: rel -> complete? An entry is claimed (False) while its file is being written.
+        self._staged: dict[str, bool] = {}
+        self._types: dict[str, ObjectType] = {}
         self._lock = threading.Lock()
         #: Held while objects are flushed and renamed into objects/ (early, checkpoint, commit).
         self._publish_lock = threading.Lock()
@@ -95,6 +99,11 @@ class Transaction:
         self._index: ObjectIndex | None = None
         #: Objects written by this transaction (not counting ones already present).
         self.objects_written = 0
+
+    @property
+    def mode(self) -> RepoMode:
+        """The repository's mode (what the objects are written as)."""
+        return self._store.mode
 
     @property
     def finished(self) -> bool:
@@ -115,7 +124,7 @@ class Transaction:
     # --- presence ----------------------------------------------------------------------------
 
     def has_object(self, otype: ObjectType, csum: Checksum) -> bool:
-        """Whether the object is in the repository or already staged by this transaction."""
+        """Whether the object is in the repository or claimed by this transaction."""
         return self._store.relpath(otype, csum) in self._staged or self._store.has(otype, csum)
 
     def has_object_indexed(self, otype: ObjectType, csum: Checksum) -> bool:
@@ -131,121 +140,144 @@ class Transaction:
             self._index = self._store.index()
         return self._index.has(otype, csum)
 
-    def _tmp(self) -> Path:
-        return self.staging / f"tmp-{next(self._counter)}"
+    # --- claims: the only way an object gets into the staging directory ----------------------
 
-    def _reserve(self, otype: ObjectType, csum: Checksum) -> str | None:
+    def _claim(self, otype: ObjectType, csum: Checksum) -> str | None:
         """Claim the staged path of an object about to be written; ``None`` if already claimed.
 
-        Objects whose checksum is known before writing go straight to their staged name: the
-        staging directory is private, so a crash mid-write only leaves garbage there.
+        The claim is incomplete until :meth:`_complete`; publishing skips incomplete claims.
         """
         rel = self._store.relpath(otype, csum)
         with self._lock:
             if rel in self._staged:
                 return None
-            self._staged.add(rel)
+            self._staged[rel] = False
+            self._types[rel] = otype
         self.objects_written += 1
         return f"{self._staging_str}/{_flat(rel)}"
 
-    def _unreserve(self, otype: ObjectType, csum: Checksum) -> None:
+    def _complete(self, otype: ObjectType, csum: Checksum) -> None:
         rel = self._store.relpath(otype, csum)
         with self._lock:
-            self._staged.discard(rel)
-        self.objects_written -= 1
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{self._staging_str}/{_flat(rel)}")
+            self._staged[rel] = True
 
-    def _stage(self, tmp: Path, otype: ObjectType, csum: Checksum) -> None:
-        target = self._reserve(otype, csum)
+    def _release(self, otype: ObjectType, csum: Checksum) -> None:
+        """Drop a claim whose write failed, and its file (whatever state it is in)."""
+        rel = self._store.relpath(otype, csum)
+        with self._lock:
+            self._staged.pop(rel, None)
+            self._types.pop(rel, None)
+        self.objects_written -= 1
+        try:
+            os.unlink(f"{self._staging_str}/{_flat(rel)}")
+        except FileNotFoundError:
+            pass
+
+    def _slot(self) -> Slot:
+        return Slot(self._claim, self._complete, self._release, self._tmp_path, self._stage_tmp)
+
+    def _tmp_path(self) -> str:
+        return f"{self._staging_str}/tmp-{next(self._counter)}"
+
+    def _stage_tmp(self, tmp: str, otype: ObjectType, csum: Checksum) -> None:
+        """Move a completely written and verified temporary file to its staged name."""
+        target = self._claim(otype, csum)
         if target is None:
             os.unlink(tmp)
             return
-        os.rename(tmp, target)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            self._release(otype, csum)
+            raise
+        self._complete(otype, csum)
 
     # --- object writes -----------------------------------------------------------------------
 
-    def write_metadata(
-        self, otype: ObjectType, data: bytes, expected: Checksum | None = None, *, trusted: bool = False
-    ) -> Checksum:
-        """Write a commit, dirtree or dirmeta object; its bytes are validated first.
-
-        ``trusted`` skips the parse for bytes this process just serialized from a validated
-        value; bytes from anywhere else are always parsed.
+    def write_metadata(self, obj: VerifiedMetadata) -> Checksum:
+        """Write a verified commit, dirtree or dirmeta object (nothing if already present).
 
         Raises:
-            ChecksumMismatch: if ``expected`` is given and differs from the bytes' checksum.
-            CorruptObject: if the bytes do not parse as ``otype`` (including unsafe names).
+            OSError: if the write fails (the object is then not staged).
         """
-        csum = Checksum(hashlib.sha256(data).hexdigest())
-        if expected is not None and csum != expected:
-            raise ChecksumMismatch(expected, csum, otype.value)
-        if self.has_object(otype, csum):
+        csum = obj.checksum
+        if self.has_object(obj.otype, csum):
             return csum
-        parser = _PARSERS.get(otype)
-        if parser is None:
-            raise RepoError(f"{otype.value} objects cannot be written with write_metadata")
-        if not trusted:
-            try:
-                parser(data)
-            except FormatError as e:
-                raise CorruptObject(csum, otype.value, str(e)) from e
-        target = self._reserve(otype, csum)
-        if target is not None:
-            with open(target, "wb") as f:
-                f.write(data)
+        target = self._claim(obj.otype, csum)
+        if target is None:
+            return csum
+        try:
+            self._store.metadata_file(target, obj.data)
+        except BaseException:
+            self._release(obj.otype, csum)
+            raise
+        self._complete(obj.otype, csum)
         return csum
 
     def write_commit(self, commit: Commit) -> Checksum:
-        """Serialize and write a commit object."""
-        return self.write_metadata(ObjectType.COMMIT, commit.to_bytes(), trusted=True)
+        """Serialize and write a commit object (hashed once)."""
+        return self.write_metadata(VerifiedMetadata.of(commit))
 
     def write_dirtree(self, tree: DirTree) -> Checksum:
-        """Serialize and write a dirtree object."""
-        return self.write_metadata(ObjectType.DIR_TREE, tree.to_bytes(), trusted=True)
+        """Serialize and write a dirtree object (hashed once)."""
+        return self.write_metadata(VerifiedMetadata.of(tree))
 
     def write_dirmeta(self, meta: DirMeta) -> Checksum:
-        """Serialize and write a dirmeta object."""
-        return self.write_metadata(ObjectType.DIR_META, meta.to_bytes(), trusted=True)
+        """Serialize and write a dirmeta object (hashed once)."""
+        return self.write_metadata(VerifiedMetadata.of(meta))
 
-    def write_content_stream(
-        self, header: FileHeader, chunks: Iterable[bytes], size: int, expected: Checksum | None = None,
-        *, prehashed: bool = False,
-    ) -> Checksum:
-        """Write a content object from a stream of exactly ``size`` bytes, hashing as it goes.
+    def write_content(self, obj: VerifiedContent) -> Checksum:
+        """Write a verified content object held in memory, without hashing it again.
 
-        With ``prehashed`` the caller vouches that ``expected`` is the checksum of exactly these
-        bytes (it hashed them itself); the object is then written straight to its staged name.
+        An archive repository stores ``obj.archived`` as it is when set. The object is not
+        looked up first (callers asked already); one claimed by another thread is skipped.
 
         Raises:
-            ChecksumMismatch: if ``expected`` is given and the content hashes differently.
+            OSError: if the write fails (the object is then not staged).
         """
-        if prehashed and expected is not None:
-            target = self._reserve(ObjectType.FILE, expected)
-            if target is None:
-                return expected
-            try:
-                self._store.write_content_tmp(target, header, chunks, size, hash_content=False)
-            except BaseException:
-                self._unreserve(ObjectType.FILE, expected)
-                raise
-            return expected
-        tmp = self._tmp()
-        try:
-            csum = self._store.write_content_tmp(tmp, header, chunks, size)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        assert csum is not None
-        if expected is not None and csum != expected:
-            os.unlink(tmp)
-            raise ChecksumMismatch(expected, csum, "file")
-        if self.has_object(ObjectType.FILE, csum):
-            os.unlink(tmp)
+        csum = obj.checksum
+        target = self._claim(ObjectType.FILE, csum)
+        if target is None:
             return csum
-        self._stage(tmp, ObjectType.FILE, csum)
+        try:
+            if obj.archived is not None and self._store.mode is RepoMode.ARCHIVE:
+                sink = self._store.content_sink(target, obj.header, obj.size, raw=True)
+                data = obj.archived
+            else:
+                sink = self._store.content_sink(target, obj.header, obj.size)
+                data = obj.content
+            try:
+                sink.write(data)
+                sink.finish()
+            except BaseException:
+                sink.abort()
+                raise
+        except BaseException:
+            self._release(ObjectType.FILE, csum)
+            raise
+        self._complete(ObjectType.FILE, csum)
         return csum
+
+    def content_writer(self, header: FileHeader, size: int, expected: Checksum | None = None) -> ContentWriter:
+        """A writer for one content object of ``size`` bytes, hashed while it is written.
+
+        Use as ``with txn.content_writer(h, n, csum) as w: w.write(chunk)...; csum = w.finish()``.
+        The object is staged only by :meth:`ContentWriter.finish`, and only if the bytes
+        hash to ``expected`` (when given) and add up to ``size``; leaving the ``with`` block
+        without finishing, or with an exception, discards everything written.
+        """
+        return ContentWriter(self._store, self._slot(), header, size, expected)
+
+    def stream_content(self, framing: ContentFraming, expected: Checksum) -> ReceivedContentWriter:
+        """A writer for one content object received in ``framing`` (a pull), verified as it goes.
+
+        Received bytes go in with :meth:`ReceivedContentWriter.write` in any chunking; they are
+        decoded, hashed and written to the staging file in this repository's mode (an archive
+        repository keeps a received ``.filez`` as it is), so an object of any size is never
+        held in memory. :meth:`ReceivedContentWriter.finish` stages it only if it hashes to
+        ``expected``; otherwise, or on abort, its file is removed.
+        """
+        return ReceivedContentWriter(self._store, self._slot(), framing, expected)
 
     def write_file(
         self, header: FileHeader, content: bytes | BinaryIO | None = None, expected: Checksum | None = None
@@ -258,14 +290,11 @@ class Transaction:
             ChecksumMismatch: if ``expected`` is given and differs.
         """
         if content is None or isinstance(content, (bytes, bytearray, memoryview)):
-            data = bytes(content or b"")
-            csum = header.checksum(data)
-            if expected is not None and csum != expected:
-                raise ChecksumMismatch(expected, csum, "file")
-            if self.has_object(ObjectType.FILE, csum):
-                return csum
-            return self.write_content_stream(header, [data] if data else [], len(data), expected=csum, prehashed=True)
-        # A stream of unknown length: spool through the staging dir while hashing.
+            obj = VerifiedContent.of(header, bytes(content or b""), expected)
+            if self.has_object(ObjectType.FILE, obj.checksum):
+                return obj.checksum
+            return self.write_content(obj)
+        # A stream of unknown length: read it whole (callers pass small files).
         stream = content
         buf = bytearray()
         for chunk in iter(lambda: stream.read(CHUNK), b""):
@@ -281,15 +310,9 @@ class Transaction:
         """
         if self.has_object(ObjectType.FILE, expected):
             return expected
-        tmp = self._tmp()
-        try:
-            self._store.write_archived_tmp(tmp, filez, expected)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        self._stage(tmp, ObjectType.FILE, expected)
-        return expected
+        with self.stream_content(ContentFraming.ARCHIVED, expected) as w:
+            w.write(filez)
+            return w.finish()
 
     def write_commitmeta(self, commit: Checksum, data: bytes) -> None:
         """Set a commit's detached metadata (written at commit time, replacing any old one)."""
@@ -308,7 +331,7 @@ class Transaction:
 
     def mark_partial(self, commit: Checksum) -> None:
         """Record now, durably, that ``commit``'s tree may be incomplete (a resumable pull)."""
-        self.repo.mark_partial(commit)
+        self._partial.mark(commit)
 
     def clear_partial(self, commit: Checksum) -> None:
         """Remove the partial marker of ``commit`` once this transaction's objects are published."""
@@ -316,19 +339,25 @@ class Transaction:
 
     # --- publishing ----------------------------------------------------------------------------
 
+    def _completed(self, rels: Iterable[str] | None = None) -> list[str]:
+        """The staged objects that are completely written (of ``rels``, or all)."""
+        with self._lock:
+            if rels is None:
+                return [r for r, done in self._staged.items() if done]
+            return [r for r in rels if self._staged.get(r)]
+
     def _publish_objects(self) -> None:
         with self._publish_lock:
-            with self._lock:
-                # Content first, commits last: a crash part-way leaves only objects nothing refers
-                # to, never a commit whose tree is incomplete.
-                batch = sorted(self._staged, key=lambda r: (_PUBLISH_ORDER.get(r.rpartition(".")[2], 9), r))
+            # Content first, commits last: a crash part-way leaves only objects nothing refers
+            # to, never a commit whose tree is incomplete.
+            batch = sorted(self._completed(), key=lambda r: (_PUBLISH_ORDER.get(self._types[r], 9), r))
             t0 = time.perf_counter()
-            if batch and self.repo.fsync:
+            if batch and self.fsync:
                 _fs.syncfs(self.staging)
             t1 = time.perf_counter()
             self._rename_in(batch)
             t2 = time.perf_counter()
-            if (batch or self._renamed_unsynced) and self.repo.fsync:
+            if (batch or self._renamed_unsynced) and self.fsync:
                 _fs.syncfs(self._store.objects)
             self._renamed_unsynced = False
             if batch:
@@ -352,35 +381,35 @@ class Transaction:
             if self._index is not None:
                 self._index.add(rel)
             with self._lock:
-                self._staged.discard(rel)
+                self._staged.pop(rel, None)
+                self._types.pop(rel, None)
 
     def publish_early(self, otype: ObjectType, checksums: Iterable[Checksum]) -> None:
         """Publish content or dirmeta objects that are completely written, before the commit.
 
-        For pulls: every object was verified on arrival, nothing can refer to a content or
-        dirmeta object before its dirtree is published (dirtrees and commits wait for
-        :meth:`commit`), and the data is flushed (``syncfs``) before the renames. Publishing in
-        the background while the rest downloads leaves little for the final flush and renames.
-        The caller must not pass an object that is still being written.
+        For pulls: every staged object is verified, nothing can refer to a content or dirmeta
+        object before its dirtree is published (dirtrees and commits wait for :meth:`commit`),
+        and the data is flushed (``syncfs``) before the renames. Publishing in the background
+        while the rest downloads leaves little for the final flush and renames. An object still
+        being written, or whose write failed, is skipped: only completed claims are published.
         """
         if otype not in (ObjectType.FILE, ObjectType.DIR_META):
             raise RepoError(f"{otype.value} objects are published only by commit()")
         rels = [self._store.relpath(otype, c) for c in checksums]
         with self._publish_lock:
-            with self._lock:
-                batch = [r for r in rels if r in self._staged]
+            batch = self._completed(rels)
             if not batch:
                 return
-            if self.repo.fsync:
+            if self.fsync:
                 _fs.syncfs(self.staging)
             self._rename_in(batch)
             self._renamed_unsynced = True
 
     def checkpoint(self) -> None:
-        """Publish the objects staged so far, without touching refs.
+        """Publish the objects completely written so far, without touching refs.
 
-        Used by pulls so that an interrupted transfer keeps what arrived (every staged object has
-        been verified, so publishing early is safe).
+        Used by pulls so that an interrupted transfer keeps what arrived. Objects whose write
+        is still under way or failed are not published (see the module docstring, rule 2).
         """
         self._publish_objects()
 
@@ -388,33 +417,33 @@ class Transaction:
         """Publish staged objects, then detached metadata, partial markers and refs.
 
         Raises:
+            RepoError: if an object write is still under way (a caller bug: nothing is
+                published then, and the transaction is aborted).
             RefConflict: never for plain set_ref; reserved for compare-and-swap callers.
         """
         if self._done:
             raise RepoError("transaction already finished")
         try:
+            with self._lock:
+                unfinished = [r for r, done in self._staged.items() if not done]
+            if unfinished:
+                raise RepoError(f"transaction committed while {len(unfinished)} object writes are unfinished")
             self._publish_objects()
             for commit, data in self._commitmeta.items():
                 path = self._store.path(ObjectType.COMMIT_META, commit)
                 _fs.makedirs(path.parent)
-                _fs.write_atomic(path, data, fsync=self.repo.fsync)
+                _fs.write_atomic(path, data, fsync=self.fsync)
             for commit in self._partial_clear:
-                self.repo.clear_partial(commit)
+                self._partial.clear(commit)
             for spec, csum in self._refs.values():
-                self.repo.refs.set(spec, csum, fsync=self.repo.fsync)
+                self._refs_store.set(spec, csum, fsync=self.fsync)
         finally:
             self._done = True
-            self._remove_staging()
+            self._staging.remove()
 
     def abort(self) -> None:
         """Drop everything staged; refs are left untouched."""
         if self._done:
             return
         self._done = True
-        self._remove_staging()
-
-    def _remove_staging(self) -> None:
-        try:
-            os.rmdir(self.staging)  # empty after a commit: the common case
-        except OSError:
-            _fs.rmtree(self.staging)
+        self._staging.remove()

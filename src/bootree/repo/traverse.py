@@ -10,22 +10,24 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from bootree.errors import BootreeError, ChecksumMismatch, CorruptObject, ObjectMissing
 from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
-
-if TYPE_CHECKING:
-    from bootree.repo.repo import Repo
+from bootree.repo.objectstore import DiskObjectStore
+from bootree.repo.partial import PartialMarkers
+from bootree.repo.reader import ObjectReader
+from bootree.repo.refs import RefStore
+from bootree.repo.staging import clean_stale
 
 __all__ = ["FsckProblem", "FsckResult", "PruneResult", "fsck", "prune", "reachable_objects"]
 
 ObjectName = tuple[ObjectType, Checksum]
 
 
-def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName]) -> None:
+def _walk_tree(reader: ObjectReader, tree: Checksum, meta: Checksum, out: set[ObjectName]) -> None:
     stack = [(tree, meta)]
     while stack:
         t, m = stack.pop()
@@ -33,7 +35,7 @@ def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName])
         if (ObjectType.DIR_TREE, t) in out:
             continue
         out.add((ObjectType.DIR_TREE, t))
-        dt = repo.read_dirtree(t)
+        dt = reader.read_dirtree(t)
         for _, c in dt.files:
             out.add((ObjectType.FILE, c))
         for _, st, sm in dt.dirs:
@@ -41,7 +43,12 @@ def _walk_tree(repo: Repo, tree: Checksum, meta: Checksum, out: set[ObjectName])
 
 
 def reachable_objects(
-    repo: Repo, commits: Iterable[Checksum], *, depth: int = 0, ignore_missing_parents: bool = True
+    reader: ObjectReader,
+    partial: PartialMarkers,
+    commits: Iterable[Checksum],
+    *,
+    depth: int = 0,
+    ignore_missing_parents: bool = True,
 ) -> set[ObjectName]:
     """Every object reachable from ``commits`` (and up to ``depth`` parents; -1 = all).
 
@@ -58,18 +65,18 @@ def reachable_objects(
             if (ObjectType.COMMIT, csum) in out:
                 break
             try:
-                commit = repo.read_commit(csum)
+                commit = reader.read_commit(csum)
             except ObjectMissing:
                 if level > 0 and ignore_missing_parents:
                     break
                 raise
             out.add((ObjectType.COMMIT, csum))
-            if repo.store.has(ObjectType.COMMIT_META, csum):
+            if reader.store.has(ObjectType.COMMIT_META, csum):
                 out.add((ObjectType.COMMIT_META, csum))
             try:
-                _walk_tree(repo, commit.root_tree, commit.root_meta, out)
+                _walk_tree(reader, commit.root_tree, commit.root_meta, out)
             except ObjectMissing:
-                if not repo.is_partial(csum):
+                if not partial.is_partial(csum):
                     raise
             if depth >= 0 and level >= depth:
                 break
@@ -109,9 +116,9 @@ class FsckResult:
         return not self.problems
 
 
-def _check_meta(repo: Repo, otype: ObjectType, csum: Checksum) -> FsckProblem | None:
+def _check_meta(store: DiskObjectStore, otype: ObjectType, csum: Checksum) -> FsckProblem | None:
     try:
-        data = repo.store.load_metadata(otype, csum)
+        data = store.load_metadata(otype, csum)
     except ObjectMissing as e:
         return FsckProblem(otype.value, csum, str(e))
     actual = hashlib.sha256(data).hexdigest()
@@ -120,7 +127,13 @@ def _check_meta(repo: Repo, otype: ObjectType, csum: Checksum) -> FsckProblem | 
     return None
 
 
-def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> FsckResult:
+def fsck(
+    reader: ObjectReader,
+    refs: RefStore,
+    partial_markers: PartialMarkers,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> FsckResult:
     """Verify every commit in the repository and every object it reaches.
 
     Metadata is re-hashed and parsed while walking; content objects are re-hashed (inflated in
@@ -128,24 +141,25 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
     """
     result = FsckResult()
     problems = result.problems
-    for name, csum in repo.list_refs().items():
-        if not repo.store.has(ObjectType.COMMIT, csum):
+    store = reader.store
+    for name, csum in refs.list().items():
+        if not store.has(ObjectType.COMMIT, csum):
             problems.append(FsckProblem("ref", name, f"Loading commit for ref {name}: No such metadata object {csum}.commit"))
-    commits = [c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT]
+    commits = [c for t, c in store.iter_objects() if t is ObjectType.COMMIT]
     seen: set[ObjectName] = set()
     files: dict[Checksum, list[Checksum]] = {}
     for csum in sorted(commits):
         result.commits += 1
-        problem = _check_meta(repo, ObjectType.COMMIT, csum)
+        problem = _check_meta(store, ObjectType.COMMIT, csum)
         if problem:
             problems.append(problem)
             continue
         try:
-            commit: Commit = repo.read_commit(csum)
+            commit: Commit = reader.read_commit(csum)
         except BootreeError as e:
             problems.append(FsckProblem("commit", csum, str(e)))
             continue
-        partial = repo.is_partial(csum)
+        partial = partial_markers.is_partial(csum)
         if partial:
             result.partial.append(csum)
         stack = [(commit.root_tree, commit.root_meta)]
@@ -154,10 +168,10 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
             t, m = stack.pop()
             if (ObjectType.DIR_META, m) not in seen:
                 seen.add((ObjectType.DIR_META, m))
-                problem = _check_meta(repo, ObjectType.DIR_META, m)
+                problem = _check_meta(store, ObjectType.DIR_META, m)
                 if problem is None:
                     try:
-                        repo.read_dirmeta(m)
+                        reader.read_dirmeta(m)
                     except BootreeError as e:
                         problem = FsckProblem("dirmeta", m, str(e))
                 if problem and not (partial and _missing(problem)):
@@ -165,19 +179,19 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
             if (ObjectType.DIR_TREE, t) in seen:
                 continue
             seen.add((ObjectType.DIR_TREE, t))
-            problem = _check_meta(repo, ObjectType.DIR_TREE, t)
+            problem = _check_meta(store, ObjectType.DIR_TREE, t)
             if problem:
                 if not (partial and _missing(problem)):
                     problems.append(problem)
                 continue
             try:
                 # Strict: fsck also requires GVariant normal form, which plain reads do not.
-                dt = DirTree.from_bytes(repo.store.load_metadata(ObjectType.DIR_TREE, t))
+                dt = DirTree.from_bytes(store.load_metadata(ObjectType.DIR_TREE, t))
             except BootreeError as e:
                 problems.append(FsckProblem("dirtree", t, f"Corrupted dirtree object {t}.dirtree: {e}"))
                 continue
             for _, c in dt.files:
-                if partial and not repo.store.has(ObjectType.FILE, c):
+                if partial and not store.has(ObjectType.FILE, c):
                     continue
                 files.setdefault(c, []).append(csum)
             stack.extend((st, sm) for _, st, sm in dt.dirs)
@@ -187,7 +201,7 @@ def fsck(repo: Repo, *, progress: Callable[[int, int], None] | None = None) -> F
 
     def check_file(c: Checksum) -> FsckProblem | None:
         try:
-            repo.store.verify_file(c)
+            store.verify_file(c)
         except (CorruptObject, ChecksumMismatch, ObjectMissing) as e:
             return FsckProblem("file", c, str(e), tuple(dict.fromkeys(files[c])))
         return None
@@ -218,7 +232,10 @@ class PruneResult:
 
 
 def prune(
-    repo: Repo,
+    reader: ObjectReader,
+    refs: RefStore,
+    partial: PartialMarkers,
+    lock: Callable[[], AbstractContextManager[None]],
     *,
     refs_only: bool = False,
     depth: int = -1,
@@ -231,21 +248,23 @@ def prune(
     ``depth`` parents deep (-1 = all); with ``keep_younger_than`` (a Unix time) commits newer
     than that are roots too.
     """
-    with repo.lock(exclusive=True):
-        all_objects = list(repo.store.iter_objects())
-        roots: set[Checksum] = set(repo.list_refs().values())
-        roots.update(c for (_, _), c in repo.list_mirror_refs().items())
+    store = reader.store
+    with lock():
+        clean_stale(store.root / "tmp")
+        all_objects = list(store.iter_objects())
+        roots: set[Checksum] = set(refs.list().values())
+        roots.update(c for (_, _), c in refs.list_mirrors().items())
         commits = [c for t, c in all_objects if t is ObjectType.COMMIT]
         if not refs_only:
             roots.update(commits)
         if keep_younger_than is not None:
             for c in commits:
                 try:
-                    if repo.read_commit(c).timestamp > keep_younger_than:
+                    if reader.read_commit(c).timestamp > keep_younger_than:
                         roots.add(c)
                 except BootreeError:
                     continue
-        keep = reachable_objects(repo, sorted(roots), depth=depth)
+        keep = reachable_objects(reader, partial, sorted(roots), depth=depth)
         deleted = 0
         freed = 0
         for otype, csum in all_objects:
@@ -253,7 +272,7 @@ def prune(
                 continue
             if otype is ObjectType.COMMIT_META:
                 continue
-            path = repo.store.path(otype, csum)
+            path = store.path(otype, csum)
             try:
                 size = os.lstat(path).st_size
             except FileNotFoundError:
@@ -263,8 +282,8 @@ def prune(
             if not dry_run:
                 os.unlink(path)
                 if otype is ObjectType.COMMIT:
-                    meta = repo.store.path(ObjectType.COMMIT_META, csum)
+                    meta = store.path(ObjectType.COMMIT_META, csum)
                     if os.path.lexists(meta):
                         os.unlink(meta)
-                    repo.clear_partial(csum)
+                    partial.clear(csum)
         return PruneResult(len(all_objects), deleted, freed)

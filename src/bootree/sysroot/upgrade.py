@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootree.errors import NotBooted, RefNotFound, SysrootError
+from bootree.errors import NotBooted, SysrootError
 from bootree.format.checksum import Checksum
 from bootree.sysroot import assessment
 from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
@@ -86,10 +86,7 @@ def upgrade(
     refspec = base.refspec
     if not refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
-    found = commit if commit is not None else sysroot.repo.resolve_rev(refspec)
-    if found is None:
-        raise RefNotFound(refspec)
-    csum = Checksum(found)
+    csum = commit if commit is not None else sysroot.repo.resolve_rev(refspec)
     if not allow_downgrade and csum != base.csum:
         new_ts = sysroot.repo.read_commit(csum).timestamp
         old_ts = sysroot.repo.read_commit(base.csum).timestamp

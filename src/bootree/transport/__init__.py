@@ -12,10 +12,16 @@ Two ways to fetch, both bounded by a caller-given ``max_length``:
   come back in any order. A puller keeps the pipe full while it verifies what arrived, which is
   what makes a pull of thousands of small objects fast.
 
-Implementations: :class:`~bootree.transport.http.PipelinedHttpFetcher` (default for ``http`` and
-``https``: a small HTTP/1.1 client with keep-alive and request pipelining),
-:class:`~bootree.transport.httpx_fetcher.HttpxFetcher` (httpx, used for proxies and when asked
-for) and :class:`~bootree.transport.file.FileFetcher` (``file://``).
+Every implementation derives from :class:`bootree.transport.base.FetcherBase`, which owns status
+classification, retries with backoff, the size limit, the minimum transfer rate and error
+conversion; an implementation writes one attempt. They are
+:class:`~bootree.transport.http.PipelinedHttpFetcher` (default for ``http`` and ``https``: a
+small HTTP/1.1 client with keep-alive and request pipelining over the pure parser of
+:mod:`bootree.transport.http1`), :class:`~bootree.transport.httpx_fetcher.HttpxFetcher` (httpx,
+used for proxies and when asked for), :class:`~bootree.transport.file.FileFetcher`
+(``file://``) and :class:`~bootree.transport.memory.MemoryFetcher` (a dict of URLs, with
+injectable faults, for tests and simulators). One contract suite
+(``tests/unit/transport/test_fetcher_contract.py``) runs against all four.
 """
 
 from __future__ import annotations
@@ -23,19 +29,20 @@ from __future__ import annotations
 import os
 import queue
 import urllib.parse
-from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from bootree.errors import FetchError, NotFoundError
 
 __all__ = [
+    "BodyStream",
     "Completion",
     "FetchConfig",
     "FetchError",
     "Fetcher",
     "NotFoundError",
+    "StreamFactory",
     "join_url",
     "open_fetcher",
 ]
@@ -50,6 +57,8 @@ class FetchConfig:
 
     Why each exists: ``connect_timeout`` and ``read_timeout`` bound how long a dead or stalled
     server can hold a pull (a stall is a read that yields no byte for ``read_timeout``);
+    ``low_speed_limit`` over ``low_speed_time`` bounds a server that trickles bytes (with the
+    defaults, 5 attempts fail within about three minutes);
     ``max_attempts`` and the backoff ride out transient faults (5xx, resets, truncated bodies)
     without hammering a struggling server; ``connections`` x ``pipeline_depth`` is the number of
     requests in flight.
@@ -59,6 +68,12 @@ class FetchConfig:
     connect_timeout: float = 15.0
     #: Seconds without receiving a single byte before a request counts as stalled.
     read_timeout: float = 30.0
+    #: Minimum transfer rate (libcurl's low-speed limit, ostree's ``low-speed-limit-bytes``):
+    #: a transfer that receives fewer than this many bytes per second over ``low_speed_time``
+    #: seconds fails (transiently, so it is retried). 0 disables the check.
+    low_speed_limit: float = 1000.0
+    #: The window of ``low_speed_limit`` in seconds (ostree's ``low-speed-time-seconds``).
+    low_speed_time: float = 30.0
     #: Attempts per request for transient failures (1 = no retry).
     max_attempts: int = 5
     #: First backoff delay in seconds; doubled per attempt, with jitter, up to ``backoff_max``.
@@ -90,12 +105,41 @@ class FetchConfig:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One finished request of :meth:`Fetcher.submit`: either ``data`` or ``error`` is set."""
+    """One finished request of :meth:`Fetcher.submit`: either ``data`` or ``error`` is set.
+
+    When the body went to a :class:`BodyStream` (see :meth:`Fetcher.submit`), ``data`` is
+    ``b""`` and ``stream`` is the stream that received it.
+    """
 
     key: Hashable
     url: str
     data: bytes | None
     error: FetchError | None
+    stream: BodyStream | None = None
+
+
+class BodyStream(Protocol):
+    """Where a large body goes instead of memory (a file being written, for a pull).
+
+    Made per attempt by the :data:`StreamFactory` given to :meth:`Fetcher.submit`, once the
+    announced length is known. :meth:`write` must not raise: a consumer records its own failure
+    (a full disk, bytes that do not verify) and reports it to its owner after the completion;
+    the fetcher only moves bytes. A failed attempt calls :meth:`abort` before a retry makes a
+    new stream.
+    """
+
+    def write(self, chunk: bytes) -> None:
+        """Take the next piece of the body."""
+        ...
+
+    def abort(self) -> None:
+        """Discard what was written (the attempt failed)."""
+        ...
+
+
+#: Given the announced body length (None: unknown), a stream to receive the body, or None to
+#: receive it in memory as usual.
+StreamFactory = Callable[[int | None], BodyStream | None]
 
 
 class CompletionQueue:
@@ -138,8 +182,14 @@ class Fetcher(Protocol):
         """
         ...
 
-    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
-        """Queue a download; its :class:`Completion` (tagged ``key``) comes from :meth:`wait`."""
+    def submit(
+        self, url: str, *, max_length: int, key: Hashable, stream: StreamFactory | None = None
+    ) -> None:
+        """Queue a download; its :class:`Completion` (tagged ``key``) comes from :meth:`wait`.
+
+        With ``stream``, a body the factory accepts is written to the stream it returns instead
+        of being held in memory (bounded memory for large objects).
+        """
         ...
 
     def wait(self, timeout: float | None = None) -> Completion:
@@ -172,63 +222,6 @@ class FetchStats:
     requests: int = 0
     bytes: int = 0
     retries: int = 0
-
-
-class ImmediateFetcher:
-    """Base for fetchers that read synchronously (local files, another local repository).
-
-    :meth:`submit` does the read at once and queues its completion, so these fetchers fit the
-    same submit/wait loop as the HTTP ones. Subclasses implement :meth:`fetch`.
-    """
-
-    def __init__(self) -> None:
-        self._done: deque[Completion] = deque()
-        self._stats = FetchStats()
-
-    @property
-    def stats(self) -> FetchStats:
-        """Reads made and their bytes."""
-        return self._stats
-
-    @property
-    def pending(self) -> int:
-        """Completions not yet returned by :meth:`wait`."""
-        return len(self._done)
-
-    def fetch(self, url: str, *, max_length: int) -> bytes:
-        """Read ``url`` (subclasses).
-
-        Raises:
-            FetchError: always, in this base class.
-        """
-        raise FetchError(url, "this fetcher cannot read URLs")
-
-    def _check_length(self, url: str, data: bytes, max_length: int) -> bytes:
-        if len(data) > max_length:
-            raise FetchError(url, f"too large: exceeded maximum size {max_length}")
-        self._stats.bytes += len(data)
-        return data
-
-    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
-        """Read now; the completion is returned by the next :meth:`wait`."""
-        try:
-            self._done.append(Completion(key, url, self.fetch(url, max_length=max_length), None))
-        except FetchError as e:
-            self._done.append(Completion(key, url, None, e))
-
-    def wait(self, timeout: float | None = None) -> Completion:
-        """The oldest completion.
-
-        Raises:
-            FetchError: if nothing was submitted.
-        """
-        if not self._done:
-            raise FetchError("", "no request pending")
-        return self._done.popleft()
-
-    def close(self) -> None:
-        """Nothing to release."""
-        self._done.clear()
 
 
 def join_url(base: str, path: str) -> str:

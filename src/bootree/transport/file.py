@@ -2,19 +2,24 @@
 
 Layer: transport. Lets the same puller code pull from a repository on a local path (tests,
 USB sticks, ``pull`` with a ``file://`` remote) with the same size bounds and error types as
-HTTP. A missing file is :class:`NotFoundError`, like an HTTP 404.
+HTTP: a missing file answers 404, which the base turns into :class:`NotFoundError`.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 
-from bootree.errors import FetchError, NotFoundError
-from bootree.transport import ImmediateFetcher
+from bootree.errors import FetchError
+from bootree.transport import FetchConfig
+from bootree.transport.base import BodySink, SyncFetcher
 
 __all__ = ["FileFetcher", "file_url_path"]
+
+_CHUNK = 1024 * 1024
 
 
 def file_url_path(url: str) -> str:
@@ -29,23 +34,31 @@ def file_url_path(url: str) -> str:
     return urllib.request.url2pathname(parts.path)
 
 
-class FileFetcher(ImmediateFetcher):
+class FileFetcher(SyncFetcher):
     """Reads files synchronously; :meth:`submit` completes at once (local reads are cheap)."""
 
-    def fetch(self, url: str, *, max_length: int) -> bytes:
-        """Read the file ``url`` names, refusing more than ``max_length`` bytes."""
+    def __init__(self, config: FetchConfig | None = None) -> None:
+        super().__init__(config, threads=0)
+
+    def _fetch_once(self, url: str, body: BodySink) -> tuple[int, Mapping[str, str]]:
         path = file_url_path(url)
-        self._stats.requests += 1
         try:
-            with open(path, "rb") as f:
-                data = f.read(max_length + 1)
-        except FileNotFoundError:
-            raise NotFoundError(url) from None
-        except IsADirectoryError:
-            raise NotFoundError(url) from None
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return 404, {}
         except OSError as e:
             raise FetchError(url, os.strerror(e.errno) if e.errno else str(e)) from e
-        return self._check_length(url, data, max_length)
-
-
-
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return 404, {}
+            body.start(st.st_size)
+            while chunk := os.read(fd, min(_CHUNK, body.max_length + 1 - body.received)):
+                body.add(chunk)
+                if body.received > body.max_length:
+                    break
+        except OSError as e:
+            raise FetchError(url, os.strerror(e.errno) if e.errno else str(e)) from e
+        finally:
+            os.close(fd)
+        return 200, {}

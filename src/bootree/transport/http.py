@@ -10,53 +10,41 @@ pipelining plus a minimal parser removes most of it. httpx remains available
 
 What the client does, deliberately little: ``GET`` only (idempotent, so any unanswered request
 can be resent on a new connection); ``Content-Length``, chunked and read-until-close bodies;
-redirects; keep-alive with reconnects; TLS through :mod:`ssl`. Faults are classified once: a
-reset, a truncated body, a stall (no byte for ``read_timeout`` seconds), 408/429/5xx are
-transient and retried with backoff; 404/410 are :class:`NotFoundError`; anything else, and a body
-over ``max_length``, is a final :class:`FetchError`.
+redirects; keep-alive with reconnects; TLS through :mod:`ssl`. The framing is parsed by the
+pure :mod:`bootree.transport.http1` (this module only feeds it socket bytes); retries, status
+classification and the size limit are :mod:`bootree.transport.base`'s. A connection-level fault
+(reset, truncated body, a stall of ``read_timeout`` seconds, a transfer below the minimum rate)
+fails the request at the head of the pipeline and the requests behind it are resent on a new
+connection. ``docs/adr/0001-hand-written-http-client.md`` records why this client exists.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import queue
 import re
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections import deque
-from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
 
-from bootree.errors import FetchError, NotFoundError
-from bootree.transport import Completion, CompletionQueue, FetchConfig, FetchStats
+from bootree.errors import FetchError
+from bootree.transport import BodyStream, FetchConfig
+from bootree.transport.base import BodySink, FetcherBase, LowSpeedGuard, Request
+from bootree.transport.http1 import Body, Event, Head, ProtocolError, ResponseParser
 
 __all__ = ["PipelinedHttpFetcher"]
 
 log = logging.getLogger(__name__)
 
-_MAX_HEADER_LINE = 16 * 1024
-_MAX_HEADERS = 100
 _MAX_ERROR_BODY = 1024 * 1024
-_MAX_REDIRECTS = 5
-_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_RECV_SIZE = 256 * 1024
 _QUOTE_SAFE = "/%:@!$&'()*+,;=-._~"
 
 Origin = tuple[str, str, int]
-
-
-@dataclass(slots=True, eq=False)
-class _Request:
-    url: str
-    max_length: int
-    key: Hashable
-    sink: queue.SimpleQueue[Completion]
-    attempts: int = 0
-    redirects: int = 0
 
 
 class _ConnectionLost(Exception):
@@ -68,15 +56,14 @@ class _ConnectionLost(Exception):
         self.blame = blame
 
 
-class _Response:
-    __slots__ = ("body", "close", "headers", "http10", "status")
+@dataclass(eq=False)
+class _Connection:
+    """One socket, the parser of its byte stream, events parsed but not consumed, its rate guard."""
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes, close: bool, http10: bool) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.close = close
-        self.http10 = http10
+    sock: socket.socket
+    guard: LowSpeedGuard
+    parser: ResponseParser = field(default_factory=ResponseParser)
+    events: deque[Event] = field(default_factory=deque)
 
 
 def _split(url: str) -> tuple[Origin, bytes, str]:
@@ -133,16 +120,31 @@ class _OriginPool:
 
     origin: Origin
     host_header: str
-    #: Extra request header lines (``Authorization`` from credentials in the URL).
+    #: Extra request header lines (``Authorization`` from credentials in the URL, configured headers).
     extra_headers: bytes = b""
-    queue: deque[_Request] = field(default_factory=deque)
+    queue: deque[Request] = field(default_factory=deque)
     cond: threading.Condition = field(default_factory=threading.Condition)
     threads: list[threading.Thread] = field(default_factory=list)
     sockets: set[socket.socket] = field(default_factory=set)
     #: Cleared when the server speaks HTTP/1.0: one request per connection then.
     pipelining: bool = True
+    _tail: bytes = b""
 
-    def put(self, req: _Request, *, front: bool = False) -> None:
+    def request_tail(self, user_agent: str) -> bytes:
+        """Everything of a request after its target (the same for every request to this server)."""
+        if not self._tail:
+            self._tail = (
+                b" HTTP/1.1\r\nHost: "
+                + self.host_header.encode("idna")
+                + b"\r\nUser-Agent: "
+                + user_agent.encode("ascii")
+                + b"\r\n"
+                + self.extra_headers
+                + b"Accept-Encoding: identity\r\n\r\n"
+            )
+        return self._tail
+
+    def put(self, req: Request, *, front: bool = False) -> None:
         with self.cond:
             if front:
                 self.queue.appendleft(req)
@@ -150,68 +152,40 @@ class _OriginPool:
                 self.queue.append(req)
             self.cond.notify()
 
-    def get(self, timeout: float) -> _Request | None:
+    def get(self, timeout: float) -> Request | None:
         with self.cond:
             if not self.queue:
                 self.cond.wait(timeout)
             return self.queue.popleft() if self.queue else None
 
-    def get_nowait(self) -> _Request | None:
+    def get_nowait(self) -> Request | None:
         with self.cond:
             return self.queue.popleft() if self.queue else None
 
 
-class PipelinedHttpFetcher:
+class PipelinedHttpFetcher(FetcherBase):
     """HTTP(S) fetcher with a few keep-alive connections per server, each pipelining requests.
 
     Thread-safe. Background threads are started per server on first use and stopped by
-    :meth:`close` (also on garbage collection of the process: they are daemons).
+    :meth:`close` (also on garbage collection of the process: they are daemons). Retries,
+    status classification and the size limit are the :class:`~bootree.transport.base.FetcherBase`
+    ones; this class only moves bytes between sockets and :class:`~bootree.transport.http1.ResponseParser`.
     """
 
     def __init__(self, config: FetchConfig | None = None) -> None:
-        self.config = config or FetchConfig()
+        super().__init__(config)
         self._pools: dict[Origin, _OriginPool] = {}
         self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._done = CompletionQueue()
-        self._stats = FetchStats()
-        self._stats_lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
-
-    # --- public API -----------------------------------------------------------------------------
-
-    @property
-    def stats(self) -> FetchStats:
-        """Requests sent (including retries), body bytes received, retries."""
-        return self._stats
-
-    @property
-    def pending(self) -> int:
-        """Submitted requests not yet returned by :meth:`wait`."""
-        return self._done.pending
-
-    def fetch(self, url: str, *, max_length: int) -> bytes:
-        """Download ``url``; see :meth:`bootree.transport.Fetcher.fetch`."""
-        sink: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self._enqueue(_Request(url, max_length, url, sink))
-        done = sink.get()
-        if done.error is not None:
-            raise done.error
-        assert done.data is not None
-        return done.data
-
-    def submit(self, url: str, *, max_length: int, key: Hashable) -> None:
-        """Queue ``url``; its completion comes back from :meth:`wait`."""
-        self._done.submitted()
-        self._enqueue(_Request(url, max_length, key, self._done.results))
-
-    def wait(self, timeout: float | None = None) -> Completion:
-        """Next finished submitted request, in completion order."""
-        return self._done.wait(timeout)
+        cfg = self.config
+        # Sockets wake up at least this often, so the minimum-rate guard also sees silence.
+        self._tick = cfg.read_timeout
+        if cfg.low_speed_limit > 0 and cfg.low_speed_time > 0:
+            self._tick = max(0.05, min(self._tick, cfg.low_speed_time / 8))
 
     def close(self) -> None:
         """Stop the connection threads and close their sockets."""
-        self._closed.set()
+        super().close()
         with self._lock:
             pools = list(self._pools.values())
         for pool in pools:
@@ -230,18 +204,9 @@ class PipelinedHttpFetcher:
     def __enter__(self) -> PipelinedHttpFetcher:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- queueing -------------------------------------------------------------------------------
 
-    def _complete(self, req: _Request, data: bytes | None, error: FetchError | None) -> None:
-        req.sink.put(Completion(req.key, req.url, data, error))
-
-    def _enqueue(self, req: _Request) -> None:
-        if self._closed.is_set():
-            self._complete(req, None, FetchError(req.url, "fetcher is closed"))
-            return
+    def _start(self, req: Request) -> None:
         try:
             origin, _, host_header = _split(req.url)
         except (FetchError, ValueError, UnicodeError) as e:
@@ -261,43 +226,23 @@ class PipelinedHttpFetcher:
                     )
                     pool.threads.append(t)
                     t.start()
-        pool.put(req)
-
-    def _retry_later(self, pool: _OriginPool, req: _Request, why: str, status: int | None = None) -> None:
-        """Count a failed attempt; requeue after a backoff, or fail the request for good."""
-        req.attempts += 1
-        if req.attempts >= self.config.max_attempts:
-            self._complete(req, None, FetchError(req.url, why, status=status, transient=True))
-            return
-        with self._stats_lock:
-            self._stats.retries += 1
-        delay = self.config.backoff(req.attempts)
-        log.info("retrying %s in %.1fs: %s", req.url, delay, why)
-        timer = threading.Timer(delay, self._requeue, (pool, req))
-        timer.daemon = True
-        timer.start()
-
-    def _requeue(self, pool: _OriginPool, req: _Request) -> None:
-        if self._closed.is_set():
-            self._complete(req, None, FetchError(req.url, "fetcher is closed"))
-        else:
-            pool.put(req, front=True)
+        pool.put(req, front=req.attempts > 0)  # a retry goes first: it has waited already
 
     # --- connection threads ---------------------------------------------------------------------
 
-    def _connect(self, pool: _OriginPool) -> tuple[socket.socket, BinaryIO]:
+    def _connect(self, pool: _OriginPool) -> _Connection:
         scheme, host, port = pool.origin
         try:
             sock = socket.create_connection((host, port), timeout=self.config.connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 sock = self._ssl_context().wrap_socket(sock, server_hostname=host)
-            sock.settimeout(self.config.read_timeout)
+            sock.settimeout(self._tick)
         except (OSError, ssl.SSLError) as e:
             raise _ConnectionLost(f"cannot connect to {host}:{port}: {_describe(e)}") from e
         with pool.cond:
             pool.sockets.add(sock)
-        return sock, cast(BinaryIO, sock.makefile("rb", buffering=256 * 1024))
+        return _Connection(sock, self._guard())
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -308,37 +253,28 @@ class PipelinedHttpFetcher:
             self._ssl = ctx
         return self._ssl
 
-    def _drop(self, pool: _OriginPool, sock: socket.socket | None, rfile: BinaryIO | None) -> None:
-        if sock is None:
+    def _drop(self, pool: _OriginPool, conn: _Connection | None) -> None:
+        if conn is None:
             return
         with pool.cond:
-            pool.sockets.discard(sock)
-        for closer in (rfile, sock):
-            try:
-                if closer is not None:
-                    closer.close()
-            except OSError:
-                pass
+            pool.sockets.discard(conn.sock)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
 
-    def _request_bytes(self, pool: _OriginPool, req: _Request) -> bytes:
+    def _request_bytes(self, pool: _OriginPool, req: Request) -> bytes:
         _, target, _ = _split(req.url)
         return (
             b"GET "
             + target
-            + b" HTTP/1.1\r\nHost: "
-            + pool.host_header.encode("idna")
-            + b"\r\nUser-Agent: "
-            + self.config.user_agent.encode("ascii")
-            + b"\r\n"
-            + pool.extra_headers
-            + b"Accept-Encoding: identity\r\n\r\n"
+            + pool.request_tail(self.config.user_agent)
         )
 
     def _serve(self, pool: _OriginPool) -> None:
         """One connection's loop: keep up to ``pipeline_depth`` requests in flight, in order."""
-        sock: socket.socket | None = None
-        rfile: BinaryIO | None = None
-        inflight: deque[_Request] = deque()
+        conn: _Connection | None = None
+        inflight: deque[Request] = deque()
         sent = 0  # how many of inflight were written on the current connection
         served = 0  # responses read on the current connection
         while not self._closed.is_set():
@@ -355,164 +291,129 @@ class PipelinedHttpFetcher:
                 inflight.append(more)
             head = inflight[0]
             try:
-                if sock is None:
-                    sock, rfile = self._connect(pool)
+                if conn is None:
+                    conn = self._connect(pool)
                     sent = served = 0
                 if sent < len(inflight):
                     payload = b"".join(self._request_bytes(pool, r) for r in list(inflight)[sent:])
+                    if sent == 0:
+                        conn.guard.reset()  # the connection was idle: the rate counts from now
                     try:
-                        sock.sendall(payload)
+                        conn.sock.sendall(payload)
                     except OSError as e:
                         raise _ConnectionLost(f"send failed: {_describe(e)}", blame=served == 0) from e
-                    with self._stats_lock:
-                        self._stats.requests += len(inflight) - sent
+                    self._count_request(len(inflight) - sent)
                     sent = len(inflight)
-                assert rfile is not None
-                resp = self._read_response(rfile, head, fresh=served == 0)
+                resp = self._read_response(pool, conn, head, fresh=served == 0)
             except _ConnectionLost as lost:
-                self._drop(pool, sock, rfile)
-                sock = rfile = None
+                self._drop(pool, conn)
+                conn = None
                 if lost.blame:
                     inflight.popleft()
-                    self._retry_later(pool, head, lost.why)
+                    self._fail(head, FetchError(head.url, lost.why, transient=True))
                 continue
-            except FetchError as e:  # final verdict on the head request; the connection is unusable
-                self._drop(pool, sock, rfile)
-                sock = rfile = None
+            except FetchError as e:  # a verdict on the head request; the connection is unusable
+                self._drop(pool, conn)
+                conn = None
                 inflight.popleft()
-                self._complete(head, None, e)
+                self._fail(head, e)
                 continue
             inflight.popleft()
             sent -= 1
             served += 1
-            if resp.http10 and pool.pipelining:
-                # A 1.0 server answers one request per connection: stop sending ahead.
-                log.debug("%s speaks HTTP/1.0: pipelining off", pool.origin[1])
-                pool.pipelining = False
-            self._handle(pool, head, resp)
-            if resp.close:
-                self._drop(pool, sock, rfile)
-                sock = rfile = None
-        self._drop(pool, sock, rfile)
+            status, headers, body, stream, close = resp
+            self._finish(head, status, headers, body, stream)
+            if close:
+                self._drop(pool, conn)
+                conn = None
+        self._drop(pool, conn)
         for req in inflight:
             self._complete(req, None, FetchError(req.url, "fetcher is closed"))
 
-    def _handle(self, pool: _OriginPool, req: _Request, resp: _Response) -> None:
-        status = resp.status
-        if status == 200:
-            enc = resp.headers.get("content-encoding", "identity").lower()
-            if enc not in ("identity", ""):
-                self._complete(
-                    req, None, FetchError(req.url, f"unexpected content-encoding {enc!r}", status=200)
-                )
-            else:
-                self._complete(req, resp.body, None)
-        elif status in (404, 410):
-            self._complete(req, None, NotFoundError(req.url))
-        elif status in _REDIRECT_STATUS and "location" in resp.headers:
-            if req.redirects >= _MAX_REDIRECTS:
-                self._complete(req, None, FetchError(req.url, "too many redirects", status=status))
-                return
-            target = urllib.parse.urljoin(req.url, resp.headers["location"])
-            self._enqueue(
-                _Request(target, req.max_length, req.key, req.sink, req.attempts, req.redirects + 1)
-            )
-        elif status in _TRANSIENT_STATUS:
-            self._retry_later(pool, req, f"server error (HTTP {status})", status)
-        else:
-            self._complete(req, None, FetchError(req.url, f"HTTP status {status}", status=status))
+    # --- response reading -----------------------------------------------------------------------
 
-    # --- response parsing -----------------------------------------------------------------------
+    def _recv(self, conn: _Connection) -> bytes:
+        """The next bytes from the socket (b"" at EOF), enforcing the stall and rate limits."""
+        since = time.monotonic()
+        while True:
+            try:
+                data = conn.sock.recv(_RECV_SIZE)
+            except TimeoutError:
+                slow = conn.guard.tick(0)
+                if slow is not None:
+                    raise _ConnectionLost(slow) from None
+                if time.monotonic() - since >= self.config.read_timeout:
+                    raise _ConnectionLost(
+                        f"server stalled (no data for {self.config.read_timeout:g} s)"
+                    ) from None
+                continue
+            except (OSError, ssl.SSLError) as e:
+                if self._closed.is_set():
+                    raise _ConnectionLost("fetcher is closed", blame=False) from e
+                raise _ConnectionLost(f"connection failed: {_describe(e)}") from e
+            slow = conn.guard.tick(len(data))
+            if slow is not None:
+                raise _ConnectionLost(slow)
+            return data
 
-    def _read_response(self, rfile: BinaryIO, req: _Request, *, fresh: bool) -> _Response:
+    def _read_response(
+        self, pool: _OriginPool, conn: _Connection, req: Request, *, fresh: bool
+    ) -> tuple[int, dict[str, str], bytes, BodyStream | None, bool]:
+        """Status, headers, body (of a 200), its stream and whether to close, of the next response."""
+        sink = BodySink(req.url, req.max_length, stream=req.stream)
         try:
-            return self._parse(rfile, req, fresh=fresh)
-        except TimeoutError as e:
-            raise _ConnectionLost(f"server stalled (no data for {self.config.read_timeout:g} s)") from e
-        except (OSError, ssl.SSLError) as e:
-            raise _ConnectionLost(f"connection failed: {_describe(e)}") from e
-        except (ValueError, UnicodeDecodeError) as e:
-            raise _ConnectionLost(f"malformed HTTP response: {e}") from e
+            return self._read_into(pool, conn, sink, fresh=fresh)
+        except BaseException:
+            sink.abort()
+            raise
 
-    def _parse(self, rfile: BinaryIO, req: _Request, *, fresh: bool) -> _Response:
+    def _read_into(
+        self, pool: _OriginPool, conn: _Connection, sink: BodySink, *, fresh: bool
+    ) -> tuple[int, dict[str, str], bytes, BodyStream | None, bool]:
+        head: Head | None = None
+        error_body = 0
         while True:
-            line = rfile.readline(_MAX_HEADER_LINE)
-            if not line:
-                # A reused connection closed by the server (idle timeout, request limit) is not
-                # the request's fault; a fresh one that closes at once is.
-                raise _ConnectionLost("server closed the connection", blame=fresh)
-            version, _, rest = line.rstrip(b"\r\n").partition(b" ")
-            if not version.startswith(b"HTTP/1."):
-                raise _ConnectionLost(f"not an HTTP/1.x response: {line[:40]!r}")
-            status = int(rest[:3])
-            headers: dict[str, str] = {}
-            for _ in range(_MAX_HEADERS + 1):
-                h = rfile.readline(_MAX_HEADER_LINE)
-                if h in (b"\r\n", b"\n"):
-                    break
-                if not h:
-                    raise _ConnectionLost("connection closed in the response headers")
-                name, sep, value = h.partition(b":")
-                if not sep:
-                    raise _ConnectionLost(f"malformed header line {h[:40]!r}")
-                headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
-            else:
-                raise _ConnectionLost("too many response headers")
-            if 100 <= status < 200:
-                continue  # interim response (100 Continue): the real one follows
-            break
-        conn = headers.get("connection", "").lower()
-        http10 = version == b"HTTP/1.0"
-        close = "close" in conn or (http10 and "keep-alive" not in conn)
-        limit = req.max_length if status == 200 else _MAX_ERROR_BODY
-        te = headers.get("transfer-encoding", "").lower()
-        if status in (204, 304):
-            body = b""
-        elif "chunked" in te:
-            body = self._read_chunked(rfile, req, limit, status)
-        elif "content-length" in headers:
-            n = int(headers["content-length"])
-            if n < 0:
-                raise _ConnectionLost("negative content-length")
-            if n > limit:
-                if status != 200:
-                    raise _ConnectionLost(f"oversized HTTP {status} body", blame=False)
-                raise FetchError(req.url, f"too large: {n} bytes exceeded maximum size {limit}", status=status)
-            body = rfile.read(n) if n else b""
-            if len(body) != n:
-                raise _ConnectionLost(f"Download incomplete: got {len(body)} of {n} bytes")
-        else:
-            body = rfile.read(limit + 1)
-            if len(body) > limit:
-                raise FetchError(req.url, f"too large: exceeded maximum size {limit}", status=status)
-            close = True
-        if http10:
-            close = True
-        with self._stats_lock:
-            self._stats.bytes += len(body)
-        return _Response(status, headers, body, close, http10)
-
-    def _read_chunked(self, rfile: BinaryIO, req: _Request, limit: int, status: int) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = rfile.readline(_MAX_HEADER_LINE)
-            if not line:
-                raise _ConnectionLost("truncated chunked response")
-            size = int(line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while rfile.readline(_MAX_HEADER_LINE) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
-            total += size
-            if total > limit:
-                if status != 200:
-                    raise _ConnectionLost(f"oversized HTTP {status} body", blame=False)
-                raise FetchError(req.url, f"too large: exceeded maximum size {limit}", status=status)
-            chunk = rfile.read(size)
-            if len(chunk) != size or rfile.readline(_MAX_HEADER_LINE) not in (b"\r\n", b"\n"):
-                raise _ConnectionLost("truncated chunked response")
-            parts.append(chunk)
+            while conn.events:
+                ev = conn.events.popleft()
+                if isinstance(ev, Head):
+                    head = ev
+                    if ev.http10 and pool.pipelining:
+                        # A 1.0 server answers one request per connection: stop sending ahead.
+                        log.debug("%s speaks HTTP/1.0: pipelining off", pool.origin[1])
+                        pool.pipelining = False
+                    if ev.status == 200:
+                        sink.start(ev.length)
+                    elif ev.length is not None and ev.length > _MAX_ERROR_BODY:
+                        # The body of an error is not needed: do not read it, drop the connection.
+                        return ev.status, ev.headers, b"", None, True
+                elif isinstance(ev, Body):
+                    assert head is not None
+                    if head.status == 200:
+                        sink.add(ev.data)
+                    else:
+                        error_body += len(ev.data)
+                        if error_body > _MAX_ERROR_BODY:
+                            return head.status, head.headers, b"", None, True
+                else:
+                    assert head is not None
+                    body = sink.finish() if head.status == 200 else b""
+                    self._count_bytes(sink.received)
+                    return head.status, head.headers, body, sink.stream, head.close
+            data = self._recv(conn)
+            try:
+                if data:
+                    conn.events.extend(conn.parser.feed(data))
+                    continue
+                idle = conn.parser.idle
+                conn.events.extend(conn.parser.feed_eof())
+            except ProtocolError as e:
+                raise _ConnectionLost(f"malformed HTTP response: {e}") from e
+            if not conn.events:
+                if idle and head is None:
+                    # A reused connection closed by the server (idle timeout, request limit) is
+                    # not the request's fault; a fresh one that closes at once is.
+                    raise _ConnectionLost("server closed the connection", blame=fresh)
+                raise _ConnectionLost("connection closed in the response")
 
 
 def _describe(e: BaseException) -> str:

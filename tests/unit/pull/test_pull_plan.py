@@ -8,7 +8,15 @@ from bootree.errors import RefNotFound
 from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
 from bootree.format.summary import Summary
-from bootree.pull.plan import Action, PullPlan, PullTarget, object_path, parse_pull_refs, resolve_targets
+from bootree.pull.plan import (
+    Action,
+    ActionKind,
+    PullPlan,
+    PullTarget,
+    object_path,
+    parse_pull_refs,
+    resolve_targets,
+)
 
 
 def c(n: int) -> Checksum:
@@ -45,7 +53,7 @@ def test_present_objects_skipped_but_local_dirtrees_walked() -> None:
     have = {(ObjectType.FILE, c(10)), (ObjectType.DIR_TREE, c(20)), (ObjectType.DIR_META, c(30))}
     plan = PullPlan(lambda t, x: (t, x) in have)
     out = plan.dirtree_arrived(TREE)
-    assert Action(ObjectType.DIR_TREE, c(20), local=True) in out
+    assert Action(ObjectType.DIR_TREE, c(20), kind=ActionKind.READ_LOCAL) in out
     assert all(a.checksum not in (c(10), c(30)) for a in out)
 
 
@@ -54,7 +62,7 @@ def test_complete_commit_needs_only_commitmeta_partial_is_resumed() -> None:
     plan = PullPlan(lambda t, x: (t, x) in have)
     assert plan.start_commit(c(1), depth=0) == [Action(ObjectType.COMMIT_META, c(1), optional=True)]
     plan = PullPlan(lambda t, x: (t, x) in have, is_partial=lambda x: x == c(1))
-    assert Action(ObjectType.COMMIT, c(1), local=True) in plan.start_commit(c(1), depth=0)
+    assert Action(ObjectType.COMMIT, c(1), kind=ActionKind.READ_LOCAL) in plan.start_commit(c(1), depth=0)
 
 
 def test_metadata_only_and_depth() -> None:

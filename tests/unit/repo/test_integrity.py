@@ -23,6 +23,7 @@ from bootree.errors import (
 )
 from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
+from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, RepoMode
 from builders import VECTOR_TREE, File, make_tree
 
@@ -99,7 +100,7 @@ def test_non_normal_form_metadata_is_rejected(tmp_path: Path) -> None:
     assert bad != data
     before = repo_state(repo)
     with pytest.raises(CorruptObject, match=r"normal form|commit"), repo.transaction() as txn:
-        txn.write_metadata(ObjectType.COMMIT, bad)
+        txn.write_metadata(VerifiedMetadata.parse(ObjectType.COMMIT, bad))
     assert repo_state(repo) == before
 
 
@@ -123,11 +124,11 @@ def test_dirtree_with_dotdot_is_refused_on_checkout_and_fsck(tmp_path: Path) -> 
         evil_csum = Checksum(hashlib.sha256(evil).hexdigest())
         # The transaction API refuses to store it...
         with pytest.raises(CorruptObject, match=r"Invalid (/ in )?filename"), repo.transaction() as txn:
-            txn.write_metadata(ObjectType.DIR_TREE, evil)
+            txn.write_metadata(VerifiedMetadata.parse(ObjectType.DIR_TREE, evil))
         # ...and a repository that has it anyway (written behind our back) cannot check it out.
         with repo.transaction() as txn:
             txn.write_file(FileHeader(0, 0, 0o100644), b"pwned")
-            meta_csum = txn.write_metadata(ObjectType.DIR_META, meta)
+            meta_csum = txn.write_metadata(VerifiedMetadata.parse(ObjectType.DIR_META, meta))
         path = repo.object_path(ObjectType.DIR_TREE, evil_csum)
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(evil)
@@ -205,12 +206,12 @@ def rename(src, dst, *a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
     return orig_rename(src, dst, *a, **k)
 transaction.os.rename = rename
-orig_write = transaction.Transaction.write_content_stream
-def write_content_stream(self, *a, **k):
+orig_write = transaction.Transaction.write_content
+def write_content(self, *a, **k):
     if point == "write" and self.objects_written > 20:
         os.kill(os.getpid(), signal.SIGKILL)
     return orig_write(self, *a, **k)
-transaction.Transaction.write_content_stream = write_content_stream
+transaction.Transaction.write_content = write_content
 Repo.open(sys.argv[1]).commit([Path(sys.argv[2])], branch="main", timestamp=2)
 """
 

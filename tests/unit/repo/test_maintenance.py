@@ -73,7 +73,7 @@ def test_resolve_errors(tmp_path: Path) -> None:
     repo = Repo.init(tmp_path / "repo", mode=RepoMode.ARCHIVE)
     with pytest.raises(RefNotFound):
         repo.resolve_rev("nope")
-    assert repo.resolve_rev("nope", allow_missing=True) is None
+    assert repo.try_resolve_rev("nope") is None
 
 
 def test_config_roundtrip(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Faults: ``"500"`` (answer 500), ``"truncate"`` (announce the full length, send half, close),
 ``"stall"`` (send headers, then nothing), ``"garble"`` (flip bytes of the body), ``"404"``,
-``"chunked"`` (send a correct chunked body). Each fault has a count: how many requests it
+``"chunked"`` (send a correct chunked body), ``"trickle"`` (send the body one byte every
+``trickle_seconds``). Each fault has a count: how many requests it
 affects before the path is served normally again (``-1`` = forever).
 """
 
@@ -36,7 +37,9 @@ class Faults:
         return None
 
 
-def faulty_server(root: Path, faults: Faults, stall_seconds: float = 3.0) -> StaticServer:
+def faulty_server(
+    root: Path, faults: Faults, stall_seconds: float = 3.0, trickle_seconds: float = 0.05
+) -> StaticServer:
     class Handler(StaticHandler):
         def send_path(self, path: Path | None, *, head: bool) -> None:
             fault = faults.take(self.path)
@@ -75,6 +78,18 @@ def faulty_server(root: Path, faults: Faults, stall_seconds: float = 3.0) -> Sta
                     part = data[i : i + 7]
                     self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
                 self.wfile.write(b"0\r\n\r\n")
+            elif fault == "trickle":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(trickle_seconds)
+                except OSError:
+                    pass  # the client gave up
+                self.close_connection = True
             else:  # pragma: no cover
                 raise AssertionError(fault)
 

@@ -1,0 +1,194 @@
+"""A remote session: one remote's control files (config, summary and signature, refs) over a fetcher.
+
+Layer: pull. Everything a pull, ``remote refs`` or ``remote summary`` learns about a remote
+before fetching objects goes through :class:`RemoteSession`: it owns the fetcher, bounds every
+download by :class:`~bootree.pull.options.PullConfig`, keeps the summary's bytes and its
+signature bytes (``summary.sig``) together for the verify step, and turns bad content into
+:class:`~bootree.errors.RemoteError` (a corrupt summary or config is the remote's fault, not a
+format bug of ours). Download failures stay :class:`~bootree.errors.FetchError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bootree.errors import FormatError, KeyFileError, NotFoundError, RemoteError
+from bootree.format.checksum import Checksum, parse_checksum
+from bootree.format.keyfile import KeyFile
+from bootree.format.summary import Summary
+from bootree.pull.options import PullConfig
+from bootree.pull.remote import Remote
+from bootree.pull.verify import SignaturePolicy, policy_for_remote
+from bootree.transport import Fetcher, join_url, open_fetcher
+
+__all__ = ["RemoteSession", "RemoteSummary", "fetch_remote_summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSummary:
+    """A remote's summary, parsed, with the exact bytes and ``summary.sig`` (None if absent)."""
+
+    summary: Summary
+    data: bytes
+    signature: bytes | None
+
+
+class RemoteSession:
+    """The control files of one remote, fetched once each, with typed errors.
+
+    ``name`` is the remote's name for messages (the URL if it has none). The session owns
+    ``fetcher`` when it opened it (:meth:`open`), and closes it in :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        url: str,
+        *,
+        config: PullConfig | None = None,
+        content_url: str | None = None,
+        name: str | None = None,
+        policy: SignaturePolicy | None = None,
+        owns_fetcher: bool = False,
+    ) -> None:
+        self.fetcher = fetcher
+        self.url = url
+        self.content_url = content_url or url
+        self.config = config or PullConfig()
+        self.name = name or url
+        self.policy = policy
+        #: Bytes of control files received.
+        self.bytes = 0
+        self._owns = owns_fetcher
+        self._summary: RemoteSummary | None = None
+        self._summary_fetched = False
+
+    @classmethod
+    def open(cls, remote: Remote, config: PullConfig | None = None, fetcher: Fetcher | None = None) -> RemoteSession:
+        """A session for a configured remote, with its network and memory keys applied.
+
+        Raises:
+            RemoteError: the remote has no URL.
+            KeyFileError: a malformed remote key.
+            FetchError: an unsupported URL scheme.
+        """
+        if not remote.url:
+            raise RemoteError(f"remote {remote.name!r} has no url")
+        cfg = (config or PullConfig()).for_remote(remote.get, remote.name)
+        own = fetcher is None
+        f = fetcher or open_fetcher(remote.url, remote.fetch_config(cfg.fetch))
+        return cls(
+            f,
+            remote.url,
+            config=cfg,
+            content_url=remote.content_url,
+            name=remote.name,
+            policy=policy_for_remote(remote),
+            owns_fetcher=own,
+        )
+
+    def close(self) -> None:
+        """Close the fetcher if this session opened it."""
+        if self._owns:
+            self.fetcher.close()
+
+    def __enter__(self) -> RemoteSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- control files ------------------------------------------------------------------------
+
+    def fetch_optional(self, path: str, max_length: int) -> bytes | None:
+        """A file under the remote's URL, or None if it does not exist.
+
+        Raises:
+            FetchError: any other failure (too large, network).
+        """
+        try:
+            data = self.fetcher.fetch(join_url(self.url, path), max_length=max_length)
+        except NotFoundError:
+            return None
+        self.bytes += len(data)
+        return data
+
+    def check_archive(self) -> None:
+        """The remote must be an archive repository: only those serve ``.filez`` objects.
+
+        Raises:
+            RemoteError: no ``config``, an unreadable one, or another mode.
+        """
+        data = self.fetch_optional("config", self.config.max_small_file_size)
+        if data is None:
+            raise RemoteError(f"{self.url} has no 'config': not an ostree repository")
+        try:
+            kf = KeyFile.from_text(data.decode("utf-8"))
+        except (UnicodeDecodeError, KeyFileError) as e:
+            raise RemoteError(f"{self.url}/config is not a valid repository config: {e}") from e
+        mode = kf.get("core", "mode", "bare") or "bare"
+        if mode not in ("archive", "archive-z2"):
+            raise RemoteError(f"remote repository at {self.url} has mode {mode!r}; only archive can be pulled")
+
+    def summary(self) -> RemoteSummary | None:
+        """The remote's summary and signature (fetched once), or None if it publishes none.
+
+        The signature policy, if the session has one, checks it before it is returned.
+
+        Raises:
+            RemoteError: a summary that does not parse.
+            VerificationError: the policy refuses it.
+            FetchError: a failed download (e.g. over ``max_summary_size``).
+        """
+        if self._summary_fetched:
+            return self._summary
+        data = self.fetch_optional("summary", self.config.max_summary_size)
+        self._summary_fetched = True
+        if data is None:
+            return None
+        try:
+            summary = Summary.from_bytes(data)
+        except FormatError as e:
+            raise RemoteError(f"{self.url}/summary is corrupt: {e}") from e
+        sig = self.fetch_optional("summary.sig", self.config.max_small_file_size)
+        if self.policy is not None:
+            self.policy.check_summary(data, sig)
+        self._summary = RemoteSummary(summary, data, sig)
+        return self._summary
+
+    def require_summary(self) -> RemoteSummary:
+        """:meth:`summary`, for callers that cannot do without one.
+
+        Raises:
+            RemoteError: the remote publishes no summary (or any error of :meth:`summary`).
+        """
+        found = self.summary()
+        if found is None:
+            raise RemoteError(f"remote {self.name!r} publishes no summary", hint="run 'summary -u' on the server")
+        return found
+
+    def ref_file(self, ref: str) -> Checksum | None:
+        """The commit in the remote's ``refs/heads/REF``, or None if there is no such file.
+
+        Raises:
+            RemoteError: a ref file that does not hold a checksum.
+        """
+        data = self.fetch_optional(f"refs/heads/{ref}", self.config.max_small_file_size)
+        if data is None:
+            return None
+        try:
+            return parse_checksum(data.decode("ascii").strip())
+        except (UnicodeDecodeError, FormatError) as e:
+            raise RemoteError(f"{self.url}/refs/heads/{ref} is not a checksum") from e
+
+
+def fetch_remote_summary(remote: Remote, config: PullConfig | None = None) -> RemoteSummary:
+    """A configured remote's summary and signature, as ``remote refs`` and ``remote summary`` show it.
+
+    Raises:
+        RemoteError: no URL, no summary, or a corrupt one.
+        VerificationError: the remote requires summary signatures (not verifiable yet).
+        FetchError: a failed download.
+    """
+    with RemoteSession.open(remote, config) as session:
+        return session.require_summary()

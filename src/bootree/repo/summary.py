@@ -1,0 +1,162 @@
+"""A repository's ``summary``: build it from the branches, write it atomically, read it back.
+
+Layer: repo. :mod:`bootree.format.summary` is the codec; this module is the repository
+operation around it, used by ``summary -u`` / ``summary --view`` and by a mirroring pull. The
+bytes are what ``ostree summary -u`` would publish: local branches only (remote refs are
+excluded), the repo mode as written in its config, static-delta superblock digests, and per-TO
+delta indexes under ``delta-indexes/``. As with ostree, a regenerated summary invalidates
+``summary.sig``, which is deleted (sign again after regenerating).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterable
+
+from bootree import _fs
+from bootree.errors import CorruptSummary, FormatError, InvalidChecksum, SummaryNotFound
+from bootree.format import gvariant
+from bootree.format.checksum import Checksum, ObjectType, from_raw
+from bootree.format.gvariant import Variant
+from bootree.format.summary import Summary
+from bootree.repo.repo import Repo
+
+__all__ = ["build_summary", "delta_b64", "read_summary", "update_summary", "write_summary"]
+
+log = logging.getLogger(__name__)
+
+
+def delta_b64(csum: Checksum) -> str:
+    """ostree's modified base64 of a checksum (``/`` -> ``_``, no padding), used in delta paths."""
+    return base64.b64encode(bytes.fromhex(csum)).decode("ascii").rstrip("=").replace("/", "_")
+
+
+def _b64_to_hex(s: str) -> Checksum:
+    raw = base64.b64decode(s.replace("_", "/") + "=" * (-len(s) % 4))
+    return from_raw(raw)
+
+
+def _find_deltas(repo: Repo) -> dict[str, bytes]:
+    """Delta name (hex ``FROM-TO`` or ``TO``) -> SHA-256 of its superblock."""
+    out: dict[str, bytes] = {}
+    root = repo.path / "deltas"
+    if not root.is_dir():
+        return out
+    for sb in sorted(root.glob("*/*/superblock")):
+        prefix, rest = sb.parent.parent.name, sb.parent.name
+        try:
+            if "-" in rest:
+                frm, to = rest.split("-", 1)
+                name = f"{_b64_to_hex(prefix + frm)}-{_b64_to_hex(to)}"
+            else:
+                name = _b64_to_hex(prefix + rest)
+        except (ValueError, InvalidChecksum):
+            log.warning("ignoring unrecognised delta directory %s", sb.parent)
+            continue
+        out[name] = hashlib.sha256(sb.read_bytes()).digest()
+    return out
+
+
+def _write_delta_indexes(repo: Repo, deltas: dict[str, bytes]) -> None:
+    by_to: dict[str, list[str]] = {}
+    for name in deltas:
+        by_to.setdefault(name.rpartition("-")[2], []).append(name)
+    for to, names in by_to.items():
+        b64 = delta_b64(Checksum(to))
+        path = repo.path / "delta-indexes" / b64[:2] / f"{b64[2:]}.index"
+        _fs.makedirs(path.parent)
+        data = gvariant.encode(
+            "a{sv}",
+            [
+                (
+                    "ostree.static-deltas",
+                    Variant("a{sv}", [(n, Variant("ay", deltas[n])) for n in sorted(names)]),
+                )
+            ],
+        )
+        _fs.write_atomic(path, data, fsync=repo.fsync)
+
+
+def build_summary(
+    repo: Repo, *, extra_metadata: Iterable[tuple[str, Variant]] = (), now: int | None = None
+) -> Summary:
+    """The summary of the repository's branches, without writing anything.
+
+    Raises:
+        ObjectMissing: if a branch points at a commit that is not in the repository.
+    """
+    refs: dict[str, tuple[Checksum, bytes]] = {}
+    for name, csum in repo.list_refs().items():
+        if ":" in name:
+            continue  # remote refs are not published
+        refs[name] = (csum, repo.load_metadata(ObjectType.COMMIT, csum))
+    deltas = {} if repo.config.get_bool("core", "no-deltas-in-summary", False) else _find_deltas(repo)
+    return Summary.build(
+        refs,
+        mode=repo.config.get("core", "mode", "bare") or "bare",
+        last_modified=int(time.time()) if now is None else now,
+        tombstone_commits=repo.config.get_bool("core", "tombstone-commits", False),
+        deltas=deltas,
+        extra_metadata=extra_metadata,
+    )
+
+
+def update_summary(
+    repo: Repo, *, extra_metadata: Iterable[tuple[str, Variant]] = (), now: int | None = None
+) -> Summary:
+    """Regenerate ``summary`` (and ``delta-indexes/``) from the repository's branches.
+
+    Raises:
+        ObjectMissing: if a branch points at a commit that is not in the repository.
+    """
+    summary = build_summary(repo, extra_metadata=extra_metadata, now=now)
+    if summary.static_deltas:
+        _write_delta_indexes(repo, summary.static_deltas)
+    write_summary(repo, summary.to_bytes(), None)
+    return summary
+
+
+def write_summary(repo: Repo, data: bytes, signature: bytes | None) -> Summary:
+    """Install ``data`` as the repository's summary, with ``signature`` or none (a mirror).
+
+    The bytes are parsed first, so a repository never publishes a summary it cannot read; the
+    summary and its signature are each replaced atomically, and a stale ``summary.sig`` never
+    stays beside a new summary.
+
+    Raises:
+        CorruptSummary: if ``data`` does not parse.
+    """
+    try:
+        summary = Summary.from_bytes(data)
+    except FormatError as e:
+        raise CorruptSummary("summary", str(e)) from e
+    sig = repo.path / "summary.sig"
+    sig.unlink(missing_ok=True)
+    _fs.write_atomic(repo.path / "summary", data, fsync=repo.fsync)
+    if signature is not None:
+        _fs.write_atomic(sig, signature, fsync=repo.fsync)
+    return summary
+
+
+def read_summary(repo: Repo) -> Summary:
+    """The repository's own ``summary``.
+
+    Raises:
+        SummaryNotFound: if there is none.
+        CorruptSummary: if it does not parse.
+    """
+    path = repo.path / "summary"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SummaryNotFound(repo.path) from None
+    except OSError as e:
+        raise CorruptSummary(os.fspath(path), e.strerror or str(e)) from e
+    try:
+        return Summary.from_bytes(data)
+    except FormatError as e:
+        raise CorruptSummary(os.fspath(path), str(e)) from e
