@@ -198,9 +198,43 @@ def prog_name() -> str:
     return "ostree" if os.path.basename(sys.argv[0]) == "ostree" else "bootree"
 
 
+#: Options of the top-level group; any other option before the command name is the command's.
+_GLOBAL_OPTIONS = {"--repo", "--debug", "--version", "--help", "-h"}
+
+
+def ostree_argv(args: list[str]) -> list[str]:
+    """Move command options given before the command name after it, as ostree accepts them
+    anywhere (``ostree --repo=R --print-metadata-key=K show REV``).
+
+    Only ``--name=value`` and flag forms move; ``--repo PATH`` keeps its value.
+    """
+    lead: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        lead.append(args[i])
+        if args[i] == "--repo" and i + 1 < len(args):
+            lead.append(args[i + 1])
+            i += 1
+        i += 1
+    if i >= len(args) or not lead:
+        return args
+    keep: list[str] = []
+    move: list[str] = []
+    j = 0
+    while j < len(lead):
+        name = lead[j].split("=", 1)[0]
+        if name == "--repo" and "=" not in lead[j]:
+            keep.extend(lead[j : j + 2])
+            j += 2
+            continue
+        (keep if name in _GLOBAL_OPTIONS else move).append(lead[j])
+        j += 1
+    return [*keep, args[i], *move, *args[i + 1 :]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script's entry point)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = ostree_argv(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     try:
         # With standalone_mode=False click returns ctx.exit()'s code instead of raising it.

@@ -602,11 +602,12 @@ def show_cmd(ctx: click.Context, repo_path: Path | None, rev: str, key: str | No
     if key is not None:
         for k, v in c.metadata:
             if k == key:
-                value = _variant_json(v)
                 if as_json:
-                    print_json(value)
+                    print_json(_variant_json(v))
                 else:
-                    click.echo(f"'{value}'" if isinstance(value, str) else value)
+                    from bootree.format.gvtext import print_text
+
+                    click.echo(print_text(v.type, v.value))  # GVariant text, as ostree prints it
                 return
         raise RepoError(f"no such metadata key {key!r} in commit {csum}")
     if as_json:

@@ -163,6 +163,7 @@ def prepare_deployment(
             mroot = sysroot.deployment_dir(merge)
             etc_diff = merge_etc(mroot / "usr/etc", mroot / "etc", work / "etc")
         var = sdir / "var"
+        _clear_updated(work / "etc", var)
         relabeled = not os.path.lexists(var / ".ostree-selabeled")
         if relabeled:
             # ostree's one-time relabel stamp; written once so both tools agree the var is labelled.
@@ -247,6 +248,14 @@ def _discard(sysroot: Sysroot, dep: Deployment) -> None:
     remove_deployment_dir(sysroot.deployment_dir(dep))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sysroot.path / dep.origin_path)
+
+
+def _clear_updated(etc: Path, var: Path) -> None:
+    """Remove ``etc/.updated`` and ``var/.updated`` as ostree does for a new deployment, so that
+    systemd's ``ConditionNeedsUpdate=`` units (ldconfig, hwdb, ...) run once on its first boot."""
+    for stamp in (etc / ".updated", var / ".updated"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stamp)
 
 
 def deploy(
@@ -355,6 +364,7 @@ def finalize_staged(sysroot: Sysroot) -> DeployResult | None:
     if merge is not None:
         mroot, root = sysroot.deployment_dir(merge), sysroot.deployment_dir(staged)
         etc_diff = merge_etc(mroot / "usr/etc", mroot / "etc", root / "etc")
+        _clear_updated(root / "etc", sysroot.path / layout.stateroot_dir(staged.stateroot) / "var")
     written, swap = write_deployments(
         sysroot, retained_list(sysroot, staged.with_(staged=False), merge, DeployOptions())
     )
