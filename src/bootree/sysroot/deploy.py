@@ -311,7 +311,7 @@ def stage(
         SysrootError: for ``--not-as-default`` or ``--retain*`` (as ostree 2022.7).
     """
     if sysroot.booted is None:
-        raise NotBooted("not currently booted into a deployment: --stage needs a booted system",
+        raise NotBooted("Cannot stage deployment: Not currently booted into an OSTree system",
                         hint="boot the sysroot first ('bootree admin boot'), or deploy without --stage")
     if opts.not_as_default or opts.retain or opts.retain_pending or opts.retain_rollback:
         raise SysrootError("--stage cannot be combined with --not-as-default or --retain options")
