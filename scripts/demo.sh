@@ -11,6 +11,9 @@
 #
 # Layout under $DEMO_DIR:  tree-v1/ tree-v2/ (sources)  repo/ (archive repo)  checkout-v2/
 #                          sysroot/ (a directory sysroot: deployments, /boot, its own repo)
+#                          trusted.gpg.d/ (the publisher's public GPG key, what clients trust)
+# The publisher's secret key lives in a temporary GnuPG home, removed at exit: commits and the
+# summary are signed, and the sysroot pulls with gpg-verify and gpg-verify-summary on.
 #
 # Steps are functions called in order at the bottom; later issues add their own after
 # step_checkout (deploy into a sysroot, serve the repo over HTTP, update, roll back).
@@ -29,6 +32,15 @@ V2=$DEMO_DIR/tree-v2
 CHECKOUT=$DEMO_DIR/checkout-v2
 SYSROOT=$DEMO_DIR/sysroot
 SERVER_PID=
+GNUPG_TMP=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    if [ -n "$GNUPG_TMP" ]; then
+        gpgconf --homedir "$GNUPG_TMP" --kill all 2>/dev/null || true
+        rm -rf "$GNUPG_TMP"
+    fi
+}
+trap cleanup EXIT
 
 if [ -t 1 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
 step_no=0
@@ -102,10 +114,25 @@ step_init() {
     run --repo="$REPO" init --mode=archive
 }
 
+step_keys() {
+    step "Make the publisher's signing key (GnuPG); clients will trust only its public half"
+    command -v gpg >/dev/null 2>&1 || { echo "error: the demo signs its updates with GnuPG: install gnupg" >&2; exit 1; }
+    GNUPG_TMP=$(mktemp -d /tmp/bootree-demo-gnupg.XXXXXX)
+    echo "\$ gpg --homedir \$GNUPG_TMP --batch --passphrase '' --quick-gen-key 'Demo OS publisher' ed25519 sign never"
+    gpg --homedir "$GNUPG_TMP" --batch --passphrase '' \
+        --quick-gen-key 'Demo OS publisher <publisher@demo.invalid>' ed25519 sign never 2>/dev/null
+    KEYID=$(gpg --homedir "$GNUPG_TMP" --with-colons --list-secret-keys 2>/dev/null | awk -F: '/^fpr:/ {print $10; exit}')
+    rm -rf "$DEMO_DIR/trusted.gpg.d"
+    mkdir -p "$DEMO_DIR/trusted.gpg.d"
+    gpg --homedir "$GNUPG_TMP" --export "$KEYID" > "$DEMO_DIR/trusted.gpg.d/publisher.gpg"
+    echo "signing key $KEYID; its public key: trusted.gpg.d/publisher.gpg"
+    SIGN=(--gpg-sign="$KEYID" --gpg-homedir="$GNUPG_TMP")
+}
+
 step_commit() {
-    step "Commit v1, then v2 on top of it"
-    run --repo="$REPO" commit -b "$REF" -s "Demo OS 1.0" --add-metadata-string=version=1.0 --tree=dir="$V1"
-    run --repo="$REPO" commit -b "$REF" -s "Demo OS 2.0" --add-metadata-string=version=2.0 --tree=dir="$V2"
+    step "Commit v1, then v2 on top of it, each signed"
+    run --repo="$REPO" commit -b "$REF" -s "Demo OS 1.0" --add-metadata-string=version=1.0 --tree=dir="$V1" "${SIGN[@]}"
+    run --repo="$REPO" commit -b "$REF" -s "Demo OS 2.0" --add-metadata-string=version=2.0 --tree=dir="$V2" "${SIGN[@]}"
     run --repo="$REPO" refs
     run --repo="$REPO" rev-parse "$REF"
 }
@@ -116,6 +143,7 @@ step_inspect() {
     run --repo="$REPO" diff "$REF^" "$REF"
     run --repo="$REPO" ls "$REF" /usr/bin
     run --repo="$REPO" cat "$REF" /usr/lib/os-release
+    run --repo="$REPO" show --gpg-homedir="$DEMO_DIR/trusted.gpg.d" "$REF"
 }
 
 step_fsck() {
@@ -142,11 +170,10 @@ step_checkout() {
 SHOW='show() { while IFS= read -r l || [ -n "$l" ]; do printf "%s\n" "$l"; done < "$1"; }; '
 
 step_serve() {
-    step "Serve the repository over HTTP (bootree serve; nginx in production)"
-    run --repo="$REPO" summary -u
+    step "Serve the repository over HTTP (bootree serve; nginx in production), summary signed"
+    run --repo="$REPO" summary -u "${SIGN[@]}"
     "$BOOTREE" --repo="$REPO" serve --port=0 > "$DEMO_DIR/serve.log" 2>&1 &
     SERVER_PID=$!
-    trap 'if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi' EXIT
     for _ in $(seq 50); do
         URL=$(grep -o 'http://[^ ]*' "$DEMO_DIR/serve.log" || true)
         [ -n "$URL" ] && break
@@ -157,7 +184,7 @@ step_serve() {
 }
 
 step_deploy_v1() {
-    step "Create a sysroot, pull v1 over HTTP and deploy it"
+    step "Create a sysroot, trust the publisher's key, pull v1 over HTTP (verified) and deploy it"
     # Deployment roots are immutable (chattr +i, as ostree makes them): unlock before deleting.
     if [ -d "$SYSROOT/ostree/deploy" ]; then
         find "$SYSROOT/ostree/deploy" -mindepth 3 -maxdepth 3 -type d -exec chattr -i {} + 2>/dev/null || true
@@ -167,7 +194,8 @@ step_deploy_v1() {
     V1_COMMIT=$("$BOOTREE" --repo="$REPO" rev-parse "$REF^")
     run admin init-fs "$SYSROOT"
     run admin os-init --sysroot="$SYSROOT" demo
-    run remote add --repo="$SYSROOT/ostree/repo" --no-gpg-verify origin "$URL"
+    run remote add --repo="$SYSROOT/ostree/repo" --set=gpg-verify=true --set=gpg-verify-summary=true origin "$URL"
+    run remote gpg-import --repo="$SYSROOT/ostree/repo" origin -k "$DEMO_DIR/trusted.gpg.d/publisher.gpg"
     run pull --repo="$SYSROOT/ostree/repo" origin "$REF@$V1_COMMIT"
     run admin deploy --sysroot="$SYSROOT" --os=demo --karg=root=LABEL=root "origin:$REF"
     run admin status --sysroot="$SYSROOT"
@@ -201,6 +229,7 @@ step_rollback() {
 }
 
 step_build_trees
+step_keys
 step_init
 step_commit
 step_inspect

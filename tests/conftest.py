@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,56 @@ def repo(tmp_path: Path, any_mode: RepoMode) -> Repo:
 def archive_repo(tmp_path: Path) -> Repo:
     """A fresh archive repository."""
     return Repo.init(tmp_path / "repo", mode=RepoMode.ARCHIVE)
+
+
+class GpgKey:
+    """A passphrase-less signing key in its own GnuPG home (short path: the agent's socket)."""
+
+    def __init__(self, home: Path, fingerprint: str) -> None:
+        self.home = home
+        self.fingerprint = fingerprint
+        #: The public key alone, as a binary keyring file (what a publisher ships to clients).
+        self.public_keyring = home.parent / f"{fingerprint}.pub.gpg"
+
+
+def make_gpg_key(uid: str) -> GpgKey:
+    """Generate an ed25519 key with ``gpg --quick-gen-key`` in a new temporary home."""
+    import subprocess
+    import tempfile
+
+    gpg = require_tool("gpg")
+    base = Path(tempfile.mkdtemp(prefix="btg-"))
+    home = base / "h"
+    home.mkdir(mode=0o700)
+    cmd = [gpg, "--homedir", str(home), "--batch", "--no-tty"]
+    subprocess.run([*cmd, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
+                   check=True, capture_output=True)
+    out = subprocess.run([*cmd, "--with-colons", "--list-secret-keys"], check=True, capture_output=True, text=True)
+    fpr = next(line.split(":")[9] for line in out.stdout.splitlines() if line.startswith("fpr:"))
+    key = GpgKey(home, fpr)
+    subprocess.run([*cmd, "--output", str(key.public_keyring), "--export", fpr], check=True, capture_output=True)
+    return key
+
+
+def drop_gpg_key(key: GpgKey) -> None:
+    """Stop the key's agent and remove its home."""
+    import subprocess
+
+    subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "all"], check=False, capture_output=True)
+    shutil.rmtree(key.home.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gpg_key() -> Iterator[GpgKey]:
+    """A GPG signing key for the whole session (generation takes a moment)."""
+    key = make_gpg_key("bootree test <test@bootree.invalid>")
+    yield key
+    drop_gpg_key(key)
+
+
+@pytest.fixture(scope="session")
+def other_gpg_key() -> Iterator[GpgKey]:
+    """A second key, trusted by nobody."""
+    key = make_gpg_key("mallory <mallory@bootree.invalid>")
+    yield key
+    drop_gpg_key(key)

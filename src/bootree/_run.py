@@ -1,7 +1,7 @@
 """The one place where bootree runs external programs.
 
 Layer: bottom utility (like :mod:`bootree._fs`); may be imported by every layer that is allowed
-to run programs (not ``repo``, ``sign`` or ``transport``). Every call takes an argv list (never
+to run programs (not ``repo`` or ``transport``; ``sign`` only for ``gpg``, ADR 0002). Every call takes an argv list (never
 a shell string), is logged as one ``shlex.join`` line, and a failure becomes an
 :class:`~bootree.errors.ExternalCommandError` carrying argv, status and stderr, so callers
 never parse ``CalledProcessError`` or ``FileNotFoundError`` themselves.

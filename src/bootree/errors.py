@@ -197,6 +197,50 @@ class VerificationError(BootreeError):
     """A signature or checksum that does not verify against the trusted keys."""
 
 
+class SignatureError(VerificationError):
+    """Signatures of a commit or summary that do not satisfy the trust policy.
+
+    ``subject`` names what was checked (``commit <csum>``, ``summary of <url>``) and ``reason``
+    is one of ``unsigned``, ``untrusted``, ``revoked``, ``invalid``, ``malformed``, so callers
+    (and tests) need not parse the message. Messages never contain key material, only public
+    key identities (a fingerprint, a base64 public key).
+    """
+
+    def __init__(self, subject: str, reason: str, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{subject}: {detail}", hint=hint)
+        self.subject = subject
+        self.reason = reason
+        self.detail = detail
+
+
+class DowngradeError(VerificationError):
+    """A commit older than the one it would replace (a replayed old, validly signed commit)."""
+
+    def __init__(self, what: str, new: str, new_time: int, current: str, current_time: int) -> None:
+        super().__init__(
+            f"{what}: commit {new} (timestamp {new_time}) is older than the current {current} "
+            f"(timestamp {current_time}): refusing a downgrade (Upgrade target is chronologically older)",
+            hint="pass --allow-downgrade to install an older commit on purpose",
+        )
+        self.new = new
+        self.new_time = new_time
+        self.current = current
+        self.current_time = current_time
+
+
+class SummaryExpired(VerificationError):
+    """A summary past its ``bootree.summary.expires`` time: a stale or frozen mirror."""
+
+    def __init__(self, url: str, expires: int, now: int) -> None:
+        super().__init__(
+            f"summary of {url} expired at {expires} (now {now}): the mirror may be stale or frozen",
+            hint="ask the publisher to re-sign the summary, or check the mirror",
+        )
+        self.url = url
+        self.expires = expires
+        self.now = now
+
+
 # --- network -----------------------------------------------------------------------------------
 
 

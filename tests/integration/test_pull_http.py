@@ -352,3 +352,24 @@ def test_early_publishing_error_fails_the_pull(
     assert main(["pull", f"--repo={other.path}", "origin", f"os/main@{source.v1}"]) == 1
     assert capsys.readouterr().err.strip().splitlines() == ["error: No space left on device"]
     _assert_clean_and_unchanged(Repo.open(other.path), None)
+
+
+def test_trickling_server_fails_with_one_line(source: Source, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 10 defect 4: one byte at a time must not hold a pull; the minimum rate is per remote.
+    import time
+
+    repo = _client(tmp_path, source.url)
+    repo.config.set('remote "origin"', "low-speed-limit-bytes", "1000")
+    repo.config.set('remote "origin"', "low-speed-time-seconds", "0.5")
+    repo.save_config()
+    victim = _content_objects(source, source.v1)[-1]
+    source.faults.add(object_path(ObjectType.FILE, victim), "trickle", count=-1)
+    capsys.readouterr()
+    t0 = time.monotonic()
+    assert main(["pull", f"--repo={repo.path}", "--network-retries=1", "origin", f"os/main@{source.v1}"]) == 1
+    took = time.monotonic() - t0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "transfer too slow" in err[0], err
+    assert took < 15, took
+    assert source.fetched(object_path(ObjectType.FILE, victim)) == 2  # first attempt and one retry
+    _assert_clean_and_unchanged(Repo.open(repo.path), None)

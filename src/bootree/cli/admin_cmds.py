@@ -115,6 +115,7 @@ def os_init_cmd(sysroot_path: Path | None, stateroot: str) -> None:
 @click.option("--not-as-default", is_flag=True, help="Add the deployment after the current one, not as default.")
 @click.option("--no-merge", is_flag=True, help="Do not carry over /etc changes or kernel arguments.")
 @click.option("--stage", is_flag=True, help="Prepare now; merge /etc and switch at shutdown (finalize-staged).")
+@click.option("--allow-downgrade", is_flag=True, help="Allow a commit older than the booted (or default) deployment's.")
 @click.argument("refspec")
 def deploy_cmd(
     sysroot_path: Path | None,
@@ -130,6 +131,7 @@ def deploy_cmd(
     not_as_default: bool,
     no_merge: bool,
     stage: bool,
+    allow_downgrade: bool,
     refspec: str,
 ) -> None:
     """Deploy REFSPEC (a ref or commit of the sysroot's repo) as the new default."""
@@ -150,6 +152,10 @@ def deploy_cmd(
             retain_rollback=retain_rollback, base_kargs=_base_kargs(karg_proc_cmdline, karg_none),
         )
         origin = Origin.for_refspec(refspec)
+        if not allow_downgrade:
+            from bootree.sysroot.upgrade import check_downgrade
+
+            check_downgrade(sysroot, Checksum(csum), stateroot)
         if stage:
             result = _stage(sysroot, Checksum(csum), stateroot, origin, opts)
         else:
@@ -442,7 +448,8 @@ def upgrade_cmd(
         if sep and remote:
             from bootree.pull import get_remote, pull
 
-            pull(sysroot.repo, get_remote(sysroot.repo.config, remote), [f"{ref}@{commit}" if commit else ref])
+            pull(sysroot.repo, get_remote(sysroot.repo.config, remote), [f"{ref}@{commit}" if commit else ref],
+                 allow_downgrade=allow_downgrade)
     if pull_only:
         return
     with sysroot.lock():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,7 @@ from bootree.pull import (
     pull,
     pull_local,
 )
+from bootree.pull.publish import expiry_metadata, sign_summary
 from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
 from bootree.repo.summary import read_summary, update_summary
@@ -74,6 +76,10 @@ def remote_group() -> None:
 )
 @click.option("--no-gpg-verify", is_flag=True, help="Disable GPG verification.")
 @click.option("--no-sign-verify", is_flag=True, help="Disable signature verification (GPG and others).")
+@click.option("--sign-verify", "sign_verify_keys", multiple=True, metavar="KEYTYPE=[inline|file]:PUBKEY",
+              help="Verify signatures using KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/key (ed25519).")
+@click.option("--gpg-import", "gpg_import_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Import GPG keys from FILE for this remote.")
 @click.option("--if-not-exists", is_flag=True, help="Do nothing if the remote exists.")
 @click.option("--force", is_flag=True, help="Replace the remote if it exists.")
 @click.option("--contenturl", help="Use URL when fetching content (objects).")
@@ -88,6 +94,8 @@ def remote_add_cmd(
     set_options: tuple[str, ...],
     no_gpg_verify: bool,
     no_sign_verify: bool,
+    sign_verify_keys: tuple[str, ...],
+    gpg_import_files: tuple[Path, ...],
     if_not_exists: bool,
     force: bool,
     contenturl: str | None,
@@ -97,21 +105,42 @@ def remote_add_cmd(
     if if_not_exists and force:
         raise click.UsageError("--if-not-exists and --force cannot be used together")
     repo = open_repo(ctx, repo_path)
+    options = [_kv(o, "--set") for o in set_options]
+    for spec in sign_verify_keys:
+        options.append(_sign_verify_option(spec))
+    if sign_verify_keys and no_sign_verify:
+        raise click.UsageError("--sign-verify and --no-sign-verify are exclusive")
     added = add_remote(
         repo.config,
         name,
         url,
         branches=branches,
         contenturl=contenturl,
-        options=[_kv(o, "--set") for o in set_options],
+        options=options,
         gpg_verify=False if (no_gpg_verify or no_sign_verify) else None,
-        sign_verify=False if no_sign_verify else None,
+        sign_verify=False if no_sign_verify else (True if sign_verify_keys else None),
         collection_id=collection_id,
         if_not_exists=if_not_exists,
         force=force,
     )
     if added:
         repo.save_config()
+        if gpg_import_files:
+            from bootree.pull.trust import gpg_import
+
+            n = gpg_import(repo.path, get_remote(repo.config, name), gpg_import_files, fsync=repo.fsync)
+            click.echo(f"Imported {len(n)} GPG key{'s' if len(n) != 1 else ''} to remote \"{name}\"")
+
+
+def _sign_verify_option(spec: str) -> tuple[str, str]:
+    """ostree's ``--sign-verify=ed25519=inline:KEY`` / ``ed25519=file:PATH`` as a remote key."""
+    kind, sep, ref = spec.partition("=")
+    how, sep2, value = ref.partition(":")
+    if not sep or not sep2 or how not in ("inline", "file") or not value:
+        raise click.BadParameter(f"expected KEYTYPE=inline:PUBKEY or KEYTYPE=file:PATH, got {spec!r}", param_hint="--sign-verify")
+    if kind != "ed25519":
+        raise click.BadParameter(f"unknown signature type {kind!r} (bootree knows ed25519)", param_hint="--sign-verify")
+    return (f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value)
 
 
 @remote_group.command("delete")
@@ -213,7 +242,14 @@ def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
-    return fetch_remote_summary(get_remote(repo.config, name)).summary
+    from bootree.pull.trust import policy_for_remote
+
+    remote = get_remote(repo.config, name)
+    policy = policy_for_remote(repo.path, remote)  # a signed summary is checked before it is shown
+    try:
+        return fetch_remote_summary(remote, policy=policy).summary
+    finally:
+        policy.close()
 
 
 @remote_group.command("refs")
@@ -277,6 +313,48 @@ def _render_summary(summary: Summary) -> None:
         click.echo(f"{label} ({key}): {text}" if label else f"{key}: {text}")
 
 
+def _duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip()
+    factor = units.get(t[-1:], 0)
+    number = t[:-1] if factor else t
+    if not number.isdigit():
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 3600, 90m, 12h, 7d)", param_hint="--expires-in")
+    return int(number) * (factor or 1)
+
+
+@remote_group.command("gpg-import")
+@repo_option
+@click.argument("name")
+@click.argument("key_ids", nargs=-1)
+@click.option("-k", "--keyring", "keyrings", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Import keys from a keyring file (repeatable).")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Import keys from standard input.")
+@click.pass_context
+def remote_gpg_import_cmd(
+    ctx: click.Context, repo_path: Path | None, name: str, key_ids: tuple[str, ...],
+    keyrings: tuple[Path, ...], from_stdin: bool,
+) -> None:
+    """Trust GPG keys for remote NAME (<repo>/NAME.trustedkeys.gpg), as ostree remote gpg-import."""
+    import sys
+    import tempfile
+
+    from bootree.pull.trust import gpg_import
+
+    repo = open_repo(ctx, repo_path)
+    remote = get_remote(repo.config, name)
+    if not keyrings and not from_stdin:
+        raise click.UsageError("give -k KEYRING or --stdin")
+    with tempfile.TemporaryDirectory(prefix="bootree-import-") as tmp:
+        sources = list(keyrings)
+        if from_stdin:
+            staged = Path(tmp) / "stdin.gpg"
+            staged.write_bytes(sys.stdin.buffer.read())
+            sources.append(staged)
+        added = gpg_import(repo.path, remote, sources, key_ids=key_ids, fsync=repo.fsync)
+    click.echo(f"Imported {len(added)} GPG key{'s' if len(added) != 1 else ''} to remote \"{name}\"")
+
+
 @cli.command("summary")
 @repo_option
 @click.option("-u", "--update", is_flag=True, help="Regenerate the summary file (deletes summary.sig).")
@@ -290,6 +368,13 @@ def _render_summary(summary: Summary) -> None:
     metavar="KEY=VALUE",
     help="Additional metadata (VALUE in GVariant text, as commit --add-metadata: 'text', 5, @u 5, @a{sv} {}).",
 )
+@click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key to sign the summary with.")
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="GnuPG home of the signing keys.")
+@click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE",
+              help="Sign with the ed25519 secret key(s) in KEYFILE ('-': standard input).")
+@click.option("-s", "--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
+@click.option("--expires-in", metavar="DURATION",
+              help="With -u: clients refuse the summary after DURATION (e.g. 3600, 90m, 12h, 7d): bootree.summary.expires.")
 @json_option
 @click.pass_context
 def summary_cmd(
@@ -299,19 +384,38 @@ def summary_cmd(
     view: bool,
     add_metadata: tuple[str, ...],
     raw: bool,
+    gpg_keys: tuple[str, ...],
+    gpg_homedir: Path | None,
+    sign_keys: tuple[str, ...],
+    sign_type: str,
+    expires_in: str | None,
     as_json: bool,
 ) -> None:
-    """Manage the summary file of a repository (what 'pull' reads first)."""
+    """Manage the summary file of a repository (what 'pull' reads first).
+
+    -u regenerates it (and removes summary.sig); --gpg-sign / --sign then sign it, as ostree.
+    """
+    from bootree.cli.sign_cmds import read_secret_keys
+
     repo = open_repo(ctx, repo_path)
     view = view or raw
-    if not update and not view:
-        raise click.UsageError("no action given: use --update or --view")
+    if not update and not view and not gpg_keys and not sign_keys:
+        raise click.UsageError("no action given: use --update, --view, --gpg-sign or --sign")
+    if sign_keys and sign_type != "ed25519":
+        raise click.UsageError(f"unknown signature type {sign_type!r}")
+    if expires_in is not None and not update:
+        raise click.UsageError("--expires-in needs --update")
+    secret = read_secret_keys(sign_keys, None) if sign_keys else []
     if update:
         extra = []
         for item in add_metadata:
             key, value = _kv(item, "--add-metadata")
             extra.append((key, _parse_variant(value)))
+        if expires_in is not None:
+            extra.append(expiry_metadata(int(time.time()) + _duration(expires_in)))
         update_summary(repo, extra_metadata=extra)
+    if gpg_keys or secret:
+        sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
     if view:
         summary = read_summary(repo)
         if raw:
@@ -453,6 +557,7 @@ def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -
     is_flag=True,
     help="Accepted for ostree: bootree makes every object durable before the pull commits either way.",
 )
+@click.option("--allow-downgrade", is_flag=True, help="Allow a ref to move to an older commit.")
 @json_option
 @click.pass_context
 def pull_cmd(
@@ -470,9 +575,15 @@ def pull_cmd(
     url_override: str | None,
     http_headers: tuple[str, ...],
     per_object_fsync: bool,
+    allow_downgrade: bool,
     as_json: bool,
 ) -> None:
-    """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works."""
+    """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works.
+
+    Signatures are verified as the remote's config says (gpg-verify, gpg-verify-summary,
+    sign-verify, sign-verify-summary): the summary before its refs are used, each commit
+    before any of its tree is fetched.
+    """
     repo = open_repo(ctx, repo_path)
     wanted = list(refs)
     if ":" in remote:
@@ -501,6 +612,7 @@ def pull_cmd(
             mirror=mirror,
             dry_run=dry_run,
             progress=display,
+            allow_downgrade=allow_downgrade,
         )
     _emit(result, as_json)
 

@@ -206,6 +206,10 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
     help="Accepted for ostree: bootree hashes each distinct inode once, hardlinked checkouts included.",
 )
 @click.option("--fsync", type=click.Choice(["true", "false"]), default=None, help="Whether to sync data to disk (default: the repo's core.fsync).")
+@click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE", help="Sign the commit with the ed25519 secret key(s) in KEYFILE ('-': stdin).")
+@click.option("--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
+@click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key ID to sign the commit with.")
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="GnuPG home of the signing keys.")
 @click.pass_context
 def commit_cmd(
     ctx: click.Context,
@@ -233,6 +237,10 @@ def commit_cmd(
     consume: bool,
     link_checkout_speedup: bool,
     fsync: str | None,
+    sign_keys: tuple[str, ...],
+    sign_type: str,
+    gpg_keys: tuple[str, ...],
+    gpg_homedir: Path | None,
 ) -> None:
     """Commit a directory tree or tar archive as a new revision, printing its checksum.
 
@@ -247,6 +255,13 @@ def commit_cmd(
     repo = open_repo(ctx, repo_path)
     if fsync is not None:
         repo.fsync = fsync == "true"
+    secret: list[Any] = []
+    if sign_keys:
+        from bootree.cli.sign_cmds import read_secret_keys
+
+        if sign_type != "ed25519":
+            raise click.UsageError(f"unknown signature type {sign_type!r}")
+        secret = read_secret_keys(sign_keys, None)  # before committing: a bad key changes nothing
     sources: list[TreeSource | Path] = []
     if base is not None:
         sources.append(TreeSource(SourceKind.BASE, base))
@@ -302,6 +317,10 @@ def commit_cmd(
             progress=on_progress,
             **kwargs,
         )
+    if secret or gpg_keys:
+        from bootree.pull.publish import sign_commit
+
+        sign_commit(repo, csum, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
     refs_changed(repo, committed=True)
     if consume:
         import shutil
@@ -592,13 +611,25 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
 @repo_option
 @click.argument("rev")
 @click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="Check GPG signatures with the keyrings in DIR.")
+@click.option("--gpg-verify-remote", metavar="REMOTE", help="Check GPG signatures with REMOTE's trusted keys.")
 @json_option
 @click.pass_context
-def show_cmd(ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, as_json: bool) -> None:
-    """Show one commit: checksum, parent, content checksum, date, version, subject and body."""
+def show_cmd(
+    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None,
+    gpg_homedir: Path | None, gpg_verify_remote: str | None, as_json: bool,
+) -> None:
+    """Show one commit: checksum, parent, content checksum, date, version, subject and body.
+
+    A commit with GPG signatures is followed by their report, as ostree show prints it.
+    """
     repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
     c = repo.read_commit(csum)
+    if key is None and not as_json:
+        _print_commit(csum, c)
+        _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
+        return
     if key is not None:
         for k, v in c.metadata:
             if k == key:
@@ -610,10 +641,22 @@ def show_cmd(ctx: click.Context, repo_path: Path | None, rev: str, key: str | No
                     click.echo(print_text(v.type, v.value))  # GVariant text, as ostree prints it
                 return
         raise RepoError(f"no such metadata key {key!r} in commit {csum}")
-    if as_json:
-        print_json(_commit_json(csum, c))
-    else:
-        _print_commit(csum, c)
+    print_json(_commit_json(csum, c))
+
+
+def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:
+    from bootree.cli.sign_cmds import gpg_block, show_gpg_verifier
+    from bootree.sign import detached
+
+    sigs = detached.signatures(detached.decode(repo.read_commitmeta(csum)), detached.GPG_KEY)
+    if not sigs:
+        return
+    data = repo.load_metadata(ObjectType.COMMIT, csum)
+    with show_gpg_verifier(repo, homedir, remote) as verifier:
+        lines = gpg_block(verifier.verify(data, sigs))
+    click.echo()
+    for line in lines:
+        click.echo(line)
 
 
 def _mode_char(mode: int) -> str:

@@ -26,6 +26,7 @@ from bootree.format.gvariant import Variant, vardict_get
 from bootree.format.objects import Commit, bswap64
 
 __all__ = [
+    "SUMMARY_EXPIRES_KEY",
     "SUMMARY_SIG_TYPE",
     "SUMMARY_TYPE",
     "Summary",
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
+#: bootree's summary expiry (``t``, big-endian seconds since the epoch; ostree ignores it): a
+#: client refuses the summary after that time, so a frozen mirror is noticed.
+SUMMARY_EXPIRES_KEY = "bootree.summary.expires"
 SUMMARY_SIG_TYPE = "a{sv}"
 
 Metadata = tuple[tuple[str, Variant], ...]

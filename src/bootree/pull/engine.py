@@ -214,7 +214,7 @@ class ObjectEngine:
                 while local:
                     a = local.popleft()
                     if a.otype is ObjectType.COMMIT:
-                        add(plan.commit_arrived(a.checksum, repo.read_commit(a.checksum), depth=a.depth))
+                        add(self._local_commit(txn, plan, a))
                     else:
                         add(plan.dirtree_arrived(repo.read_dirtree(a.checksum)))
                 if self._job_errors and failure is None:
@@ -342,8 +342,22 @@ class ObjectEngine:
         self._detached[csum] = data
         parked = self._parked.pop(csum, None)
         if parked is None:
+            if self.verifier.policy.wants_detached_metadata and self.repo.has_object(ObjectType.COMMIT, csum):
+                # A commit already complete here: a ref moving to it needs the same trust as a
+                # fetched one (it may have come from another, unverified remote).
+                self.verifier.commit(csum, self.repo.load_metadata(ObjectType.COMMIT, csum), data)
             return []
         return self._commit_arrived(txn, plan, parked[0], parked[1], data)
+
+    def _local_commit(self, txn: Transaction | None, plan: PullPlan, a: Action) -> list[Action]:
+        """A partial local commit whose tree is walked: under a signature policy, checked first."""
+        if not self.verifier.policy.wants_detached_metadata:
+            return plan.commit_arrived(a.checksum, self.repo.read_commit(a.checksum), depth=a.depth)
+        data = self.repo.load_metadata(ObjectType.COMMIT, a.checksum)
+        if a.checksum not in self._detached:
+            self._parked[a.checksum] = (a, data)  # walked once its signature is here
+            return []
+        return self._commit_arrived(txn, plan, a, data, self._detached[a.checksum])
 
     def _commit_arrived(
         self, txn: Transaction | None, plan: PullPlan, a: Action, data: bytes, detached: bytes | None
@@ -351,9 +365,10 @@ class ObjectEngine:
         verified = self.verifier.commit(a.checksum, data, detached)
         commit = verified.value
         assert isinstance(commit, Commit)
-        self._queue(txn, WriteJob(ObjectType.COMMIT, a.checksum, len(data), meta=verified), len(data))
-        if txn is not None:
-            txn.mark_partial(a.checksum)
+        if not a.local:  # a partial local commit is already stored and marked
+            self._queue(txn, WriteJob(ObjectType.COMMIT, a.checksum, len(data), meta=verified), len(data))
+            if txn is not None:
+                txn.mark_partial(a.checksum)
         return plan.commit_arrived(a.checksum, commit, depth=a.depth)
 
     def _content_arrived(

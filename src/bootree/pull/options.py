@@ -44,7 +44,7 @@ class PullConfig:
     max_content_size: int = 1 * GiB
     #: Content objects announced larger than this go straight from the network into the file
     #: being written (verified on the way) instead of being held in memory.
-    stream_threshold: int = 1 * MiB
+    stream_threshold: int = 256 * KiB
     #: Requests in flight (across all connections).
     in_flight: int = 64
     #: Upper bound of received content waiting for verification and writing; fetching pauses

@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootree.errors import BootreeError, RemoteError
-from bootree.format.checksum import Checksum
+from bootree.errors import BootreeError, DowngradeError, RemoteError
+from bootree.format.checksum import Checksum, ObjectType
+from bootree.format.objects import Commit
+from bootree.pull import trust
 from bootree.pull.engine import ObjectEngine, Progress, PullStage, StageContext
 from bootree.pull.heap import bound_heap
 from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult
@@ -32,7 +34,7 @@ from bootree.pull.plan import PullTarget, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
 from bootree.pull.sources import HttpSource, LocalRepoSource, ObjectSource
-from bootree.pull.verify import NoSignatures, Verifier, policy_for_remote
+from bootree.pull.verify import NoSignatures, Verifier
 from bootree.repo import Repo
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
@@ -61,6 +63,10 @@ class PullJob:
     stages: Sequence[PullStage] = ()
     #: Bytes received before the walk (control files), for the result.
     control_bytes: Callable[[], int] = lambda: 0
+    #: Let a ref move to an older commit (otherwise :func:`check_downgrade` refuses it).
+    allow_downgrade: bool = True
+    #: Timestamps of the commits the pull fetched (filled by the verify step's commit hook).
+    commit_times: dict[Checksum, int] = field(default_factory=dict)
 
 
 def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
@@ -105,6 +111,8 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
                 for c in plan.walked_commits:
                     txn.clear_partial(c)
             for name, csum in refs_out:
+                if not job.allow_downgrade:
+                    check_downgrade(repo, name, csum, _timestamp(repo, job.commit_times, csum))
                 if repo.refs.get(name) != csum:
                     txn.set_ref(name, csum)
         if job.mirror_summary is not None:
@@ -120,6 +128,30 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
         dry_run=opts.dry_run,
         content_bytes=engine.content_bytes,
     )
+
+
+def check_downgrade(repo: Repo, ref: str, csum: Checksum, timestamp: int) -> None:
+    """Refuse to move ``ref`` to a commit older than the one it points at.
+
+    A validly signed old commit replayed by a mirror is still old: signatures alone do not stop
+    a rollback to a vulnerable version (rpm-ostree's ``--allow-downgrade`` check).
+
+    Raises:
+        DowngradeError: ``timestamp`` is older than the current commit's.
+    """
+    current = repo.refs.get(ref)
+    if current is None or current == csum or not repo.has_object(ObjectType.COMMIT, current):
+        return
+    current_time = repo.read_commit(current).timestamp
+    if timestamp < current_time:
+        raise DowngradeError(f"ref {ref}", csum, timestamp, current, current_time)
+
+
+def _timestamp(repo: Repo, seen: dict[Checksum, int], csum: Checksum) -> int:
+    """A commit's timestamp: from the pull (commits it fetched), else from the repository."""
+    if csum in seen:
+        return seen[csum]
+    return repo.read_commit(csum).timestamp
 
 
 def _progress(callback: Callable[[PullEvent], None] | None) -> Progress:
@@ -169,14 +201,25 @@ def pull(
     progress: Callable[[PullEvent], None] | None = None,
     fetcher: Fetcher | None = None,
     stages: Sequence[PullStage] = (),
+    policy: trust.TrustPolicy | None = None,
+    allow_downgrade: bool = False,
 ) -> PullResult:
     """Pull ``refs`` (``REF``, ``REF@COMMIT`` or ``COMMIT``) from ``remote`` into ``repo``.
 
     Without refs: all the remote's refs with ``mirror``, else the remote's ``branches=``.
     Refs land in ``refs/remotes/REMOTE/`` (``refs/heads/`` with ``mirror``).
 
+    Signatures are checked as the remote's config asks (:mod:`bootree.pull.trust`; ``policy``
+    overrides it): the summary before any of its refs is used, each commit before anything of
+    its tree is fetched. A ref never moves to a commit older than the one it points at unless
+    ``allow_downgrade``: checked from the (verified) summary before any object is requested,
+    for each fetched commit before its tree, and for every ref before it moves.
+
     Raises:
-        VerificationError: the remote requires GPG or signature verification (not implemented).
+        VerificationError: no trusted key for a required signature engine.
+        SignatureError: a summary or commit that does not satisfy the remote's signature policy.
+        DowngradeError: a commit older than the ref's current one, without ``allow_downgrade``.
+        SummaryExpired: a summary past its ``bootree.summary.expires``.
         RemoteError: no refs to pull, a remote that is not an archive repository, a bad summary.
         RefNotFound: a ref the remote does not have.
         FetchError: a download that failed for good (NotFoundError for a missing object).
@@ -190,27 +233,67 @@ def pull(
             raise RemoteError(f"no refs given and remote {remote.name!r} has no 'branches' configured")
     if not remote.url:
         raise RemoteError(f"remote {remote.name!r} has no url")
-    # Fail closed, as ostree does when it cannot verify: never pull unverified content from a
-    # remote whose config asks for signatures (before the first request).
-    policy = policy_for_remote(remote)
-    policy.check_start()
-    options = PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress)
-    report = _progress(progress)
+    # Fail closed, as ostree does when it cannot verify: a remote whose config asks for
+    # signatures but trusts no key is refused before the first request.
+    own_policy = policy is None
+    signatures = policy if policy is not None else trust.policy_for_remote(repo.path, remote)
+    try:
+        signatures.check_start()
+        return _pull_remote(repo, remote, targets, mirror, mirror_all, signatures, allow_downgrade, config,
+                            fetcher, stages, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress))
+    finally:
+        if own_policy:
+            signatures.close()
+
+
+def _pull_remote(
+    repo: Repo,
+    remote: Remote,
+    targets: list[PullTarget],
+    mirror: bool,
+    mirror_all: bool,
+    policy: trust.TrustPolicy,
+    allow_downgrade: bool,
+    config: PullConfig | None,
+    fetcher: Fetcher | None,
+    stages: Sequence[PullStage],
+    options: PullOptions,
+) -> PullResult:
+    report = _progress(options.progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
-    with RemoteSession.open(remote, config, fetcher) as session:
+    local_ref: Callable[[str], str] = (lambda r: r) if mirror else (lambda r: f"{remote.name}:{r}")
+    with RemoteSession.open(remote, config, fetcher, policy=policy) as session:
         session.check_archive()
         resolved, found = _resolve_remote(session, targets, mirror_all)
+        refs_of = _refs_of(resolved)
+        if not allow_downgrade and found is not None:
+            # Refuse from the verified summary's timestamps, before any object is requested.
+            for t, csum in resolved.items():
+                entry = found.summary.ref(t.ref) if t.ref is not None else None
+                if t.ref is not None and entry is not None and entry.timestamp is not None:
+                    check_downgrade(repo, local_ref(t.ref), csum, entry.timestamp)
+        times: dict[Checksum, int] = {}
+
+        def on_commit(csum: Checksum, commit: Commit) -> None:
+            times[csum] = commit.timestamp
+            if not allow_downgrade:  # before the commit's tree is requested
+                for ref in refs_of.get(csum, ()):
+                    check_downgrade(repo, local_ref(ref), csum, commit.timestamp)
+
+        policy.commit_hook = on_commit
         job = PullJob(
             repo,
             HttpSource(session.fetcher, session.url, session.content_url, session.config),
             resolved,
-            (lambda r: r) if mirror else (lambda r: f"{remote.name}:{r}"),
-            Verifier(policy, _refs_of(resolved)),
+            local_ref,
+            Verifier(policy, refs_of),
             options,
             session.config,
             mirror_summary=found if mirror_all else None,
             stages=stages,
             control_bytes=lambda: session.bytes,
+            allow_downgrade=allow_downgrade,
+            commit_times=times,
         )
         return run_pull(job, report)
 

@@ -64,8 +64,18 @@ class RemoteSession:
         self._summary_fetched = False
 
     @classmethod
-    def open(cls, remote: Remote, config: PullConfig | None = None, fetcher: Fetcher | None = None) -> RemoteSession:
+    def open(
+        cls,
+        remote: Remote,
+        config: PullConfig | None = None,
+        fetcher: Fetcher | None = None,
+        *,
+        policy: SignaturePolicy | None = None,
+    ) -> RemoteSession:
         """A session for a configured remote, with its network and memory keys applied.
+
+        ``policy`` checks the summary (default: :func:`~bootree.pull.verify.policy_for_remote`,
+        which refuses what it cannot verify; the puller passes the remote's real policy).
 
         Raises:
             RemoteError: the remote has no URL.
@@ -83,7 +93,7 @@ class RemoteSession:
             config=cfg,
             content_url=remote.content_url,
             name=remote.name,
-            policy=policy_for_remote(remote),
+            policy=policy if policy is not None else policy_for_remote(remote),
             owns_fetcher=own,
         )
 
@@ -182,13 +192,15 @@ class RemoteSession:
             raise RemoteError(f"{self.url}/refs/heads/{ref} is not a checksum") from e
 
 
-def fetch_remote_summary(remote: Remote, config: PullConfig | None = None) -> RemoteSummary:
+def fetch_remote_summary(
+    remote: Remote, config: PullConfig | None = None, *, policy: SignaturePolicy | None = None
+) -> RemoteSummary:
     """A configured remote's summary and signature, as ``remote refs`` and ``remote summary`` show it.
 
     Raises:
         RemoteError: no URL, no summary, or a corrupt one.
-        VerificationError: the remote requires summary signatures (not verifiable yet).
+        VerificationError: ``policy`` refuses the summary.
         FetchError: a failed download.
     """
-    with RemoteSession.open(remote, config) as session:
+    with RemoteSession.open(remote, config, policy=policy) as session:
         return session.require_summary()

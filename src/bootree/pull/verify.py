@@ -10,10 +10,12 @@ so it is tested without a server and a signing or policy change is made in one p
 * **ref binding** — a commit that lists ``ostree.ref-binding`` is pulled only under one of
   those refs (:func:`check_ref_binding`);
 * **signatures** — a :class:`SignaturePolicy` sees the summary with its signature bytes and
-  every fetched commit with its detached metadata, and raises to refuse. The policy of a remote
-  comes from :func:`policy_for_remote`. Until signature verification exists it is
-  :class:`FailClosed` for a remote asking for ``gpg-verify``/``sign-verify`` (refuse before
-  the first request, as ostree does when it cannot verify) and :class:`NoSignatures` otherwise.
+  every fetched commit with its detached metadata, and raises to refuse. The policy a pull
+  uses is :class:`bootree.pull.trust.TrustPolicy` (GPG and ed25519 keys, read from the
+  repository and key files, so it lives outside this pure module). :func:`policy_for_remote`
+  here is the fallback for a caller without a repository: :class:`FailClosed` for a remote
+  asking for ``gpg-verify``/``sign-verify`` (refuse, as ostree does when it cannot verify) and
+  :class:`NoSignatures` otherwise.
 
 **The hook for signature verification.** Implement :class:`SignaturePolicy` and return it
 from :func:`policy_for_remote`: ``check_start()`` runs before the first request; ``check_summary(data, signature)`` runs

@@ -42,8 +42,12 @@ class StreamedObject:
 
     def __init__(self, txn: Transaction, framing: ContentFraming, expected: Checksum) -> None:
         self.checksum = expected
-        self._writer: ReceivedContentWriter | None = txn.stream_content(framing, expected)
         self.error: BaseException | None = None
+        self._writer: ReceivedContentWriter | None = None
+        try:
+            self._writer = txn.stream_content(framing, expected)
+        except BaseException as e:  # reported by finish(), like a failed write
+            self.error = e
         #: Bytes received.
         self.received = 0
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootree.errors import NotBooted, SysrootError
+from bootree.errors import DowngradeError, NotBooted, SysrootError
 from bootree.format.checksum import Checksum
+from bootree.format.objects import ObjectType
 from bootree.sysroot import assessment
 from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
 
-__all__ = ["UpgradeResult", "upgrade", "upgrade_base"]
+__all__ = ["UpgradeResult", "check_downgrade", "upgrade", "upgrade_base"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,29 @@ def upgrade_base(sysroot: Sysroot, stateroot: str | None = None, *, configured: 
     return base
 
 
+def check_downgrade(sysroot: Sysroot, csum: Checksum, stateroot: str) -> None:
+    """Refuse to deploy a commit older than the booted deployment's (or, unbooted, the default one's).
+
+    A mirror that replays an old, validly signed commit must not roll a machine back to a
+    vulnerable version: rpm-ostree refuses this unless ``--allow-downgrade``. Only deployments of
+    the same stateroot are compared.
+
+    Raises:
+        DowngradeError: the commit's timestamp is older.
+    """
+    same = [d for d in sysroot.deployments if d.stateroot == stateroot]
+    booted = sysroot.booted
+    base = booted if booted is not None and booted.stateroot == stateroot else (same[0] if same else None)
+    if base is None or base.csum == csum:
+        return
+    new_time = sysroot.repo.read_commit(csum).timestamp
+    if not sysroot.repo.has_object(ObjectType.COMMIT, base.csum):
+        return
+    base_time = sysroot.repo.read_commit(base.csum).timestamp
+    if new_time < base_time:
+        raise DowngradeError(f"deployment {base.name}", csum, new_time, base.csum, base_time)
+
+
 def upgrade(
     sysroot: Sysroot,
     *,
@@ -69,7 +93,7 @@ def upgrade(
     stage_it: bool = False,
     stateroot: str | None = None,
     commit: Checksum | None = None,
-    allow_downgrade: bool = True,
+    allow_downgrade: bool = False,
 ) -> UpgradeResult:
     """Deploy the commit the booted (or default) deployment's refspec resolves to, if it is new.
 
@@ -81,24 +105,20 @@ def upgrade(
         NotBooted: when there is no deployment to upgrade from.
         SysrootError: when that deployment has no origin refspec.
         RefNotFound: when the refspec does not resolve locally.
+        DowngradeError: the ref points at an older commit than the deployment's, without
+            ``allow_downgrade``.
     """
     base = upgrade_base(sysroot, stateroot)
     refspec = base.refspec
     if not refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
     csum = commit if commit is not None else sysroot.repo.resolve_rev(refspec)
-    if not allow_downgrade and csum != base.csum:
-        new_ts = sysroot.repo.read_commit(csum).timestamp
-        old_ts = sysroot.repo.read_commit(base.csum).timestamp
-        if new_ts < old_ts:
-            raise SysrootError(
-                f"Upgrade target revision '{csum}' with timestamp {new_ts} is chronologically older "
-                f"than current revision '{base.csum}' with timestamp {old_ts}; use --allow-downgrade"
-            )
     if csum == base.csum or (sysroot.staged is not None and sysroot.staged.csum == csum):
         return UpgradeResult(csum, None, up_to_date=True)
     if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
         return UpgradeResult(csum, None, skipped_failed=True)
+    if not allow_downgrade:
+        check_downgrade(sysroot, csum, base.stateroot)
     origin = base.origin.without_transient() if base.origin is not None else None
     if stage_it:
         res = stage(sysroot, csum, stateroot=base.stateroot, origin=origin, opts=DeployOptions())

@@ -68,3 +68,26 @@ def test_delete_and_missing() -> None:
         get_remote(kf, "o")
     with pytest.raises(InvalidRefName):
         add_remote(kf, "bad/name", "http://a/")
+
+
+def test_per_remote_rate_and_buffer_keys() -> None:
+    import pytest
+
+    from bootree.errors import KeyFileError
+    from bootree.pull.options import MiB, PullConfig, parse_size
+    from bootree.pull.remote import Remote
+
+    r = Remote("o", (("url", "http://x/"), ("low-speed-limit-bytes", "500"), ("low-speed-time-seconds", "12"),
+                     ("download-buffer-size", "8M")))
+    fc = r.fetch_config()
+    assert (fc.low_speed_limit, fc.low_speed_time) == (500.0, 12.0)
+    assert PullConfig().for_remote(r.get, r.name).max_buffered_bytes == 8 * MiB
+    assert PullConfig().for_remote(Remote("p", ()).get, "p") == PullConfig()
+    assert [parse_size(s) for s in ("1048576", "2M", "1G", "4096K", "3MiB")] == [MiB, 2 * MiB, 1024 * MiB, 4 * MiB, 3 * MiB]
+    for bad in ("", "x", "12Q", "1K"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    with pytest.raises(KeyFileError, match="low-speed-limit-bytes"):
+        Remote("o", (("low-speed-limit-bytes", "fast"),)).fetch_config()
+    with pytest.raises(KeyFileError, match="download-buffer-size"):
+        PullConfig().for_remote(Remote("o", (("download-buffer-size", "1K"),)).get, "o")

@@ -1,0 +1,112 @@
+"""Signing and checking a commit or summary against a set of trusted keys, over bytes.
+
+Layer: sign. The pull builds a :class:`Verifier` from a remote's policy (which keys, which
+engines are required) and calls :meth:`Verifier.check` on the exact bytes it received, before
+it trusts or writes anything they lead to. The CLI's ``sign`` / ``gpg-sign`` use
+:func:`add_ed25519` and :func:`add_gpg` to produce new detached metadata bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from bootree.errors import FormatError, SignatureError
+from bootree.sign import detached, ed25519, gpg
+from bootree.sign.ed25519 import PublicKey, SecretKey
+from bootree.sign.result import SignatureCheck, VerifyResult
+
+__all__ = ["Verifier", "add_ed25519", "add_gpg"]
+
+
+def add_ed25519(data: bytes, meta: bytes | None, keys: Sequence[SecretKey]) -> bytes:
+    """Detached metadata ``meta`` with an ed25519 signature of ``data`` by each of ``keys`` appended.
+
+    Raises:
+        FormatError: ``meta`` is malformed.
+    """
+    entries = detached.decode(meta)
+    return detached.encode(detached.add_signatures(entries, ed25519.METADATA_KEY, [k.sign(data) for k in keys]))
+
+
+def add_gpg(data: bytes, meta: bytes | None, key_ids: Sequence[str], *, homedir: Path | None = None) -> bytes:
+    """Detached metadata ``meta`` with a GPG signature of ``data`` by each key ID appended.
+
+    Raises:
+        FormatError: ``meta`` is malformed.
+        SignatureError: gpg could not sign with a key.
+    """
+    entries = detached.decode(meta)
+    sigs = [gpg.sign(data, k, homedir=homedir) for k in key_ids]
+    return detached.encode(detached.add_signatures(entries, detached.GPG_KEY, sigs))
+
+
+@dataclass
+class Verifier:
+    """Trusted keys of every engine, and the engines a policy requires.
+
+    ``gpg``: a verifier over the trusted GPG keyrings (``None``: GPG signatures are not
+    consulted). ``ed25519``: trusted public keys; ``revoked``: keys whose signatures never
+    count, even if also trusted.
+    """
+
+    gpg: gpg.GpgVerifier | None = None
+    ed25519: tuple[PublicKey, ...] = ()
+    revoked: tuple[PublicKey, ...] = ()
+    _closed: bool = field(default=False, repr=False)
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the GPG verifier's temporary home."""
+        if self.gpg is not None:
+            self.gpg.close()
+
+    def check(
+        self,
+        subject: str,
+        data: bytes,
+        meta: bytes | None,
+        *,
+        require_gpg: bool = False,
+        require_ed25519: bool = False,
+    ) -> VerifyResult:
+        """Check the signatures in detached metadata ``meta`` over ``data``; raise if a requirement fails.
+
+        ``subject`` (``commit <csum>``, ``summary of <url>``) starts every error message.
+        Engines not required are still reported when they have keys (for ``show``-style
+        output), but never fail the check.
+
+        Raises:
+            SignatureError: ``meta`` malformed (``reason="malformed"``), or a required engine
+                without a valid signature (``unsigned``, ``untrusted``, ``revoked``, ``invalid``).
+        """
+        try:
+            entries = detached.decode(meta)
+            gpg_sigs = detached.signatures(entries, detached.GPG_KEY)
+            ed_sigs = detached.signatures(entries, ed25519.METADATA_KEY)
+        except FormatError as e:
+            raise SignatureError(subject, "malformed", f"detached signature metadata is corrupt ({e})") from e
+        checks: list[SignatureCheck] = []
+        if self.gpg is not None and (require_gpg or gpg_sigs):
+            checks.extend(self.gpg.verify(data, gpg_sigs))
+        elif require_gpg:
+            raise SignatureError(subject, "untrusted", "GPG verification is required but no trusted GPG key is configured",
+                                 hint="import the publisher's key with 'bootree remote gpg-import NAME -k KEYRING'")
+        if self.ed25519 or self.revoked or require_ed25519:
+            if require_ed25519 and not self.ed25519:
+                raise SignatureError(subject, "untrusted", "signature verification is required but no ed25519 key is trusted",
+                                     hint="set verification-ed25519-key or verification-ed25519-file for the remote")
+            checks.extend(ed25519.verify(data, ed_sigs, self.ed25519, self.revoked))
+        result = VerifyResult(subject, tuple(checks))
+        if require_gpg:
+            result.require("gpg")
+        if require_ed25519:
+            result.require("ed25519")
+        return result
