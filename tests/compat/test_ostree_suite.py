@@ -64,6 +64,7 @@ def test_outcomes_of_a_fake_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     scripts = {
         "t-pass.sh": 'test "$(ostree)" = shim || exit 3\ntest -z "$(ls -A | grep -v log)"\necho "ok 1 it"',
         "t-skip.sh": 'echo "1..0 # SKIP no tool"',
+        "t-skip2.sh": 'echo "1..0 #SKIP no gpg support compiled in"',
         "t-fail.sh": "echo boom; exit 1",
         "t-slow.sh": "sleep 30",
     }
@@ -76,8 +77,9 @@ def test_outcomes_of_a_fake_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     fake.chmod(0o755)
     results = ostree_suite.run_suite(sorted(scripts), [str(fake)], jobs=2, timeout=2, work_root=tmp_path)
     assert {r.name: r.outcome for r in results} == {
-        "t-fail.sh": "fail", "t-pass.sh": "pass", "t-skip.sh": "skip", "t-slow.sh": "timeout",
+        "t-fail.sh": "fail", "t-pass.sh": "pass", "t-skip.sh": "skip", "t-skip2.sh": "skip", "t-slow.sh": "timeout",
     }
+    assert next(r.detail for r in results if r.name == "t-skip2.sh") == "no gpg support compiled in"
     assert "boom" in next(r.detail for r in results if r.name == "t-fail.sh")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("ostree-suite.")] == []
 
