@@ -22,6 +22,8 @@ from bootree.errors import LockTimeout
 
 __all__ = [
     "OfdLock",
+    "fsverity_enable",
+    "fsverity_measure",
     "fsync_dir",
     "list_xattrs",
     "makedirs",
@@ -130,24 +132,55 @@ def makedirs(path: os.PathLike[str] | str, mode: int = 0o755) -> None:
 
 
 def rmtree(path: os.PathLike[str] | str) -> None:
-    """Remove a tree, making read-only directories writable first; a missing path is fine."""
+    """Remove a tree, making read-only directories writable first; a missing path is fine.
+
+    Descriptor-relative and iterative (an explicit stack of open directories): symlinks are
+    removed, never followed, and a tree deeper than Python's recursion limit (which
+    ``shutil.rmtree`` and ``os.walk`` of Python 3.11 recurse into) is removed too.
+    """
     p = os.fspath(path)
     if not os.path.lexists(p):
         return
     if os.path.islink(p) or not os.path.isdir(p):
         os.unlink(p)
         return
-    for root, dirs, _files in os.walk(p):
-        for d in dirs:
-            full = os.path.join(root, d)
-            if not os.path.islink(full):
-                with contextlib.suppress(OSError):
-                    os.chmod(full, 0o700)
-    with contextlib.suppress(OSError):
-        os.chmod(p, 0o700)
-    import shutil
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    # Each frame: (fd, parent fd or None for the top, name in the parent, subdirectories left).
+    stack: list[tuple[int, int | None, str, Iterator[str]]] = []
 
-    shutil.rmtree(p)
+    def enter(parent: int | None, name: str) -> None:
+        fd = os.open(name if parent is not None else p, flags, dir_fd=parent)
+        try:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o700)
+            subdirs = []
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry.name)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.name, dir_fd=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        stack.append((fd, parent, name, iter(subdirs)))
+
+    try:
+        enter(None, p)
+        while stack:
+            fd, parent, name, subdirs = stack[-1]
+            sub = next(subdirs, None)
+            if sub is not None:
+                enter(fd, sub)
+                continue
+            stack.pop()
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(name, dir_fd=parent)
+    finally:
+        for fd, *_ in stack:
+            os.close(fd)
 
 
 def list_xattrs(path: os.PathLike[str] | str | int, *, dir_fd: int | None = None) -> tuple[tuple[bytes, bytes], ...]:
@@ -245,3 +278,57 @@ def ofd_lock(path: os.PathLike[str] | str, *, exclusive: bool, timeout: float = 
         yield
     finally:
         lock.release()
+
+
+# --- fs-verity ---------------------------------------------------------------------------------
+# <linux/fsverity.h>: FS_IOC_ENABLE_VERITY = _IOW('f', 133, struct fsverity_enable_arg) (128 bytes),
+# FS_IOC_MEASURE_VERITY = _IOWR('f', 134, struct fsverity_digest) (4-byte header + digest).
+FS_IOC_ENABLE_VERITY = (1 << 30) | (128 << 16) | (ord("f") << 8) | 133
+FS_IOC_MEASURE_VERITY = (3 << 30) | (4 << 16) | (ord("f") << 8) | 134
+_VERITY_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.ENOSYS})
+
+
+def fsverity_enable_arg(block_size: int = 4096) -> bytes:
+    """``struct fsverity_enable_arg`` for SHA-256 and no salt or signature."""
+    return struct.pack("<IIIIQIIQ88x", 1, 1, block_size, 0, 0, 0, 0, 0)
+
+
+def fsverity_enable(fd: int, *, block_size: int = 4096) -> bool:
+    """Enable fs-verity (SHA-256, no salt) on a file opened read-only with no writers.
+
+    Returns False if the file system or kernel does not support fs-verity (already enabled
+    counts as success).
+
+    Raises:
+        OSError: for other failures (``ETXTBSY`` when a writer is open, ``EACCES``...).
+    """
+    arg = bytearray(fsverity_enable_arg(block_size))
+    try:
+        fcntl.ioctl(fd, FS_IOC_ENABLE_VERITY, arg, False)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            return True
+        if e.errno in _VERITY_UNSUPPORTED:
+            return False
+        raise
+    return True
+
+
+def fsverity_measure(fd: int) -> bytes | None:
+    """The kernel's SHA-256 fs-verity digest of an open file; ``None`` if it has no fs-verity.
+
+    Raises:
+        NotImplementedError: if the file system or kernel has no fs-verity at all.
+        OSError: for other failures.
+    """
+    buf = bytearray(struct.pack("<HH", 0, 64) + bytes(64))
+    try:
+        fcntl.ioctl(fd, FS_IOC_MEASURE_VERITY, buf, True)
+    except OSError as e:
+        if e.errno == errno.ENODATA:
+            return None
+        if e.errno in _VERITY_UNSUPPORTED:
+            raise NotImplementedError(os.strerror(e.errno)) from e
+        raise
+    alg, size = struct.unpack_from("<HH", buf)
+    return bytes(buf[4 : 4 + size]) if alg == 1 and size == 32 else None

@@ -82,6 +82,10 @@ class KeyFileError(FormatError):
     """A GKeyFile (repo config, origin file) that cannot be parsed."""
 
 
+class ComposefsFormatError(FormatError):
+    """A composefs dump file or EROFS image that is malformed, or a tree composefs cannot hold."""
+
+
 # --- repository storage ------------------------------------------------------------------------
 
 
@@ -311,6 +315,25 @@ class DeploymentNotFound(SysrootError):
         self.which = which
 
 
+class BootConfigDamaged(SysrootError):
+    """A write that would delete deployments a damaged boot configuration no longer lists.
+
+    Reading a damaged configuration recovers the way ostree does where ostree does; a write
+    on top of it (deploy, cleanup, ...) would treat every deployment it lost as garbage, so it
+    is refused instead, before anything changes.
+    """
+
+    def __init__(self, damage: tuple[str, ...], unlisted: tuple[str, ...]) -> None:
+        super().__init__(
+            f"refusing to change the sysroot: the boot configuration is damaged ({'; '.join(damage)}) and does "
+            f"not list deployment(s) {', '.join(unlisted)}, which a write would delete",
+            hint="repair boot/loader (a symlink to loader.0 or loader.1 holding entries/) or remove the "
+            "deployments by hand",
+        )
+        self.damage = damage
+        self.unlisted = unlisted
+
+
 class KernelNotFound(SysrootError):
     """A commit with no kernel in ``usr/lib/modules/<kver>/vmlinuz`` (nor a legacy layout)."""
 
@@ -375,3 +398,27 @@ class RemoteExists(RemoteError):
 
 class InstallError(BootreeError):
     """An install to a disk image that cannot proceed: a missing tool, a bad size, a bad tree."""
+
+
+# --- static deltas (added by the delta work, issue 12) -----------------------------------------
+
+
+class DeltaFormatError(FormatError):
+    """A static-delta superblock, part or operation stream that does not decode or is inconsistent.
+
+    Raised for truncated or corrupt parts, operations that read or write past their buffers,
+    and object lists that do not match the operations: the delta is refused before anything
+    it describes is published.
+    """
+
+
+class DeltaError(RepoError):
+    """A static delta that cannot be generated, found or applied to this repository."""
+
+
+class DeltaNotFound(DeltaError):
+    """No delta with the given name (``FROM-TO`` or ``TO``) in the repository."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"static delta {name} not found", hint="list deltas with 'bootree static-delta list'")
+        self.name = name

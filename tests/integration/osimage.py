@@ -38,7 +38,8 @@ PY_PKGS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib"
 KMODS = ("drivers/virtio/virtio_ring", "drivers/virtio/virtio", "drivers/virtio/virtio_pci_modern_dev",
          "drivers/virtio/virtio_pci_legacy_dev", "drivers/virtio/virtio_pci", "drivers/block/virtio_blk",
          "fs/fat/fat", "fs/fat/vfat", "fs/nls/nls_cp437", "fs/nls/nls_ascii", "fs/nls/nls_utf8",
-         "fs/nls/nls_iso8859-1", "fs/efivarfs/efivarfs")
+         "fs/nls/nls_iso8859-1", "fs/efivarfs/efivarfs",
+         "lib/libcrc32c", "fs/erofs/erofs", "fs/overlayfs/overlay", "drivers/block/loop")  # composefs
 TRIM = ("usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
         "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/pydoc_data",
         "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/unittest", "usr/lib/python3.11/distutils",

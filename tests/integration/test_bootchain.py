@@ -65,6 +65,7 @@ class Images:
 
     repo: Path
     csum: dict[int, str]
+    base: Path | None = None
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +82,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
         csum[v] = str(Repo.open(repo.path).resolve_rev(f"test/v{v}"))
         shutil.rmtree(tree)
     Repo.open(repo.path).set_ref("test/stable", csum[1])  # type: ignore[arg-type]
-    return Images(repo.path, csum)
+    return Images(repo.path, csum, base)
 
 
 @dataclass
@@ -283,3 +284,55 @@ def test_power_cut_during_esp_update(images: Images, two_deployments: tuple[Path
         booted.append(f"cuts {ks}: v{b.version} ({b.seconds:.0f}s)")
         disk.unlink()
     print("power-cut boots:", "; ".join(booted))
+
+
+def test_composefs_root(images: Images, tmp_path: Path) -> None:
+    """Issue 14: a deployment whose prepare-root.conf enables composefs boots on its .ostree.cfs.
+
+    The initramfs checks the image's fs-verity digest (computed in busybox sh) against the
+    commit's ``ostree.composefs.digest.v0`` and mounts it as EROFS under a read-only overlay over
+    the repository's objects (data-only layer); inside, ``/`` is that overlay, ``/usr`` cannot be
+    written, files read back through their objects and ``admin status`` shows the digest. One
+    byte changed in the image makes the next boot stop before entering the deployment.
+    """
+    assert images.base is not None
+    tree = osimage.make_version(images.base, tmp_path / "v4", 4, healthy=True)
+    conf = tree / "usr/lib/ostree/prepare-root.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("[composefs]\nenabled = yes\n")
+    subprocess.run([sys.executable, "-m", "bootree", f"--repo={images.repo}", "commit", "-b", "test/cfs",
+                    f"--tree=dir={tree}", "--subject=v4", "--add-metadata-string=version=4",
+                    "--generate-composefs-metadata"], check=True, capture_output=True)
+    repo = Repo.open(images.repo)
+    csum = repo.resolve_rev("test/cfs")
+    assert csum is not None
+    from bootree.composefs import commit_digest
+
+    digest = commit_digest(repo.read_commit(csum))
+    assert digest is not None
+    disk = tmp_path / "disk.img"
+    install_to_disk(repo, "test/cfs", disk, options=InstallOptions(kargs=("console=ttyS0", "quiet"), tries=TRIES))
+    # After the checks, change one byte of the image (in the header's zero padding: still a valid
+    # EROFS image) so that the next boot must refuse it.
+    set_cmd(disk, "grep ' / ' /proc/mounts\n"
+                  "touch /usr/bootree-write-test 2>/dev/null && echo usr-writable || echo usr-ro\n"
+                  "sha256sum /usr/lib/os-release\n"
+                  "bootree admin status\n"
+                  "D=$(ls -d /sysroot/ostree/deploy/*/deploy/*.0); chattr -i \"$D\" 2>/dev/null\n"
+                  "printf X | dd of=\"$D/.ostree.cfs\" bs=1 seek=100 conv=notrunc 2>/dev/null && echo tampered\n"
+                  "sync\n", tmp_path / "cmd.sh")
+    boot = qemu_boot(disk, tmp_path / "boot.log")
+    assert "bootree-initramfs: composefs=yes" in boot.log, boot.log[-3000:]
+    assert f"bootree-initramfs: composefs digest {digest.hex()} matches the commit" in boot.log
+    assert boot.version == 4, boot.log[-3000:]
+    out = boot.between("BOOTREE-TEST: cmd begin", "BOOTREE-TEST: cmd end rc=0")
+    assert "overlay / overlay ro" in out and "::/sysroot/ostree/repo/objects" in out, out
+    assert "usr-ro" in out
+    import hashlib
+
+    assert hashlib.sha256((tree / "usr/lib/os-release").read_bytes()).hexdigest() in out
+    assert f"composefs: {digest.hex()}" in out, out
+    assert "tampered" in out
+    refused = qemu_boot(disk, tmp_path / "boot2.log")
+    assert "bootree-initramfs: composefs image digest mismatch" in refused.log, refused.log[-3000:]
+    assert refused.version is None  # the deployment was not entered

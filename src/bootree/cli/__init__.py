@@ -31,6 +31,8 @@ _COMMAND_MODULES = [
     "bootree.cli.remote_cmds",
     "bootree.cli.install_cmds",
     "bootree.cli.config_cmds",
+    "bootree.cli.composefs_cmds",
+    "bootree.cli.delta_cmds",
     "bootree.cli.sign_cmds",
 ]
 
@@ -47,6 +49,8 @@ _COMMAND_HOME = {
     **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
     **dict.fromkeys(["config", "reset", "checksum"], "bootree.cli.config_cmds"),
+    "composefs": "bootree.cli.composefs_cmds",
+    "static-delta": "bootree.cli.delta_cmds",
     **dict.fromkeys(["sign", "gpg-sign", "sign-keygen"], "bootree.cli.sign_cmds"),
 }
 

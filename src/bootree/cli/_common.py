@@ -6,7 +6,6 @@ progress display look and behave the same in every command.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -85,20 +84,24 @@ def default_repo_path() -> Path:
     raise click.UsageError("no repository given: use --repo=PATH or set OSTREE_REPO")
 
 
-def open_repo(ctx: click.Context, repo_path: Path | None) -> Repo:
+def open_repo(ctx: click.Context, repo_path: Path | None, *, fsync: bool | None = None) -> Repo:
     """Open the repository the command line names (see :func:`repo_path_from`).
+
+    ``fsync`` (``None``: the repository's ``core.fsync``) is passed to :meth:`Repo.open`.
 
     Raises:
         RepoNotFound: when there is no repository there.
     """
     from bootree.repo import Repo
 
-    return Repo.open(repo_path_from(ctx, repo_path))
+    return Repo.open(repo_path_from(ctx, repo_path), fsync=fsync)
 
 
 def print_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    """Print ``value`` as indented JSON on stdout (the shared renderer's, :mod:`bootree.cli.render`)."""
+    from bootree.cli.render import print_json as render_json
+
+    render_json(value)
 
 
 def progress_enabled() -> bool:

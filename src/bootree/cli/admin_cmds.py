@@ -16,20 +16,21 @@ from typing import Any
 import click
 
 from bootree.cli import cli
-from bootree.cli._common import json_option, print_json
+from bootree.cli._common import json_option
+from bootree.cli.render import emit
 from bootree.errors import RefNotFound, SysrootError
 from bootree.format.checksum import Checksum
 from bootree.sysroot import (
-    Deployment,
     DeployOptions,
     Origin,
     Sysroot,
-    assessment,
     deploy,
     finalize_staged,
     ops,
-    stage,
 )
+from bootree.sysroot import stage as stage_deployment
+from bootree.sysroot.etcmerge import EtcDiff
+from bootree.sysroot.status import SysrootStatus, sysroot_status
 from bootree.sysroot.swap import SwapResult
 
 _F = Any
@@ -138,14 +139,7 @@ def deploy_cmd(
     sysroot = _open(sysroot_path)
     with sysroot.lock():
         csum = sysroot.repo.resolve_rev(refspec)
-        if stateroot is None:
-            if sysroot.booted is not None:
-                stateroot = sysroot.booted.stateroot
-            else:
-                roots = sysroot.stateroots()
-                if len(roots) != 1:
-                    raise click.UsageError("no --os given and the sysroot is not booted into one stateroot")
-                stateroot = roots[0]
+        stateroot = stateroot or sysroot.default_stateroot()
         opts = DeployOptions(
             kargs=karg, kargs_append=karg_append, kargs_delete=karg_delete, no_merge=no_merge,
             not_as_default=not_as_default, retain=retain, retain_pending=retain_pending,
@@ -156,10 +150,8 @@ def deploy_cmd(
             from bootree.sysroot.upgrade import check_downgrade
 
             check_downgrade(sysroot, Checksum(csum), stateroot)
-        if stage:
-            result = _stage(sysroot, Checksum(csum), stateroot, origin, opts)
-        else:
-            result = deploy(sysroot, Checksum(csum), stateroot=stateroot, origin=origin, opts=opts)
+        do = stage_deployment if stage else deploy
+        result = do(sysroot, Checksum(csum), stateroot=stateroot, origin=origin, opts=opts)
     if result.relabeled_var:
         click.echo("Relabeling /var (no stamp file 'var/.ostree-selabeled' found)")
     if result.etc is not None:
@@ -182,84 +174,51 @@ def _base_kargs(proc_cmdline: bool, none: bool) -> str | None:
     return " ".join(w for w in words if not w.startswith(("BOOT_IMAGE=", "initrd=")))
 
 
-def _stage(sysroot: Sysroot, csum: Checksum, stateroot: str, origin: Origin, opts: DeployOptions) -> Any:
-    return stage(sysroot, csum, stateroot=stateroot, origin=origin, opts=opts)
-
-
-def _marker(sysroot: Sysroot, d: Deployment) -> str:
-    if d.staged:
-        return "staged"
-    if sysroot.booted is None:
-        return ""
-    pending, rollback = sysroot.pending_and_rollback()
-    if d.same(pending):
-        return "pending"
-    if d.same(rollback):
-        return "rollback"
-    return ""
-
-
-def _status_json(sysroot: Sysroot) -> dict[str, Any]:
-    record = assessment.load(sysroot)
-    out = []
-    for i, d in enumerate(sysroot.all_deployments()):
-        out.append({
-            "index": i,
-            "stateroot": d.stateroot,
-            "checksum": d.csum,
-            "serial": d.deployserial,
-            "bootcsum": d.bootcsum,
-            "bootserial": d.bootserial,
-            "booted": d.same(sysroot.booted),
-            "staged": d.staged,
-            "pending": _marker(sysroot, d) == "pending",
-            "rollback": _marker(sysroot, d) == "rollback",
-            "pinned": d.pinned,
-            "version": d.version,
-            "refspec": d.refspec,
-            "origin": d.origin.text if d.origin else None,
-            "kargs": str(d.kargs.without("ostree")),
-            **assessment.status_fields(sysroot, d, record),  # boot counting and health (issue 5)
-        })
-    return {"bootversion": sysroot.bootversion, "subbootversion": sysroot.subbootversion, "deployments": out,
-            "lastFallback": record.last_fallback}
-
-
-@admin.command("status")
-@_sysroot_option
-@json_option
-def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
-    """List deployments (booted '*', then staged/pending/rollback markers), as ostree."""
-    sysroot = _open(sysroot_path)
-    if as_json:
-        print_json(_status_json(sysroot))
-        return
-    deps = sysroot.all_deployments()
-    if not deps:
-        click.echo("No deployments.")
-        return
-    record = assessment.load(sysroot)
+def _status_text(status: SysrootStatus) -> list[str]:
+    """``ostree admin status``'s lines (plus bootree's boot-counting and health lines)."""
+    if not status.deployments:
+        return ["No deployments."]
     lines = []
-    if record.last_fallback is not None:
-        fb = record.last_fallback
+    if status.last_fallback is not None:
+        fb = status.last_fallback
         lines.append(f"Automatic rollback: {', '.join(fb.get('from', []))} failed its health checks; "
                      f"the boot loader fell back to {fb.get('to')}")
-    for d in deps:
-        star = "*" if d.same(sysroot.booted) else " "
-        mark = _marker(sysroot, d)
-        lines.append(f"{star} {d.stateroot} {d.name}{f' ({mark})' if mark else ''}")
+    for d in status.deployments:
+        star = "*" if d.booted else " "
+        lines.append(f"{star} {d.ostree.stateroot} {d.name}{f' ({d.marker})' if d.marker else ''}")
         if d.version:
             lines.append(f"    Version: {d.version}")
         if d.pinned:
             lines.append("    Pinned: yes")
-        lines.extend(f"    {line}" for line in assessment.status_lines(sysroot, d, record))
+        c = d.boot_counting
+        if c is not None and c.state != "good":
+            lines.append(f"    Boot counting: {c.state} ({c.tries_left} tries left, {c.tries_done} done)")
+        if d.health is not None:
+            lines.append(f"    Health checks: FAILED ({d.health.reason})" if d.health.state == "failed"
+                         else "    Health checks: passed")
+        if d.composefs is not None:
+            lines.append(f"    composefs: {d.composefs.digest}")
         if d.origin is None:
             lines.append("    origin: none")
         elif d.refspec:
             lines.append(f"    origin refspec: {d.refspec}")
         else:
             lines.append("    origin: <unknown origin type>")
-    sys.stdout.write("\n".join(lines) + "\n")
+    return lines
+
+
+@admin.command("status")
+@_sysroot_option
+@json_option
+def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
+    """List deployments (booted '*', then staged/pending/rollback markers), as ostree.
+
+    With --json: the bootree.sysroot.status/v1 document (docs/status-schema.md).
+    """
+    status = sysroot_status(_open(sysroot_path))
+    for note in status.damage:  # stdout stays ostree's; what was damaged goes to stderr
+        click.echo(f"warning: {note}", err=True)
+    emit(status, as_json=as_json, text=_status_text)
 
 
 @admin.command("undeploy")
@@ -376,13 +335,11 @@ def kargs_edit_cmd(
 @json_option
 def config_diff_cmd(sysroot_path: Path | None, stateroot: str | None, as_json: bool) -> None:
     """Local changes of /etc against the deployment's defaults (M/D/A)."""
-    diff = ops.config_diff(_open(sysroot_path), stateroot)
-    if as_json:
-        print_json({"modified": list(diff.modified), "removed": list(diff.removed), "added": list(diff.added)})
-        return
-    lines = [f"M    {p}" for p in diff.modified] + [f"D    {p}" for p in diff.removed] + [f"A    {p}" for p in diff.added]
-    if lines:
-        sys.stdout.write("\n".join(lines) + "\n")
+    emit(ops.config_diff(_open(sysroot_path), stateroot), as_json=as_json, text=_config_diff_text)
+
+
+def _config_diff_text(diff: EtcDiff) -> list[str]:
+    return [f"M    {p}" for p in diff.modified] + [f"D    {p}" for p in diff.removed] + [f"A    {p}" for p in diff.added]
 
 
 @admin.command("boot", context_settings={"ignore_unknown_options": True})

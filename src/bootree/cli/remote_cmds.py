@@ -41,6 +41,7 @@ from bootree.pull import (
     pull,
     pull_local,
 )
+from bootree.pull.deltas import StaticDeltas
 from bootree.pull.publish import expiry_metadata, sign_summary
 from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
@@ -519,12 +520,10 @@ def _report(result: PullResult, *, local: bool = False) -> None:
     )
 
 
-def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -> PullConfig:
+def _pull_config(network_retries: int | None) -> PullConfig:
     cfg = PullConfig()
     if network_retries is not None:
         cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, max_attempts=network_retries + 1))
-    if disable_fsync:
-        repo.fsync = False
     return cfg
 
 
@@ -541,9 +540,8 @@ def _pull_config(network_retries: int | None, disable_fsync: bool, repo: Repo) -
 @click.option("--dry-run", is_flag=True, help="Only print what would be downloaded.")
 @click.option("--depth", type=int, default=0, show_default=True, help="Traverse DEPTH parents (-1=infinite).")
 @click.option("--disable-fsync", is_flag=True, help="Do not invoke fsync().")
-@click.option(
-    "--disable-static-deltas", is_flag=True, help="Do not use static deltas (bootree pulls objects only)."
-)
+@click.option("--disable-static-deltas", is_flag=True, help="Do not use static deltas.")
+@click.option("--require-static-deltas", is_flag=True, help="Require static deltas (also for file:// remotes).")
 @click.option(
     "--network-retries",
     type=int,
@@ -571,6 +569,7 @@ def pull_cmd(
     depth: int,
     disable_fsync: bool,
     disable_static_deltas: bool,
+    require_static_deltas: bool,
     network_retries: int | None,
     url_override: str | None,
     http_headers: tuple[str, ...],
@@ -584,7 +583,7 @@ def pull_cmd(
     sign-verify, sign-verify-summary): the summary before its refs are used, each commit
     before any of its tree is fetched.
     """
-    repo = open_repo(ctx, repo_path)
+    repo = open_repo(ctx, repo_path, fsync=False if disable_fsync else None)
     wanted = list(refs)
     if ":" in remote:
         remote, _, first = remote.partition(":")
@@ -592,7 +591,12 @@ def pull_cmd(
     rem = get_remote(repo.config, remote)
     if url_override:
         rem = dataclasses.replace(rem, options=(*rem.options, ("url", url_override)))
-    cfg = _pull_config(network_retries, disable_fsync, repo)
+    cfg = _pull_config(network_retries)
+    if disable_static_deltas and require_static_deltas:
+        raise click.UsageError("--disable-static-deltas and --require-static-deltas are exclusive")
+    if disable_static_deltas or require_static_deltas:
+        mode = StaticDeltas.DISABLE if disable_static_deltas else StaticDeltas.REQUIRE
+        cfg = dataclasses.replace(cfg, static_deltas=mode)
     headers = [_kv(h, "--http-header") for h in http_headers]
     from bootree.pull.cookies import cookie_header
 
@@ -660,8 +664,8 @@ def pull_local_cmd(
     as_json: bool,
 ) -> None:
     """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
-    repo = open_repo(ctx, repo_path)
-    cfg = _pull_config(None, disable_fsync, repo)
+    repo = open_repo(ctx, repo_path, fsync=False if disable_fsync else None)
+    cfg = _pull_config(None)
     with _progress() as display:
         result = pull_local(
             repo,

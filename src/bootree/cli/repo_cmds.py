@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,17 @@ from bootree.cli import cli
 from bootree.cli._common import (
     json_option,
     open_repo,
-    print_json,
     progress_bar,
     repo_option,
     repo_path_from,
 )
-from bootree.errors import GVariantError, RepoError
+from bootree.cli.render import emit
+from bootree.errors import GVariantError, ObjectMissing, RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
-from bootree.repo import CheckoutMode, CommitOptions, Repo, RepoMode, SourceKind, TreeSource
+from bootree.repo import CheckoutMode, CheckoutOptions, CommitOptions, Repo, RepoMode, SourceKind, TreeSource
+from bootree.repo.checkout import links_files
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:
@@ -45,9 +47,12 @@ def parse_timestamp(value: str) -> int:
     """
     if value.startswith("@"):
         try:
-            return int(value[1:])
+            seconds = int(value[1:])
         except ValueError:
             raise click.BadParameter(f"invalid timestamp {value!r}") from None
+        if not 0 <= seconds < 2**64:  # a commit's timestamp is a uint64
+            raise click.BadParameter(f"timestamp {value!r} is out of range")
+        return seconds
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -64,6 +69,8 @@ def parse_timestamp(value: str) -> int:
         raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
+    if when.timestamp() < 0:
+        raise click.BadParameter(f"timestamp {value!r} is before 1970")
     return int(when.timestamp())
 
 
@@ -133,7 +140,37 @@ def _date(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
 
 
-def _print_commit(csum: Checksum, c: Commit) -> None:
+@dataclass(frozen=True, slots=True)
+class _CommitView:
+    """A commit as ``log`` and ``show`` render it (its JSON adds the date and the version)."""
+
+    csum: Checksum
+    commit: Commit
+
+    def to_json(self) -> dict[str, Any]:
+        return _commit_json(self.csum, self.commit)
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """``log``: the commits found, newest first, and whether older ones are not in the repo."""
+
+    commits: tuple[_CommitView, ...]
+    truncated: bool
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [c.to_json() for c in self.commits]
+
+
+def _history_lines(h: _History) -> list[str]:
+    lines = [line for view in h.commits for line in _commit_lines(view)]
+    if h.truncated:
+        lines.append("<< History beyond this commit not fetched >>")
+    return lines
+
+
+def _commit_lines(view: _CommitView) -> list[str]:
+    csum, c = view.csum, view.commit
     lines = [f"commit {csum}"]
     if c.parent:
         lines.append(f"Parent:  {c.parent}")
@@ -147,7 +184,7 @@ def _print_commit(csum: Checksum, c: Commit) -> None:
     if c.body:
         lines.extend(f"    {line}" for line in c.body.splitlines())
         lines.append("")
-    click.echo("\n".join(lines))
+    return lines
 
 
 # --- init ------------------------------------------------------------------------------------
@@ -206,6 +243,12 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
     help="Accepted for ostree: bootree hashes each distinct inode once, hardlinked checkouts included.",
 )
 @click.option("--fsync", type=click.Choice(["true", "false"]), default=None, help="Whether to sync data to disk (default: the repo's core.fsync).")
+@click.option(
+    "--generate-composefs-metadata",
+    "composefs_metadata",
+    is_flag=True,
+    help="Store the composefs image digest (ostree.composefs.digest.v0) in the commit metadata.",
+)
 @click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE", help="Sign the commit with the ed25519 secret key(s) in KEYFILE ('-': stdin).")
 @click.option("--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
 @click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key ID to sign the commit with.")
@@ -237,6 +280,7 @@ def commit_cmd(
     consume: bool,
     link_checkout_speedup: bool,
     fsync: str | None,
+    composefs_metadata: bool,
     sign_keys: tuple[str, ...],
     sign_type: str,
     gpg_keys: tuple[str, ...],
@@ -252,9 +296,7 @@ def commit_cmd(
       bootree --repo=repo commit -b os/main -s "v1" --tree=dir=rootfs
       bootree --repo=repo commit -b os/main --tree=tar=rootfs.tar.gz --add-metadata-string=version=2
     """
-    repo = open_repo(ctx, repo_path)
-    if fsync is not None:
-        repo.fsync = fsync == "true"
+    repo = open_repo(ctx, repo_path, fsync=None if fsync is None else fsync == "true")
     secret: list[Any] = []
     if sign_keys:
         from bootree.cli.sign_cmds import read_secret_keys
@@ -273,7 +315,10 @@ def commit_cmd(
     if not branch and not orphan:
         raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
     if body_file is not None:
-        body = body_file.read_text()
+        try:
+            body = body_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:  # a commit's body is a GVariant string: UTF-8
+            raise click.BadParameter(f"{body_file}: not valid UTF-8 (byte {e.start})", param_hint="-F") from None
     metadata: list[tuple[str, Variant]] = []
     for item in meta_strings:
         k, v = _split_kv(item, "--add-metadata-string")
@@ -299,6 +344,14 @@ def commit_cmd(
     kwargs: dict[str, Any] = {}
     if parent_arg is not _UNSET:
         kwargs["parent"] = parent_arg
+    if composefs_metadata:
+        from bootree import composefs
+
+        def composefs_digest(tree: Checksum, dmeta: Checksum) -> list[tuple[str, Variant]]:
+            image = composefs.tree_image(repo, tree, dmeta, verity=composefs.Verity.YES)
+            return [composefs.digest_metadata(image.digest)]
+
+        kwargs["tree_metadata"] = composefs_digest
     with progress_bar("Committing", total=None) as prog:
 
         def on_progress(files: int, nbytes: int) -> None:
@@ -416,24 +469,15 @@ def checkout_cmd(
     """
     repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, rev)
-    if require_hardlinks and (repo.mode is RepoMode.ARCHIVE or (repo.mode is RepoMode.BARE_USER and not user_mode)):
-        raise RepoError(
-            "User repository mode requires user checkout mode to hardlink (-U)"
-            if repo.mode is RepoMode.BARE_USER
-            else f"hardlink checkout is not possible from a {repo.mode.value} repository"
-        )
     dest = destination if destination is not None else Path(rev.replace("/", "_").replace(":", "_"))
+    mode = CheckoutMode.COPY if force_copy else CheckoutMode.HARDLINK
     # A hardlink checkout of a whole OS takes well under a second, and runs on two processes
     # only while no other thread (such as a progress bar's refresher) is alive: no bar for it.
-    copies = force_copy or repo.mode is RepoMode.ARCHIVE
+    copies = not links_files(repo.mode, CheckoutOptions(mode=mode, user_mode=user_mode))
     with progress_bar("Checking out") if copies else contextlib.nullcontext():
         repo.checkout(
-            csum,
-            dest,
-            mode=CheckoutMode.COPY if force_copy else CheckoutMode.HARDLINK,
-            user_mode=user_mode,
-            union=union,
-            subpath=subpath,
+            csum, dest, mode=mode, user_mode=user_mode, union=union, subpath=subpath,
+            require_hardlinks=require_hardlinks,
         )
 
 
@@ -480,7 +524,9 @@ def refs_cmd(
             raise click.UsageError("--delete needs a PREFIX")
         aliased = {target for _a, target in repo.refs.aliases().items()}
         for prefix in prefixes:
-            for name in _refs_under(repo, prefix):
+            # Ref files are not read (a ref holding garbage can still be deleted, as ostree).
+            names = repo.refs.names(prefix, remote=remote) if remote is not None else _refs_under(repo, prefix, read=False)
+            for name in names:
                 if name in aliased:
                     raise RepoError(f"Ref '{name}' has an active alias; delete the alias first")
                 repo.set_ref(name, None)
@@ -498,7 +544,7 @@ def refs_cmd(
     for prefix in prefixes if remote is None else ():
         refs.update(_refs_under(repo, prefix))
     if as_json:
-        print_json({n: repo.refs.get(n) for n in refs})
+        emit({n: repo.refs.get(n) for n in refs}, as_json=True, text=list)
         return
     for full, shown in refs.items():
         click.echo(full if full_names else shown)
@@ -526,21 +572,23 @@ def _create_ref(repo: Repo, source: str, new: str, *, alias: bool, force: bool) 
     repo.set_ref(new, _resolve(repo, source), expected=existing if force else None)
 
 
-def _refs_under(repo: Repo, prefix: str | None) -> dict[str, str]:
+def _refs_under(repo: Repo, prefix: str | None, *, read: bool = True) -> dict[str, str]:
     """Refs ``PREFIX`` names, as ``{full name: name as ostree prints it}``.
 
     As ostree: ``foo`` lists the local refs under ``foo/`` relative to it (``test-1``), a
     prefix that is itself a ref lists that ref by its full name, and ``REMOTE:`` or
     ``REMOTE:PREFIX`` lists that remote's refs as ``REMOTE:NAME`` (relative to PREFIX).
-    Without a prefix every local and remote ref is listed by its full name.
+    Without a prefix every local and remote ref is listed by its full name. ``read=False``
+    takes the names without reading (or judging) the ref files, as a delete needs.
     """
+    listing = repo.list_refs if read else repo.refs.names
     if prefix is None:
-        return {name: name for name in repo.list_refs()}
+        return {name: name for name in listing()}
     remote, sep, path = prefix.rpartition(":")
     if sep:
-        candidates = {n.partition(":")[2]: n for n in repo.list_refs(remote=remote)}
+        candidates = {n.partition(":")[2]: n for n in listing(remote=remote)}
     else:
-        candidates = {n: n for n in repo.list_refs() if ":" not in n}
+        candidates = {n: n for n in listing() if ":" not in n}
     path = "" if path == "." else path.rstrip("/")
     if not path:
         return {full: full for full in candidates.values()}
@@ -576,10 +624,7 @@ def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str | None, s
         raise click.UsageError("a REV is required (or --single)")
     else:
         csum = _resolve(repo, rev)
-    if as_json:
-        print_json({"rev": rev, "checksum": csum})
-    else:
-        click.echo(csum)
+    emit({"rev": rev, "checksum": csum}, as_json=as_json, text=lambda v: [v["checksum"]])
 
 
 @cli.command("log")
@@ -591,20 +636,18 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
     """Show the history of a ref or commit, newest first, as far as parents are present."""
     repo = open_repo(ctx, repo_path)
     csum: Checksum | None = _resolve(repo, rev)
-    entries = []
+    commits: list[_CommitView] = []
+    truncated = False
     while csum is not None:
         if not repo.has_object(ObjectType.COMMIT, csum):
-            if not as_json:
-                click.echo("<< History beyond this commit not fetched >>")
+            if not commits:  # the commit asked for is not there: an error, as ostree's (exit 1)
+                raise ObjectMissing(csum, "commit")
+            truncated = True
             break
         c = repo.read_commit(csum)
-        if as_json:
-            entries.append(_commit_json(csum, c))
-        else:
-            _print_commit(csum, c)
+        commits.append(_CommitView(csum, c))
         csum = c.parent
-    if as_json:
-        print_json(entries)
+    emit(_History(tuple(commits), truncated), as_json=as_json, text=_history_lines)
 
 
 @cli.command("show")
@@ -627,21 +670,19 @@ def show_cmd(
     csum = _resolve(repo, rev)
     c = repo.read_commit(csum)
     if key is None and not as_json:
-        _print_commit(csum, c)
+        emit(_CommitView(csum, c), as_json=False, text=_commit_lines)
         _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
         return
     if key is not None:
-        for k, v in c.metadata:
-            if k == key:
-                if as_json:
-                    print_json(_variant_json(v))
-                else:
-                    from bootree.format.gvtext import print_text
+        found = next((v for k, v in c.metadata if k == key), None)
+        if found is None:
+            raise RepoError(f"no such metadata key {key!r} in commit {csum}")
+        from bootree.format.gvtext import print_text
 
-                    click.echo(print_text(v.type, v.value))  # GVariant text, as ostree prints it
-                return
-        raise RepoError(f"no such metadata key {key!r} in commit {csum}")
-    print_json(_commit_json(csum, c))
+        # GVariant text, as ostree prints it; JSON through the one renderer.
+        emit(_variant_json(found), as_json=as_json, text=lambda _x: [print_text(found.type, found.value)])
+        return
+    emit(_CommitView(csum, c), as_json=as_json, text=_commit_lines)
 
 
 def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:
@@ -711,17 +752,17 @@ def ls_cmd(
                 if header.is_symlink:
                     row["target"] = header.symlink_target
                 rows.append(row)
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        prefix = f"{_mode_char(r['mode'])}0{r['mode'] & 0o7777:04o} {r['uid']} {r['gid']} {r['size']:6d} "
-        if show_checksum:
-            prefix += f"{r['dirtree']} {r['dirmeta']} " if r["type"] == "dir" else f"{r['checksum']} "
-        line = prefix + r["path"]
-        if r["type"] == "symlink":
-            line += f" -> {r['target']}"
-        click.echo(line)
+    emit(rows, as_json=as_json, text=lambda rs: [_ls_line(r, show_checksum) for r in rs])
+
+
+def _ls_line(r: dict[str, Any], show_checksum: bool) -> str:
+    prefix = f"{_mode_char(r['mode'])}0{r['mode'] & 0o7777:04o} {r['uid']} {r['gid']} {r['size']:6d} "
+    if show_checksum:
+        prefix += f"{r['dirtree']} {r['dirmeta']} " if r["type"] == "dir" else f"{r['checksum']} "
+    line: str = prefix + r["path"]
+    if r["type"] == "symlink":
+        line += f" -> {r['target']}"
+    return line
 
 
 @cli.command("cat")
@@ -757,11 +798,7 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
     """List files modified (M), deleted (D) and added (A) from REV_A to REV_B."""
     repo = open_repo(ctx, repo_path)
     entries = repo.diff(_resolve(repo, rev_a), _resolve(repo, rev_b))
-    if as_json:
-        print_json([{"kind": e.kind, "path": e.path} for e in entries])
-        return
-    for e in entries:
-        click.echo(f"{e.kind}    {e.path}")
+    emit(entries, as_json=as_json, text=lambda es: [f"{e.kind}    {e.path}" for e in es])
 
 
 # --- maintenance -----------------------------------------------------------------------------
@@ -772,9 +809,24 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
 @click.option("-q", "--quiet", is_flag=True, help="Only print error messages.")
 @click.option("-a", "--all", "all_errors", is_flag=True, help="Accepted for ostree: bootree always reports every bad object.")
 @click.option("--delete", is_flag=True, help="Delete corrupt objects and mark the commits that reach them partial.")
+@click.option(
+    "--composefs",
+    "check_composefs",
+    is_flag=True,
+    help="Also regenerate the composefs image of each commit that records a digest and compare, "
+    "and check the objects every deployment's .ostree.cfs redirects to.",
+)
 @json_option
 @click.pass_context
-def fsck_cmd(ctx: click.Context, repo_path: Path | None, quiet: bool, all_errors: bool, delete: bool, as_json: bool) -> None:
+def fsck_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    quiet: bool,
+    all_errors: bool,
+    delete: bool,
+    check_composefs: bool,
+    as_json: bool,
+) -> None:
     """Verify every commit and every object it reaches; exit 1 listing each bad object.
 
     Problems are printed as ostree prints them (``error: In commits C: ...``). With --delete
@@ -793,18 +845,13 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, quiet: bool, all_errors
             prog.update(completed=done, total=total)
 
         result = repo.fsck(progress=on_progress)
+        if check_composefs:
+            _fsck_composefs(repo, result)
     if as_json:
-        print_json({
-            "ok": result.ok and not fsck_partial,
-            "commits": result.commits,
-            "objects": result.objects,
-            "partial": result.partial,
-            "problems": [
-                {"kind": p.kind, "checksum": p.checksum, "message": p.message, "commits": list(p.commits)}
-                for p in result.problems
-            ],
-        })
-        if not result.ok or fsck_partial:
+        report = result.to_json()
+        report["ok"] = result.ok and not fsck_partial  # a commit fsck made partial is still bad
+        emit(report, as_json=True, text=list)
+        if not report["ok"]:
             ctx.exit(1)
         return
     say(f"Verifying content integrity of {result.commits - len(result.partial)} commit objects...")
@@ -843,6 +890,26 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, quiet: bool, all_errors
 _FSCK_DELETABLE = {"file": ObjectType.FILE, "dirtree": ObjectType.DIR_TREE, "dirmeta": ObjectType.DIR_META}
 
 
+def _fsck_composefs(repo: Repo, result: Any) -> None:
+    from bootree.composefs import COMPOSEFS_NAME
+    from bootree.composefs.check import check_commit, check_image_objects
+    from bootree.repo.traverse import FsckProblem
+
+    seen = {p.checksum for p in result.problems}  # objects the plain fsck already reported
+    for otype, csum in repo.store.iter_objects():
+        if otype is ObjectType.COMMIT:
+            for problem in check_commit(repo, csum):
+                if problem.what not in seen:
+                    seen.add(problem.what)
+                    result.problems.append(FsckProblem("composefs", problem.what, problem.message))
+    # A sysroot's repository (SYSROOT/ostree/repo) backs the images of its deployments: each
+    # image's view of an object (size, fs-verity digest) is reported, also for known-bad objects.
+    if repo.path.parent.name == "ostree":
+        for image in sorted((repo.path.parent / "deploy").glob(f"*/deploy/*/{COMPOSEFS_NAME}")):
+            for problem in check_image_objects(repo, image):
+                result.problems.append(FsckProblem("composefs", problem.what, problem.message))
+
+
 @cli.command("prune")
 @repo_option
 @click.option("--refs-only", is_flag=True, help="Only refs are roots; commits they do not reach are deleted.")
@@ -877,16 +944,17 @@ def prune_cmd(
         keep_younger_than=parse_timestamp(keep_younger_than) if keep_younger_than else None,
         dry_run=no_prune,
     )
-    if as_json:
-        print_json({"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune})
-        return
-    click.echo(f"Total objects: {result.total}")
-    if not result.deleted:
-        click.echo("No unreachable objects")
-    elif no_prune:
-        click.echo(f"Would delete: {result.deleted} objects, freeing {format_size(result.bytes_freed)}")
-    else:
-        click.echo(f"Deleted {result.deleted} objects, {format_size(result.bytes_freed)} freed")
+    report = {"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune}
+    emit(report, as_json=as_json, text=_prune_lines)
+
+
+def _prune_lines(r: dict[str, Any]) -> list[str]:
+    """Prune's summary in ostree's words (sizes as GLib's ``g_format_size``)."""
+    if not r["deleted"]:
+        return [f"Total objects: {r['total']}", "No unreachable objects"]
+    if r["dry_run"]:
+        return [f"Total objects: {r['total']}", f"Would delete: {r['deleted']} objects, freeing {format_size(r['bytes_freed'])}"]
+    return [f"Total objects: {r['total']}", f"Deleted {r['deleted']} objects, {format_size(r['bytes_freed'])} freed"]
 
 
 def format_size(n: int) -> str:

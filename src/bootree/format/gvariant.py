@@ -172,7 +172,10 @@ def _encode(t: GVariantType, v: Any) -> bytes:
     if k in "sog":
         if not isinstance(v, str):
             raise GVariantError(f"expected str for type {k}, got {type(v).__name__}")
-        raw = v.encode("utf-8")
+        try:
+            raw = v.encode("utf-8")
+        except UnicodeEncodeError as e:  # a str holding surrogate escapes of non-UTF-8 bytes
+            raise GVariantError(f"string {v!r} is not valid UTF-8") from e
         if b"\0" in raw:
             raise GVariantError("string contains a NUL byte")
         return raw + b"\0"

@@ -165,9 +165,19 @@ class KeyFile:
         return [item for item in v.split(";") if item]
 
     def set(self, group: str, key: str, value: str) -> None:
-        """Set ``key`` (replacing it in place, or appending it to the group, created if needed)."""
+        """Set ``key`` (replacing it in place, or appending it to the group, created if needed).
+
+        Raises:
+            KeyFileError: for a newline or ``=`` in the key, a newline in the value, or text
+                that is not UTF-8 (a str holding surrogate escapes of undecodable bytes).
+        """
         if "\n" in value or "\n" in key or "=" in key:
             raise KeyFileError(f"invalid key or value for [{group}] {key}")
+        for text in (group, key, value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise KeyFileError(f"[{group}] {key}: {text!r} is not valid UTF-8") from None
         g = self._group(group, create=True)
         assert g is not None
         for i, (k, _) in enumerate(g.lines):

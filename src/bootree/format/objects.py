@@ -48,14 +48,29 @@ FILE_HEADER_TYPE = "(uuuusa(ayay))"
 Xattrs = tuple[tuple[bytes, bytes], ...]
 
 
+def _bswap(v: int, size: int) -> int:
+    try:
+        return int.from_bytes(v.to_bytes(size, "little"), "big")
+    except OverflowError:
+        raise FormatError(f"value {v} does not fit an unsigned {size * 8}-bit field") from None
+
+
 def bswap32(v: int) -> int:
-    """Swap the byte order of a 32-bit value (ostree's big-endian fields)."""
-    return int.from_bytes(v.to_bytes(4, "little"), "big")
+    """Swap the byte order of a 32-bit value (ostree's big-endian fields).
+
+    Raises:
+        FormatError: for a value outside 0 … 2³²−1 (a negative uid, say).
+    """
+    return _bswap(v, 4)
 
 
 def bswap64(v: int) -> int:
-    """Swap the byte order of a 64-bit value (ostree's big-endian timestamps and sizes)."""
-    return int.from_bytes(v.to_bytes(8, "little"), "big")
+    """Swap the byte order of a 64-bit value (ostree's big-endian timestamps and sizes).
+
+    Raises:
+        FormatError: for a value outside 0 … 2⁶⁴−1 (a negative timestamp, say).
+    """
+    return _bswap(v, 8)
 
 
 def validate_filename(name: str, where: str = "") -> None:

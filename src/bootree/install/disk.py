@@ -6,7 +6,7 @@ file system from the sysroot directory; ``sgdisk`` writes the partition table an
 images are copied in at their partition offsets. mtools can also read and change the ESP inside
 the finished disk (``-i disk.img@@OFFSET``), which is how tests inspect the boot counters.
 
-Gotchas found in the verified recipe (``shared/reference/boot-chain.md`` §3): ``sgdisk -q``
+Gotchas found in the verified recipe (``docs/bootchain.md``, "Building disk images"): ``sgdisk -q``
 silently writes nothing, so it runs without ``-q`` and the table is read back and checked.
 """
 

@@ -5,7 +5,9 @@ bootree's boot chain needs: the initramfs mounts the root partition, finds the d
 by ``ostree=`` on the kernel command line, mounts it as ``/`` with ``/usr`` read-only, the
 stateroot's ``/var`` on ``/var``, the physical root on ``/sysroot`` and its ``/boot`` on
 ``/boot`` (so that ``bootree`` inside the booted system finds the sysroot at ``/``), and
-``switch_root``\\ s into it.
+``switch_root``\\ s into it. When the deployment's ``prepare-root.conf`` enables composefs, the root
+is instead its ``.ostree.cfs`` (EROFS) under a read-only overlay over ``ostree/repo/objects``, with
+``verity=require`` for ``verity``/``signed``, and ``/etc`` bound from the deployment.
 
 Why these modules: a distribution kernel (Debian's cloud kernel, say) builds virtio-blk, FAT/VFAT,
 the NLS code pages vfat needs (437 and ascii by default) and efivarfs as modules; they are loaded
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODULES = (
     "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
     "virtio_scsi", "sd_mod", "fat", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1", "efivarfs",
+    "libcrc32c", "erofs", "overlay", "loop",  # composefs: the EROFS image under an overlay
 )
 
 #: The init of the initramfs (busybox sh). Kernel arguments: ``ostree=`` (the deployment),
@@ -78,8 +81,87 @@ DEPLOY=$(readlink -f "/sysroot$OSTREE")
 [ -d "$DEPLOY/usr" ] || fail "ostree=$OSTREE is not a deployment"
 OS=$(echo "$DEPLOY" | sed -n 's|^/sysroot/ostree/deploy/\([^/]*\)/deploy/.*|\1|p')
 [ -n "$OS" ] || fail "cannot find the stateroot of $DEPLOY"
-mount --bind "$DEPLOY" /newroot
-mount --bind /newroot/usr /newroot/usr && mount -o remount,bind,ro /newroot/usr
+# composefs (issue 14): [composefs] enabled of prepare-root.conf (usr/lib, then etc replacing it),
+# or the ostree.prepare-root.composefs karg: the deployment's .ostree.cfs (EROFS) under a read-only
+# overlay whose data-only layer is the repository's objects; verity/signed add verity=require.
+cfs_mode() {
+  v=no
+  for f in "$DEPLOY/usr/lib/ostree/prepare-root.conf" "$DEPLOY/etc/ostree/prepare-root.conf"; do
+    [ -f "$f" ] || continue
+    v=$(sed -n '/^\[composefs\]/,/^\[/s/^[[:space:]]*enabled[[:space:]]*=[[:space:]]*\([^[:space:]]*\).*/\1/p' "$f" | tail -1)
+    [ -n "$v" ] || v=no
+  done
+  k=$(karg ostree.prepare-root.composefs); [ -n "$k" ] && v=$k
+  case "$v" in no|false|0) v= ;; yes|true|1) v=yes ;; esac
+  echo "$v"
+}
+# fs-verity digest (SHA-256, 4 KiB blocks, no salt) of a file, in busybox sh: dd + sha256sum + xxd.
+fsverity_hex() {
+  f=$1; t=$2; size=$(stat -c %s "$f")
+  [ "$size" -gt 0 ] || { echo 3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95; return; }
+  n=$(( (size + 4095) / 4096 )); i=0; : > "$t.hex"
+  while [ $i -lt $n ]; do
+    { dd if="$f" bs=4096 skip=$i count=1 2>/dev/null; [ $(( (i + 1) * 4096 )) -le "$size" ] || head -c $(( (i + 1) * 4096 - size )) /dev/zero; } \
+      | sha256sum | cut -c1-64 >> "$t.hex"
+    i=$((i + 1))
+  done
+  while [ "$n" -gt 1 ]; do
+    tr -d '\n' < "$t.hex" | xxd -r -p > "$t.lvl"
+    len=$(( n * 32 )); n=$(( (len + 4095) / 4096 )); i=0; : > "$t.hex"
+    while [ $i -lt $n ]; do
+      { dd if="$t.lvl" bs=4096 skip=$i count=1 2>/dev/null; [ $(( (i + 1) * 4096 )) -le "$len" ] || head -c $(( (i + 1) * 4096 - len )) /dev/zero; } \
+        | sha256sum | cut -c1-64 >> "$t.hex"
+      i=$((i + 1))
+    done
+  done
+  le=; i=0
+  while [ $i -lt 8 ]; do le="$le$(printf %02x $(( (size >> (8 * i)) & 255 )))"; i=$((i + 1)); done
+  { printf '01010c0000000000%s%s' "$le" "$(tr -d '\n' < "$t.hex")"; head -c 208 /dev/zero | od -An -v -tx1 | tr -d ' \n'; } \
+    | xxd -r -p | sha256sum | cut -c1-64
+}
+# The ostree.composefs.digest.v0 (ay, 32 bytes) of a commit object, in hex; empty if absent.
+# The metadata a{sv} opens the commit, each entry 8-aligned: key, NUL, padding to 8, then the
+# variant's 32 bytes, NUL and its type "ay".
+commit_cfs_digest() {
+  od -An -v -tx1 "$1" | tr -d ' \n' | awk '{
+    key = "6f73747265652e636f6d706f736566732e6469676573742e763000"
+    p = index($0, key)
+    if (p > 0 && (p - 1) % 16 == 0 && substr($0, p + 128, 6) == "006179") print substr($0, p + 64, 64)
+  }'
+}
+CFS=$(cfs_mode)
+CFSIMG="$DEPLOY/.ostree.cfs"
+if [ -n "$CFS" ] && [ -f "$CFSIMG" ]; then
+  # The image must have the digest its commit records; the commit is the one the deployment is
+  # named after (its sha256 is its checksum), so the chain from the ostree= karg is unbroken.
+  CSUM=$(basename "$DEPLOY" | cut -d. -f1)
+  COBJ="/sysroot/ostree/repo/objects/$(echo "$CSUM" | cut -c1-2)/$(echo "$CSUM" | cut -c3-).commit"
+  [ -f "$COBJ" ] && [ "$(sha256sum "$COBJ" | cut -c1-64)" = "$CSUM" ] || fail "commit $CSUM is missing or corrupt"
+  WANT=$(commit_cfs_digest "$COBJ")
+  if [ -n "$WANT" ]; then
+    mkdir -p /run/bootree
+    GOT=$(fsverity_hex "$CFSIMG" /run/bootree/fsverity)
+    [ "$GOT" = "$WANT" ] || fail "composefs image digest mismatch: $CFSIMG has $GOT, commit $CSUM records $WANT"
+    echo "bootree-initramfs: composefs digest $GOT matches the commit"
+  elif [ "$CFS" = signed ]; then
+    fail "composefs=signed but commit $CSUM records no composefs digest"
+  fi
+  LOWER=/run/ostree/.private/cfsroot-lower
+  mkdir -p "$LOWER"
+  VOPT=; case "$CFS" in verity|signed) VOPT=,verity=require ;; esac
+  mount -t erofs -o ro "$CFSIMG" "$LOWER" 2>/dev/null || mount -t erofs -o ro,loop "$CFSIMG" "$LOWER" \
+    || fail "cannot mount the composefs image $CFSIMG"
+  mount -t overlay overlay -o "ro,lowerdir=$LOWER::/sysroot/ostree/repo/objects,redirect_dir=on,metacopy=on$VOPT" /newroot \
+    || fail "cannot mount the composefs overlay (composefs=$CFS)"
+  umount -l "$LOWER"
+  mount --bind "$DEPLOY/etc" /newroot/etc || fail "cannot mount /etc"
+  echo "bootree-initramfs: composefs=$CFS root $CFSIMG"
+elif [ -n "$CFS" ] && [ "$CFS" != maybe ]; then
+  fail "composefs=$CFS but $CFSIMG is missing"
+else
+  mount --bind "$DEPLOY" /newroot
+  mount --bind /newroot/usr /newroot/usr && mount -o remount,bind,ro /newroot/usr
+fi
 mount --bind "/sysroot/ostree/deploy/$OS/var" /newroot/var || fail "cannot mount /var"
 [ -d /newroot/sysroot ] && mount --bind /sysroot /newroot/sysroot
 [ -d /newroot/boot ] && [ -d /sysroot/boot ] && mount --bind /sysroot/boot /newroot/boot

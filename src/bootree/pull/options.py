@@ -24,6 +24,14 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 
+class StaticDeltas(StrEnum):
+    """Whether a pull uses static deltas: ``disable`` / ``auto`` / ``require``."""
+
+    DISABLE = "disable"
+    AUTO = "auto"
+    REQUIRE = "require"
+
+
 @dataclass(frozen=True, slots=True)
 class PullConfig:
     """Limits and knobs of a pull; every download is bounded by one of these sizes.
@@ -64,6 +72,9 @@ class PullConfig:
     checkpoint_objects: int = 0
     #: Network settings (timeouts, retries, connections); remote keys may adjust them.
     fetch: FetchConfig = field(default_factory=FetchConfig)
+    #: Static deltas: used when the server offers one (``auto``), never, or required
+    #: (``--disable-static-deltas`` / ``--require-static-deltas``).
+    static_deltas: StaticDeltas = field(default_factory=lambda: StaticDeltas.AUTO)
 
     def for_remote(self, get: Callable[[str], str | None], name: str) -> PullConfig:
         """This config adjusted by a remote's keys (``download-buffer-size``, e.g. ``16M``).

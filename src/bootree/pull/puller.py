@@ -27,6 +27,7 @@ from bootree.errors import BootreeError, DowngradeError, RemoteError
 from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.objects import Commit
 from bootree.pull import trust
+from bootree.pull.deltas import DeltaStage
 from bootree.pull.engine import ObjectEngine, Progress, PullStage, StageContext
 from bootree.pull.heap import bound_heap
 from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult
@@ -281,6 +282,11 @@ def _pull_remote(
                     check_downgrade(repo, local_ref(ref), csum, commit.timestamp)
 
         policy.commit_hook = on_commit
+        if not options.commit_metadata_only and not options.dry_run:
+            ref_exists = {
+                c: t.ref is not None and repo.refs.get(local_ref(t.ref)) is not None for t, c in resolved.items()
+            }
+            stages = [DeltaStage(session, ref_exists), *stages]
         job = PullJob(
             repo,
             HttpSource(session.fetcher, session.url, session.content_url, session.config),

@@ -16,6 +16,7 @@ import os
 import stat
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from bootree.repo.reader import ObjectReader
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["CheckoutMode", "CheckoutOptions", "checkout_tree"]
+__all__ = ["CheckoutMode", "CheckoutOptions", "checkout_tree", "links_files", "require_hardlink_checkout"]
 
 #: Completed directories kept open before their metadata is applied in one batch.
 _MAX_OPEN_DIRS = 256
@@ -68,16 +69,7 @@ class _Checkout:
         self.pool = pool
         self.futures: list[Future[None]] = []
         mode = reader.mode
-        if options.mode is CheckoutMode.COPY or mode is RepoMode.ARCHIVE:
-            self.hardlink = False
-        elif mode is RepoMode.BARE_USER:
-            self.hardlink = options.user_mode
-        elif mode is RepoMode.BARE:
-            # As ostree: a user-mode (-U) checkout of a bare repository copies, since its objects
-            # carry their commit's owners and -U files must belong to the caller.
-            self.hardlink = not options.user_mode and os.geteuid() == 0
-        else:
-            self.hardlink = True
+        self.hardlink = links_files(mode, options)
         self.bare_user = mode is RepoMode.BARE_USER
         self.files = 0
         self.completed: list[tuple[int, Checksum]] = []
@@ -236,7 +228,39 @@ class _Checkout:
             os.fchmod(dfd, meta.mode & 0o1777)
 
     def tree(self, dfd: int, tree: Checksum, relpath: str) -> None:
-        """Fill ``dfd`` from ``tree``; finished subdirectories are queued in ``self.completed``."""
+        """Fill ``dfd`` from ``tree``; finished subdirectories are queued in ``self.completed``.
+
+        Depth-first over an explicit stack of open directories (not recursion: a commit can be
+        deeper than Python's recursion limit); a directory is queued for its metadata once
+        everything below it is written, so read-only directories can still be filled.
+        """
+        frames: list[tuple[int, Checksum | None, Iterator[tuple[str, Checksum, Checksum]], str]] = [
+            (dfd, None, self._fill(dfd, tree, relpath), relpath)
+        ]
+        try:
+            while frames:
+                fd, meta, subdirs, rel = frames[-1]
+                nxt = next(subdirs, None)
+                if nxt is None:
+                    frames.pop()
+                    if meta is not None:  # the caller finishes ``dfd`` itself
+                        self.completed.append((fd, meta))
+                        if len(self.completed) >= _MAX_OPEN_DIRS:
+                            self.flush()
+                    continue
+                name, sub_tree, sub_meta = nxt
+                sub_rel = f"{rel}/{name}"
+                sfd = self.open_subdir(fd, name, sub_rel)
+                frames.append((sfd, sub_meta, iter(()), sub_rel))  # owned by ``frames`` from here
+                frames[-1] = (sfd, sub_meta, self._fill(sfd, sub_tree, sub_rel), sub_rel)
+        except BaseException:
+            for fd, meta, _, _ in frames:
+                if meta is not None:
+                    os.close(fd)
+            raise
+
+    def _fill(self, dfd: int, tree: Checksum, relpath: str) -> Iterator[tuple[str, Checksum, Checksum]]:
+        """Write the files of ``tree`` into ``dfd``; return its subdirectories to descend into."""
         dt = self.reader.read_dirtree(tree)
         self.files += len(dt.files)
         if self.hardlink:
@@ -246,17 +270,7 @@ class _Checkout:
         else:
             for name, csum in dt.files:
                 self.file(dfd, name, csum, f"{relpath}/{name}")
-        for name, sub_tree, sub_meta in dt.dirs:
-            sub_rel = f"{relpath}/{name}"
-            sfd = self.open_subdir(dfd, name, sub_rel)
-            try:
-                self.tree(sfd, sub_tree, sub_rel)
-            except BaseException:
-                os.close(sfd)
-                raise
-            self.completed.append((sfd, sub_meta))
-            if len(self.completed) >= _MAX_OPEN_DIRS:
-                self.flush()
+        return iter(dt.dirs)
 
     def flush(self) -> None:
         """Wait for pending copies, then apply metadata to and close completed directories.
@@ -280,6 +294,49 @@ class _Checkout:
         if self._objects_dirfd is not None:
             os.close(self._objects_dirfd)
             self._objects_dirfd = None
+
+
+def links_files(mode: RepoMode, options: CheckoutOptions) -> bool:
+    """Whether a checkout from a ``mode`` repository hardlinks its files (the hardlink rule).
+
+    Only where the object file *is* the checked-out file: never from archive (compressed) or
+    with :attr:`CheckoutMode.COPY`; from bare-user only in user mode (the owner and mode live
+    in an xattr, not on the object); from bare only as root and not in user mode (objects carry
+    their real owners, which only root may hand out, and -U files must belong to the caller, so
+    ostree copies there); from bare-user-only always. Otherwise files are
+    copied (also per file, when a link fails with too many links or across filesystems).
+    """
+    if options.mode is CheckoutMode.COPY or mode is RepoMode.ARCHIVE:
+        return False
+    if mode is RepoMode.BARE_USER:
+        return options.user_mode
+    if mode is RepoMode.BARE:
+        # As ostree: a user-mode (-U) checkout of a bare repository copies, since its objects
+        # carry their commit's owners and -U files must belong to the caller.
+        return not options.user_mode and os.geteuid() == 0
+    return True
+
+
+def require_hardlink_checkout(mode: RepoMode, options: CheckoutOptions, dest: str) -> None:
+    """``checkout -H``: refuse up front a checkout that would copy instead of linking.
+
+    Raises:
+        CheckoutError: naming what prevents hardlinks.
+    """
+    if links_files(mode, options):
+        return
+    if options.mode is CheckoutMode.COPY:
+        why = "copies were asked for"
+    elif mode is RepoMode.ARCHIVE:
+        why = "from an archive repository"
+    elif mode is RepoMode.BARE_USER:
+        # ostree's wording (its test suite looks for it).
+        why = "from a bare-user repository: User repository mode requires user checkout mode to hardlink (-U)"
+    elif options.user_mode:
+        why = f"from a {mode.value} repository with -U (its objects carry their commits' owners)"
+    else:
+        why = f"from a {mode.value} repository as non-root"
+    raise CheckoutError(dest, f"hardlink checkout is not possible {why}")
 
 
 def _meta_is_symlink(raw: bytes) -> bool:
@@ -326,6 +383,7 @@ def checkout_tree(
 
 
 # --- hardlink checkouts on two processes ------------------------------------------------------------
+# (why, and what it costs: docs/adr/0005-two-process-hardlink-checkout.md)
 #
 # A hardlink checkout is a few microseconds of Python and a few system calls per file. Threads do
 # not help (measured 1.5x slower: the GIL changes hands at every system call), but two processes

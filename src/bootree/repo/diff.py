@@ -6,6 +6,7 @@ Layer: repo. Works on an :class:`~bootree.repo.reader.ObjectReader`; identical s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,17 +44,26 @@ def diff_commits(reader: ObjectReader, a: Checksum, b: Checksum) -> list[DiffEnt
     """
     ca, cb = reader.read_commit(a), reader.read_commit(b)
     out: list[DiffEntry] = []
-    _diff_dirs(reader, ca.root_tree, cb.root_tree, "", out)
+    # Depth-first over an explicit stack of per-directory generators, not recursion: a commit
+    # can be deeper than Python's recursion limit (issue 10). Each generator yields entries,
+    # or the generator of a subdirectory to descend into before going on.
+    stack: list[Iterator[_Step]] = [_diff_level(reader, ca.root_tree, cb.root_tree, "")]
+    while stack:
+        step = next(stack[-1], None)
+        if step is None:
+            stack.pop()
+        elif isinstance(step, DiffEntry):
+            out.append(step)
+        else:
+            stack.append(step)
     return [e for kind in DiffKind for e in out if e.kind is kind]
 
 
-def _diff_dirs(
-    reader: ObjectReader,
-    ta: Checksum,
-    tb: Checksum,
-    prefix: str,
-    out: list[DiffEntry],
-) -> None:
+#: A step of the diff walk: an entry, or the walk of a directory below.
+_Step = DiffEntry | Iterator["_Step"]
+
+
+def _diff_level(reader: ObjectReader, ta: Checksum, tb: Checksum, prefix: str) -> Iterator[_Step]:
     if ta == tb:
         return
     da, db = reader.read_dirtree(ta), reader.read_dirtree(tb)
@@ -64,16 +74,16 @@ def _diff_dirs(
         path = f"{prefix}/{name}"
         if name in fa and name in fb:
             if fa[name] != fb[name]:
-                out.append(DiffEntry(DiffKind.MODIFIED, path))
+                yield DiffEntry(DiffKind.MODIFIED, path)
         elif name in dira and name in dirb:
             if dira[name][1] != dirb[name][1]:
-                out.append(DiffEntry(DiffKind.MODIFIED, path))
-            _diff_dirs(reader, dira[name][0], dirb[name][0], path, out)
+                yield DiffEntry(DiffKind.MODIFIED, path)
+            yield _diff_level(reader, dira[name][0], dirb[name][0], path)
         else:
             if name in fa or name in dira:
-                out.append(DiffEntry(DiffKind.DELETED, path))
+                yield DiffEntry(DiffKind.DELETED, path)
             if name in fb:
-                out.append(DiffEntry(DiffKind.ADDED, path))
+                yield DiffEntry(DiffKind.ADDED, path)
             elif name in dirb:
-                out.append(DiffEntry(DiffKind.ADDED, path))
-                out.extend(DiffEntry(DiffKind.ADDED, e.path) for e in reader.walk(dirb[name][0], path))
+                yield DiffEntry(DiffKind.ADDED, path)
+                yield from (DiffEntry(DiffKind.ADDED, e.path) for e in reader.walk(dirb[name][0], path))

@@ -62,25 +62,42 @@ class MutableTree:
         return node.files.get(parts[-1]) if parts else None
 
     def overlay_commit_tree(self, reader: ObjectReader, tree: Checksum, meta: Checksum) -> None:
-        """Merge a committed tree into this one (used for ``--tree=ref=``)."""
-        self.meta = meta
-        dt = reader.read_dirtree(tree)
-        for name, csum in dt.files:
-            self.set_file(name, csum)
-        for name, sub_tree, sub_meta in dt.dirs:
-            self.ensure_dir(name).overlay_commit_tree(reader, sub_tree, sub_meta)
+        """Merge a committed tree into this one (used for ``--tree=ref=``).
+
+        Iterative, as every tree walk: a tree may be deeper than Python's recursion limit.
+        """
+        todo: list[tuple[MutableTree, Checksum, Checksum]] = [(self, tree, meta)]
+        while todo:
+            node, t, m = todo.pop()
+            node.meta = m
+            dt = reader.read_dirtree(t)
+            for name, csum in dt.files:
+                node.set_file(name, csum)
+            todo.extend((node.ensure_dir(name), sub_tree, sub_meta) for name, sub_tree, sub_meta in dt.dirs)
 
     def write(self, txn: Transaction) -> tuple[Checksum, Checksum]:
         """Write dirtree/dirmeta objects bottom-up; return ``(tree, meta)`` of this directory.
 
+        Post-order over an explicit stack (a directory is written once all its subdirectories
+        are), so the depth of the tree is not bounded by Python's recursion limit.
+
         Raises:
             SourceError: never for well-formed trees; names were validated on insertion.
         """
-        dirs = {name: sub.write(txn) for name, sub in self.dirs.items()}
-        try:
-            tree = DirTree.build(self.files, dirs)
-        except ValueError as e:  # pragma: no cover - names are validated on insertion
-            raise SourceError("<tree>", str(e)) from e
-        tree_csum = txn.write_dirtree(tree)
-        meta = self.meta if self.meta is not None else txn.write_dirmeta(DEFAULT_DIRMETA)
-        return tree_csum, meta
+        written: dict[int, tuple[Checksum, Checksum]] = {}
+        stack: list[tuple[MutableTree, bool]] = [(self, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if not children_done:
+                stack.append((node, True))
+                stack.extend((sub, False) for sub in node.dirs.values())
+                continue
+            dirs = {name: written.pop(id(sub)) for name, sub in node.dirs.items()}
+            try:
+                tree = DirTree.build(node.files, dirs)
+            except ValueError as e:  # pragma: no cover - names are validated on insertion
+                raise SourceError("<tree>", str(e)) from e
+            tree_csum = txn.write_dirtree(tree)
+            meta = node.meta if node.meta is not None else txn.write_dirmeta(DEFAULT_DIRMETA)
+            written[id(node)] = (tree_csum, meta)
+        return written[id(self)]

@@ -97,6 +97,7 @@ class DiskObjectStore:
         self.mode = mode
         self.zlib_level = zlib_level
         self._creator: tuple[int, int] | None = None
+        self._meta_memo: dict[bytes, FileHeader] = {}  # user.ostreemeta -> regular file header (stat_file)
         #: 0o777 until prepare_writes() knows better: every write then sets its mode explicitly.
         self._umask = 0o777
         self._compressobj: CompressorFactory = (
@@ -268,6 +269,48 @@ class DiskObjectStore:
             return os.lstat(self.path_str(ObjectType.FILE, csum)).st_size
         except FileNotFoundError:
             raise ObjectMissing(csum, "file") from None
+
+    def stat_file(self, csum: Checksum) -> tuple[FileHeader, int]:
+        """The header and content size of a content object, without reading the content.
+
+        Raises:
+            ObjectMissing, CorruptObject: as :meth:`open_file`.
+        """
+        if self.mode is RepoMode.BARE_USER:
+            return self._stat_bare_user(csum)
+        with self.open_file(csum) as obj:  # archive: the header only; the body is inflated lazily
+            return obj.header, 0 if obj.stream is None else obj.size
+
+    def _stat_bare_user(self, csum: Checksum) -> tuple[FileHeader, int]:
+        # One lstat and one getxattr per object; the header decode is shared by every object
+        # with the same owner, mode and xattrs (most of a tree), so it is memoised.
+        path = self.path_str(ObjectType.FILE, csum)
+        try:
+            st = os.lstat(path)
+            raw = os.getxattr(path, BARE_USER_XATTR, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ObjectMissing(csum, "file") from None
+        except OSError as e:
+            if e.errno == errno.ENODATA:
+                raise CorruptObject(csum, "file", f"missing {BARE_USER_XATTR} xattr") from e
+            raise CorruptObject(csum, "file", str(e)) from e
+        try:
+            header = self._meta_memo.get(raw)
+            if header is not None:
+                return header, st.st_size
+            uid, gid, mode, xattrs = decode_bare_user_meta(raw)
+            if stat.S_ISLNK(mode):  # the target is the object's content: not memoised
+                with open(path, "rb") as f:
+                    data = f.read()
+                if not data.endswith(b"\0"):
+                    raise FormatError("bare-user symlink object lacks its NUL terminator")
+                return FileHeader(uid, gid, mode, 0, data[:-1].decode("utf-8", "surrogateescape"), xattrs), 0
+            header = FileHeader(uid, gid, mode, 0, "", xattrs)
+        except FormatError as e:
+            raise CorruptObject(csum, "file", str(e)) from e
+        if len(self._meta_memo) < 4096:
+            self._meta_memo[raw] = header
+        return header, st.st_size
 
     def load_file(self, csum: Checksum) -> tuple[FileHeader, bytes]:
         """Header and whole content of a content object (for small files and tests)."""

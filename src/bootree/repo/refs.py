@@ -8,7 +8,9 @@ CAS is serialised by an OFD lock on ``refs/.bootree-lock``, a file ostree never 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +20,18 @@ from bootree.format.checksum import Checksum, is_checksum
 from bootree.format.refspec import RefSpec, parse_refspec
 
 __all__ = ["UNSET", "RefStore"]
+
+
+log = logging.getLogger(__name__)
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a file name (decoded by Python with surrogate escapes) was valid UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Unset:
@@ -69,34 +83,57 @@ class RefStore:
         """Refs as ``{"name": csum}`` for local refs and ``{"remote:name": csum}`` for remote ones.
 
         ``prefix`` filters by leading path components (``os`` matches ``os/main``); with
-        ``remote`` only that remote's refs are listed.
+        ``remote`` only that remote's refs are listed. A file whose name is not UTF-8 is not a
+        ref (ostree skips it too); it is logged and left alone.
+
+        Raises:
+            CorruptObject: for a ref file that does not hold a checksum.
         """
         out: dict[str, Checksum] = {}
+        for name, path in self._files(prefix, remote):
+            csum = self._read(path, name)
+            if csum is not None:
+                out[name] = csum
+        return out
+
+    def names(self, prefix: str | None = None, *, remote: str | None = None) -> builtins.list[str]:
+        """The names :meth:`list` would return, without reading (or judging) the ref files."""
+        return [name for name, _ in self._files(prefix, remote)]
+
+    def _files(self, prefix: str | None, remote: str | None) -> builtins.list[tuple[str, Path]]:
+        found: builtins.list[tuple[str, Path]] = []
         if remote is None:
-            self._walk(self.refs / "heads", "", out)
+            self._walk(self.refs / "heads", "", found)
             remotes_dir = self.refs / "remotes"
             for r in sorted(os.listdir(remotes_dir)) if remotes_dir.is_dir() else []:
-                self._walk(remotes_dir / r, f"{r}:", out)
+                self._walk(remotes_dir / r, f"{r}:", found)
         else:
-            self._walk(self.refs / "remotes" / remote, f"{remote}:", out)
+            self._walk(self.refs / "remotes" / remote, f"{remote}:", found)
         if prefix:
             p = prefix.rstrip("/")
 
             def matches(key: str) -> bool:
                 return any(x == p or x.startswith(p + "/") for x in (key, key.partition(":")[2]))
 
-            out = {k: v for k, v in out.items() if matches(k)}
-        return dict(sorted(out.items()))
+            found = [(k, v) for k, v in found if matches(k)]
+        return sorted(found)
 
     def list_mirrors(self) -> dict[tuple[str, str], Checksum]:
         """Collection-ref mirrors as ``{(collection_id, ref): csum}``."""
-        out: dict[str, Checksum] = {}
+        found: builtins.list[tuple[str, Path]] = []
         base = self.refs / "mirrors"
         for cid in sorted(os.listdir(base)) if base.is_dir() else []:
-            self._walk(base / cid, f"{cid}\0", out)
-        return {tuple(k.split("\0", 1)): v for k, v in out.items()}  # type: ignore[misc]
+            self._walk(base / cid, f"{cid}\0", found)
+        out: dict[tuple[str, str], Checksum] = {}
+        for key, path in found:
+            csum = self._read(path, key.replace("\0", ":"))
+            if csum is not None:
+                cid, ref = key.split("\0", 1)
+                out[(cid, ref)] = csum
+        return out
 
-    def _walk(self, base: Path, prefix: str, out: dict[str, Checksum]) -> None:
+    @staticmethod
+    def _walk(base: Path, prefix: str, out: builtins.list[tuple[str, Path]]) -> None:
         if not base.is_dir():
             return
         for root, _dirs, files in os.walk(base):
@@ -104,10 +141,11 @@ class RefStore:
             for f in files:
                 if f.startswith("."):
                     continue
-                name = f if rel == "." else f"{rel}/{f}"
-                csum = self._read(Path(root) / f, prefix + name)
-                if csum is not None:
-                    out[prefix + name] = csum
+                name = prefix + (f if rel == "." else f"{rel}/{f}")
+                if not _is_utf8(name):
+                    log.warning("ignoring ref file %s: its name is not UTF-8", os.path.join(root, f))
+                    continue
+                out.append((name, Path(root) / f))
 
     def set(
         self,

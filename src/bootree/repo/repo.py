@@ -28,7 +28,12 @@ from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
 from bootree.format.refspec import RefSpec, parse_refspec
-from bootree.repo.checkout import CheckoutMode, CheckoutOptions, checkout_tree
+from bootree.repo.checkout import (
+    CheckoutMode,
+    CheckoutOptions,
+    checkout_tree,
+    require_hardlink_checkout,
+)
 from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
 from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.modes import RepoMode
@@ -80,8 +85,12 @@ class Repo:
         return cls.open(p)
 
     @classmethod
-    def open(cls, path: os.PathLike[str] | str) -> Self:
+    def open(cls, path: os.PathLike[str] | str, *, fsync: bool | None = None) -> Self:
         """Open an existing repository.
+
+        ``fsync`` overrides the config's ``core.fsync`` for this handle (``commit --fsync=``,
+        ``pull --disable-fsync``): callers choose durability when opening, not by editing an
+        attribute afterwards.
 
         Raises:
             RepoNotFound: if there is no ``config`` and ``objects/`` at ``path``.
@@ -89,9 +98,13 @@ class Repo:
         """
         p = Path(path)
         try:
-            text = (p / "config").read_text("utf-8")
+            raw = (p / "config").read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise RepoNotFound(p) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:  # GKeyFile's rule; ostree refuses it too ("Invalid UTF-8")
+            raise RepoError(f"{p / 'config'}: not valid UTF-8 (byte {e.start})") from None
         if not (p / "objects").is_dir():
             raise RepoNotFound(p)
         config = KeyFile.from_text(text)
@@ -105,7 +118,25 @@ class Repo:
         # As ostree: a missing tmp/ (someone cleaned it) is recreated; read-only repos stay as is.
         with contextlib.suppress(OSError):
             os.mkdir(p / "tmp", 0o755)
-        return cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        repo = cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        if fsync is not None:
+            repo.fsync = fsync
+        return repo
+
+    @property
+    def fs_verity(self) -> str:
+        """Whether content objects get fs-verity: ``"no"``, ``"maybe"`` or ``"yes"``, as ostree reads
+        it: ``[ex-integrity] fsverity`` (a tristate; ``composefs`` there implies ``maybe``), else
+        the older ``[ex-fsverity] required=true`` (yes) or ``opportunistic=true`` (maybe)."""
+        tristate = {"yes": "yes", "true": "yes", "1": "yes", "no": "no", "false": "no", "0": "no", "maybe": "maybe"}
+        cfs = tristate.get((self.config.get("ex-integrity", "composefs", "no") or "no").strip().lower(), "no")
+        value = self.config.get("ex-integrity", "fsverity")
+        wanted = tristate.get(value.strip().lower(), "no") if value is not None else ("maybe" if cfs != "no" else "no")
+        if wanted != "no":
+            return wanted
+        if self.config.get_bool("ex-fsverity", "required", False):
+            return "yes"
+        return "maybe" if self.config.get_bool("ex-fsverity", "opportunistic", False) else "no"
 
     @property
     def mode(self) -> RepoMode:
@@ -137,7 +168,9 @@ class Repo:
     def transaction(self) -> Iterator[Transaction]:
         """A :class:`Transaction` that commits on a clean exit and aborts on an exception."""
         with self.lock(exclusive=False):
-            txn = Transaction(self.store, self.refs, self.partial, tmp=self.path / "tmp", fsync=self.fsync)
+            txn = Transaction(
+                self.store, self.refs, self.partial, tmp=self.path / "tmp", fsync=self.fsync, fs_verity=self.fs_verity
+            )
             try:
                 yield txn
             except BaseException:
@@ -200,6 +233,10 @@ class Repo:
         """
         return self.store.open_file(csum)
 
+    def stat_file(self, csum: Checksum) -> tuple[FileHeader, int]:
+        """Header and content size of a content object (the content is not read)."""
+        return self.store.stat_file(csum)
+
     def content_size(self, csum: Checksum) -> int:
         """A content object's uncompressed size, without reading its content."""
         return self.store.content_size(csum)
@@ -230,6 +267,17 @@ class Repo:
         if csum is not None and not self.store.has(ObjectType.COMMIT, csum):
             raise ObjectMissing(csum, "commit")
         self.refs.set(refspec, csum, expected=expected, fsync=self.fsync)
+
+    def delete_refs(self, prefix: str, *, remote: str | None = None) -> list[str]:
+        """Delete the refs :meth:`list_refs` would list for ``prefix``; return their names.
+
+        Ref files are not read first, so a ref whose file holds garbage can be deleted too
+        (as ``ostree refs --delete`` does).
+        """
+        names = self.refs.names(prefix, remote=remote)
+        for name in names:
+            self.set_ref(name, None)
+        return names
 
     def resolve_rev(self, rev: str) -> Checksum:
         """Resolve a ref, ``remote:ref``, a full or unique abbreviated checksum, or ``REV^``.
@@ -386,11 +434,15 @@ class Repo:
         options: CommitOptions = _DEFAULT_OPTIONS,
         skip_if_unchanged: bool = False,
         progress: ProgressFn | None = None,
+        tree_metadata: Callable[[Checksum, Checksum], Sequence[tuple[str, Variant]]] | None = None,
     ) -> Checksum:
         """Commit ``sources`` (``ostree commit``) and move ``branch`` to the new commit.
 
         ``parent`` defaults to the branch's current commit (``None`` = orphan). ``bindings``
         adds ``ostree.ref-binding`` for the branch, as ostree does unless ``--no-bindings``.
+        ``tree_metadata(dirtree, dirmeta)`` adds metadata computed from the written tree (e.g. the
+        composefs digest): the tree's objects are then published first, in their own
+        transaction, so that it can read them; the commit follows in a second one.
 
         Raises:
             SourceError, RefNotFound, RefConflict: see :meth:`write_tree` and :meth:`set_ref`.
@@ -404,8 +456,16 @@ class Repo:
         meta = list(metadata)
         if branch and bindings and not any(k == "ostree.ref-binding" for k, _ in meta):
             meta.append(("ostree.ref-binding", Variant("as", [branch])))
+        written: tuple[Checksum, Checksum] | None = None
+        if tree_metadata is not None:
+            with self.transaction() as txn:
+                written = self.write_tree(txn, sources, options, progress=progress)
+            meta.extend(tree_metadata(*written))
         with self.transaction() as txn:
-            tree, dmeta = self.write_tree(txn, sources, options, progress=progress)
+            if written is not None:
+                tree, dmeta = written
+            else:
+                tree, dmeta = self.write_tree(txn, sources, options, progress=progress)
             if skip_if_unchanged and parent is not None:
                 pc = self.read_commit(parent)
                 if (pc.root_tree, pc.root_meta) == (tree, dmeta):
@@ -429,13 +489,18 @@ class Repo:
         user_mode: bool = False,
         union: bool = False,
         subpath: str | None = None,
+        require_hardlinks: bool = False,
     ) -> int:
         """Check ``rev`` out to ``dest`` (created; with ``union`` it may exist). Returns files written.
 
         Raises:
-            CheckoutError: if ``dest`` exists (without union), or the checkout would escape it.
+            CheckoutError: if ``dest`` exists (without union), or the checkout would escape it,
+                or ``require_hardlinks`` (``-H``) is set and this one would copy files.
             ObjectMissing, CorruptObject: for a damaged repository.
         """
+        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
+        if require_hardlinks:
+            require_hardlink_checkout(self.mode, options, os.fspath(dest))
         commit = self.read_commit(rev)
         tree, meta = commit.root_tree, commit.root_meta
         single_file: tuple[str, Checksum] | None = None
@@ -452,7 +517,6 @@ class Repo:
                 assert entry.meta is not None
                 tree, meta = entry.checksum, entry.meta
         d = Path(dest)
-        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
         if single_file is not None:
             return self._checkout_file(single_file[1], d, options)
         created = False

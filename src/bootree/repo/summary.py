@@ -10,7 +10,6 @@ delta indexes under ``delta-indexes/``. As with ostree, a regenerated summary in
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
@@ -19,8 +18,15 @@ from collections.abc import Iterable
 
 from bootree import _fs
 from bootree.errors import CorruptSummary, FormatError, InvalidChecksum, SummaryNotFound
-from bootree.format import gvariant
-from bootree.format.checksum import Checksum, ObjectType, from_raw
+from bootree.format.checksum import Checksum, ObjectType
+from bootree.format.delta import (
+    BOOTREE_DELTAS_ROOT,
+    BOOTREE_SUMMARY_KEY,
+    DeltaName,
+    checksum_to_b64,
+    delta_index_relpath,
+    encode_delta_index,
+)
 from bootree.format.gvariant import Variant
 from bootree.format.summary import Summary
 from bootree.repo.repo import Repo
@@ -32,53 +38,36 @@ log = logging.getLogger(__name__)
 
 def delta_b64(csum: Checksum) -> str:
     """ostree's modified base64 of a checksum (``/`` -> ``_``, no padding), used in delta paths."""
-    return base64.b64encode(bytes.fromhex(csum)).decode("ascii").rstrip("=").replace("/", "_")
+    return checksum_to_b64(csum)
 
 
-def _b64_to_hex(s: str) -> Checksum:
-    raw = base64.b64decode(s.replace("_", "/") + "=" * (-len(s) % 4))
-    return from_raw(raw)
-
-
-def _find_deltas(repo: Repo) -> dict[str, bytes]:
-    """Delta name (hex ``FROM-TO`` or ``TO``) -> SHA-256 of its superblock."""
+def _find_deltas(repo: Repo, top: str = "deltas") -> dict[str, bytes]:
+    """Delta name (hex ``FROM-TO`` or ``TO``) -> SHA-256 of its superblock, under ``top``."""
     out: dict[str, bytes] = {}
-    root = repo.path / "deltas"
+    root = repo.path / top
     if not root.is_dir():
         return out
     for sb in sorted(root.glob("*/*/superblock")):
         prefix, rest = sb.parent.parent.name, sb.parent.name
+        if rest.startswith("."):
+            continue  # a delta being assembled or removed
         try:
-            if "-" in rest:
-                frm, to = rest.split("-", 1)
-                name = f"{_b64_to_hex(prefix + frm)}-{_b64_to_hex(to)}"
-            else:
-                name = _b64_to_hex(prefix + rest)
-        except (ValueError, InvalidChecksum):
+            name = DeltaName.from_relpath(prefix, rest)
+        except InvalidChecksum:
             log.warning("ignoring unrecognised delta directory %s", sb.parent)
             continue
-        out[name] = hashlib.sha256(sb.read_bytes()).digest()
+        out[str(name)] = hashlib.sha256(sb.read_bytes()).digest()
     return out
 
 
 def _write_delta_indexes(repo: Repo, deltas: dict[str, bytes]) -> None:
-    by_to: dict[str, list[str]] = {}
-    for name in deltas:
-        by_to.setdefault(name.rpartition("-")[2], []).append(name)
-    for to, names in by_to.items():
-        b64 = delta_b64(Checksum(to))
-        path = repo.path / "delta-indexes" / b64[:2] / f"{b64[2:]}.index"
+    by_to: dict[str, dict[str, bytes]] = {}
+    for name, digest in deltas.items():
+        by_to.setdefault(name.rpartition("-")[2], {})[name] = digest
+    for to, entries in by_to.items():
+        path = repo.path / delta_index_relpath(Checksum(to))
         _fs.makedirs(path.parent)
-        data = gvariant.encode(
-            "a{sv}",
-            [
-                (
-                    "ostree.static-deltas",
-                    Variant("a{sv}", [(n, Variant("ay", deltas[n])) for n in sorted(names)]),
-                )
-            ],
-        )
-        _fs.write_atomic(path, data, fsync=repo.fsync)
+        _fs.write_atomic(path, encode_delta_index(entries), fsync=repo.fsync)
 
 
 def build_summary(
@@ -94,7 +83,12 @@ def build_summary(
         if ":" in name:
             continue  # remote refs are not published
         refs[name] = (csum, repo.load_metadata(ObjectType.COMMIT, csum))
-    deltas = {} if repo.config.get_bool("core", "no-deltas-in-summary", False) else _find_deltas(repo)
+    no_deltas = repo.config.get_bool("core", "no-deltas-in-summary", False)
+    deltas = {} if no_deltas else _find_deltas(repo)
+    own = {} if no_deltas else _find_deltas(repo, BOOTREE_DELTAS_ROOT)
+    if own:  # bootree's own delta format, under a key ostree ignores (bootree clients prefer it)
+        entries = [(n, Variant("ay", own[n])) for n in sorted(own)]
+        extra_metadata = [*extra_metadata, (BOOTREE_SUMMARY_KEY, Variant("a{sv}", entries))]
     return Summary.build(
         refs,
         mode=repo.config.get("core", "mode", "bare") or "bare",

@@ -24,6 +24,7 @@ methods from several threads.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -72,9 +73,18 @@ class Transaction:
     """
 
     def __init__(
-        self, store: DiskObjectStore, refs: RefStore, partial: PartialMarkers, *, tmp: Path, fsync: bool = True
+        self,
+        store: DiskObjectStore,
+        refs: RefStore,
+        partial: PartialMarkers,
+        *,
+        tmp: Path,
+        fsync: bool = True,
+        fs_verity: str = "no",
     ) -> None:
         self._store = store
+        #: "no", "maybe" or "yes": fs-verity on content objects (Repo.fs_verity, ostree's [ex-fsverity]).
+        self.fs_verity = fs_verity
         self._refs_store = refs
         self._partial = partial
         self.fsync = fsync
@@ -91,6 +101,7 @@ class Transaction:
         self._publish_lock = threading.Lock()
         self._made_prefixes: set[str] = set()
         self._renamed_unsynced = False
+        self._verity_unsupported = False
         self._counter = itertools.count()
         self._refs: dict[str, tuple[RefSpec, Checksum | None]] = {}
         self._commitmeta: dict[Checksum, bytes] = {}
@@ -355,6 +366,7 @@ class Transaction:
             if batch and self.fsync:
                 _fs.syncfs(self.staging)
             t1 = time.perf_counter()
+            self._enable_verity(batch)
             self._rename_in(batch)
             t2 = time.perf_counter()
             if (batch or self._renamed_unsynced) and self.fsync:
@@ -368,6 +380,34 @@ class Transaction:
                     t2 - t1,
                     time.perf_counter() - t2,
                 )
+
+    def _enable_verity(self, rels: list[str]) -> None:
+        """fs-verity on staged content objects, per the repository's ``fs_verity`` (ostree's
+        ``[ex-fsverity]``): ``yes`` fails when the file system cannot, ``maybe`` stops trying."""
+        wanted = self.fs_verity
+        if wanted == "no" or not self._store.mode.is_bare or self._verity_unsupported:
+            return
+        for rel in rels:
+            if not rel.endswith(".file"):
+                continue
+            path = f"{self._staging_str}/{_flat(rel)}"
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno == errno.ELOOP:  # a bare symlink object: verity is for file data
+                    continue
+                raise
+            try:
+                ok = _fs.fsverity_enable(fd)
+            finally:
+                os.close(fd)
+            if not ok:
+                if wanted == "yes":
+                    raise RepoError(
+                        f"{self._store.root}: fs-verity is required ([ex-fsverity] required=true) but this file system has none"
+                    )
+                self._verity_unsupported = True
+                return
 
     def _rename_in(self, rels: list[str]) -> None:
         objects = self._store.objects

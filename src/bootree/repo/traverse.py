@@ -115,6 +115,19 @@ class FsckResult:
         """Whether no object is bad."""
         return not self.problems
 
+    def to_json(self) -> dict[str, object]:
+        """``fsck --json``: ``ok`` first, then the counts, partial commits and problems."""
+        return {
+            "ok": self.ok,
+            "commits": self.commits,
+            "objects": self.objects,
+            "partial": list(self.partial),
+            "problems": [
+                {"kind": p.kind, "checksum": p.checksum, "message": p.message, "commits": list(p.commits)}
+                for p in self.problems
+            ],
+        }
+
 
 def _check_meta(store: DiskObjectStore, otype: ObjectType, csum: Checksum) -> FsckProblem | None:
     try:

@@ -141,20 +141,3 @@ def status_fields(sysroot: Sysroot, d: Deployment, record: AssessmentRecord | No
         "entry": name.filename, "state": name.state.value, "triesLeft": name.left, "triesDone": name.done}
     a = rec.get(d)
     return {"bootCounting": counting, "health": a.to_json() if a is not None else None}
-
-
-def status_lines(sysroot: Sysroot, d: Deployment, record: AssessmentRecord | None = None) -> list[str]:
-    """The same as human ``status`` lines (empty when there is nothing to say)."""
-    f = status_fields(sysroot, d, record)
-    out = []
-    c = f["bootCounting"]
-    if c is not None and c["state"] != "good":
-        left = c["triesLeft"]
-        out.append(f"Boot counting: {c['state']} ({left} tries left, {c['triesDone']} done)")
-    h = f["health"]
-    if h is not None:
-        if h["state"] == "failed":
-            out.append(f"Health checks: FAILED ({h['reason']})")
-        else:
-            out.append("Health checks: passed")
-    return out

@@ -59,8 +59,13 @@ def cleanup(sysroot: Sysroot, *, prune_repo: bool = True) -> CleanupResult:
     """Remove everything the current list (plus the staged deployment) does not reference.
 
     The sysroot must be locked by the caller; it is reloaded first.
+
+    Raises:
+        BootConfigDamaged: when a damaged boot configuration lost deployments (nothing is
+            deleted then: they are not garbage).
     """
     sysroot.load()
+    sysroot.check_writable()
     root = sysroot.path
     loader_exists = os.path.lexists(root / layout.LOADER_LINK)
     bv, sv = sysroot.bootversion, sysroot.subbootversion

@@ -30,6 +30,7 @@ from bootree.format.checksum import Checksum
 from bootree.format.kargs import Kargs
 from bootree.repo import CheckoutMode
 from bootree.sysroot import _faults, immutable, layout
+from bootree.sysroot import composefs as cfs
 from bootree.sysroot.bootloader import find_kernel
 from bootree.sysroot.cleanup import STAGING_DIR, cleanup, remove_deployment_dir
 from bootree.sysroot.deployment import Deployment, Origin
@@ -162,6 +163,7 @@ def prepare_deployment(
         if merge is not None and merge_etc_now:
             mroot = sysroot.deployment_dir(merge)
             etc_diff = merge_etc(mroot / "usr/etc", mroot / "etc", work / "etc")
+        cfs.write_deployment_image(sysroot.repo, csum, commit, work)  # .ostree.cfs if enabled
         var = sdir / "var"
         _clear_updated(work / "etc", var)
         relabeled = not os.path.lexists(var / ".ostree-selabeled")

@@ -2,7 +2,7 @@
 
 Layer: sysroot. ostree's own entries live in ``boot/loader.{0,1}`` behind a symlink that FAT
 cannot hold and systemd-boot will not follow, so the ESP gets a *mirror* of the deployment list
-(``shared/reference/boot-chain.md`` §6):
+(``docs/bootchain.md``, "ESP layout" and "Facts the code relies on"):
 
 * one immutable Type #1 entry per deployment, ``loader/entries/bootree-<seq>-<os>-<csum>.<serial>.conf``,
   where ``seq`` grows monotonically: systemd-boot sorts ids in reverse version order, so the
@@ -151,7 +151,7 @@ def loader_default(filenames: Iterable[str]) -> str | None:
     """Which ``*.conf`` entry systemd-boot 252 boots with no ``default`` set (a model, for tests).
 
     Bad entries (``+0``) sort after all others; otherwise ids in reverse version order, and for
-    equal ids the one with more tries left first (boot-chain.md §4). Temporary names the loader
+    equal ids the one with more tries left first (``docs/bootchain.md``, "Boot counting"). Temporary names the loader
     ignores do not count.
     """
     confs = [f for f in filenames if f.endswith(".conf") and not f.startswith(".")]

@@ -122,7 +122,10 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
     Raises:
         SysrootError, KernelNotFound, OSError: before the commit point, with the old entries
             still in force.
+        BootConfigDamaged: when the loaded configuration was damaged and lost deployments
+            that ``new_list`` does not name (writing would orphan them; nothing is written).
     """
+    sysroot.check_writable(new_list)
     path = sysroot.path
     old = sysroot.deployments
     deps = assign_bootserials(new_list)

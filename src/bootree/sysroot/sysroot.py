@@ -20,12 +20,13 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import BootreeError, SysrootError, SysrootNotFound
+from bootree.errors import BootConfigDamaged, BootreeError, SysrootError, SysrootNotFound
 from bootree.format import gvariant
 from bootree.format.bls import BlsEntry, strverscmp
 from bootree.format.checksum import Checksum
@@ -46,6 +47,14 @@ DEBUG_ENV = "OSTREE_SYSROOT_DEBUG"
 _STAGED = "ostree/staged-deployment"
 _STAGED_LOCKED = "ostree/staged-deployment-locked"
 _BOOTED = "bootree/booted"
+
+
+def _utf8(data: bytes, what: str) -> str:
+    """Text of a sysroot file that must be UTF-8 (GKeyFile's and ostree's rule)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SysrootError(f"{what}: not valid UTF-8 (byte {e.start})") from None
 
 
 def _readlink(p: Path) -> str | None:
@@ -122,6 +131,8 @@ class Sysroot:
         self.staged_state: StagedState | None = None
         self.booted: Deployment | None = None
         self.loaded = False
+        #: What :meth:`load` found damaged in the boot configuration (and how it read it).
+        self.damage: list[str] = []
 
     # --- front doors ---------------------------------------------------------------------------
 
@@ -212,10 +223,12 @@ class Sysroot:
     # --- loading -------------------------------------------------------------------------------
 
     def _read_origin(self, stateroot: str, csum: str, serial: int) -> Origin | None:
+        rel = layout.origin_path(stateroot, csum, serial)
         try:
-            return Origin((self.path / layout.origin_path(stateroot, csum, serial)).read_text("utf-8"))
+            data = (self.path / rel).read_bytes()
         except FileNotFoundError:
             return None
+        return Origin(_utf8(data, str(rel)))
 
     def commit_version(self, csum: Checksum) -> str | None:
         """The ``version`` metadata of a commit, or ``None`` (also when the commit is gone)."""
@@ -232,13 +245,17 @@ class Sysroot:
         if not ostree_arg:
             raise SysrootError(f"boot entry {fname} has no ostree= argument")
         link = layout.parse_ostree_karg(ostree_arg)
-        target = _readlink(
-            self.path / layout.bootlinks_dir(self.bootversion, self.subbootversion)
-            / link.stateroot / link.bootcsum / str(link.bootserial)
-        )
+        # Resolved as ostree resolves it: through the ostree/boot.B symlink named in the
+        # argument, then the farm link; a step that is missing is an error in both tools.
+        where = self.path / ostree_arg.lstrip("/")
+        target = _readlink(where)
         if target is None:
-            raise SysrootError(f"boot entry {fname}: {ostree_arg} does not resolve to a deployment")
+            raise SysrootError(f"boot entry {fname}: {ostree_arg} does not resolve to a deployment "
+                               f"(no link {ostree_arg.lstrip('/')})")
         csum, serial = layout.parse_deploy_name(target.rstrip("/").rsplit("/", 1)[-1])
+        if not where.is_dir():
+            raise SysrootError(f"boot entry {fname}: deployment {layout.deploy_dir(link.stateroot, csum, serial)} "
+                               "is missing")
         return Deployment(
             stateroot=link.stateroot,
             csum=csum,
@@ -251,28 +268,52 @@ class Sysroot:
             overlay_initrds=entry.overlay_initrds,
         )
 
+    def _read_bootversion(self) -> int:
+        """``boot/loader`` → bootversion, as libostree 2022.7 reads it.
+
+        A missing link means bootversion 0 (ostree's fallback: ``loader.0`` is read, and its
+        deployments are listed); anything but a symlink to ``loader.0``/``loader.1`` is an error.
+        What looks damaged is noted in :attr:`damage`.
+        """
+        p = self.path / layout.LOADER_LINK
+        try:
+            st = os.lstat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            if any(os.path.lexists(self.path / layout.loader_dir(b)) for b in (0, 1)):
+                self.damage.append("boot/loader is missing, read as loader.0 (as ostree does)")
+            return 0
+        if not stat.S_ISLNK(st.st_mode):
+            raise SysrootError("boot/loader is not a symbolic link (it must point to loader.0 or loader.1)")
+        target = os.readlink(p)
+        if target not in ("loader.0", "loader.1"):
+            raise SysrootError(f"unexpected boot/loader target {target!r}")
+        bootversion = int(target[-1])
+        if not (self.path / layout.loader_dir(bootversion)).is_dir():
+            self.damage.append(f"boot/loader points to {target}, which is missing")
+        return bootversion
+
     def load(self) -> None:
         """(Re)read bootversion, subbootversion, the deployment list, staged and booted.
 
         Raises:
-            SysrootError: for a malformed ``boot/loader`` link or boot entry.
+            SysrootError: for a malformed ``boot/loader`` link or boot entry, or an entry that
+                names a deployment that is not there (ostree refuses these too).
         """
-        loader = _readlink(self.path / layout.LOADER_LINK)
-        if loader is None:
-            self.bootversion = 0
-        elif loader in ("loader.0", "loader.1"):
-            self.bootversion = int(loader[-1])
-        else:
-            raise SysrootError(f"unexpected boot/loader target {loader!r}")
+        self.damage = []
+        self.bootversion = self._read_bootversion()
         self.subbootversion = self.read_subbootversion(self.bootversion)
         deployments: list[tuple[str, Deployment]] = []
-        if loader is not None:
-            entries = self.path / layout.entries_dir(self.bootversion)
-            for fname in sorted(os.listdir(entries)) if entries.is_dir() else []:
+        entries = self.path / layout.entries_dir(self.bootversion)
+        if entries.is_dir():
+            for fname in sorted(os.listdir(entries)):
                 if not (fname.startswith("ostree-") and fname.endswith(".conf")):
                     continue
-                entry = BlsEntry.parse((entries / fname).read_text("utf-8"))
+                rel = f"{layout.entries_dir(self.bootversion)}/{fname}"
+                entry = BlsEntry.parse(_utf8((entries / fname).read_bytes(), rel))
                 deployments.append((entry.version or "", self._parse_entry(entry, fname)))
+        elif (self.path / layout.loader_dir(self.bootversion)).is_dir():
+            self.damage.append(f"{layout.entries_dir(self.bootversion)} is missing")
+
         def newest_first(a: tuple[str, Deployment], b: tuple[str, Deployment]) -> int:
             return strverscmp(b[0], a[0])
 
@@ -281,6 +322,34 @@ class Sysroot:
         self.booted = self._find_booted()
         self._load_staged()
         self.loaded = True
+
+    def unlisted_deployments(self, also: Sequence[Deployment] = ()) -> tuple[str, ...]:
+        """Deployment directories (``<stateroot>/<csum>.<serial>``) that no entry, no staged
+        state and nothing in ``also`` names: garbage after an interrupted cleanup, or lost by a
+        damaged configuration."""
+        keep = {(d.stateroot, d.name) for d in (*self.all_deployments(), *also)}
+        out = []
+        for stateroot in self.stateroots():
+            ddir = self.path / layout.deployments_dir(stateroot)
+            for name in sorted(os.listdir(ddir)) if ddir.is_dir() else []:
+                if not name.endswith(".origin") and (stateroot, name) not in keep and (ddir / name).is_dir():
+                    out.append(f"{stateroot}/{name}")
+        return tuple(out)
+
+    def check_writable(self, new_list: Sequence[Deployment] = ()) -> None:
+        """Refuse a write when the boot configuration was damaged and lost deployments.
+
+        Every write path (the list swap, cleanup) calls this first: with a damaged
+        configuration the deployments it does not list are not garbage, and writing a new list
+        would delete them (and their local ``/etc``).
+
+        Raises:
+            BootConfigDamaged: with what is damaged and which deployments would be lost.
+        """
+        if self.damage:
+            unlisted = self.unlisted_deployments(new_list)
+            if unlisted:
+                raise BootConfigDamaged(tuple(self.damage), unlisted)
 
     def read_subbootversion(self, bootversion: int) -> int:
         """``ostree/boot.B`` → ``boot.B.S`` gives S (0 when absent)."""
@@ -306,7 +375,7 @@ class Sysroot:
             return None
         try:
             kf = KeyFile.from_text(self.booted_record_path.read_text("utf-8"))
-        except (FileNotFoundError, BootreeError):
+        except (FileNotFoundError, ValueError, BootreeError):  # ValueError: not UTF-8
             return None
         stateroot, name = kf.get("booted", "stateroot"), kf.get("booted", "deployment")
         for d in self.deployments:
@@ -350,6 +419,20 @@ class Sysroot:
         """Initialized stateroots (directories under ``ostree/deploy``)."""
         base = self.path / "ostree/deploy"
         return sorted(n for n in os.listdir(base) if (base / n).is_dir()) if base.is_dir() else []
+
+    def default_stateroot(self) -> str:
+        """The stateroot a deploy without ``--os`` goes into: the booted one, else the only one.
+
+        Raises:
+            SysrootError: when the sysroot is not booted and has no or several stateroots.
+        """
+        if self.booted is not None:
+            return self.booted.stateroot
+        roots = self.stateroots()
+        if len(roots) != 1:
+            raise SysrootError("no stateroot given (--os) and the sysroot is not booted into one stateroot",
+                               hint=f"name one with --os ({', '.join(roots) or 'none exists: run admin os-init'})")
+        return roots[0]
 
     def merge_deployment(self, stateroot: str | None) -> Deployment | None:
         """The deployment whose /etc and kargs a new one inherits (ostree's rule).

@@ -15,7 +15,7 @@ pure :mod:`bootree.transport.http1` (this module only feeds it socket bytes); re
 classification and the size limit are :mod:`bootree.transport.base`'s. A connection-level fault
 (reset, truncated body, a stall of ``read_timeout`` seconds, a transfer below the minimum rate)
 fails the request at the head of the pipeline and the requests behind it are resent on a new
-connection. ``docs/adr/0002-hand-written-http-client.md`` records why this client exists.
+connection. ``docs/adr/0006-hand-written-http-client.md`` records why this client exists.
 """
 
 from __future__ import annotations

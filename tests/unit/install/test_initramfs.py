@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bootree.errors import InstallError
-from bootree.install.initramfs import InitramfsOptions, build_initramfs, cpio_newc, find_kver
+from bootree.install.initramfs import INIT_SCRIPT, InitramfsOptions, build_initramfs, cpio_newc, find_kver
 
 
 def parse_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
@@ -77,3 +79,71 @@ def test_errors(tmp_path: Path) -> None:
     tree = make_tree(tmp_path, depmod=False)
     with pytest.raises(InstallError, match="busybox"):
         build_initramfs(tree, options=InitramfsOptions(busybox=tmp_path / "nope"))
+
+
+@pytest.mark.parametrize(
+    ("usr_lib", "etc", "karg", "expected"),
+    [
+        (None, None, "", ""),
+        ("[composefs]\nenabled = yes\n", None, "", "yes"),
+        ("[composefs]\nenabled=verity\n[root]\ntransient=false\n", None, "", "verity"),
+        ("[root]\ntransient=true\n[composefs]\n  enabled = true  \n", None, "", "yes"),
+        ("[composefs]\nenabled = yes\n", "[etc]\ntransient=false\n", "", ""),  # the /etc file replaces it
+        ("[composefs]\nenabled = yes\n", "[composefs]\nenabled = signed\n", "", "signed"),
+        ("[composefs]\nenabled = yes\n", None, "no", ""),  # the karg wins
+        (None, None, "maybe", "maybe"),
+    ],
+)
+def test_init_composefs_mode(tmp_path: Path, usr_lib: str | None, etc: str | None, karg: str, expected: str) -> None:
+    """The init's reading of prepare-root.conf (busybox sed), the way ostree-prepare-root reads it."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    func = INIT_SCRIPT[INIT_SCRIPT.index("cfs_mode() {") : INIT_SCRIPT.index("CFS=$(cfs_mode)")]
+    for rel, text in (("usr/lib/ostree/prepare-root.conf", usr_lib), ("etc/ostree/prepare-root.conf", etc)):
+        if text is not None:
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_text(text)
+    script = f'karg() {{ echo "{karg}"; }}\nDEPLOY={tmp_path}\n{func}\ncfs_mode\n'
+    out = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
+
+
+def _init_function(name: str, until: str) -> str:
+    return INIT_SCRIPT[INIT_SCRIPT.index(f"{name}() {{") : INIT_SCRIPT.index(until)]
+
+
+@pytest.mark.parametrize("size", [0, 6, 4096, 4097, 4096 * 129 + 5])
+def test_init_fsverity_matches_python(tmp_path: Path, size: int) -> None:
+    """The init's busybox fs-verity digest equals bootree's (it checks the composefs image)."""
+    from bootree.format.fsverity import fsverity_digest
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    data = bytes(i % 251 for i in range(size))
+    (tmp_path / "f").write_bytes(data)
+    script = _init_function("fsverity_hex", "commit_cfs_digest() {") + f'fsverity_hex {tmp_path / "f"} {tmp_path / "t"}\n'
+    out = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == fsverity_digest(data).hex()
+
+
+def test_init_reads_the_commit_digest(tmp_path: Path) -> None:
+    """The init finds ostree.composefs.digest.v0 in a commit object (and nothing without it)."""
+    from bootree.format.gvariant import Variant
+    from bootree.format.objects import Commit
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    digest = bytes(range(32))
+    func = _init_function("commit_cfs_digest", "CFS=$(cfs_mode)")
+    for meta, want in (
+        ((("ostree.ref-binding", Variant("as", ["a/b"])), ("ostree.composefs.digest.v0", Variant("ay", digest))), digest.hex()),
+        ((("version", Variant("s", "1")),), ""),
+    ):
+        commit = Commit(root_tree="a" * 64, root_meta="b" * 64, subject="s", metadata=meta)  # type: ignore[arg-type]
+        (tmp_path / "c").write_bytes(commit.to_bytes())
+        out = subprocess.run([busybox, "sh", "-c", func + f"commit_cfs_digest {tmp_path / 'c'}\n"],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == want

@@ -1,0 +1,381 @@
+"""Apply a static delta into a repository transaction (``static-delta apply-offline``, pulls).
+
+Layer: delta. Everything a delta says is checked before it is believed, because its bytes come
+from the network or a USB stick:
+
+* each part's size and SHA-256 must match the superblock before it is decompressed (and the
+  decompression is capped), and its operations are validated as a whole against its object
+  list and payload (:func:`bootree.format.deltaops.decode_operations`) before one runs;
+* every object is written through the transaction's verified writes: its checksum is computed
+  from the bytes produced and must equal the name the part gives it (a wrong bsdiff, a wrong
+  splice or a wrong fallback fails the whole delta);
+* the embedded commit must hash to the superblock's ``to``; at the end every object the commit
+  reaches must be present, or nothing is published.
+
+Parts are loaded, verified and decompressed one ahead in a worker thread (liblzma releases the
+GIL) while the current one executes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import stat
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from bootree.delta.content import load_content
+from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
+from bootree.format.checksum import Checksum, from_raw
+from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
+from bootree.format.deltaops import (
+    Bspatch,
+    Close,
+    Open,
+    Operation,
+    SetReadSource,
+    Splice,
+    UnsetReadSource,
+    Write,
+    ZstdPatch,
+    apply_bsdiff,
+    decode_operations,
+)
+from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
+from bootree.format.recompress import GzipParams, gunzip, gzip_compress
+from bootree.format.verified import VerifiedMetadata
+from bootree.repo import Repo, Transaction
+
+__all__ = ["ApplyResult", "PartLoader", "apply_delta", "check_part", "part_size_limit"]
+
+log = logging.getLogger(__name__)
+
+#: Largest decompressed read source (``U``) accepted.
+_MAX_INNER = 1 << 30
+#: Read sources kept in memory at once.
+_SOURCE_CACHE = 192 << 20
+
+#: Loads part ``index`` (described by the entry); may raise FetchError or OSError.
+PartLoader = Callable[[int, PartEntry], bytes]
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What applying wrote: the ``to`` commit, and counts of objects and parts."""
+
+    commit: Checksum
+    objects_written: int = 0
+    parts_applied: int = 0
+    parts_skipped: int = 0
+
+
+def part_size_limit(entry: PartEntry) -> int:
+    """The most a part may decompress to: its objects, plus patches' and tables' overhead."""
+    return 4 * entry.uncompressed_size + (16 << 20)
+
+
+def check_part(index: int, entry: PartEntry, data: bytes) -> PartPayload:
+    """Verify a part file against its superblock entry and decode it.
+
+    Raises:
+        DeltaFormatError: for a size or digest mismatch, or an undecodable part.
+    """
+    if len(data) != entry.size:
+        raise DeltaFormatError(f"delta part {index} is {len(data)} bytes, the superblock says {entry.size}")
+    if part_digest(data) != entry.checksum:
+        raise DeltaFormatError(f"delta part {index} has the wrong checksum")
+    return decode_part(data, max_size=part_size_limit(entry))
+
+
+def _header(part: PartPayload, mode_idx: int, xattr_idx: int, target: str = "") -> FileHeader:
+    uid, gid, mode = part.modes[mode_idx]
+    try:
+        return FileHeader(uid, gid, mode, 0, target, part.xattrs[xattr_idx])
+    except DeltaFormatError:
+        raise
+    except Exception as exc:  # FormatError from FileHeader's own checks
+        raise DeltaFormatError(f"delta part has an invalid file mode or xattrs: {exc}") from exc
+
+
+class _PartRunner:
+    """Executes one decoded part's operations into a transaction."""
+
+    def __init__(
+        self, repo: Repo, txn: Transaction, index: int, entry: PartEntry, part: PartPayload,
+        written_content: list[Checksum], workers: ThreadPoolExecutor, recompressing: list[Future[None]],
+    ) -> None:
+        self.repo = repo
+        self.txn = txn
+        self.index = index
+        self.entry = entry
+        self.part = part
+        self.payload = memoryview(part.payload)
+        self.written = 0
+        #: dirtrees this part wrote, by checksum: read back by the completeness check
+        self.dirtrees: dict[Checksum, bytes] = {}
+        #: content objects written so far in this delta (shared by all parts' runners)
+        self.content_written = written_content
+        self._sources: OrderedDict[tuple[Checksum, bool], bytes] = OrderedDict()
+        self._cached = 0
+        self.workers = workers
+        self.recompressing = recompressing
+
+    def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
+        """An old object's content (``decompressed``: its gunzipped content), cached.
+
+        A rebuilt initramfs switches between its old self and the tree's files many times: the
+        cache keeps recently used sources up to :data:`_SOURCE_CACHE` bytes, so each is read
+        (and decompressed) once.
+        """
+        key = (csum, decompressed)
+        cache = self._sources
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        try:
+            data = load_content(self.repo, csum)
+        except ObjectMissing as exc:
+            if not self.txn.has_object(ObjectType.FILE, csum):
+                raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
+            # Written earlier by this delta (bootree's format reads its own new objects):
+            # publish what is complete so it can be read, as a pull does early.
+            self.drain()
+            self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
+            data = load_content(self.repo, csum)
+        if decompressed:
+            data = gunzip(data, max_size=_MAX_INNER)
+        cache[key] = data
+        self._cached += len(data)
+        while self._cached > _SOURCE_CACHE and len(cache) > 1:
+            _k, dropped = cache.popitem(last=False)
+            self._cached -= len(dropped)
+        return data
+
+    def run(self, ops: Sequence[Operation]) -> None:
+        objects = self.entry.objects
+        source: tuple[Checksum, bool] | None = None
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if isinstance(op, Splice):
+                otype, csum = objects[op.obj]
+                data = self.payload[op.offset : op.offset + op.length]
+                self._splice(otype, csum, op, bytes(data))
+            elif isinstance(op, SetReadSource):
+                source = (from_raw(bytes(self.payload[op.offset : op.offset + 32])), op.decompressed)
+            elif isinstance(op, UnsetReadSource):
+                source = None
+            elif isinstance(op, Open):
+                end = next(j for j in range(i, len(ops)) if isinstance(ops[j], Close))
+                self._build(op, ops[i + 1 : end], source)
+                i = end
+                source = None  # close unsets the read source
+            i += 1
+
+    def _splice(self, otype: ObjectType, csum: Checksum, op: Splice, data: bytes) -> None:
+        if self.txn.has_object(otype, csum):
+            return
+        if otype is not ObjectType.FILE:
+            self.txn.write_metadata(VerifiedMetadata.parse(otype, data, csum))
+            if otype is ObjectType.DIR_TREE:
+                self.dirtrees[csum] = data
+            self.written += 1
+            return
+        assert op.mode_idx is not None and op.xattr_idx is not None
+        mode = self.part.modes[op.mode_idx][2]
+        if stat.S_ISLNK(mode):
+            try:
+                target = data.decode("utf-8", "surrogateescape")
+            except UnicodeDecodeError as exc:  # pragma: no cover - surrogateescape accepts all bytes
+                raise DeltaFormatError("delta symlink target is not text") from exc
+            self.txn.write_file(_header(self.part, op.mode_idx, op.xattr_idx, target), None, expected=csum)
+        else:
+            self.txn.write_file(_header(self.part, op.mode_idx, op.xattr_idx), data, expected=csum)
+        self.content_written.append(csum)
+        self.written += 1
+
+    def _build(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> None:
+        _otype, csum = self.entry.objects[op.obj]
+        if self.txn.has_object(ObjectType.FILE, csum):
+            return  # libostree makes o/w/B no-ops for an object already present
+        header = _header(self.part, op.mode_idx, op.xattr_idx)
+        chunks: Iterable[bytes] = self._chunks(op, body, source)
+        if op.inner_size is not None:  # bootree's G: the writes are the uncompressed contents
+            params = GzipParams.from_bytes(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
+            inner = b"".join(chunks)
+            # Compressing is the slow part (zlib releases the GIL): a worker does it and the
+            # write while the operations go on; ``drain`` waits before anything reads it.
+            self.recompressing.append(self.workers.submit(self._recompress, header, op.size, csum, inner, params))
+            self.written += 1
+            return
+        self._write(header, op.size, csum, chunks)
+        self.written += 1
+
+    def _write(self, header: FileHeader, size: int, csum: Checksum, chunks: Iterable[bytes]) -> None:
+        with self.txn.content_writer(header, size, csum) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            writer.finish()
+        self.content_written.append(csum)
+
+    def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: GzipParams) -> None:
+        rebuilt = gzip_compress(inner, params)
+        if len(rebuilt) != size:
+            raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
+        self._write(header, size, csum, [rebuilt])
+
+    def drain(self) -> None:
+        """Wait for the recompressions in flight (raising the first failure)."""
+        while self.recompressing:
+            self.recompressing.pop(0).result()
+
+    def _chunks(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> Iterator[bytes]:
+        for sub in body:
+            if isinstance(sub, SetReadSource):
+                source = (from_raw(bytes(self.payload[sub.offset : sub.offset + 32])), sub.decompressed)
+            elif isinstance(sub, UnsetReadSource):
+                source = None
+            elif isinstance(sub, Write):
+                if sub.from_source:
+                    assert source is not None
+                    old = self._source_data(*source)
+                    if sub.offset + sub.length > len(old):
+                        raise DeltaFormatError(
+                            f"delta operation w reads {sub.length} bytes at {sub.offset} past its source ({len(old)})"
+                        )
+                    yield old[sub.offset : sub.offset + sub.length]
+                else:
+                    yield bytes(self.payload[sub.offset : sub.offset + sub.length])
+            elif isinstance(sub, Bspatch):
+                assert source is not None
+                patch = bytes(self.payload[sub.offset : sub.offset + sub.length])
+                yield apply_bsdiff(self._source_data(*source), patch, op.budget)
+            elif isinstance(sub, ZstdPatch):
+                assert source is not None
+                frame = bytes(self.payload[sub.offset : sub.offset + sub.length])
+                yield zstd_patch_apply(self._source_data(*source), frame, op.budget)
+
+
+def _decode(index: int, entry: PartEntry, loader: PartLoader) -> tuple[PartPayload, list[Operation]]:
+    if entry.version not in (0, 1):
+        raise DeltaFormatError(f"delta part {index} has unknown version {entry.version}")
+    part = check_part(index, entry, loader(index, entry))
+    ops = decode_operations(
+        part.operations, entry.objects, payload_size=len(part.payload), n_modes=len(part.modes),
+        n_xattrs=len(part.xattrs), extensions=entry.version == 1,
+    )
+    return part, ops
+
+
+def zstd_patch_apply(old: bytes, frame: bytes, size: int) -> bytes:
+    """bootree's ``Z``: decompress a zstd frame whose dictionary is the old object's content.
+
+    Raises:
+        DeltaFormatError: for a corrupt frame or one that does not produce ``size`` bytes.
+    """
+    import zstandard
+
+    try:
+        dict_data = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        out = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=1 << 31).decompress(
+            frame, max_output_size=size
+        )
+    except zstandard.ZstdError as exc:
+        raise DeltaFormatError(f"corrupt zstd patch in delta: {exc}") from exc
+    if len(out) != size:
+        raise DeltaFormatError(f"zstd patch produced {len(out)} bytes, not {size}")
+    return out
+
+
+def apply_delta(
+    repo: Repo,
+    txn: Transaction,
+    superblock: Superblock,
+    load_part: PartLoader,
+    *,
+    fetch_fallbacks: Callable[[Sequence[tuple[ObjectType, Checksum]]], None] | None = None,
+    wait_fallbacks: Callable[[], None] | None = None,
+) -> ApplyResult:
+    """Write every object of the delta and its ``to`` commit into ``txn``.
+
+    ``load_part`` gives each part's file bytes (``superblock.inline_part`` for inline ones).
+    Fallback objects must already be present, or ``fetch_fallbacks`` writes them into ``txn``
+    (or only starts fetching them: then ``wait_fallbacks``, called after the parts, finishes).
+    The caller commits the transaction (and sets refs); an exception leaves it to be aborted.
+
+    Raises:
+        DeltaError: if the ``from`` commit or a fallback object is missing, or objects are
+            missing after the delta ran.
+        DeltaFormatError: for a part that fails its checks.
+        ChecksumMismatch: for an object, or the commit, that does not hash to its name.
+    """
+    result = ApplyResult(superblock.to_commit)
+    actual = Checksum(hashlib.sha256(superblock.commit).hexdigest())
+    if actual != superblock.to_commit:
+        raise ChecksumMismatch(superblock.to_commit, actual, "delta commit")
+    dirtrees: dict[Checksum, bytes] = {}
+    content_written: list[Checksum] = []
+    if superblock.from_commit is not None and not repo.has_object(ObjectType.COMMIT, superblock.from_commit):
+        raise DeltaError(f"the delta's source commit {superblock.from_commit} is not in this repository")
+    missing = [(f.otype, f.checksum) for f in superblock.fallbacks if not txn.has_object(f.otype, f.checksum)]
+    if missing:
+        if fetch_fallbacks is None:
+            raise DeltaError(
+                f"the delta needs {len(missing)} fallback objects that this repository lacks (first {missing[0][1]})",
+                hint="regenerate it with --min-fallback-size=0 for offline use",
+            )
+        fetch_fallbacks(missing)
+    recompressing: list[Future[None]] = []
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-part") as pool,
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="delta-gzip") as workers,
+    ):
+        todo = [
+            (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object(t, c) for t, c in e.objects)
+        ]
+        result.parts_skipped = len(superblock.parts) - len(todo)
+        ahead: Future[tuple[PartPayload, list[Operation]]] | None = None
+        for n, (index, entry) in enumerate(todo):
+            current = ahead.result() if ahead is not None else _decode(index, entry, load_part)
+            ahead = pool.submit(_decode, *todo[n + 1], load_part) if n + 1 < len(todo) else None
+            runner = _PartRunner(repo, txn, index, entry, current[0], content_written, workers, recompressing)
+            runner.run(current[1])
+            dirtrees.update(runner.dirtrees)
+            result.objects_written += runner.written
+            result.parts_applied += 1
+        while recompressing:
+            recompressing.pop(0).result()
+    if wait_fallbacks is not None:
+        wait_fallbacks()
+    txn.write_metadata(VerifiedMetadata.parse(ObjectType.COMMIT, superblock.commit, superblock.to_commit))
+    meta = superblock.commitmeta
+    if meta is not None:
+        txn.write_commitmeta(superblock.to_commit, meta)
+    _check_complete(repo, txn, superblock, dirtrees)
+    return result
+
+
+def _check_complete(repo: Repo, txn: Transaction, superblock: Superblock, staged: dict[Checksum, bytes]) -> None:
+    """Every object the new commit reaches must now exist (staged or published)."""
+    commit = Commit.from_bytes(superblock.commit)
+    stack = [(commit.root_tree, commit.root_meta)]
+    seen: set[Checksum] = set()
+    while stack:
+        tree, meta = stack.pop()
+        if not txn.has_object(ObjectType.DIR_META, meta):
+            raise DeltaError(f"after the delta, dirmeta {meta} is missing")
+        if tree in seen:
+            continue
+        seen.add(tree)
+        if tree in staged:
+            dirtree = DirTree.from_bytes(staged[tree])
+        elif repo.has_object(ObjectType.DIR_TREE, tree):
+            dirtree = repo.read_dirtree(tree)
+        else:
+            raise DeltaError(f"after the delta, dirtree {tree} is missing")
+        for _name, csum in dirtree.files:
+            if not txn.has_object(ObjectType.FILE, csum):
+                raise DeltaError(f"after the delta, file object {csum} is missing")
+        stack.extend((t, m) for _n, t, m in dirtree.dirs)

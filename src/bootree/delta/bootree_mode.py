@@ -1,0 +1,295 @@
+"""bootree's own delta mode (``static-delta generate --format=bootree``): smaller than ostree's.
+
+Layer: delta. Same superblock and part containers as libostree's deltas (so the same verified
+applier runs them), with part version 1, a ``bootree.delta-format`` superblock key, a separate
+``bootree-deltas/`` directory that ostree never looks at, and three more operations
+(:mod:`bootree.format.deltaops`): ``U`` reads an old object's *decompressed* content, ``G``
+builds an object as the recompression of what its writes produce, ``Z`` is a zstd frame whose
+dictionary is the old object (``zstd --patch-from``). What it does better than libostree:
+
+* **matching by more than the name.** A new file is paired with an old one at the same path,
+  else at the same path once version numbers are masked (``6.1.0-31`` ~ ``6.1.0-32``,
+  ``libssl.so.3.0.11`` ~ ``3.0.13``), else by basename (libostree's rule), else, for files of
+  removed paths (renames, moves), by content: the old file sharing the most rolling-checksum
+  chunks;
+* **compression-aware diffs.** When both sides are gzip members and zlib rebuilds the new one
+  bit for bit (:func:`bootree.format.recompress.find_gzip_params`), the uncompressed contents
+  are diffed (chunk copies from the old contents plus literals xz compresses well) and the
+  client recompresses; otherwise the object is diffed or shipped as it is;
+* **the best of rollsum, zstd patch-from and bsdiff per object**, by compressed size.
+
+The client verifies every object's checksum before it is published, as for every delta.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import stat
+import zlib
+from dataclasses import dataclass
+
+import zstandard
+
+from bootree.delta.bsdiff import bsdiff
+from bootree.delta.content import ContentInfo, content_info, load_content
+from bootree.delta.rollsum import RollsumResult, SourceMatch, chunk_ends, match_chunks, match_chunks_multi
+from bootree.format.checksum import Checksum
+from bootree.format.delta import BOOTREE_DELTAS_ROOT, BOOTREE_SUMMARY_KEY
+from bootree.format.recompress import GzipParams, find_gzip_params, gunzip, is_gzip
+from bootree.repo import Repo
+
+__all__ = ["BootreePlan", "PairContext", "find_pairs", "plan_pair"]
+
+log = logging.getLogger(__name__)
+
+#: Superblock metadata key and part version of bootree-format deltas.
+FORMAT_KEY = "bootree.delta-format"
+FORMAT_VERSION = 1
+PART_VERSION = 1
+#: Where bootree-format deltas live (ostree lists and serves only ``deltas/``), and their summary key.
+ROOT = BOOTREE_DELTAS_ROOT
+SUMMARY_KEY = BOOTREE_SUMMARY_KEY
+
+_DIGITS = re.compile(r"\d+")
+#: bsdiff is slow (suffix sorting): only for objects up to this size.
+_MAX_BSDIFF = 2 << 20
+#: zstd patch-from levels by object size: 19 is 4-15x slower than 12 for a few % less.
+_ZSTD_LEVELS = ((1 << 20, 19), (4 << 20, 12), (1 << 62, 9))
+_MAX_GUNZIP = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A new object and the old one it is diffed against."""
+
+    new: Checksum
+    new_info: ContentInfo
+    old: Checksum
+    old_info: ContentInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PairContext:
+    """What planning may look at besides the pair: both trees by path, and which new objects
+    a later operation may read as a source (new objects the delta writes itself, except
+    fallbacks, which a pull may still be fetching)."""
+
+    to_by_path: dict[str, Checksum]
+    from_by_path: dict[str, Checksum]
+    readable_new: frozenset[Checksum]
+    new: frozenset[Checksum]
+
+
+@dataclass(frozen=True, slots=True)
+class BootreePlan:
+    """How one paired object travels; exactly one way is set (``whole`` when none wins)."""
+
+    pair: Pair
+    whole: bytes | None = None
+    rollsum: RollsumResult | None = None  # against ``inner_old`` when ``gzip`` is set
+    new_data: bytes | None = None  # rollsum literals come from here (the inner data for gzip)
+    gzip: GzipParams | None = None
+    zstd_frame: bytes | None = None
+    patch: bytes | None = None
+    #: gzip plans: the sources (checksum, decompressed?) of ``multi``'s matches.
+    sources: tuple[tuple[Checksum, bool], ...] = ()
+    multi: tuple[SourceMatch, ...] = ()
+    #: Whether a source is a new object of this delta (the plan must then be emitted last).
+    reads_new: bool = False
+
+
+def _masked(path: str) -> str:
+    return _DIGITS.sub("#", path)
+
+
+def _sketch(data: bytes, k: int = 32) -> set[bytes]:
+    """The ``k`` smallest chunk digests of ``data``: similar files share many (a MinHash)."""
+    view = memoryview(data)
+    start = 0
+    digests = []
+    for end in chunk_ends(data):
+        digests.append(hashlib.blake2b(view[start:end], digest_size=8).digest())
+        start = end
+    return set(sorted(digests)[:k])
+
+
+def find_pairs(
+    repo: Repo,
+    from_commit: Checksum,
+    to_paths: dict[Checksum, str],
+    infos: dict[Checksum, ContentInfo],
+    all_to_paths: set[str],
+) -> list[Pair]:
+    """Pair each new regular file with the old file most likely to resemble it."""
+    by_path: dict[str, tuple[Checksum, ContentInfo]] = {}
+    by_mask: dict[str, list[tuple[Checksum, ContentInfo]]] = {}
+    by_base: dict[str, list[tuple[Checksum, ContentInfo]]] = {}
+    removed: list[tuple[Checksum, ContentInfo]] = []
+    infos_old: dict[Checksum, ContentInfo] = {}
+    for path, kind, csum, _meta in repo.walk_tree(from_commit):
+        if kind != "f":
+            continue
+        info = infos_old.get(csum)
+        if info is None:
+            info = infos_old[csum] = content_info(repo, csum)
+        if info.header.is_symlink or info.size == 0:
+            continue
+        by_path.setdefault(path, (csum, info))
+        by_mask.setdefault(_masked(path), []).append((csum, info))
+        base = path.rpartition("/")[2]
+        by_base.setdefault(base, []).append((csum, info))
+        stem = base.split(".", 1)[0]
+        if stem != base:
+            by_base.setdefault(stem, []).append((csum, info))
+        if path not in all_to_paths:
+            removed.append((csum, info))
+    pairs: list[Pair] = []
+    unmatched: list[tuple[Checksum, ContentInfo]] = []
+    for csum, path in to_paths.items():
+        info = infos[csum]
+        if info.header.is_symlink or info.size == 0:
+            continue
+        best = by_path.get(path)
+        if best is None:
+            best = _closest(by_mask.get(_masked(path), []), info.size, 1.0)
+        if best is None:
+            base = path.rpartition("/")[2]
+            best = _closest(by_base.get(base, []) + by_base.get(base.split(".", 1)[0], []), info.size, 0.5)
+        if best is None:
+            if info.size >= 4096:
+                unmatched.append((csum, info))
+            continue
+        pairs.append(Pair(csum, info, best[0], best[1]))
+    pairs += _match_by_content(repo, unmatched, removed)
+    return pairs
+
+
+def _closest(cands: list[tuple[Checksum, ContentInfo]], size: int, tolerance: float) -> tuple[Checksum, ContentInfo] | None:
+    best = None
+    for cand in cands:
+        diff = abs(cand[1].size - size)
+        if diff > tolerance * max(size, 1):
+            continue
+        if best is None or diff < abs(best[1].size - size):
+            best = cand
+    return best
+
+
+def _match_by_content(
+    repo: Repo, new: list[tuple[Checksum, ContentInfo]], old: list[tuple[Checksum, ContentInfo]]
+) -> list[Pair]:
+    """Renamed or moved files: the removed old file sharing the most chunks with each new one."""
+    if not new or not old:
+        return []
+    old_sketches = [(c, i, _sketch(load_content(repo, c))) for c, i in old if i.size >= 4096]
+    out = []
+    for csum, info in new:
+        sketch = _sketch(load_content(repo, csum))
+        best, score = None, 0
+        for oc, oi, osk in old_sketches:
+            shared = len(sketch & osk)
+            if shared > score:
+                best, score = (oc, oi), shared
+        if best is not None and score >= 4:
+            out.append(Pair(csum, info, best[0], best[1]))
+    return out
+
+
+def _cost(data: bytes) -> int:
+    """A cheap estimate of what ``data`` costs after the part's compression."""
+    return len(zlib.compress(data, 1)) if data else 0
+
+
+def _zstd_patch(old: bytes, new: bytes) -> bytes:
+    dict_data = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    level = next(lv for limit, lv in _ZSTD_LEVELS if len(new) <= limit)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, source_size=len(new), window_log=max(20, min(27, (len(old) + len(new)).bit_length()))
+    )
+    return zstandard.ZstdCompressor(dict_data=dict_data, compression_params=params).compress(new)
+
+
+def plan_pair(repo: Repo, pair: Pair, ctx: PairContext) -> BootreePlan:
+    """Worker: the cheapest way to send ``pair.new`` given ``pair.old``."""
+    old = load_content(repo, pair.old)
+    new = load_content(repo, pair.new)
+    if is_gzip(new) and is_gzip(old) and stat.S_ISREG(pair.new_info.header.mode):
+        plan = _plan_gzip(repo, pair, old, new, ctx)
+        if plan is not None:
+            return plan
+    result = match_chunks(old, new)
+    if result.match_ratio >= 90:
+        return BootreePlan(pair, rollsum=result, new_data=new)
+    options: list[tuple[int, BootreePlan]] = [(_cost(new), BootreePlan(pair, whole=new))]
+    if result.match_ratio >= 30:
+        literal = sum(m.length for m in result.matches)
+        options.append((_cost(new) * (len(new) - literal) // max(len(new), 1), BootreePlan(pair, rollsum=result, new_data=new)))
+    frame = _zstd_patch(old, new)
+    options.append((len(frame), BootreePlan(pair, zstd_frame=frame)))
+    if len(new) <= _MAX_BSDIFF and len(old) <= _MAX_BSDIFF:
+        patch = bsdiff(old, new)
+        options.append((_cost(patch), BootreePlan(pair, patch=patch)))
+    return min(options, key=lambda o: o[0])[1]
+
+
+def _cpio_names(data: bytes) -> list[str]:
+    """Member names of a newc cpio archive (an initramfs), as far as it parses."""
+    names = []
+    pos = 0
+    while pos + 110 <= len(data) and data[pos : pos + 6] in (b"070701", b"070702"):
+        try:
+            size = int(data[pos + 54 : pos + 62], 16)
+            namesize = int(data[pos + 94 : pos + 102], 16)
+        except ValueError:
+            break
+        name = data[pos + 110 : pos + 110 + namesize - 1].decode("utf-8", "replace")
+        if name == "TRAILER!!!":
+            break
+        names.append(name)
+        pos = (pos + 110 + namesize + 3) & ~3
+        pos = (pos + size + 3) & ~3
+    return names
+
+
+#: Extra sources of one gzip plan (the tree's copies of an initramfs's files), in bytes.
+_MAX_EXTRA_SOURCES = 256 << 20
+
+
+def _plan_gzip(repo: Repo, pair: Pair, old: bytes, new: bytes, ctx: PairContext) -> BootreePlan | None:
+    try:
+        inner_new = gunzip(new, max_size=_MAX_GUNZIP)
+        inner_old = gunzip(old, max_size=_MAX_GUNZIP)
+    except Exception:  # not a clean one-member gzip file: diff it as bytes
+        return None
+    params = find_gzip_params(new, inner_new)
+    if params is None:
+        log.debug("%s: gzip not reproducible, diffed as compressed bytes", pair.new)
+        return None
+    # An archive of files (an initramfs) also holds copies of files in the trees: the new tree's
+    # (written earlier by this delta, or unchanged) and the old tree's versions are sources too.
+    sources: list[tuple[Checksum, bool]] = [(pair.old, True)]
+    datas = [inner_old]
+    total = 0
+    reads_new = False
+    for name in _cpio_names(inner_new):
+        path = "/" + name.lstrip("./")
+        for csum in (ctx.to_by_path.get(path), ctx.from_by_path.get(path)):
+            if csum is None or (csum, False) in sources or total > _MAX_EXTRA_SOURCES:
+                continue
+            if csum in ctx.new and csum not in ctx.readable_new:
+                continue
+            data = load_content(repo, csum)
+            if not data:
+                continue
+            sources.append((csum, False))
+            datas.append(data)
+            total += len(data)
+    matches, _matched = match_chunks_multi(datas, inner_new)
+    used = {m.source for m in matches}
+    reads_new = any(sources[i][0] in ctx.new for i in used)
+    return BootreePlan(
+        pair, new_data=inner_new, gzip=params, sources=tuple(sources), multi=tuple(matches), reads_new=reads_new,
+        rollsum=RollsumResult((), 0, 0, sum(m.length for m in matches)),
+    )

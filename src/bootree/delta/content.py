@@ -1,0 +1,48 @@
+"""Reading content objects for delta work: header, sizes and whole content, in every repo mode.
+
+Layer: delta. Generation needs each new object's size before reading it (to pick fallbacks and
+similar pairs) and the object's on-disk size (a fallback's download size); application needs
+the whole content of a read source, which ``w`` and ``B`` address by offset.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from bootree.format.checksum import Checksum
+from bootree.format.objects import FileHeader, ObjectType
+from bootree.repo import Repo
+
+__all__ = ["ContentInfo", "content_info", "load_content"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentInfo:
+    """A content object's header, its content size and the size of its file in the repository."""
+
+    header: FileHeader
+    size: int
+    storage_size: int
+
+
+def content_info(repo: Repo, csum: Checksum) -> ContentInfo:
+    """Header and sizes of a content object, without reading its content.
+
+    Raises:
+        ObjectMissing, CorruptObject: if absent or unreadable.
+    """
+    with repo.open_file(csum) as obj:
+        size = 0 if obj.stream is None else obj.size
+        if size < 0:
+            size = repo.content_size(csum)
+        return ContentInfo(obj.header, size, os.lstat(repo.object_path(ObjectType.FILE, csum)).st_size)
+
+
+def load_content(repo: Repo, csum: Checksum) -> bytes:
+    """The whole content of a regular-file object (empty for a symlink).
+
+    Raises:
+        ObjectMissing, CorruptObject: if absent or unreadable.
+    """
+    return repo.load_file(csum)[1]

@@ -1,0 +1,149 @@
+"""composefs at deploy time: ``.ostree.cfs`` in each deployment, checked against the commit.
+
+Layer: sysroot. ostree reads the deployed tree's ``prepare-root.conf`` (``usr/lib/ostree/`` then
+``etc/ostree/``, the later file replacing the earlier one as a whole) and its ``[composefs]
+enabled`` key: ``no`` (the default), ``yes``/``maybe``, ``verity`` or ``signed`` (the last two
+also make prepare-root require fs-verity on every object). When it is on, the deploy writes the
+commit's composefs image to ``.ostree.cfs`` (mode 0644, fs-verity enabled where the file system
+allows) and checks its digest against the commit's ``ostree.composefs.digest.v0``: a repository
+object that changed since the commit was made changes the image, and the deploy is refused.
+
+Object digests: with ``verity``/``signed``, or whenever the commit carries a digest to check
+against, every object's fs-verity digest is measured by the kernel or computed in software
+(ostree computes them only for ``verity``/``signed``, so with ``yes`` on a file system without
+fs-verity it writes an image without digests and checks nothing; bootree checks in that case
+too). Otherwise only digests the kernel already knows are recorded.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootree import _fs
+from bootree.composefs import COMPOSEFS_NAME, Verity, build_image, check_image, commit_digest
+from bootree.composefs.verity import VerityUnsupported, enable_verity
+from bootree.errors import KeyFileError, SysrootError
+from bootree.format.checksum import Checksum
+from bootree.format.fsverity import fsverity_digest
+from bootree.format.keyfile import KeyFile
+from bootree.format.objects import Commit
+from bootree.repo import Repo
+
+__all__ = [
+    "PREPARE_ROOT_CONF",
+    "ComposefsMode",
+    "DeploymentImage",
+    "deployment_image",
+    "load_root_config",
+    "write_deployment_image",
+]
+
+log = logging.getLogger(__name__)
+
+#: The config file, under ``usr/lib`` and ``etc`` of the deployed tree.
+PREPARE_ROOT_CONF = "ostree/prepare-root.conf"
+
+
+class ComposefsMode(enum.Enum):
+    """``[composefs] enabled`` of prepare-root.conf (or the ``ostree.prepare-root.composefs`` karg)."""
+
+    NO = "no"
+    MAYBE = "maybe"
+    YES = "yes"
+    VERITY = "verity"
+    SIGNED = "signed"
+
+    @property
+    def enabled(self) -> bool:
+        return self is not ComposefsMode.NO
+
+    @property
+    def require_verity(self) -> bool:
+        return self in (ComposefsMode.VERITY, ComposefsMode.SIGNED)
+
+    @classmethod
+    def parse(cls, value: str) -> ComposefsMode:
+        """ostree's tristate spellings plus ``verity`` and ``signed``."""
+        v = value.strip().lower()
+        if v in ("yes", "true", "1"):
+            return cls.YES
+        if v in ("no", "false", "0"):
+            return cls.NO
+        try:
+            return cls(v)
+        except ValueError:
+            raise SysrootError(f"prepare-root.conf: invalid [composefs] enabled value {value!r}") from None
+
+
+def load_root_config(root: Path) -> ComposefsMode:
+    """The composefs mode a deployed tree asks for (``usr/lib`` then ``etc``, last file wins)."""
+    mode = ComposefsMode.NO
+    for base in ("usr/lib", "etc"):
+        path = root / base / PREPARE_ROOT_CONF
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            raise SysrootError(f"cannot read {path}: {e}") from e
+        try:
+            kf = KeyFile.from_text(text)
+        except KeyFileError as e:
+            raise SysrootError(f"{path}: {e.message}") from e
+        value = kf.get("composefs", "enabled")
+        mode = ComposefsMode.NO if value is None else ComposefsMode.parse(value)
+    return mode
+
+
+def write_deployment_image(repo: Repo, csum: Checksum, commit: Commit, root: Path) -> bytes | None:
+    """Write ``.ostree.cfs`` into a deployment being prepared, if its config enables composefs.
+
+    Returns the image digest, or ``None`` when composefs is off.
+
+    Raises:
+        ComposefsDigestMismatch: if the image differs from the digest the commit carries.
+    """
+    mode = load_root_config(root)
+    if not mode.enabled:
+        return None
+    expected = commit_digest(commit)
+    verity = Verity.YES if mode.require_verity or expected is not None else Verity.MAYBE
+    image = build_image(repo, csum, verity=verity)
+    check_image(csum, commit, image)
+    if mode is ComposefsMode.SIGNED and expected is None:
+        log.warning("composefs 'signed' but commit %s carries no %s: the boot will refuse it", csum, "digest")
+    path = root / COMPOSEFS_NAME
+    _fs.write_atomic(path, image.data, mode=0o644)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        enable_verity(fd)
+    except VerityUnsupported:
+        log.debug("no fs-verity for %s on this file system", path)
+    finally:
+        os.close(fd)
+    log.info("composefs image %s (digest %s, verity %s)", path, image.hexdigest, verity.value)
+    return image.digest
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentImage:
+    """What status shows about a deployment's composefs image."""
+
+    digest: str
+    size: int
+
+
+def deployment_image(deploy_dir: Path) -> DeploymentImage | None:
+    """The composefs image of a deployment directory, or ``None`` if it is not composefs-backed."""
+    path = deploy_dir / COMPOSEFS_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SysrootError(f"cannot read {path}: {e.strerror}") from e
+    return DeploymentImage(digest=fsverity_digest(data).hex(), size=len(data))
