@@ -128,8 +128,11 @@ class ChecksumMismatch(RepoError):
     """Data whose computed checksum differs from the one it was announced under."""
 
     def __init__(self, expected: str, actual: str, kind: str = "object") -> None:
-        # ostree's wording, which scripts match.
-        super().__init__(f"Corrupted {kind} object; checksum expected='{expected}' actual='{actual}'")
+        # ostree's wording, which scripts match, then bootree's own short name for the failure
+        # (which bootree's callers and tests match).
+        super().__init__(
+            f"Corrupted {kind} object; checksum expected='{expected}' actual='{actual}' (checksum mismatch)"
+        )
         self.expected = expected
         self.actual = actual
         self.kind = kind
