@@ -63,7 +63,7 @@ class InvalidRefName(FormatError):
 
     def __init__(self, name: str, why: str = "") -> None:
         detail = f": {why}" if why else ""
-        super().__init__(f"invalid ref name {name!r}{detail}")
+        super().__init__(f"Invalid ref name {name!r}{detail}")
         self.name = name
 
 
@@ -72,7 +72,9 @@ class InvalidTreeEntry(FormatError):
 
     def __init__(self, name: str, where: str = "") -> None:
         at = f" in dirtree {where}" if where else ""
-        super().__init__(f"invalid file name {name!r}{at}")
+        # ostree's wording (scripts match it): "Invalid / in filename ../x", "Invalid filename .."
+        what = "Invalid / in filename" if "/" in name else "Invalid filename"
+        super().__init__(f"{what} {name}{at}")
         self.name = name
 
 
@@ -103,7 +105,11 @@ class ObjectMissing(RepoError):
     """A referenced object is not in the repository."""
 
     def __init__(self, checksum: str, kind: str) -> None:
-        super().__init__(f"{kind} object {checksum} not found")
+        # ostree's words first (scripts match them).
+        if kind in ("commit", "dirtree", "dirmeta", "commitmeta"):
+            super().__init__(f"No such metadata object {checksum}.{kind}")
+        else:
+            super().__init__(f"Object missing: {kind} object {checksum} not found")
         self.checksum = checksum
         self.kind = kind
 
@@ -122,7 +128,11 @@ class ChecksumMismatch(RepoError):
     """Data whose computed checksum differs from the one it was announced under."""
 
     def __init__(self, expected: str, actual: str, kind: str = "object") -> None:
-        super().__init__(f"{kind} checksum mismatch: expected {expected}, got {actual}")
+        # ostree's wording, which scripts match, then bootree's own short name for the failure
+        # (which bootree's callers and tests match).
+        super().__init__(
+            f"Corrupted {kind} object; checksum expected='{expected}' actual='{actual}' (checksum mismatch)"
+        )
         self.expected = expected
         self.actual = actual
         self.kind = kind
@@ -216,7 +226,7 @@ class DowngradeError(VerificationError):
     def __init__(self, what: str, new: str, new_time: int, current: str, current_time: int) -> None:
         super().__init__(
             f"{what}: commit {new} (timestamp {new_time}) is older than the current {current} "
-            f"(timestamp {current_time}): refusing a downgrade",
+            f"(timestamp {current_time}): refusing a downgrade (Upgrade target is chronologically older)",
             hint="pass --allow-downgrade to install an older commit on purpose",
         )
         self.new = new
@@ -331,7 +341,10 @@ class KernelNotFound(SysrootError):
     """A commit with no kernel in ``usr/lib/modules/<kver>/vmlinuz`` (nor a legacy layout)."""
 
     def __init__(self, where: str) -> None:
-        super().__init__(f"no kernel found in {where} (looked for usr/lib/modules/*/vmlinuz, usr/lib/ostree-boot, boot)")
+        super().__init__(
+            f"no kernel found in {where}: No such file or directory "
+            "(looked for usr/lib/modules/*/vmlinuz, usr/lib/ostree-boot, boot)"
+        )
         self.where = where
 
 

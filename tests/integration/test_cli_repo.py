@@ -90,7 +90,7 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     r = bootree(f"--repo={repo}", "log", "main", ok=False)
     assert (r.returncode, r.stderr) == (1, "error: ref or commit 'main' not found\n")
     r = bootree(f"--repo={repo}", "commit", "-b", "../x", str(tmp_path), ok=False)
-    assert r.returncode == 1 and r.stderr.startswith("error: invalid ref name '../x'")
+    assert r.returncode == 1 and r.stderr.startswith("error: Invalid ref name '../x'")
     r = bootree(f"--repo={repo}", "commit", "-b", "x", str(tmp_path / "missing"), ok=False)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "missing" in r.stderr
     r = bootree("--debug", f"--repo={repo}", "log", "main", ok=False)

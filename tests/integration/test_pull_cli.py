@@ -129,7 +129,7 @@ def test_pull_local_cli(tmp_path: Path, served: tuple[Path, str], capsys: pytest
     dst = tmp_path / "dst"
     Repo.init(dst, mode=RepoMode.BARE_USER)
     rc, out, _ = run(capsys, "pull-local", f"--repo={dst}", str(src), ref)
-    assert rc == 0 and "fetched" in out
+    assert rc == 0 and "content objects imported" in out
     assert Repo.open(dst).refs.get(ref) == Repo.open(src).refs.get(ref)
     rc, _, err = run(capsys, "pull-local", f"--repo={dst}", str(src), "nope")
     assert rc == 1 and err.startswith("error:")

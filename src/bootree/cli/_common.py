@@ -46,7 +46,7 @@ def repo_option(func: F) -> F:
         "repo_path",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Path to the repository (default: $OSTREE_REPO, then the one given before the command).",
+        help="Path to the repository (default: the current directory if it is one, $OSTREE_REPO, then $OSTREE_SYSROOT/ostree/repo).",
     )(func)
 
 
@@ -56,15 +56,31 @@ def json_option(func: F) -> F:
 
 
 def repo_path_from(ctx: click.Context, repo_path: Path | None) -> Path:
-    """Resolve the repository path: the command's ``--repo``, the global one, then $OSTREE_REPO."""
+    """Resolve the repository path: the command's ``--repo``, the global one, then ostree's defaults."""
     if repo_path is not None:
         return repo_path
     obj = ctx.find_root().obj or {}
     if obj.get("repo") is not None:
         return Path(obj["repo"])
+    return default_repo_path()
+
+
+def default_repo_path() -> Path:
+    """ostree's default repository: the current directory if it is one, then ``$OSTREE_REPO``,
+    then the system repository ``$OSTREE_SYSROOT/ostree/repo`` (``/ostree/repo``).
+
+    Raises:
+        click.UsageError: when none of them is given or exists.
+    """
+    if os.path.isdir("objects") and os.path.isfile("config"):
+        return Path(".")
     env = os.environ.get("OSTREE_REPO")
     if env:
         return Path(env)
+    sysroot = os.environ.get("OSTREE_SYSROOT")
+    system = Path(sysroot or "/") / "ostree" / "repo"
+    if sysroot or system.is_dir():
+        return system
     raise click.UsageError("no repository given: use --repo=PATH or set OSTREE_REPO")
 
 

@@ -18,6 +18,7 @@ import click
 from bootree.cli import cli
 from bootree.cli._common import json_option
 from bootree.cli.render import emit
+from bootree.errors import RefNotFound, SysrootError
 from bootree.format.checksum import Checksum
 from bootree.sysroot import (
     DeployOptions,
@@ -48,6 +49,11 @@ def _sysroot_option(func: _F) -> _F:
 def _path(sysroot_path: Path | None) -> Path:
     if sysroot_path is not None:
         return sysroot_path
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:  # ``admin --sysroot=PATH COMMAND``, as ostree accepts it
+        if ctx.command.name == "admin" and ctx.params.get("sysroot_path") is not None:
+            return Path(ctx.params["sysroot_path"])
+        ctx = ctx.parent
     return Path(os.environ.get("OSTREE_SYSROOT") or "/")
 
 
@@ -60,16 +66,29 @@ def _say_swap(swap: SwapResult | None) -> None:
         click.echo(swap.message)
 
 
-@cli.group("admin")
-def admin() -> None:
+@cli.group("admin", invoke_without_command=True)
+@_sysroot_option
+@click.option("--print-current-dir", is_flag=True, help="Print the directory of the booted (else first) deployment.")
+@click.pass_context
+def admin(ctx: click.Context, sysroot_path: Path | None, print_current_dir: bool) -> None:
     """Deployments of an OSTree sysroot (as 'ostree admin'), plus rollback and boot."""
+    if print_current_dir:
+        sysroot = _open(sysroot_path)
+        d = sysroot.booted or (sysroot.deployments[0] if sysroot.deployments else None)
+        if d is None:
+            raise SysrootError("Not currently booted into an OSTree system and no deployments")
+        click.echo(os.path.abspath(sysroot.deployment_dir(d)))
+        ctx.exit()
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("No command specified", ctx)
 
 
 @admin.command("init-fs")
+@click.option("--modern", is_flag=True, help="Create only boot/ and ostree/ (the deployments provide the rest).")
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
-def init_fs_cmd(path: Path) -> None:
+def init_fs_cmd(modern: bool, path: Path) -> None:
     """Create an empty sysroot (top-level dirs and a bare repo) in PATH."""
-    ops.init_fs(path)
+    ops.init_fs(path, modern=modern)
 
 
 @admin.command("os-init")
@@ -89,6 +108,8 @@ def os_init_cmd(sysroot_path: Path | None, stateroot: str) -> None:
 @click.option("--karg", multiple=True, metavar="NAME=VALUE", help="Set a kernel argument (replacing its value).")
 @click.option("--karg-append", multiple=True, metavar="NAME=VALUE", help="Append a kernel argument.")
 @click.option("--karg-delete", multiple=True, metavar="NAME[=VALUE]", help="Delete a kernel argument.")
+@click.option("--karg-proc-cmdline", is_flag=True, help="Start from the running kernel's /proc/cmdline.")
+@click.option("--karg-none", is_flag=True, help="Start from no kernel arguments (not the merge deployment's).")
 @click.option("--retain", is_flag=True, help="Keep all existing deployments.")
 @click.option("--retain-pending", is_flag=True, help="Keep pending deployments.")
 @click.option("--retain-rollback", is_flag=True, help="Keep rollback deployments.")
@@ -103,6 +124,8 @@ def deploy_cmd(
     karg: tuple[str, ...],
     karg_append: tuple[str, ...],
     karg_delete: tuple[str, ...],
+    karg_proc_cmdline: bool,
+    karg_none: bool,
     retain: bool,
     retain_pending: bool,
     retain_rollback: bool,
@@ -120,7 +143,7 @@ def deploy_cmd(
         opts = DeployOptions(
             kargs=karg, kargs_append=karg_append, kargs_delete=karg_delete, no_merge=no_merge,
             not_as_default=not_as_default, retain=retain, retain_pending=retain_pending,
-            retain_rollback=retain_rollback,
+            retain_rollback=retain_rollback, base_kargs=_base_kargs(karg_proc_cmdline, karg_none),
         )
         origin = Origin.for_refspec(refspec)
         if not allow_downgrade:
@@ -134,6 +157,21 @@ def deploy_cmd(
     if result.etc is not None:
         click.echo(result.etc.message)
     _say_swap(result.swap)
+
+
+def _base_kargs(proc_cmdline: bool, none: bool) -> str | None:
+    """The command line ``--karg-proc-cmdline`` / ``--karg-none`` start from (``None``: the merge's).
+
+    From /proc/cmdline, as ostree, the boot loader's own ``BOOT_IMAGE=`` and ``initrd=`` are dropped.
+    """
+    if proc_cmdline and none:
+        raise click.UsageError("--karg-proc-cmdline and --karg-none cannot be combined")
+    if none:
+        return ""
+    if not proc_cmdline:
+        return None
+    words = Path("/proc/cmdline").read_text().split()
+    return " ".join(w for w in words if not w.startswith(("BOOT_IMAGE=", "initrd=")))
 
 
 def _status_text(status: SysrootStatus) -> list[str]:
@@ -273,9 +311,19 @@ def kargs_group() -> None:
 @_sysroot_option
 @click.option("--append-if-missing", multiple=True, metavar="NAME=VALUE", help="Append unless present.")
 @click.option("--delete-if-present", multiple=True, metavar="NAME=VALUE", help="Delete if present.")
-def kargs_edit_cmd(sysroot_path: Path | None, append_if_missing: tuple[str, ...], delete_if_present: tuple[str, ...]) -> None:
-    """Edit the kernel arguments of every deployment in place (no new deployment)."""
+@click.argument("refspecs", nargs=-1, metavar="[REFSPEC]...")
+def kargs_edit_cmd(
+    sysroot_path: Path | None, append_if_missing: tuple[str, ...], delete_if_present: tuple[str, ...],
+    refspecs: tuple[str, ...],
+) -> None:
+    """Edit the kernel arguments of every deployment in place (no new deployment).
+
+    REFSPEC arguments are accepted as ostree 2022.7 accepts them; as there, the edit applies
+    to all deployments.
+    """
     sysroot = _open(sysroot_path)
+    if not sysroot.all_deployments():
+        raise SysrootError("Unable to find a deployment in sysroot")
     with sysroot.lock():
         n = ops.kargs_edit_in_place(sysroot, append_if_missing=append_if_missing, delete_if_present=delete_if_present)
     click.echo(f"{n} boot entries updated", err=True)
@@ -329,16 +377,118 @@ def boot_cmd(sysroot_path: Path | None, no_finalize: bool, command: tuple[str, .
 
 @admin.command("upgrade")
 @_sysroot_option
+@click.option("--os", "stateroot", default=None, help="Upgrade this stateroot's deployment (default: the booted one).")
 @click.option("--allow-failed", is_flag=True, help="Deploy the commit even if it failed its health checks here.")
+@click.option("--allow-downgrade", is_flag=True, help="Permit deploying a commit older than the current one.")
+@click.option("--override-commit", metavar="CHECKSUM", help="Deploy CHECKSUM instead of the ref's latest commit.")
+@click.option("--pull-only", is_flag=True, help="Only fetch the update into the repository; do not deploy.")
+@click.option("--deploy-only", is_flag=True, help="Do not fetch; deploy what the repository already has.")
 @click.option("--stage", "stage_it", is_flag=True, help="Stage the update (applied at shutdown).")
-@click.option("--allow-downgrade", is_flag=True, help="Deploy even a commit older than the booted one.")
-def upgrade_cmd(sysroot_path: Path | None, allow_failed: bool, stage_it: bool, allow_downgrade: bool) -> None:
-    """Deploy what the booted deployment's origin ref points at now (local repository)."""
-    sysroot = _open(sysroot_path)
-    from bootree.sysroot.upgrade import upgrade
+def upgrade_cmd(
+    sysroot_path: Path | None, stateroot: str | None, allow_failed: bool, allow_downgrade: bool,
+    override_commit: str | None, pull_only: bool, deploy_only: bool, stage_it: bool,
+) -> None:
+    """Fetch the update of the booted (or --os) deployment's origin and deploy it, as ostree.
 
+    A refspec ``REMOTE:REF`` is pulled from REMOTE first (with --deploy-only, not); a local
+    ref is taken as it is.
+    """
+    if pull_only and deploy_only:
+        raise click.UsageError("--pull-only and --deploy-only cannot be combined")
+    sysroot = _open(sysroot_path)
+    from bootree.sysroot.upgrade import upgrade, upgrade_base
+
+    commit = Checksum(override_commit) if override_commit else None
+    if not deploy_only:
+        base = upgrade_base(sysroot, stateroot)
+        remote, sep, ref = (base.refspec or "").rpartition(":")
+        if sep and remote:
+            from bootree.pull import get_remote, pull
+
+            pull(sysroot.repo, get_remote(sysroot.repo.config, remote), [f"{ref}@{commit}" if commit else ref],
+                 allow_downgrade=allow_downgrade)
+    if pull_only:
+        return
     with sysroot.lock():
-        result = upgrade(sysroot, allow_failed=allow_failed, stage_it=stage_it, allow_downgrade=allow_downgrade)
+        result = upgrade(sysroot, allow_failed=allow_failed, stage_it=stage_it, stateroot=stateroot,
+                         commit=commit, allow_downgrade=allow_downgrade)
     click.echo(result.message)
     if result.deployed is not None and result.deployed.swap is not None:
         click.echo(result.deployed.swap.message)
+
+
+@admin.command("switch")
+@_sysroot_option
+@click.option("--os", "stateroot", default=None, help="Switch this stateroot's deployment (default: the booted one).")
+@click.argument("refspec")
+def switch_cmd(sysroot_path: Path | None, stateroot: str | None, refspec: str) -> None:
+    """Make the deployment follow REFSPEC ([REMOTE:]REF) from now on, and deploy its commit.
+
+    As ostree: a REF without REMOTE keeps the current origin's remote; a remote refspec is
+    pulled first.
+    """
+    sysroot = _open(sysroot_path)
+    from bootree.sysroot.upgrade import upgrade_base
+
+    base = upgrade_base(sysroot, stateroot, configured=False)
+    remote, sep, ref = refspec.rpartition(":")
+    if not sep:
+        old_remote, old_sep, _ = (base.refspec or "").rpartition(":")
+        remote = old_remote if old_sep else ""
+    if not ref:  # "REMOTE:" switches the remote and keeps the ref
+        ref = (base.refspec or "").rpartition(":")[2]
+    new_refspec = f"{remote}:{ref}" if remote else ref
+    if new_refspec == base.refspec:
+        raise SysrootError(f"Old and new refs are equal: {new_refspec}")
+    if remote:
+        from bootree.pull import get_remote, pull
+
+        pull(sysroot.repo, get_remote(sysroot.repo.config, remote), [ref])
+    with sysroot.lock():
+        csum = sysroot.repo.resolve_rev(new_refspec)
+        if csum is None:
+            raise RefNotFound(new_refspec)
+        result = deploy(sysroot, Checksum(csum), stateroot=base.stateroot, origin=Origin.for_refspec(new_refspec),
+                        opts=DeployOptions())
+    if result.etc is not None:
+        click.echo(result.etc.message)
+    _say_swap(result.swap)
+
+
+@admin.group("instutil")
+def instutil_group() -> None:
+    """Installer utilities (as 'ostree admin instutil'; ostree calls them not stable)."""
+
+
+@instutil_group.command("set-kargs")
+@_sysroot_option
+@click.option("--merge", is_flag=True, help="Start from the deployment's current kernel arguments.")
+@click.option("--import-proc-cmdline", is_flag=True, help="Start from the running kernel's /proc/cmdline.")
+@click.option("--replace", multiple=True, metavar="NAME=VALUE", help="Replace a kernel argument's value(s).")
+@click.option("--append", multiple=True, metavar="NAME=VALUE", help="Append a kernel argument.")
+@click.argument("kargs", nargs=-1)
+def instutil_set_kargs_cmd(
+    sysroot_path: Path | None, merge: bool, import_proc_cmdline: bool, replace: tuple[str, ...],
+    append: tuple[str, ...], kargs: tuple[str, ...],
+) -> None:
+    """Set the kernel arguments of the booted (else default) deployment in place.
+
+    As ostree: the arguments start empty (--merge: the current ones; --import-proc-cmdline:
+    the running kernel's), then --replace, --append and KARGS are applied in that order.
+    """
+    from bootree.format.kargs import Kargs
+
+    sysroot = _open(sysroot_path)
+    if not sysroot.deployments:
+        raise SysrootError("Unable to find a deployment in sysroot")
+    index = next((i for i, d in enumerate(sysroot.deployments) if d.same(sysroot.booted)), 0)
+    current = sysroot.deployments[index]
+    if import_proc_cmdline:
+        base = Kargs.parse(_base_kargs(True, False) or "")
+    elif merge:
+        base = current.kargs
+    else:
+        base = Kargs()
+    new = base.replace_all(replace).append_all(append).append_all(kargs)
+    with sysroot.lock():
+        ops.set_kargs_in_place(sysroot, index, new)

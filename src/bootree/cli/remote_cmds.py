@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,9 @@ from bootree.cli._common import (
     progress_enabled,
     repo_option,
 )
+from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
+from bootree.format.gvtext import print_text
 from bootree.format.summary import Summary
 from bootree.pull import (
     PullConfig,
@@ -100,6 +103,8 @@ def remote_add_cmd(
     collection_id: str | None,
 ) -> None:
     """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
+    if if_not_exists and force:
+        raise click.UsageError("--if-not-exists and --force cannot be used together")
     repo = open_repo(ctx, repo_path)
     options = [_kv(o, "--set") for o in set_options]
     for spec in sign_verify_keys:
@@ -158,14 +163,74 @@ def remote_delete_cmd(ctx: click.Context, repo_path: Path | None, name: str, if_
 @json_option
 @click.pass_context
 def remote_list_cmd(ctx: click.Context, repo_path: Path | None, show_urls: bool, as_json: bool) -> None:
-    """List remote names (sorted, as ostree)."""
-    remotes = sorted(list_remotes(open_repo(ctx, repo_path).config), key=lambda r: r.name)
+    """List remote names (sorted, as ostree), with those of the parent repositories (core.parent)."""
+    repo = open_repo(ctx, repo_path)
+    found = {r.name: r for r in list_remotes(repo.config)}
+    seen = {os.path.realpath(repo.path)}
+    parent = repo.config.get("core", "parent")
+    while parent and os.path.realpath(parent) not in seen:
+        seen.add(os.path.realpath(parent))
+        upper = Repo.open(parent)
+        for r in list_remotes(upper.config):
+            found.setdefault(r.name, r)
+        parent = upper.config.get("core", "parent")
+    remotes = sorted(found.values(), key=lambda r: r.name)
     if as_json:
         print_json([{"name": r.name, "url": r.url, "options": dict(r.options)} for r in remotes])
         return
     width = max((len(r.name) for r in remotes), default=0)
     for r in remotes:
         click.echo(f"{r.name:<{width}}  {r.url}" if show_urls else r.name)
+
+
+@remote_group.command("add-cookie")
+@repo_option
+@click.argument("name")
+@click.argument("domain")
+@click.argument("path")
+@click.argument("cookie_name", metavar="COOKIE")
+@click.argument("value")
+@click.pass_context
+def remote_add_cookie_cmd(
+    ctx: click.Context, repo_path: Path | None, name: str, domain: str, path: str, cookie_name: str, value: str
+) -> None:
+    """Add a cookie that pulls from remote NAME send to DOMAIN under PATH."""
+    from bootree.pull.cookies import Cookie, add_cookie
+
+    repo = open_repo(ctx, repo_path)
+    get_remote(repo.config, name)
+    add_cookie(repo, name, Cookie(domain, path, cookie_name, value))
+
+
+@remote_group.command("delete-cookie")
+@repo_option
+@click.argument("name")
+@click.argument("domain")
+@click.argument("path")
+@click.argument("cookie_name", metavar="COOKIE")
+@click.argument("value", required=False)
+@click.pass_context
+def remote_delete_cookie_cmd(
+    ctx: click.Context, repo_path: Path | None, name: str, domain: str, path: str, cookie_name: str, value: str | None
+) -> None:
+    """Remove a cookie of remote NAME (VALUE is accepted as ostree takes it)."""
+    from bootree.pull.cookies import delete_cookie
+
+    if not delete_cookie(open_repo(ctx, repo_path), name, domain, path, cookie_name):
+        raise RemoteError(f"Cookie {cookie_name} for {domain}{path} not found")
+
+
+@remote_group.command("list-cookies")
+@repo_option
+@click.argument("name")
+@click.pass_context
+def remote_list_cookies_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
+    """List the cookies of remote NAME."""
+    from bootree.pull.cookies import list_cookies
+
+    for c in list_cookies(open_repo(ctx, repo_path), name):
+        click.echo(f"Name: {c.name}\nValue: {c.value}\nDomain: {c.domain}\nPath: {c.path}\n"
+                   f"Secure: {'yes' if c.secure else 'no'}\nExpires: {c.expires or 'session'}\n")
 
 
 @remote_group.command("show-url")
@@ -210,6 +275,10 @@ def _ts(v: int) -> str:
     return dt.datetime.fromtimestamp(v, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00")
 
 
+#: The summary file's GVariant type (refs with commit size, checksum and metadata; metadata).
+_SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
+
+
 def _render_summary(summary: Summary) -> None:
     for r in summary.refs:
         click.echo(f"* {r.name}")
@@ -241,7 +310,7 @@ def _render_summary(summary: Summary) -> None:
         elif value.type == "b":
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:
-            text = str(value.value)
+            text = str(value.value) if label else print_text(value.type, value.value)
         click.echo(f"{label} ({key}): {text}" if label else f"{key}: {text}")
 
 
@@ -291,13 +360,14 @@ def remote_gpg_import_cmd(
 @repo_option
 @click.option("-u", "--update", is_flag=True, help="Regenerate the summary file (deletes summary.sig).")
 @click.option("-v", "--view", is_flag=True, help="Print the summary in human-readable form.")
+@click.option("--raw", is_flag=True, help="Print the summary as GVariant text (as ostree's --raw).")
 @click.option(
     "--add-metadata",
     "-m",
     "add_metadata",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Additional metadata (VALUE in GVariant text; plain text is taken as a string).",
+    help="Additional metadata (VALUE in GVariant text, as commit --add-metadata: 'text', 5, @u 5, @a{sv} {}).",
 )
 @click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key to sign the summary with.")
 @click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="GnuPG home of the signing keys.")
@@ -314,6 +384,7 @@ def summary_cmd(
     update: bool,
     view: bool,
     add_metadata: tuple[str, ...],
+    raw: bool,
     gpg_keys: tuple[str, ...],
     gpg_homedir: Path | None,
     sign_keys: tuple[str, ...],
@@ -328,6 +399,7 @@ def summary_cmd(
     from bootree.cli.sign_cmds import read_secret_keys
 
     repo = open_repo(ctx, repo_path)
+    view = view or raw
     if not update and not view and not gpg_keys and not sign_keys:
         raise click.UsageError("no action given: use --update, --view, --gpg-sign or --sign")
     if sign_keys and sign_type != "ed25519":
@@ -347,7 +419,12 @@ def summary_cmd(
         sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
     if view:
         summary = read_summary(repo)
-        if as_json:
+        if raw:
+            from bootree.format.gvariant import decode
+
+            data = (repo.path / "summary").read_bytes()
+            click.echo(print_text(_SUMMARY_TYPE, decode(_SUMMARY_TYPE, data), annotate=True))
+        elif as_json:
             print_json(
                 {
                     "refs": {
@@ -369,12 +446,9 @@ def summary_cmd(
 
 
 def _parse_variant(text: str) -> Variant:
-    try:
-        from bootree.cli.repo_cmds import parse_gvariant_text
+    from bootree.cli.repo_cmds import parse_gvariant_text
 
-        return parse_gvariant_text(text)
-    except (ImportError, click.BadParameter):
-        return Variant("s", text)
+    return parse_gvariant_text(text)
 
 
 # --- pull ----------------------------------------------------------------------------------------
@@ -423,17 +497,26 @@ def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
         yield _PullDisplay(prog)
 
 
-def _report(result: PullResult) -> None:
+def _report(result: PullResult, *, local: bool = False) -> None:
     if result.dry_run:
         click.echo(
             f"would fetch {result.metadata_fetched} metadata, {result.content_fetched} content objects "
             f"({result.bytes_fetched // 1024} KiB of metadata read)"
         )
         return
+    from bootree.cli.repo_cmds import format_size
+
+    # ostree's line, which scripts grep: sizes as GLib writes them.
+    if local:
+        click.echo(
+            f"{result.metadata_fetched} metadata, {result.content_fetched} content objects imported; "
+            f"{format_size(result.content_bytes)} content written"
+        )
+        return
     click.echo(
         f"{result.metadata_fetched} metadata, {result.content_fetched} content objects fetched; "
-        f"{result.bytes_fetched // 1024} KiB transferred in {result.seconds:.1f} seconds "
-        f"({result.requests} requests)"
+        f"{format_size(result.bytes_fetched)} transferred in {int(result.seconds)} seconds; "
+        f"{format_size(result.content_bytes)} content written"
     )
 
 
@@ -466,6 +549,12 @@ def _pull_config(network_retries: int | None) -> PullConfig:
     help="How many times each download is retried on a transient error (default 4).",
 )
 @click.option("--url", "url_override", help="Pull from this URL instead of the remote's.")
+@click.option("--http-header", "http_headers", multiple=True, metavar="NAME=VALUE", help="Add an HTTP request header.")
+@click.option(
+    "--per-object-fsync",
+    is_flag=True,
+    help="Accepted for ostree: bootree makes every object durable before the pull commits either way.",
+)
 @click.option("--allow-downgrade", is_flag=True, help="Allow a ref to move to an older commit.")
 @json_option
 @click.pass_context
@@ -483,6 +572,8 @@ def pull_cmd(
     require_static_deltas: bool,
     network_retries: int | None,
     url_override: str | None,
+    http_headers: tuple[str, ...],
+    per_object_fsync: bool,
     allow_downgrade: bool,
     as_json: bool,
 ) -> None:
@@ -506,6 +597,14 @@ def pull_cmd(
     if disable_static_deltas or require_static_deltas:
         mode = StaticDeltas.DISABLE if disable_static_deltas else StaticDeltas.REQUIRE
         cfg = dataclasses.replace(cfg, static_deltas=mode)
+    headers = [_kv(h, "--http-header") for h in http_headers]
+    from bootree.pull.cookies import cookie_header
+
+    cookies = cookie_header(repo, remote, rem.url)
+    if cookies:
+        headers.append(("Cookie", cookies))
+    if headers:
+        cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, headers=tuple(headers)))
     with _progress() as display:
         result = pull(
             repo,
@@ -522,7 +621,7 @@ def pull_cmd(
     _emit(result, as_json)
 
 
-def _emit(result: PullResult, as_json: bool) -> None:
+def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
     if as_json:
         print_json(
             {
@@ -536,7 +635,7 @@ def _emit(result: PullResult, as_json: bool) -> None:
             }
         )
     else:
-        _report(result)
+        _report(result, local=local)
 
 
 @cli.command("pull-local")
@@ -579,7 +678,7 @@ def pull_local_cmd(
             dry_run=dry_run,
             progress=display,
         )
-    _emit(result, as_json)
+    _emit(result, as_json, local=True)
 
 
 # --- serve ----------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ Layer: cli. Each command parses its options, calls :mod:`bootree.repo`, and rend
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import datetime as dt
 import os
@@ -28,7 +27,7 @@ from bootree.cli._common import (
     repo_path_from,
 )
 from bootree.cli.render import emit
-from bootree.errors import ObjectMissing, RepoError
+from bootree.errors import GVariantError, ObjectMissing, RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
@@ -57,6 +56,16 @@ def parse_timestamp(value: str) -> int:
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
+        when = None
+    # The other forms ostree's scripts use (it reads dates as GNU date does): "2005-10-29
+    # 12:43:29 +0000", "October 25 1985", "1 week ago".
+    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S %z", "%B %d %Y", "%b %d %Y", "%d %B %Y"):
+        if when is None:
+            with contextlib.suppress(ValueError):
+                when = dt.datetime.strptime(value, fmt)
+    if when is None:
+        when = _relative_date(value)
+    if when is None:
         raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
@@ -65,49 +74,33 @@ def parse_timestamp(value: str) -> int:
     return int(when.timestamp())
 
 
-_TYPED_PREFIXES = {
-    "byte": "y", "int16": "n", "uint16": "q", "int32": "i", "uint32": "u",
-    "int64": "x", "uint64": "t", "double": "d", "string": "s",
-}
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400,
+          "year": 365 * 86400}
+
+
+def _relative_date(value: str) -> dt.datetime | None:
+    """``N UNIT[s] ago`` (GNU date's relative form; a month is 30 days, a year 365), else ``None``."""
+    words = value.lower().split()
+    if len(words) != 3 or words[2] != "ago" or not words[0].isdigit():
+        return None
+    unit = _UNITS.get(words[1].removesuffix("s"))
+    if unit is None:
+        return None
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(words[0]) * unit)
 
 
 def parse_gvariant_text(text: str) -> Variant:
-    """Parse the GVariant text forms people use with ``--add-metadata``.
-
-    Supported: quoted strings, ``true``/``false``, integers (int32, as GLib), floats, lists of
-    strings (``['a', 'b']``), and a type keyword prefix such as ``uint64 5`` or ``string x``.
+    """Parse ``--add-metadata`` VALUE as GVariant text, as ostree does (``commit`` and ``summary``).
 
     Raises:
-        click.BadParameter: for other forms.
+        click.BadParameter: for text that is not a GVariant value (see :mod:`bootree.format.gvtext`).
     """
-    t = text.strip()
-    word, _, rest = t.partition(" ")
-    if word in _TYPED_PREFIXES and rest:
-        code = _TYPED_PREFIXES[word]
-        inner = parse_gvariant_text(rest)
-        value = inner.value
-        if code == "d":
-            value = float(value)
-        elif code == "s":
-            value = str(value)
-        return Variant(code, value)
-    if t in ("true", "false"):
-        return Variant("b", t == "true")
+    from bootree.format.gvtext import parse_text
+
     try:
-        lit = ast.literal_eval(t)
-    except (ValueError, SyntaxError):
-        raise click.BadParameter(f"unsupported GVariant text {text!r}") from None
-    if isinstance(lit, bool):
-        return Variant("b", lit)
-    if isinstance(lit, int):
-        return Variant("i", lit) if -(2**31) <= lit < 2**31 else Variant("x", lit)
-    if isinstance(lit, float):
-        return Variant("d", lit)
-    if isinstance(lit, str):
-        return Variant("s", lit)
-    if isinstance(lit, list) and all(isinstance(x, str) for x in lit):
-        return Variant("as", lit)
-    raise click.BadParameter(f"unsupported GVariant text {text!r}")
+        return parse_text(text)
+    except GVariantError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _split_kv(value: str, option: str) -> tuple[str, str]:
@@ -231,6 +224,7 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
 @click.option("--parent", help='Parent commit checksum, or "none".')
 @click.option("--orphan", is_flag=True, help="Create a commit without writing a ref.")
 @click.option("--no-bindings", is_flag=True, help="Do not write the ostree.ref-binding metadata.")
+@click.option("--bind-ref", "bind_refs", multiple=True, metavar="REF", help="Also bind the commit to REF (ostree.ref-binding).")
 @click.option("--tree", "trees", multiple=True, metavar="dir=PATH|tar=TARFILE|ref=COMMIT", help="Overlay the given tree (repeatable; later ones win).")
 @click.option("--add-metadata-string", "meta_strings", multiple=True, metavar="KEY=VALUE", help="Add a string to the commit metadata.")
 @click.option("--add-metadata", "meta_values", multiple=True, metavar="KEY=VALUE", help="Add metadata whose VALUE is GVariant text (e.g. true, 42, 'text', uint64 5).")
@@ -241,6 +235,13 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
 @click.option("--canonical-permissions", is_flag=True, help="uid/gid 0 and mode & 0755, as bare-user-only repositories store files.")
 @click.option("--bootable", is_flag=True, help="Flag this commit as bootable (ostree.bootable metadata).")
 @click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
+@click.option("--base", metavar="REV", help="Start from the tree of REV (the owner/xattr options do not apply to it).")
+@click.option("--consume", is_flag=True, help="Delete the committed directories once the commit is written.")
+@click.option(
+    "--link-checkout-speedup",
+    is_flag=True,
+    help="Accepted for ostree: bootree hashes each distinct inode once, hardlinked checkouts included.",
+)
 @click.option("--fsync", type=click.Choice(["true", "false"]), default=None, help="Whether to sync data to disk (default: the repo's core.fsync).")
 @click.option(
     "--generate-composefs-metadata",
@@ -264,6 +265,7 @@ def commit_cmd(
     parent: str | None,
     orphan: bool,
     no_bindings: bool,
+    bind_refs: tuple[str, ...],
     trees: tuple[str, ...],
     meta_strings: tuple[str, ...],
     meta_values: tuple[str, ...],
@@ -274,6 +276,9 @@ def commit_cmd(
     canonical_permissions: bool,
     bootable: bool,
     skip_if_unchanged: bool,
+    base: str | None,
+    consume: bool,
+    link_checkout_speedup: bool,
     fsync: str | None,
     composefs_metadata: bool,
     sign_keys: tuple[str, ...],
@@ -300,11 +305,13 @@ def commit_cmd(
             raise click.UsageError(f"unknown signature type {sign_type!r}")
         secret = read_secret_keys(sign_keys, None)  # before committing: a bad key changes nothing
     sources: list[TreeSource | Path] = []
+    if base is not None:
+        sources.append(TreeSource(SourceKind.BASE, base))
     if path is not None:
         sources.append(TreeSource(SourceKind.DIR, str(path)))
     sources.extend(TreeSource.parse(t) for t in trees)
-    if not sources:
-        raise click.UsageError("nothing to commit: give a PATH or --tree=dir=PATH")
+    if not any(isinstance(src, TreeSource) and src.kind != "base" for src in sources):
+        sources.append(TreeSource(SourceKind.DIR, "."))  # as ostree: no PATH and no --tree commits the current directory
     if not branch and not orphan:
         raise click.UsageError("a branch is required (-b BRANCH), or pass --orphan")
     if body_file is not None:
@@ -320,7 +327,10 @@ def commit_cmd(
         k, v = _split_kv(item, "--add-metadata")
         metadata.append((k, parse_gvariant_text(v)))
     if bootable:
-        metadata.append(("ostree.bootable", Variant("b", True)))
+        metadata.extend(_bootable_metadata(sources))
+    if bind_refs and not no_bindings:
+        # As ostree: the branch and every --bind-ref, sorted.
+        metadata.append(("ostree.ref-binding", Variant("as", sorted({*bind_refs, *([branch] if branch else [])}))))
     parent_arg: Any
     if parent is None:
         parent_arg = None if orphan and not branch else _UNSET
@@ -352,7 +362,7 @@ def commit_cmd(
             branch=None if orphan else branch,
             subject=subject,
             body=body,
-            timestamp=parse_timestamp(timestamp) if timestamp else None,
+            timestamp=parse_timestamp(timestamp) if timestamp else _source_date_epoch(),
             metadata=metadata,
             bindings=not no_bindings,
             options=options,
@@ -364,7 +374,61 @@ def commit_cmd(
         from bootree.pull.publish import sign_commit
 
         sign_commit(repo, csum, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
+    refs_changed(repo, committed=True)
+    if consume:
+        import shutil
+
+        for src in sources:
+            if isinstance(src, TreeSource) and src.kind == "dir":
+                shutil.rmtree(src.value)
     click.echo(csum)
+
+
+def refs_changed(repo: Repo, *, committed: bool = False) -> None:
+    """Regenerate the summary after a ref change when the repository asks for it, as ostree:
+    ``core.commit-update-summary`` after a commit, ``core.auto-update-summary`` after any ref
+    change (when a summary exists)."""
+    auto = repo.config.get_bool("core", "auto-update-summary", False) and (repo.path / "summary").exists()
+    if auto or (committed and repo.config.get_bool("core", "commit-update-summary", False)):
+        from bootree.repo.summary import update_summary
+
+        update_summary(repo)
+
+
+def _bootable_metadata(sources: list[TreeSource | Path]) -> list[tuple[str, Variant]]:
+    """``--bootable``: ``ostree.bootable`` and, as ostree, ``ostree.linux`` (the kernel version) of
+    the tree's kernel; a directory without a kernel is refused.
+
+    Raises:
+        KernelNotFound: when the (last) directory source has no kernel.
+    """
+    meta = [("ostree.bootable", Variant("b", True))]
+    dirs = [s for s in sources if isinstance(s, TreeSource) and s.kind == "dir"]
+    if dirs:
+        from bootree.sysroot.bootloader import find_kernel
+
+        kernel_src, kernel_name = find_kernel(Path(dirs[-1].value)).kernel
+        parts = kernel_src.split("/")
+        modules = parts[:3] == ["usr", "lib", "modules"] and len(parts) > 3
+        meta.append(("ostree.linux", Variant("s", parts[3] if modules else kernel_name.removeprefix("vmlinuz-"))))
+    return meta
+
+
+def _source_date_epoch() -> int | None:
+    """The commit time from ``$SOURCE_DATE_EPOCH`` (reproducible builds), as ostree reads it.
+
+    Raises:
+        RepoError: for a value that is not a number of seconds or does not fit 64 bits.
+    """
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise RepoError(f"Failed to convert SOURCE_DATE_EPOCH = '{value}' to a number of seconds")
+    seconds = int(value)
+    if seconds >= 2**63:
+        raise RepoError("Parsing SOURCE_DATE_EPOCH: Numerical result out of range")
+    return seconds
 
 
 class _UnsetArg:
@@ -422,38 +486,144 @@ def checkout_cmd(
 
 @cli.command("refs")
 @repo_option
-@click.argument("prefix", required=False)
-@click.option("--delete", is_flag=True, help="Delete the refs matching PREFIX.")
+@click.argument("prefixes", nargs=-1)
+@click.option("--delete", is_flag=True, help="Delete the refs matching each PREFIX.")
+@click.option("--list", "full_names", is_flag=True, help="Print full ref names (do not strip PREFIX).")
+@click.option("-A", "--alias", is_flag=True, help="With --create, make NEWREF an alias of the ref PREFIX; else list aliases.")
 @click.option("--create", metavar="NEWREF", help="Create NEWREF pointing at the commit PREFIX resolves to.")
+@click.option("--force", is_flag=True, help="With --create, replace an existing NEWREF.")
 @click.option("--remote", help="List only this remote's refs.")
 @json_option
 @click.pass_context
 def refs_cmd(
-    ctx: click.Context, repo_path: Path | None, prefix: str | None, delete: bool, create: str | None, remote: str | None, as_json: bool
+    ctx: click.Context,
+    repo_path: Path | None,
+    prefixes: tuple[str, ...],
+    delete: bool,
+    full_names: bool,
+    alias: bool,
+    create: str | None,
+    force: bool,
+    remote: str | None,
+    as_json: bool,
 ) -> None:
-    """List refs (remote ones as REMOTE:REF), or create or delete them."""
+    """List refs (remote ones as REMOTE:REF), or create, alias or delete them.
+
+    As ostree, ``refs PREFIX`` prints the refs under PREFIX relative to it (``--list``: full
+    names); an alias is a ref that follows another one (a symbolic link in refs/heads).
+    """
     repo = open_repo(ctx, repo_path)
     if create:
-        if not prefix:
-            raise click.UsageError("--create=NEWREF needs an existing ref or commit as argument")
-        repo.set_ref(create, _resolve(repo, prefix), expected=None)
+        if len(prefixes) != 1:
+            raise click.UsageError("--create=NEWREF needs one existing ref or commit as argument")
+        _create_ref(repo, prefixes[0], create, alias=alias, force=force)
+        refs_changed(repo)
         return
     if delete:
-        if not prefix:
+        if not prefixes:
             raise click.UsageError("--delete needs a PREFIX")
-        repo.delete_refs(prefix, remote=remote)
+        aliased = {target for _a, target in repo.refs.aliases().items()}
+        for prefix in prefixes:
+            # Ref files are not read (a ref holding garbage can still be deleted, as ostree).
+            names = repo.refs.names(prefix, remote=remote) if remote is not None else _refs_under(repo, prefix, read=False)
+            for name in names:
+                if name in aliased:
+                    raise RepoError(f"Ref '{name}' has an active alias; delete the alias first")
+                repo.set_ref(name, None)
+        refs_changed(repo)
         return
-    emit(repo.list_refs(prefix, remote=remote), as_json=as_json, text=list)
+    if alias:
+        for name, target in repo.refs.aliases().items():
+            click.echo(f"{name} -> {target}")
+        return
+    refs: dict[str, str] = {}
+    if remote is not None:
+        refs = {name: name for name in repo.list_refs(remote=remote)}
+    elif not prefixes:
+        refs = _refs_under(repo, None)
+    for prefix in prefixes if remote is None else ():
+        refs.update(_refs_under(repo, prefix))
+    if as_json:
+        emit({n: repo.refs.get(n) for n in refs}, as_json=True, text=list)
+        return
+    for full, shown in refs.items():
+        click.echo(full if full_names else shown)
+
+
+def _create_ref(repo: Repo, source: str, new: str, *, alias: bool, force: bool) -> None:
+    """``refs SOURCE --create=NEW`` (``-A``: NEW follows the ref SOURCE), refusing to replace a ref
+    (unless ``force``) or a directory of refs."""
+    from bootree.format.refspec import parse_refspec
+
+    spec = parse_refspec(new)
+    existing = repo.refs.get(spec)
+    if alias and spec.remote is None and spec.ref in repo.refs.aliases():
+        existing = None  # an alias may be pointed elsewhere, as with ostree
+    if existing is not None and not force:
+        raise RepoError(f"Ref '{new}' already exists (use --force to replace it)")
+    if alias:
+        if spec.remote is not None:
+            raise RepoError(f"Cannot create alias to remote ref: {new}")
+        target = parse_refspec(source)
+        if target.remote is not None or repo.refs.get(target) is None:
+            raise RepoError(f"Cannot create alias to non-existent ref: {source}")
+        repo.refs.set_alias(new, target.ref)
+        return
+    repo.set_ref(new, _resolve(repo, source), expected=existing if force else None)
+
+
+def _refs_under(repo: Repo, prefix: str | None, *, read: bool = True) -> dict[str, str]:
+    """Refs ``PREFIX`` names, as ``{full name: name as ostree prints it}``.
+
+    As ostree: ``foo`` lists the local refs under ``foo/`` relative to it (``test-1``), a
+    prefix that is itself a ref lists that ref by its full name, and ``REMOTE:`` or
+    ``REMOTE:PREFIX`` lists that remote's refs as ``REMOTE:NAME`` (relative to PREFIX).
+    Without a prefix every local and remote ref is listed by its full name. ``read=False``
+    takes the names without reading (or judging) the ref files, as a delete needs.
+    """
+    listing = repo.list_refs if read else repo.refs.names
+    if prefix is None:
+        return {name: name for name in listing()}
+    remote, sep, path = prefix.rpartition(":")
+    if sep:
+        candidates = {n.partition(":")[2]: n for n in listing(remote=remote)}
+    else:
+        candidates = {n: n for n in listing() if ":" not in n}
+    path = "" if path == "." else path.rstrip("/")
+    if not path:
+        return {full: full for full in candidates.values()}
+    if path in candidates:
+        return {candidates[path]: candidates[path]}
+    lead = f"{remote}:" if sep else ""
+    return {
+        full: lead + name[len(path) + 1 :]
+        for name, full in candidates.items()
+        if name.startswith(path + "/")
+    }
 
 
 @cli.command("rev-parse")
 @repo_option
-@click.argument("rev")
+@click.argument("rev", required=False)
+@click.option("-S", "--single", is_flag=True, help="Print the repository's only commit (an error unless there is exactly one).")
 @json_option
 @click.pass_context
-def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
+def rev_parse_cmd(ctx: click.Context, repo_path: Path | None, rev: str | None, single: bool, as_json: bool) -> None:
     """Print the commit checksum a ref, remote:ref, abbreviated checksum or REV^ resolves to."""
-    csum = _resolve(open_repo(ctx, repo_path), rev)
+    repo = open_repo(ctx, repo_path)
+    if single:
+        if rev is not None:
+            raise click.UsageError("--single takes no REV")
+        commits = sorted(c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT)
+        if not commits:
+            raise RepoError("No commit objects found")
+        if len(commits) > 1:
+            raise RepoError(f"Multiple commit objects found ({len(commits)})")
+        rev, csum = commits[0], commits[0]
+    elif rev is None:
+        raise click.UsageError("a REV is required (or --single)")
+    else:
+        csum = _resolve(repo, rev)
     emit({"rev": rev, "checksum": csum}, as_json=as_json, text=lambda v: [v["checksum"]])
 
 
@@ -504,11 +674,14 @@ def show_cmd(
         _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
         return
     if key is not None:
-        for k, v in c.metadata:
-            if k == key:
-                emit(_variant_json(v), as_json=as_json, text=lambda x: [f"'{x}'" if isinstance(x, str) else str(x)])
-                return
-        raise RepoError(f"no such metadata key {key!r} in commit {csum}")
+        found = next((v for k, v in c.metadata if k == key), None)
+        if found is None:
+            raise RepoError(f"no such metadata key {key!r} in commit {csum}")
+        from bootree.format.gvtext import print_text
+
+        # GVariant text, as ostree prints it; JSON through the one renderer.
+        emit(_variant_json(found), as_json=as_json, text=lambda _x: [print_text(found.type, found.value)])
+        return
     emit(_CommitView(csum, c), as_json=as_json, text=_commit_lines)
 
 
@@ -633,6 +806,9 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
 
 @cli.command("fsck")
 @repo_option
+@click.option("-q", "--quiet", is_flag=True, help="Only print error messages.")
+@click.option("-a", "--all", "all_errors", is_flag=True, help="Accepted for ostree: bootree always reports every bad object.")
+@click.option("--delete", is_flag=True, help="Delete corrupt objects and mark the commits that reach them partial.")
 @click.option(
     "--composefs",
     "check_composefs",
@@ -642,9 +818,27 @@ def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str,
 )
 @json_option
 @click.pass_context
-def fsck_cmd(ctx: click.Context, repo_path: Path | None, check_composefs: bool, as_json: bool) -> None:
-    """Verify every commit and every object it reaches; exit 1 listing each bad object."""
+def fsck_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    quiet: bool,
+    all_errors: bool,
+    delete: bool,
+    check_composefs: bool,
+    as_json: bool,
+) -> None:
+    """Verify every commit and every object it reaches; exit 1 listing each bad object.
+
+    Problems are printed as ostree prints them (``error: In commits C: ...``). With --delete
+    the bad objects are removed and their commits marked partial, so that a later pull
+    fetches them again; fsck keeps failing until it has.
+    """
     repo = open_repo(ctx, repo_path)
+    say = (lambda text: None) if quiet or as_json else click.echo
+    say("Validating refs...")
+    say("Validating refs in collections...")
+    say("Enumerating commits...")
+    fsck_partial = [c for c in repo.partial_commits() if repo.is_partial_by_fsck(c)]
     with progress_bar("Verifying objects") as prog:
 
         def on_progress(done: int, total: int) -> None:
@@ -653,17 +847,47 @@ def fsck_cmd(ctx: click.Context, repo_path: Path | None, check_composefs: bool, 
         result = repo.fsck(progress=on_progress)
         if check_composefs:
             _fsck_composefs(repo, result)
-    if not as_json:  # diagnostics on stderr, as ostree
-        for c in result.partial:
-            click.echo(f"Commit {c} is partial (its tree is incomplete)", err=True)
-        for p in result.problems:
-            click.echo(f"error: {p.message}", err=True)
-    emit(result, as_json=as_json, text=lambda r: [
-        f"object fsck of {r.commits} commits completed successfully - no errors found."] if r.ok else [])
-    if not result.ok:
-        if not as_json:
-            click.echo(f"fsck found {len(result.problems)} bad object(s)", err=True)
+    if as_json:
+        report = result.to_json()
+        report["ok"] = result.ok and not fsck_partial  # a commit fsck made partial is still bad
+        emit(report, as_json=True, text=list)
+        if not report["ok"]:
+            ctx.exit(1)
+        return
+    say(f"Verifying content integrity of {result.commits - len(result.partial)} commit objects...")
+    marked: list[Checksum] = []
+    unfixed = []
+    for p in result.problems:
+        where = f"In commits {', '.join(p.commits)}: " if p.commits else ""
+        # As ostree: a missing object makes its commits partial (a pull can complete them);
+        # with --delete a corrupt one is removed and does the same.
+        missing = p.kind in _FSCK_DELETABLE and p.message.startswith(("Object missing", "No such metadata object"))
+        if p.kind in _FSCK_DELETABLE and (delete or missing):
+            click.echo(f"{'error: ' if missing else ''}{where}{p.message}", err=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(repo.object_path(_FSCK_DELETABLE[p.kind], Checksum(p.checksum)))
+            for c in p.commits:
+                if c not in marked:
+                    click.echo(f"Marking commit as partial: {c}", err=True)
+                    repo.mark_partial(c, by_fsck=True)
+                    marked.append(c)
+        else:
+            click.echo(f"error: {where}{p.message}", err=True)
+            unfixed.append(p)
+    if result.partial:
+        say(f"{len(result.partial)} partial commits not verified")
+    if unfixed:
+        click.echo(f"error: Repository corruption encountered ({len(unfixed)} bad objects)", err=True)
         ctx.exit(1)
+    bad_partial = set(fsck_partial) | set(marked)
+    if bad_partial:
+        click.echo(f"error: {len(bad_partial)} partial commits from fsck-detected corruption", err=True)
+        ctx.exit(1)
+    click.echo(f"object fsck of {result.commits} commits completed successfully - no errors found.")
+
+
+#: Bad objects ``fsck --delete`` removes (a pull fetches them again), by problem kind.
+_FSCK_DELETABLE = {"file": ObjectType.FILE, "dirtree": ObjectType.DIR_TREE, "dirmeta": ObjectType.DIR_META}
 
 
 def _fsck_composefs(repo: Repo, result: Any) -> None:
@@ -725,8 +949,22 @@ def prune_cmd(
 
 
 def _prune_lines(r: dict[str, Any]) -> list[str]:
+    """Prune's summary in ostree's words (sizes as GLib's ``g_format_size``)."""
     if not r["deleted"]:
         return [f"Total objects: {r['total']}", "No unreachable objects"]
-    verb = "Would delete" if r["dry_run"] else "Deleted"
-    return [f"Total objects: {r['total']}", f"{verb} {r['deleted']} objects, {r['bytes_freed']} bytes freed"]
+    if r["dry_run"]:
+        return [f"Total objects: {r['total']}", f"Would delete: {r['deleted']} objects, freeing {format_size(r['bytes_freed'])}"]
+    return [f"Total objects: {r['total']}", f"Deleted {r['deleted']} objects, {format_size(r['bytes_freed'])} freed"]
+
+
+def format_size(n: int) -> str:
+    """A byte count as GLib's ``g_format_size`` writes it (ostree's messages): 260 bytes, 1.2 kB."""
+    if n < 1000:
+        return "1 byte" if n == 1 else f"{n} bytes"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 1000 or unit == "PB":
+            break
+    return f"{value:.1f} {unit}"
 

@@ -156,6 +156,7 @@ class ObjectEngine:
         self.progress = progress or Progress(None)
         self.metadata_fetched = 0
         self.content_fetched = 0
+        self.content_bytes = 0
         self.bytes = 0
         self.budget = BufferBudget(config.max_buffered_bytes)
         self._jobs = 0
@@ -311,6 +312,7 @@ class ObjectEngine:
             assert isinstance(arrival.stream, StreamedObject)
             self.bytes += arrival.stream.received
             self.content_fetched += 1
+            self.content_bytes += arrival.stream.received
             self._queue(txn, WriteJob(ObjectType.FILE, a.checksum, 0, streamed=arrival.stream), 0)
             return []
         self.bytes += len(data)
@@ -376,6 +378,7 @@ class ObjectEngine:
         self, pool: concurrent.futures.ThreadPoolExecutor, txn: Transaction | None, csum: Checksum, data: bytes
     ) -> None:
         self.content_fetched += 1
+        self.content_bytes += len(data)
         if txn is None:
             return
         framing = self.source.framing

@@ -158,3 +158,5 @@ class PullResult:
     requests: int
     seconds: float
     dry_run: bool = False
+    content_bytes: int = 0
+    """Bytes of content objects received for writing (ostree's "content written")."""

@@ -164,14 +164,17 @@ class PullPlan:
         """Begin pulling ``csum`` (``parent``: reached through ``depth``).
 
         A complete local commit needs nothing but its detached metadata (which may have
-        changed, e.g. a new signature); a partial one is walked from its local object.
+        changed, e.g. a new signature) and, with ``depth``, its parents; a partial one is
+        walked from its local object.
         """
         if (ObjectType.COMMIT, csum) in self._seen:
             return []
         out = [Action(ObjectType.COMMIT_META, csum, optional=True)]
         if self.have(ObjectType.COMMIT, csum):
             self._seen.add((ObjectType.COMMIT, csum))
-            if self.is_partial(csum):
+            # A partial commit is walked for its missing objects; one pulled earlier with a
+            # smaller --depth for its parents (as ostree: --depth=1 after --depth=0).
+            if self.is_partial(csum) or depth != 0:
                 out.append(Action(ObjectType.COMMIT, csum, ActionKind.READ_LOCAL, depth=depth))
             return out
         action = self._fetch(ObjectType.COMMIT, csum, depth=depth, parent=parent)

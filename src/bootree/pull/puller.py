@@ -131,6 +131,7 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
         requests=job.source.requests,
         seconds=time.monotonic() - start,
         dry_run=opts.dry_run,
+        content_bytes=engine.content_bytes,
     )
 
 

@@ -101,8 +101,9 @@ class HttpSource:
         return self.fetcher.stats.requests
 
     def url_of(self, otype: ObjectType, csum: Checksum) -> str:
-        """The URL of an object: content under ``contenturl``, the rest under ``url``."""
-        base = self.content_url if otype is ObjectType.FILE else self.url
+        """The URL of an object: as ostree, every object under ``contenturl`` but ``.commitmeta``
+        (signatures, like summary and config, must not come from a content mirror)."""
+        base = self.url if otype is ObjectType.COMMIT_META else self.content_url
         return join_url(base, object_path(otype, csum))
 
     def submit(self, action: Action, *, stream: StreamFactory | None = None) -> None:

@@ -301,8 +301,9 @@ def links_files(mode: RepoMode, options: CheckoutOptions) -> bool:
 
     Only where the object file *is* the checked-out file: never from archive (compressed) or
     with :attr:`CheckoutMode.COPY`; from bare-user only in user mode (the owner and mode live
-    in an xattr, not on the object); from bare in user mode or as root (objects carry their
-    real owners, which only root may hand out); from bare-user-only always. Otherwise files are
+    in an xattr, not on the object); from bare only as root and not in user mode (objects carry
+    their real owners, which only root may hand out, and -U files must belong to the caller, so
+    ostree copies there); from bare-user-only always. Otherwise files are
     copied (also per file, when a link fails with too many links or across filesystems).
     """
     if options.mode is CheckoutMode.COPY or mode is RepoMode.ARCHIVE:
@@ -310,7 +311,9 @@ def links_files(mode: RepoMode, options: CheckoutOptions) -> bool:
     if mode is RepoMode.BARE_USER:
         return options.user_mode
     if mode is RepoMode.BARE:
-        return options.user_mode or os.geteuid() == 0
+        # As ostree: a user-mode (-U) checkout of a bare repository copies, since its objects
+        # carry their commit's owners and -U files must belong to the caller.
+        return not options.user_mode and os.geteuid() == 0
     return True
 
 
@@ -326,8 +329,13 @@ def require_hardlink_checkout(mode: RepoMode, options: CheckoutOptions, dest: st
         why = "copies were asked for"
     elif mode is RepoMode.ARCHIVE:
         why = "from an archive repository"
+    elif mode is RepoMode.BARE_USER:
+        # ostree's wording (its test suite looks for it).
+        why = "from a bare-user repository: User repository mode requires user checkout mode to hardlink (-U)"
+    elif options.user_mode:
+        why = f"from a {mode.value} repository with -U (its objects carry their commits' owners)"
     else:
-        why = f"from a {mode.value} repository without -U" + ("" if mode is RepoMode.BARE_USER else " as non-root")
+        why = f"from a {mode.value} repository as non-root"
     raise CheckoutError(dest, f"hardlink checkout is not possible {why}")
 
 

@@ -14,6 +14,7 @@ Files up to :data:`SMALL_FILE` bytes are read once into memory; larger ones are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -51,6 +52,8 @@ class SourceKind(StrEnum):
     DIR = "dir"
     TAR = "tar"
     REF = "ref"
+    BASE = "base"
+    """``commit --base=REV``: a ref whose tree the owner/xattr options leave as it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class TreeSource:
             RepoError: for an unknown kind.
         """
         kind, sep, value = spec.partition("=")
-        if not sep or kind not in SourceKind.__members__.values() or not value:
+        if not sep or kind not in ("dir", "tar", "ref") or not value:
             raise RepoError(f"invalid tree source {spec!r}: expected dir=PATH, tar=PATH or ref=REV")
         return cls(SourceKind(kind), value)
 
@@ -115,6 +118,13 @@ class CommitOptions:
         if self.no_xattrs:
             xattrs = ()
         return DirMeta(uid, gid, mode, xattrs)
+
+    @property
+    def modifies_metadata(self) -> bool:
+        """Whether these options change the metadata of what they import."""
+        return (
+            self.owner_uid is not None or self.owner_gid is not None or self.no_xattrs or self.canonical_permissions
+        )
 
     @property
     def pool_size(self) -> int:
@@ -181,8 +191,11 @@ def write_directory(
     options: CommitOptions,
     *,
     progress: ProgressFn | None = None,
+    skip_dir: Path | None = None,
 ) -> None:
     """Add the contents of directory ``src`` to ``into`` (its metadata becomes the root's).
+
+    ``skip_dir`` (the repository itself, when it lies inside the tree) is left out.
 
     The walking thread batches regular files into pool tasks; files hardlinked to each other
     (same inode, same metadata) are read once.
@@ -227,6 +240,13 @@ def write_directory(
                 pending.append((targets, pool.submit(_write_batch, txn, batch, options)))
                 batch, targets, batch_bytes = [], [], 0
 
+        # The repository's own directory, when it lies inside the tree, is not content: its
+        # staging files change while they are read (ostree commits them anyway).
+        repo_dir: InodeKey | None = None
+        if skip_dir is not None:
+            with contextlib.suppress(OSError):
+                rs = os.stat(skip_dir)
+                repo_dir = (rs.st_dev, rs.st_ino)
         try:
             into.meta = dirmeta_of(os.fspath(src), st)
             stack: list[tuple[str, MutableTree]] = [(os.fspath(src), into)]
@@ -266,6 +286,8 @@ def write_directory(
                         if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
                             flush()
                     elif stat.S_ISDIR(mode):
+                        if (es.st_dev, es.st_ino) == repo_dir:
+                            continue
                         sub = node.ensure_dir(name)
                         sub.meta = dirmeta_of(path, es)
                         stack.append((path, sub))

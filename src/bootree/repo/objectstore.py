@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from bootree import _fs
-from bootree.errors import CorruptObject, FormatError, ObjectMissing
+from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, ObjectMissing
 from bootree.format.checksum import Checksum, ObjectType, parse_object_name
 from bootree.format.checksum import object_relpath as _object_relpath
 from bootree.format.content import (
@@ -342,7 +342,7 @@ class DiskObjectStore:
                     raise CorruptObject(csum, "file", str(e)) from e
             actual = Checksum(hasher.hexdigest())
         if actual != csum:
-            raise CorruptObject(csum, "file", f"checksum is {actual}")
+            raise ChecksumMismatch(csum, actual, "file")
 
     # --- writing (to a temporary path; the transaction verifies and publishes) -----------------
 

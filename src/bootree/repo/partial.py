@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from bootree import _fs
-from bootree.format.checksum import Checksum
+from bootree.format.checksum import Checksum, is_checksum
 
 __all__ = ["PartialMarkers"]
 
@@ -31,10 +31,31 @@ class PartialMarkers:
         """Whether ``csum`` is marked as having an incomplete tree."""
         return self._path(csum).exists()
 
-    def mark(self, csum: Checksum) -> None:
-        """Durably mark ``csum`` partial (before its objects start arriving)."""
+    def mark(self, csum: Checksum, *, by_fsck: bool = False) -> None:
+        """Durably mark ``csum`` partial (before its objects start arriving).
+
+        ``by_fsck``: fsck found its objects missing or corrupt; ostree writes ``f`` into the
+        marker then (and its fsck fails until a pull has completed the commit).
+        """
         _fs.makedirs(self.state)
-        _fs.write_atomic(self._path(csum), b"", fsync=self.fsync)
+        _fs.write_atomic(self._path(csum), b"f" if by_fsck else b"", fsync=self.fsync)
+
+    def by_fsck(self, csum: Checksum) -> bool:
+        """Whether ``csum`` was marked partial by fsck."""
+        try:
+            return self._path(csum).read_bytes().startswith(b"f")
+        except FileNotFoundError:
+            return False
+
+    def list(self) -> list[Checksum]:
+        """The commits marked partial, sorted."""
+        try:
+            names = os.listdir(self.state)
+        except FileNotFoundError:
+            return []
+        suffix = ".commitpartial"
+        return sorted(Checksum(n.removesuffix(suffix)) for n in names
+                      if n.endswith(suffix) and is_checksum(n.removesuffix(suffix)))
 
     def clear(self, csum: Checksum) -> None:
         """Remove the partial marker of ``csum``."""

@@ -182,6 +182,35 @@ class RefStore:
             _fs.makedirs(path.parent)
             _fs.write_atomic(path, (csum + "\n").encode("ascii"), fsync=fsync)
 
+    def aliases(self) -> dict[str, str]:
+        """Local refs that follow another local ref (symbolic links in refs/heads): ``{alias: target}``."""
+        heads = self.refs / "heads"
+        out: dict[str, str] = {}
+        for root, _dirs, files in os.walk(heads) if heads.is_dir() else ():
+            for f in files:
+                path = Path(root) / f
+                if path.is_symlink():
+                    target = os.path.relpath(os.path.realpath(path), os.path.realpath(heads))
+                    out[os.path.relpath(path, heads)] = target
+        return dict(sorted(out.items()))
+
+    def set_alias(self, alias: str, target: str) -> None:
+        """Make the local ref ``alias`` follow the local ref ``target`` (a relative symbolic link,
+        as ostree writes it), replacing what ``alias`` was.
+
+        Raises:
+            InvalidRefName: for a malformed name.
+        """
+        spec, dest = parse_refspec(alias), parse_refspec(target)
+        path, target_path = self._path(spec), self._path(dest)
+        with _fs.ofd_lock(self._lock_path, exclusive=True):
+            _fs.makedirs(path.parent)
+            tmp = path.with_name(f".{path.name}.alias-tmp")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.symlink(os.path.relpath(target_path, path.parent), tmp)
+            os.replace(tmp, path)
+
     def _prune_empty_dirs(self, d: Path) -> None:
         stop = {self.refs / "heads", self.refs / "remotes", self.refs / "mirrors", self.refs}
         while d not in stop and d.is_relative_to(self.refs):

@@ -27,7 +27,7 @@ from bootree.format.checksum import Checksum, is_checksum
 from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
-from bootree.format.refspec import parse_refspec
+from bootree.format.refspec import RefSpec, parse_refspec
 from bootree.repo.checkout import (
     CheckoutMode,
     CheckoutOptions,
@@ -59,7 +59,8 @@ class Repo:
         self.refs = refs
         self.config = config
         self.partial = PartialMarkers(path, fsync=config.get_bool("core", "fsync", True))
-        self.lock_timeout = float(config.get_int("core", "lock-timeout-secs", 30))
+        timeout = config.get_int("core", "lock-timeout-secs", 30)
+        self.lock_timeout = float(timeout) if timeout >= 0 else float("inf")  # -1: wait forever, as ostree
         self.reader = ObjectReader(store)
 
     # --- construction ------------------------------------------------------------------------
@@ -114,6 +115,9 @@ class Repo:
         level = config.get_int("archive", "zlib-level", 6)
         # bootree's own key: "false" selects plain zlib (smaller objects, slower commits).
         fast = config.get_bool("archive", "bootree-zlib-ng", True)
+        # As ostree: a missing tmp/ (someone cleaned it) is recreated; read-only repos stay as is.
+        with contextlib.suppress(OSError):
+            os.mkdir(p / "tmp", 0o755)
         repo = cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
         if fsync is not None:
             repo.fsync = fsync
@@ -316,6 +320,14 @@ class Repo:
             with contextlib.suppress(BootreeError):
                 found = self.refs.get(f"{remote}:{ref}")
         if found is None and spec.remote is None:
+            # As ostree: a bare REF also names refs/remotes/*/REF (the first remote that has it).
+            remotes_dir = self.path / "refs" / "remotes"
+            for remote in sorted(os.listdir(remotes_dir)) if remotes_dir.is_dir() else []:
+                with contextlib.suppress(BootreeError):
+                    found = self.refs.get(RefSpec(remote, spec.ref))
+                if found is not None:
+                    break
+        if found is None and spec.remote is None:
             for (_cid, name), c in self.refs.list_mirrors().items():
                 if name == spec.ref:
                     found = c
@@ -336,9 +348,21 @@ class Repo:
         """Whether ``csum`` is marked as having an incomplete tree."""
         return self.partial.is_partial(csum)
 
-    def mark_partial(self, csum: Checksum) -> None:
-        """Durably mark ``csum`` partial (before its objects start arriving)."""
-        self.partial.mark(csum)
+    def mark_partial(self, csum: Checksum, *, by_fsck: bool = False) -> None:
+        """Durably mark ``csum`` partial (before its objects start arriving).
+
+        ``by_fsck`` records that fsck found (and deleted) corrupt objects of it: ostree writes
+        ``f`` into the marker then, and fsck keeps failing until a pull completes the commit.
+        """
+        self.partial.mark(csum, by_fsck=by_fsck)
+
+    def partial_commits(self) -> list[Checksum]:
+        """Commits marked partial, sorted."""
+        return self.partial.list()
+
+    def is_partial_by_fsck(self, csum: Checksum) -> bool:
+        """Whether ``csum`` is partial because fsck deleted corrupt objects of it."""
+        return self.partial.by_fsck(csum)
 
     def clear_partial(self, csum: Checksum) -> None:
         """Remove the partial marker of ``csum``."""
@@ -368,13 +392,33 @@ class Repo:
         for src in sources:
             source = TreeSource(SourceKind.DIR, os.fspath(src)) if isinstance(src, Path) else src
             if source.kind is SourceKind.DIR:
-                write_directory(txn, Path(source.value), root, options, progress=progress)
+                write_directory(txn, Path(source.value), root, options, progress=progress, skip_dir=self.path)
             elif source.kind is SourceKind.TAR:
                 write_tar(txn, Path(source.value), root, options, progress=progress)
             else:
                 c = self.read_commit(self.resolve_rev(source.value))
                 root.overlay_commit_tree(self.reader, c.root_tree, c.root_meta)
+                if options.modifies_metadata and source.kind is SourceKind.REF:  # not to a --base
+                    self._apply_options(txn, root, options)
         return root.write(txn)
+
+    def _apply_options(self, txn: Transaction, node: MutableTree, options: CommitOptions) -> None:
+        """Rewrite a tree taken from a commit with the owner/xattr/permission options applied.
+
+        As ostree: ``--tree=ref=BASE --owner-uid=42`` makes new objects with the new metadata
+        (and so a new checksum), where the objects of BASE stay untouched.
+        """
+        if node.meta is not None:
+            m = self.read_dirmeta(node.meta)
+            node.meta = txn.write_dirmeta(options.dir_meta(m.uid, m.gid, m.mode, m.xattrs))
+        for name, csum in list(node.files.items()):
+            with self.store.open_file(csum) as obj:
+                h = obj.header
+                new = options.file_header(h.uid, h.gid, h.mode, h.symlink_target, h.xattrs)
+                if new != h:
+                    node.files[name] = txn.write_file(new, obj.stream)
+        for sub in node.dirs.values():
+            self._apply_options(txn, sub, options)
 
     def commit(
         self,

@@ -11,9 +11,9 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from bootree.errors import BootreeError, CorruptObject, ObjectMissing
+from bootree.errors import BootreeError, ChecksumMismatch, CorruptObject, ObjectMissing
 from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
 from bootree.repo.objectstore import DiskObjectStore
@@ -92,6 +92,13 @@ class FsckProblem:
     kind: str
     checksum: str
     message: str
+    commits: tuple[Checksum, ...] = ()
+    """The commits that reach the bad object (what ostree's "In commits ..." names)."""
+
+
+def _missing(problem: FsckProblem) -> bool:
+    """Whether a problem is an absent object (a partial commit may lack objects)."""
+    return problem.message.startswith(("Object missing", "No such metadata object"))
 
 
 @dataclass
@@ -115,7 +122,10 @@ class FsckResult:
             "commits": self.commits,
             "objects": self.objects,
             "partial": list(self.partial),
-            "problems": [{"kind": p.kind, "checksum": p.checksum, "message": p.message} for p in self.problems],
+            "problems": [
+                {"kind": p.kind, "checksum": p.checksum, "message": p.message, "commits": list(p.commits)}
+                for p in self.problems
+            ],
         }
 
 
@@ -126,7 +136,7 @@ def _check_meta(store: DiskObjectStore, otype: ObjectType, csum: Checksum) -> Fs
         return FsckProblem(otype.value, csum, str(e))
     actual = hashlib.sha256(data).hexdigest()
     if actual != csum:
-        return FsckProblem(otype.value, csum, f"corrupt {otype.value} object {csum}: checksum is {actual}")
+        return FsckProblem(otype.value, csum, f"Corrupted {otype.value} object; checksum expected='{csum}' actual='{actual}'")
     return None
 
 
@@ -147,10 +157,10 @@ def fsck(
     store = reader.store
     for name, csum in refs.list().items():
         if not store.has(ObjectType.COMMIT, csum):
-            problems.append(FsckProblem("ref", name, f"ref {name} points to missing commit {csum}"))
+            problems.append(FsckProblem("ref", name, f"Loading commit for ref {name}: No such metadata object {csum}.commit"))
     commits = [c for t, c in store.iter_objects() if t is ObjectType.COMMIT]
     seen: set[ObjectName] = set()
-    files: set[Checksum] = set()
+    files: dict[Checksum, list[Checksum]] = {}
     for csum in sorted(commits):
         result.commits += 1
         problem = _check_meta(store, ObjectType.COMMIT, csum)
@@ -166,6 +176,7 @@ def fsck(
         if partial:
             result.partial.append(csum)
         stack = [(commit.root_tree, commit.root_meta)]
+        first_problem = len(problems)
         while stack:
             t, m = stack.pop()
             if (ObjectType.DIR_META, m) not in seen:
@@ -176,34 +187,36 @@ def fsck(
                         reader.read_dirmeta(m)
                     except BootreeError as e:
                         problem = FsckProblem("dirmeta", m, str(e))
-                if problem and not (partial and "not found" in problem.message):
+                if problem and not (partial and _missing(problem)):
                     problems.append(problem)
             if (ObjectType.DIR_TREE, t) in seen:
                 continue
             seen.add((ObjectType.DIR_TREE, t))
             problem = _check_meta(store, ObjectType.DIR_TREE, t)
             if problem:
-                if not (partial and "not found" in problem.message):
+                if not (partial and _missing(problem)):
                     problems.append(problem)
                 continue
             try:
                 # Strict: fsck also requires GVariant normal form, which plain reads do not.
                 dt = DirTree.from_bytes(store.load_metadata(ObjectType.DIR_TREE, t))
             except BootreeError as e:
-                problems.append(FsckProblem("dirtree", t, f"corrupt dirtree object {t}: {e}"))
+                problems.append(FsckProblem("dirtree", t, f"Corrupted dirtree object {t}.dirtree: {e}"))
                 continue
             for _, c in dt.files:
                 if partial and not store.has(ObjectType.FILE, c):
                     continue
-                files.add(c)
+                files.setdefault(c, []).append(csum)
             stack.extend((st, sm) for _, st, sm in dt.dirs)
+        for i in range(first_problem, len(problems)):
+            problems[i] = replace(problems[i], commits=(csum,))
     result.objects = len(seen) + len(files) + result.commits
 
     def check_file(c: Checksum) -> FsckProblem | None:
         try:
             store.verify_file(c)
-        except (CorruptObject, ObjectMissing) as e:
-            return FsckProblem("file", c, str(e))
+        except (CorruptObject, ChecksumMismatch, ObjectMissing) as e:
+            return FsckProblem("file", c, str(e), tuple(dict.fromkeys(files[c])))
         return None
 
     done = 0

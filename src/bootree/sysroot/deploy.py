@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from bootree import _fs
 from bootree.errors import NotBooted, StaterootNotFound, SysrootError
@@ -67,6 +68,9 @@ class DeployOptions:
     retain: bool = False
     retain_pending: bool = False
     retain_rollback: bool = False
+    base_kargs: str | None = None
+    """Start from this command line instead of the merge deployment's (``--karg-proc-cmdline``
+    passes the running kernel's, ``--karg-none`` an empty one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +86,11 @@ class DeployResult:
 
 def _kargs_for(merge: Deployment | None, opts: DeployOptions) -> Kargs:
     """ostree's rule: start from the merge deployment's options, then replace/append/delete."""
-    base = merge.kargs if merge is not None else Kargs()
-    if merge is not None and not (opts.kargs or opts.kargs_append or opts.kargs_delete):
+    if opts.base_kargs is not None:
+        base = Kargs.parse(opts.base_kargs)
+    else:
+        base = merge.kargs if merge is not None else Kargs()
+    if not (opts.kargs or opts.kargs_append or opts.kargs_delete):
         return base
     k = base.replace_all(opts.kargs).append_all(opts.kargs_append)
     for arg in opts.kargs_delete:
@@ -143,6 +150,7 @@ def prepare_deployment(
             etc_diff = merge_deployment_etc(sysroot.deployment_dir(merge), work)
         cfs.write_deployment_image(sysroot.repo, csum, commit, work)  # .ostree.cfs if enabled
         var = sdir / "var"
+        _clear_updated(work / "etc", var)
         relabeled = not os.path.lexists(var / ".ostree-selabeled")
         if relabeled:
             # ostree's one-time relabel stamp; written once so both tools agree the var is labelled.
@@ -244,6 +252,24 @@ def _discard(sysroot: Sysroot, dep: Deployment) -> None:
         os.unlink(sysroot.path / dep.origin_path)
 
 
+def _clear_updated(etc: Path, var: Path) -> None:
+    """Remove ``etc/.updated`` and ``var/.updated`` as ostree does for a new deployment, so that
+    systemd's ``ConditionNeedsUpdate=`` units (ldconfig, hwdb, ...) run once on its first boot.
+
+    Each directory is opened without following a symlink: a tree whose ``/etc`` is a link must
+    not make the deploy delete a file outside the deployment."""
+    for d in (etc, var):
+        try:
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # missing, not a directory, or a symlink: nothing of ours to clear
+            continue
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(".updated", dir_fd=fd)
+        finally:
+            os.close(fd)
+
+
 def deploy(
     sysroot: Sysroot,
     csum: Checksum,
@@ -297,7 +323,7 @@ def stage(
         SysrootError: for ``--not-as-default`` or ``--retain*`` (as ostree 2022.7).
     """
     if sysroot.booted is None:
-        raise NotBooted("not currently booted into a deployment: --stage needs a booted system",
+        raise NotBooted("Cannot stage deployment: Not currently booted into an OSTree system",
                         hint="boot the sysroot first ('bootree admin boot'), or deploy without --stage")
     if opts.not_as_default or opts.retain or opts.retain_pending or opts.retain_rollback:
         raise SysrootError("--stage cannot be combined with --not-as-default or --retain options")
@@ -349,6 +375,8 @@ def finalize_staged(sysroot: Sysroot) -> DeployResult | None:
     etc_diff = None
     if merge is not None:
         etc_diff = merge_deployment_etc(sysroot.deployment_dir(merge), sysroot.deployment_dir(staged))
+        var = sysroot.path / layout.stateroot_dir(staged.stateroot) / "var"
+        _clear_updated(sysroot.deployment_dir(staged) / "etc", var)
     written, swap = write_deployments(
         sysroot, retained_list(sysroot, staged.with_(staged=False), merge, DeployOptions())
     )

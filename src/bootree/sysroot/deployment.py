@@ -72,6 +72,13 @@ class Origin:
         """``[libostree-transient] pinned``."""
         return self.keyfile().get_bool(_TRANSIENT, "pinned", False)
 
+    def without_transient(self) -> Origin:
+        """The origin a new deployment inherits: without ``[libostree-transient]`` (the pin is
+        the old deployment's, not its successor's), as ostree copies it."""
+        kf = self.keyfile()
+        kf.remove_group(_TRANSIENT)
+        return Origin(kf.to_text())
+
     def with_pinned(self, pinned: bool) -> Origin:
         """Set or clear the pin the way ostree does (unpinning leaves the empty group behind)."""
         kf = self.keyfile()

@@ -413,7 +413,7 @@ def _plan(orig: _fs.Tree | None, modified: _fs.Tree, new: _fs.Tree) -> EtcDiff:
             if sn is not None and stat.S_ISDIR(sn.st_mode) and not is_dir(modified, p):
                 raise EtcMergeConflict(
                     f"/etc/{p}",
-                    "locally modified file, but the new default has a directory there; "
+                    "Modified config file newly defaults to directory (ostree's words): "
                     "keeping the local file would lose the new directory",
                 )
     return diff

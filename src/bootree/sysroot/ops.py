@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import NoRollback, NotBooted, SysrootError
+from bootree.errors import DeploymentNotFound, NoRollback, NotBooted, SysrootError
 from bootree.format.bls import BlsEntry
 from bootree.format.kargs import Kargs
 from bootree.repo import Repo, RepoMode
@@ -41,11 +41,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def init_fs(path: Path) -> None:
-    """``ostree admin init-fs``: the top-level directories and a ``bare`` repo in ``ostree/repo``."""
+def init_fs(path: Path, *, modern: bool = False) -> None:
+    """``ostree admin init-fs``: the top-level directories and a ``bare`` repo in ``ostree/repo``.
+
+    ``modern`` (ostree's ``--modern``) creates only ``boot/`` and ``ostree/``: the other
+    top-level directories come from the deployments themselves.
+    """
     os.makedirs(path, 0o755, exist_ok=True)
-    for name, mode in (("boot", 0o755), ("dev", 0o755), ("home", 0o755), ("proc", 0o755),
-                       ("root", 0o700), ("run", 0o755), ("sys", 0o755), ("tmp", 0o1777)):
+    dirs = (("boot", 0o755), ("dev", 0o755), ("home", 0o755), ("proc", 0o755),
+            ("root", 0o700), ("run", 0o755), ("sys", 0o755), ("tmp", 0o1777))
+    for name, mode in dirs[:1] if modern else dirs:
         d = path / name
         if not d.is_dir():
             os.mkdir(d)
@@ -207,6 +212,27 @@ def kargs_edit_in_place(sysroot: Sysroot, *, append_if_missing: tuple[str, ...] 
             changed += 1
     sysroot.load()
     return changed
+
+
+def set_kargs_in_place(sysroot: Sysroot, index: int, kargs: Kargs) -> None:
+    """``ostree admin instutil set-kargs``: make ``kargs`` the kernel arguments of deployment
+    ``index`` by rewriting its live BLS entry atomically (no new deployment, no swap).
+
+    The deployment's own ``ostree=`` argument is kept (it is what boots it).
+
+    Raises:
+        DeploymentNotFound: for an index that is not in the list.
+    """
+    if not 0 <= index < len(sysroot.deployments):
+        raise DeploymentNotFound(f"at index {index}")
+    d = sysroot.deployments[index]
+    keep = [a for a in d.kargs if a.startswith("ostree=")]
+    new = kargs.without("ostree").append_all(keep)
+    entries = sysroot.path / layout.entries_dir(sysroot.bootversion)
+    fname = entries / layout.entry_filename(len(sysroot.deployments) - index, d.stateroot)
+    entry = BlsEntry.parse(fname.read_text("utf-8")).set("options", str(new))
+    _fs.write_atomic(fname, entry.to_text().encode())
+    sysroot.load()
 
 
 def _edit(k: Kargs, append: tuple[str, ...], delete: tuple[str, ...]) -> Kargs:

@@ -16,9 +16,10 @@ from bootree.format.checksum import Checksum
 from bootree.format.objects import ObjectType
 from bootree.sysroot import assessment
 from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
+from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
 
-__all__ = ["UpgradeResult", "check_downgrade", "upgrade"]
+__all__ = ["UpgradeResult", "check_downgrade", "upgrade", "upgrade_base"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,27 @@ class UpgradeResult:
             return (f"Not deploying {self.checksum}: it failed its health checks on this system "
                     "(use --allow-failed to deploy it anyway)")
         return f"Deployed {self.checksum}"
+
+
+def upgrade_base(sysroot: Sysroot, stateroot: str | None = None, *, configured: bool = True) -> Deployment:
+    """The deployment an upgrade starts from: the booted one, else the first (of ``stateroot``).
+
+    Raises:
+        NotBooted: when there is no such deployment.
+        SysrootError: when its origin says updates are configured elsewhere (``unconfigured-state``),
+            unless ``configured`` is false (``switch`` names its new origin itself).
+    """
+    if sysroot.booted is not None and stateroot in (None, sysroot.booted.stateroot):
+        base: Deployment | None = sysroot.booted
+    else:
+        base = next((d for d in sysroot.deployments if stateroot in (None, d.stateroot)), None)
+    if base is None:
+        raise NotBooted("no deployment to upgrade" + (f" in stateroot {stateroot}" if stateroot else ""))
+    origin = base.origin if configured else None
+    unconfigured = origin.get("origin", "unconfigured-state") if origin is not None else None
+    if unconfigured:
+        raise SysrootError(unconfigured)
+    return base
 
 
 def check_downgrade(sysroot: Sysroot, csum: Checksum, stateroot: str) -> None:
@@ -65,10 +87,18 @@ def check_downgrade(sysroot: Sysroot, csum: Checksum, stateroot: str) -> None:
 
 
 def upgrade(
-    sysroot: Sysroot, *, allow_failed: bool = False, stage_it: bool = False, allow_downgrade: bool = False
+    sysroot: Sysroot,
+    *,
+    allow_failed: bool = False,
+    stage_it: bool = False,
+    stateroot: str | None = None,
+    commit: Checksum | None = None,
+    allow_downgrade: bool = False,
 ) -> UpgradeResult:
     """Deploy the commit the booted (or default) deployment's refspec resolves to, if it is new.
 
+    ``commit`` deploys that commit instead (ostree's ``--override-commit``); without
+    ``allow_downgrade`` a commit older than the deployed one is refused, as ostree refuses it.
     The sysroot must be locked.
 
     Raises:
@@ -78,20 +108,18 @@ def upgrade(
         DowngradeError: the ref points at an older commit than the deployment's, without
             ``allow_downgrade``.
     """
-    base = sysroot.booted or (sysroot.deployments[0] if sysroot.deployments else None)
-    if base is None:
-        raise NotBooted("no deployment to upgrade")
+    base = upgrade_base(sysroot, stateroot)
     refspec = base.refspec
     if not refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
-    csum = sysroot.repo.resolve_rev(refspec)
+    csum = commit if commit is not None else sysroot.repo.resolve_rev(refspec)
     if csum == base.csum or (sysroot.staged is not None and sysroot.staged.csum == csum):
         return UpgradeResult(csum, None, up_to_date=True)
     if not allow_failed and csum in assessment.failed_commits(sysroot, base.stateroot):
         return UpgradeResult(csum, None, skipped_failed=True)
     if not allow_downgrade:
         check_downgrade(sysroot, csum, base.stateroot)
-    origin = base.origin
+    origin = base.origin.without_transient() if base.origin is not None else None
     if stage_it:
         res = stage(sysroot, csum, stateroot=base.stateroot, origin=origin, opts=DeployOptions())
     else:

@@ -92,6 +92,8 @@ class FetchConfig:
     #: ``"auto"`` (pipelined client unless a proxy is set), ``"pipelined"`` or ``"httpx"``.
     backend: str = "auto"
     user_agent: str = "bootree/0.1"
+    #: Extra request headers (ostree's ``--http-header``, and the remote's cookies as ``Cookie``).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): exponential with full jitter."""

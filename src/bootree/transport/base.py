@@ -210,7 +210,7 @@ class BodySink:
             FetchError: final, if over ``max_length``.
         """
         if declared is not None and declared > self.max_length:
-            raise FetchError(self.url, f"too large: {declared} bytes, limit is {self.max_length}", status=200)
+            raise FetchError(self.url, f"too large: {declared} bytes exceeded maximum size {self.max_length}", status=200)
         self._declared = declared
         if self._factory is not None:
             self.stream = self._factory(declared)
@@ -223,7 +223,7 @@ class BodySink:
         """
         self._total += len(chunk)
         if self._total > self.max_length:
-            raise FetchError(self.url, f"too large: over {self.max_length} bytes", status=200)
+            raise FetchError(self.url, f"too large: exceeded maximum size {self.max_length}", status=200)
         if self._declared is not None and self._total > self._declared:
             raise FetchError(self.url, "response longer than its content-length", transient=True)
         if self.stream is not None:
@@ -243,7 +243,7 @@ class BodySink:
         """
         if self._declared is not None and self._total != self._declared:
             raise FetchError(
-                self.url, f"truncated response: got {self._total} of {self._declared} bytes", transient=True
+                self.url, f"Download incomplete: got {self._total} of {self._declared} bytes", transient=True
             )
         parts = self._parts
         data = parts[0] if len(parts) == 1 else b"".join(parts)

@@ -113,12 +113,27 @@ def _split_url(url: str) -> tuple[Origin, bytes, str]:
     return (scheme, hostname, port), path.encode("ascii"), host_header
 
 
+def _auth_header(url: str) -> bytes:
+    """``Authorization: Basic`` for ``http://user:password@host/`` URLs (as ostree sends it)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return b""
+    import base64
+
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode())
+    return b"Authorization: Basic " + token + b"\r\n"
+
+
 @dataclass(eq=False)
 class _OriginPool:
     """Requests waiting for one server, and the connection threads serving them."""
 
     origin: Origin
     host_header: str
+    #: Extra request header lines (``Authorization`` from credentials in the URL, configured headers).
+    extra_headers: bytes = b""
     queue: deque[Request] = field(default_factory=deque)
     cond: threading.Condition = field(default_factory=threading.Condition)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -135,7 +150,9 @@ class _OriginPool:
                 + self.host_header.encode("idna")
                 + b"\r\nUser-Agent: "
                 + user_agent.encode("ascii")
-                + b"\r\nAccept-Encoding: identity\r\n\r\n"
+                + b"\r\n"
+                + self.extra_headers
+                + b"Accept-Encoding: identity\r\n\r\n"
             )
         return self._tail
 
@@ -211,7 +228,10 @@ class PipelinedHttpFetcher(FetcherBase):
         with self._lock:
             pool = self._pools.get(origin)
             if pool is None:
-                pool = self._pools[origin] = _OriginPool(origin, host_header)
+                extra = _auth_header(req.url) + b"".join(
+                    f"{k}: {v}\r\n".encode("latin-1") for k, v in self.config.headers
+                )
+                pool = self._pools[origin] = _OriginPool(origin, host_header, extra)
                 for i in range(max(1, self.config.connections)):
                     t = threading.Thread(
                         target=self._serve, args=(pool,), name=f"bootree-http-{origin[1]}-{i}", daemon=True

@@ -34,7 +34,7 @@ class HttpxFetcher(SyncFetcher):
             timeout=httpx.Timeout(
                 connect=cfg.connect_timeout, read=cfg.read_timeout, write=cfg.read_timeout, pool=None
             ),
-            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity"},
+            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity", **dict(cfg.headers)},
             follow_redirects=False,  # the base follows redirects, counted like every fetcher's
             verify=(cfg.tls_ca_path or True) if cfg.tls_verify else False,
             proxy=cfg.proxy,

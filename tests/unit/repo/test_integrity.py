@@ -123,7 +123,7 @@ def test_dirtree_with_dotdot_is_refused_on_checkout_and_fsck(tmp_path: Path) -> 
         evil = good.replace(b"xx\0", name + b"\0")
         evil_csum = Checksum(hashlib.sha256(evil).hexdigest())
         # The transaction API refuses to store it...
-        with pytest.raises(CorruptObject, match="invalid file name"), repo.transaction() as txn:
+        with pytest.raises(CorruptObject, match=r"Invalid (/ in )?filename"), repo.transaction() as txn:
             txn.write_metadata(VerifiedMetadata.parse(ObjectType.DIR_TREE, evil))
         # ...and a repository that has it anyway (written behind our back) cannot check it out.
         with repo.transaction() as txn:

@@ -1,0 +1,104 @@
+"""libostree's own installed test suite, run with bootree as ``ostree`` (issue 15).
+
+The run compares with ``ostree_suite_expected.txt``: a test listed as ``pass`` that fails is a
+regression and fails this test; a test that newly passes is reported as a warning so that the
+list grows. The comparison logic itself is checked without the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ostree_suite
+
+EXPECTED = Path(__file__).with_name("ostree_suite_expected.txt")
+
+
+def _result(name: str, outcome: str) -> ostree_suite.Result:
+    return ostree_suite.Result(name, outcome, 1.0, "" if outcome == "pass" else "log tail")
+
+
+def test_expected_file_parses_and_names_real_tests() -> None:
+    expected = ostree_suite.load_expected(EXPECTED)
+    assert sum(e.outcome == "pass" for e in expected.values()) >= 1
+    assert all(e.reason for e in expected.values() if e.outcome != "pass")
+    if ostree_suite.SUITE_DIR.is_dir():
+        assert set(expected) == set(ostree_suite.shell_tests())
+
+
+def test_compare_finds_regressions_and_new_passes(tmp_path: Path) -> None:
+    f = tmp_path / "expected.txt"
+    f.write_text("# comment\na.sh pass\nb.sh fail needs deltas\nc.sh skip no sudo\n")
+    expected = ostree_suite.load_expected(f)
+    cmp = ostree_suite.compare(
+        [_result("a.sh", "fail"), _result("b.sh", "pass"), _result("c.sh", "skip"), _result("d.sh", "pass")],
+        expected,
+    )
+    assert [r.name for r in cmp.regressions] == ["a.sh"]
+    assert [r.name for r in cmp.newly_passing] == ["b.sh", "d.sh"]
+    assert cmp.unlisted == ["d.sh"]
+    assert (cmp.passed, cmp.total) == (2, 4)
+    assert "REGRESSION a.sh" in ostree_suite.report(cmp)
+
+
+@pytest.mark.parametrize(
+    "text", ["a.sh", "a.sh passes", "a.sh fail", "a.sh pass\na.sh pass"], ids=["bare", "bad", "noreason", "twice"]
+)
+def test_expected_file_errors(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "expected.txt"
+    f.write_text(text + "\n")
+    with pytest.raises(ValueError):
+        ostree_suite.load_expected(f)
+
+
+def test_outcomes_of_a_fake_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pass / skip / fail / timeout as the runner classifies them, with the shim first in PATH."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    scripts = {
+        "t-pass.sh": 'test "$(ostree)" = shim || exit 3\ntest -z "$(ls -A | grep -v log)"\necho "ok 1 it"',
+        "t-skip.sh": 'echo "1..0 # SKIP no tool"',
+        "t-skip2.sh": 'echo "1..0 #SKIP no gpg support compiled in"',
+        "t-fail.sh": "echo boom; exit 1",
+        "t-slow.sh": "sleep 30",
+    }
+    for name, body in scripts.items():
+        (suite / name).write_text("#!/bin/bash\n" + body + "\n")
+        (suite / name).chmod(0o755)
+    monkeypatch.setattr(ostree_suite, "SUITE_DIR", suite)
+    fake = tmp_path / "fake-ostree"
+    fake.write_text("#!/bin/sh\necho shim\n")
+    fake.chmod(0o755)
+    results = ostree_suite.run_suite(sorted(scripts), [str(fake)], jobs=2, timeout=2, work_root=tmp_path)
+    assert {r.name: r.outcome for r in results} == {
+        "t-fail.sh": "fail", "t-pass.sh": "pass", "t-skip.sh": "skip", "t-skip2.sh": "skip", "t-slow.sh": "timeout",
+    }
+    assert next(r.detail for r in results if r.name == "t-skip2.sh") == "no gpg support compiled in"
+    assert "boom" in next(r.detail for r in results if r.name == "t-fail.sh")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("ostree-suite.")] == []
+
+
+@pytest.mark.slow
+@pytest.mark.compat
+# The whole run is bounded: 98 scripts on 2 workers took 8.4 minutes (load about 4); 12 minutes
+# leaves room for a loaded machine while a run that hangs everywhere still ends.
+@pytest.mark.timeout(720)
+def test_suite_with_bootree_as_ostree() -> None:
+    if not ostree_suite.SUITE_DIR.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("ostree-tests is required in CI but not installed")
+        pytest.skip("ostree-tests (libostree's installed tests) is not installed")
+    expected = ostree_suite.load_expected(EXPECTED)
+    # 120 s per test: the slowest (test-help.sh, ~200 bootree runs) took up to 90 s on a loaded
+    # 2-core machine; a hung test costs at most that.
+    results = ostree_suite.run_suite(ostree_suite.shell_tests(), ostree_suite.bootree_command(), jobs=2, timeout=120)
+    cmp = ostree_suite.compare(results, expected)
+    for r in cmp.newly_passing:
+        warnings.warn(f"{r.name} now passes with bootree: list it as 'pass' in {EXPECTED.name}", stacklevel=1)
+    assert not cmp.regressions, ostree_suite.report(cmp)
