@@ -204,6 +204,10 @@ class VerificationError(BootreeError):
     """A signature or checksum that does not verify against the trusted keys."""
 
 
+
+class VerityUnsupported(VerificationError):
+    """The file system (or kernel) cannot enable or measure fs-verity on this file."""
+
 class SignatureError(VerificationError):
     """Signatures of a commit or summary that do not satisfy the trust policy.
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from bootree._fs import faults
 from bootree._fs.beneath import Tree, open_beneath, openat2_supported
-from bootree.errors import LockTimeout
+from bootree.errors import LockTimeout, VerityUnsupported
 
 __all__ = [
     "OfdLock",
@@ -395,7 +395,7 @@ def fsverity_measure(fd: int) -> bytes | None:
     """The kernel's SHA-256 fs-verity digest of an open file; ``None`` if it has no fs-verity.
 
     Raises:
-        NotImplementedError: if the file system or kernel has no fs-verity at all.
+        VerityUnsupported: if the file system or kernel has no fs-verity at all.
         OSError: for other failures.
     """
     buf = bytearray(struct.pack("<HH", 0, 64) + bytes(64))
@@ -405,7 +405,7 @@ def fsverity_measure(fd: int) -> bytes | None:
         if e.errno == errno.ENODATA:
             return None
         if e.errno in _VERITY_UNSUPPORTED:
-            raise NotImplementedError(os.strerror(e.errno)) from e
+            raise VerityUnsupported(f"fs-verity is not supported here ({os.strerror(e.errno)})") from e
         raise
     alg, size = struct.unpack_from("<HH", buf)
     return bytes(buf[4 : 4 + size]) if alg == 1 and size == 32 else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from bootree import _fs
-from bootree.errors import VerificationError
+from bootree.errors import VerityUnsupported
 from bootree.format.fsverity import FsVerityHasher
 
 __all__ = [
@@ -33,10 +33,6 @@ FS_IOC_ENABLE_VERITY = _fs.FS_IOC_ENABLE_VERITY
 FS_IOC_MEASURE_VERITY = _fs.FS_IOC_MEASURE_VERITY
 
 
-class VerityUnsupported(VerificationError):
-    """The file system (or kernel) cannot enable or measure fs-verity on this file."""
-
-
 def enable_arg(block_size: int = 4096) -> bytes:
     """The ``fsverity_enable_arg`` for SHA-256, no salt, no signature."""
     return _fs.fsverity_enable_arg(block_size)
@@ -50,10 +46,7 @@ def measure_verity(fd: int) -> bytes | None:
         VerityUnsupported: if the file system or kernel has no fs-verity at all (so callers can
             stop asking for the other files).
     """
-    try:
-        return _fs.fsverity_measure(fd)
-    except NotImplementedError as e:
-        raise VerityUnsupported(f"fs-verity is not supported here ({e})") from e
+    return _fs.fsverity_measure(fd)
 
 
 def enable_verity(fd: int, *, block_size: int = 4096) -> None:
