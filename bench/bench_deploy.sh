@@ -16,7 +16,8 @@
 # undeploy 0 (back to v1). Disk: allocated bytes of the sysroot (du) before and after each deploy.
 # Env: REPS (default 3), OSTREE (default ostree), BOOTREE (default bootree, may hold arguments,
 #      e.g. "python3 -m bootree"), TOOLS (default "ostree bootree"), SETTLE (seconds of pause
-#      after clearing old sysroots before the first timed step, default 35).
+#      after clearing old sysroots before the first timed step, default 35), BEFORE (an older
+#      bootree: adds the tool "before", timed in the same run).
 set -euo pipefail
 export LC_ALL=C
 usage="usage: bench_deploy.sh CORPUS WORK [RESULTS]"
@@ -28,7 +29,8 @@ RESULTS=$(realpath -m "${3:-$WORK/results}")
 REPS=${REPS:-3}
 OSTREE=${OSTREE:-ostree}
 BOOTREE=${BOOTREE:-bootree}
-TOOLS=${TOOLS:-ostree bootree}
+BEFORE=${BEFORE:-}
+TOOLS=${TOOLS:-ostree bootree${BEFORE:+ before}}
 export OSTREE_SYSROOT_DEBUG=mutable-deployments   # both tools: no chattr +i, so rm -rf works
 
 die() { echo "error: $*" >&2; exit 1; }
@@ -80,7 +82,7 @@ sync; sleep "${SETTLE:-35}"
 for rep in $(seq 1 "$REPS"); do
     echo "== rep $rep/$REPS"
     for tool in $TOOLS; do
-        case $tool in ostree) T=$OSTREE ;; bootree) T=$BOOTREE ;; *) die "unknown tool $tool" ;; esac
+        case $tool in ostree) T=$OSTREE ;; bootree) T=$BOOTREE ;; before) T=$BEFORE ;; *) die "unknown tool $tool" ;; esac
         SR=$SYSROOTS/$rep-$tool
         mkdir -p "$SR"
         $T admin init-fs "$SR" >/dev/null

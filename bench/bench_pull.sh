@@ -10,7 +10,8 @@
 #
 # Env: REPS (default 3), SETTLE (seconds of pause before each timed pull, default 5), BOOTREE (default: bootree on PATH, else `python -m bootree`),
 #      FLEET=N also runs N bootree clients pulling v2 at once and checks they end identical
-#      and fsck-clean (default 0), PHASES (default "pull"; "fleet" alone skips the timed pulls).
+#      and fsck-clean (default 0), PHASES (default "pull"; "fleet" alone skips the timed pulls),
+#      BEFORE (an older bootree's command: adds the tool "before", timed in the same reps).
 # Output: WORK_DIR/results/runs.tsv (tool op rep wall user sys rss requests bytes) and a
 # markdown summary on stdout. Must run as root (bare repos keep file ownership).
 set -euo pipefail
@@ -116,20 +117,23 @@ run_ostree() {
     ostree fsck --repo="$c" > "$WORK/logs/ostree.fsck.$rep.log" 2>&1 || { echo "ostree client fsck failed" >&2; exit 1; }
 }
 
-run_bootree() {
-    local rep=$1 c=$CLIENTS/bootree-$1
-    client bootree "$c"
-    measure bootree pull-v1 "$rep" $BOOTREE --repo="$c" pull origin "corpus@$C1"
+run_bootree() {  # run_bootree REP [TOOL CMD]: TOOL "before" times the older bootree of BEFORE
+    local rep=$1 tool=${2:-bootree} cmd=${3:-$BOOTREE}
+    local c=$CLIENTS/$tool-$rep
+    client "$tool" "$c"
+    measure "$tool" pull-v1 "$rep" $cmd --repo="$c" pull origin "corpus@$C1"
     settle
-    measure bootree v1-to-v2 "$rep" $BOOTREE --repo="$c" pull origin corpus
-    [ "$(ostree rev-parse --repo="$c" origin:corpus)" = "$C2" ] || { echo "bootree pulled the wrong commit" >&2; exit 1; }
-    ostree fsck --repo="$c" > "$WORK/logs/bootree.fsck.$rep.log" 2>&1 || { echo "bootree client fsck failed" >&2; exit 1; }
+    measure "$tool" v1-to-v2 "$rep" $cmd --repo="$c" pull origin corpus
+    [ "$(ostree rev-parse --repo="$c" origin:corpus)" = "$C2" ] || { echo "$tool pulled the wrong commit" >&2; exit 1; }
+    ostree fsck --repo="$c" > "$WORK/logs/$tool.fsck.$rep.log" 2>&1 || { echo "$tool client fsck failed" >&2; exit 1; }
 }
+run_before() { [ -z "${BEFORE:-}" ] || run_bootree "$1" before "$BEFORE"; }
 
 case "$PHASES" in *" pull "*)
 for rep in $(seq 1 "$REPS"); do
     echo "== rep $rep/$REPS"
-    if [ $((rep % 2)) -eq 1 ]; then run_ostree "$rep"; run_bootree "$rep"; else run_bootree "$rep"; run_ostree "$rep"; fi
+    if [ $((rep % 2)) -eq 1 ]; then run_ostree "$rep"; run_bootree "$rep"; run_before "$rep"
+    else run_before "$rep"; run_bootree "$rep"; run_ostree "$rep"; fi
 done
 rm -rf "$CLIENTS"
 ;; esac
@@ -163,10 +167,10 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 if not rows:
     sys.exit(0)
-print("\n| op | tool | wall s median (min-max) | CPU s | requests | MB received |")
-print("|---|---|---:|---:|---:|---:|")
+print("\n| op | tool | wall s median (min-max) | CPU s | requests | MB received | peak RSS MB |")
+print("|---|---|---:|---:|---:|---:|---:|")
 for op in ("pull-v1", "v1-to-v2"):
-    for tool in ("ostree", "bootree"):
+    for tool in ("ostree", "bootree", "before"):
         rs = [r for r in rows if r["op"] == op and r["tool"] == tool]
         if not rs:
             continue
@@ -174,5 +178,6 @@ for op in ("pull-v1", "v1-to-v2"):
         cpu = statistics.median(float(r["user_s"]) + float(r["sys_s"]) for r in rs)
         print(f"| {op} | {tool} | {statistics.median(w):.2f} ({w[0]:.2f}-{w[-1]:.2f}) | {cpu:.2f} "
               f"| {statistics.median(int(r['requests']) for r in rs):.0f} "
-              f"| {statistics.median(int(r['bytes']) for r in rs) / 1e6:.1f} |")
+              f"| {statistics.median(int(r['bytes']) for r in rs) / 1e6:.1f} "
+              f"| {statistics.median(int(r['maxrss_kb']) for r in rs) / 1024:.0f} |")
 PY

@@ -12,7 +12,9 @@
 # Env: REPS (default 3), OSTREE (default ostree), BOOTREE (default bootree; may hold arguments,
 #      e.g. "python3 -m bootree"), TOOLS (default "ostree bootree"), MAKE_CORPUS (path of
 #      make-corpus.sh), SKIP_CORPUS=1 (use CORPUS as it is), SETTLE (seconds of pause after
-#      clearing old runs before the first timed step, default 35; see the note at the runs).
+#      clearing old runs before the first timed step, default 35; see the note at the runs),
+#      BEFORE (the command of an older bootree, e.g. a checkout of the commit before a change:
+#      adds the tool "before" to TOOLS, so before and after are timed in the same run).
 # A dry run of the script itself: BOOTREE=ostree bench/bench_repo.sh CORPUS WORK
 set -euo pipefail
 export LC_ALL=C
@@ -25,7 +27,8 @@ WORK_ARG=${2:?$usage}
 REPS=${REPS:-3}
 OSTREE=${OSTREE:-ostree}
 BOOTREE=${BOOTREE:-bootree}
-TOOLS=${TOOLS:-ostree bootree}
+BEFORE=${BEFORE:-}
+TOOLS=${TOOLS:-ostree bootree${BEFORE:+ before}}
 TS1=@1700000000
 TS2=@1700604800
 GOLDEN_V1=5edfc30786796502e1aaf05abdc06d92e8fece87f30f764d1a926713dbe8aa63
@@ -62,10 +65,12 @@ RES=$(cd "$RES" && pwd)
 # --- tools ------------------------------------------------------------------------------------
 read -ra OSTREE_CMD <<< "$OSTREE"
 read -ra BOOTREE_CMD <<< "$BOOTREE"
+read -ra BEFORE_CMD <<< "$BEFORE"
 tool_cmd() {   # tool_cmd TOOL: set CMD to the argv prefix of that tool
     case $1 in
         ostree) CMD=("${OSTREE_CMD[@]}") ;;
         bootree) CMD=("${BOOTREE_CMD[@]}") ;;
+        before) [ -n "$BEFORE" ] || die "tool 'before' needs BEFORE"; CMD=("${BEFORE_CMD[@]}") ;;
         *) die "unknown tool $1" ;;
     esac
 }
@@ -189,19 +194,19 @@ def cell(tool, op, i, fmt):
 head = ["operation"]
 for what in ("wall s", "CPU s", "peak RSS MB"):
     head += [f"{t} {what}" for t in tools]
-if len(tools) == 2:
-    head.insert(3, f"{tools[0]}/{tools[1]} (wall)")
+if len(tools) >= 2:
+    head.insert(len(tools) + 1, f"{tools[0]}/{tools[1]} (wall)")
 print("| " + " | ".join(head) + " |")
 print("|---" + "|---:" * (len(head) - 1) + "|")
 for op in ops:
     line = [op] + [cell(t, op, 0, ".2f") for t in tools]
-    if len(tools) == 2:
+    if len(tools) >= 2:
         a, b = med.get((tools[0], op)), med.get((tools[1], op))
         line.append(f"{a[0] / b[0]:.2f}x" if a and b and b[0] > 0 else "–")
     line += [cell(t, op, 1, ".2f") for t in tools] + [cell(t, op, 2, ".0f") for t in tools]
     print("| " + " | ".join(line) + " |")
 n = max((v[3] for v in med.values()), default=0)
-print(f"\nMedians of {n} repetition(s). A ratio above 1 means {tools[-1]} is faster.")
+print(f"\nMedians of {n} repetition(s). A ratio above 1 means {tools[1] if len(tools) > 1 else tools[0]} is faster.")
 EOF
 echo
 cat "$RES/summary.md"
