@@ -426,6 +426,15 @@ class RegistryError(FetchError):
     """A registry that answered with an error (401 without credentials, MANIFEST_UNKNOWN, ...)."""
 
 
+class PushError(RegistryError):
+    """A push to a registry that failed (401/403 without push rights, a rejected blob or manifest)."""
+
+    def __init__(self, url: str, why: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(url, why, status=status, transient=transient)
+        self.message = f"pushing to {url}: {why}"
+        self.args = (self.message,)
+
+
 # --- static deltas (added by the delta work, issue 12) -----------------------------------------
 
 

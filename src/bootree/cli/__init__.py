@@ -35,6 +35,7 @@ _COMMAND_MODULES = [
     "bootree.cli.composefs_cmds",
     "bootree.cli.delta_cmds",
     "bootree.cli.sign_cmds",
+    "bootree.cli.container_cmds",
 ]
 
 
@@ -54,6 +55,7 @@ _COMMAND_HOME = {
     "composefs": "bootree.cli.composefs_cmds",
     "static-delta": "bootree.cli.delta_cmds",
     **dict.fromkeys(["sign", "gpg-sign", "sign-keygen"], "bootree.cli.sign_cmds"),
+    "container": "bootree.cli.container_cmds",
 }
 
 

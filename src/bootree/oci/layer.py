@@ -11,6 +11,10 @@ published unless the whole image imports). The rules (bootc-oci.md §2.4):
   top directory is kept; other top-level directories than ``usr``, ``etc``, ``var`` are dropped
   (top-level symlinks such as ``bin -> usr/bin`` stay);
 * whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are kept as plain files: they act at merge time;
+* a layer of an encapsulated ostree image (ostree-ext's export, as ``container encapsulate``
+  writes it) stores each file once as ``sysroot/ostree/repo/objects/xx/….file`` and links the
+  tree's paths to it: the object becomes the content, each link a path (a symlink object is
+  checked against the path that links to it);
 * owners, modes and ``SCHILY.xattr.*`` are kept, mtimes are not (ostree has none);
 * device nodes and fifos cannot be stored: an unprivileged import refuses them, a privileged
   one skips and counts them, as ostree-ext does.
@@ -39,6 +43,7 @@ __all__ = ["EMPTIED_DIRS", "LayerStats", "import_layer"]
 EMPTIED_DIRS = frozenset({"run", "tmp", "proc", "sys", "dev"})
 _KEPT_TOP = frozenset({"usr", "etc", "var"})
 _CHUNK = 1 << 20
+_OBJECTS = ["sysroot", "ostree", "repo", "objects"]
 
 
 @dataclass
@@ -152,8 +157,9 @@ def import_layer(
         reader = _HashingReader(_decompressed(raw, compression))
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tf:  # type: ignore[call-overload]
+                objects: dict[str, tuple[Checksum, str]] = {}
                 for member in tf:
-                    _add_member(txn, tf, member, root, stats, dirmeta, privileged)
+                    _add_member(txn, tf, member, root, stats, dirmeta, privileged, objects)
             got = reader.drain()
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
             raise LayerError(f"layer {blob.name}: cannot read tar: {e}") from None
@@ -176,6 +182,7 @@ def _add_member(
     stats: LayerStats,
     dirmeta: object,
     privileged: bool,
+    objects: dict[str, tuple[Checksum, str]],
 ) -> None:
     assert callable(dirmeta)
     parts = _remap(_clean_parts(member.name, member.name))
@@ -184,6 +191,16 @@ def _add_member(
             root.meta = dirmeta(DirMeta(member.uid, member.gid, stat.S_IFDIR | (member.mode & 0o7777), _xattrs(member)))
         return
     top = parts[0]
+    if _is_object(parts, member):
+        xa = _xattrs(member)
+        if member.issym():
+            if not member.linkname or "\0" in member.linkname:
+                raise LayerError(f"layer entry {member.name!r}: empty or invalid symlink target")
+            header = FileHeader(member.uid, member.gid, stat.S_IFLNK | 0o777, 0, member.linkname, xa)
+            objects["/".join(parts)] = (txn.write_file(header, None), member.linkname)
+        else:
+            objects["/".join(parts)] = (_store_regular(txn, tf, member, xa), "")
+        return
     if top in EMPTIED_DIRS:
         if len(parts) == 1 and member.isdir():
             root.ensure_dir(top).meta = dirmeta(DirMeta(member.uid, member.gid, stat.S_IFDIR | (member.mode & 0o7777), ()))
@@ -213,31 +230,46 @@ def _add_member(
         if member.linkname.startswith("/"):
             raise LayerError(f"layer entry {member.name!r}: hardlink target {member.linkname!r} is absolute")
         target = _remap(_clean_parts(member.linkname, member.name))
+        obj = objects.get("/".join(target))
+        if obj is not None:
+            # A path of an encapsulated ostree image: a link to its object (ostree-ext export).
+            if obj[1]:
+                _check_symlink(parts, obj[1], member.name)
+            parent.set_file(name, obj[0])
+            return
         csum = root.find_file(target) if target else None
         if not csum:
             raise LayerError(f"layer entry {member.name!r}: hardlink to {member.linkname!r}, not an earlier file of this layer")
         parent.set_file(name, csum)
     elif member.isreg():
-        header = FileHeader(member.uid, member.gid, stat.S_IFREG | (member.mode & 0o7777), 0, "", xattrs)
-        f = tf.extractfile(member)
-        assert f is not None
-        if member.size > 8 << 20:
-            with txn.content_writer(header, member.size) as w:
-                left = member.size
-                while left:
-                    chunk = f.read(min(_CHUNK, left))
-                    if not chunk:
-                        raise LayerError(f"layer entry {member.name!r} is truncated")
-                    w.write(chunk)
-                    left -= len(chunk)
-                csum = w.finish()
-        else:
-            data = f.read(member.size)
-            if len(data) != member.size:
-                raise LayerError(f"layer entry {member.name!r} is truncated")
-            csum = txn.write_file(header, data)
-        parent.set_file(name, csum)
+        parent.set_file(name, _store_regular(txn, tf, member, xattrs))
         stats.files += 1
         stats.bytes += member.size
     else:
         raise LayerError(f"layer entry {member.name!r} has an unsupported type")
+
+
+def _store_regular(txn: Transaction, tf: tarfile.TarFile, member: tarfile.TarInfo, xattrs: Xattrs) -> Checksum:
+    header = FileHeader(member.uid, member.gid, stat.S_IFREG | (member.mode & 0o7777), 0, "", xattrs)
+    f = tf.extractfile(member)
+    assert f is not None
+    if member.size > 8 << 20:
+        with txn.content_writer(header, member.size) as w:
+            left = member.size
+            while left:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    raise LayerError(f"layer entry {member.name!r} is truncated")
+                w.write(chunk)
+                left -= len(chunk)
+            return w.finish()
+    data = f.read(member.size)
+    if len(data) != member.size:
+        raise LayerError(f"layer entry {member.name!r} is truncated")
+    return txn.write_file(header, data)
+
+
+def _is_object(parts: list[str], member: tarfile.TarInfo) -> bool:
+    """A content object of ostree-ext's encapsulated format (``sysroot/ostree/repo/objects/xx/…file``)."""
+    return (len(parts) == 6 and parts[:4] == _OBJECTS and len(parts[4]) == 2 and parts[5].endswith(".file")
+            and (member.isreg() or member.issym()))

@@ -127,9 +127,12 @@ class RegistryClient:
         if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"{self.host}/{repository}", f"unsupported authentication challenge {challenge!r}",
                                 status=401)
-        query: dict[str, str] = {"scope": params.get("scope") or f"repository:{repository}:pull"}
+        # A challenge may name several scopes, space-separated (a cross-repository mount needs
+        # pull on the source too): the token service takes each as its own ``scope`` parameter.
+        scopes = (params.get("scope") or f"repository:{repository}:pull").split()
+        query = [("scope", sc) for sc in scopes]
         if "service" in params:
-            query["service"] = params["service"]
+            query.append(("service", params["service"]))
         auth = httpx.BasicAuth(creds.username, creds.password) if creds else None
         try:
             r = self._client.get(params["realm"], params=query, auth=auth)
