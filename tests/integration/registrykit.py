@@ -6,6 +6,7 @@ Not a conftest: test modules import it by name (``from registrykit import Regist
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,12 +14,14 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bootree.cli import main
 from bootree.sysroot import ops
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -204,3 +207,38 @@ def access_log(reg: Registry, since: int = 0) -> list[tuple[str, str, int]]:
         if m:
             out.append((m.group(1), m.group(2), int(m.group(3))))
     return out
+
+
+@contextlib.contextmanager
+def insecure_registry(work: Path) -> Iterator[Registry]:
+    """A plain registry that bootree reaches over HTTP (``registries.conf`` marks it insecure)."""
+    reg = Registry(work)
+    conf = work / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
+    old = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    os.environ["CONTAINERS_REGISTRIES_CONF"] = str(conf)
+    try:
+        yield reg
+    finally:
+        reg.stop()
+        if old is None:
+            os.environ.pop("CONTAINERS_REGISTRIES_CONF", None)
+        else:
+            os.environ["CONTAINERS_REGISTRIES_CONF"] = old
+
+
+@contextlib.contextmanager
+def token_registry(work: Path, users: dict[str, str]) -> Iterator[tuple[Registry, TokenIssuer]]:
+    """A registry with ``auth: token`` and the issuer it trusts (Docker Hub's flow), both stopped after."""
+    work.mkdir(parents=True, exist_ok=True)
+    issuer = TokenIssuer(work, "bootree-registry", users)
+    reg = None
+    try:
+        auth = (f"auth:\n  token:\n    realm: {issuer.realm}\n    service: bootree-registry\n"
+                f"    issuer: {issuer.issuer}\n    rootcertbundle: {issuer.bundle}\n")
+        reg = Registry(work, extra=auth)
+        yield reg, issuer
+    finally:
+        if reg is not None:
+            reg.stop()
+        issuer.stop()

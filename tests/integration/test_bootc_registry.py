@@ -15,17 +15,13 @@ import json
 import os
 import re
 import shutil
-import socket
-import stat
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from registrykit import Registry, TokenIssuer, bootree, new_sysroot, tree_listing
+from registrykit import Registry, bootree, insecure_registry, new_sysroot, token_registry, tree_listing
 
 from bootree.sysroot import Sysroot, ops
 
@@ -102,19 +98,8 @@ def build_images(work: Path) -> Path:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Path]]:
     work = tmp_path_factory.mktemp("bootc-registry")
     images = build_images(work)
-    reg = Registry(work)
-    conf = work / "registries.conf"
-    conf.write_text(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
-    old = os.environ.get("CONTAINERS_REGISTRIES_CONF")
-    os.environ["CONTAINERS_REGISTRIES_CONF"] = str(conf)
-    try:
+    with insecure_registry(work) as reg:
         yield reg, images
-    finally:
-        reg.stop()
-        if old is None:
-            os.environ.pop("CONTAINERS_REGISTRIES_CONF", None)
-        else:
-            os.environ["CONTAINERS_REGISTRIES_CONF"] = old
 
 
 @pytest.fixture(autouse=True)
@@ -386,14 +371,7 @@ def test_bearer_token_flow_with_a_real_registry(tmp_path: Path, capsys: pytest.C
     import base64
 
     _, images = env
-    work = tmp_path / "tokreg"
-    work.mkdir()
-    issuer = TokenIssuer(work, "bootree-registry", {"tester": "s3cret"})
-    reg = None
-    try:
-        auth = (f"auth:\n  token:\n    realm: {issuer.realm}\n    service: bootree-registry\n"
-                f"    issuer: {issuer.issuer}\n    rootcertbundle: {issuer.bundle}\n")
-        reg = Registry(work, extra=auth)
+    with token_registry(tmp_path / "tokreg", {"tester": "s3cret"}) as (reg, issuer):
         image, sysroot = _private_image(reg, images, tmp_path, monkeypatch, "org/os")
         before = issuer.requests
         # Anonymous: the issuer hands out a token without access, the registry still says 401.
@@ -406,7 +384,3 @@ def test_bearer_token_flow_with_a_real_registry(tmp_path: Path, capsys: pytest.C
         rc, out, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", image)
         assert rc == 0, err
         assert "Queued for next boot" in out
-    finally:
-        if reg is not None:
-            reg.stop()
-        issuer.stop()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registrykit import Registry, TokenIssuer, access_log, bootree, new_sysroot
+from registrykit import Registry, access_log, bootree, insecure_registry, new_sysroot, token_registry
 
 from bootree.repo import Repo
 from bootree.sysroot import Sysroot
@@ -88,20 +88,8 @@ def _skopeo(*argv: str) -> str:
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    work = tmp_path_factory.mktemp("publish-registry")
-    r = Registry(work)
-    conf = work / "registries.conf"
-    conf.write_text(f'[[registry]]\nlocation = "{r.host}"\ninsecure = true\n')
-    old = os.environ.get("CONTAINERS_REGISTRIES_CONF")
-    os.environ["CONTAINERS_REGISTRIES_CONF"] = str(conf)
-    try:
+    with insecure_registry(tmp_path_factory.mktemp("publish-registry")) as r:
         yield r
-    finally:
-        r.stop()
-        if old is None:
-            os.environ.pop("CONTAINERS_REGISTRIES_CONF", None)
-        else:
-            os.environ["CONTAINERS_REGISTRIES_CONF"] = old
 
 
 @pytest.fixture(autouse=True)
@@ -249,14 +237,7 @@ def test_push_needs_credentials_basic_auth(tmp_path: Path, capsys: pytest.Captur
 
 def test_push_and_mount_with_bearer_tokens(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    work = tmp_path / "tokreg"
-    work.mkdir()
-    issuer = TokenIssuer(work, "bootree-registry", {"tester": "s3cret"})
-    reg = None
-    try:
-        auth = (f"auth:\n  token:\n    realm: {issuer.realm}\n    service: bootree-registry\n"
-                f"    issuer: {issuer.issuer}\n    rootcertbundle: {issuer.bundle}\n")
-        reg = Registry(work, extra=auth)
+    with token_registry(tmp_path / "tokreg", {"tester": "s3cret"}) as (reg, _):
         repo = _make_source(tmp_path, capsys)
         authfile = _authed_env(reg, tmp_path, monkeypatch)
         line = _one_error(capsys, ["container", "encapsulate", f"--repo={repo}", "os",
@@ -270,7 +251,3 @@ def test_push_and_mount_with_bearer_tokens(tmp_path: Path, capsys: pytest.Captur
                                "os", f"docker://{reg.host}/org/other:v1")
         assert rc == 0, err
         assert json.loads(out)["push"]["mounted"] == len(json.loads(out)["layers"]) + 1
-    finally:
-        if reg is not None:
-            reg.stop()
-        issuer.stop()

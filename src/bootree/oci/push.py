@@ -214,7 +214,7 @@ class RegistryPusher(RegistryClient):
         loc = r.headers.get("Location")
         if not loc:
             raise PushError(url, f"HTTP {r.status_code} without a Location header")
-        return urljoin(url, loc)
+        return urljoin(url, str(loc))
 
     def start_upload(self, repository: str, *, mount: str | None = None, source: str | None = None) -> str | None:
         """Open an upload session; with ``mount``/``source`` try a mount first.
@@ -314,7 +314,8 @@ def push_blobs(dest: DockerReference, blobs: list[BlobToPush], manifest: bytes, 
     popts = push_options or PushOptions()
     cache = BlobLocations(popts.location_cache) if popts.use_location_cache else None
     host = dest.registry_host
-    with RegistryPusher(host, options, transport=transport) as client:
+    client = RegistryPusher(host, options, transport=transport)
+    with contextlib.closing(client):
         try:
             for blob in blobs:
                 sources = list(popts.mount_from)

@@ -130,7 +130,7 @@ class RegistryClient:
         # A challenge may name several scopes, space-separated (a cross-repository mount needs
         # pull on the source too): the token service takes each as its own ``scope`` parameter.
         scopes = (params.get("scope") or f"repository:{repository}:pull").split()
-        query = [("scope", sc) for sc in scopes]
+        query: list[tuple[str, str | int | float | bool | None]] = [("scope", sc) for sc in scopes]
         if "service" in params:
             query.append(("service", params["service"]))
         auth = httpx.BasicAuth(creds.username, creds.password) if creds else None

@@ -214,7 +214,7 @@ class OstreeTarWriter:
 
     def __init__(self, repo: Repo, out: io.RawIOBase) -> None:
         self.repo = repo
-        self.tar = tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
+        self.tar = tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)
         self._xattrs_written: set[str] = set()
         self._written: set[str] = set()
 

@@ -117,7 +117,8 @@ _trees = st.dictionaries(st.lists(_names, min_size=1, max_size=3).map(lambda p: 
                          max_size=8)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=_trees, max_layers=st.integers(1, 4))
 def test_property_tree_layers_import_is_the_same_tree(tmp_path_factory: pytest.TempPathFactory,
                                                       files: dict[str, F], max_layers: int) -> None:
