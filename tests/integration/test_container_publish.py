@@ -114,6 +114,11 @@ def test_encapsulate_to_oci_layout_skopeo_inspect(tmp_path: Path, capsys: pytest
     assert info["Digest"] == digest
     raw = json.loads(_skopeo("inspect", "--raw", f"oci:{out}:v1"))
     assert 2 <= len(raw["layers"]) <= 3 and raw["layers"][1]["annotations"]["ostree.components"]
+    line = _one_error(capsys, ["container", "encapsulate", f"--repo={repo}", "--label=novalue", "os",
+                               f"oci:{tmp_path / 'bad'}"])
+    assert "KEY=VALUE" in line
+    line = _one_error(capsys, ["container", "encapsulate", f"--repo={repo}", "no-such-ref", f"oci:{tmp_path / 'bad'}"])
+    assert "no-such-ref" in line
     # Reproducible: a second export of the same commit is byte-identical.
     rc, again, _ = bootree(capsys, "container", "encapsulate", f"--repo={repo}", "--label=org.example=yes",
                            "--max-layers=3", "os", f"oci:{tmp_path / 'oci2'}")
@@ -183,6 +188,16 @@ def test_chunked_upload_and_cross_repository_mount(reg: Registry, tmp_path: Path
     mounts = [x for x in log if x[0] == "POST" and "mount=" in x[1] and "from=chunk" in x[1]]
     assert len(mounts) == n and all(x[2] == 201 for x in mounts)
     assert not [x for x in log if x[0] in ("PATCH", "PUT") and "/blobs/" in x[1]]
+
+    # A mount from a repository without the blobs is declined (202): its session takes the upload.
+    mark = reg.mark()
+    rc, out, err = bootree(capsys, "container", "encapsulate", f"--repo={repo}", "--mount-from=nothing/here",
+                           "--json", "os", f"docker://{reg.host}/chunk/d:v1")
+    assert rc == 0, err
+    assert json.loads(out)["push"]["uploaded"] == n
+    log = access_log(reg, mark)
+    assert [x[2] for x in log if x[0] == "POST" and "from=nothing" in x[1]] == [202] * n
+    assert sum(1 for x in log if x[0] == "POST") == n, "the declined mount's session is used, no second POST"
 
     # Without --mount-from, the blob-location cache of the earlier pushes finds the source.
     rc, out, err = bootree(capsys, "container", "encapsulate", f"--repo={repo}", "--json", "os",
