@@ -107,7 +107,10 @@ export XDG_CACHE_HOME=$WORK/cache
 IMG=$HOST/corpus/os
 
 # Bytes of response bodies the registry sent (GET) from log line N on.
-sent_since() { sed -n "$(($1 + 1)),\$p" "$LOG" | grep -o '"GET [^"]*" [0-9]* [0-9]*' | awk '{s+=$NF} END{print s+0}'; }
+sent_since() {
+    awk -v from="$(($1 + 1))" 'NR >= from && match($0, /"GET [^"]*" [0-9]+ [0-9]+/) {
+        n = split(substr($0, RSTART, RLENGTH), f, " "); s += f[n] } END { print s + 0 }' "$LOG"
+}
 
 measure() {  # measure TOOL OP REP cmd...
     local tool=$1 op=$2 rep=$3; shift 3
@@ -135,9 +138,10 @@ measure bootree encap-v2 0 $BOOTREE container encapsulate --repo="$REPO" --max-l
 cp "$WORK/logs/bootree.encap-v2.0.log" "$WORK/results/encapsulate-v2.json"
 retag() { skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$IMG:$1" "docker://$IMG:latest"; }
 
-extract() {  # extract LAYOUT TAG DEST: every layer in order, then drop the object store
-    python3 - "$1" "$2" "$3" <<'PY'
-import json, subprocess, sys
+# extract.py LAYOUT TAG DEST: every layer in order with tar (owners, xattrs), then drop the
+# ostree object store the layers carry (a user's script would commit only the tree).
+cat > "$WORK/extract.py" <<'PY'
+import json, shutil, subprocess, sys
 lay, tag, dest = sys.argv[1:]
 idx = json.load(open(f"{lay}/index.json"))
 m = next(x for x in idx["manifests"] if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
@@ -145,9 +149,8 @@ man = json.load(open(f"{lay}/blobs/sha256/{m['digest'][7:]}"))
 for layer in man["layers"]:
     subprocess.run(["tar", "-x", "-z", "-f", f"{lay}/blobs/sha256/{layer['digest'][7:]}", "-C", dest, "--same-owner",
                     "--xattrs", "--xattrs-include=*", "--numeric-owner"], check=True)
+shutil.rmtree(f"{dest}/sysroot/ostree/repo", ignore_errors=True)
 PY
-    rm -rf "$3/sysroot/ostree/repo"
-}
 
 # --- 4. the timed reps ---------------------------------------------------------------------------
 for rep in $(seq 1 "$REPS"); do
@@ -163,12 +166,12 @@ for rep in $(seq 1 "$REPS"); do
     SK=$WORK/skopeo.$rep
     rm -rf "$SK"; mkdir -p "$SK/tree"
     measure skopeo copy "$rep" skopeo copy -q --src-tls-verify=false "docker://$IMG:v1" "oci:$SK/oci:v1"
-    measure tar extract "$rep" extract "$SK/oci" v1 "$SK/tree"
+    measure tar extract "$rep" python3 "$WORK/extract.py" "$SK/oci" v1 "$SK/tree"
     ostree --repo="$SK/repo" init --mode=bare
-    measure ostree commit "$rep" ostree --repo="$SK/repo" commit -b os --timestamp=1700000000 --tree=dir="$SK/tree"
+    measure ostree commit "$rep" ostree --repo="$SK/repo" commit -b os --tree=dir="$SK/tree"
     # fsck of the deployments' repository (not timed), then free the space for the next rep.
     ostree fsck --repo="$SR/ostree/repo" >/dev/null 2>&1 || echo "  warning: ostree fsck of $SR failed" >&2
-    chattr -R -i "$SR" 2>/dev/null || true
+    for d in "$SR"/ostree/deploy/*/deploy/*/; do chattr -i "$d" 2>/dev/null || true; done
     rm -rf "$SR" "$SK"
 done
 
