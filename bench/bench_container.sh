@@ -19,7 +19,7 @@
 #   CORPUS  corpus directory with v1/ v2/ (shared/bench/make-corpus.sh), .cache/debs and
 #           versions.lock for the package lists (without them: the directory-based split)
 #   WORK    scratch directory OUTSIDE the repository (~3 GB)
-# Env: REPS (default 3), MAX_LAYERS (default 32), BOOTREE (default: the checkout's .venv, else
+# Env: REPS (default 3), MAX_LAYERS (default 32), COMPRESSION (gzip, zstd; default gzip), BOOTREE (default: the checkout's .venv, else
 #      bootree on PATH). Output: WORK/results/runs.tsv and WORK/results/summary.md (also printed).
 # Must run as root (bare-user deployments and `tar --same-owner`); needs docker-registry,
 # skopeo, ostree and /usr/bin/time.
@@ -32,6 +32,7 @@ CORPUS=$(realpath -m "${1:?$usage}")
 WORK=$(realpath -m "${2:?$usage}")
 REPS=${REPS:-3}
 MAX_LAYERS=${MAX_LAYERS:-32}
+COMPRESSION=${COMPRESSION:-gzip}
 die() { echo "error: $*" >&2; exit 1; }
 case "$WORK/" in "$ROOT/"*) die "WORK must be outside the repository ($ROOT)" ;; esac
 [ -d "$CORPUS/v1/usr" ] && [ -d "$CORPUS/v2/usr" ] || die "$CORPUS has no v1/ and v2/ trees"
@@ -129,11 +130,11 @@ measure() {  # measure TOOL OP REP cmd...
         "$((rss / 1024))" "$bytes"
 }
 
-echo "== encapsulate v1 and v2 (--max-layers=$MAX_LAYERS; package db: $DBNOTE)"
-measure bootree encap-v1 0 $BOOTREE container encapsulate --repo="$REPO" --max-layers="$MAX_LAYERS" "${DB1[@]}" \
+echo "== encapsulate v1 and v2 (--max-layers=$MAX_LAYERS, $COMPRESSION; package db: $DBNOTE)"
+measure bootree encap-v1 0 $BOOTREE container encapsulate --repo="$REPO" --max-layers="$MAX_LAYERS" "${DB1[@]}" --compression="$COMPRESSION" \
     --json corpus/v1 "docker://$IMG:v1"
 cp "$WORK/logs/bootree.encap-v1.0.log" "$WORK/results/encapsulate-v1.json"
-measure bootree encap-v2 0 $BOOTREE container encapsulate --repo="$REPO" --max-layers="$MAX_LAYERS" "${DB2[@]}" \
+measure bootree encap-v2 0 $BOOTREE container encapsulate --repo="$REPO" --max-layers="$MAX_LAYERS" "${DB2[@]}" --compression="$COMPRESSION" \
     --json corpus/v2 "docker://$IMG:v2"
 cp "$WORK/logs/bootree.encap-v2.0.log" "$WORK/results/encapsulate-v2.json"
 retag() { skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$IMG:$1" "docker://$IMG:latest"; }
@@ -147,7 +148,7 @@ idx = json.load(open(f"{lay}/index.json"))
 m = next(x for x in idx["manifests"] if x.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
 man = json.load(open(f"{lay}/blobs/sha256/{m['digest'][7:]}"))
 for layer in man["layers"]:
-    subprocess.run(["tar", "-x", "-z", "-f", f"{lay}/blobs/sha256/{layer['digest'][7:]}", "-C", dest, "--same-owner",
+    subprocess.run(["tar", "-x", "-f", f"{lay}/blobs/sha256/{layer['digest'][7:]}", "-C", dest, "--same-owner",
                     "--xattrs", "--xattrs-include=*", "--numeric-owner"], check=True)
 shutil.rmtree(f"{dest}/sysroot/ostree/repo", ignore_errors=True)
 PY
@@ -176,9 +177,9 @@ for rep in $(seq 1 "$REPS"); do
 done
 
 # --- summary --------------------------------------------------------------------------------------
-python3 - "$RUNS" "$WORK/results" "$DBNOTE" "$MAX_LAYERS" <<'PY' | tee "$WORK/results/summary.md"
+python3 - "$RUNS" "$WORK/results" "$DBNOTE" "$MAX_LAYERS" "$COMPRESSION" <<'PY' | tee "$WORK/results/summary.md"
 import csv, json, statistics, sys
-runs, out, dbnote, max_layers = sys.argv[1:]
+runs, out, dbnote, max_layers, compression = sys.argv[1:]
 rows = list(csv.DictReader(open(runs), delimiter="\t"))
 def pick(tool, op):
     return [r for r in rows if r["tool"] == tool and r["op"] == op]
@@ -187,7 +188,7 @@ def med(rs, key, scale=1.0):
 img = {v: json.load(open(f"{out}/encapsulate-{v}.json")) for v in ("v1", "v2")}
 l1 = {x["digest"]: x["size"] for x in img["v1"]["layers"]}
 new = [x for x in img["v2"]["layers"] if x["digest"] not in l1]
-print(f"# Container updates on the corpus (--max-layers={max_layers}, package db: {dbnote})\n")
+print(f"# Container updates on the corpus (--max-layers={max_layers}, {compression}, package db: {dbnote})\n")
 print(f"v1: {len(img['v1']['layers'])} layers, {sum(l1.values()) / 1e6:.1f} MB; "
       f"v2: {len(img['v2']['layers'])} layers, {len(new)} new ({sum(x['size'] for x in new) / 1e6:.1f} MB)\n")
 print("| step | wall s median (min-max) | CPU s | peak RSS MB | MB from the registry |")

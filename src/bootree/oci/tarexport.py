@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from bootree import _fs
 from bootree.errors import ImageError
@@ -202,6 +202,28 @@ class BlobSink(io.RawIOBase):
         self._tmp.unlink(missing_ok=True)
 
 
+class _FullReads:
+    """A stream whose ``read(n)`` returns ``n`` bytes until the end: tarfile takes a short read
+    for the end of the data, and an inflating (archive-mode) object stream may return fewer."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.inner.read(n)
+        if n < 0 or len(data) >= n or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < n:
+            more = self.inner.read(n - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+
 def _pax(xattrs: Xattrs) -> dict[str, str]:
     # Values are bytes; tarfile writes str values back with utf-8 + surrogateescape (hdrcharset
     # BINARY when needed), the same mapping bootree's layer import reverses.
@@ -295,7 +317,7 @@ class OstreeTarWriter:
                 size = obj.size if obj.size >= 0 else self.repo.content_size(csum)
                 ti = self._info(objpath, tarfile.REGTYPE, uid=header.uid, gid=header.gid, mode=mode, size=size,
                                 xattrs=header.xattrs)
-                self.tar.addfile(ti, obj.stream)
+                self.tar.addfile(ti, _FullReads(obj.stream))
         for path in sorted(map_path(p) for p in paths):
             if size == 0 and stat.S_ISREG(header.mode):
                 # ostree-ext: no hardlinks to empty files (container builds rewrite them in place).

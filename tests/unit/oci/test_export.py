@@ -148,3 +148,17 @@ def test_kernel_less_commit_is_not_labelled_bootable(repo: Repo, tmp_path: Path)
     img = encapsulate_to_layout(repo, "test", ImageReference.parse(f"oci:{tmp_path / 'o'}"))
     assert "containers.bootc" not in img.labels and "version" not in img.labels
     assert KERNEL not in json.dumps(img.labels)
+
+
+def test_archive_repository_large_files(tmp_path: Path) -> None:
+    """Objects inflated from an archive repository arrive in short reads: every byte must reach the tar."""
+    import hashlib
+
+    from bootree.repo import RepoMode
+
+    repo = Repo.init(tmp_path / "archive", mode=RepoMode.ARCHIVE)
+    noise = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(40000))  # 1.25 MB, incompressible
+    spec = {**base_spec(), "usr/lib/noise": F(noise), "usr/lib/text": F(b"all work and no play\n" * 200000)}
+    csum = write_commit(repo, spec)
+    c = repo.read_commit(csum)
+    assert _roundtrip(repo, csum, tmp_path / "oci", EncapsulateOptions(max_layers=2)) == c.root_tree + c.root_meta
