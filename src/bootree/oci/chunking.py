@@ -232,8 +232,9 @@ def plan_chunks(repo: Repo, commit: Checksum, max_layers: int | None, *,
         chunks = [_chunk(n, [n], members, tree) for n in names]
     else:
         nbuckets = max(1, slots // 4)
-        forced = [n for n in (UNOWNED, KERNEL) if n in members]
-        own = forced + [n for n in names if n not in forced][: max(0, slots - nbuckets - len(forced))]
+        own_slots = slots - nbuckets
+        forced = [n for n in (UNOWNED, KERNEL) if n in members][:own_slots]
+        own = forced + [n for n in names if n not in forced][: own_slots - len(forced)]
         rest = [n for n in names if n not in own]
         freq = _frequency(repo, tree, rest)
         volatile = [n for n in rest if freq.get(n, 0) >= VOLATILE_UPLOADS]

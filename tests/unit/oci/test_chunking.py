@@ -102,3 +102,13 @@ def test_external_package_db_and_fallback_without_one(repo: Repo, tmp_path: Path
         read_package_db(repo, csum, tmp_path)
     with pytest.raises(ImageError, match="at least 1"):
         plan_chunks(repo, csum, 0)
+
+
+@pytest.mark.parametrize("max_layers", [2, 3, 4, 5, 9])
+def test_never_more_layers_than_asked(repo: Repo, max_layers: int) -> None:
+    csum = write_commit(repo, _distro(12, volatile=("pkg02", "pkg05")))
+    plan = plan_chunks(repo, csum, max_layers, package_db=read_package_db(repo, csum))
+    assert 1 <= len(plan.chunks) + 1 <= max_layers
+    every = [c for ch in plan.chunks for c in ch.objects]
+    assert len(every) == len(set(every)) and not plan.remainder.objects
+    assert set(every) == {e.checksum for e in repo.walk_entries(csum) if e.kind == "f"}, "every object is placed"
