@@ -239,12 +239,12 @@ def plan_chunks(repo: Repo, commit: Checksum, max_layers: int | None, *,
         freq = _frequency(repo, tree, rest)
         volatile = [n for n in rest if freq.get(n, 0) >= VOLATILE_UPLOADS]
         stable = [n for n in rest if freq.get(n, 0) < VOLATILE_UPLOADS]
-        n_vol = min(len(volatile), max(1, nbuckets // 3)) if volatile and nbuckets > 1 else 0
+        # Bucket counts depend on max_layers only, so a package never moves because another
+        # one became volatile or stable (empty buckets simply make no layer).
+        n_vol = max(1, nbuckets // 3) if nbuckets > 1 else 0
         n_stable = nbuckets - n_vol
-        if not stable:
-            n_vol, n_stable = nbuckets, 0
-        elif n_vol == 0:
-            stable, volatile, n_stable = stable + volatile, [], nbuckets
+        if n_vol == 0:
+            stable, volatile = stable + volatile, []
         buckets: dict[str, list[str]] = {}
         for kind, group, n in (("stable", stable, n_stable), ("volatile", volatile, n_vol)):
             for pkg in group:
