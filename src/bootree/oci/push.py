@@ -15,6 +15,8 @@ For each blob, config and layers, before the manifest:
    …&digest=``); no blob is ever held in memory whole, a chunk at most;
 4. ``PUT /v2/<name>/manifests/<tag>`` with the manifest's exact bytes and media type.
 
+Blobs go up two at a time (``PushOptions.jobs``); the manifest only once every blob is in.
+
 Errors are :class:`~bootree.errors.PushError` (``pushing to URL: why``); 429/5xx and connection
 errors are retried with backoff where the request can be replayed (not a half-sent chunk).
 """
@@ -26,8 +28,10 @@ import functools
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlencode, urljoin
@@ -60,6 +64,8 @@ class PushOptions:
     location_cache: Path | None = None
     """Where pushed blobs were seen (default ``$XDG_CACHE_HOME/bootree/blob-locations.json``)."""
     use_location_cache: bool = True
+    jobs: int = 2
+    """Blobs uploaded at the same time."""
 
 
 @dataclass
@@ -153,6 +159,11 @@ class RegistryPusher(RegistryClient):
         """``transport`` replaces the network, as for :class:`RegistryClient`."""
         super().__init__(host, options, transport=transport)
         self.push_stats = PushStats()
+        self._stats_lock = threading.Lock()
+
+    def _bump(self, name: str, n: int = 1) -> None:
+        with self._stats_lock:
+            setattr(self.push_stats, name, getattr(self.push_stats, name) + n)
 
     def _base(self) -> str:
         return f"{self.scheme}://{self.host}"
@@ -169,7 +180,7 @@ class RegistryPusher(RegistryClient):
                 h["Authorization"] = self._auth[repository]
             content = body() if body is not None else None
             try:
-                self.push_stats.requests += 1
+                self._bump("requests")
                 r = self._client.request(method, url, headers=h, content=content, params=params)
             except (httpx.TransportError, httpx.DecodingError) as e:
                 if replayable and attempt < self.options.retries:
@@ -247,7 +258,7 @@ class RegistryPusher(RegistryClient):
                               lambda: _file_chunks(blob.path, 0, blob.size))
             if r.status_code != 201:
                 raise self._fail(location, r, f"uploading blob {blob.digest}")
-            self.push_stats.bytes_sent += blob.size
+            self._bump("bytes_sent", blob.size)
             return
         start = 0
         while start < blob.size:
@@ -260,16 +271,16 @@ class RegistryPusher(RegistryClient):
                 raise self._fail(location, r, f"uploading bytes {begin}-{begin + n - 1} of blob {blob.digest}")
             location = self._location(r, location)
             start += n
-            self.push_stats.bytes_sent += n
+            self._bump("bytes_sent", n)
         r = self._request("PUT", _with_query(location, digest=blob.digest), repository, {"Content-Length": "0"})
         if r.status_code != 201:
             raise self._fail(location, r, f"finishing blob {blob.digest}")
-        self.push_stats.chunked += 1
+        self._bump("chunked")
 
     def push_blob(self, repository: str, blob: BlobToPush, options: PushOptions, sources: list[str]) -> str:
         """Make ``blob`` present in ``repository``: skip, mount or upload; returns which."""
         if self.blob_exists(repository, blob.digest):
-            self.push_stats.skipped += 1
+            self._bump("skipped")
             return "skipped"
         location: str | None = None
         for src in sources:
@@ -277,14 +288,14 @@ class RegistryPusher(RegistryClient):
                 continue
             location = self.start_upload(repository, mount=blob.digest, source=src)
             if location is None:
-                self.push_stats.mounted += 1
+                self._bump("mounted")
                 return "mounted"
             break  # a declined mount already opened a session: use it
         if location is None:
             location = self.start_upload(repository)
         assert location is not None
         self.upload(repository, location, blob, options.chunk_size)
-        self.push_stats.uploaded += 1
+        self._bump("uploaded")
         return "uploaded"
 
     # --- manifests ---------------------------------------------------------------------------
@@ -317,7 +328,7 @@ def push_blobs(dest: DockerReference, blobs: list[BlobToPush], manifest: bytes, 
     client = RegistryPusher(host, options, transport=transport)
     with contextlib.closing(client):
         try:
-            for blob in blobs:
+            def one(blob: BlobToPush) -> None:
                 sources = list(popts.mount_from)
                 if cache is not None:
                     sources += [r for r in cache.repositories(host, blob.digest) if r not in sources]
@@ -325,6 +336,11 @@ def push_blobs(dest: DockerReference, blobs: list[BlobToPush], manifest: bytes, 
                 client.push_stats.by_digest[blob.digest] = how
                 if progress:
                     progress(f"blob {blob.digest} ({blob.size} bytes): {how}")
+
+            # Blobs go up ``jobs`` at a time (largest first); the manifest only after all of them.
+            with ThreadPoolExecutor(max_workers=max(1, popts.jobs)) as pool:
+                for f in [pool.submit(one, b) for b in sorted(blobs, key=lambda b: -b.size)]:
+                    f.result()
             digest = client.put_manifest(dest.repository, dest.digest or dest.tag or "latest", manifest, media_type)
         except PushError:
             raise
