@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol, cast
 
 from bootree import _fs
 from bootree.errors import ImageError
@@ -244,6 +244,19 @@ class OstreeTarWriter:
         """Write the end-of-archive blocks."""
         self.tar.close()
 
+    def _add(self, ti: tarfile.TarInfo, data: IO[bytes] | None = None) -> None:
+        """Add an entry as a plain ustar header when it fits (long object paths split into the
+        ustar prefix), PAX only for xattrs, non-ASCII or overlong names and large ids: one
+        512-byte header per entry instead of two for most of a layer."""
+        fits = (not ti.pax_headers and ti.name.isascii() and ti.linkname.isascii() and len(ti.linkname) <= 100
+                and max(ti.uid, ti.gid) < 0o7777777 and ti.size < 0o77777777777)
+        self.tar.format = tarfile.USTAR_FORMAT if fits else tarfile.PAX_FORMAT
+        try:
+            self.tar.addfile(ti, data)
+        except ValueError:  # a name ustar cannot split: PAX after all
+            self.tar.format = tarfile.PAX_FORMAT
+            self.tar.addfile(ti, data)
+
     # --- entries -----------------------------------------------------------------------------
 
     @staticmethod
@@ -259,18 +272,18 @@ class OstreeTarWriter:
     def dir(self, name: str, meta: DirMeta | None = None) -> None:
         """A directory entry (root:root 0755 without ``meta``)."""
         if meta is None:
-            self.tar.addfile(self._info(name, tarfile.DIRTYPE, mode=0o755))
+            self._add(self._info(name, tarfile.DIRTYPE, mode=0o755))
         else:
-            self.tar.addfile(self._info(name, tarfile.DIRTYPE, uid=meta.uid, gid=meta.gid,
+            self._add(self._info(name, tarfile.DIRTYPE, uid=meta.uid, gid=meta.gid,
                                         mode=stat.S_IMODE(meta.mode), xattrs=meta.xattrs))
 
     def data(self, name: str, payload: bytes) -> None:
         """A root:root 0644 regular file (repository metadata)."""
-        self.tar.addfile(self._info(name, tarfile.REGTYPE, size=len(payload)), io.BytesIO(payload))
+        self._add(self._info(name, tarfile.REGTYPE, size=len(payload)), io.BytesIO(payload))
 
     def hardlink(self, name: str, target: str) -> None:
         """A root:root 0644 hardlink entry."""
-        self.tar.addfile(self._info(name, tarfile.LNKTYPE, link=target))
+        self._add(self._info(name, tarfile.LNKTYPE, link=target))
 
     def repo_structure(self) -> None:
         """``sysroot/ostree/repo`` with its object directories and config (every layer has it)."""
@@ -309,7 +322,7 @@ class OstreeTarWriter:
         if stat.S_ISLNK(header.mode):
             ti = self._info(objpath, tarfile.SYMTYPE, uid=header.uid, gid=header.gid, mode=mode,
                             link=header.symlink_target, xattrs=header.xattrs)
-            self.tar.addfile(ti)
+            self._add(ti)
             size = 0
         else:
             with obj:
@@ -317,14 +330,14 @@ class OstreeTarWriter:
                 size = obj.size if obj.size >= 0 else self.repo.content_size(csum)
                 ti = self._info(objpath, tarfile.REGTYPE, uid=header.uid, gid=header.gid, mode=mode, size=size,
                                 xattrs=header.xattrs)
-                self.tar.addfile(ti, _FullReads(obj.stream))
+                self._add(ti, cast(IO[bytes], _FullReads(obj.stream)))
         for path in sorted(map_path(p) for p in paths):
             if size == 0 and stat.S_ISREG(header.mode):
                 # ostree-ext: no hardlinks to empty files (container builds rewrite them in place).
-                self.tar.addfile(self._info(path, tarfile.REGTYPE, uid=header.uid, gid=header.gid, mode=mode,
+                self._add(self._info(path, tarfile.REGTYPE, uid=header.uid, gid=header.gid, mode=mode,
                                             xattrs=header.xattrs))
             else:
-                self.tar.addfile(self._info(path, tarfile.LNKTYPE, uid=header.uid, gid=header.gid, mode=mode,
+                self._add(self._info(path, tarfile.LNKTYPE, uid=header.uid, gid=header.gid, mode=mode,
                                             link=objpath))
 
     def commit_structure(self, commit: Checksum) -> None:
@@ -362,4 +375,4 @@ class OstreeTarWriter:
             wrote_vartmp = wrote_vartmp or sub == "./var/tmp"
             stack.append((sub, sub_entries, iter(repo.read_dirtree(sub_tree).dirs)))
         if not wrote_vartmp:
-            self.tar.addfile(self._info("var/tmp", tarfile.DIRTYPE, mode=0o1777))
+            self._add(self._info("var/tmp", tarfile.DIRTYPE, mode=0o1777))
