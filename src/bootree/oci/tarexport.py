@@ -16,7 +16,8 @@ Layer: oci. This is the writing half of ``ostree container encapsulate`` (ostree
 
 bootree adds ``SCHILY.xattr.*`` PAX records to objects, empty files and directories, so a plain
 OCI consumer (podman, or bootree's own layer import) gets the xattrs without knowing about
-``.file-xattrs``. Reproducible: entries in a fixed order (objects sorted by checksum, paths
+``.file-xattrs``; headers are plain ustar where they fit (long object paths go in the ustar
+prefix) and PAX only where needed, so most entries cost one 512-byte header. Reproducible: entries in a fixed order (objects sorted by checksum, paths
 sorted), mtime 0 (ostree-ext's choice: a timestamp from the commit would change every layer of
 every new build and defeat chunking), no user or group names, deterministic compression. The
 blob is never held in memory: tar bytes are hashed (diff_id), compressed and hashed again
