@@ -266,3 +266,50 @@ def test_push_and_mount_with_bearer_tokens(tmp_path: Path, capsys: pytest.Captur
                                "os", f"docker://{reg.host}/org/other:v1")
         assert rc == 0, err
         assert json.loads(out)["push"]["mounted"] == len(json.loads(out)["layers"]) + 1
+
+
+def _packaged_tree(work: Path, capsys: pytest.CaptureFixture[str], version: str, bumped: str) -> None:
+    """Commit a tree of five dpkg packages (``var/lib/dpkg/info/*.list``) to ``work/repo`` branch ``os``."""
+    tree = work / f"pkgtree-{version}"
+    (tree / f"usr/lib/modules/{KVER}").mkdir(parents=True)
+    (tree / f"usr/lib/modules/{KVER}/vmlinuz").write_bytes(b"kernel")
+    (tree / "var/lib/dpkg/info").mkdir(parents=True)
+    for i in range(5):
+        pkg = f"pkg{i}"
+        (tree / f"usr/share/{pkg}").mkdir(parents=True)
+        noise = b"".join(hashlib.sha256(f"{pkg}-{j}".encode()).digest() for j in range(200))
+        (tree / f"usr/share/{pkg}/data").write_bytes(noise + (version.encode() if pkg == bumped else b""))
+        (tree / f"var/lib/dpkg/info/{pkg}.list").write_text(f"/usr/share/{pkg}\n/usr/share/{pkg}/data\n")
+    repo = work / "repo"
+    if not repo.exists():
+        assert bootree(capsys, "init", f"--repo={repo}", "--mode=archive")[0] == 0
+    rc, _, err = bootree(capsys, "commit", f"--repo={repo}", "-b", "os", f"--add-metadata-string=version={version}",
+                         str(tree))
+    assert rc == 0, err
+
+
+def test_package_update_upgrade_fetches_its_layer_and_the_commit_layer(reg: Registry, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    image = f"{reg.host}/pkgs/os:latest"
+
+    def publish(version: str) -> list[dict[str, object]]:
+        _packaged_tree(tmp_path, capsys, version, bumped="pkg3")
+        rc, out, err = bootree(capsys, "container", "encapsulate", f"--repo={tmp_path / 'repo'}", "--max-layers=10",
+                               "--json", "os", f"docker://{image}")
+        assert rc == 0, err
+        layers: list[dict[str, object]] = json.loads(out)["layers"]
+        return layers
+
+    v1 = publish("1")
+    sysroot = new_sysroot(tmp_path)
+    rc, _, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", image)
+    assert rc == 0, err
+    assert bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")[0] == 0
+    v2 = publish("2")
+    new = {x["digest"] for x in v2} - {x["digest"] for x in v1}
+    assert len(new) == 2 and v2[0]["digest"] in new, "the commit layer and pkg3's layer"
+    mark = reg.mark()
+    rc, out, err = bootree(capsys, "upgrade", f"--sysroot={sysroot}")
+    assert rc == 0 and "Queued for next boot" in out, err
+    manifest = json.loads(_skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{image}"))
+    assert set(reg.blob_bytes(since=mark)) == new | {manifest["config"]["digest"]}, "only the changed layers moved"
