@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from bootree.errors import ContainerPolicyError, InvalidImageReference
 from bootree.oci.reference import DockerReference
+from bootree.oci.sigpayload import no_duplicates
 
 __all__ = [
     "TRANSPORT_DOCKER",
@@ -141,15 +142,6 @@ class Policy:
     def default_is_insecure(self) -> bool:
         """ostree-ext's refusal test: the global default is one lone ``insecureAcceptAnything``."""
         return len(self.default) == 1 and isinstance(self.default[0], AcceptAnything)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Invalid(f"duplicate member {key!r}")
-        out[key] = value
-    return out
 
 
 def _object(value: object, what: str, allowed: Sequence[str]) -> dict[str, Any]:
@@ -299,7 +291,7 @@ def parse_policy(data: bytes, source: str = "policy.json") -> Policy:
             and for the requirement kinds bootree does not implement (see the module docstring).
     """
     try:
-        doc = json.loads(data, object_pairs_hook=_no_duplicates)
+        doc = json.loads(data, object_pairs_hook=no_duplicates)
         top = _object(doc, "policy", ("default", "transports"))
         if "default" not in top:
             raise _Invalid("the default policy is missing")

@@ -25,7 +25,8 @@ from typing import Any
 
 from bootree.errors import FormatError
 
-__all__ = ["COSIGN_TYPE", "SIMPLE_SIGNING_TYPE", "SignedClaim", "digest_matches", "make_payload", "parse_claim"]
+__all__ = ["COSIGN_TYPE", "SIMPLE_SIGNING_TYPE", "SignedClaim", "digest_matches", "make_payload", "no_duplicates",
+           "parse_claim"]
 
 SIMPLE_SIGNING_TYPE = "atomic container signature"
 COSIGN_TYPE = "cosign container image signature"
@@ -43,11 +44,16 @@ class SignedClaim:
     timestamp: int | None = None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` ``object_pairs_hook``: a member named twice is an error (``ValueError``).
+
+    containers/image parses these documents "paranoidly"; Python's default keeps the last
+    duplicate silently, which another reader might not.
+    """
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise FormatError(f"signature payload: duplicate member {key!r}")
+            raise ValueError(f"duplicate member {key!r}")
         out[key] = value
     return out
 
@@ -70,9 +76,9 @@ def parse_claim(payload: bytes, expected_type: str) -> SignedClaim:
         FormatError: for anything but a well-formed claim of that type.
     """
     try:
-        doc = json.loads(payload, object_pairs_hook=_no_duplicates)
+        doc = json.loads(payload, object_pairs_hook=no_duplicates)
     except (ValueError, RecursionError) as e:
-        raise FormatError(f"signature payload is not JSON: {e}") from None
+        raise FormatError(f"signature payload: {e}") from None
     top = _exact(doc, "the document", ("critical", "optional"))
     critical = _exact(top["critical"], "critical", ("type", "image", "identity"))
     if critical["type"] != expected_type:

@@ -302,13 +302,26 @@ class _Rejections:
                                     + "; ".join(t for _, t in self.items))
 
 
-def _claim_problem(claim: SignedClaim, req: SignedBy | SigstoreSigned, ref: DockerReference | None,
-                   manifest: bytes) -> str | None:
+def _accepted_claim(payload: bytes, kind: str, req: SignedBy | SigstoreSigned, ref: DockerReference | None,
+                    manifest: bytes, rejections: _Rejections) -> SignedClaim | None:
+    """The claim of a cryptographically verified payload, if it names this image acceptably.
+
+    Otherwise the reason goes to ``rejections``: a malformed claim, another manifest digest (a
+    valid signature of another image, replayed), an identity ``signedIdentity`` does not allow.
+    """
+    try:
+        claim = parse_claim(payload, kind)
+    except FormatError as e:
+        rejections.add("invalid", str(e))
+        return None
     if not digest_matches(manifest, claim.manifest_digest):
-        return f"signature for digest {claim.manifest_digest} does not match the image"
+        rejections.add("invalid", f"signature for digest {claim.manifest_digest} does not match the image")
+        return None
     if not identity_matches(req.identity, ref, claim.docker_reference):
-        return f"signature for identity {claim.docker_reference!r} is not accepted ({req.identity.describe()})"
-    return None
+        rejections.add("invalid", f"signature for identity {claim.docker_reference!r} is not accepted"
+                       f" ({req.identity.describe()})")
+        return None
+    return claim
 
 
 def _check_status(check: SignatureCheck) -> str:
@@ -334,16 +347,9 @@ def _signed_by(req: SignedBy, image: str, ref: DockerReference | None, top: Fetc
                 if payload is None:
                     rejections.add(_check_status(check), f"GPG signature: {check.status} ({check.key})")
                     continue
-                try:
-                    claim = parse_claim(payload, SIMPLE_SIGNING_TYPE)
-                except FormatError as e:
-                    rejections.add("invalid", str(e))
-                    continue
-                problem = _claim_problem(claim, req, ref, top.data)
-                if problem is not None:
-                    rejections.add("invalid", problem)
-                    continue
-                return f"signedBy GPG key {check.key} for {claim.docker_reference}"
+                claim = _accepted_claim(payload, SIMPLE_SIGNING_TYPE, req, ref, top.data, rejections)
+                if claim is not None:
+                    return f"signedBy GPG key {check.key} for {claim.docker_reference}"
     raise rejections.fail(image, "signedBy")
 
 
@@ -384,16 +390,9 @@ def _sigstore_signed(req: SigstoreSigned, image: str, ref: DockerReference | Non
         if not check.valid:
             rejections.add(_check_status(check), f"sigstore signature: {check.status} ({check.key})")
             continue
-        try:
-            claim = parse_claim(att.payload, COSIGN_TYPE)
-        except FormatError as e:
-            rejections.add("invalid", str(e))
-            continue
-        problem = _claim_problem(claim, req, ref, top.data)
-        if problem is not None:
-            rejections.add("invalid", problem)
-            continue
-        return f"sigstoreSigned key {check.key} ({check.algorithm}) for {claim.docker_reference}"
+        claim = _accepted_claim(att.payload, COSIGN_TYPE, req, ref, top.data, rejections)
+        if claim is not None:
+            return f"sigstoreSigned key {check.key} ({check.algorithm}) for {claim.docker_reference}"
     raise rejections.fail(image, "sigstoreSigned")
 
 
