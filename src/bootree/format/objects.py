@@ -16,6 +16,7 @@ import hashlib
 import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 from bootree.errors import FormatError, InvalidTreeEntry
 from bootree.format import gvariant
@@ -138,7 +139,7 @@ class DirMeta:
         Raises:
             FormatError: for malformed or non-normal data.
         """
-        uid, gid, mode, xattrs = gvariant.decode(DIRMETA_TYPE, data)
+        uid, gid, mode, xattrs = cast("tuple[int, int, int, list[tuple[bytes, bytes]]]", gvariant.decode(DIRMETA_TYPE, data))
         return cls(bswap32(uid), bswap32(gid), bswap32(mode), _xattrs_from_gv(xattrs))
 
 
@@ -217,7 +218,9 @@ class DirTree:
                 return tree
         except (IndexError, ValueError, UnicodeDecodeError, FormatError):
             pass
-        files, dirs = gvariant.decode(DIRTREE_TYPE, data)
+        files, dirs = cast(
+            "tuple[list[tuple[str, bytes]], list[tuple[str, bytes, bytes]]]", gvariant.decode(DIRTREE_TYPE, data)
+        )
         return cls(
             tuple((n, from_raw(c)) for n, c in files),
             tuple((n, from_raw(t), from_raw(m)) for n, t, m in dirs),
@@ -279,7 +282,10 @@ class Commit:
         Raises:
             FormatError: for malformed data or checksums of the wrong length.
         """
-        meta, parent, related, subject, body, ts, tree, dmeta = gvariant.decode(COMMIT_TYPE, data)
+        meta, parent, related, subject, body, ts, tree, dmeta = cast(
+            "tuple[gvariant.VarDict, bytes, list[tuple[str, bytes]], str, str, int, bytes, bytes]",
+            gvariant.decode(COMMIT_TYPE, data),
+        )
         if len(parent) not in (0, 32):
             raise FormatError("commit parent checksum has a bad length")
         return cls(
@@ -366,7 +372,9 @@ class FileHeader:
         Raises:
             FormatError: for malformed data.
         """
-        uid, gid, mode, rdev, target, xattrs = gvariant.decode(FILE_HEADER_TYPE, data)
+        uid, gid, mode, rdev, target, xattrs = cast(
+            "tuple[int, int, int, int, str, list[tuple[bytes, bytes]]]", gvariant.decode(FILE_HEADER_TYPE, data)
+        )
         return cls(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, _xattrs_from_gv(xattrs))
 
     def checksum_prefix(self) -> bytes:
