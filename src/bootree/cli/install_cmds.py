@@ -20,7 +20,6 @@ from bootree.install import InitramfsOptions, InstallOptions, build_initramfs, i
 from bootree.install.initramfs import DEFAULT_MODULES
 from bootree.install.todisk import DEFAULT_SYSTEMD_BOOT, parse_size
 from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
-from bootree.oci.registry import RegistryOptions
 from bootree.sysroot import Sysroot, esp
 
 #: ``health run`` exits with this when the boot is unhealthy and the loader is counting:
@@ -105,6 +104,7 @@ def to_disk_cmd(ctx: click.Context, source: str, disk: Path, size: str | None, s
         if extra_ref:
             raise InstallError("--extra-ref copies refs of --repo; it cannot be combined with an image")
         from bootree.host.provision import ImageInstallSource
+        from bootree.oci.registry import RegistryOptions  # httpx: only for images (health run stays light)
 
         content = ImageInstallSource(image, RegistryOptions(authfile=authfile),
                                      progress=lambda line: click.echo(line, err=True))
