@@ -55,7 +55,7 @@ def _listing(root: Path) -> dict[str, tuple[object, ...]]:
 def _make_source(work: Path, capsys: pytest.CaptureFixture[str], version: str = "1.0") -> Path:
     """An archive repository with branch ``os`` (a tree with a kernel, owners, xattrs, links)."""
     tree = work / f"tree-{version}"
-    for d in ("usr/bin", f"usr/lib/modules/{KVER}", "usr/etc/demo", "usr/share/doc/demo", "var/tmp"):
+    for d in ("usr/bin", f"usr/lib/modules/{KVER}", "usr/etc/demo", "usr/share/doc/demo", "var/tmp", "sysroot"):
         (tree / d).mkdir(parents=True, exist_ok=True)
     os.chmod(tree / "var/tmp", 0o1777)
     (tree / "usr/bin/hello").write_text(f"#!/bin/sh\necho {version}\n")

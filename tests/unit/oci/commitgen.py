@@ -37,8 +37,9 @@ class D:
 
 
 def base_spec() -> dict[str, F | D]:
-    """What every exported test tree has: a kernel, ``var/tmp`` (the export adds it otherwise)."""
-    return {KERNEL: F(b"kernel"), "usr/lib/modules/6.1.0-test/initramfs.img": F(b"initrd"),
+    """What every exported test tree has: a kernel, ``var/tmp`` (the export adds it otherwise) and
+    an empty ``sysroot`` (an ostree OS tree has one; the export's object store brings it anyway)."""
+    return {KERNEL: F(b"kernel"), "sysroot": D(), "usr/lib/modules/6.1.0-test/initramfs.img": F(b"initrd"),
             "var": D(), "var/tmp": D(0o1777), "tmp": D(0o1777), "usr/etc": D(), "usr/etc/os-release": F(b"ID=t\n")}
 
 
