@@ -83,8 +83,9 @@ def _checkout_path(path: str, v0: bool) -> str:
 
 
 class _Writer:
-    def __init__(self, repo: Repo, mutate: Mutate | None) -> None:
+    def __init__(self, repo: Repo, mutate: Mutate | None, xattrs_style: str = "v1") -> None:
         self.repo = repo
+        self.xattrs_style = xattrs_style
         self.mutate = mutate or (lambda _e, _c, d: d)
         self.paths: dict[str, list[str]] = {}
 
@@ -97,13 +98,19 @@ class _Writer:
         header, data = self.repo.load_file(Checksum(csum))
         xb = xattrs_to_bytes(header.xattrs)
         xc = hashlib.sha256(xb).hexdigest()
-        if xc not in wrote_xattrs:
+        v0 = self.xattrs_style == "v0"
+        if xc not in wrote_xattrs and self.xattrs_style != "v1-regular":
             wrote_xattrs.add(xc)
-            t.data(obj(xc, "file-xattrs"), xb)
+            t.data(f"{REPO}/xattrs/{xc}" if v0 else obj(xc, "file-xattrs"), xb)
         out = self.mutate("file", csum, data)
         if out is None:
             return
-        t.link(obj(csum, "file-xattrs-link"), obj(xc, "file-xattrs"))
+        if v0:  # the v0 tar export: a .file.xattrs hardlink into repo/xattrs/
+            t.link(obj(csum, "file.xattrs"), f"{REPO}/xattrs/{xc}")
+        elif self.xattrs_style == "v1-regular":  # past a hardlink limit: the bytes themselves
+            t.data(obj(csum, "file-xattrs-link"), xb)
+        else:
+            t.link(obj(csum, "file-xattrs-link"), obj(xc, "file-xattrs"))
         mode = header.mode & 0o7777
         if header.is_symlink:
             t.symlink(obj(csum, "file"), header.symlink_target, header.uid, header.gid)
@@ -148,12 +155,14 @@ class _Writer:
 
 
 def encapsulate(repo: Repo, commit: str, *, chunks: int = 0, mutate: Mutate | None = None,
-                wrong_layer: str | None = None) -> list[bytes]:
+                wrong_layer: str | None = None, xattrs_style: str = "v1") -> list[bytes]:
     """The ostree layers of ``commit``: the commit layer, then ``chunks`` chunk layers.
 
-    ``wrong_layer="dirmeta-in-chunk"`` puts a metadata object into the first chunk layer.
+    ``wrong_layer="dirmeta-in-chunk"`` puts a metadata object into the first chunk layer;
+    ``xattrs_style`` ``"v0"`` writes the older ``repo/xattrs/`` + ``.file.xattrs`` form,
+    ``"v1-regular"`` each ``.file-xattrs-link`` as a regular file holding the xattr bytes.
     """
-    w = _Writer(repo, mutate)
+    w = _Writer(repo, mutate, xattrs_style)
     meta_objs, files = w.walk(commit)
     groups: list[list[str]] = [[] for _ in range(chunks + 1)]
     for i, csum in enumerate(files):
@@ -204,9 +213,10 @@ def commit_entries(repo: Repo, entries: list[Entry], work: Path, **kw: object) -
 def write_encapsulated(root: Path, repo: Repo, commit: str, *, tag: str = "latest", chunks: int = 0,
                        derived: list[list[Entry]] | None = None, mutate: Mutate | None = None,
                        label_commit: str | None = None, wrong_layer: str | None = None,
-                       compression: str = "gzip") -> str:
+                       compression: str = "gzip", xattrs_style: str = "v1") -> str:
     """An OCI layout holding ``commit`` encapsulated (plus derived layers); the manifest digest."""
-    tars = encapsulate(repo, commit, chunks=chunks, mutate=mutate, wrong_layer=wrong_layer)
+    tars = encapsulate(repo, commit, chunks=chunks, mutate=mutate, wrong_layer=wrong_layer,
+                       xattrs_style=xattrs_style)
     n = len(tars)
     tars += [layer_tar(e) for e in derived or []]
 

@@ -90,6 +90,17 @@ def test_imported_commit_has_the_published_checksum(src: Repo, repo: Repo, tmp_p
         assert files and all(name == csum for name, csum in files) and c.timestamp == 0
 
 
+@pytest.mark.parametrize("style", ["v0", "v1-regular"])
+def test_older_and_fallback_xattr_encodings(src: Repo, repo: Repo, tmp_path: Path, style: str) -> None:
+    commit = _commit(src, tmp_path)
+    lay = tmp_path / "oci"
+    write_encapsulated(lay, src, commit, chunks=1, xattrs_style=style)
+    res = pull_image(repo, ImageReference.parse(f"oci:{lay}"), architecture="amd64")
+    assert res.ostree_commit == commit and _objects(repo, commit) == _objects(src, commit)
+    hello = repo.reader.lookup(repo.read_commit(commit), "/usr/bin/hello")
+    assert hello is not None and repo.load_file(hello.checksum)[0].xattrs == ((b"user.test", b"v"),)
+
+
 def test_detached_metadata_is_kept(src: Repo, repo: Repo, tmp_path: Path) -> None:
     from bootree.format import gvariant
 
