@@ -316,8 +316,11 @@ class _Import:
                 if blob.verify is not None:
                     self.src.stats.count(desc.digest, desc.size)
                 if kind is LayerKind.DERIVED:
+                    # ostree-ext keeps non-/usr top-level directories only where the root is
+                    # transient: always for a plain image, not over an encapsulated base here.
                     tree, st = import_layer(txn, blob.path, _compression(desc), diff_ids[i],
-                                            privileged=self.privileged, pool=pool, verify=blob.verify)
+                                            privileged=self.privileged, allow_nonusr=not self.layout.encapsulated,
+                                            pool=pool, verify=blob.verify)
                     self.stats.append(st)
                     root_tree, root_meta = tree.write(txn)
                     csum = txn.write_commit(Commit(root_tree=root_tree, root_meta=root_meta, timestamp=self.ts))

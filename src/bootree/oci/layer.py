@@ -9,8 +9,12 @@ unless the whole image imports). The rules (bootc-oci.md §2.4):
 * ``./`` is dropped; an absolute path, ``..``, a NUL, a symlink whose relative target climbs
   out of the root, a hardlink to anything but an earlier member: :class:`LayerError`;
 * ``etc/`` becomes ``usr/etc/`` (hardlink targets too); under ``run tmp proc sys dev`` only the
-  top directory is kept; other top-level directories than ``usr``, ``etc``, ``var`` are dropped
-  (top-level symlinks such as ``bin -> usr/bin`` stay);
+  top directory is kept; other top-level directories (``sysroot``, ``boot``, ``opt``...) are kept
+  unless ``allow_nonusr`` is false, then dropped and counted (top-level symlinks such as
+  ``bin -> usr/bin`` stay). ostree-ext drops them only for layers derived from an ostree base
+  commit whose root is not transient; an image without one (every image bootree imports: a plain
+  image built by any tool) is assumed to have a transient (composefs) root and keeps them, which
+  is what gives its deployments the ``/sysroot`` and ``/boot`` mount points prepare-root needs;
 * whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are kept as plain files: they act at merge time;
 * owners, modes and ``SCHILY.xattr.*`` are kept, mtimes are not (ostree has none);
 * device nodes and fifos cannot be stored: an unprivileged import refuses them, a privileged
@@ -134,12 +138,16 @@ def import_layer(
     diff_id: str | None,
     *,
     privileged: bool,
+    allow_nonusr: bool = True,
     pool: WritePool | None = None,
     verify: Descriptor | None = None,
 ) -> tuple[MutableTree, LayerStats]:
     """Read one layer blob into a new tree (objects written through ``txn`` by ``pool``).
 
     ``verify``: also check the blob against its descriptor (a blob read in place).
+
+    ``allow_nonusr``: keep top-level directories other than ``usr``, ``etc`` and ``var`` (see the
+    module docstring); false for a layer derived from an ostree base whose root is not transient.
 
     Raises:
         LayerError: for an unsafe or malformed entry, a corrupt archive, a wrong diff_id.
@@ -156,7 +164,7 @@ def import_layer(
         return c
 
     def handle(tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        _add_member(txn, tf, member, root, stats, dirmeta, privileged, pending, writer)
+        _add_member(txn, tf, member, root, stats, dirmeta, privileged, allow_nonusr, pending, writer)
 
     with contextlib.ExitStack() as stack:
         writer = pool if pool is not None else stack.enter_context(WritePool())
@@ -173,6 +181,7 @@ def _add_member(
     stats: LayerStats,
     dirmeta: Callable[[DirMeta], Checksum],
     privileged: bool,
+    allow_nonusr: bool,
     pending: _Pending,
     pool: WritePool,
 ) -> None:
@@ -188,7 +197,7 @@ def _add_member(
         else:
             stats.filtered[top] = stats.filtered.get(top, 0) + 1
         return
-    if top not in _KEPT_TOP and not (len(parts) == 1 and member.issym()):
+    if not allow_nonusr and top not in _KEPT_TOP and not (len(parts) == 1 and member.issym()):
         stats.filtered[top] = stats.filtered.get(top, 0) + 1
         return
     if member.ischr() or member.isblk() or member.isfifo():
