@@ -25,6 +25,7 @@ from bootree.sysroot import Sysroot
 if TYPE_CHECKING:
     from bootree.host.progress import ProgressJsonl
     from bootree.oci.progress import PullProgress
+    from bootree.oci.sigverify import PolicyOptions
 
 _F = Any
 
@@ -62,6 +63,22 @@ def _progress(quiet: bool, fd: int | None) -> Iterator[tuple[PullProgress | None
             yield (sinks[0] if sinks else None), events
 
 
+def _policy(func: _F) -> _F:
+    func = click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="containers-policy.json for ostree-image-signed images (default: $CONTAINERS_POLICY_JSON, "
+                             "~/.config/containers/policy.json, /etc/containers/policy.json).")(func)
+    return click.option("--registries.d", "registries_d", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, help="registries.d directory with lookaside signature locations "
+                                           "(default: ~/.config/containers/registries.d, /etc/containers/registries.d)."
+                        )(func)
+
+
+def _policy_options(policy_path: Path | None, registries_d: Path | None) -> PolicyOptions:
+    from bootree.oci.sigverify import PolicyOptions
+
+    return PolicyOptions(policy=policy_path, registries_d=registries_d)
+
+
 def _open(sysroot_path: Path | None) -> Sysroot:
     return Sysroot.open(sysroot_path or Path(os.environ.get("OSTREE_SYSROOT") or "/"))
 
@@ -80,12 +97,14 @@ def _say(lines: tuple[str, ...], quiet: bool) -> None:
 @click.option("--apply", "apply_", is_flag=True, help="Reboot into the new image when it is queued.")
 @click.option("--retain", is_flag=True, help="Keep the ostree ref the previous origin followed.")
 @click.option("--stateroot", default=None, help="Stateroot of the first deployment on an empty sysroot.")
-@click.option("--enforce-container-sigpolicy", is_flag=True, help="Verify with containers-policy.json (origin only).")
+@click.option("--enforce-container-sigpolicy", is_flag=True,
+              help="Verify the image against containers-policy.json now and at every upgrade (ostree-image-signed:).")
+@_policy
 @_progress_fd
 @click.argument("target")
 def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, transport: str | None, apply_: bool,
-               retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, progress_fd: int | None,
-               target: str) -> None:
+               retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, policy_path: Path | None,
+               registries_d: Path | None, progress_fd: int | None, target: str) -> None:
     """Track and queue another container image (bootc switch)."""
     from bootree.host import bootc
 
@@ -95,7 +114,8 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
     with sysroot.lock():
         with _progress(quiet, progress_fd) as (progress, events):
             out = bootc.switch(sysroot, OstreeImageReference(kind, image), stateroot=stateroot, retain=retain,
-                               options=RegistryOptions(authfile=authfile), progress=progress, events=events)
+                               options=RegistryOptions(authfile=authfile),
+                               policy=_policy_options(policy_path, registries_d), progress=progress, events=events)
         _say(out.lines, quiet)
         if apply_ and (out.changed or sysroot.staged is not None):
             _say((bootc.apply(sysroot),), quiet)
@@ -109,17 +129,19 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
 @click.option("--download-only", is_flag=True, help="Stage, but do not apply at the next reboot.")
 @click.option("--from-downloaded", is_flag=True, help="Let a --download-only staged update apply at the next reboot.")
 @click.option("--allow-failed", is_flag=True, help="Stage an image that failed its health checks here.")
+@_policy
 @_progress_fd
 def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, check_: bool, as_json: bool,
                 apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool,
-                progress_fd: int | None) -> None:
+                policy_path: Path | None, registries_d: Path | None, progress_fd: int | None) -> None:
     """Fetch the tracked image again and queue it if it changed (bootc upgrade)."""
     from bootree.host import bootc
 
     sysroot = _open(sysroot_path)
     options = RegistryOptions(authfile=authfile)
+    policy = _policy_options(policy_path, registries_d)
     if check_:
-        result = bootc.check(sysroot, options=options)
+        result = bootc.check(sysroot, options=options, policy=policy)
         if as_json:
             print_json(result.to_json())
         else:
@@ -137,8 +159,8 @@ def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, c
             changed = True
         else:
             with _progress(quiet, progress_fd) as (progress, events):
-                out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed,
-                                    options=options, progress=progress, events=events)
+                out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed, options=options,
+                                    policy=policy, progress=progress, events=events)
             _say(out.lines, quiet)
             changed = out.changed
         if apply_ and changed and not download_only:
