@@ -43,15 +43,16 @@ from bootree.repo.checkout import links_files
     help="How content objects are stored: archive (compressed, servable over HTTP), bare (needs "
     "root), bare-user (metadata in xattrs) or bare-user-only (canonical permissions).",
 )
+@click.option("--collection-id", metavar="COLLECTION-ID", help="Globally unique ID of this repository's collection of refs (reverse DNS, e.g. org.example.Os).")
 @click.pass_context
-def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
+def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str, collection_id: str | None) -> None:
     """Initialize a new empty repository.
 
     \b
     Example:
       bootree --repo=repo init --mode=archive
     """
-    Repo.init(repo_path_from(ctx, repo_path), mode=RepoMode.parse(mode))
+    Repo.init(repo_path_from(ctx, repo_path), mode=RepoMode.parse(mode), collection_id=collection_id)
 
 
 # --- commit ----------------------------------------------------------------------------------

@@ -268,7 +268,7 @@ def _pull_remote(
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
     local_ref: Callable[[str], str] = (lambda r: r) if mirror else (lambda r: f"{remote.name}:{r}")
     with RemoteSession.open(remote, config, fetcher, policy=policy) as session:
-        session.check_archive()
+        local_path = session.check_archive()
         resolved, found = _resolve_remote(session, targets, mirror_all)
         refs_of = _refs_of(resolved)
         pinned = frozenset(local_ref(t.ref) for t in resolved if t.ref is not None and t.commit is not None)
@@ -293,9 +293,14 @@ def _pull_remote(
                 c: t.ref is not None and repo.refs.get(local_ref(t.ref)) is not None for t, c in resolved.items()
             }
             stages = [DeltaStage(session, ref_exists), *stages]
+        source: ObjectSource = (
+            HttpSource(session.fetcher, session.url, session.content_url, session.config)
+            if local_path is None
+            else LocalRepoSource(Repo.open(local_path), session.config)
+        )
         job = PullJob(
             repo,
-            HttpSource(session.fetcher, session.url, session.content_url, session.config),
+            source,
             resolved,
             local_ref,
             Verifier(policy, refs_of),
@@ -308,7 +313,11 @@ def _pull_remote(
             pinned_refs=pinned,
             commit_times=times,
         )
-        return run_pull(job, report)
+        try:
+            return run_pull(job, report)
+        finally:
+            if isinstance(source, LocalRepoSource):
+                source.close()
 
 
 def pull_local(
