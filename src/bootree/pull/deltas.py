@@ -312,6 +312,9 @@ def pull_deltas(
     """
     if mode is StaticDeltas.DISABLE:
         return []
+    if mode is StaticDeltas.REQUIRE and repo.mode.value == "archive":
+        # As libostree: a delta rebuilds objects for checkout, not the archive's .filez files.
+        raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
     if mode is StaticDeltas.AUTO and not _usable(repo, base_url):
         return []  # archive targets, and local remotes (file://, pull-local) copy objects as cheaply
     out = []
@@ -350,6 +353,8 @@ class DeltaStage:
         mode = ctx.config.static_deltas
         if mode is StaticDeltas.DISABLE:
             return
+        if mode is StaticDeltas.REQUIRE and ctx.repo.mode.value == "archive":
+            raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
         found = self.session.summary() if mode is StaticDeltas.REQUIRE or _usable(ctx.repo, self.session.url) else None
         targets = {c: self.ref_exists.get(c, False) for c in ctx.commits}
         self.used = pull_deltas(
