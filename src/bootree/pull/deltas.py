@@ -32,14 +32,16 @@ from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.format.summary import Summary
 from bootree.pull.engine import StageContext
-from bootree.pull.options import StaticDeltas
+from bootree.pull.options import DeltaPlan, StaticDeltas
 from bootree.pull.plan import object_path
 from bootree.pull.session import RemoteSession
 from bootree.pull.verify import Verifier
 from bootree.repo import Repo, Transaction
 from bootree.transport import Fetcher, join_url
 
-__all__ = ["DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "pull_delta", "pull_deltas"]
+__all__ = [
+    "DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "plan_deltas", "pull_delta", "pull_deltas",
+]
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +336,43 @@ def pull_deltas(
             )
         )
     return out
+
+
+def plan_deltas(
+    repo: Repo, fetcher: Fetcher, base_url: str, targets: dict[Checksum, bool], *, summary: Summary | None
+) -> DeltaPlan:
+    """The deltas a pull requiring them would use, from their superblocks (fetched and checked
+    against the summary's digests; nothing is written): what ``--dry-run`` reports.
+
+    Raises:
+        RemoteError: no delta for a target, into an archive repository, or a superblock that
+            differs from the summary's.
+        FetchError: a download that failed.
+    """
+    if repo.mode.value == "archive":
+        raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
+    parts = fetched = size = fetched_size = usize = 0
+    for target, ref_exists in targets.items():
+        if repo.has_object(ObjectType.COMMIT, target) and not repo.is_partial(target):
+            continue
+        choice = choose_delta(repo, fetcher, base_url, target, summary=summary, ref_exists=ref_exists)
+        if choice is None:
+            raise RemoteError(f"no static delta to {target} on {base_url}", hint="pull without --require-static-deltas")
+        data = fetcher.fetch(join_url(base_url, f"{choice.relpath}/superblock"), max_length=MAX_SUPERBLOCK_SIZE)
+        if hashlib.sha256(data).digest() != choice.digest:
+            raise RemoteError(f"invalid checksum for static delta {choice.name}: the superblock differs from the summary's")
+        sb = Superblock.from_bytes(data)
+        for entry in sb.parts:
+            parts += 1
+            size += entry.size
+            usize += entry.uncompressed_size
+            if all(repo.has_object(t, c) for t, c in entry.objects):
+                fetched += 1
+                fetched_size += entry.size
+        for fb in sb.fallbacks:
+            size += fb.compressed_size
+            usize += fb.uncompressed_size
+    return DeltaPlan(parts, fetched, size, fetched_size, usize)
 
 
 class DeltaStage:
