@@ -93,6 +93,7 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str, collection_i
     is_flag=True,
     help="Store the composefs image digest (ostree.composefs.digest.v0) in the commit metadata.",
 )
+@click.option("--generate-sizes", is_flag=True, help="Record each object's sizes in the commit (ostree.sizes), for show --print-sizes.")
 @click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE", help="Sign the commit with the ed25519 secret key(s) in KEYFILE ('-': stdin).")
 @click.option("--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
 @click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key ID to sign the commit with.")
@@ -125,6 +126,7 @@ def commit_cmd(
     link_checkout_speedup: bool,
     fsync: str | None,
     composefs_metadata: bool,
+    generate_sizes: bool,
     sign_keys: tuple[str, ...],
     sign_type: str,
     gpg_keys: tuple[str, ...],
@@ -196,6 +198,15 @@ def commit_cmd(
             return [composefs.digest_metadata(image.digest)]
 
         kwargs["tree_metadata"] = composefs_digest
+    if generate_sizes:
+        from bootree.repo.sizes import sizes_metadata
+
+        first = kwargs.get("tree_metadata")
+
+        def with_sizes(tree: Checksum, dmeta: Checksum) -> list[tuple[str, Variant]]:
+            return [*(first(tree, dmeta) if first else []), *sizes_metadata(repo.reader, tree, dmeta)]
+
+        kwargs["tree_metadata"] = with_sizes
     with progress_bar("Committing", total=None) as prog:
 
         def on_progress(files: int, nbytes: int) -> None:
