@@ -48,7 +48,8 @@ def sizes_metadata(reader: ObjectReader, tree: Checksum, meta: Checksum) -> list
         elif (ObjectType.FILE, e.checksum) not in seen:
             seen.add((ObjectType.FILE, e.checksum))
             header, size = store.stat_file(e.checksum)
-            unpacked = 0 if header.symlink_target else size
+            # As ostree: a symbolic link's unpacked size is its target's length.
+            unpacked = len(header.symlink_target.encode()) if header.symlink_target else size
             archived = os.lstat(store.path(ObjectType.FILE, e.checksum)).st_size if store.mode.value == "archive" else unpacked
             entries.append(SizeEntry(e.checksum, archived, unpacked, ObjectType.FILE))
     return [(SIZES_KEY, encode_sizes(entries))]
