@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from tests.compat.test_cli_compat import each, make_tree, run
 
 pytestmark = pytest.mark.compat

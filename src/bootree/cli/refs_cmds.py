@@ -120,8 +120,8 @@ def _collection_refs(repo: Repo, prefixes: tuple[str, ...], *, create: str | Non
         refs_changed(repo)
         return
     found = {}
-    for cid in prefixes or (None,):
-        found.update(list_collection_refs(repo.refs, repo.config, cid))
+    for match in prefixes or (None,):
+        found.update(list_collection_refs(repo.refs, repo.config, match))
     if delete:
         for cref in found:
             set_collection_ref(repo.refs, repo.config, cref, None, fsync=repo.fsync)
@@ -129,7 +129,8 @@ def _collection_refs(repo: Repo, prefixes: tuple[str, ...], *, create: str | Non
         return
     ordered = sorted(found)
     if as_json:
-        emit([{"collection_id": c.collection_id, "ref": c.ref, "checksum": found[c]} for c in ordered], as_json=True, text=list)
+        rows = [{"collection_id": c.collection_id, "ref": c.ref, "checksum": found[c]} for c in ordered]
+        emit(rows, as_json=True, text=lambda _rows: [str(c) for c in ordered])
         return
     for cref in ordered:
         click.echo(str(cref))

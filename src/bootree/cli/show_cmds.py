@@ -6,7 +6,6 @@ Layer: cli: parse, call :mod:`bootree.repo`, render (ostree's text or ``--json``
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as dt
 import stat
 import sys

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from bootree.errors import FormatError
 from bootree.format.checksum import Checksum, ObjectType, from_raw, to_raw
@@ -75,7 +76,8 @@ def decode_sizes(value: Variant) -> list[SizeEntry]:
     if value.type != "aay":
         raise FormatError(f"ostree.sizes has type {value.type}, not aay")
     out = []
-    for raw in value.value:
+    items: Any = value.value  # checked by its type string
+    for raw in items:
         data = bytes(raw)
         if len(data) < 34:
             raise FormatError("ostree.sizes: entry too short")

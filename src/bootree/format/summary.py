@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
@@ -153,9 +153,10 @@ class Summary:
         """Refs of other collections (``ostree.summary.collection-map``), by collection ID."""
         for key, value in self.metadata:
             if key == COLLECTION_MAP_KEY and value.type == COLLECTION_MAP_TYPE:
+                collections: Any = value.value  # checked by its type string
                 return {
                     cid: tuple(SummaryRef(n, from_raw(c), size, tuple(m)) for n, (size, c, m) in entries)
-                    for cid, entries in value.value
+                    for cid, entries in collections
                 }
         return {}
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bootree.errors import BindingError, InvalidRefName
 from bootree.format.checksum import Checksum
@@ -31,11 +32,11 @@ __all__ = [
     "CollectionRef",
     "binding_metadata",
     "check_back_refs",
+    "fsck_bindings",
     "list_collection_refs",
     "resolve_collection_ref",
     "set_collection_ref",
     "validate_collection_id",
-    "fsck_bindings",
     "verify_bindings_of",
 ]
 
@@ -99,11 +100,11 @@ def list_collection_refs(
     if remotes:
         remotes_dir = refs.refs / "remotes"
         for remote in sorted(os.listdir(remotes_dir)) if remotes_dir.is_dir() else []:
-            cid = _remote_collection_id(config, remote)
-            if cid is None:
+            remote_cid = _remote_collection_id(config, remote)
+            if remote_cid is None:
                 continue
             for name, csum in refs.list(remote=remote).items():
-                out[CollectionRef(cid, name.partition(":")[2])] = csum
+                out[CollectionRef(remote_cid, name.partition(":")[2])] = csum
     if match_collection_id is not None:
         out = {k: v for k, v in out.items() if k.collection_id == match_collection_id}
     return dict(sorted(out.items()))
@@ -173,7 +174,8 @@ def binding_metadata(
 def _bound_refs(commit: Commit) -> list[str] | None:
     for k, v in commit.metadata:
         if k == REF_BINDING_KEY:
-            return list(v.value) if v.type == "as" else None
+            names: Any = v.value  # a list of str when the type is "as"
+            return list(names) if v.type == "as" else None
     return None
 
 

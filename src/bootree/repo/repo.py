@@ -543,8 +543,7 @@ class Repo:
         return reachable_objects(self.reader, self.partial, commits, depth=depth)
 
     def fsck(self, *, progress: Callable[[int, int], None] | None = None) -> FsckResult:
-        """Verify every commit and every object it reaches (and that every ref's commit exists,
-        collection refs included); bindings are checked by :func:`~bootree.repo.collections.fsck_bindings`."""
+        """Verify every commit and object it reaches, and every ref's (mirrors included) commit."""
         crefs = {f"({cid}, {ref})": c for (cid, ref), c in self.refs.list_mirrors().items()}
         return fsck(self.reader, self.refs, self.partial, progress=progress, collection_refs=crefs)
 

@@ -52,7 +52,7 @@ def test_verify_bindings_messages() -> None:
     verify_bindings_of(_commit([]), None, "anything")
     with pytest.raises(BindingError, match="no requested ref ‘x’ in ref binding metadata \\(‘r1’, ‘r2’\\)"):
         verify_bindings_of(bound, None, "x")
-    with pytest.raises(BindingError, match="collection ID ‘a.b’ in collection binding metadata, while the remote it came from has collection ID ‘c.d’"):
+    with pytest.raises(BindingError, match=r"collection ID ‘a\.b’ in collection binding metadata, while the remote it came from has collection ID ‘c\.d’"):
         verify_bindings_of(bound, "c.d", "r1")
     with pytest.raises(BindingError, match="ref binding information, found none"):
         verify_bindings_of(_commit([]), "a.b", "r1")
