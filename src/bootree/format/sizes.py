@@ -2,7 +2,8 @@
 
 Layer: format (pure). The value is an ``aay``; each entry is the object's 32-byte checksum, its
 archived (compressed) size and its unpacked size as LEB128 varints, and its object-type number,
-sorted by checksum, as libostree writes and reads it. A client uses it to tell how much a pull
+sorted by checksum, as libostree writes and reads it (the varints are those of static-delta
+operations). A client uses it to tell how much a pull
 would download before fetching anything (``show --print-sizes``).
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from bootree.errors import FormatError
 from bootree.format.checksum import Checksum, ObjectType, from_raw, to_raw
+from bootree.format.deltaops import decode_varint, encode_varint
 from bootree.format.gvariant import Variant
 
 __all__ = ["SIZES_KEY", "SizeEntry", "decode_sizes", "encode_sizes"]
@@ -31,38 +33,13 @@ class SizeEntry:
     otype: ObjectType
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise FormatError("ostree.sizes: truncated or oversized varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
 def encode_sizes(entries: Iterable[SizeEntry]) -> Variant:
     """The ``ostree.sizes`` value for ``entries`` (sorted by checksum, one per object)."""
     unique = {(e.checksum, e.otype): e for e in entries}
     ordered = sorted(unique.values(), key=lambda e: (e.checksum, e.otype.number))
     return Variant(
         "aay",
-        [to_raw(e.checksum) + _varint(e.archived) + _varint(e.unpacked) + bytes([e.otype.number]) for e in ordered],
+        [to_raw(e.checksum) + encode_varint(e.archived) + encode_varint(e.unpacked) + bytes([e.otype.number]) for e in ordered],
     )
 
 
@@ -81,8 +58,11 @@ def decode_sizes(value: Variant) -> list[SizeEntry]:
         data = bytes(raw)
         if len(data) < 34:
             raise FormatError("ostree.sizes: entry too short")
-        archived, pos = _read_varint(data, 32)
-        unpacked, pos = _read_varint(data, pos)
+        try:
+            archived, pos = decode_varint(data, 32)
+            unpacked, pos = decode_varint(data, pos)
+        except FormatError as e:
+            raise FormatError(f"ostree.sizes: entry for {data[:32].hex()}: {e}") from None
         otype = ObjectType.FILE
         if pos < len(data):
             otype = ObjectType.from_number(data[pos])
