@@ -465,3 +465,8 @@ class DeltaNotFound(DeltaError):
     def __init__(self, name: str) -> None:
         super().__init__(f"static delta {name} not found", hint="list deltas with 'bootree static-delta list'")
         self.name = name
+
+
+class BindingError(VerificationError):
+    """A commit whose ``ostree.ref-binding`` / ``ostree.collection-binding`` metadata does not
+    name the ref (or collection) it is pulled or checked as: a commit served under another name."""

@@ -83,14 +83,21 @@ def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
 
 
 def _report(result: PullResult, *, local: bool = False) -> None:
+    from bootree.cli._common import format_size
+
+    if result.deltas is not None:
+        d = result.deltas  # ostree's line for a dry run through deltas
+        click.echo(
+            f"Delta update: {d.fetched_parts}/{d.parts} parts, {format_size(d.fetched_size)}/{format_size(d.size)}, "
+            f"{format_size(d.uncompressed)} total uncompressed"
+        )
+        return
     if result.dry_run:
         click.echo(
             f"would fetch {result.metadata_fetched} metadata, {result.content_fetched} content objects "
             f"({result.bytes_fetched // 1024} KiB of metadata read)"
         )
         return
-    from bootree.cli._common import format_size
-
     # ostree's line, which scripts grep: sizes as GLib writes them.
     if local:
         click.echo(

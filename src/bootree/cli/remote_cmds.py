@@ -262,8 +262,11 @@ _SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
 
 
 def _render_summary(summary: Summary) -> None:
-    for r in summary.refs:
-        click.echo(f"* {r.name}")
+    main = summary.collection_id
+    listed = [(main, r) for r in summary.refs]
+    listed += [(cid, r) for cid, refs in summary.collection_map.items() for r in refs]
+    for cid, r in listed:
+        click.echo(f"* ({cid}, {r.name})" if cid is not None else f"* {r.name}")
         click.echo(f"    Latest Commit ({r.commit_size} bytes):")
         click.echo(f"      {r.commit}")
         if r.version is not None:
@@ -275,6 +278,8 @@ def _render_summary(summary: Summary) -> None:
         "ostree.summary.mode": "Repository Mode",
         "ostree.summary.last-modified": "Last-Modified",
         "ostree.summary.tombstone-commits": "Has Tombstone Commits",
+        "ostree.summary.collection-id": "Collection ID",
+        "ostree.summary.collection-map": "Collection Map",
     }
     deltas = summary.static_deltas
     if deltas:
@@ -289,6 +294,8 @@ def _render_summary(summary: Summary) -> None:
         label = labels.get(key)
         if key == "ostree.summary.last-modified" and summary.last_modified is not None:
             text = _ts(summary.last_modified)
+        elif key == "ostree.summary.collection-map" and label:
+            text = "(printed above)"
         elif value.type == "b":
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:
@@ -403,9 +410,11 @@ def summary_cmd(
         summary = read_summary(repo)
         if raw:
             from bootree.format.gvariant import decode
+            from bootree.format.gvtext import byteswap
 
             data = (repo.path / "summary").read_bytes()
-            click.echo(print_text(_SUMMARY_TYPE, decode(_SUMMARY_TYPE, data), annotate=True))
+            value = byteswap(_SUMMARY_TYPE, decode(_SUMMARY_TYPE, data))  # as ostree prints it
+            click.echo(print_text(_SUMMARY_TYPE, value, annotate=True))
         elif as_json:
             print_json(
                 {

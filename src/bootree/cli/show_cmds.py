@@ -5,6 +5,7 @@ Layer: cli: parse, call :mod:`bootree.repo`, render (ostree's text or ``--json``
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import stat
 import sys
@@ -134,12 +135,14 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
 @repo_option
 @click.argument("rev")
 @click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
+@click.option("--print-sizes", is_flag=True, help="Print the sizes the commit records (ostree.sizes) and how much is still needed.")
+@click.option("--raw", is_flag=True, help="Print the commit object as GVariant text (byte-swapped, as ostree's --raw).")
 @click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="Check GPG signatures with the keyrings in DIR.")
 @click.option("--gpg-verify-remote", metavar="REMOTE", help="Check GPG signatures with REMOTE's trusted keys.")
 @json_option
 @click.pass_context
 def show_cmd(
-    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None,
+    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, print_sizes: bool, raw: bool,
     gpg_homedir: Path | None, gpg_verify_remote: str | None, as_json: bool,
 ) -> None:
     """Show one commit: checksum, parent, content checksum, date, version, subject and body.
@@ -149,6 +152,30 @@ def show_cmd(
     repo = open_repo(ctx, repo_path)
     csum = repo.resolve_rev(rev)
     c = repo.read_commit(csum)
+    if print_sizes:
+        from bootree.cli._common import format_size
+        from bootree.repo.sizes import sizes_report
+
+        report = sizes_report(c, repo.has_object)
+        if report is None:
+            raise RepoError(f"Commit {csum} has no ostree.sizes metadata (commit with --generate-sizes)")
+        r = report
+        lines = [
+            f"Compressed size (needed/total): {format_size(r.archived_needed)}/{format_size(r.archived_total)}",
+            f"Unpacked size (needed/total): {format_size(r.unpacked_needed)}/{format_size(r.unpacked_total)}",
+            f"Number of objects (needed/total): {r.objects_needed}/{r.objects_total}",
+        ]
+        emit(dataclasses.asdict(r), as_json=as_json, text=lambda _v: lines)
+        return
+    if raw and key is None and not as_json:
+        from bootree.format.gvariant import decode
+        from bootree.format.gvtext import byteswap, print_text
+        from bootree.format.objects import COMMIT_TYPE
+
+        value = decode(COMMIT_TYPE, repo.load_metadata(ObjectType.COMMIT, csum))
+        click.echo(f"commit {csum}")
+        click.echo(print_text(COMMIT_TYPE, byteswap(COMMIT_TYPE, value), annotate=True))
+        return
     if key is None and not as_json:
         emit(_CommitView(csum, c), as_json=False, text=_commit_lines)
         _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
