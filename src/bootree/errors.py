@@ -448,3 +448,10 @@ class DeltaNotFound(DeltaError):
     def __init__(self, name: str) -> None:
         super().__init__(f"static delta {name} not found", hint="list deltas with 'bootree static-delta list'")
         self.name = name
+
+
+class InjectedTestError(RepoError):
+    """A failure asked for by ostree's test hook ``OSTREE_REPO_TEST_ERROR`` (``bootree.repo.testhooks``).
+
+    The message is ostree's (``OSTREE_REPO_TEST_ERROR_PRE_COMMIT``, ...), which test scripts match.
+    """

@@ -404,9 +404,13 @@ def upgrade_cmd(
         remote, sep, ref = (base.refspec or "").rpartition(":")
         if sep and remote:
             from bootree.pull import get_remote, pull
+            from bootree.sysroot.upgrade import endoflife_rebase
 
-            pull(sysroot.repo, get_remote(sysroot.repo.config, remote), [f"{ref}@{commit}" if commit else ref],
-                 allow_downgrade=allow_downgrade)
+            config = get_remote(sysroot.repo.config, remote)
+            pull(sysroot.repo, config, [f"{ref}@{commit}" if commit else ref], allow_downgrade=allow_downgrade)
+            rebased = None if commit else endoflife_rebase(sysroot, base.refspec or "")
+            if rebased is not None:  # the branch ended: fetch the one it names as well
+                pull(sysroot.repo, config, [rebased.rpartition(":")[2]], allow_downgrade=allow_downgrade)
     if pull_only:
         return
     with sysroot.lock():

@@ -89,8 +89,13 @@ def remote_add_cmd(
         raise click.UsageError("--if-not-exists and --force cannot be used together")
     repo = open_repo(ctx, repo_path)
     options = [kv_option(o, "--set") for o in set_options]
+    kinds = []
     for spec in sign_verify_keys:
-        options.append(_sign_verify_option(spec))
+        kind, option = _sign_verify_option(spec)
+        options.append(option)
+        kinds.append(kind)
+    if kinds:  # as ostree: the engines given are the ones required
+        options.append(("sign-verify", ";".join(dict.fromkeys(kinds))))
     if sign_verify_keys and no_sign_verify:
         raise click.UsageError("--sign-verify and --no-sign-verify are exclusive")
     added = add_remote(
@@ -101,7 +106,7 @@ def remote_add_cmd(
         contenturl=contenturl,
         options=options,
         gpg_verify=False if (no_gpg_verify or no_sign_verify) else None,
-        sign_verify=False if no_sign_verify else (True if sign_verify_keys else None),
+        sign_verify=False if no_sign_verify else None,
         collection_id=collection_id,
         if_not_exists=if_not_exists,
         force=force,
@@ -115,15 +120,22 @@ def remote_add_cmd(
             click.echo(f"Imported {len(n)} GPG key{'s' if len(n) != 1 else ''} to remote \"{name}\"")
 
 
-def _sign_verify_option(spec: str) -> tuple[str, str]:
-    """ostree's ``--sign-verify=ed25519=inline:KEY`` / ``ed25519=file:PATH`` as a remote key."""
+def _sign_verify_option(spec: str) -> tuple[str, tuple[str, str]]:
+    """ostree's ``--sign-verify=ed25519=inline:KEY`` / ``ed25519=file:PATH``: the engine and its remote key.
+
+    The errors use ostree's words, which scripts match.
+    """
+    from bootree.pull.trust import SIGN_ENGINES
+
     kind, sep, ref = spec.partition("=")
+    if not sep:
+        raise click.BadParameter(f"Failed to parse KEYTYPE=[inline|file]:DATA in {spec}", param_hint="--sign-verify")
+    if kind not in SIGN_ENGINES:
+        raise click.BadParameter(f"Requested signature type is not implemented: {kind}", param_hint="--sign-verify")
     how, sep2, value = ref.partition(":")
-    if not sep or not sep2 or how not in ("inline", "file") or not value:
-        raise click.BadParameter(f"expected KEYTYPE=inline:PUBKEY or KEYTYPE=file:PATH, got {spec!r}", param_hint="--sign-verify")
-    if kind != "ed25519":
-        raise click.BadParameter(f"unknown signature type {kind!r} (bootree knows ed25519)", param_hint="--sign-verify")
-    return (f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value)
+    if not sep2 or how not in ("inline", "file") or not value:
+        raise click.BadParameter(f"Invalid key reference {how}, expected inline|file", param_hint="--sign-verify")
+    return kind, (f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value)
 
 
 @remote_group.command("delete")
@@ -378,17 +390,15 @@ def summary_cmd(
 
     -u regenerates it (and removes summary.sig); --gpg-sign / --sign then sign it, as ostree.
     """
-    from bootree.cli.sign_cmds import read_secret_keys
+    from bootree.cli.sign_cmds import signing_keys
 
     repo = open_repo(ctx, repo_path)
     view = view or raw
     if not update and not view and not gpg_keys and not sign_keys:
         raise click.UsageError("no action given: use --update, --view, --gpg-sign or --sign")
-    if sign_keys and sign_type != "ed25519":
-        raise click.UsageError(f"unknown signature type {sign_type!r}")
     if expires_in is not None and not update:
         raise click.UsageError("--expires-in needs --update")
-    secret = read_secret_keys(sign_keys, None) if sign_keys else []
+    secret, dummy_keys = signing_keys(sign_keys, sign_type) if sign_keys else ([], ())
     if update:
         extra = []
         for item in add_metadata:
@@ -397,8 +407,8 @@ def summary_cmd(
         if expires_in is not None:
             extra.append(expiry_metadata(int(time.time()) + _duration(expires_in)))
         update_summary(repo, extra_metadata=extra)
-    if gpg_keys or secret:
-        sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
+    if gpg_keys or secret or dummy_keys:
+        sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir, dummy_keys=dummy_keys)
     if view:
         summary = read_summary(repo)
         if raw:

@@ -134,12 +134,13 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
 @repo_option
 @click.argument("rev")
 @click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
+@click.option("--print-detached-metadata-key", "detached_key", help="Print only the value of this detached metadata key.")
 @click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="Check GPG signatures with the keyrings in DIR.")
 @click.option("--gpg-verify-remote", metavar="REMOTE", help="Check GPG signatures with REMOTE's trusted keys.")
 @json_option
 @click.pass_context
 def show_cmd(
-    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None,
+    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, detached_key: str | None,
     gpg_homedir: Path | None, gpg_verify_remote: str | None, as_json: bool,
 ) -> None:
     """Show one commit: checksum, parent, content checksum, date, version, subject and body.
@@ -149,6 +150,15 @@ def show_cmd(
     repo = open_repo(ctx, repo_path)
     csum = repo.resolve_rev(rev)
     c = repo.read_commit(csum)
+    if detached_key is not None:
+        from bootree.sign import detached
+
+        entries = detached.decode(repo.read_commitmeta(csum))
+        value = next((v for k, v in entries if k == detached_key), None)
+        if value is None:
+            raise RepoError(f"no such detached metadata key {detached_key!r} in commit {csum}")
+        _emit_variant(value, as_json)
+        return
     if key is None and not as_json:
         emit(_CommitView(csum, c), as_json=False, text=_commit_lines)
         _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
@@ -157,12 +167,16 @@ def show_cmd(
         found = next((v for k, v in c.metadata if k == key), None)
         if found is None:
             raise RepoError(f"no such metadata key {key!r} in commit {csum}")
-        from bootree.format.gvtext import print_text
-
-        # GVariant text, as ostree prints it; JSON through the one renderer.
-        emit(_variant_json(found), as_json=as_json, text=lambda _x: [print_text(found.type, found.value)])
+        _emit_variant(found, as_json)
         return
     emit(_CommitView(csum, c), as_json=as_json, text=_commit_lines)
+
+
+def _emit_variant(value: Variant, as_json: bool) -> None:
+    """One metadata value: GVariant text, as ostree prints it; JSON through the one renderer."""
+    from bootree.format.gvtext import print_text
+
+    emit(_variant_json(value), as_json=as_json, text=lambda _x: [print_text(value.type, value.value)])
 
 
 def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:

@@ -55,8 +55,8 @@ class VerifyResult:
         """Whether at least one signature of ``engine`` is valid."""
         return any(c.valid and c.engine == engine for c in self.checks)
 
-    def require(self, engine: str) -> None:
-        """Raise unless ``engine`` produced at least one valid signature.
+    def require(self, *engines: str) -> None:
+        """Raise unless one of ``engines`` produced at least one valid signature.
 
         The reason is the most telling failure: a revoked key beats an untrusted one, which
         beats no signature at all.
@@ -65,10 +65,10 @@ class VerifyResult:
             SignatureError: with ``reason`` ``unsigned``, ``revoked``, ``untrusted``,
                 ``invalid`` or ``malformed``.
         """
-        if self.valid_for(engine):
+        if any(self.valid_for(e) for e in engines):
             return
-        mine = [c for c in self.checks if c.engine == engine]
-        label = "GPG" if engine == "gpg" else engine
+        mine = [c for c in self.checks if c.engine in engines]
+        label = "/".join("GPG" if e == "gpg" else e for e in engines)
         if not mine:
             raise SignatureError(
                 self.subject, "unsigned", f"no {label} signature", hint="sign it, or trust an unsigned remote explicitly"
