@@ -455,3 +455,10 @@ class InjectedTestError(RepoError):
 
     The message is ostree's (``OSTREE_REPO_TEST_ERROR_PRE_COMMIT``, ...), which test scripts match.
     """
+
+
+class FreezeError(BootreeError):
+    """The freeze/thaw cycle of ``/boot``'s file system failed (``bootree._fs.freeze``)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"During fsfreeze-thaw: {why}")

@@ -459,6 +459,28 @@ def switch_cmd(sysroot_path: Path | None, stateroot: str | None, refspec: str) -
     _say_swap(result.swap)
 
 
+@admin.command("set-origin")
+@_sysroot_option
+@click.option("--index", type=int, default=None, help="The deployment INDEX (default: the booted one).")
+@click.option("--set", "-s", "set_options", multiple=True, metavar="KEY=VALUE", help="Set an option of the remote.")
+@click.argument("remote")
+@click.argument("url")
+@click.argument("branch", required=False)
+def set_origin_cmd(sysroot_path: Path | None, index: int | None, set_options: tuple[str, ...], remote: str, url: str,
+                   branch: str | None) -> None:
+    """Make a deployment follow REMOTE (added at URL unless it exists) and BRANCH (default: its ref)."""
+    from bootree.cli._common import kv_option
+    from bootree.pull.remote import add_remote
+
+    sysroot = _open(sysroot_path)
+    with sysroot.lock():
+        repo = sysroot.repo
+        if add_remote(repo.config, remote, url, options=[kv_option(o, "--set") for o in set_options],
+                      if_not_exists=True):
+            repo.save_config()
+        ops.set_origin_remote(sysroot, index, remote, branch)
+
+
 @admin.group("instutil")
 def instutil_group() -> None:
     """Installer utilities (as 'ostree admin instutil'; ostree calls them not stable)."""

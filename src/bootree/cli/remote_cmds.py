@@ -24,6 +24,7 @@ from bootree.cli._common import (
 )
 from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
+from bootree.format.keyfile import KeyFile
 from bootree.format.gvtext import print_text
 from bootree.format.summary import Summary
 from bootree.pull import (
@@ -67,10 +68,13 @@ def remote_group() -> None:
 @click.option("--force", is_flag=True, help="Replace the remote if it exists.")
 @click.option("--contenturl", help="Use URL when fetching content (objects).")
 @click.option("--collection-id", help="Collection ID of the remote's refs.")
+@click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path),
+              help="Add the remote to the sysroot at PATH (its repository, or its deployment's /etc).")
 @click.pass_context
 def remote_add_cmd(
     ctx: click.Context,
     repo_path: Path | None,
+    sysroot_path: Path | None,
     name: str,
     url: str,
     branches: tuple[str, ...],
@@ -87,7 +91,7 @@ def remote_add_cmd(
     """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
     if if_not_exists and force:
         raise click.UsageError("--if-not-exists and --force cannot be used together")
-    repo = open_repo(ctx, repo_path)
+    repo = open_repo(ctx, sysroot_path / "ostree/repo" if sysroot_path is not None else repo_path)
     options = [kv_option(o, "--set") for o in set_options]
     kinds = []
     for spec in sign_verify_keys:
@@ -98,8 +102,12 @@ def remote_add_cmd(
         options.append(("sign-verify", ";".join(dict.fromkeys(kinds))))
     if sign_verify_keys and no_sign_verify:
         raise click.UsageError("--sign-verify and --no-sign-verify are exclusive")
+    from bootree.pull.remote import remotes_config_dir
+
+    confdir = remotes_config_dir(sysroot_path, repo.config) if sysroot_path is not None else None
+    config = KeyFile() if confdir is not None else repo.config
     added = add_remote(
-        repo.config,
+        config,
         name,
         url,
         branches=branches,
@@ -111,8 +119,13 @@ def remote_add_cmd(
         if_not_exists=if_not_exists,
         force=force,
     )
-    if added:
+    if added and confdir is not None:
+        from bootree.pull.remote import save_remote_file
+
+        added = save_remote_file(confdir, name, config, if_not_exists=if_not_exists, force=force)
+    elif added:
         repo.save_config()
+    if added:
         if gpg_import_files:
             from bootree.pull.trust import gpg_import
 

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bootree.errors import KeyFileError, RemoteExists, RemoteNotFound
 from bootree.format.keyfile import KeyFile, parse_bool
 from bootree.format.refspec import validate_remote_name
 from bootree.transport import FetchConfig
 
-__all__ = ["Remote", "add_remote", "delete_remote", "get_remote", "list_remotes", "section_name"]
+__all__ = [
+    "Remote",
+    "add_remote",
+    "delete_remote",
+    "get_remote",
+    "list_remotes",
+    "remotes_config_dir",
+    "save_remote_file",
+    "section_name",
+]
 
 
 def section_name(name: str) -> str:
@@ -183,6 +193,41 @@ def add_remote(
         config.set(group, "sign-verify", "true" if sign_verify else "false")
     if collection_id:
         config.set(group, "collection-id", collection_id)
+    return True
+
+
+def remotes_config_dir(sysroot: Path, repo_config: KeyFile) -> Path | None:
+    """Where ``remote add --sysroot=SYSROOT`` writes a new remote: a ``remotes.d`` directory, or
+    ``None`` for the repository's own config (ostree 2022.7's rule).
+
+    A *physical* sysroot (the real root, no ``sysroot/`` inside it) keeps remotes in
+    ``ostree/repo/config``; a deployment's view of it (it has ``/sysroot``: a booted system)
+    writes ``SYSROOT/etc/ostree/remotes.d/NAME.conf``, so the remote belongs to that
+    deployment's ``/etc``, unless the repository says ``core.add-remotes-config-dir=false``.
+    """
+    if not (sysroot / "sysroot").exists():
+        return None
+    if not repo_config.get_bool("core", "add-remotes-config-dir", True):
+        return None
+    return sysroot / "etc/ostree/remotes.d"
+
+
+def save_remote_file(confdir: Path, name: str, config: KeyFile, *, if_not_exists: bool = False,
+                     force: bool = False) -> bool:
+    """Write ``config`` (one remote's section) as ``confdir/NAME.conf``, atomically; whether written.
+
+    Raises:
+        RemoteExists: the file exists and neither ``if_not_exists`` nor ``force`` is given.
+    """
+    from bootree import _fs
+
+    conf = confdir / f"{name}.conf"
+    if conf.exists() and not force:
+        if if_not_exists:
+            return False
+        raise RemoteExists(name)
+    _fs.makedirs(confdir)
+    _fs.write_atomic(conf, config.to_text().encode())
     return True
 
 

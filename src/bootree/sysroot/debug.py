@@ -5,7 +5,8 @@ the same names where it has the behaviour they change, so that scripts written f
 test suite among them) drive bootree the same way:
 
 * ``mutable-deployments``: deployment roots are not made immutable (``chattr +i``);
-* ``no-dtb``: deployments ignore device trees (``devicetree``, ``dtb/``) of their kernel.
+* ``no-dtb``: deployments ignore device trees (``devicetree``, ``dtb/``) of their kernel;
+* ``test-fifreeze``: the freeze/thaw of ``/boot`` runs its watchdog, then fails (``_fs.freeze``).
 """
 
 from __future__ import annotations

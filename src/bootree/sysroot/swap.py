@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.sysroot import _faults, bootconfig, esp, layout
+from bootree._fs.freeze import freeze_thaw
+from bootree.sysroot import _faults, bootconfig, debug, esp, layout
 from bootree.sysroot.bootloader import find_kernel, install_kernel, make_entry
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
@@ -146,6 +147,7 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
         bv = sysroot.bootversion
         sub = _build_bootlinks(sysroot, bv, deps)
         _fs.syncfs(path)
+        freeze_thaw(path / "boot", test_watchdog=debug.enabled("test-fifreeze"))
         _faults.checkpoint("before-swap")
         _symlink_atomic(f"boot.{bv}.{sub}", path / layout.bootversion_link(bv))
         _fs.fsync_dir(path / "ostree")
@@ -174,6 +176,8 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
         if not os.path.lexists(path / layout.BOOT_LINK):
             os.symlink(".", path / layout.BOOT_LINK)
         _fs.syncfs(path)
+        # /boot's own file system, journal included (what GRUB reads), as ostree's full sync.
+        freeze_thaw(path / "boot", test_watchdog=debug.enabled("test-fifreeze"))
         _faults.checkpoint("before-swap")
         tmp = path / layout.LOADER_TMP_LINK
         with contextlib.suppress(FileNotFoundError):
