@@ -200,10 +200,10 @@ def _status_text(status: SysrootStatus) -> list[str]:
             lines.append(f"    composefs: {d.composefs.digest}")
         if d.origin is None:
             lines.append("    origin: none")
-        elif d.refspec:
-            lines.append(f"    origin refspec: {d.refspec}")
         else:
-            lines.append("    origin: <unknown origin type>")
+            lines.append(f"    origin refspec: {d.refspec}" if d.refspec else "    origin: <unknown origin type>")
+            if d.source_title:
+                lines.append(f"    `- {d.source_title}")
     return lines
 
 
