@@ -42,8 +42,12 @@ from bootree.repo.summary import read_summary, update_summary
 
 
 @cli.group("remote")
-def remote_group() -> None:
+@click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path), hidden=True,
+              help="As 'remote add --sysroot' (ostree accepts it before the subcommand).")
+@click.pass_context
+def remote_group(ctx: click.Context, sysroot_path: Path | None) -> None:
     """Manage remote repositories ([remote "NAME"] sections of the repo config)."""
+    ctx.ensure_object(dict)["remote_sysroot"] = sysroot_path
 
 
 @remote_group.command("add")
@@ -91,6 +95,7 @@ def remote_add_cmd(
     """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
     if if_not_exists and force:
         raise click.UsageError("--if-not-exists and --force cannot be used together")
+    sysroot_path = sysroot_path or (ctx.obj or {}).get("remote_sysroot")
     repo = open_repo(ctx, sysroot_path / "ostree/repo" if sysroot_path is not None else repo_path)
     options = [kv_option(o, "--set") for o in set_options]
     kinds = []
