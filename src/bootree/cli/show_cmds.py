@@ -173,10 +173,12 @@ def show_cmd(
 
 
 def _emit_variant(value: Variant, as_json: bool) -> None:
-    """One metadata value: GVariant text, as ostree prints it; JSON through the one renderer."""
-    from bootree.format.gvtext import print_text
+    """One metadata value: GVariant text as ostree prints it (byte-swapped, its convention for
+    metadata numbers, and type-annotated); JSON through the one renderer, unswapped."""
+    from bootree.format.gvtext import byteswap, print_text
 
-    emit(_variant_json(value), as_json=as_json, text=lambda _x: [print_text(value.type, value.value)])
+    shown = byteswap(value.type, value.value) if sys.byteorder == "little" else value.value
+    emit(_variant_json(value), as_json=as_json, text=lambda _x: [print_text(value.type, shown, annotate=True)])
 
 
 def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from bootree.errors import GVariantError
 from bootree.format.gvariant import GVariantType, Variant, parse_type
 
-__all__ = ["parse_text", "print_text"]
+__all__ = ["byteswap", "parse_text", "print_text"]
 
 _KEYWORDS = {
     "boolean": "b", "byte": "y", "int16": "n", "uint16": "q", "int32": "i", "uint32": "u", "handle": "h",
@@ -378,3 +378,37 @@ def _print_array(t: GVariantType, v: Any, annotate: bool, out: list[str]) -> Non
             out.append(", ")
         _print(elem, item, annotate and i == 0, out)
     out.append("]")
+
+
+_SWAP = {"n": ("<h", ">h"), "q": ("<H", ">H"), "i": ("<i", ">i"), "h": ("<i", ">i"), "u": ("<I", ">I"),
+         "x": ("<q", ">q"), "t": ("<Q", ">Q"), "d": ("<d", ">d")}
+
+
+def byteswap(type_string: str, value: Any) -> Any:
+    """``value`` with every 16-, 32- and 64-bit number byte-swapped, as ``g_variant_byteswap``.
+
+    ostree shows commit metadata through it (``show --print-metadata-key``): metadata numbers
+    are meant to be big-endian, so it swaps before printing on a little-endian machine.
+    """
+    return _swap(parse_type(type_string), value)
+
+
+def _swap(t: GVariantType, v: Any) -> Any:
+    import struct
+
+    k = t.kind
+    if k in _SWAP:
+        little, big = _SWAP[k]
+        return struct.unpack(big, struct.pack(little, v))[0]
+    if k == "v":
+        return Variant(v.type, _swap(parse_type(v.type), v.value))
+    if k == "m":
+        return None if v is None else _swap(t.children[0], v)
+    if k == "a":
+        elem = t.children[0]
+        if elem.kind in "yb":
+            return v
+        return [_swap(elem, item) for item in v]
+    if k in "({":
+        return tuple(_swap(c, item) for c, item in zip(t.children, v, strict=True))
+    return v

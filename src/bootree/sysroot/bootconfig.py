@@ -98,6 +98,20 @@ def _read_current(path: Path) -> str:
         return ""
 
 
+def _join(lines: Sequence[str]) -> str:
+    """Lines joined as ostree joins them: each ends with a newline; a leading empty line and
+    every empty line after the first one are dropped (so the files are byte for byte ostree's)."""
+    out = []
+    seen_empty = False
+    for i, line in enumerate(lines):
+        if not line:
+            if seen_empty or i == 0:
+                continue
+            seen_empty = True
+        out.append(line + "\n")
+    return "".join(out)
+
+
 def _linux(entry: BlsEntry) -> str:
     linux = entry.get("linux")
     if not linux:
@@ -149,7 +163,7 @@ def syslinux_config(current: str, entries: Sequence[BlsEntry]) -> str:
                 out.append(f"\t{word} /boot{value}")
         if e.get("options"):
             out.append(f"\tAPPEND {e.get('options')}")
-    return "\n".join(out) + "\n"
+    return _join(out)
 
 
 def uboot_config(entries: Sequence[BlsEntry], system_uenv: str | None) -> str:
@@ -171,7 +185,7 @@ def uboot_config(entries: Sequence[BlsEntry], system_uenv: str | None) -> str:
             out.append(f"bootargs{n}={options}")
             if i == 0 and system_uenv is not None:
                 out.append(system_uenv)
-    return "\n".join(out) + "\n"
+    return _join(out)
 
 
 def _system_uenv(root: Path | None) -> str | None:
