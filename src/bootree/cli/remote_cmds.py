@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,8 +25,8 @@ from bootree.cli._common import (
 )
 from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
-from bootree.format.keyfile import KeyFile
 from bootree.format.gvtext import print_text
+from bootree.format.keyfile import KeyFile
 from bootree.format.summary import Summary
 from bootree.pull import (
     add_remote,
@@ -37,6 +38,9 @@ from bootree.pull.publish import expiry_metadata, sign_summary
 from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
 from bootree.repo.summary import read_summary, update_summary
+
+if TYPE_CHECKING:
+    from bootree.sign.gpgkeys import GpgKey, GpgSubkey
 
 # --- remote ------------------------------------------------------------------------------------
 
@@ -162,11 +166,14 @@ def _sign_verify_option(spec: str) -> tuple[str, tuple[str, str]]:
 @click.option("--if-exists", is_flag=True, help="Do nothing if the remote does not exist.")
 @click.pass_context
 def remote_delete_cmd(ctx: click.Context, repo_path: Path | None, name: str, if_exists: bool) -> None:
-    """Delete remote NAME (and its refs/remotes/NAME refs)."""
+    """Delete remote NAME (and its refs/remotes/NAME refs and trusted GPG keyring)."""
+    from bootree.pull.trust import gpg_forget
+
     repo = open_repo(ctx, repo_path)
     if delete_remote(repo.config, name, if_exists=if_exists):
         repo.save_config()
         repo.refs.delete_remote(name)
+        gpg_forget(repo.path, name)
 
 
 @remote_group.command("list")
@@ -459,3 +466,45 @@ def _parse_variant(text: str) -> Variant:
     from bootree.cli._common import parse_gvariant_text
 
     return parse_gvariant_text(text)
+
+
+@remote_group.command("gpg-list-keys")
+@repo_option
+@click.argument("name", required=False)
+@click.pass_context
+def remote_gpg_list_keys_cmd(ctx: click.Context, repo_path: Path | None, name: str | None) -> None:
+    """List the GPG keys trusted for remote NAME (without NAME: the global ones), as ostree."""
+    from bootree.pull.trust import global_gpg_keyrings, remote_gpg_keyrings
+    from bootree.sign.gpgkeys import list_keys
+
+    repo = open_repo(ctx, repo_path)
+    rings = remote_gpg_keyrings(repo.path, get_remote(repo.config, name)) if name else global_gpg_keyrings()
+    for line in _gpg_key_lines(list_keys(rings)):
+        click.echo(line)
+
+
+def _gpg_key_lines(keys: list[GpgKey]) -> list[str]:
+    """ostree's layout: Key, Created, [Expires|Expired], UID lines with their update URLs, Subkeys."""
+    import time
+
+    def when(ts: int) -> str:
+        return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(ts))
+
+    def sub(k: GpgSubkey, primary: bool) -> list[str]:
+        lead = "" if primary else "  "
+        flags = (" (revoked)" if k.revoked else "") + (" (invalid)" if k.invalid else "")
+        out = [f"{lead}{'Key' if primary else 'Subkey'}: {k.fingerprint}{flags}", f"{lead}  Created: {when(k.created)}"]
+        if k.expires > 0:
+            out.append(f"{lead}  {'Expired' if k.expired else 'Expires'}: {when(k.expires)}")
+        return out
+
+    lines: list[str] = []
+    for key in keys:
+        lines += sub(key.primary, True)
+        for u in key.uids:
+            lines.append(f"  UID: {u.uid}" + (" (revoked)" if u.revoked else "") + (" (invalid)" if u.invalid else ""))
+            lines.append(f"  Advanced update URL: {u.advanced_url or ''}")
+            lines.append(f"  Direct update URL: {u.direct_url or ''}")
+        for s in key.subkeys:
+            lines += sub(s, False)
+    return lines

@@ -47,9 +47,12 @@ __all__ = [
     "SUMMARY_EXPIRES_KEY",
     "TrustPolicy",
     "check_summary_expiry",
+    "global_gpg_keyrings",
+    "gpg_forget",
     "gpg_import",
     "gpg_keyrings",
     "policy_for_remote",
+    "remote_gpg_keyrings",
 ]
 
 #: Where ostree looks for system-wide ed25519 keys (``trusted.ed25519``, ``revoked.ed25519``).
@@ -85,7 +88,24 @@ def _list(value: str | None) -> list[str]:
     return [v.strip() for v in value.replace(",", ";").split(";") if v.strip()]
 
 
-def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = None) -> list[Path]:
+def global_gpg_keyrings(global_dir: Path | None = None) -> list[Path]:
+    """The global keyring files: ``*.gpg`` of ``$OSTREE_GPG_HOME`` (else ostree's system directory)."""
+    gdir = global_dir
+    if gdir is None:
+        env = os.environ.get("OSTREE_GPG_HOME")
+        gdir = Path(env) if env else DEFAULT_GPG_DIR
+    if not gdir.is_dir():
+        return []
+    return sorted(f for f in gdir.iterdir() if f.is_file() and f.suffix == ".gpg")
+
+
+def remote_gpg_keyrings(repo_path: Path, remote: Remote) -> list[Path]:
+    """The keyring files of a remote itself (``remote gpg-list-keys NAME``): its own and ``gpgkeypath``."""
+    return gpg_keyrings(repo_path, remote, with_global=False)
+
+
+def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = None,
+                 with_global: bool = True) -> list[Path]:
     """The keyring files a remote's GPG signatures are checked against (ostree's search order)."""
     out: list[Path] = []
     own = repo_path / f"{remote.name}.trustedkeys.gpg"
@@ -99,12 +119,8 @@ def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = N
             out.append(p)
         else:
             raise VerificationError(f"remote {remote.name!r}: gpgkeypath {entry} does not exist")
-    gdir = global_dir
-    if gdir is None:
-        env = os.environ.get("OSTREE_GPG_HOME")
-        gdir = Path(env) if env else DEFAULT_GPG_DIR
-    if gdir.is_dir():
-        out.extend(sorted(f for f in gdir.iterdir() if f.is_file() and f.suffix == ".gpg"))
+    if with_global:
+        out.extend(global_gpg_keyrings(global_dir))
     return out
 
 
@@ -332,6 +348,18 @@ def policy_for_remote(
 
 def _unique(keys: Iterable[PublicKey]) -> tuple[PublicKey, ...]:
     return tuple(dict.fromkeys(keys))
+
+
+def gpg_forget(repo_path: Path, remote: str) -> bool:
+    """Remove ``<repo>/<remote>.trustedkeys.gpg`` (a deleted remote's keys, as ``ostree remote delete``).
+
+    Whether there was one: a remote added again later must not silently trust the old keys.
+    """
+    try:
+        os.unlink(repo_path / f"{remote}.trustedkeys.gpg")
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def gpg_import(

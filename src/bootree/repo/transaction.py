@@ -41,11 +41,11 @@ from bootree.format.content import ContentFraming
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader
 from bootree.format.refspec import RefSpec, parse_refspec
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
+from bootree.repo import testhooks
 from bootree.repo.modes import RepoMode
 from bootree.repo.objectstore import CHUNK, DiskObjectStore, ObjectIndex
 from bootree.repo.partial import PartialMarkers
 from bootree.repo.refs import RefStore
-from bootree.repo import testhooks
 from bootree.repo.staging import Staging, clean_stale
 from bootree.repo.writers import ContentWriter, ReceivedContentWriter, Slot
 

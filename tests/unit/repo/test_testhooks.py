@@ -18,7 +18,7 @@ def test_pre_commit_fails_before_anything_is_published_and_leaves_staging(
     src = make_tree(tmp_path / "src", {"a": b"1"})
     monkeypatch.setenv("OSTREE_BOOTID", "boot-a")
     monkeypatch.setenv("OSTREE_REPO_TEST_ERROR", "invalid-cache,pre-commit")
-    with pytest.raises(InjectedTestError, match="^OSTREE_REPO_TEST_ERROR_PRE_COMMIT$"):
+    with pytest.raises(InjectedTestError, match=r"^OSTREE_REPO_TEST_ERROR_PRE_COMMIT$"):
         repo.commit([src], branch="main", timestamp=1)
     assert repo.list_refs() == {}
     left = [p.name for p in (repo.path / "tmp").iterdir() if p.name != "cache"]

@@ -74,5 +74,5 @@ def test_choose_follows_the_config_then_the_files(tmp_path: Path) -> None:
     os.symlink("../loader/syslinux.cfg", sr / "boot/syslinux/syslinux.cfg")
     assert bootconfig.choose(sr, _Repo("auto")) == "syslinux"  # probed first, even dangling
     assert bootconfig.choose(sr, _Repo("uboot")) == "uboot"
-    with pytest.raises(SysrootError, match="Invalid sysroot.bootloader"):
+    with pytest.raises(SysrootError, match=r"Invalid sysroot\.bootloader"):
         bootconfig.choose(sr, _Repo("lilo"))
