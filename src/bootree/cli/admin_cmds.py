@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from bootree.sysroot import (
 )
 from bootree.sysroot import stage as stage_deployment
 from bootree.sysroot.etcmerge import EtcDiff
-from bootree.sysroot.status import SysrootStatus, sysroot_status
+from bootree.sysroot.status import DeploymentStatus, SysrootStatus, sysroot_status
 from bootree.sysroot.swap import SwapResult
 
 _F = Any
@@ -174,8 +175,12 @@ def _base_kargs(proc_cmdline: bool, none: bool) -> str | None:
     return " ".join(w for w in words if not w.startswith(("BOOT_IMAGE=", "initrd=")))
 
 
-def _status_text(status: SysrootStatus) -> list[str]:
-    """``ostree admin status``'s lines (plus bootree's boot-counting and health lines)."""
+def _status_text(status: SysrootStatus, gpg: Callable[[DeploymentStatus], list[str]] | None = None) -> list[str]:
+    """``ostree admin status``'s lines (plus bootree's boot-counting and health lines).
+
+    ``gpg`` gives the ``GPG:`` lines of a deployment's commit signatures, as ostree prints them
+    after the origin.
+    """
     if not status.deployments:
         return ["No deployments."]
     lines = []
@@ -204,21 +209,56 @@ def _status_text(status: SysrootStatus) -> list[str]:
             lines.append(f"    origin refspec: {d.refspec}" if d.refspec else "    origin: <unknown origin type>")
             if d.source_title:
                 lines.append(f"    `- {d.source_title}")
+        if gpg is not None:
+            lines.extend(gpg(d))
     return lines
 
 
 @admin.command("status")
 @_sysroot_option
+@click.option("--verify", is_flag=True, help="Also fail unless each deployment's commit has a trusted GPG signature.")
 @json_option
-def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
+def status_cmd(sysroot_path: Path | None, verify: bool, as_json: bool) -> None:
     """List deployments (booted '*', then staged/pending/rollback markers), as ostree.
 
+    A deployment whose origin remote verifies GPG signatures shows them ("GPG: ..." lines).
     With --json: the bootree.sysroot.status/v1 document (docs/status-schema.md).
     """
-    status = sysroot_status(_open(sysroot_path))
+    sysroot = _open(sysroot_path)
+    status = sysroot_status(sysroot)
     for note in status.damage:  # stdout stays ostree's; what was damaged goes to stderr
         click.echo(f"warning: {note}", err=True)
-    emit(status, as_json=as_json, text=_status_text)
+    emit(status, as_json=as_json, text=lambda st: _status_text(st, lambda d: _gpg_lines(sysroot, d, verify)))
+
+
+def _gpg_lines(sysroot: Sysroot, d: DeploymentStatus, verify: bool) -> list[str]:
+    """The ``    GPG: `` lines of a deployment's commit, checked with its origin remote's keys."""
+    from bootree.cli.sign_cmds import gpg_block, show_gpg_verifier
+    from bootree.errors import RemoteNotFound, SignatureError
+    from bootree.format.objects import ObjectType
+    from bootree.pull import get_remote
+    from bootree.sign import detached
+
+    remote, sep, _ = (d.refspec or "").rpartition(":")
+    if not sep or not remote:
+        return []
+    try:
+        if not get_remote(sysroot.repo.config, remote).get_bool("gpg-verify", True):
+            return []
+    except RemoteNotFound:
+        return []
+    csum = Checksum(d.ostree.checksum)
+    sigs = detached.signatures(detached.decode(sysroot.repo.read_commitmeta(csum)), detached.GPG_KEY)
+    if not sigs:
+        if verify:
+            raise SignatureError(f"commit {csum}", "unsigned", "no GPG signature")
+        return []
+    data = sysroot.repo.load_metadata(ObjectType.COMMIT, csum)
+    with show_gpg_verifier(sysroot.repo, None, remote) as verifier:
+        checks = verifier.verify(data, sigs)
+    if verify and not any(c.valid for c in checks):
+        raise SignatureError(f"commit {csum}", "untrusted", "no trusted GPG signature")
+    return [f"    GPG: {line.strip()}" for line in gpg_block(checks)[1:] if line.strip()]
 
 
 @admin.command("undeploy")

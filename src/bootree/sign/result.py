@@ -82,5 +82,8 @@ class VerifyResult:
         ):
             hit = next((c for c in mine if c.status == status), None)
             if hit is not None:
+                if hit.engine == "gpg" and status == "untrusted":  # gpg's (and ostree's) words
+                    raise SignatureError(self.subject, reason,
+                                         f"GPG signature: untrusted: Can't check signature: public key not found ({hit.key})")
                 raise SignatureError(self.subject, reason, f"{label} signature: {status} ({hit.key})")
         raise SignatureError(self.subject, "invalid", f"no valid {label} signature")
