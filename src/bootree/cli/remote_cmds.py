@@ -102,13 +102,7 @@ def remote_add_cmd(
     sysroot_path = sysroot_path or (ctx.obj or {}).get("remote_sysroot")
     repo = open_repo(ctx, sysroot_path / "ostree/repo" if sysroot_path is not None else repo_path)
     options = [kv_option(o, "--set") for o in set_options]
-    kinds = []
-    for spec in sign_verify_keys:
-        kind, option = _sign_verify_option(spec)
-        options.append(option)
-        kinds.append(kind)
-    if kinds:  # as ostree: the engines given are the ones required
-        options.append(("sign-verify", ";".join(dict.fromkeys(kinds))))
+    keys = [_sign_verify_option(spec) for spec in sign_verify_keys]  # their engines become sign-verify
     if sign_verify_keys and no_sign_verify:
         raise click.UsageError("--sign-verify and --no-sign-verify are exclusive")
     from bootree.pull.remote import remotes_config_dir
@@ -124,6 +118,7 @@ def remote_add_cmd(
         options=options,
         gpg_verify=False if (no_gpg_verify or no_sign_verify) else None,
         sign_verify=False if no_sign_verify else None,
+        verification_keys=keys,
         collection_id=collection_id,
         if_not_exists=if_not_exists,
         force=force,
@@ -142,7 +137,7 @@ def remote_add_cmd(
             click.echo(f"Imported {len(n)} GPG key{'s' if len(n) != 1 else ''} to remote \"{name}\"")
 
 
-def _sign_verify_option(spec: str) -> tuple[str, tuple[str, str]]:
+def _sign_verify_option(spec: str) -> tuple[str, str, str]:
     """ostree's ``--sign-verify=ed25519=inline:KEY`` / ``ed25519=file:PATH``: the engine and its remote key.
 
     The errors use ostree's words, which scripts match.
@@ -157,7 +152,7 @@ def _sign_verify_option(spec: str) -> tuple[str, tuple[str, str]]:
     how, sep2, value = ref.partition(":")
     if not sep2 or how not in ("inline", "file") or not value:
         raise click.BadParameter(f"Invalid key reference {how}, expected inline|file", param_hint="--sign-verify")
-    return kind, (f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value)
+    return kind, f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value
 
 
 @remote_group.command("delete")

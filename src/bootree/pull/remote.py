@@ -159,6 +159,7 @@ def add_remote(
     options: Iterable[tuple[str, str]] = (),
     gpg_verify: bool | None = None,
     sign_verify: bool | None = None,
+    verification_keys: Sequence[tuple[str, str, str]] = (),
     collection_id: str | None = None,
     if_not_exists: bool = False,
     force: bool = False,
@@ -166,7 +167,9 @@ def add_remote(
     """Add a ``[remote "NAME"]`` section the way ``ostree remote add`` does; whether it was added.
 
     Key order follows ostree: ``url``, ``branches``, ``contenturl``, ``--set`` options,
-    ``gpg-verify``, ``sign-verify``, ``collection-id``.
+    ``gpg-verify``, ``sign-verify``, the ``verification_keys`` (``--sign-verify=ENGINE=inline:KEY``
+    as ``(engine, key, value)``: ``verification-ENGINE-key`` or ``-file``), then ``sign-verify``
+    naming their engines, and ``collection-id``.
 
     Raises:
         InvalidRefName: for an invalid remote name.
@@ -191,6 +194,10 @@ def add_remote(
         config.set(group, "gpg-verify", "true" if gpg_verify else "false")
     if sign_verify is not None:
         config.set(group, "sign-verify", "true" if sign_verify else "false")
+    for _engine, key, value in verification_keys:
+        config.set(group, key, value)
+    if verification_keys:
+        config.set(group, "sign-verify", ",".join(dict.fromkeys(e for e, _, _ in verification_keys)))
     if collection_id:
         config.set(group, "collection-id", collection_id)
     return True

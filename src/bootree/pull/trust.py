@@ -118,7 +118,7 @@ def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = N
         elif p.is_file():
             out.append(p)
         else:
-            raise VerificationError(f"remote {remote.name!r}: gpgkeypath {entry} does not exist")
+            raise VerificationError(f"remote {remote.name!r}: gpgkeypath {entry}: No such file or directory")
     if with_global:
         out.extend(global_gpg_keyrings(global_dir))
     return out
