@@ -222,6 +222,7 @@ def test_pre_commit_test_hook_leaves_the_staging_directory(tmp_path: Path) -> No
     for tool in TOOLS:
         run = _runner(TOOLS[tool])
         repo = tmp_path / tool / "repo"
+        repo.parent.mkdir()
         run(f"--repo={repo}", "init", "--mode=archive")
         tree = _tree(tmp_path / tool, 1)
         failed = run(f"--repo={repo}", "commit", "-b", "main", f"--tree=dir={tree}", check=False,

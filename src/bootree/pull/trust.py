@@ -88,6 +88,26 @@ def _list(value: str | None) -> list[str]:
     return [v.strip() for v in value.replace(",", ";").split(";") if v.strip()]
 
 
+def _keypath(remote: Remote) -> list[str]:
+    """``gpgkeypath``: paths separated by ``,`` or ``;`` (not both, as ostree requires).
+
+    An empty entry before another one is kept, so it fails as a missing path; a trailing
+    separator is allowed.
+
+    Raises:
+        VerificationError: both separators are used.
+    """
+    value = remote.get("gpgkeypath") or ""
+    if not value:
+        return []
+    if "," in value and ";" in value:
+        raise VerificationError(f"remote {remote.name!r}: gpgkeypath: key value list contains more than one separator")
+    parts = [p.strip() for p in value.replace(";", ",").split(",")]
+    if parts and not parts[-1]:
+        parts.pop()
+    return parts
+
+
 def global_gpg_keyrings(global_dir: Path | None = None) -> list[Path]:
     """The global keyring files: ``*.gpg`` of ``$OSTREE_GPG_HOME`` (else ostree's system directory)."""
     gdir = global_dir
@@ -111,14 +131,14 @@ def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = N
     own = repo_path / f"{remote.name}.trustedkeys.gpg"
     if own.is_file():
         out.append(own)
-    for entry in _list(remote.get("gpgkeypath")):
+    for entry in _keypath(remote):
         p = Path(entry)
-        if p.is_dir():
+        if entry and p.is_dir():
             out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".gpg", ".asc")))
-        elif p.is_file():
+        elif entry and p.is_file():
             out.append(p)
         else:
-            raise VerificationError(f"remote {remote.name!r}: gpgkeypath {entry}: No such file or directory")
+            raise VerificationError(f"remote {remote.name!r}: gpgkeypath ({entry}): No such file or directory")
     if with_global:
         out.extend(global_gpg_keyrings(global_dir))
     return out

@@ -61,7 +61,7 @@ def choose(sysroot: Path, repo: Repo) -> str | None:
         return configured
     if os.path.lexists(sysroot / SYSLINUX_CFG):
         return "syslinux"
-    if any(os.path.exists(sysroot / p) for p in _GRUB_CFGS):  # followed, as ostree's query does
+    if any(os.path.lexists(sysroot / p) for p in _GRUB_CFGS):  # a dangling link counts, as for GLib
         return "grub2"
     if os.path.lexists(sysroot / UBOOT_ENV):
         return "uboot"
