@@ -33,6 +33,8 @@ class SignatureCheck:
     user: str | None = None
     #: The public-key algorithm (``EdDSA``, ``RSA``...), if known.
     algorithm: str | None = None
+    #: The engine's own words for the outcome (gpg: ``Key expired``, ``Key revoked``...), if any.
+    detail: str | None = None
 
     def describe(self) -> str:
         """One line, like ostree's ``show --gpg-verify`` summary of a signature."""
@@ -82,8 +84,6 @@ class VerifyResult:
         ):
             hit = next((c for c in mine if c.status == status), None)
             if hit is not None:
-                if hit.engine == "gpg" and status == "untrusted":  # gpg's (and ostree's) words
-                    raise SignatureError(self.subject, reason,
-                                         f"GPG signature: untrusted: Can't check signature: public key not found ({hit.key})")
-                raise SignatureError(self.subject, reason, f"{label} signature: {status} ({hit.key})")
+                words = f": {hit.detail}" if hit.detail else ""  # the engine's (gpg's, ostree's) words
+                raise SignatureError(self.subject, reason, f"{label} signature: {status}{words} ({hit.key})")
         raise SignatureError(self.subject, "invalid", f"no valid {label} signature")
