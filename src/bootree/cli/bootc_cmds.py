@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from bootree.cli._common import print_json
 from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
 from bootree.oci.registry import RegistryOptions
 from bootree.sysroot import Sysroot
+
+if TYPE_CHECKING:
+    from bootree.oci.sigverify import PolicyOptions
 
 _F = Any
 
@@ -29,6 +32,22 @@ def _common(func: _F) -> _F:
     func = click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="containers auth.json with registry credentials (default: $REGISTRY_AUTH_FILE, ...).")(func)
     return click.option("--quiet", is_flag=True, help="Print nothing but errors.")(func)
+
+
+def _policy(func: _F) -> _F:
+    func = click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="containers-policy.json for ostree-image-signed images (default: $CONTAINERS_POLICY_JSON, "
+                             "~/.config/containers/policy.json, /etc/containers/policy.json).")(func)
+    return click.option("--registries.d", "registries_d", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, help="registries.d directory with lookaside signature locations "
+                                           "(default: ~/.config/containers/registries.d, /etc/containers/registries.d)."
+                        )(func)
+
+
+def _policy_options(policy_path: Path | None, registries_d: Path | None) -> PolicyOptions:
+    from bootree.oci.sigverify import PolicyOptions
+
+    return PolicyOptions(policy=policy_path, registries_d=registries_d)
 
 
 def _open(sysroot_path: Path | None) -> Sysroot:
@@ -49,10 +68,13 @@ def _say(lines: tuple[str, ...], quiet: bool) -> None:
 @click.option("--apply", "apply_", is_flag=True, help="Reboot into the new image when it is queued.")
 @click.option("--retain", is_flag=True, help="Keep the ostree ref the previous origin followed.")
 @click.option("--stateroot", default=None, help="Stateroot of the first deployment on an empty sysroot.")
-@click.option("--enforce-container-sigpolicy", is_flag=True, help="Verify with containers-policy.json (origin only).")
+@click.option("--enforce-container-sigpolicy", is_flag=True,
+              help="Verify the image against containers-policy.json now and at every upgrade (ostree-image-signed:).")
+@_policy
 @click.argument("target")
 def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, transport: str | None, apply_: bool,
-               retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, target: str) -> None:
+               retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, policy_path: Path | None,
+               registries_d: Path | None, target: str) -> None:
     """Track and queue another container image (bootc switch)."""
     from bootree.host import bootc
 
@@ -61,7 +83,8 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
     sysroot = _open(sysroot_path)
     with sysroot.lock():
         out = bootc.switch(sysroot, OstreeImageReference(kind, image), stateroot=stateroot, retain=retain,
-                           options=RegistryOptions(authfile=authfile))
+                           options=RegistryOptions(authfile=authfile),
+                           policy=_policy_options(policy_path, registries_d))
         _say(out.lines, quiet)
         if apply_ and (out.changed or sysroot.staged is not None):
             _say((bootc.apply(sysroot),), quiet)
@@ -75,15 +98,18 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
 @click.option("--download-only", is_flag=True, help="Stage, but do not apply at the next reboot.")
 @click.option("--from-downloaded", is_flag=True, help="Let a --download-only staged update apply at the next reboot.")
 @click.option("--allow-failed", is_flag=True, help="Stage an image that failed its health checks here.")
+@_policy
 def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, check_: bool, as_json: bool,
-                apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool) -> None:
+                apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool,
+                policy_path: Path | None, registries_d: Path | None) -> None:
     """Fetch the tracked image again and queue it if it changed (bootc upgrade)."""
     from bootree.host import bootc
 
     sysroot = _open(sysroot_path)
     options = RegistryOptions(authfile=authfile)
+    policy = _policy_options(policy_path, registries_d)
     if check_:
-        result = bootc.check(sysroot, options=options)
+        result = bootc.check(sysroot, options=options, policy=policy)
         if as_json:
             print_json(result.to_json())
         else:
@@ -100,7 +126,8 @@ def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, c
                 _say(("Staged deployment is already set to apply on reboot",), quiet)
             changed = True
         else:
-            out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed, options=options)
+            out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed, options=options,
+                                policy=policy)
             _say(out.lines, quiet)
             changed = out.changed
         if apply_ and changed and not download_only:

@@ -8,8 +8,12 @@ published unless the whole image imports). The rules (bootc-oci.md §2.4):
 * ``./`` is dropped; an absolute path, ``..``, a NUL, a symlink whose relative target climbs
   out of the root, a hardlink to anything but an earlier member: :class:`LayerError`;
 * ``etc/`` becomes ``usr/etc/`` (hardlink targets too); under ``run tmp proc sys dev`` only the
-  top directory is kept; other top-level directories than ``usr``, ``etc``, ``var`` are dropped
-  (top-level symlinks such as ``bin -> usr/bin`` stay);
+  top directory is kept; other top-level directories (``sysroot``, ``boot``, ``opt``...) are kept
+  unless ``allow_nonusr`` is false, then dropped and counted (top-level symlinks such as
+  ``bin -> usr/bin`` stay). ostree-ext drops them only for layers derived from an ostree base
+  commit whose root is not transient; an image without one (every image bootree imports: a plain
+  image built by any tool) is assumed to have a transient (composefs) root and keeps them, which
+  is what gives its deployments the ``/sysroot`` and ``/boot`` mount points prepare-root needs;
 * whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are kept as plain files: they act at merge time;
 * owners, modes and ``SCHILY.xattr.*`` are kept, mtimes are not (ostree has none);
 * device nodes and fifos cannot be stored: an unprivileged import refuses them, a privileged
@@ -132,8 +136,12 @@ def import_layer(
     diff_id: str | None,
     *,
     privileged: bool,
+    allow_nonusr: bool = True,
 ) -> tuple[MutableTree, LayerStats]:
     """Read one layer blob into a new tree (objects written through ``txn``).
+
+    ``allow_nonusr``: keep top-level directories other than ``usr``, ``etc`` and ``var`` (see the
+    module docstring); false for a layer derived from an ostree base whose root is not transient.
 
     Raises:
         LayerError: for an unsafe or malformed entry, a corrupt archive, a wrong diff_id.
@@ -153,7 +161,7 @@ def import_layer(
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tf:  # type: ignore[call-overload]
                 for member in tf:
-                    _add_member(txn, tf, member, root, stats, dirmeta, privileged)
+                    _add_member(txn, tf, member, root, stats, dirmeta, privileged, allow_nonusr)
             got = reader.drain()
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
             raise LayerError(f"layer {blob.name}: cannot read tar: {e}") from None
@@ -176,6 +184,7 @@ def _add_member(
     stats: LayerStats,
     dirmeta: object,
     privileged: bool,
+    allow_nonusr: bool,
 ) -> None:
     assert callable(dirmeta)
     parts = _remap(_clean_parts(member.name, member.name))
@@ -190,7 +199,7 @@ def _add_member(
         else:
             stats.filtered[top] = stats.filtered.get(top, 0) + 1
         return
-    if top not in _KEPT_TOP and not (len(parts) == 1 and member.issym()):
+    if not allow_nonusr and top not in _KEPT_TOP and not (len(parts) == 1 and member.issym()):
         stats.filtered[top] = stats.filtered.get(top, 0) + 1
         return
     if member.ischr() or member.isblk() or member.isfifo():

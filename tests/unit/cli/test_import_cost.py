@@ -22,6 +22,7 @@ HEAVY = ("numpy", "cryptography", "zstandard", "httpx", "rich")
         ("bootree.cli.pull_cmds", set()),
         ("bootree.cli.repo_cmds", set()),
         ("bootree.cli.admin_cmds", set()),
+        ("bootree.cli.install_cmds", set()),  # also `health run`, at every boot
         ("bootree.pull", set()),
         ("bootree.delta.apply", set()),
     ],
