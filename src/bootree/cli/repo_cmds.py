@@ -144,12 +144,11 @@ def commit_cmd(
     """
     repo = open_repo(ctx, repo_path, fsync=None if fsync is None else fsync == "true")
     secret: list[Any] = []
+    dummy_keys: tuple[str, ...] = ()
     if sign_keys:
-        from bootree.cli.sign_cmds import read_secret_keys
+        from bootree.cli.sign_cmds import signing_keys
 
-        if sign_type != "ed25519":
-            raise click.UsageError(f"unknown signature type {sign_type!r}")
-        secret = read_secret_keys(sign_keys, None)  # before committing: a bad key changes nothing
+        secret, dummy_keys = signing_keys(sign_keys, sign_type)  # before committing: a bad key changes nothing
     sources: list[TreeSource | Path] = []
     if base is not None:
         sources.append(TreeSource(SourceKind.BASE, base))
@@ -225,10 +224,11 @@ def commit_cmd(
             progress=on_progress,
             **kwargs,
         )
-    if secret or gpg_keys:
+    if secret or gpg_keys or dummy_keys:
         from bootree.pull.publish import sign_commit
 
-        sign_commit(repo, csum, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
+        sign_commit(repo, csum, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir,
+                    dummy_keys=dummy_keys)
     from bootree.repo.summary import refs_changed
 
     refs_changed(repo, committed=True)

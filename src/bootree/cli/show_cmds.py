@@ -137,12 +137,14 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
 @click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
 @click.option("--print-sizes", is_flag=True, help="Print the sizes the commit records (ostree.sizes) and how much is still needed.")
 @click.option("--raw", is_flag=True, help="Print the commit object as GVariant text (byte-swapped, as ostree's --raw).")
+@click.option("--print-detached-metadata-key", "detached_key", help="Print only the value of this detached metadata key.")
 @click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="Check GPG signatures with the keyrings in DIR.")
 @click.option("--gpg-verify-remote", metavar="REMOTE", help="Check GPG signatures with REMOTE's trusted keys.")
 @json_option
 @click.pass_context
 def show_cmd(
     ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, print_sizes: bool, raw: bool,
+    detached_key: str | None,
     gpg_homedir: Path | None, gpg_verify_remote: str | None, as_json: bool,
 ) -> None:
     """Show one commit: checksum, parent, content checksum, date, version, subject and body.
@@ -176,6 +178,15 @@ def show_cmd(
         click.echo(f"commit {csum}")
         click.echo(print_text(COMMIT_TYPE, byteswap(COMMIT_TYPE, value), annotate=True))
         return
+    if detached_key is not None:
+        from bootree.sign import detached
+
+        entries = detached.decode(repo.read_commitmeta(csum))
+        value = next((v for k, v in entries if k == detached_key), None)
+        if value is None:
+            raise RepoError(f"no such detached metadata key {detached_key!r} in commit {csum}")
+        _emit_variant(value, as_json)
+        return
     if key is None and not as_json:
         emit(_CommitView(csum, c), as_json=False, text=_commit_lines)
         _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
@@ -184,12 +195,18 @@ def show_cmd(
         found = next((v for k, v in c.metadata if k == key), None)
         if found is None:
             raise RepoError(f"no such metadata key {key!r} in commit {csum}")
-        from bootree.format.gvtext import print_text
-
-        # GVariant text, as ostree prints it; JSON through the one renderer.
-        emit(_variant_json(found), as_json=as_json, text=lambda _x: [print_text(found.type, found.value)])
+        _emit_variant(found, as_json)
         return
     emit(_CommitView(csum, c), as_json=as_json, text=_commit_lines)
+
+
+def _emit_variant(value: Variant, as_json: bool) -> None:
+    """One metadata value: GVariant text as ostree prints it (byte-swapped, its convention for
+    metadata numbers, and type-annotated); JSON through the one renderer, unswapped."""
+    from bootree.format.gvtext import byteswap, print_text
+
+    shown = byteswap(value.type, value.value) if sys.byteorder == "little" else value.value
+    emit(_variant_json(value), as_json=as_json, text=lambda _x: [print_text(value.type, shown, annotate=True)])
 
 
 def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:

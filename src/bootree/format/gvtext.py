@@ -18,7 +18,7 @@ from typing import Any
 from bootree.errors import GVariantError
 from bootree.format.gvariant import GValue, GVariantType, Variant, parse_type
 
-__all__ = ["parse_text", "print_text"]
+__all__ = ["byteswap", "parse_text", "print_text"]
 
 _KEYWORDS = {
     "boolean": "b", "byte": "y", "int16": "n", "uint16": "q", "int32": "i", "uint32": "u", "handle": "h",

@@ -341,11 +341,13 @@ def pull_local(
     commit_metadata_only: bool = False,
     dry_run: bool = False,
     progress: Callable[[PullEvent], None] | None = None,
+    policy: trust.TrustPolicy | None = None,
 ) -> PullResult:
     """Copy ``refs`` (default: all local branches) from the repository at ``source``.
 
     Every object is verified as with a network pull. Refs land in ``refs/heads/`` (or under
-    ``remote`` if given), as ``ostree pull-local`` does.
+    ``remote`` if given), as ``ostree pull-local`` does. ``policy`` checks the signatures of
+    every commit as a pull from that remote would (``pull-local --gpg-verify --remote=R``).
 
     Raises:
         RepoNotFound: if ``source`` is not a repository.
@@ -366,6 +368,8 @@ def pull_local(
         else:
             assert t.commit is not None
             resolved[t] = t.commit
+    if policy is not None:
+        policy.check_start()
     report = _progress(progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
     local_source = LocalRepoSource(src, cfg)
@@ -375,7 +379,7 @@ def pull_local(
             local_source,
             resolved,
             (lambda r: f"{remote}:{r}") if remote else (lambda r: r),
-            Verifier(NoSignatures(), _refs_of(resolved)),
+            Verifier(policy if policy is not None else NoSignatures(), _refs_of(resolved)),
             PullOptions(depth, commit_metadata_only, dry_run, False, progress),
             cfg,
         )

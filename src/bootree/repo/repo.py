@@ -472,15 +472,18 @@ class Repo:
         union: bool = False,
         subpath: str | None = None,
         require_hardlinks: bool = False,
+        whiteouts: bool = False,
     ) -> int:
         """Check ``rev`` out to ``dest`` (created; with ``union`` it may exist). Returns files written.
+
+        ``whiteouts``: turn ``.ostree-wh.NAME`` markers into overlayfs whiteouts (``CheckoutOptions``).
 
         Raises:
             CheckoutError: if ``dest`` exists (without union), or the checkout would escape it,
                 or ``require_hardlinks`` (``-H``) is set and this one would copy files.
             ObjectMissing, CorruptObject: for a damaged repository.
         """
-        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
+        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts)
         if require_hardlinks:
             require_hardlink_checkout(self.mode, options, os.fspath(dest))
         commit = self.read_commit(rev)
