@@ -474,3 +474,22 @@ class DeltaNotFound(DeltaError):
     def __init__(self, name: str) -> None:
         super().__init__(f"static delta {name} not found", hint="list deltas with 'bootree static-delta list'")
         self.name = name
+
+
+class BindingError(VerificationError):
+    """A commit whose ``ostree.ref-binding`` / ``ostree.collection-binding`` metadata does not
+    name the ref (or collection) it is pulled or checked as: a commit served under another name."""
+
+
+class InjectedTestError(RepoError):
+    """A failure asked for by ostree's test hook ``OSTREE_REPO_TEST_ERROR`` (``bootree.repo.testhooks``).
+
+    The message is ostree's (``OSTREE_REPO_TEST_ERROR_PRE_COMMIT``, ...), which test scripts match.
+    """
+
+
+class FreezeError(BootreeError):
+    """The freeze/thaw cycle of ``/boot``'s file system failed (``bootree._fs.freeze``)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"During fsfreeze-thaw: {why}")

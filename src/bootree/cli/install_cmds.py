@@ -103,12 +103,13 @@ def to_disk_cmd(ctx: click.Context, source: str, disk: Path, size: str | None, s
     else:
         if extra_ref:
             raise InstallError("--extra-ref copies refs of --repo; it cannot be combined with an image")
+        from bootree.cli._image_progress import image_progress
         from bootree.host.provision import ImageInstallSource
         from bootree.oci.registry import RegistryOptions  # httpx: only for images (health run stays light)
 
-        content = ImageInstallSource(image, RegistryOptions(authfile=authfile),
-                                     progress=lambda line: click.echo(line, err=True))
-        result = install_from(content, disk, options=opts)
+        with image_progress(quiet=False) as progress:
+            content = ImageInstallSource(image, RegistryOptions(authfile=authfile), progress=progress)
+            result = install_from(content, disk, options=opts)
         click.echo(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
         click.echo(f"Image: {image}")
         if content.pulled is not None:

@@ -17,14 +17,15 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootree.errors import BootreeError, ImageError, NotBooted, SysrootError
 from bootree.format.keyfile import KeyFile
 from bootree.format.refspec import parse_refspec
+from bootree.host.progress import ProgressJsonl
 from bootree.oci.importer import PullResult, pull_image, state_of_commit
+from bootree.oci.progress import PullProgress
 from bootree.oci.reference import (
     BLOB_REF_PREFIX,
     IMAGE_REF_PREFIX,
@@ -39,9 +40,6 @@ from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, assessme
 from bootree.sysroot.ops import os_init
 
 __all__ = ["CheckResult", "Outcome", "check", "current_image", "switch", "upgrade"]
-
-Progress = Callable[[str], None]
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -167,7 +165,7 @@ def _verified_source(ref: OstreeImageReference, options: RegistryOptions | None,
 
 
 def _pull(sysroot: Sysroot, ref: OstreeImageReference, options: RegistryOptions | None,
-          policy: PolicyOptions | None, progress: Progress | None) -> tuple[PullResult, tuple[str, ...]]:
+          policy: PolicyOptions | None, progress: PullProgress | None) -> tuple[PullResult, tuple[str, ...]]:
     """Verify (signed references only), then pull; the policy's verdict line comes first."""
     src, decision = _verified_source(ref, options, policy)
     try:
@@ -176,6 +174,26 @@ def _pull(sysroot: Sysroot, ref: OstreeImageReference, options: RegistryOptions 
         if src is not None:
             src.close()
     return res, ((decision.line,) if decision is not None else ())
+
+
+def _stage_and_clean(sysroot: Sysroot, res: PullResult, ref: OstreeImageReference, stateroot: str,
+                     base: Deployment | None, download_only: bool, events: ProgressJsonl | None,
+                     seed: bool = False) -> tuple[Deployment, str | None]:
+    """Queue the pulled image and collect garbage, with bootc's ``staging`` events."""
+    digest = res.state.manifest_digest
+    if events is not None:
+        events.staging(digest, 0)  # merging: the merge deployment is ``base``
+        events.staging(digest, 1)
+    dep = _queue(sysroot, res, ref, stateroot, base, download_only)
+    if seed:
+        seed_var(sysroot.deployment_dir(dep) / "var", sysroot.path / layout.var_dir(stateroot))
+    if events is not None:
+        events.staging(digest, 2)  # bound images: bootree has none to pull
+        events.staging(digest, 3)
+    pruned = prune_images(sysroot)
+    if events is not None:
+        events.staging(digest, 4)
+    return dep, pruned
 
 
 def _queue(sysroot: Sysroot, res: PullResult, ref: OstreeImageReference, stateroot: str,
@@ -209,8 +227,8 @@ def _pull_lines(res: PullResult) -> tuple[str, ...]:
 
 
 def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | None = None, retain: bool = False,
-           options: RegistryOptions | None = None, progress: Progress | None = None,
-           policy: PolicyOptions | None = None) -> Outcome:
+           options: RegistryOptions | None = None, progress: PullProgress | None = None,
+           policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
     """``bootc switch``: track ``target``, pull it, queue it.
 
     The sysroot must be locked.
@@ -235,17 +253,14 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
             spec = parse_refspec(base.refspec)
             if spec.remote is None and sysroot.repo.try_resolve_rev(spec.ref) is not None:
                 sysroot.repo.set_ref(spec.ref, None)
-    dep = _queue(sysroot, res, target, sr, base, False)
-    if new_stateroot:
-        seed_var(sysroot.deployment_dir(dep) / "var", sysroot.path / layout.var_dir(sr))
-    pruned = prune_images(sysroot)
+    dep, pruned = _stage_and_clean(sysroot, res, target, sr, base, False, events, seed=bool(new_stateroot))
     return Outcome(True, verdict + _pull_lines(res) + _queued_lines(target, res) + ((pruned,) if pruned else ()), res,
                    dep)
 
 
 def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool = False,
-            options: RegistryOptions | None = None, progress: Progress | None = None,
-            policy: PolicyOptions | None = None) -> Outcome:
+            options: RegistryOptions | None = None, progress: PullProgress | None = None,
+            policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
     """``bootc upgrade``: pull the tracked image again; queue it if its digest changed.
 
     The sysroot must be locked.
@@ -279,8 +294,7 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
     if not allow_failed and res.state.commit in assessment.failed_commits(sysroot, base.stateroot):
         return Outcome(False, (f"Not staging {digest}: it failed its health checks on this system "
                                "(use --allow-failed to stage it anyway)",), res)
-    dep = _queue(sysroot, res, ref, base.stateroot, base, download_only)
-    pruned = prune_images(sysroot)
+    dep, pruned = _stage_and_clean(sysroot, res, ref, base.stateroot, base, download_only, events)
     return Outcome(True, verdict + _pull_lines(res) + _queued_lines(ref, res) + ((pruned,) if pruned else ()), res, dep)
 
 

@@ -13,13 +13,13 @@ layer does not import ``install``, its sibling).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bootree.errors import ImageError
 from bootree.format.checksum import Checksum
 from bootree.host.bootc import origin_for, seed_var
 from bootree.oci.importer import PullResult, pull_image
+from bootree.oci.progress import PullProgress
 from bootree.oci.reference import OstreeImageReference
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import open_source, resolve
@@ -34,7 +34,7 @@ class ImageInstallSource:
 
     image: OstreeImageReference
     options: RegistryOptions | None = None
-    progress: Callable[[str], None] | None = None
+    progress: PullProgress | None = None
     pulled: PullResult | None = field(default=None, init=False)
 
     def check(self) -> None:

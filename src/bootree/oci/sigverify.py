@@ -58,7 +58,7 @@ from bootree.oci.registries_d import (
     lookaside_url,
     registries_d_dir,
 )
-from bootree.oci.registry import BlobStats, Fetched
+from bootree.oci.registry import BlobStats, BytesFn, Fetched
 from bootree.oci.sigpayload import COSIGN_TYPE, SIMPLE_SIGNING_TYPE, SignedClaim, digest_matches, parse_claim
 from bootree.oci.source import ImageSource, RegistrySource
 from bootree.sign import sigstore
@@ -155,8 +155,11 @@ class PinnedSource:
     def blob_bytes(self, desc: Descriptor) -> bytes:
         return self.inner.blob_bytes(desc)
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
-        self.inner.fetch_blob(desc, dest)
+    def fetch_blob(self, desc: Descriptor, dest: Path, on_bytes: BytesFn | None = None) -> None:
+        self.inner.fetch_blob(desc, dest, on_bytes)
+
+    def local_blob(self, desc: Descriptor) -> Path | None:
+        return self.inner.local_blob(desc)
 
     def close(self) -> None:
         self.inner.close()

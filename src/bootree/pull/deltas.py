@@ -38,7 +38,7 @@ from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.format.summary import Summary
 from bootree.pull.engine import StageContext
-from bootree.pull.options import StaticDeltas
+from bootree.pull.options import DeltaPlan, StaticDeltas
 from bootree.pull.plan import object_path
 from bootree.pull.session import RemoteSession
 from bootree.pull.verify import Verifier
@@ -48,7 +48,9 @@ from bootree.transport import Fetcher, join_url
 if TYPE_CHECKING:  # the applier (zstandard, bsdiff, ...) loads only when a delta is used
     from bootree.delta.apply import ApplyResult
 
-__all__ = ["DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "pull_delta", "pull_deltas"]
+__all__ = [
+    "DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "plan_deltas", "pull_delta", "pull_deltas",
+]
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +325,9 @@ def pull_deltas(
     """
     if mode is StaticDeltas.DISABLE:
         return []
+    if mode is StaticDeltas.REQUIRE and repo.mode.value == "archive":
+        # As libostree: a delta rebuilds objects for checkout, not the archive's .filez files.
+        raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
     if mode is StaticDeltas.AUTO and not _usable(repo, base_url):
         return []  # archive targets, and local remotes (file://, pull-local) copy objects as cheaply
     out = []
@@ -344,6 +349,43 @@ def pull_deltas(
     return out
 
 
+def plan_deltas(
+    repo: Repo, fetcher: Fetcher, base_url: str, targets: dict[Checksum, bool], *, summary: Summary | None
+) -> DeltaPlan:
+    """The deltas a pull requiring them would use, from their superblocks (fetched and checked
+    against the summary's digests; nothing is written): what ``--dry-run`` reports.
+
+    Raises:
+        RemoteError: no delta for a target, into an archive repository, or a superblock that
+            differs from the summary's.
+        FetchError: a download that failed.
+    """
+    if repo.mode.value == "archive":
+        raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
+    parts = fetched = size = fetched_size = usize = 0
+    for target, ref_exists in targets.items():
+        if repo.has_object(ObjectType.COMMIT, target) and not repo.is_partial(target):
+            continue
+        choice = choose_delta(repo, fetcher, base_url, target, summary=summary, ref_exists=ref_exists)
+        if choice is None:
+            raise RemoteError(f"no static delta to {target} on {base_url}", hint="pull without --require-static-deltas")
+        data = fetcher.fetch(join_url(base_url, f"{choice.relpath}/superblock"), max_length=MAX_SUPERBLOCK_SIZE)
+        if hashlib.sha256(data).digest() != choice.digest:
+            raise RemoteError(f"invalid checksum for static delta {choice.name}: the superblock differs from the summary's")
+        sb = Superblock.from_bytes(data)
+        for entry in sb.parts:
+            parts += 1
+            size += entry.size
+            usize += entry.uncompressed_size
+            if all(repo.has_object(t, c) for t, c in entry.objects):
+                fetched += 1
+                fetched_size += entry.size
+        for fb in sb.fallbacks:
+            size += fb.compressed_size
+            usize += fb.uncompressed_size
+    return DeltaPlan(parts, fetched, size, fetched_size, usize)
+
+
 class DeltaStage:
     """The pull stage that brings target commits in through static deltas (before the walk).
 
@@ -361,6 +403,8 @@ class DeltaStage:
         mode = ctx.config.static_deltas
         if mode is StaticDeltas.DISABLE:
             return
+        if mode is StaticDeltas.REQUIRE and ctx.repo.mode.value == "archive":
+            raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
         found = self.session.summary() if mode is StaticDeltas.REQUIRE or _usable(ctx.repo, self.session.url) else None
         targets = {c: self.ref_exists.get(c, False) for c in ctx.commits}
         self.used = pull_deltas(

@@ -120,6 +120,11 @@ def _why(stderr: bytes, status: Sequence[_Status]) -> str:
     return lines[-1].removeprefix("gpg: ") if lines else "unknown error"
 
 
+#: What gpgme (so ostree) says of each outcome; scripts match these words.
+_DETAILS = {"EXPSIG": "Signature expired", "EXPKEYSIG": "Key expired", "REVKEYSIG": "Key revoked",
+            "BADSIG": "BAD signature"}
+
+
 def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
     """One check per signature from ``gpg --verify`` status lines (doc/DETAILS)."""
     records: list[dict[str, str]] = []
@@ -134,6 +139,7 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
         rec = records[-1]
         if s.keyword in primary:
             rec["status"] = primary[s.keyword]
+            rec["detail"] = _DETAILS.get(s.keyword, "")
             rec.setdefault("key", s.args[0] if s.args else "")
             if s.keyword != "ERRSIG":
                 rec["user"] = " ".join(s.args[1:])
@@ -156,7 +162,9 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
         out.append(
             SignatureCheck("gpg", state == "good", state, rec.get("key", ""),
                            int(when) if when.isdigit() else None, rec.get("user") or None,
-                           rec.get("algo") or None)
+                           rec.get("algo") or None,
+                           "Can't check signature: public key not found" if state == "untrusted" else
+                           rec.get("detail") or None)
         )
     return out
 

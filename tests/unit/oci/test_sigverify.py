@@ -43,7 +43,10 @@ class StubSource:
     def blob_bytes(self, desc: Descriptor) -> bytes:
         raise AssertionError("no blob is read while verifying")
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
+    def fetch_blob(self, desc: Descriptor, dest: Path, on_bytes: object = None) -> None:
+        raise AssertionError("no blob is read while verifying")
+
+    def local_blob(self, desc: Descriptor) -> Path | None:
         raise AssertionError("no blob is read while verifying")
 
     def close(self) -> None:
