@@ -31,6 +31,7 @@ import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -61,9 +62,12 @@ from bootree.oci.registries_d import (
 from bootree.oci.registry import BlobStats, BytesFn, Fetched
 from bootree.oci.sigpayload import COSIGN_TYPE, SIMPLE_SIGNING_TYPE, SignedClaim, digest_matches, parse_claim
 from bootree.oci.source import ImageSource, RegistrySource
-from bootree.sign import sigstore
 from bootree.sign.gpg import GpgVerifier
 from bootree.sign.result import SignatureCheck
+
+if TYPE_CHECKING:  # cryptography loads only for sigstoreSigned policies (a booted host's
+    # upgrade of an unsigned image must not need it, nor its libgcc_s)
+    from bootree.sign import sigstore
 
 __all__ = ["Decision", "PinnedSource", "PolicyOptions", "find_policy", "load_policy", "verify_image"]
 
@@ -357,6 +361,8 @@ def _signed_by(req: SignedBy, image: str, ref: DockerReference | None, top: Fetc
 
 
 def _sigstore_keys(req: SigstoreSigned, image: str) -> list[sigstore.SigstorePublicKey]:
+    from bootree.sign import sigstore
+
     keys: list[sigstore.SigstorePublicKey] = []
     try:
         for p in req.key_paths:
@@ -381,6 +387,8 @@ def _sigstore_signed(req: SigstoreSigned, image: str, ref: DockerReference | Non
     if not attachments:
         raise rejections.fail(image, "sigstoreSigned")
     keys = _sigstore_keys(req, image)
+    from bootree.sign import sigstore
+
     for att in attachments:
         if att.media_type != SIGSTORE_MEDIA_TYPE:
             rejections.add("invalid", f"unsupported sigstore signature media type {att.media_type!r}")
