@@ -648,6 +648,7 @@ def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
 @click.option("--disable-fsync", is_flag=True, help="Do not invoke fsync().")
 @click.option("--untrusted", is_flag=True, help="Verify checksums of the source (bootree always does).")
 @click.option("--dry-run", is_flag=True, help="Only print what would be copied.")
+@click.option("--require-static-deltas", is_flag=True, help="Use the source's static deltas; fail if there is none.")
 @json_option
 @click.pass_context
 def pull_local_cmd(
@@ -661,11 +662,14 @@ def pull_local_cmd(
     disable_fsync: bool,
     untrusted: bool,
     dry_run: bool,
+    require_static_deltas: bool,
     as_json: bool,
 ) -> None:
     """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
     repo = open_repo(ctx, repo_path, fsync=False if disable_fsync else None)
     cfg = _pull_config(None)
+    if require_static_deltas:
+        cfg = dataclasses.replace(cfg, static_deltas=StaticDeltas.REQUIRE)
     with _progress() as display:
         result = pull_local(
             repo,
