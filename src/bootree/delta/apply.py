@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bootree.delta.content import load_content
+from bootree.delta.recompress import decompress, recompress
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
 from bootree.format.checksum import Checksum, from_raw
 from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
@@ -44,7 +45,7 @@ from bootree.format.deltaops import (
     decode_operations,
 )
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
-from bootree.format.recompress import GzipParams, gunzip, gzip_compress
+from bootree.format.recompress import Params, parse_params
 from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, Transaction
 
@@ -123,7 +124,7 @@ class _PartRunner:
         self.recompressing = recompressing
 
     def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
-        """An old object's content (``decompressed``: its gunzipped content), cached.
+        """An old object's content (``decompressed``: its decompressed content), cached.
 
         A rebuilt initramfs switches between its old self and the tree's files many times: the
         cache keeps recently used sources up to :data:`_SOURCE_CACHE` bytes, so each is read
@@ -145,7 +146,7 @@ class _PartRunner:
             self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
             data = load_content(self.repo, csum)
         if decompressed:
-            data = gunzip(data, max_size=_MAX_INNER)
+            data = decompress(data, max_size=_MAX_INNER)
         cache[key] = data
         self._cached += len(data)
         while self._cached > _SOURCE_CACHE and len(cache) > 1:
@@ -203,7 +204,7 @@ class _PartRunner:
         header = _header(self.part, op.mode_idx, op.xattr_idx)
         chunks: Iterable[bytes] = self._chunks(op, body, source)
         if op.inner_size is not None:  # bootree's G: the writes are the uncompressed contents
-            params = GzipParams.from_bytes(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
+            params = parse_params(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
             inner = b"".join(chunks)
             # Compressing is the slow part (zlib releases the GIL): a worker does it and the
             # write while the operations go on; ``drain`` waits before anything reads it.
@@ -220,8 +221,8 @@ class _PartRunner:
             writer.finish()
         self.content_written.append(csum)
 
-    def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: GzipParams) -> None:
-        rebuilt = gzip_compress(inner, params)
+    def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: Params) -> None:
+        rebuilt = recompress(inner, params)
         if len(rebuilt) != size:
             raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
         self._write(header, size, csum, [rebuilt])
