@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from bootree.delta.bsdiff import bspatch
 from bootree.delta.content import load_content
 from bootree.delta.recompress import decompress, recompress
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
@@ -41,7 +42,6 @@ from bootree.format.deltaops import (
     UnsetReadSource,
     Write,
     ZstdPatch,
-    apply_bsdiff,
     decode_operations,
 )
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
@@ -176,7 +176,7 @@ class _PartRunner:
             i += 1
 
     def _splice(self, otype: ObjectType, csum: Checksum, op: Splice, data: bytes) -> None:
-        if self.txn.has_object(otype, csum):
+        if self.txn.has_object_indexed(otype, csum):
             return
         if otype is not ObjectType.FILE:
             self.txn.write_metadata(VerifiedMetadata.parse(otype, data, csum))
@@ -199,7 +199,7 @@ class _PartRunner:
 
     def _build(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> None:
         _otype, csum = self.entry.objects[op.obj]
-        if self.txn.has_object(ObjectType.FILE, csum):
+        if self.txn.has_object_indexed(ObjectType.FILE, csum):
             return  # libostree makes o/w/B no-ops for an object already present
         header = _header(self.part, op.mode_idx, op.xattr_idx)
         chunks: Iterable[bytes] = self._chunks(op, body, source)
@@ -252,7 +252,7 @@ class _PartRunner:
             elif isinstance(sub, Bspatch):
                 assert source is not None
                 patch = bytes(self.payload[sub.offset : sub.offset + sub.length])
-                yield apply_bsdiff(self._source_data(*source), patch, op.budget)
+                yield bspatch(self._source_data(*source), patch, op.budget)
             elif isinstance(sub, ZstdPatch):
                 assert source is not None
                 frame = bytes(self.payload[sub.offset : sub.offset + sub.length])
@@ -334,7 +334,7 @@ def apply_delta(
         ThreadPoolExecutor(max_workers=2, thread_name_prefix="delta-gzip") as workers,
     ):
         todo = [
-            (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object(t, c) for t, c in e.objects)
+            (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object_indexed(t, c) for t, c in e.objects)
         ]
         result.parts_skipped = len(superblock.parts) - len(todo)
         ahead: Future[tuple[PartPayload, list[Operation]]] | None = None
@@ -365,7 +365,7 @@ def _check_complete(repo: Repo, txn: Transaction, superblock: Superblock, staged
     seen: set[Checksum] = set()
     while stack:
         tree, meta = stack.pop()
-        if not txn.has_object(ObjectType.DIR_META, meta):
+        if not txn.has_object_indexed(ObjectType.DIR_META, meta):
             raise DeltaError(f"after the delta, dirmeta {meta} is missing")
         if tree in seen:
             continue
@@ -377,6 +377,6 @@ def _check_complete(repo: Repo, txn: Transaction, superblock: Superblock, staged
         else:
             raise DeltaError(f"after the delta, dirtree {tree} is missing")
         for _name, csum in dirtree.files:
-            if not txn.has_object(ObjectType.FILE, csum):
+            if not txn.has_object_indexed(ObjectType.FILE, csum):
                 raise DeltaError(f"after the delta, file object {csum} is missing")
         stack.extend((t, m) for _n, t, m in dirtree.dirs)

@@ -136,9 +136,11 @@ def _find_pairs(
 ) -> list[_Pair]:
     """Similar pairs as libostree picks them: same basename (or stem), size within ±30%."""
     old_by_key: dict[str, list[tuple[Checksum, ContentInfo]]] = {}
+    # Only old files that share a key with a new one can pair: the others are not even opened.
+    wanted = {key for path in to_paths.values() for key in _basename_keys(path)}
     seen: set[Checksum] = set()
     for path, csum in _paths(repo, from_commit):
-        if csum in seen:
+        if csum in seen or not any(key in wanted for key in _basename_keys(path)):
             continue
         seen.add(csum)
         old = content_info(repo, csum)

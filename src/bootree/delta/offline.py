@@ -57,10 +57,10 @@ def apply_offline(
 
     See :func:`apply_superblock`; the file is read once, and those bytes are checked and applied.
     """
-    data, _superblock = read_superblock_file(path)
+    data, superblock = read_superblock_file(path)
     return apply_superblock(
         repo, data, path if path.is_dir() else path.parent,
-        check_signature=check_signature, require_signature=require_signature, what=str(path),
+        check_signature=check_signature, require_signature=require_signature, what=str(path), parsed=superblock,
     )
 
 
@@ -72,12 +72,14 @@ def apply_superblock(
     check_signature: SignatureCheck | None = None,
     require_signature: bool = False,
     what: str = "the delta",
+    parsed: Superblock | None = None,
 ) -> ApplyResult:
     """Apply the superblock file ``data`` (its parts inline or in directory ``base``).
 
     A signed superblock is checked with ``check_signature`` when one is given; without one it
     is refused when the repository sets ``core.sign-verify-deltas`` (libostree's rule). With
-    ``require_signature`` an unsigned delta is refused as well.
+    ``require_signature`` an unsigned delta is refused as well. ``parsed`` is ``data`` already
+    parsed (an inline delta's superblock is the whole delta: it is not parsed twice).
 
     Raises:
         SignatureError: from ``check_signature``.
@@ -85,7 +87,7 @@ def apply_superblock(
             commit is not in the repository.
         DeltaFormatError, ChecksumMismatch: see :func:`bootree.delta.apply.apply_delta`.
     """
-    superblock = Superblock.from_bytes(data)
+    superblock = parsed if parsed is not None else Superblock.from_bytes(data)
     signed = SignedSuperblock.from_bytes(data)
     if signed is not None and signed.engines:
         if check_signature is not None:

@@ -87,7 +87,7 @@ def upgrade_from_file(
     elif check_commit is not None:
         check_commit(sb.to_commit, sb.commit, sb.commitmeta)
     if not repo.has_object(ObjectType.COMMIT, sb.to_commit) or repo.is_partial(sb.to_commit):
-        apply_superblock(repo, data, path.parent, check_signature=check_signature, what=str(path))
+        apply_superblock(repo, data, path.parent, check_signature=check_signature, what=str(path), parsed=sb)
     result = upgrade(sysroot, commit=sb.to_commit, stage_it=stage_it, stateroot=stateroot,
                      allow_failed=allow_failed, allow_downgrade=allow_downgrade)
     if result.deployed is not None:
