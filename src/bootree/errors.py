@@ -426,6 +426,23 @@ class RegistryError(FetchError):
     """A registry that answered with an error (401 without credentials, MANIFEST_UNKNOWN, ...)."""
 
 
+class ContainerPolicyError(VerificationError):
+    """An image that the containers policy (``policy.json``) does not accept.
+
+    ``reason`` is one of ``rejected`` (a ``reject`` requirement, or ostree-ext's refusal of a
+    policy whose default accepts anything), ``unsigned`` (a signature was required, none
+    exists), ``untrusted`` (signatures, none by a trusted key), ``invalid`` (a signature that
+    does not verify, or whose claim does not match the image: another digest, another identity),
+    ``config`` (a policy or registries.d file that does not parse, a key file that is missing).
+    """
+
+    def __init__(self, image: str, reason: str, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{image}: {detail}", hint=hint)
+        self.image = image
+        self.reason = reason
+        self.detail = detail
+
+
 # --- static deltas (added by the delta work, issue 12) -----------------------------------------
 
 

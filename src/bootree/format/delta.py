@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias, cast
 
 from bootree.errors import DeltaFormatError, FormatError, GVariantError, InvalidChecksum
 from bootree.format import gvariant
@@ -66,6 +67,12 @@ __all__ = [
 SUPERBLOCK_TYPE = f"(a{{sv}}tayay{COMMIT_TYPE}aya(uayttay)a(yaytt))"
 DELTA_INDEX_TYPE = "a{sv}"
 SIGNED_SUPERBLOCK_TYPE = "(taya{sv})"
+
+#: What :data:`SUPERBLOCK_TYPE` decodes to: metadata, timestamp, from, to, the commit, dependencies
+#: (unused), parts ``(version, checksum, size, usize, objects)`` and fallbacks.
+_SuperblockValue: TypeAlias = (
+    "tuple[gvariant.VarDict, int, bytes, bytes, gvariant.GValue, bytes, list[tuple[int, bytes, int, int, bytes]], list[tuple[int, bytes, int, int]]]"
+)
 #: ``OSTSGNDT`` read as a big-endian u64: the magic of a signed superblock file.
 SIGNED_SUPERBLOCK_MAGIC = 0x4F535453474E4454
 #: ``ostree.endianness`` values.
@@ -188,7 +195,7 @@ def decode_delta_index(data: bytes) -> dict[str, bytes]:
         DeltaFormatError: for malformed data.
     """
     try:
-        entries = gvariant.decode(DELTA_INDEX_TYPE, data)
+        entries = gvariant.decode_vardict(data)
     except GVariantError as exc:
         raise DeltaFormatError(f"malformed delta index: {exc}") from exc
     out: dict[str, bytes] = {}
@@ -301,7 +308,7 @@ class Superblock:
         for i, part in enumerate(inline_parts):
             meta.append((name.part_relpath(i), Variant("(yay)", (part[0], part[1:]))))
         if commitmeta is not None:
-            meta.append((name.commitmeta_key, Variant("a{sv}", gvariant.decode("a{sv}", commitmeta))))
+            meta.append((name.commitmeta_key, Variant("a{sv}", gvariant.decode_vardict(commitmeta))))
         return cls(to_commit, commit, tuple(parts), tuple(fallbacks), from_commit, timestamp, tuple(meta), endianness)
 
     def to_bytes(self) -> bytes:
@@ -349,7 +356,7 @@ class Superblock:
         """
         data = unwrap_signed_superblock(data)
         try:
-            meta, ts, frm, to, commit_value, _deps, parts_raw, fallbacks_raw = gvariant.decode(SUPERBLOCK_TYPE, data)
+            meta, ts, frm, to, commit_value, _deps, parts_raw, fallbacks_raw = cast(_SuperblockValue, gvariant.decode(SUPERBLOCK_TYPE, data))
             endianness, source = _endianness(meta, parts_raw)
             swap32, swap64 = _swappers(endianness)
             parts = []
@@ -401,7 +408,7 @@ class SignedSuperblock:
         """The signatures stored under ``key`` (empty if absent or not ``aay``)."""
         for k, v in self.signatures:
             if k == key and v.type == "aay":
-                return [bytes(s) for s in v.value]
+                return [bytes(s) for s in cast("list[bytes]", v.value)]
         return []
 
     @classmethod
@@ -414,7 +421,7 @@ class SignedSuperblock:
         if len(data) < 16 or int.from_bytes(data[:8], "big") != SIGNED_SUPERBLOCK_MAGIC:
             return None
         try:
-            _magic, inner, sigs = gvariant.decode(SIGNED_SUPERBLOCK_TYPE, data)
+            _magic, inner, sigs = cast("tuple[int, bytes, gvariant.VarDict]", gvariant.decode(SIGNED_SUPERBLOCK_TYPE, data))
         except GVariantError as exc:
             raise DeltaFormatError(f"malformed signed static-delta superblock: {exc}") from exc
         return cls(bytes(inner), tuple((str(k), v) for k, v in sigs))

@@ -13,6 +13,7 @@ import hashlib
 import lzma
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from bootree.errors import DeltaFormatError, GVariantError
 from bootree.format import gvariant
@@ -137,7 +138,9 @@ def decode_part(data: bytes, *, max_size: int) -> PartPayload:
     else:
         raise DeltaFormatError(f"unknown delta part compression {comp:#04x}")
     try:
-        modes, xattrs, payload, ops = gvariant.decode(PART_PAYLOAD_TYPE, raw)
+        modes, xattrs, payload, ops = cast(
+            "tuple[list[tuple[int, int, int]], list[list[tuple[bytes, bytes]]], bytes, bytes]", gvariant.decode(PART_PAYLOAD_TYPE, raw)
+        )
         xattr_sets = []
         for xs in xattrs:
             entries = []
