@@ -8,6 +8,7 @@ or made for a version the machine does not run, is refused and nothing changes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sampleos import make_tree  # type: ignore[import-not-found]
@@ -15,6 +16,7 @@ from sampleos import make_tree  # type: ignore[import-not-found]
 from bootree.delta import DeltaOptions, generate_delta
 from bootree.errors import DeltaError, SignatureError
 from bootree.format.checksum import Checksum
+from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.pull import pull_local
 from bootree.repo import Repo, RepoMode
@@ -22,10 +24,19 @@ from bootree.sign import SecretKey, Verifier
 from bootree.sign.delta import sign_superblock, verify_superblock
 from bootree.sysroot import DeployOptions, Origin, deploy
 from bootree.sysroot.offline import upgrade_from_file
-from conftest import SysrootEnv, commit_tree
 
 KEY = SecretKey.from_seed(bytes(range(32)))
 OTHER = SecretKey.from_seed(bytes(range(1, 33)))
+
+
+def commit_tree(repo: Repo, tree: Path, version: int, branch: str) -> Checksum:
+    """As the sysroot fixtures commit (owner 0, fixed timestamps; no conftest import, whose
+    module name other test directories' conftests shadow)."""
+    from bootree.repo import CommitOptions
+
+    return repo.commit([tree], branch=branch, subject=f"v{version}", timestamp=1700000000 + version * 100,
+                       metadata=[("version", Variant("s", str(version)))],
+                       options=CommitOptions(owner_uid=0, owner_gid=0, no_xattrs=True))
 
 
 def _publisher(tmp_path: Path) -> tuple[Repo, list[Checksum]]:
@@ -50,7 +61,7 @@ def _check(data: bytes) -> None:
     verify_superblock("offline update file", data, verifier=Verifier(ed25519=(KEY.public,)))
 
 
-def test_update_from_a_signed_file_deploys_and_moves_the_ref(env: SysrootEnv, tmp_path: Path) -> None:
+def test_update_from_a_signed_file_deploys_and_moves_the_ref(env: Any, tmp_path: Path) -> None:
     pub, (v0, v1, v2) = _publisher(tmp_path)
     s = env.sysroot
     pull_local(s.repo, pub.path, [v1])
