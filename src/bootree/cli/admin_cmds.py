@@ -18,6 +18,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import json_option
+from bootree.cli._delta_keys import from_file_options
 from bootree.cli.render import emit
 from bootree.errors import RefNotFound, SysrootError
 from bootree.format.checksum import Checksum
@@ -424,18 +425,30 @@ def boot_cmd(sysroot_path: Path | None, no_finalize: bool, command: tuple[str, .
 @click.option("--pull-only", is_flag=True, help="Only fetch the update into the repository; do not deploy.")
 @click.option("--deploy-only", is_flag=True, help="Do not fetch; deploy what the repository already has.")
 @click.option("--stage", "stage_it", is_flag=True, help="Stage the update (applied at shutdown).")
+@from_file_options
 def upgrade_cmd(
     sysroot_path: Path | None, stateroot: str | None, allow_failed: bool, allow_downgrade: bool,
     override_commit: str | None, pull_only: bool, deploy_only: bool, stage_it: bool,
+    from_file: Path | None, keys_file: Path | None, keys_dir: Path | None,
 ) -> None:
     """Fetch the update of the booted (or --os) deployment's origin and deploy it, as ostree.
 
     A refspec ``REMOTE:REF`` is pulled from REMOTE first (with --deploy-only, not); a local
-    ref is taken as it is.
+    ref is taken as it is. With --from-file the update comes from an offline update file
+    instead: its signature is checked with --keys-file/--keys-dir, else the origin remote's
+    keys, else the system's; then it is deployed as any upgrade, and the origin ref moves.
     """
     if pull_only and deploy_only:
         raise click.UsageError("--pull-only and --deploy-only cannot be combined")
     sysroot = _open(sysroot_path)
+    if from_file is not None:
+        if pull_only or deploy_only or override_commit:
+            raise click.UsageError("--from-file cannot be combined with --pull-only, --deploy-only or --override-commit")
+        from bootree.cli._delta_keys import run_upgrade_from_file
+
+        run_upgrade_from_file(sysroot, from_file, keys_file, keys_dir, stateroot=stateroot, stage_it=stage_it,
+                              allow_failed=allow_failed, allow_downgrade=allow_downgrade)
+        return
     from bootree.sysroot.upgrade import upgrade, upgrade_base
 
     commit = Checksum(override_commit) if override_commit else None

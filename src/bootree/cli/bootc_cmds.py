@@ -18,6 +18,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import print_json
+from bootree.cli._delta_keys import from_file_options
 from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
 from bootree.oci.registry import RegistryOptions
 from bootree.sysroot import Sysroot
@@ -131,13 +132,30 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
 @click.option("--allow-failed", is_flag=True, help="Stage an image that failed its health checks here.")
 @_policy
 @_progress_fd
+@from_file_options
 def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, check_: bool, as_json: bool,
                 apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool,
-                policy_path: Path | None, registries_d: Path | None, progress_fd: int | None) -> None:
-    """Fetch the tracked image again and queue it if it changed (bootc upgrade)."""
+                policy_path: Path | None, registries_d: Path | None, progress_fd: int | None,
+                from_file: Path | None, keys_file: Path | None, keys_dir: Path | None) -> None:
+    """Fetch the tracked image again and queue it if it changed (bootc upgrade).
+
+    With --from-file the update comes from an offline update file for an ostree-ref deployment
+    (a USB stick, a depot): checked, applied and staged for the next boot, without a network.
+    """
     from bootree.host import bootc
 
     sysroot = _open(sysroot_path)
+    if from_file is not None:
+        if check_ or from_downloaded or download_only:
+            raise click.UsageError("--from-file cannot be combined with --check, --download-only or --from-downloaded")
+        from bootree.cli._delta_keys import run_upgrade_from_file
+
+        queued = run_upgrade_from_file(sysroot, from_file, keys_file, keys_dir, stateroot=None, stage_it=True,
+                                       allow_failed=allow_failed, allow_downgrade=False)
+        if apply_ and queued:
+            with sysroot.lock():
+                _say((bootc.apply(sysroot),), quiet)
+        return
     options = RegistryOptions(authfile=authfile)
     policy = _policy_options(policy_path, registries_d)
     if check_:

@@ -242,6 +242,7 @@ def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
 @click.option("--dry-run", is_flag=True, help="Only print what would be copied.")
 @click.option("--gpg-verify", "gpg_verify", is_flag=False, flag_value="true", default=None, metavar="[=BOOL]",
               help="Require GPG signatures trusted for --remote on every commit.")
+@click.option("--require-static-deltas", is_flag=True, help="Use the source's static deltas; fail if there is none.")
 @json_option
 @click.pass_context
 def pull_local_cmd(
@@ -256,6 +257,7 @@ def pull_local_cmd(
     untrusted: bool,
     dry_run: bool,
     gpg_verify: str | None,
+    require_static_deltas: bool,
     as_json: bool,
 ) -> None:
     """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
@@ -263,6 +265,8 @@ def pull_local_cmd(
 
     repo = open_repo(ctx, repo_path, fsync=False if disable_fsync else None)
     cfg = _pull_config(None)
+    if require_static_deltas:
+        cfg = dataclasses.replace(cfg, static_deltas=StaticDeltas.REQUIRE)
     policy = None
     if gpg_verify is not None and parse_bool(gpg_verify):
         if remote is None:

@@ -41,6 +41,7 @@ from bootree.pull.engine import StageContext
 from bootree.pull.options import DeltaPlan, StaticDeltas
 from bootree.pull.plan import object_path
 from bootree.pull.session import RemoteSession
+from bootree.pull.trust import TrustPolicy
 from bootree.pull.verify import Verifier
 from bootree.repo import Repo, Transaction
 from bootree.transport import Fetcher, join_url
@@ -241,8 +242,12 @@ def pull_delta(
     content_url: str | None = None,
     max_content_size: int = 1 << 30,
     verifier: Verifier | None = None,
+    check_superblock: Callable[[str, bytes], None] | None = None,
 ) -> DeltaPull:
     """Fetch and apply the delta ``choice`` into ``txn`` (the caller commits and moves refs).
+
+    ``check_superblock`` sees the superblock file (signed or not) before anything is used
+    (the remote's :meth:`~bootree.pull.trust.TrustPolicy.check_delta_superblock`).
 
     The embedded commit goes through ``verifier`` (checksum, ref binding, signatures, with the
     detached metadata the superblock carries or else the server's ``.commitmeta``) before any
@@ -262,6 +267,8 @@ def pull_delta(
     stats.requests += 1
     if hashlib.sha256(data).digest() != choice.digest:
         raise RemoteError(f"invalid checksum for static delta {choice.name}: the superblock differs from the summary's")
+    if check_superblock is not None:
+        check_superblock(str(choice.name), data)
     superblock = Superblock.from_bytes(data)
     if superblock.name != choice.name:
         raise DeltaFormatError(f"static delta {choice.name} has a superblock for {superblock.name}")
@@ -311,6 +318,7 @@ def pull_deltas(
     content_url: str | None = None,
     max_content_size: int = 1 << 30,
     verifier: Verifier | None = None,
+    check_superblock: Callable[[str, bytes], None] | None = None,
 ) -> list[DeltaPull]:
     """Bring each target commit in through a delta where the server offers one.
 
@@ -337,13 +345,14 @@ def pull_deltas(
         choice = choose_delta(repo, fetcher, base_url, target, summary=summary, ref_exists=ref_exists)
         if choice is None:
             if mode is StaticDeltas.REQUIRE:
-                raise RemoteError(f"no static delta to {target} on {base_url}", hint="pull without --require-static-deltas")
+                raise RemoteError(f"Static deltas required, but none found for {target} on {base_url}",
+                                  hint="pull without --require-static-deltas")
             continue
         log.info("pulling %s through static delta %s", target, choice.name)
         out.append(
             pull_delta(
                 repo, txn, fetcher, base_url, choice, content_url=content_url, max_content_size=max_content_size,
-                verifier=verifier,
+                verifier=verifier, check_superblock=check_superblock,
             )
         )
     return out
@@ -407,11 +416,13 @@ class DeltaStage:
             raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
         found = self.session.summary() if mode is StaticDeltas.REQUIRE or _usable(ctx.repo, self.session.url) else None
         targets = {c: self.ref_exists.get(c, False) for c in ctx.commits}
+        policy = ctx.verifier.policy
+        check = policy.check_delta_superblock if isinstance(policy, TrustPolicy) else None
         self.used = pull_deltas(
             ctx.repo, ctx.txn, self.session.fetcher, self.session.url, targets,
             summary=found.summary if found is not None else None, mode=mode,
             content_url=self.session.content_url, max_content_size=ctx.config.max_content_size,
-            verifier=ctx.verifier,
+            verifier=ctx.verifier, check_superblock=check,
         )
         for used in self.used:
             self.session.bytes += used.bytes

@@ -27,10 +27,10 @@ from bootree.errors import BootreeError, DowngradeError, RemoteError
 from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.objects import Commit
 from bootree.pull import trust
-from bootree.pull.deltas import DeltaStage, StaticDeltas, plan_deltas
+from bootree.pull.deltas import DeltaStage, plan_deltas
 from bootree.pull.engine import ObjectEngine, Progress, PullStage, StageContext
 from bootree.pull.heap import bound_heap
-from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult
+from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult, StaticDeltas
 from bootree.pull.plan import PullTarget, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
@@ -39,6 +39,7 @@ from bootree.pull.verify import NoSignatures, Verifier
 from bootree.repo import Repo
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
+from bootree.transport.file import FileFetcher
 
 __all__ = ["PullConfig", "PullEvent", "PullJob", "PullOptions", "PullPhase", "PullResult", "pull", "pull_local", "run_pull"]
 
@@ -348,6 +349,8 @@ def pull_local(
     Every object is verified as with a network pull. Refs land in ``refs/heads/`` (or under
     ``remote`` if given), as ``ostree pull-local`` does. ``policy`` checks the signatures of
     every commit as a pull from that remote would (``pull-local --gpg-verify --remote=R``).
+    With ``config.static_deltas`` set to ``REQUIRE`` (``--require-static-deltas``) each commit
+    comes in through one of the source's static deltas, or the pull fails.
 
     Raises:
         RepoNotFound: if ``source`` is not a repository.
@@ -372,17 +375,31 @@ def pull_local(
         policy.check_start()
     report = _progress(progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
+    local_ref: Callable[[str], str] = (lambda r: f"{remote}:{r}") if remote else (lambda r: r)
     local_source = LocalRepoSource(src, cfg)
+    stages: list[PullStage] = []
+    session = None
+    if cfg.static_deltas is StaticDeltas.REQUIRE and not commit_metadata_only and not dry_run:
+        # ``pull-local --require-static-deltas``: the source's deltas, found and applied as a
+        # file:// pull finds them (its summary or delta-indexes/), fallbacks from its objects.
+        if src.mode.value != "archive":
+            raise RemoteError(f"{source}: static deltas can only be used from an archive repository")
+        session = RemoteSession(FileFetcher(), source.resolve().as_uri(), config=cfg, owns_fetcher=True)
+        ref_exists = {c: t.ref is not None and repo.refs.get(local_ref(t.ref)) is not None for t, c in resolved.items()}
+        stages.append(DeltaStage(session, ref_exists))
     try:
         job = PullJob(
             repo,
             local_source,
             resolved,
-            (lambda r: f"{remote}:{r}") if remote else (lambda r: r),
+            local_ref,
             Verifier(policy if policy is not None else NoSignatures(), _refs_of(resolved)),
             PullOptions(depth, commit_metadata_only, dry_run, False, progress),
             cfg,
+            stages=stages,
         )
         return run_pull(job, report)
     finally:
         local_source.close()
+        if session is not None:
+            session.close()

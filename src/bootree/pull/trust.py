@@ -41,12 +41,14 @@ from bootree.format.summary import SUMMARY_EXPIRES_KEY, Summary
 from bootree.format.verified import VerifiedMetadata
 from bootree.pull.remote import Remote
 from bootree.sign import GpgVerifier, PublicKey, Verifier, VerifyResult, parse_public_keys
+from bootree.sign.delta import is_signed, verify_superblock
 
 __all__ = [
     "DEFAULT_ED25519_DIRS",
     "SUMMARY_EXPIRES_KEY",
     "TrustPolicy",
     "check_summary_expiry",
+    "ed25519_dir_keys",
     "global_gpg_keyrings",
     "gpg_forget",
     "gpg_import",
@@ -80,6 +82,22 @@ def _dir_keys(base: Path, name: str) -> list[PublicKey]:
             if f.is_file():
                 keys += _read_keys(f, "key file")
     return keys
+
+
+def ed25519_dir_keys(dirs: Sequence[Path] = DEFAULT_ED25519_DIRS) -> tuple[list[PublicKey], list[PublicKey]]:
+    """Trusted and revoked ed25519 keys of ostree's key directories (``trusted.ed25519``,
+    ``trusted.ed25519.d/*``, ``revoked.ed25519``, ``revoked.ed25519.d/*`` under each of ``dirs``;
+    ostree's ``--keys-dir=DIR`` names one such directory).
+
+    Raises:
+        VerificationError: an unreadable or malformed key file.
+    """
+    trusted: list[PublicKey] = []
+    revoked: list[PublicKey] = []
+    for d in dirs:
+        trusted += _dir_keys(d, "trusted.ed25519")
+        revoked += _dir_keys(d, "revoked.ed25519")
+    return trusted, revoked
 
 
 def _list(value: str | None) -> list[str]:
@@ -279,6 +297,23 @@ class TrustPolicy:
         return self.verifier.check(
             f"commit {csum}", commit, meta, require_gpg=self.gpg_verify, require_sign=self.sign_verify
         )
+
+    def check_delta_superblock(self, name: str, data: bytes) -> None:
+        """Check a fetched static-delta superblock file's own signatures, when it is signed.
+
+        A signed superblock (``static-delta generate --sign``) is checked against the remote's
+        ed25519 keys when it has any: a signature that no trusted key made fails the pull,
+        since the file was altered or signed by someone else. An unsigned one passes: the
+        commit it embeds goes through :meth:`check_commit` like any pulled commit, and every
+        object is checked against its checksum. (libostree 2022.7 does not check delta
+        signatures when pulling at all.)
+
+        Raises:
+            SignatureError: signed, and no valid signature by a trusted key.
+        """
+        if not (self.sign_verify or self.verifier.ed25519) or not is_signed(data):
+            return
+        verify_superblock(f"static delta {name}", data, verifier=self.verifier)
 
     def check_summary(self, data: bytes, signature: bytes | None) -> None:
         """Check ``summary.sig`` (None: the server has none) and the expiry of the summary.

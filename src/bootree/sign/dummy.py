@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from bootree.errors import VerificationError
+from bootree.errors import SignatureError, VerificationError
 from bootree.sign.result import SignatureCheck
 
-__all__ = ["ENV", "METADATA_KEY", "NAME", "enabled", "require_enabled", "sign", "verify"]
+__all__ = ["ENV", "METADATA_KEY", "NAME", "enabled", "require_enabled", "sign", "verify", "verify_key"]
 
 NAME = "dummy"
 #: The detached-metadata key of dummy signatures (an ``aay``, as ed25519's).
@@ -73,3 +73,19 @@ def verify(signatures: Sequence[bytes], trusted: Sequence[str]) -> list[Signatur
         else:
             checks.append(SignatureCheck(NAME, False, "untrusted", "no trusted key made this signature"))
     return checks
+
+
+def verify_key(subject: str, signatures: Sequence[bytes], key: str) -> None:
+    """Accept when one of ``signatures`` is ``key``'s dummy signature, with libostree's error
+    texts otherwise (``static-delta verify`` and signed superblocks check one key this way).
+
+    Raises:
+        VerificationError: the engine is not enabled.
+        SignatureError: none matches (or there is none).
+    """
+    require_enabled()
+    if any(check.valid for check in verify(signatures, [key])):
+        return
+    if signatures:
+        raise SignatureError(subject, "untrusted", f"signature: dummy: incorrect signatures found: {len(signatures)}")
+    raise SignatureError(subject, "unsigned", "signature: dummy: no signatures")
