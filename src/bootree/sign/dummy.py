@@ -80,10 +80,10 @@ def verify_key(subject: str, signatures: Sequence[bytes], key: str) -> None:
     texts otherwise (``static-delta verify`` and signed superblocks check one key this way).
 
     Raises:
-        VerificationError: the engine is not enabled.
-        SignatureError: none matches (or there is none).
+        SignatureError: the engine is not enabled, or no signature matches (or there is none).
     """
-    require_enabled()
+    if not enabled():
+        raise SignatureError(subject, "untrusted", "dummy signature type is only for ostree testing")
     if any(check.valid for check in verify(signatures, [key])):
         return
     if signatures:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from sysrootenv import SysrootEnv
 
 from bootree.cli import main
 from bootree.composefs import (
@@ -26,7 +27,6 @@ from bootree.repo import CommitOptions
 from bootree.sysroot.composefs import ComposefsMode, load_root_config
 from bootree.sysroot.deploy import DeployOptions, deploy
 from bootree.sysroot.deployment import Deployment, Origin
-from conftest import SysrootEnv
 
 ORIGIN = Origin.for_refspec("sampleos/stable")
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sysrootenv import SysrootEnv
 
 from bootree.errors import BootConfigDamaged
 from bootree.sysroot import Origin, deploy
 from bootree.sysroot.cleanup import cleanup
 from bootree.sysroot.swap import write_deployments
-from conftest import SysrootEnv
 
 ORIGIN = Origin.for_refspec("sampleos/stable")
 

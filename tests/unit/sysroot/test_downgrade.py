@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from sysrootenv import SysrootEnv
 
 from bootree.errors import DowngradeError
 from bootree.sysroot import DeployOptions, Origin, deploy
 from bootree.sysroot.upgrade import check_downgrade, upgrade
-from conftest import SysrootEnv
 
 
 def test_upgrade_refuses_an_older_commit(env: SysrootEnv) -> None:

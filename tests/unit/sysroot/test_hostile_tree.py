@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sysrootenv import SysrootEnv
 
 from bootree.errors import BootreeError, EtcMergeConflict, KernelNotFound, SysrootError
 from bootree.sysroot import DeployOptions, Origin, deploy, ops
 from bootree.sysroot.deployment import Deployment
-from conftest import SysrootEnv
 
 ORIGIN = Origin.for_refspec("sampleos/stable")
 CANARY = b"CANARY-host-private-key-0123456789\n"

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sysrootenv import SysrootEnv
 
 from bootree.sysroot import DeployOptions, Origin, assessment, deploy, ops, stage
 from bootree.sysroot.bootsim import _record_boot, choose_entry
 from bootree.sysroot.status import SCHEMA, sysroot_status
-from conftest import SysrootEnv
 from jsonschema_mini import validate
 
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "docs/schemas/sysroot-status-v1.json"

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from sysrootenv import SysrootEnv
 
 from bootree.errors import EtcMergeConflict, NoRollback, NotBooted
 from bootree.format.bls import BlsEntry
@@ -19,7 +20,6 @@ from bootree.sysroot import DeployOptions, Origin, deploy, finalize_staged, immu
 from bootree.sysroot.cleanup import cleanup
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
-from conftest import SysrootEnv
 
 ORIGIN = Origin.for_refspec("sampleos/stable")
 
