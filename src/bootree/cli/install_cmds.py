@@ -54,9 +54,12 @@ def install() -> None:
 @click.option("--systemd-boot", "sdboot", type=click.Path(dir_okay=False, path_type=Path),
               default=DEFAULT_SYSTEMD_BOOT, show_default=True, help="systemd-boot EFI binary.")
 @click.option("--extra-ref", multiple=True, metavar="REF", help="Also copy REF into the sysroot's repository.")
+@click.option("--fs-verity", "fs_verity", is_flag=True,
+              help="Root file system with fs-verity (ext4 -O verity) and [ex-fsverity] required=true in its repository.")
 @click.pass_context
 def to_disk_cmd(ctx: click.Context, rev: str, disk: Path, size: str | None, stateroot: str,
-                karg: tuple[str, ...], tries: int, esp_size: str, sdboot: Path, extra_ref: tuple[str, ...]) -> None:
+                karg: tuple[str, ...], tries: int, esp_size: str, sdboot: Path, extra_ref: tuple[str, ...],
+                fs_verity: bool) -> None:
     """Build a bootable GPT disk image of REV (a ref or commit of --repo): ESP + root.
 
     No root privileges or loop devices: mkfs.vfat and mtools for the ESP, mkfs.ext4 -d for the
@@ -67,7 +70,7 @@ def to_disk_cmd(ctx: click.Context, rev: str, disk: Path, size: str | None, stat
     repo = open_repo(ctx, None)
     opts = InstallOptions(stateroot=stateroot, size_mib=parse_size(size) if size else None,
                           esp_size_mib=parse_size(esp_size), kargs=karg, tries=tries, systemd_boot=sdboot,
-                          extra_refs=extra_ref)
+                          extra_refs=extra_ref, fs_verity=fs_verity)
     result = install_to_disk(repo, rev, disk, options=opts)
     click.echo(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
     click.echo(f"ESP entries: {' '.join(result.esp_entries)}")

@@ -60,6 +60,12 @@ class InstallOptions:
     systemd_boot: Path = DEFAULT_SYSTEMD_BOOT
     extra_refs: tuple[str, ...] = ()
     """More refs of the source repo to copy into the sysroot's repo (updates for offline tests)."""
+    fs_verity: bool = False
+    """Make the root file system with fs-verity (ext4 ``-O verity``, 4 KiB blocks: fs-verity on
+    ext4 wants the block size to be the page size) and set the sysroot repository's
+    ``[ex-fsverity] required=true``. Objects copied in here cannot get fs-verity (this machine
+    writes a directory, not the target file system); the booted system's deploys turn it on
+    for the objects each composefs deployment needs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +173,10 @@ def prepare_sysroot(source: Repo, rev: str, root: Path, esp_dir: Path, *, option
         finally:
             os.unlink(root / ESP_MOUNT)
             os.mkdir(root / ESP_MOUNT)  # the empty mount point of the booted system
+    if options.fs_verity:
+        # Only now: the copy and the deploy above ran here, where fs-verity is out of reach.
+        sysroot.repo.config.set("ex-fsverity", "required", "true")
+        sysroot.repo.save_config()
     return sysroot, result.deployment
 
 
@@ -218,7 +228,7 @@ def install_to_disk(source: Repo, rev: str, disk: Path, *, options: InstallOptio
                 raise InstallError(f"--size {options.size_mib}M is too small: the disk needs about "
                                    f"{need + 32 + options.esp_size_mib + 2}M")
         disk_mod.make_esp_image(esp_dir, work / "esp.img", size_mib=options.esp_size_mib)
-        disk_mod.make_root_image(root, work / "root.img", size_mib=root_mib)
+        disk_mod.make_root_image(root, work / "root.img", size_mib=root_mib, fs_verity=options.fs_verity)
         tmp_disk = work / "disk.img"
         layout = disk_mod.assemble_gpt(tmp_disk, work / "esp.img", work / "root.img")
         os.replace(tmp_disk, disk)

@@ -8,6 +8,11 @@ commit's composefs image to ``.ostree.cfs`` (mode 0644, fs-verity enabled where 
 allows) and checks its digest against the commit's ``ostree.composefs.digest.v0``: a repository
 object that changed since the commit was made changes the image, and the deploy is refused.
 
+fs-verity on objects: every object the image names gets fs-verity if it lacks it, as the
+repository's ``[ex-fsverity]`` asks (``required=true``: a file system without fs-verity fails
+the deploy with ``VerityUnsupported``; ``opportunistic=true``: best effort); ``verity``/``signed``
+make it best effort at least, since their boot (``verity=require``) refuses objects without it.
+
 Object digests: with ``verity``/``signed``, or whenever the commit carries a digest to check
 against, every object's fs-verity digest is measured by the kernel or computed in software
 (ostree computes them only for ``verity``/``signed``, so with ``yes`` on a file system without
@@ -99,6 +104,17 @@ def load_root_config(root: Path) -> ComposefsMode:
     return mode
 
 
+def _enable_policy(repo: Repo, mode: ComposefsMode) -> Verity:
+    """Whether the deploy turns fs-verity on for objects that lack it (written before the
+    repository asked for it, or copied in by an install that ran where the target file system's
+    fs-verity was out of reach): the repository's ``fs_verity`` decides (``yes``: or fail);
+    ``verity``/``signed`` boot with ``verity=require``, which refuses every object without it,
+    so they get it at least where the file system allows."""
+    if repo.fs_verity == "yes":
+        return Verity.YES
+    return Verity.MAYBE if repo.fs_verity == "maybe" or mode.require_verity else Verity.NO
+
+
 def write_deployment_image(repo: Repo, csum: Checksum, commit: Commit, root: Path) -> bytes | None:
     """Write ``.ostree.cfs`` into a deployment being prepared, if its config enables composefs.
 
@@ -112,7 +128,7 @@ def write_deployment_image(repo: Repo, csum: Checksum, commit: Commit, root: Pat
         return None
     expected = commit_digest(commit)
     verity = Verity.YES if mode.require_verity or expected is not None else Verity.MAYBE
-    image = build_image(repo, csum, verity=verity)
+    image = build_image(repo, csum, verity=verity, enable=_enable_policy(repo, mode))
     check_image(csum, commit, image)
     if mode is ComposefsMode.SIGNED and expected is None:
         log.warning("composefs 'signed' but commit %s carries no %s: the boot will refuse it", csum, "digest")
