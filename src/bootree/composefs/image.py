@@ -129,6 +129,8 @@ class _Files:
                         measured = measure_verity(fd)
                     except VerityUnsupported:
                         self.kernel_verity = False
+                        if self.enable is Verity.YES:
+                            raise self._required(csum) from None
                 if measured is None and self.enable is not Verity.NO and self.kernel_verity:
                     measured = self._enable(fd, csum)
                 if measured is not None or self.verity is Verity.MAYBE:
@@ -157,13 +159,17 @@ class _Files:
             enable_verity(fd)
         except VerityUnsupported:
             if self.enable is Verity.YES:
-                raise VerityUnsupported(
-                    f"{self.repo.path}: fs-verity is required for object {csum}, but this file system has none",
-                    hint="make the file system with fs-verity (ext4: mkfs.ext4 -b 4096 -O verity)",
-                ) from None
+                raise self._required(csum) from None
             self.kernel_verity = False
             return None
         return measure_verity(fd)
+
+    def _required(self, csum: Checksum) -> VerityUnsupported:
+        return VerityUnsupported(
+            f"{self.repo.path}: fs-verity is required ([ex-fsverity] required=true) for object {csum}, "
+            "but this file system has none",
+            hint="make the file system with fs-verity (ext4: mkfs.ext4 -b 4096 -O verity)",
+        )
 
 
 def tree_node(
