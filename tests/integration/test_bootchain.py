@@ -351,7 +351,7 @@ def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     image is changed by one byte, and v6 (the same tree, signed by another key) is deployed on
     top. Boot 2: v6's initramfs refuses the signature and reboots; boot 3: v5's signature checks
     out, its image digest does not; boot 4: the loader falls back to v1 by itself, where v5 is
-    deployed again. Boot 5: v5 on composefs with ``verity=require``: ``/usr`` cannot be written,
+    deployed again (and ``admin post-copy`` gives the installed objects fs-verity). Boot 5: v5 on composefs with ``verity=require``: ``/usr`` cannot be written,
     the image records each object's kernel fs-verity digest, and an object replaced by a
     same-size file without fs-verity fails to read with EIO.
     """
@@ -403,9 +403,18 @@ def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     assert f"bootree-initramfs: commit {c5} signed by {trusted}" in b.log, b.log[-3000:]
     assert "bootree-initramfs: composefs image digest mismatch" in b.log, b.log[-3000:]
 
-    b = boot(4, "bootree admin deploy test/cfs5 >/dev/null && echo CFS-DEPLOYED again\n")
+    os_release = "v1:test/stable:usr/lib/os-release"
+    b = boot(4, cfsvm.measure(os_release) + "bootree admin post-copy\n" + cfsvm.measure(os_release)
+             + "bootree admin deploy test/cfs5 >/dev/null && echo CFS-DEPLOYED again\n")
     assert b.version == 1 and b.health_rc == 0, b.log[-3000:]  # the fallback, by itself
     assert f"-{v1}." in b.log and "CFS-DEPLOYED again" in b.log, b.log[-3000:]
+    # admin post-copy: fs-verity on what the install copied in (v1's os-release had none)
+    entry = repo.reader.lookup(repo.read_commit(v1), "usr/lib/os-release")
+    assert entry is not None
+    with repo.open_file(entry.checksum) as obj:
+        assert obj.stream is not None
+        want = fsverity_digest(obj.stream.read()).hex()
+    assert re.findall(r"^CFS-VERITY v1 (\S+)$", b.log, re.M) == ["none", want], b.log[-3000:]
     names = entries(disk)
     assert any(f"-{c6}." in n and n.endswith("+0-1.conf") for n in names), names  # spent its try
 

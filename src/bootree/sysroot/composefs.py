@@ -23,25 +23,33 @@ too). Otherwise only digests the kernel already knows are recorded.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bootree import _fs
 from bootree.composefs import COMPOSEFS_NAME, Verity, build_image, check_image, commit_digest
-from bootree.composefs.verity import VerityUnsupported, enable_verity
-from bootree.errors import KeyFileError, SysrootError
+from bootree.composefs.verity import enable_verity
+from bootree.errors import KeyFileError, SysrootError, VerityUnsupported
 from bootree.format.checksum import Checksum
 from bootree.format.fsverity import fsverity_digest
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit
 from bootree.repo import Repo
 
+if TYPE_CHECKING:
+    from bootree.sysroot.sysroot import Sysroot
+
 __all__ = [
     "PREPARE_ROOT_CONF",
     "ComposefsMode",
     "DeploymentImage",
+    "PostCopy",
+    "post_copy",
     "deployment_image",
     "load_root_config",
     "write_deployment_image",
@@ -163,3 +171,54 @@ def deployment_image(deploy_dir: Path) -> DeploymentImage | None:
     except OSError as e:
         raise SysrootError(f"cannot read {path}: {e.strerror}") from e
     return DeploymentImage(digest=fsverity_digest(data).hex(), size=len(data))
+
+
+@dataclass(frozen=True, slots=True)
+class PostCopy:
+    """What :func:`post_copy` did: files given fs-verity (already-enabled ones count), and whether
+    the file system supports it at all."""
+
+    files: int
+    supported: bool
+
+
+def post_copy(sysroot: Sysroot) -> PostCopy:
+    """ostree's ``admin post-copy`` (``ostree_sysroot_update_post_copy``): after a sysroot was copied
+    file by file (an install that wrote it elsewhere), put back what a copy loses: fs-verity on
+    every loose object and every deployment's ``.ostree.cfs``, as the repository's ``fs_verity``
+    asks. Nothing when it is ``no``; ``maybe`` stops at the first file the file system refuses.
+
+    Raises:
+        VerityUnsupported: ``[ex-fsverity] required=true`` on a file system without fs-verity.
+    """
+    repo = sysroot.repo
+    wanted = repo.fs_verity
+    if wanted == "no":
+        return PostCopy(0, True)
+    paths = [repo.object_path(otype, csum) for otype, csum in repo.store.iter_objects()]
+    paths += [sysroot.deployment_dir(d) / COMPOSEFS_NAME for d in sysroot.deployments]
+    done = 0
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            continue  # a deployment without composefs
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                continue  # a bare symlink object: verity is for file data
+            raise SysrootError(f"cannot open {path}: {e.strerror}") from e
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            enable_verity(fd)
+        except VerityUnsupported:
+            if wanted == "yes":
+                raise VerityUnsupported(
+                    f"{repo.path}: fs-verity is required ([ex-fsverity] required=true) but this file system has none"
+                ) from None
+            return PostCopy(done, False)
+        finally:
+            os.close(fd)
+        done += 1
+    log.info("post-copy: fs-verity on %d files", done)
+    return PostCopy(done, True)

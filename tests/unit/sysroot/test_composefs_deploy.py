@@ -166,3 +166,22 @@ def test_repo_fsverity_policy_at_deploy(env: SysrootEnv, config: tuple[str, str,
         d = _deploy(env, csum)
         data = (env.sysroot.deployment_dir(d) / COMPOSEFS_NAME).read_bytes()
         assert fsverity_digest(data) == commit_digest(repo.read_commit(csum))  # digests computed in software
+
+
+def test_post_copy_policy(env: SysrootEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    """``admin post-copy``: nothing without ``[ex-fsverity]``; ``opportunistic`` stops quietly where
+    the file system has no fs-verity, ``required`` fails (the success side runs in the VM test)."""
+    if _host_has_verity(env.path):
+        pytest.skip("this file system has fs-verity: the VM test covers that side")
+    _deploy(env, _commit(env, 1, "yes"))
+    repo = env.sysroot.repo
+    assert main(["admin", "post-copy", f"--sysroot={env.path}"]) == 0
+    assert "fs-verity enabled on 0 files" in capsys.readouterr().out
+    repo.config.set("ex-fsverity", "opportunistic", "true")
+    repo.save_config()
+    assert main(["admin", "post-copy", f"--sysroot={env.path}"]) == 0
+    assert "not supported" in capsys.readouterr().out
+    repo.config.set("ex-fsverity", "required", "true")
+    repo.save_config()
+    assert main(["admin", "post-copy", f"--sysroot={env.path}"]) == 1
+    assert "error: " in capsys.readouterr().err
