@@ -19,6 +19,8 @@
 # Env: REPS (default 3), BOOTREE (default bootree; may hold arguments, e.g. "python3 -m bootree").
 set -euo pipefail
 export LC_ALL=C
+# shellcheck source=bench/_pyc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
 usage="usage: bench_composefs.sh CORPUS WORK [RESULTS]"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -27,6 +29,7 @@ WORK=$(realpath -m "${2:?$usage}")
 RESULTS=$(realpath -m "${3:-$WORK/results}")
 REPS=${REPS:-3}
 BOOTREE=${BOOTREE:-bootree}
+precompile "$BOOTREE"
 die() { echo "error: $*" >&2; exit 1; }
 case "$WORK/" in "$ROOT/"*) die "WORK must be outside the repository ($ROOT)" ;; esac
 if [ -z "${SKIP_CORPUS:-}" ]; then

@@ -18,6 +18,8 @@
 # FORMATS (default "ostree bootree-compat bootree").
 set -euo pipefail
 export LC_ALL=C
+# shellcheck source=bench/_pyc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
 usage="usage: bench_delta.sh CORPUS WORK [RESULTS]"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -28,6 +30,7 @@ REPS=${REPS:-3}
 OSTREE=${OSTREE:-ostree}
 BOOTREE=${BOOTREE:-bootree}
 FORMATS=${FORMATS:-ostree bootree-compat bootree}
+precompile "$BOOTREE"
 
 die() { echo "error: $*" >&2; exit 1; }
 case "$WORK/" in "$ROOT/"*) die "WORK must be outside the repository ($ROOT)" ;; esac

@@ -20,6 +20,8 @@
 #      bootree: adds the tool "before", timed in the same run).
 set -euo pipefail
 export LC_ALL=C
+# shellcheck source=bench/_pyc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
 usage="usage: bench_deploy.sh CORPUS WORK [RESULTS]"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -31,6 +33,7 @@ OSTREE=${OSTREE:-ostree}
 BOOTREE=${BOOTREE:-bootree}
 BEFORE=${BEFORE:-}
 TOOLS=${TOOLS:-ostree bootree${BEFORE:+ before}}
+precompile "$BOOTREE" "$BEFORE"
 export OSTREE_SYSROOT_DEBUG=mutable-deployments   # both tools: no chattr +i, so rm -rf works
 
 die() { echo "error: $*" >&2; exit 1; }

@@ -16,6 +16,8 @@
 # markdown summary on stdout. Must run as root (bare repos keep file ownership).
 set -euo pipefail
 export LC_ALL=C
+# shellcheck source=bench/_pyc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
 CORPUS=$(cd "${1:-/work/bench-work/corpus}" && pwd)
 mkdir -p "${2:-/work/bench-work/pull-bench}"
 WORK=$(cd "${2:-/work/bench-work/pull-bench}" && pwd)
@@ -27,6 +29,7 @@ if [ -z "${BOOTREE:-}" ]; then
     if [ -x "$HERE/../.venv/bin/bootree" ]; then BOOTREE="$HERE/../.venv/bin/bootree"
     elif command -v bootree >/dev/null; then BOOTREE=bootree
     else BOOTREE="env PYTHONPATH=$HERE/../src python3 -m bootree"; fi
+precompile "$BOOTREE" "${BEFORE:-}"
 fi
 RES=$WORK/results
 mkdir -p "$RES" "$WORK/logs"

@@ -18,6 +18,8 @@
 # A dry run of the script itself: BOOTREE=ostree bench/bench_repo.sh CORPUS WORK
 set -euo pipefail
 export LC_ALL=C
+# shellcheck source=bench/_pyc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
 
 usage="usage: bench_repo.sh CORPUS WORK [RESULTS]"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +31,7 @@ OSTREE=${OSTREE:-ostree}
 BOOTREE=${BOOTREE:-bootree}
 BEFORE=${BEFORE:-}
 TOOLS=${TOOLS:-ostree bootree${BEFORE:+ before}}
+precompile "$BOOTREE" "$BEFORE"
 TS1=@1700000000
 TS2=@1700604800
 GOLDEN_V1=5edfc30786796502e1aaf05abdc06d92e8fece87f30f764d1a926713dbe8aa63

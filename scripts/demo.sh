@@ -16,7 +16,9 @@
 # summary are signed, and the sysroot pulls with gpg-verify and gpg-verify-summary on.
 #
 # Steps are functions called in order at the bottom; later issues add their own after
-# step_checkout (deploy into a sysroot, serve the repo over HTTP, update, roll back).
+# step_checkout (deploy into a sysroot, serve the repo over HTTP, update, roll back), then
+# scripts/demo-container.sh (the same update as OCI images in a registry) and
+# scripts/demo-bootchain.sh (a real boot chain under qemu).
 set -euo pipefail
 export LC_ALL=C
 
@@ -254,6 +256,8 @@ if [ "$(id -u)" -eq 0 ]; then
     step_boot_v1
     step_update
     step_rollback
+    step "Container workflow (bootc's verbs): publish v1 and v2 to a registry, switch, upgrade, status, rollback"
+    DEMO_DIR="$DEMO_DIR" BOOTREE="$BOOTREE" REPO="$REPO" REF="$REF" bash "$(dirname "${BASH_SOURCE[0]}")/demo-container.sh"
 else
     step "Deploy, update over HTTP, roll back: skipped (needs root for the sysroot; run 'sudo make demo')"
 fi

@@ -27,8 +27,12 @@ from bootree.errors import BootreeError
 #: Modules that add commands to :data:`cli`, imported in this order by :func:`main`.
 _COMMAND_MODULES = [
     "bootree.cli.repo_cmds",
+    "bootree.cli.refs_cmds",
+    "bootree.cli.show_cmds",
+    "bootree.cli.maint_cmds",
     "bootree.cli.admin_cmds",
     "bootree.cli.remote_cmds",
+    "bootree.cli.pull_cmds",
     "bootree.cli.install_cmds",
     "bootree.cli.bootc_cmds",
     "bootree.cli.config_cmds",
@@ -42,12 +46,13 @@ _COMMAND_MODULES = [
 #: (``bootree init`` need not import the HTTP stack). Commands missing here are still found:
 #: an unknown name loads every module in :data:`_COMMAND_MODULES`.
 _COMMAND_HOME = {
-    **dict.fromkeys(
-        ["init", "commit", "checkout", "refs", "rev-parse", "log", "show", "ls", "cat", "diff", "fsck", "prune"],
-        "bootree.cli.repo_cmds",
-    ),
+    **dict.fromkeys(["init", "commit", "checkout"], "bootree.cli.repo_cmds"),
+    **dict.fromkeys(["refs", "rev-parse"], "bootree.cli.refs_cmds"),
+    **dict.fromkeys(["log", "show", "ls", "cat", "diff"], "bootree.cli.show_cmds"),
+    **dict.fromkeys(["fsck", "prune"], "bootree.cli.maint_cmds"),
     "admin": "bootree.cli.admin_cmds",
-    **dict.fromkeys(["remote", "summary", "pull", "pull-local", "serve"], "bootree.cli.remote_cmds"),
+    **dict.fromkeys(["remote", "summary"], "bootree.cli.remote_cmds"),
+    **dict.fromkeys(["pull", "pull-local", "serve"], "bootree.cli.pull_cmds"),
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
     **dict.fromkeys(["switch", "upgrade", "update", "rollback", "status"], "bootree.cli.bootc_cmds"),
     **dict.fromkeys(["config", "reset", "checksum"], "bootree.cli.config_cmds"),

@@ -6,6 +6,8 @@ progress display look and behave the same in every command.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from bootree.errors import GVariantError
+
 if TYPE_CHECKING:
+    from bootree.format.gvariant import Variant
     from bootree.repo import Repo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,3 +160,94 @@ def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool
     columns.append(TimeElapsedColumn())
     with Progress(*columns, console=__getattr__("err_console"), transient=True) as prog:
         yield ProgressHandle(prog, prog.add_task(description, total=total))
+
+
+def parse_timestamp(value: str) -> int:
+    """Parse ``@SECONDS`` or an ISO 8601 date (UTC unless it carries an offset).
+
+    Raises:
+        click.BadParameter: for anything else.
+    """
+    if value.startswith("@"):
+        try:
+            seconds = int(value[1:])
+        except ValueError:
+            raise click.BadParameter(f"invalid timestamp {value!r}") from None
+        if not 0 <= seconds < 2**64:  # a commit's timestamp is a uint64
+            raise click.BadParameter(f"timestamp {value!r} is out of range")
+        return seconds
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        when = None
+    # The other forms ostree's scripts use (it reads dates as GNU date does): "2005-10-29
+    # 12:43:29 +0000", "October 25 1985", "1 week ago".
+    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S %z", "%B %d %Y", "%b %d %Y", "%d %B %Y"):
+        if when is None:
+            with contextlib.suppress(ValueError):
+                when = dt.datetime.strptime(value, fmt)
+    if when is None:
+        when = _relative_date(value)
+    if when is None:
+        raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    if when.timestamp() < 0:
+        raise click.BadParameter(f"timestamp {value!r} is before 1970")
+    return int(when.timestamp())
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400,
+          "year": 365 * 86400}
+
+
+def _relative_date(value: str) -> dt.datetime | None:
+    """``N UNIT[s] ago`` (GNU date's relative form; a month is 30 days, a year 365), else ``None``."""
+    words = value.lower().split()
+    if len(words) != 3 or words[2] != "ago" or not words[0].isdigit():
+        return None
+    unit = _UNITS.get(words[1].removesuffix("s"))
+    if unit is None:
+        return None
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(words[0]) * unit)
+
+
+def parse_gvariant_text(text: str) -> Variant:
+    """Parse ``--add-metadata`` VALUE as GVariant text, as ostree does (``commit`` and ``summary``).
+
+    Raises:
+        click.BadParameter: for text that is not a GVariant value (see :mod:`bootree.format.gvtext`).
+    """
+    from bootree.format.gvtext import parse_text
+
+    try:
+        return parse_text(text)
+    except GVariantError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def kv_option(value: str, option: str) -> tuple[str, str]:
+    """``--set``, ``--http-header``, ``summary --add-metadata``: ``KEY=VALUE`` split once."""
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
+    return key, val
+
+
+def split_kv(value: str, option: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{option} expects KEY=VALUE, got {value!r}")
+    return key, val
+
+
+def format_size(n: int) -> str:
+    """A byte count as GLib's ``g_format_size`` writes it (ostree's messages): 260 bytes, 1.2 kB."""
+    if n < 1000:
+        return "1 byte" if n == 1 else f"{n} bytes"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 1000 or unit == "PB":
+            break
+    return f"{value:.1f} {unit}"

@@ -12,7 +12,6 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import open_repo, repo_option
-from bootree.cli.repo_cmds import refs_changed
 from bootree.errors import RepoError
 
 
@@ -91,6 +90,8 @@ def reset_cmd(ctx: click.Context, repo_path: Path | None, ref: str, commit: str)
     target = repo.resolve_rev(commit)
     assert current is not None and target is not None  # resolve_rev raises RefNotFound
     repo.set_ref(ref, target, expected=current)
+    from bootree.repo.summary import refs_changed
+
     refs_changed(repo)
 
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootree.composefs.image import Verity, build_image, commit_digest, external_files
+from bootree.composefs.image import COMPOSEFS_NAME, Verity, build_image, commit_digest, external_files
 from bootree.composefs.verity import file_digest
 from bootree.errors import BootreeError, ComposefsFormatError
 from bootree.format.checksum import Checksum, is_checksum
 from bootree.format.erofs_read import read_image
+from bootree.format.objects import ObjectType
 from bootree.repo import Repo, RepoMode
+from bootree.repo.traverse import FsckProblem
 
 __all__ = ["ComposefsProblem", "check_commit", "check_image_objects", "objects_of_payload"]
 
@@ -129,3 +131,27 @@ def _check_object(repo: Repo, objects_dir: Path, payload: bytes, size: int, dige
         os.close(fd)
     return None
 
+
+
+def fsck_composefs(repo: Repo, *, known: Iterable[str] = ()) -> list[FsckProblem]:
+    """What ``fsck --composefs`` adds to a plain fsck: one problem per commit whose regenerated
+    image does not have the digest it records, and per object a deployment's image redirects to
+    that does not match the image's view of it (size, fs-verity digest).
+
+    ``known`` names the objects the plain fsck already reported, so a commit's image is not
+    reported twice for the same bad object. A sysroot's repository (``SYSROOT/ostree/repo``)
+    backs the images of its deployments, so those are checked too, known-bad objects included:
+    each image's view of them is news.
+    """
+    seen = set(known)
+    problems: list[FsckProblem] = []
+    for otype, csum in repo.store.iter_objects():
+        if otype is ObjectType.COMMIT:
+            for problem in check_commit(repo, csum):
+                if problem.what not in seen:
+                    seen.add(problem.what)
+                    problems.append(FsckProblem("composefs", problem.what, problem.message))
+    if repo.path.parent.name == "ostree":
+        for image in sorted((repo.path.parent / "deploy").glob(f"*/deploy/*/{COMPOSEFS_NAME}")):
+            problems.extend(FsckProblem("composefs", p.what, p.message) for p in check_image_objects(repo, image))
+    return problems

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import numpy as np
-
 __all__ = ["RollsumMatch", "chunk_ends", "match_chunks"]
 
 _WINDOW = 64
@@ -39,6 +37,8 @@ def chunk_ends(data: bytes | memoryview) -> list[int]:
     matter, so everything is computed modulo 2**16 (numpy's uint16 wraps): a quarter of the
     memory traffic of 64-bit sums.
     """
+    import numpy as np  # here, not at the top: applying a delta (every pull) never needs it
+
     n = len(data)
     ends: list[int] = []
     arr_all = np.frombuffer(data, dtype=np.uint8)

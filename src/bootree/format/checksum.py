@@ -11,6 +11,7 @@ paths and the local-repository source all name objects ``ab/cdef….ext`` throug
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from typing import NewType
 
@@ -147,3 +148,25 @@ def parse_object_name(prefix: str, name: str) -> tuple[ObjectType, Checksum] | N
     if otype is None or len(prefix) != 2 or not _HEX64.fullmatch(csum):
         return None
     return otype, Checksum(csum)
+
+
+_PREFIX = re.compile(r"[0-9a-f]{2}")
+_OBJECT_NAME = re.compile(r"([0-9a-f]{62})\.([a-z]+)")
+
+
+def parse_object_names(prefix: str, names: Iterable[str]) -> Iterator[tuple[ObjectType, Checksum]]:
+    """:func:`parse_object_name` over one ``objects/<prefix>/`` listing, skipping non-objects.
+
+    The same validation, with the prefix checked once and one regular expression per name:
+    prune, fsck and abbreviated-checksum lookups list every object of a repository this way.
+    """
+    if not _PREFIX.fullmatch(prefix):
+        return
+    match = _OBJECT_NAME.fullmatch
+    types = _TYPE_OF_EXT
+    for name in names:
+        m = match(name)
+        if m is not None:
+            otype = types.get(m.group(2))
+            if otype is not None:
+                yield otype, Checksum(prefix + m.group(1))

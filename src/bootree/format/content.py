@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, cast
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
@@ -170,7 +170,9 @@ def decode_archive_header(data: bytes | memoryview) -> ArchivedFile:
 @lru_cache(maxsize=4096)
 def _decode_archive_rest(rest: bytes) -> FileHeader:
     """The header of a ``(tuuuusa(ayay))`` whose bytes after the size are ``rest``."""
-    _, uid, gid, mode, rdev, target, xattrs = gvariant.decode(ARCHIVE_HEADER_TYPE, bytes(8) + rest)
+    _, uid, gid, mode, rdev, target, xattrs = cast(
+        "tuple[int, int, int, int, int, str, list[tuple[bytes, bytes]]]", gvariant.decode(ARCHIVE_HEADER_TYPE, bytes(8) + rest)
+    )
     xa: list[tuple[bytes, bytes]] = []
     for n, v in xattrs:
         if not n.endswith(b"\0"):
@@ -249,7 +251,7 @@ def decode_bare_user_meta(data: bytes) -> tuple[int, int, int, Xattrs]:
     Raises:
         FormatError: for malformed data.
     """
-    uid, gid, mode, xattrs = gvariant.decode(BARE_USER_META_TYPE, data)
+    uid, gid, mode, xattrs = cast("tuple[int, int, int, list[tuple[bytes, bytes]]]", gvariant.decode(BARE_USER_META_TYPE, data))
     xa: list[tuple[bytes, bytes]] = []
     for n, v in xattrs:
         if not n.endswith(b"\0"):

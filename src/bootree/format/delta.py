@@ -24,6 +24,7 @@ import hashlib
 import lzma
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias, cast
 
 from bootree.errors import DeltaFormatError, FormatError, GVariantError, InvalidChecksum
 from bootree.format import gvariant
@@ -53,6 +54,12 @@ SUPERBLOCK_TYPE = f"(a{{sv}}tayay{COMMIT_TYPE}aya(uayttay)a(yaytt))"
 PART_PAYLOAD_TYPE = "(a(uuu)aa(ayay)ayay)"
 DELTA_INDEX_TYPE = "a{sv}"
 SIGNED_SUPERBLOCK_TYPE = "(taya{sv})"
+
+#: What :data:`SUPERBLOCK_TYPE` decodes to: metadata, timestamp, from, to, the commit, dependencies
+#: (unused), parts ``(version, checksum, size, usize, objects)`` and fallbacks.
+_SuperblockValue: TypeAlias = (
+    "tuple[gvariant.VarDict, int, bytes, bytes, gvariant.GValue, bytes, list[tuple[int, bytes, int, int, bytes]], list[tuple[int, bytes, int, int]]]"
+)
 #: ``OSTSGNDT`` read as a big-endian u64: the magic of a signed superblock file.
 SIGNED_SUPERBLOCK_MAGIC = 0x4F535453474E4454
 #: ``ostree.endianness`` values.
@@ -175,7 +182,7 @@ def decode_delta_index(data: bytes) -> dict[str, bytes]:
         DeltaFormatError: for malformed data.
     """
     try:
-        entries = gvariant.decode(DELTA_INDEX_TYPE, data)
+        entries = gvariant.decode_vardict(data)
     except GVariantError as exc:
         raise DeltaFormatError(f"malformed delta index: {exc}") from exc
     out: dict[str, bytes] = {}
@@ -284,7 +291,7 @@ class Superblock:
         for i, part in enumerate(inline_parts):
             meta.append((name.part_relpath(i), Variant("(yay)", (part[0], part[1:]))))
         if commitmeta is not None:
-            meta.append((name.commitmeta_key, Variant("a{sv}", gvariant.decode("a{sv}", commitmeta))))
+            meta.append((name.commitmeta_key, Variant("a{sv}", gvariant.decode_vardict(commitmeta))))
         return cls(to_commit, commit, tuple(parts), tuple(fallbacks), from_commit, timestamp, tuple(meta), endianness)
 
     def to_bytes(self) -> bytes:
@@ -332,7 +339,7 @@ class Superblock:
         """
         data = unwrap_signed_superblock(data)
         try:
-            meta, ts, frm, to, commit_value, _deps, parts_raw, fallbacks_raw = gvariant.decode(SUPERBLOCK_TYPE, data)
+            meta, ts, frm, to, commit_value, _deps, parts_raw, fallbacks_raw = cast(_SuperblockValue, gvariant.decode(SUPERBLOCK_TYPE, data))
             endianness = _endianness(meta, parts_raw)
             swap32, swap64 = _swappers(endianness)
             parts = []
@@ -363,7 +370,7 @@ def unwrap_signed_superblock(data: bytes) -> bytes:
     if len(data) < 16 or int.from_bytes(data[:8], "big") != SIGNED_SUPERBLOCK_MAGIC:
         return data
     try:
-        _magic, inner, _sigs = gvariant.decode(SIGNED_SUPERBLOCK_TYPE, data)
+        _magic, inner, _sigs = cast("tuple[int, bytes, gvariant.VarDict]", gvariant.decode(SIGNED_SUPERBLOCK_TYPE, data))
     except GVariantError:
         return data
     return bytes(inner)
@@ -487,7 +494,9 @@ def decode_part(data: bytes, *, max_size: int) -> PartPayload:
     else:
         raise DeltaFormatError(f"unknown delta part compression {comp:#04x}")
     try:
-        modes, xattrs, payload, ops = gvariant.decode(PART_PAYLOAD_TYPE, raw)
+        modes, xattrs, payload, ops = cast(
+            "tuple[list[tuple[int, int, int]], list[list[tuple[bytes, bytes]]], bytes, bytes]", gvariant.decode(PART_PAYLOAD_TYPE, raw)
+        )
         xattr_sets = []
         for xs in xattrs:
             entries = []

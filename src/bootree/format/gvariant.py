@@ -27,14 +27,22 @@ Python values used for each type:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from bootree.errors import GVariantError
 
-__all__ = ["GVariantType", "Variant", "container_offset_size", "decode", "encode", "offset_size", "parse_type", "vardict_get"]
+__all__ = ["GValue", "GVariantType", "VarDict", "Variant", "container_offset_size", "decode", "decode_vardict", "encode", "offset_size", "parse_type", "vardict_get"]
+
+
+#: A decoded GVariant value, as the table above maps types to Python values. Callers that know
+#: the type string they decoded narrow it (``cast``) to the shape that string guarantees.
+GValue: TypeAlias = "bool | int | float | str | bytes | Variant | tuple[GValue, ...] | Sequence[GValue] | None"
+
+#: ``a{sv}``, the metadata dictionary of commits, summaries and detached metadata, decoded.
+VarDict: TypeAlias = "list[tuple[str, Variant]]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +50,7 @@ class Variant:
     """A boxed value with its type string, the GVariant ``v`` type."""
 
     type: str
-    value: Any
+    value: GValue
 
     def __post_init__(self) -> None:
         parse_type(self.type)  # validates the type string
@@ -355,7 +363,7 @@ def _decode(t: GVariantType, data: memoryview) -> Any:
     return tuple(values)
 
 
-def decode(type_string: str, data: bytes | bytearray | memoryview) -> Any:
+def decode(type_string: str, data: bytes | bytearray | memoryview) -> GValue:
     """Deserialize ``data`` as ``type_string``; reject anything not in normal form.
 
     Raises:
@@ -364,7 +372,7 @@ def decode(type_string: str, data: bytes | bytearray | memoryview) -> Any:
     t = parse_type(type_string)
     raw = bytes(data)
     try:
-        value = _decode(t, memoryview(raw))
+        value: GValue = _decode(t, memoryview(raw))
     except GVariantError:
         raise
     except (IndexError, ValueError, struct.error) as exc:
@@ -372,3 +380,12 @@ def decode(type_string: str, data: bytes | bytearray | memoryview) -> Any:
     if _encode(t, value) != raw:
         raise GVariantError(f"{type_string} data is not in normal form")
     return value
+
+
+def decode_vardict(data: bytes | bytearray | memoryview) -> VarDict:
+    """:func:`decode` of ``a{sv}`` (metadata dictionaries), typed as what that string yields.
+
+    Raises:
+        GVariantError: as :func:`decode`.
+    """
+    return cast(VarDict, decode("a{sv}", data))

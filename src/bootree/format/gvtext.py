@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from bootree.errors import GVariantError
-from bootree.format.gvariant import GVariantType, Variant, parse_type
+from bootree.format.gvariant import GValue, GVariantType, Variant, parse_type
 
 __all__ = ["parse_text", "print_text"]
 
@@ -281,7 +281,7 @@ _PRINT_KEYWORDS = {
 }
 
 
-def print_text(type_string: str, value: Any, *, annotate: bool = False) -> str:
+def print_text(type_string: str, value: GValue, *, annotate: bool = False) -> str:
     """Format a value as ``g_variant_print`` does (what ``summary --view`` and ``--raw`` show).
 
     ``annotate`` adds the type keywords or ``@TYPE`` prefixes that make the text re-parse to

@@ -16,6 +16,7 @@ import hashlib
 import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 from bootree.errors import FormatError, InvalidTreeEntry
 from bootree.format import gvariant
@@ -138,7 +139,7 @@ class DirMeta:
         Raises:
             FormatError: for malformed or non-normal data.
         """
-        uid, gid, mode, xattrs = gvariant.decode(DIRMETA_TYPE, data)
+        uid, gid, mode, xattrs = cast("tuple[int, int, int, list[tuple[bytes, bytes]]]", gvariant.decode(DIRMETA_TYPE, data))
         return cls(bswap32(uid), bswap32(gid), bswap32(mode), _xattrs_from_gv(xattrs))
 
 
@@ -217,7 +218,9 @@ class DirTree:
                 return tree
         except (IndexError, ValueError, UnicodeDecodeError, FormatError):
             pass
-        files, dirs = gvariant.decode(DIRTREE_TYPE, data)
+        files, dirs = cast(
+            "tuple[list[tuple[str, bytes]], list[tuple[str, bytes, bytes]]]", gvariant.decode(DIRTREE_TYPE, data)
+        )
         return cls(
             tuple((n, from_raw(c)) for n, c in files),
             tuple((n, from_raw(t), from_raw(m)) for n, t, m in dirs),
@@ -279,7 +282,10 @@ class Commit:
         Raises:
             FormatError: for malformed data or checksums of the wrong length.
         """
-        meta, parent, related, subject, body, ts, tree, dmeta = gvariant.decode(COMMIT_TYPE, data)
+        meta, parent, related, subject, body, ts, tree, dmeta = cast(
+            "tuple[gvariant.VarDict, bytes, list[tuple[str, bytes]], str, str, int, bytes, bytes]",
+            gvariant.decode(COMMIT_TYPE, data),
+        )
         if len(parent) not in (0, 32):
             raise FormatError("commit parent checksum has a bad length")
         return cls(
@@ -366,7 +372,9 @@ class FileHeader:
         Raises:
             FormatError: for malformed data.
         """
-        uid, gid, mode, rdev, target, xattrs = gvariant.decode(FILE_HEADER_TYPE, data)
+        uid, gid, mode, rdev, target, xattrs = cast(
+            "tuple[int, int, int, int, str, list[tuple[bytes, bytes]]]", gvariant.decode(FILE_HEADER_TYPE, data)
+        )
         return cls(bswap32(uid), bswap32(gid), bswap32(mode), bswap32(rdev), target, _xattrs_from_gv(xattrs))
 
     def checksum_prefix(self) -> bytes:
@@ -424,14 +432,12 @@ def _name(data: bytes, start: int, name_end: int) -> str:
     return name
 
 
-def _csum(data: bytes, start: int, end: int) -> Checksum:
-    if end - start != 32:
-        raise ValueError("checksum is not 32 bytes")
-    return Checksum(data[start:end].hex())
-
-
 def _parse_dirtree_fast(data: bytes) -> tuple[list[tuple[str, Checksum]], list[tuple[str, Checksum, Checksum]]]:
-    """Decode ``(a(say)a(sayay))`` straight from its framing (see :meth:`DirTree.from_bytes`)."""
+    """Decode ``(a(say)a(sayay))`` straight from its framing (see :meth:`DirTree.from_bytes`).
+
+    The hot loop of every walk (checkout, prune, fsck, pull): the per-entry checks (NUL-ended
+    name, 32-byte checksums) are written inline rather than as calls, which halves its cost.
+    """
     n = len(data)
     w = container_offset_size(n)
     files_end = _read_off(data, n, w)
@@ -440,14 +446,20 @@ def _parse_dirtree_fast(data: bytes) -> tuple[list[tuple[str, Checksum]], list[t
     files = []
     for s, e in _array_elements(data, 0, files_end):
         we = container_offset_size(e - s)
-        name_end = s + _read_off(data, e, we)
-        files.append((_name(data, s, name_end), _csum(data, name_end, e - we)))
+        name_end = s + int.from_bytes(data[e - we : e], "little")
+        if e - we - name_end != 32:
+            raise ValueError("checksum is not 32 bytes")
+        files.append((_name(data, s, name_end), Checksum(data[name_end : e - we].hex())))
     dirs = []
     for s, e in _array_elements(data, files_end, n - w):
         we = container_offset_size(e - s)
-        name_end = s + _read_off(data, e, we)
-        tree_end = s + _read_off(data, e - we, we)
-        dirs.append((_name(data, s, name_end), _csum(data, name_end, tree_end), _csum(data, tree_end, e - 2 * we)))
+        name_end = s + int.from_bytes(data[e - we : e], "little")
+        tree_end = s + int.from_bytes(data[e - 2 * we : e - we], "little")
+        if tree_end - name_end != 32 or e - 2 * we - tree_end != 32:
+            raise ValueError("checksum is not 32 bytes")
+        dirs.append(
+            (_name(data, s, name_end), Checksum(data[name_end:tree_end].hex()), Checksum(data[tree_end : e - 2 * we].hex()))
+        )
     return files, dirs
 
 

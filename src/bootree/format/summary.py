@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
@@ -103,7 +104,10 @@ class Summary:
         Raises:
             FormatError: for malformed data, unsorted refs or bad checksums.
         """
-        refs_raw, meta = gvariant.decode(SUMMARY_TYPE, data)
+        refs_raw, meta = cast(
+            "tuple[list[tuple[str, tuple[int, bytes, gvariant.VarDict]]], gvariant.VarDict]",
+            gvariant.decode(SUMMARY_TYPE, data),
+        )
         refs = []
         for name, (size, csum, rmeta) in refs_raw:
             refs.append(SummaryRef(name, from_raw(csum), size, tuple(rmeta)))
@@ -201,9 +205,9 @@ def decode_summary_sig(data: bytes) -> dict[str, list[bytes]]:
         FormatError: for malformed data.
     """
     out: dict[str, list[bytes]] = {}
-    for key, value in gvariant.decode(SUMMARY_SIG_TYPE, data):
+    for key, value in gvariant.decode_vardict(data):
         if isinstance(value, Variant) and value.type == "aay":
-            out[key] = list(value.value)
+            out[key] = list(cast("list[bytes]", value.value))
     return out
 
 

@@ -21,13 +21,19 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from bootree.delta.apply import ApplyResult, apply_delta
-from bootree.delta.bootree_mode import ROOT as BOOTREE_ROOT
-from bootree.delta.bootree_mode import SUMMARY_KEY as BOOTREE_SUMMARY_KEY
 from bootree.errors import DeltaFormatError, FetchError, NotFoundError, RemoteError
 from bootree.format.checksum import Checksum
-from bootree.format.delta import DeltaName, PartEntry, Superblock, decode_delta_index, delta_index_relpath
+from bootree.format.delta import BOOTREE_DELTAS_ROOT as BOOTREE_ROOT
+from bootree.format.delta import (
+    BOOTREE_SUMMARY_KEY,
+    DeltaName,
+    PartEntry,
+    Superblock,
+    decode_delta_index,
+    delta_index_relpath,
+)
 from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.format.summary import Summary
@@ -38,6 +44,9 @@ from bootree.pull.session import RemoteSession
 from bootree.pull.verify import Verifier
 from bootree.repo import Repo, Transaction
 from bootree.transport import Fetcher, join_url
+
+if TYPE_CHECKING:  # the applier (zstandard, bsdiff, ...) loads only when a delta is used
+    from bootree.delta.apply import ApplyResult
 
 __all__ = ["DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "pull_delta", "pull_deltas"]
 
@@ -242,6 +251,8 @@ def pull_delta(
         DeltaFormatError, DeltaError, ChecksumMismatch: see :func:`bootree.delta.apply.apply_delta`.
         FetchError: a download that failed.
     """
+    from bootree.delta.apply import ApplyResult, apply_delta
+
     stats = DeltaPull(choice.name, ApplyResult(choice.name.to_commit))
     url = join_url(base_url, f"{choice.relpath}/superblock")
     data = fetcher.fetch(url, max_length=MAX_SUPERBLOCK_SIZE)

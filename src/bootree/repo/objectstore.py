@@ -20,7 +20,7 @@ from typing import BinaryIO, cast
 
 from bootree import _fs
 from bootree.errors import ChecksumMismatch, CorruptObject, FormatError, ObjectMissing
-from bootree.format.checksum import Checksum, ObjectType, parse_object_name
+from bootree.format.checksum import Checksum, ObjectType, parse_object_names
 from bootree.format.checksum import object_relpath as _object_relpath
 from bootree.format.content import (
     BARE_USER_XATTR,
@@ -166,13 +166,10 @@ class DiskObjectStore:
             prefixes = os.listdir(self.objects)
         except FileNotFoundError:
             return
+        objects = self.objects_str
         for prefix in prefixes:
-            if len(prefix) != 2:
-                continue
-            for name in os.listdir(self.objects / prefix):
-                parsed = parse_object_name(prefix, name)
-                if parsed is not None:
-                    yield parsed
+            if len(prefix) == 2:
+                yield from parse_object_names(prefix, os.listdir(f"{objects}/{prefix}"))
 
     def delete(self, otype: ObjectType, csum: Checksum) -> None:
         """Remove an object if present (prune, under the exclusive repository lock)."""

@@ -15,19 +15,16 @@ from typing import Self
 
 from bootree import _fs
 from bootree.errors import (
-    BootreeError,
     CheckoutError,
     FormatError,
     ObjectMissing,
-    RefNotFound,
     RepoError,
     RepoNotFound,
 )
-from bootree.format.checksum import Checksum, is_checksum
+from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
-from bootree.format.refspec import RefSpec, parse_refspec
 from bootree.repo.checkout import (
     CheckoutMode,
     CheckoutOptions,
@@ -42,6 +39,7 @@ from bootree.repo.objectstore import ContentObject, DiskObjectStore
 from bootree.repo.partial import PartialMarkers
 from bootree.repo.reader import EntryKind, ObjectReader, TreeEntry
 from bootree.repo.refs import UNSET, RefStore, _Unset
+from bootree.repo.revparse import resolve
 from bootree.repo.transaction import Transaction
 from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachable_objects
 
@@ -300,47 +298,14 @@ class Repo:
         return self._resolve(rev, allow_missing=True)
 
     def _resolve(self, rev: str, *, allow_missing: bool) -> Checksum | None:
-        if rev.endswith("^"):
-            base = self._resolve(rev[:-1], allow_missing=allow_missing)
-            if base is None:
-                return None
-            parent = self.read_commit(base).parent
-            if parent is None:
-                if allow_missing:
-                    return None
-                raise RefNotFound(rev)
-            return parent
-        if is_checksum(rev):
-            return Checksum(rev)
-        spec = parse_refspec(rev)
-        found = self.refs.get(spec)
-        if found is None and spec.remote is None and "/" in spec.ref:
-            # "remote/ref" also names a remote ref, as with ostree.
-            remote, _, ref = spec.ref.partition("/")
-            with contextlib.suppress(BootreeError):
-                found = self.refs.get(f"{remote}:{ref}")
-        if found is None and spec.remote is None:
-            # As ostree: a bare REF also names refs/remotes/*/REF (the first remote that has it).
-            remotes_dir = self.path / "refs" / "remotes"
-            for remote in sorted(os.listdir(remotes_dir)) if remotes_dir.is_dir() else []:
-                with contextlib.suppress(BootreeError):
-                    found = self.refs.get(RefSpec(remote, spec.ref))
-                if found is not None:
-                    break
-        if found is None and spec.remote is None:
-            for (_cid, name), c in self.refs.list_mirrors().items():
-                if name == spec.ref:
-                    found = c
-                    break
-        if found is None and spec.remote is None and 4 <= len(rev) < 64 and all(c in "0123456789abcdef" for c in rev):
-            matches = [c for t, c in self.store.iter_objects() if t is ObjectType.COMMIT and c.startswith(rev)]
-            if len(matches) == 1:
-                found = matches[0]
-            elif len(matches) > 1:
-                raise RefNotFound(f"{rev} (ambiguous: {len(matches)} commits match)")
-        if found is None and not allow_missing:
-            raise RefNotFound(rev)
-        return found
+        return resolve(
+            rev,
+            refs=self.refs,
+            store=self.store,
+            parent_of=lambda c: self.read_commit(c).parent,
+            remotes_dir=self.path / "refs" / "remotes",
+            allow_missing=allow_missing,
+        )
 
     # --- partial commits ---------------------------------------------------------------------
 

@@ -154,3 +154,12 @@ def read_summary(repo: Repo) -> Summary:
         return Summary.from_bytes(data)
     except FormatError as e:
         raise CorruptSummary(os.fspath(path), str(e)) from e
+
+
+def refs_changed(repo: Repo, *, committed: bool = False) -> None:
+    """Regenerate the summary after a ref change when the repository asks for it, as ostree:
+    ``core.commit-update-summary`` after a commit, ``core.auto-update-summary`` after any ref
+    change (when a summary exists). Commands call this after they move refs."""
+    auto = repo.config.get_bool("core", "auto-update-summary", False) and (repo.path / "summary").exists()
+    if auto or (committed and repo.config.get_bool("core", "commit-update-summary", False)):
+        update_summary(repo)

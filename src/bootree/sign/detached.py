@@ -9,6 +9,7 @@ so a commit signed by two keys during a key rotation carries both.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
@@ -30,7 +31,7 @@ def decode(data: bytes | None) -> Metadata:
     """
     if not data:
         return []
-    entries = gvariant.decode("a{sv}", data)
+    entries = gvariant.decode_vardict(data)
     return [(str(k), v) for k, v in entries]
 
 
@@ -49,7 +50,7 @@ def signatures(entries: Metadata, key: str) -> list[bytes]:
         if k == key:
             if v.type != "aay":
                 raise FormatError(f"detached metadata {key} is {v.type!r}, not 'aay'")
-            return [bytes(s) for s in v.value]
+            return [bytes(s) for s in cast("list[bytes]", v.value)]
     return []
 
 

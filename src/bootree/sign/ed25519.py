@@ -18,11 +18,10 @@ import base64
 import binascii
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+if TYPE_CHECKING:  # cryptography costs ~50 ms to import: every pull loads this module, few sign
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bootree.errors import FormatError
 from bootree.sign.result import SignatureCheck
@@ -80,6 +79,9 @@ class PublicKey:
 
     def verifies(self, data: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's signature over ``data``."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
         except InvalidSignature:
@@ -100,6 +102,8 @@ class SecretKey:
     def __post_init__(self) -> None:
         if len(self.raw) != SECRET_KEY_SIZE:
             raise FormatError(f"an ed25519 secret key is {SECRET_KEY_SIZE} bytes")
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         derived = _private(self.raw[:32]).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         if derived != self.raw[32:]:
             # libsodium would sign with the seed and publish the wrong public half; refuse.
@@ -108,6 +112,9 @@ class SecretKey:
     @classmethod
     def generate(cls) -> SecretKey:
         """A new random key (``cryptography`` reads the OS's CSPRNG)."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
         key = Ed25519PrivateKey.generate()
         return cls.from_seed(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
 
@@ -116,6 +123,8 @@ class SecretKey:
         """The key of a 32-byte seed (as libsodium's ``crypto_sign_seed_keypair``)."""
         if len(seed) != 32:
             raise FormatError("an ed25519 seed is 32 bytes")
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         pub = _private(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return cls(seed + pub)
 
@@ -147,6 +156,8 @@ class SecretKey:
 
 
 def _private(seed: bytes) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 

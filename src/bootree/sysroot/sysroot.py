@@ -24,6 +24,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from bootree import _fs
 from bootree.errors import BootConfigDamaged, BootreeError, SysrootError, SysrootNotFound
@@ -102,17 +103,19 @@ class StagedState:
             SysrootError: for a malformed file.
         """
         try:
-            d = {k: v.value for k, v in gvariant.decode("a{sv}", data)}
+            d = {k: v.value for k, v in gvariant.decode_vardict(data)}
 
             def dep(raw: list[tuple[str, Variant]]) -> tuple[str, str, str]:
                 m = {k: v.value for k, v in raw}
                 return (str(m["osname"]), str(m["name"]), str(m["bootcsum"]))
 
+            target = cast("list[tuple[str, Variant]]", d["target"])
+            merge = cast("list[tuple[str, Variant]] | None", d.get("merge-deployment"))
             return cls(
-                dep(d["target"]),
-                dep(d["merge-deployment"]) if "merge-deployment" in d else None,
-                tuple(d.get("kargs", [])),
-                tuple(d.get("overlay-initrds", [])),
+                dep(target),
+                dep(merge) if merge is not None else None,
+                tuple(cast("list[str]", d.get("kargs", []))),
+                tuple(cast("list[str]", d.get("overlay-initrds", []))),
             )
         except (BootreeError, KeyError, TypeError, ValueError) as e:
             raise SysrootError(f"malformed staged deployment state: {e}") from e

@@ -1,0 +1,164 @@
+"""Repository maintenance, as ostree's: fsck (with --delete and --composefs) and prune.
+
+Layer: cli: parse, call :mod:`bootree.repo` (and :mod:`bootree.composefs.check`), render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bootree.cli import cli
+from bootree.cli._common import (
+    format_size,
+    json_option,
+    open_repo,
+    parse_timestamp,
+    progress_bar,
+    repo_option,
+)
+from bootree.cli.render import emit
+from bootree.errors import RepoError
+from bootree.format.checksum import Checksum
+from bootree.format.objects import ObjectType
+
+# --- maintenance -----------------------------------------------------------------------------
+
+
+@cli.command("fsck")
+@repo_option
+@click.option("-q", "--quiet", is_flag=True, help="Only print error messages.")
+@click.option("-a", "--all", "all_errors", is_flag=True, help="Accepted for ostree: bootree always reports every bad object.")
+@click.option("--delete", is_flag=True, help="Delete corrupt objects and mark the commits that reach them partial.")
+@click.option(
+    "--composefs",
+    "check_composefs",
+    is_flag=True,
+    help="Also regenerate the composefs image of each commit that records a digest and compare, "
+    "and check the objects every deployment's .ostree.cfs redirects to.",
+)
+@json_option
+@click.pass_context
+def fsck_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    quiet: bool,
+    all_errors: bool,
+    delete: bool,
+    check_composefs: bool,
+    as_json: bool,
+) -> None:
+    """Verify every commit and every object it reaches; exit 1 listing each bad object.
+
+    Problems are printed as ostree prints them (``error: In commits C: ...``). With --delete
+    the bad objects are removed and their commits marked partial, so that a later pull
+    fetches them again; fsck keeps failing until it has.
+    """
+    repo = open_repo(ctx, repo_path)
+    say = (lambda text: None) if quiet or as_json else click.echo
+    say("Validating refs...")
+    say("Validating refs in collections...")
+    say("Enumerating commits...")
+    fsck_partial = [c for c in repo.partial_commits() if repo.is_partial_by_fsck(c)]
+    with progress_bar("Verifying objects") as prog:
+
+        def on_progress(done: int, total: int) -> None:
+            prog.update(completed=done, total=total)
+
+        result = repo.fsck(progress=on_progress)
+        if check_composefs:
+            from bootree.composefs.check import fsck_composefs
+
+            result.problems.extend(fsck_composefs(repo, known={p.checksum for p in result.problems}))
+    if as_json:
+        report = result.to_json()
+        report["ok"] = result.ok and not fsck_partial  # a commit fsck made partial is still bad
+        emit(report, as_json=True, text=list)
+        if not report["ok"]:
+            ctx.exit(1)
+        return
+    say(f"Verifying content integrity of {result.commits - len(result.partial)} commit objects...")
+    marked: list[Checksum] = []
+    unfixed = []
+    for p in result.problems:
+        where = f"In commits {', '.join(p.commits)}: " if p.commits else ""
+        # As ostree: a missing object makes its commits partial (a pull can complete them);
+        # with --delete a corrupt one is removed and does the same.
+        missing = p.kind in _FSCK_DELETABLE and p.message.startswith(("Object missing", "No such metadata object"))
+        if p.kind in _FSCK_DELETABLE and (delete or missing):
+            click.echo(f"{'error: ' if missing else ''}{where}{p.message}", err=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(repo.object_path(_FSCK_DELETABLE[p.kind], Checksum(p.checksum)))
+            for c in p.commits:
+                if c not in marked:
+                    click.echo(f"Marking commit as partial: {c}", err=True)
+                    repo.mark_partial(c, by_fsck=True)
+                    marked.append(c)
+        else:
+            click.echo(f"error: {where}{p.message}", err=True)
+            unfixed.append(p)
+    if result.partial:
+        say(f"{len(result.partial)} partial commits not verified")
+    if unfixed:
+        click.echo(f"error: Repository corruption encountered ({len(unfixed)} bad objects)", err=True)
+        ctx.exit(1)
+    bad_partial = set(fsck_partial) | set(marked)
+    if bad_partial:
+        click.echo(f"error: {len(bad_partial)} partial commits from fsck-detected corruption", err=True)
+        ctx.exit(1)
+    click.echo(f"object fsck of {result.commits} commits completed successfully - no errors found.")
+
+
+#: Bad objects ``fsck --delete`` removes (a pull fetches them again), by problem kind.
+_FSCK_DELETABLE = {"file": ObjectType.FILE, "dirtree": ObjectType.DIR_TREE, "dirmeta": ObjectType.DIR_META}
+
+
+@cli.command("prune")
+@repo_option
+@click.option("--refs-only", is_flag=True, help="Only refs are roots; commits they do not reach are deleted.")
+@click.option("--depth", type=int, default=-1, show_default=True, help="Parents to keep per root (-1 = all).")
+@click.option("--keep-younger-than", help="Also keep commits newer than this date (ISO 8601 or @SECONDS).")
+@click.option("--no-prune", is_flag=True, help="Only report what would be deleted.")
+@click.option("--delete-commit", metavar="COMMIT", help="Delete this commit (it must not be a ref) before pruning.")
+@json_option
+@click.pass_context
+def prune_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    refs_only: bool,
+    depth: int,
+    keep_younger_than: str | None,
+    no_prune: bool,
+    delete_commit: str | None,
+    as_json: bool,
+) -> None:
+    """Delete objects that no ref (or, without --refs-only, no commit) reaches."""
+    repo = open_repo(ctx, repo_path)
+    if delete_commit:
+        csum = repo.resolve_rev(delete_commit)
+        for name, c in repo.list_refs().items():
+            if c == csum:
+                raise RepoError(f"commit {csum} is referenced by ref {name}; delete the ref first")
+        with repo.lock(exclusive=True):
+            os.unlink(repo.object_path(ObjectType.COMMIT, csum))
+    result = repo.prune(
+        refs_only=refs_only,
+        depth=depth,
+        keep_younger_than=parse_timestamp(keep_younger_than) if keep_younger_than else None,
+        dry_run=no_prune,
+    )
+    report = {"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune}
+    emit(report, as_json=as_json, text=_prune_lines)
+
+
+def _prune_lines(r: dict[str, Any]) -> list[str]:
+    """Prune's summary in ostree's words (sizes as GLib's ``g_format_size``)."""
+    if not r["deleted"]:
+        return [f"Total objects: {r['total']}", "No unreachable objects"]
+    if r["dry_run"]:
+        return [f"Total objects: {r['total']}", f"Would delete: {r['deleted']} objects, freeing {format_size(r['bytes_freed'])}"]
+    return [f"Total objects: {r['total']}", f"Deleted {r['deleted']} objects, {format_size(r['bytes_freed'])} freed"]

@@ -1,0 +1,283 @@
+"""Commands that read commits and trees, as ostree's: log, show, ls, cat, diff.
+
+Layer: cli: parse, call :mod:`bootree.repo`, render (ostree's text or ``--json``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bootree.cli import cli
+from bootree.cli._common import (
+    json_option,
+    open_repo,
+    repo_option,
+)
+from bootree.cli.render import emit
+from bootree.errors import ObjectMissing, RepoError
+from bootree.format.checksum import Checksum
+from bootree.format.gvariant import Variant
+from bootree.format.objects import Commit, ObjectType
+from bootree.repo import Repo
+
+
+def _variant_json(v: Any) -> Any:
+    if isinstance(v, Variant):
+        return _variant_json(v.value)
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, (list, tuple)):
+        return [_variant_json(x) for x in v]
+    return v
+
+
+def _commit_json(csum: Checksum, c: Commit) -> dict[str, Any]:
+    return {
+        "checksum": csum,
+        "parent": c.parent,
+        "subject": c.subject,
+        "body": c.body,
+        "timestamp": c.timestamp,
+        "date": _date(c.timestamp),
+        "version": c.version,
+        "content_checksum": c.content_checksum,
+        "root_tree": c.root_tree,
+        "root_meta": c.root_meta,
+        "metadata": {k: _variant_json(v) for k, v in c.metadata},
+    }
+
+
+def _date(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+@dataclass(frozen=True, slots=True)
+class _CommitView:
+    """A commit as ``log`` and ``show`` render it (its JSON adds the date and the version)."""
+
+    csum: Checksum
+    commit: Commit
+
+    def to_json(self) -> dict[str, Any]:
+        return _commit_json(self.csum, self.commit)
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """``log``: the commits found, newest first, and whether older ones are not in the repo."""
+
+    commits: tuple[_CommitView, ...]
+    truncated: bool
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [c.to_json() for c in self.commits]
+
+
+def _history_lines(h: _History) -> list[str]:
+    lines = [line for view in h.commits for line in _commit_lines(view)]
+    if h.truncated:
+        lines.append("<< History beyond this commit not fetched >>")
+    return lines
+
+
+def _commit_lines(view: _CommitView) -> list[str]:
+    csum, c = view.csum, view.commit
+    lines = [f"commit {csum}"]
+    if c.parent:
+        lines.append(f"Parent:  {c.parent}")
+    lines.append(f"ContentChecksum:  {c.content_checksum}")
+    lines.append(f"Date:  {_date(c.timestamp)}")
+    if c.version:
+        lines.append(f"Version: {c.version}")
+    lines.append("")
+    lines.append(f"    {c.subject}")
+    lines.append("")
+    if c.body:
+        lines.extend(f"    {line}" for line in c.body.splitlines())
+        lines.append("")
+    return lines
+
+
+
+
+@cli.command("log")
+@repo_option
+@click.argument("rev")
+@json_option
+@click.pass_context
+def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool) -> None:
+    """Show the history of a ref or commit, newest first, as far as parents are present."""
+    repo = open_repo(ctx, repo_path)
+    csum: Checksum | None = repo.resolve_rev(rev)
+    commits: list[_CommitView] = []
+    truncated = False
+    while csum is not None:
+        if not repo.has_object(ObjectType.COMMIT, csum):
+            if not commits:  # the commit asked for is not there: an error, as ostree's (exit 1)
+                raise ObjectMissing(csum, "commit")
+            truncated = True
+            break
+        c = repo.read_commit(csum)
+        commits.append(_CommitView(csum, c))
+        csum = c.parent
+    emit(_History(tuple(commits), truncated), as_json=as_json, text=_history_lines)
+
+
+@cli.command("show")
+@repo_option
+@click.argument("rev")
+@click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="Check GPG signatures with the keyrings in DIR.")
+@click.option("--gpg-verify-remote", metavar="REMOTE", help="Check GPG signatures with REMOTE's trusted keys.")
+@json_option
+@click.pass_context
+def show_cmd(
+    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None,
+    gpg_homedir: Path | None, gpg_verify_remote: str | None, as_json: bool,
+) -> None:
+    """Show one commit: checksum, parent, content checksum, date, version, subject and body.
+
+    A commit with GPG signatures is followed by their report, as ostree show prints it.
+    """
+    repo = open_repo(ctx, repo_path)
+    csum = repo.resolve_rev(rev)
+    c = repo.read_commit(csum)
+    if key is None and not as_json:
+        emit(_CommitView(csum, c), as_json=False, text=_commit_lines)
+        _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
+        return
+    if key is not None:
+        found = next((v for k, v in c.metadata if k == key), None)
+        if found is None:
+            raise RepoError(f"no such metadata key {key!r} in commit {csum}")
+        from bootree.format.gvtext import print_text
+
+        # GVariant text, as ostree prints it; JSON through the one renderer.
+        emit(_variant_json(found), as_json=as_json, text=lambda _x: [print_text(found.type, found.value)])
+        return
+    emit(_CommitView(csum, c), as_json=as_json, text=_commit_lines)
+
+
+def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:
+    from bootree.cli.sign_cmds import gpg_block, show_gpg_verifier
+    from bootree.sign import detached
+
+    sigs = detached.signatures(detached.decode(repo.read_commitmeta(csum)), detached.GPG_KEY)
+    if not sigs:
+        return
+    data = repo.load_metadata(ObjectType.COMMIT, csum)
+    with show_gpg_verifier(repo, homedir, remote) as verifier:
+        lines = gpg_block(verifier.verify(data, sigs))
+    click.echo()
+    for line in lines:
+        click.echo(line)
+
+
+def _mode_char(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "d"
+    if stat.S_ISLNK(mode):
+        return "l"
+    return "-"
+
+
+@cli.command("ls")
+@repo_option
+@click.argument("rev")
+@click.argument("paths", nargs=-1)
+@click.option("-R", "--recursive", is_flag=True, help="Recurse into directories.")
+@click.option("-C", "--checksum", "show_checksum", is_flag=True, help="Show object checksums.")
+@click.option("-d", "--dironly", is_flag=True, help="List the directory itself, not its contents.")
+@json_option
+@click.pass_context
+def ls_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    rev: str,
+    paths: tuple[str, ...],
+    recursive: bool,
+    show_checksum: bool,
+    dironly: bool,
+    as_json: bool,
+) -> None:
+    """List the files of a commit, with mode, owner and size, as ``ostree ls``."""
+    repo = open_repo(ctx, repo_path)
+    csum = repo.resolve_rev(rev)
+    rows: list[dict[str, Any]] = []
+    for base in paths or ("/",):
+        base_depth = len([p for p in base.split("/") if p])
+        for path, kind, obj, meta in repo.walk_tree(csum, base):
+            depth = len([p for p in path.split("/") if p])
+            if dironly and depth > base_depth:
+                break
+            if not recursive and depth > base_depth + 1:
+                continue
+            if kind == "d":
+                assert meta is not None
+                dm = repo.read_dirmeta(meta)
+                rows.append({"path": path, "type": "dir", "mode": dm.mode, "uid": dm.uid, "gid": dm.gid,
+                             "size": 0, "dirtree": obj, "dirmeta": meta})
+            else:
+                with repo.open_file(obj) as content:
+                    header, size = content.header, content.size if content.stream is not None else 0
+                row = {"path": path, "type": "symlink" if header.is_symlink else "file", "mode": header.mode,
+                       "uid": header.uid, "gid": header.gid, "size": size, "checksum": obj}
+                if header.is_symlink:
+                    row["target"] = header.symlink_target
+                rows.append(row)
+    emit(rows, as_json=as_json, text=lambda rs: [_ls_line(r, show_checksum) for r in rs])
+
+
+def _ls_line(r: dict[str, Any], show_checksum: bool) -> str:
+    prefix = f"{_mode_char(r['mode'])}0{r['mode'] & 0o7777:04o} {r['uid']} {r['gid']} {r['size']:6d} "
+    if show_checksum:
+        prefix += f"{r['dirtree']} {r['dirmeta']} " if r["type"] == "dir" else f"{r['checksum']} "
+    line: str = prefix + r["path"]
+    if r["type"] == "symlink":
+        line += f" -> {r['target']}"
+    return line
+
+
+@cli.command("cat")
+@repo_option
+@click.argument("rev")
+@click.argument("paths", nargs=-1, required=True)
+@click.pass_context
+def cat_cmd(ctx: click.Context, repo_path: Path | None, rev: str, paths: tuple[str, ...]) -> None:
+    """Write the contents of files in a commit to standard output."""
+    repo = open_repo(ctx, repo_path)
+    csum = repo.resolve_rev(rev)
+    out = sys.stdout.buffer
+    for p in paths:
+        entries = list(repo.walk_tree(csum, p))
+        if not entries or entries[0][1] != "f":
+            raise RepoError(f"{p}: not a regular file in {rev}")
+        content = repo.open_file(entries[0][2])
+        if content.stream is None:
+            raise RepoError(f"{p}: is a symlink to {content.header.symlink_target}")
+        with content.stream as stream:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+    out.flush()
+
+
+@cli.command("diff")
+@repo_option
+@click.argument("rev_a")
+@click.argument("rev_b")
+@json_option
+@click.pass_context
+def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str, as_json: bool) -> None:
+    """List files modified (M), deleted (D) and added (A) from REV_A to REV_B."""
+    repo = open_repo(ctx, repo_path)
+    entries = repo.diff(repo.resolve_rev(rev_a), repo.resolve_rev(rev_b))
+    emit(entries, as_json=as_json, text=lambda es: [f"{e.kind}    {e.path}" for e in es])
+
+

@@ -1,0 +1,35 @@
+"""What each command imports: a pull or a deploy must not load the delta generator's numpy or
+cryptography's ed25519 unless it uses them.
+
+These imports cost 0.1-0.5 s and ~20 MB of resident memory on every run (the seams issue's
+benchmarks found a pull 0.6 s slower and 20 MB larger for it); this keeps them out.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+#: Libraries that only some runs need (deltas, signatures, registries, progress bars).
+HEAVY = ("numpy", "cryptography", "zstandard", "httpx", "rich")
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("bootree.cli.pull_cmds", set()),
+        ("bootree.cli.repo_cmds", set()),
+        ("bootree.cli.admin_cmds", set()),
+        ("bootree.pull", set()),
+        ("bootree.delta.apply", set()),
+    ],
+)
+def test_command_modules_do_not_import_heavy_libraries(module: str, allowed: set[str]) -> None:
+    code = (
+        f"import sys, {module}\n"
+        f"print(' '.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert set(out) <= allowed, f"{module} imports {sorted(set(out) - allowed)} at import time"
