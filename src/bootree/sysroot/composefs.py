@@ -49,9 +49,9 @@ __all__ = [
     "ComposefsMode",
     "DeploymentImage",
     "PostCopy",
-    "post_copy",
     "deployment_image",
     "load_root_config",
+    "post_copy",
     "write_deployment_image",
 ]
 
