@@ -89,7 +89,7 @@ def first_boot(ref_mismatch: str, csum_mismatch: str, ref_other_key: str) -> str
 import glob, os
 from pathlib import Path
 from bootree.sysroot import immutable
-(d,) = [Path(p) for p in glob.glob("/ostree/deploy/default/deploy/CSUM.*")]
+(d,) = [Path(p) for p in glob.glob("/ostree/deploy/default/deploy/CSUM.*") if os.path.isdir(p)]  # not .origin
 immutable.set_immutable(d, False)
 img = bytearray((d / ".ostree.cfs").read_bytes()); img[100] ^= 1
 (d / ".ostree.cfs.tmp").write_bytes(img); os.replace(d / ".ostree.cfs.tmp", d / ".ostree.cfs")
@@ -114,7 +114,7 @@ def composefs_boot(ref: str, tamper_object: str) -> str:
         f"bootree composefs dump \"$D/.ostree.cfs\" | grep '^/{TAMPER_TARGET} ' | sed 's/^/CFS-DUMP /'\n"
         # same size, other bytes, no fs-verity; the original (with fs-verity) is kept aside
         f"S=$(stat -c %s {obj}); mv {obj} /sysroot/ostree/repo/tmp/orig\n"
-        f"head -c \"$S\" /dev/zero | tr '\\0' x > {obj}; chmod 644 {obj}\n"
+        f"dd if=/dev/zero of={obj} bs=1 count=\"$S\" 2>/dev/null; chmod 644 {obj}\n"
         f"echo CFS-SWAPPED size=$(stat -c %s {obj})\n"
         f"cat /{TAMPER_TARGET} >/dev/null 2>/tmp/err; echo \"CFS-TAMPER-READ rc=$? $(cat /tmp/err)\"\n"
         "dmesg | grep -i 'overlayfs' | tail -3 | sed 's/^/CFS-DMESG /'\n"
