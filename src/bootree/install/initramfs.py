@@ -172,7 +172,9 @@ if [ -n "$CFS" ] && [ -f "$CFSIMG" ]; then
     KEYS=$(conf_get composefs keypath); [ -n "$KEYS" ] || KEYS=/etc/ostree/initramfs-root-binding.key
     [ -s "$KEYS" ] || refuse "composefs=signed but the initramfs has no keys in $KEYS"
     . /lib/bootree/signed.sh
-    SIGNER=$(check_signed "$COBJ" "$KEYS") || refuse "commit $CSUM has no valid ed25519 signature by a key in $KEYS"
+    SIGNER=$(check_signed "$COBJ" "$KEYS"); rc=$?
+    [ $rc = 2 ] && refuse "commit $CSUM carries no ed25519 signature"
+    [ $rc = 0 ] || refuse "commit $CSUM has no valid ed25519 signature by a key in $KEYS"
     echo "bootree-initramfs: commit $CSUM signed by $SIGNER"
   fi
   WANT=$(commit_cfs_digest "$COBJ")

@@ -174,12 +174,13 @@ commit_signatures() {
   }'
 }
 # check_signed COMMIT-FILE KEYS-FILE: print the key that signed the commit (a valid signature in
-# the .commitmeta beside it), or fail.
+# the .commitmeta beside it); else fail: 2 when it carries no ed25519 signature at all, 1 when none
+# of its signatures is by a key of KEYS-FILE.
 check_signed() {
   _meta="${1%.commit}.commitmeta"
-  [ -f "$_meta" ] || return 1
+  [ -f "$_meta" ] || return 2
   _sigs=$(commit_signatures "$_meta")
-  [ -n "$_sigs" ] || return 1
+  [ -n "$_sigs" ] || return 2
   while read -r _k; do
     case "$_k" in ''|'#'*) continue ;; esac
     _pub=$(echo "$_k" | base64 -d 2>/dev/null | od -An -v -tx1 | tr -d ' \n')

@@ -96,7 +96,8 @@ def parse_size(text: str) -> int:
 
 
 def copy_commits(src: Repo, dst: Repo, refs: dict[str, Checksum]) -> int:
-    """Copy every object reachable from ``refs`` (no parents) and set the refs; returns the count.
+    """Copy every object reachable from ``refs`` (no parents), the commits' detached metadata, and
+    set the refs; returns the count of objects.
 
     Objects are re-verified on the way in (``expected=``), so a damaged source fails loudly.
     """
@@ -113,6 +114,10 @@ def copy_commits(src: Repo, dst: Repo, refs: dict[str, Checksum]) -> int:
             else:
                 txn.write_metadata(VerifiedMetadata.parse(otype, src.load_metadata(otype, csum), expected=csum))
             n += 1
+        for csum in set(refs.values()):  # detached metadata: the signatures a 'signed' boot checks
+            meta = src.read_commitmeta(csum)
+            if meta is not None:
+                txn.write_commitmeta(csum, meta)
         for ref, csum in refs.items():
             txn.set_ref(ref, csum)
     return n

@@ -73,4 +73,4 @@ def test_check_signed(busybox: str, tmp_path: Path) -> None:
 
 
 def test_unsigned_commit_is_refused(busybox: str, tmp_path: Path) -> None:
-    assert _check(busybox, tmp_path, b"commit", [], [_pub(Ed25519PrivateKey.generate())])[0] == 1
+    assert _check(busybox, tmp_path, b"commit", [], [_pub(Ed25519PrivateKey.generate())])[0] == 2
