@@ -411,7 +411,7 @@ def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     b = boot(4, cfsvm.measure(os_release) + "bootree admin post-copy\n" + cfsvm.measure(os_release)
              + "bootree admin deploy test/cfs5 >/dev/null && echo CFS-DEPLOYED again\n")
     assert b.version == 1 and b.health_rc == 0, b.log[-3000:]  # the fallback, by itself
-    assert f"-{v1}." in b.log and "CFS-DEPLOYED again" in b.log, b.log[-3000:]
+    assert f"/{v1}.0" in b.log and "CFS-DEPLOYED again" in b.log, b.log[-3000:]
     # admin post-copy: fs-verity on what the install copied in (v1's os-release had none)
     entry = repo.reader.lookup(repo.read_commit(v1), "usr/lib/os-release")
     assert entry is not None
