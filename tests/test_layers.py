@@ -138,3 +138,19 @@ def test_install_and_health_stay_above_sysroot_and_offline() -> None:
     assert _violations("bootree.sysroot", tuple(
         f"bootree.{p}" for p in ("sysroot", "repo", "format", "_fs", "_run", "errors", "delta", "composefs", "sign")
     )) == []
+
+
+OCI_PUBLISH = ("bootree.oci.export", "bootree.oci.push", "bootree.oci.chunking", "bootree.oci.tarexport")
+OCI_PULL = ("bootree.oci.importer", "bootree.oci.layer", "bootree.oci.source", "bootree.oci.registry",
+            "bootree.oci.reference", "bootree.oci.auth")
+
+
+def test_oci_pull_side_never_imports_the_publishing_side() -> None:
+    """Importing images does not depend on exporting them (issue 11): the pull modules never import
+    export/push/chunking/tarexport, and the tar writer and the chunk planner never touch the network."""
+    bad = [f"{importer} imports {imported}" for importer, imported in iter_imports()
+           if importer in OCI_PULL and _within(imported, *OCI_PUBLISH)]
+    bad += [f"{importer} imports {imported}" for importer, imported in iter_imports()
+            if importer in ("bootree.oci.chunking", "bootree.oci.tarexport")
+            and _within(imported, "bootree.oci.registry", "bootree.oci.push", "bootree.transport")]
+    assert bad == []

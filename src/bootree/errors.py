@@ -426,6 +426,32 @@ class RegistryError(FetchError):
     """A registry that answered with an error (401 without credentials, MANIFEST_UNKNOWN, ...)."""
 
 
+class PushError(RegistryError):
+    """A push to a registry that failed (401/403 without push rights, a rejected blob or manifest)."""
+
+    def __init__(self, url: str, why: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(url, why, status=status, transient=transient)
+        self.message = f"pushing to {url}: {why}"
+        self.args = (self.message,)
+
+
+class ContainerPolicyError(VerificationError):
+    """An image that the containers policy (``policy.json``) does not accept.
+
+    ``reason`` is one of ``rejected`` (a ``reject`` requirement, or ostree-ext's refusal of a
+    policy whose default accepts anything), ``unsigned`` (a signature was required, none
+    exists), ``untrusted`` (signatures, none by a trusted key), ``invalid`` (a signature that
+    does not verify, or whose claim does not match the image: another digest, another identity),
+    ``config`` (a policy or registries.d file that does not parse, a key file that is missing).
+    """
+
+    def __init__(self, image: str, reason: str, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{image}: {detail}", hint=hint)
+        self.image = image
+        self.reason = reason
+        self.detail = detail
+
+
 # --- static deltas (added by the delta work, issue 12) -----------------------------------------
 
 
@@ -448,3 +474,22 @@ class DeltaNotFound(DeltaError):
     def __init__(self, name: str) -> None:
         super().__init__(f"static delta {name} not found", hint="list deltas with 'bootree static-delta list'")
         self.name = name
+
+
+class BindingError(VerificationError):
+    """A commit whose ``ostree.ref-binding`` / ``ostree.collection-binding`` metadata does not
+    name the ref (or collection) it is pulled or checked as: a commit served under another name."""
+
+
+class InjectedTestError(RepoError):
+    """A failure asked for by ostree's test hook ``OSTREE_REPO_TEST_ERROR`` (``bootree.repo.testhooks``).
+
+    The message is ostree's (``OSTREE_REPO_TEST_ERROR_PRE_COMMIT``, ...), which test scripts match.
+    """
+
+
+class FreezeError(BootreeError):
+    """The freeze/thaw cycle of ``/boot``'s file system failed (``bootree._fs.freeze``)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"During fsfreeze-thaw: {why}")

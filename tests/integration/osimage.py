@@ -67,6 +67,10 @@ else
     echo "BOOTREE-TEST: cmd begin"; sh /boot/efi/bootree-test/cmd 2>&1; echo "BOOTREE-TEST: cmd end rc=$?"
   fi
 fi
+# the shutdown half of a staged update (bootc switch/upgrade), as ostree-finalize-staged.service does
+if [ -f /run/ostree/staged-deployment ]; then
+  bootree admin finalize-staged 2>&1; echo "BOOTREE-TEST: finalize-staged rc=$?"
+fi
 sync; umount /boot/efi; sync
 echo "BOOTREE-TEST: done"
 if [ "$rc" = 3 ]; then reboot -f; fi
@@ -252,6 +256,15 @@ def make_version(base: Path, dest: Path, version: int, *, healthy: bool) -> Path
     """A copy of ``base`` as OS version ``version`` whose required health check passes or fails."""
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(base, dest, symlinks=True)
+    return apply_version(dest, version, healthy=healthy)
+
+
+def apply_version(dest: Path, version: int, *, healthy: bool) -> Path:
+    """Turn a copy of the base tree in ``dest`` into OS version ``version`` (in place).
+
+    What changes between versions: os-release, the required health check, and the initramfs
+    (rebuilt: the same bytes for the same kernel, modules and busybox).
+    """
     (dest / "usr/lib/os-release").write_text(
         f'NAME="Bootree Test OS"\nID=bootree-test\nVERSION_ID={version}\nPRETTY_NAME="Bootree Test OS {version}"\n')
     (dest / "etc/os-release").unlink(missing_ok=True)

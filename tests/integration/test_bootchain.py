@@ -1,4 +1,4 @@
-"""The real boot chain under qemu (no KVM): OVMF → systemd-boot → BLS entry with boot counting →
+"""The real boot chain under qemu (KVM when usable, else TCG; :mod:`bootbed`): OVMF → systemd-boot → BLS entry with boot counting →
 Debian kernel + bootree's initramfs (prepare-root) → a deployment running bootree's health checks.
 
 Issue 5, item 1 (:func:`test_counting_fallback_and_recovery`): v1 is installed with
@@ -32,7 +32,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bootbed
 import osimage
+from bootbed import Boot, entries, esp_offset, qemu_boot, set_cmd
 
 from bootree.install import disk as diskmod
 from bootree.install.todisk import InstallOptions, install_to_disk, prepare_sysroot
@@ -52,11 +54,7 @@ def _tools() -> None:
             pytest.fail(f"CI must install the boot chain tools: {' '.join(missing)}")
         pytest.skip(f"boot chain tools missing: {' '.join(missing)}")
 
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-QEMU_TIMEOUT = int(os.environ.get("BOOTREE_QEMU_TIMEOUT", "300"))
 TRIES = 2
-MTOOLS = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 
 
 @dataclass
@@ -69,9 +67,9 @@ class Images:
 
 
 @pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
+def images(tmp_path_factory: pytest.TempPathFactory, os_base: Path) -> Images:
     w = tmp_path_factory.mktemp("osimages")
-    base = osimage.build_base(w / "base")
+    base = os_base
     repo = Repo.init(w / "repo", mode=RepoMode.ARCHIVE)
     csum = {}
     for v, ok in ((1, True), (2, False), (3, True)):
@@ -83,73 +81,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
         shutil.rmtree(tree)
     Repo.open(repo.path).set_ref("test/stable", csum[1])  # type: ignore[arg-type]
     return Images(repo.path, csum, base)
-
-
-@dataclass
-class Boot:
-    """One boot's serial log, reduced to what the tests look at."""
-
-    log: str
-    seconds: float
-
-    @property
-    def version(self) -> int | None:
-        m = re.search(r"BOOTREE-TEST: booted uptime=\S+ version=(\d+)", self.log)
-        return int(m.group(1)) if m else None
-
-    @property
-    def health_rc(self) -> int | None:
-        m = re.search(r"BOOTREE-TEST: health rc=(\d+)", self.log)
-        return int(m.group(1)) if m else None
-
-    def between(self, begin: str, end: str) -> str:
-        m = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), self.log, re.S)
-        assert m, f"no {begin!r} ... {end!r} in the log:\n{self.log[-3000:]}"
-        return m.group(1)
-
-
-def qemu_accel(kvm: bool) -> list[str]:
-    """qemu's accelerator options: TCG, as the test bed always used, unless the caller allows KVM
-    and ``BOOTREE_QEMU_KVM=1`` says it works here. Opt-in, because an openable ``/dev/kvm`` is no
-    proof: on the development machine OVMF dies under KVM with "emulation failure" (and with
-    ``-cpu host`` qemu aborts setting an MSR), and qemu does not fall back to the next ``-accel``
-    once the guest has started."""
-    tcg = ["-accel", "tcg,tb-size=512"]
-    if kvm and os.environ.get("BOOTREE_QEMU_KVM") == "1" and os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return ["-accel", "kvm", "-cpu", "host"]
-    return tcg
-
-
-def qemu_boot(disk: Path, log: Path, *, snapshot: bool = False, kvm: bool = False, timeout: int | None = None) -> Boot:
-    """Boot ``disk`` once (fresh OVMF variables: counting lives in ESP file names only)."""
-    vars_fd = log.with_suffix(".vars.fd")
-    shutil.copyfile(OVMF_VARS, vars_fd)
-    drive = f"file={disk},format=raw,if=virtio" + (",snapshot=on" if snapshot else "")
-    t0 = time.monotonic()
-    with open(log, "wb") as out:
-        subprocess.run(["timeout", str(timeout or QEMU_TIMEOUT), "qemu-system-x86_64", "-machine", "q35", "-m", "768",
-                        "-nographic", "-no-reboot", "-nic", "none", *qemu_accel(kvm),
-                        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                        "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}", "-drive", drive],
-                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
-    text = log.read_bytes().decode(errors="replace").replace("\r", "")
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z=]", "", text)
-    return Boot(text, time.monotonic() - t0)
-
-
-def esp_offset(disk: Path) -> int:
-    return diskmod.partition_offsets(disk)[0][0]
-
-
-def entries(disk: Path) -> list[str]:
-    return diskmod.esp_list(disk, esp_offset(disk))
-
-
-def set_cmd(disk: Path, script: str, scratch: Path) -> None:
-    """Leave a shell script on the ESP for the test OS's init to run after the health check."""
-    off = esp_offset(disk)
-    subprocess.run(["mmd", "-i", f"{disk}@@{off}", "::/bootree-test"], env=MTOOLS, capture_output=True, check=False)
-    diskmod.esp_write(disk, off, "/bootree-test/cmd", script.encode(), scratch=scratch)
 
 
 def _entry_for(names: list[str], csum: str) -> str:
@@ -328,7 +259,7 @@ def test_composefs_root(images: Images, tmp_path: Path) -> None:
                   "touch /usr/bootree-write-test 2>/dev/null && echo usr-writable || echo usr-ro\n"
                   "sha256sum /usr/lib/os-release\n"
                   "bootree admin status\n", tmp_path / "cmd.sh")
-    boot = qemu_boot(disk, tmp_path / "boot.log", kvm=True)
+    boot = qemu_boot(disk, tmp_path / "boot.log")
     assert "bootree-initramfs: composefs=yes" in boot.log, boot.log[-3000:]
     assert f"bootree-initramfs: composefs digest {digest.hex()} matches the commit" in boot.log
     assert boot.version == 4, boot.log[-3000:]
@@ -382,7 +313,7 @@ def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     def boot(n: int, cmd: str = "") -> Boot:
         set_cmd(disk, cmd, tmp_path / "scratch")
         # boots 1 and 4 deploy composefs images under emulation: minutes on a loaded machine
-        b = qemu_boot(disk, tmp_path / f"boot{n}.log", kvm=True, timeout=max(QEMU_TIMEOUT, 900))
+        b = qemu_boot(disk, tmp_path / f"boot{n}.log", timeout=max(bootbed.QEMU_TIMEOUT, 900))
         timings.append(f"boot{n} v{b.version} {b.seconds:.1f}s")
         return b
 

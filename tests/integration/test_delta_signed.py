@@ -93,3 +93,43 @@ def test_delta_commit_is_verified(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert rc == 1 and err.startswith("error: ") and "signature" in err, err
         assert v2[:12] in err or "ed25519" in err, err
         assert _state(bad.path) == before
+
+
+def test_signed_superblock_is_checked_by_a_verifying_pull(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The superblock itself signed (``generate --sign``): a trusted key's signature passes, a
+    superblock re-signed by another key fails the pull with one line, and nothing is written."""
+    from bootree.format.delta import SignedSuperblock
+    from bootree.sign.delta import sign_superblock
+
+    src = Repo.init(tmp_path / "pub", mode=RepoMode.ARCHIVE)
+    v1 = src.commit([_tree(tmp_path, 1)], branch="os", subject="v1", timestamp=1700000000, bindings=False)
+    v2 = src.commit([_tree(tmp_path, 2)], branch="os", subject="v2", timestamp=1700000100, bindings=False)
+    for c in (v1, v2):
+        sign_commit(src, c, ed25519_keys=[KEY])
+    delta = generate_delta(src, v2, from_commit=v1, options=DeltaOptions(min_fallback_size=0),
+                           sign=lambda data: sign_superblock(data, ed25519_keys=[KEY]))
+    for otype, csum in src.reachable_objects([v2]) - src.reachable_objects([v1]):
+        if otype in (ObjectType.FILE, ObjectType.DIR_TREE, ObjectType.DIR_META):
+            (src.path / object_path(otype, csum)).unlink()  # only the delta can bring v2 in
+    update_summary(src)
+    sign_summary(src, ed25519_keys=[KEY])
+    with StaticServer(src.path) as server:
+        good = _client(tmp_path, "good", server.url, KEY)
+        pull(good, get_remote(good.config, "origin"), [f"os@{v1}"])
+        pull(good, get_remote(good.config, "origin"), ["os"])
+        assert good.refs.get("origin:os") == v2 and good.fsck().ok
+
+        # Re-signed by another key; the commit inside is still validly signed by KEY.
+        sb_path = delta.path / "superblock"
+        signed = SignedSuperblock.from_bytes(sb_path.read_bytes())
+        assert signed is not None
+        sb_path.write_bytes(sign_superblock(signed.superblock, ed25519_keys=[OTHER]))
+        update_summary(src)
+        sign_summary(src, ed25519_keys=[KEY])
+        other = _client(tmp_path, "other", server.url, KEY)
+        pull(other, get_remote(other.config, "origin"), [f"os@{v1}"])
+        before = _state(other.path)
+        rc = main([f"--repo={other.path}", "pull", "origin", "os"])
+        err = capsys.readouterr().err
+        assert rc == 1 and err.startswith("error: static delta") and "ed25519" in err, err
+        assert _state(other.path) == before

@@ -39,6 +39,7 @@ _COMMAND_MODULES = [
     "bootree.cli.composefs_cmds",
     "bootree.cli.delta_cmds",
     "bootree.cli.sign_cmds",
+    "bootree.cli.container_cmds",
 ]
 
 
@@ -59,6 +60,7 @@ _COMMAND_HOME = {
     "composefs": "bootree.cli.composefs_cmds",
     "static-delta": "bootree.cli.delta_cmds",
     **dict.fromkeys(["sign", "gpg-sign", "sign-keygen"], "bootree.cli.sign_cmds"),
+    "container": "bootree.cli.container_cmds",
 }
 
 

@@ -250,4 +250,4 @@ def format_size(n: int) -> str:
         value /= 1000
         if value < 1000 or unit == "PB":
             break
-    return f"{value:.1f} {unit}"
+    return f"{value:.1f}\u00a0{unit}"  # GLib separates a unit with a no-break space

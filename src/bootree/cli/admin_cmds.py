@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import json_option
+from bootree.cli._delta_keys import from_file_options
 from bootree.cli.render import emit
 from bootree.errors import RefNotFound, SysrootError
 from bootree.format.checksum import Checksum
@@ -30,7 +32,7 @@ from bootree.sysroot import (
 )
 from bootree.sysroot import stage as stage_deployment
 from bootree.sysroot.etcmerge import EtcDiff
-from bootree.sysroot.status import SysrootStatus, sysroot_status
+from bootree.sysroot.status import DeploymentStatus, SysrootStatus, sysroot_status
 from bootree.sysroot.swap import SwapResult
 
 _F = Any
@@ -174,8 +176,12 @@ def _base_kargs(proc_cmdline: bool, none: bool) -> str | None:
     return " ".join(w for w in words if not w.startswith(("BOOT_IMAGE=", "initrd=")))
 
 
-def _status_text(status: SysrootStatus) -> list[str]:
-    """``ostree admin status``'s lines (plus bootree's boot-counting and health lines)."""
+def _status_text(status: SysrootStatus, gpg: Callable[[DeploymentStatus], list[str]] | None = None) -> list[str]:
+    """``ostree admin status``'s lines (plus bootree's boot-counting and health lines).
+
+    ``gpg`` gives the ``GPG:`` lines of a deployment's commit signatures, as ostree prints them
+    after the origin.
+    """
     if not status.deployments:
         return ["No deployments."]
     lines = []
@@ -200,25 +206,60 @@ def _status_text(status: SysrootStatus) -> list[str]:
             lines.append(f"    composefs: {d.composefs.digest}")
         if d.origin is None:
             lines.append("    origin: none")
-        elif d.refspec:
-            lines.append(f"    origin refspec: {d.refspec}")
         else:
-            lines.append("    origin: <unknown origin type>")
+            lines.append(f"    origin refspec: {d.refspec}" if d.refspec else "    origin: <unknown origin type>")
+            if d.source_title:
+                lines.append(f"    `- {d.source_title}")
+        if gpg is not None:
+            lines.extend(gpg(d))
     return lines
 
 
 @admin.command("status")
 @_sysroot_option
+@click.option("--verify", is_flag=True, help="Also fail unless each deployment's commit has a trusted GPG signature.")
 @json_option
-def status_cmd(sysroot_path: Path | None, as_json: bool) -> None:
+def status_cmd(sysroot_path: Path | None, verify: bool, as_json: bool) -> None:
     """List deployments (booted '*', then staged/pending/rollback markers), as ostree.
 
+    A deployment whose origin remote verifies GPG signatures shows them ("GPG: ..." lines).
     With --json: the bootree.sysroot.status/v1 document (docs/status-schema.md).
     """
-    status = sysroot_status(_open(sysroot_path))
+    sysroot = _open(sysroot_path)
+    status = sysroot_status(sysroot)
     for note in status.damage:  # stdout stays ostree's; what was damaged goes to stderr
         click.echo(f"warning: {note}", err=True)
-    emit(status, as_json=as_json, text=_status_text)
+    emit(status, as_json=as_json, text=lambda st: _status_text(st, lambda d: _gpg_lines(sysroot, d, verify)))
+
+
+def _gpg_lines(sysroot: Sysroot, d: DeploymentStatus, verify: bool) -> list[str]:
+    """The ``    GPG: `` lines of a deployment's commit, checked with its origin remote's keys."""
+    from bootree.cli.sign_cmds import gpg_block, show_gpg_verifier
+    from bootree.errors import RemoteNotFound, SignatureError
+    from bootree.format.objects import ObjectType
+    from bootree.pull import get_remote
+    from bootree.sign import detached
+
+    remote, sep, _ = (d.refspec or "").rpartition(":")
+    if not sep or not remote:
+        return []
+    try:
+        if not get_remote(sysroot.repo.config, remote).get_bool("gpg-verify", True):
+            return []
+    except RemoteNotFound:
+        return []
+    csum = Checksum(d.ostree.checksum)
+    sigs = detached.signatures(detached.decode(sysroot.repo.read_commitmeta(csum)), detached.GPG_KEY)
+    if not sigs:
+        if verify:
+            raise SignatureError(f"commit {csum}", "unsigned", "no GPG signature")
+        return []
+    data = sysroot.repo.load_metadata(ObjectType.COMMIT, csum)
+    with show_gpg_verifier(sysroot.repo, None, remote) as verifier:
+        checks = verifier.verify(data, sigs)
+    if verify and not any(c.valid for c in checks):
+        raise SignatureError(f"commit {csum}", "untrusted", "no trusted GPG signature")
+    return [f"    GPG: {line.strip()}" for line in gpg_block(checks)[1:] if line.strip()]
 
 
 @admin.command("undeploy")
@@ -398,18 +439,30 @@ def boot_cmd(sysroot_path: Path | None, no_finalize: bool, command: tuple[str, .
 @click.option("--pull-only", is_flag=True, help="Only fetch the update into the repository; do not deploy.")
 @click.option("--deploy-only", is_flag=True, help="Do not fetch; deploy what the repository already has.")
 @click.option("--stage", "stage_it", is_flag=True, help="Stage the update (applied at shutdown).")
+@from_file_options
 def upgrade_cmd(
     sysroot_path: Path | None, stateroot: str | None, allow_failed: bool, allow_downgrade: bool,
     override_commit: str | None, pull_only: bool, deploy_only: bool, stage_it: bool,
+    from_file: Path | None, keys_file: Path | None, keys_dir: Path | None,
 ) -> None:
     """Fetch the update of the booted (or --os) deployment's origin and deploy it, as ostree.
 
     A refspec ``REMOTE:REF`` is pulled from REMOTE first (with --deploy-only, not); a local
-    ref is taken as it is.
+    ref is taken as it is. With --from-file the update comes from an offline update file
+    instead: its signature is checked with --keys-file/--keys-dir, else the origin remote's
+    keys, else the system's; then it is deployed as any upgrade, and the origin ref moves.
     """
     if pull_only and deploy_only:
         raise click.UsageError("--pull-only and --deploy-only cannot be combined")
     sysroot = _open(sysroot_path)
+    if from_file is not None:
+        if pull_only or deploy_only or override_commit:
+            raise click.UsageError("--from-file cannot be combined with --pull-only, --deploy-only or --override-commit")
+        from bootree.cli._delta_keys import run_upgrade_from_file
+
+        run_upgrade_from_file(sysroot, from_file, keys_file, keys_dir, stateroot=stateroot, stage_it=stage_it,
+                              allow_failed=allow_failed, allow_downgrade=allow_downgrade)
+        return
     from bootree.sysroot.upgrade import upgrade, upgrade_base
 
     commit = Checksum(override_commit) if override_commit else None
@@ -418,9 +471,13 @@ def upgrade_cmd(
         remote, sep, ref = (base.refspec or "").rpartition(":")
         if sep and remote:
             from bootree.pull import get_remote, pull
+            from bootree.sysroot.upgrade import endoflife_rebase
 
-            pull(sysroot.repo, get_remote(sysroot.repo.config, remote), [f"{ref}@{commit}" if commit else ref],
-                 allow_downgrade=allow_downgrade)
+            config = get_remote(sysroot.repo.config, remote)
+            pull(sysroot.repo, config, [f"{ref}@{commit}" if commit else ref], allow_downgrade=allow_downgrade)
+            rebased = None if commit else endoflife_rebase(sysroot, base.refspec or "")
+            if rebased is not None:  # the branch ended: fetch the one it names as well
+                pull(sysroot.repo, config, [rebased.rpartition(":")[2]], allow_downgrade=allow_downgrade)
     if pull_only:
         return
     with sysroot.lock():
@@ -467,6 +524,28 @@ def switch_cmd(sysroot_path: Path | None, stateroot: str | None, refspec: str) -
     if result.etc is not None:
         click.echo(result.etc.message)
     _say_swap(result.swap)
+
+
+@admin.command("set-origin")
+@_sysroot_option
+@click.option("--index", type=int, default=None, help="The deployment INDEX (default: the booted one).")
+@click.option("--set", "-s", "set_options", multiple=True, metavar="KEY=VALUE", help="Set an option of the remote.")
+@click.argument("remote")
+@click.argument("url")
+@click.argument("branch", required=False)
+def set_origin_cmd(sysroot_path: Path | None, index: int | None, set_options: tuple[str, ...], remote: str, url: str,
+                   branch: str | None) -> None:
+    """Make a deployment follow REMOTE (added at URL unless it exists) and BRANCH (default: its ref)."""
+    from bootree.cli._common import kv_option
+    from bootree.pull.remote import add_remote
+
+    sysroot = _open(sysroot_path)
+    with sysroot.lock():
+        repo = sysroot.repo
+        if add_remote(repo.config, remote, url, options=[kv_option(o, "--set") for o in set_options],
+                      if_not_exists=True):
+            repo.save_config()
+        ops.set_origin_remote(sysroot, index, remote, branch)
 
 
 @admin.group("instutil")

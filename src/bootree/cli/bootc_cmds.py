@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bootree.cli import cli
 from bootree.cli._common import print_json
+from bootree.cli._delta_keys import from_file_options
 from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
 from bootree.oci.registry import RegistryOptions
 from bootree.sysroot import Sysroot
+
+if TYPE_CHECKING:
+    from bootree.host.progress import ProgressJsonl
+    from bootree.oci.progress import PullProgress
+    from bootree.oci.sigverify import PolicyOptions
 
 _F = Any
 
@@ -29,6 +37,47 @@ def _common(func: _F) -> _F:
     func = click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="containers auth.json with registry credentials (default: $REGISTRY_AUTH_FILE, ...).")(func)
     return click.option("--quiet", is_flag=True, help="Print nothing but errors.")(func)
+
+
+def _progress_fd(func: _F) -> _F:
+    return click.option("--progress-fd", type=int, default=None, metavar="FD",
+                        help="Write bootc's JSON-lines progress events to this open file descriptor (3 or more).")(func)
+
+
+@contextmanager
+def _progress(quiet: bool, fd: int | None) -> Iterator[tuple[PullProgress | None, ProgressJsonl | None]]:
+    """The pull's receivers: the terminal display and/or the ``--progress-fd`` writer."""
+    from bootree.cli._image_progress import image_progress
+
+    events = None
+    if fd is not None:
+        from bootree.host.progress import open_progress_fd
+
+        events = open_progress_fd(fd)
+    with image_progress(quiet) as display:
+        sinks: list[PullProgress] = [x for x in (display, events) if x is not None]
+        if len(sinks) > 1:
+            from bootree.oci.progress import ProgressTee
+
+            yield ProgressTee(*sinks), events
+        else:
+            yield (sinks[0] if sinks else None), events
+
+
+def _policy(func: _F) -> _F:
+    func = click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="containers-policy.json for ostree-image-signed images (default: $CONTAINERS_POLICY_JSON, "
+                             "~/.config/containers/policy.json, /etc/containers/policy.json).")(func)
+    return click.option("--registries.d", "registries_d", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, help="registries.d directory with lookaside signature locations "
+                                           "(default: ~/.config/containers/registries.d, /etc/containers/registries.d)."
+                        )(func)
+
+
+def _policy_options(policy_path: Path | None, registries_d: Path | None) -> PolicyOptions:
+    from bootree.oci.sigverify import PolicyOptions
+
+    return PolicyOptions(policy=policy_path, registries_d=registries_d)
 
 
 def _open(sysroot_path: Path | None) -> Sysroot:
@@ -49,10 +98,14 @@ def _say(lines: tuple[str, ...], quiet: bool) -> None:
 @click.option("--apply", "apply_", is_flag=True, help="Reboot into the new image when it is queued.")
 @click.option("--retain", is_flag=True, help="Keep the ostree ref the previous origin followed.")
 @click.option("--stateroot", default=None, help="Stateroot of the first deployment on an empty sysroot.")
-@click.option("--enforce-container-sigpolicy", is_flag=True, help="Verify with containers-policy.json (origin only).")
+@click.option("--enforce-container-sigpolicy", is_flag=True,
+              help="Verify the image against containers-policy.json now and at every upgrade (ostree-image-signed:).")
+@_policy
+@_progress_fd
 @click.argument("target")
 def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, transport: str | None, apply_: bool,
-               retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, target: str) -> None:
+               retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, policy_path: Path | None,
+               registries_d: Path | None, progress_fd: int | None, target: str) -> None:
     """Track and queue another container image (bootc switch)."""
     from bootree.host import bootc
 
@@ -60,8 +113,10 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
     kind = SignatureKind.CONTAINER_POLICY if enforce_container_sigpolicy else SignatureKind.INSECURE
     sysroot = _open(sysroot_path)
     with sysroot.lock():
-        out = bootc.switch(sysroot, OstreeImageReference(kind, image), stateroot=stateroot, retain=retain,
-                           options=RegistryOptions(authfile=authfile))
+        with _progress(quiet, progress_fd) as (progress, events):
+            out = bootc.switch(sysroot, OstreeImageReference(kind, image), stateroot=stateroot, retain=retain,
+                               options=RegistryOptions(authfile=authfile),
+                               policy=_policy_options(policy_path, registries_d), progress=progress, events=events)
         _say(out.lines, quiet)
         if apply_ and (out.changed or sysroot.staged is not None):
             _say((bootc.apply(sysroot),), quiet)
@@ -75,15 +130,36 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
 @click.option("--download-only", is_flag=True, help="Stage, but do not apply at the next reboot.")
 @click.option("--from-downloaded", is_flag=True, help="Let a --download-only staged update apply at the next reboot.")
 @click.option("--allow-failed", is_flag=True, help="Stage an image that failed its health checks here.")
+@_policy
+@_progress_fd
+@from_file_options
 def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, check_: bool, as_json: bool,
-                apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool) -> None:
-    """Fetch the tracked image again and queue it if it changed (bootc upgrade)."""
+                apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool,
+                policy_path: Path | None, registries_d: Path | None, progress_fd: int | None,
+                from_file: Path | None, keys_file: Path | None, keys_dir: Path | None) -> None:
+    """Fetch the tracked image again and queue it if it changed (bootc upgrade).
+
+    With --from-file the update comes from an offline update file for an ostree-ref deployment
+    (a USB stick, a depot): checked, applied and staged for the next boot, without a network.
+    """
     from bootree.host import bootc
 
     sysroot = _open(sysroot_path)
+    if from_file is not None:
+        if check_ or from_downloaded or download_only:
+            raise click.UsageError("--from-file cannot be combined with --check, --download-only or --from-downloaded")
+        from bootree.cli._delta_keys import run_upgrade_from_file
+
+        queued = run_upgrade_from_file(sysroot, from_file, keys_file, keys_dir, stateroot=None, stage_it=True,
+                                       allow_failed=allow_failed, allow_downgrade=False)
+        if apply_ and queued:
+            with sysroot.lock():
+                _say((bootc.apply(sysroot),), quiet)
+        return
     options = RegistryOptions(authfile=authfile)
+    policy = _policy_options(policy_path, registries_d)
     if check_:
-        result = bootc.check(sysroot, options=options)
+        result = bootc.check(sysroot, options=options, policy=policy)
         if as_json:
             print_json(result.to_json())
         else:
@@ -100,7 +176,9 @@ def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, c
                 _say(("Staged deployment is already set to apply on reboot",), quiet)
             changed = True
         else:
-            out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed, options=options)
+            with _progress(quiet, progress_fd) as (progress, events):
+                out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed, options=options,
+                                    policy=policy, progress=progress, events=events)
             _say(out.lines, quiet)
             changed = out.changed
         if apply_ and changed and not download_only:

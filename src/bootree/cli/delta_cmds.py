@@ -14,6 +14,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import json_option, open_repo, print_json, repo_option
+from bootree.cli._delta_keys import delta_checker, delta_signer, keys_options, sign_type_option
 from bootree.delta import (
     DeltaOptions,
     apply_offline,
@@ -29,9 +30,9 @@ from bootree.delta.apply import check_part
 from bootree.delta.bootree_mode import ROOT as BOOTREE_ROOT
 from bootree.delta.compile import MB
 from bootree.delta.store import delta_path
-from bootree.errors import BootreeError, DeltaError, RefNotFound
+from bootree.errors import BootreeError, DeltaError, InvalidRefName, RefNotFound, SignatureError
 from bootree.format.checksum import Checksum
-from bootree.format.delta import BIG_ENDIAN, LITTLE_ENDIAN, DeltaName, Superblock
+from bootree.format.delta import BIG_ENDIAN, LITTLE_ENDIAN, DeltaName, SignedSuperblock, Superblock
 from bootree.format.deltaops import decode_operations
 from bootree.repo import Repo
 
@@ -49,11 +50,18 @@ def _resolve(repo: Repo, rev: str) -> Checksum:
 
 
 def _name(repo: Repo, text: str) -> DeltaName:
-    """A delta name ``FROM-TO`` or ``TO``; each half may be a ref or an abbreviated checksum."""
+    """A delta name ``FROM-TO`` or ``TO``; each half may be a ref or an abbreviated checksum.
+
+    Raises:
+        DeltaError: ``Invalid rev TEXT`` (ostree's words) when a half resolves to nothing.
+    """
     frm, sep, to = text.partition("-")
-    if sep and frm and to:
-        return DeltaName(_resolve(repo, frm), _resolve(repo, to))
-    return DeltaName(None, _resolve(repo, text))
+    try:
+        if sep and frm and to:
+            return DeltaName(_resolve(repo, frm), _resolve(repo, to))
+        return DeltaName(None, _resolve(repo, text))
+    except (RefNotFound, InvalidRefName) as exc:
+        raise DeltaError(f"Invalid rev {text}", hint="name a delta as 'static-delta list' prints it") from exc
 
 
 @static_delta_group.command("list")
@@ -80,16 +88,26 @@ def _size(n: int) -> str:
     return f"{n} ({n} bytes)"
 
 
-def _show(superblock: Superblock, load_part: object | None) -> None:
+def _endianness_text(sb: Superblock) -> str:
+    """As libostree describes it: a legacy delta's guess is marked, a failed guess is "invalid"."""
+    if sb.endianness_source == "invalid":
+        return "invalid"
+    word = "big" if sb.endianness == BIG_ENDIAN else "little"
+    return f"{word} (heuristic)" if sb.endianness_source == "heuristic" else word
+
+
+def _show(superblock: Superblock, load_part: object | None, *, signed: bool = False) -> None:
     sb = superblock
     click.echo(f"Delta: {sb.name}")
-    click.echo("Signed: no")
+    click.echo(f"Signed: {'yes' if signed else 'no'}")
     click.echo(f"From: {sb.from_commit}" if sb.from_commit else "From <scratch>")
     click.echo(f"To: {sb.to_commit}")
-    click.echo(f"Endianness: {'big' if sb.endianness == BIG_ENDIAN else 'little'}")
+    click.echo(f"Endianness: {_endianness_text(sb)}")
     click.echo(f"Timestamp: {sb.timestamp}")
     click.echo("Number of parents: 0")
     click.echo(f"Number of fallback entries: {len(sb.fallbacks)}")
+    for f in sb.fallbacks:
+        click.echo(f"  {f.checksum}")
     fb_size = sum(f.compressed_size for f in sb.fallbacks)
     fb_usize = sum(f.uncompressed_size for f in sb.fallbacks)
     click.echo(f"Total Fallback Size: {_size(fb_size)}")
@@ -149,7 +167,9 @@ def show_cmd(ctx: click.Context, repo_path: Path | None, delta: str, as_json: bo
     repo = open_repo(ctx, repo_path)
     name = _name(repo, delta)
     root = _root(delta_format)
-    _data, sb = read_superblock(repo, name, root=root)
+    data, sb = read_superblock(repo, name, root=root)
+    signed = SignedSuperblock.from_bytes(data)
+    is_signed = signed is not None and bool(signed.engines)
     if as_json:
         print_json(
             {
@@ -158,6 +178,9 @@ def show_cmd(ctx: click.Context, repo_path: Path | None, delta: str, as_json: bo
                 "to": sb.to_commit,
                 "timestamp": sb.timestamp,
                 "endianness": "big" if sb.endianness == BIG_ENDIAN else "little",
+                "endianness-source": sb.endianness_source,
+                "signed": is_signed,
+                "signature-types": list(signed.engines) if signed is not None else [],
                 "parts": [
                     {"size": p.size, "usize": p.uncompressed_size, "objects": len(p.objects), "sha256": p.checksum.hex()}
                     for p in sb.parts
@@ -171,7 +194,7 @@ def show_cmd(ctx: click.Context, repo_path: Path | None, delta: str, as_json: bo
             }
         )
         return
-    _show(sb, _dir_loader(sb, delta_path(repo, name, root)))
+    _show(sb, _dir_loader(sb, delta_path(repo, name, root)), signed=is_signed)
 
 
 @static_delta_group.command("delete")
@@ -219,6 +242,13 @@ def _megabytes(value: int | None, default: int) -> int:
     show_default=True,
     help="ostree: libostree-compatible (deltas/); bootree: bootree's own, smaller (bootree-deltas/, bootree clients only).",
 )
+@click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE",
+              help="Sign the superblock with the secret key(s) in KEYFILE ('-': stdin); dummy: the key text.")
+@sign_type_option
+@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign with every secret key of FILE (one base64 key per line).")
+@click.option("--self-contained", is_flag=True,
+              help="An offline update file: --inline with no fallback objects (one file, no network needed).")
 @click.pass_context
 def generate_cmd(
     ctx: click.Context,
@@ -237,9 +267,23 @@ def generate_cmd(
     max_chunk_size: int | None,
     filename: Path | None,
     delta_format: str,
+    sign_keys: tuple[str, ...],
+    sign_type: str,
+    keys_file: Path | None,
+    self_contained: bool,
 ) -> None:
-    """Generate static delta files (REV alone: from its parent to REV)."""
+    """Generate static delta files (REV alone: from its parent to REV).
+
+    \b
+    An offline update file (for a USB stick; applied by 'static-delta apply-offline FILE' or
+    'upgrade --from-file FILE'):
+      bootree static-delta generate --from=OLD --to=NEW --self-contained \\
+          --sign=secret.ed25519 --filename=update.delta
+    """
     repo = open_repo(ctx, repo_path)
+    signer = delta_signer(sign_type, sign_keys, keys_file)
+    if self_contained:
+        min_fallback_size = 0  # and --inline, below
     to_text = to_rev or rev
     if to_text is None:
         raise click.UsageError("TO revision must be specified")
@@ -268,7 +312,7 @@ def generate_cmd(
         max_bsdiff_size=_megabytes(max_bsdiff_size, defaults.max_bsdiff_size),
         max_chunk_size=_megabytes(max_chunk_size, defaults.max_chunk_size),
         bsdiff=not disable_bsdiff,
-        inline=inline,
+        inline=inline or self_contained,
         endianness=endianness,
         format=delta_format,
     )
@@ -276,7 +320,7 @@ def generate_cmd(
     click.echo(f"  From: {frm or 'empty'}")
     click.echo(f"  To:   {to}")
     start = time.monotonic()
-    res = generate_delta(repo, to, from_commit=frm, options=options, filename=filename)
+    res = generate_delta(repo, to, from_commit=frm, options=options, filename=filename, sign=signer)
     sb = res.superblock
     click.echo(f"modified: {res.modified}")
     click.echo(
@@ -295,47 +339,71 @@ def generate_cmd(
 @static_delta_group.command("apply-offline")
 @repo_option
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("keys", nargs=-1)
+@sign_type_option
+@keys_options
 @click.pass_context
-def apply_offline_cmd(ctx: click.Context, repo_path: Path | None, path: Path) -> None:
-    """Apply static delta file (a superblock file, its parts beside it or inline)."""
+def apply_offline_cmd(
+    ctx: click.Context, repo_path: Path | None, path: Path, keys: tuple[str, ...], sign_type: str,
+    keys_file: Path | None, keys_dir: Path | None,
+) -> None:
+    """Apply static delta file (a superblock file, its parts beside it or inline).
+
+    A signed delta is checked with the public KEYs (base64, or files of them), --keys-file or
+    --keys-dir, else the system's trusted.ed25519 keys; with none of them it is applied
+    unchecked unless the repository sets core.sign-verify-deltas (as ostree).
+    """
     repo = open_repo(ctx, repo_path)
-    res = apply_offline(repo, path)
+    check = delta_checker(f"static delta {path}", sign_type, keys, keys_file, keys_dir, system_optional=True)
+    res = apply_offline(repo, path, check_signature=check)
     click.echo(f"Applied delta to {res.commit}: {res.objects_written} objects from {res.parts_applied} parts")
 
 
 @static_delta_group.command("verify")
 @repo_option
 @click.argument("delta")
+@click.argument("keys", nargs=-1)
+@sign_type_option
+@keys_options
 @click.pass_context
-def verify_cmd(ctx: click.Context, repo_path: Path | None, delta: str) -> None:
-    """Verify a delta's integrity: superblock, part sizes, digests and operations.
+def verify_cmd(
+    ctx: click.Context, repo_path: Path | None, delta: str, keys: tuple[str, ...], sign_type: str,
+    keys_file: Path | None, keys_dir: Path | None,
+) -> None:
+    """Verify a delta's signatures (as ostree), then its parts: sizes, digests and operations.
 
-    Signatures are not checked: bootree does not sign deltas yet.
+    DELTA is FROM-TO or TO, or a path (a superblock file or a delta directory). KEYs are
+    base64 public keys or files of them; else --keys-file, --keys-dir, the system keys.
     """
     repo = open_repo(ctx, repo_path)
     p = Path(delta)
-    if p.exists():
-        _data, sb = read_superblock_file(p)
+    if "/" in delta or p.exists():
+        data, sb = read_superblock_file(p)
         base = p if p.is_dir() else p.parent
     else:
         name = _name(repo, delta)
-        _data, sb = read_superblock(repo, name)
-        base = repo.path / name.relpath
+        data, sb = read_superblock(repo, name)
+        base = delta_path(repo, name)
+    check = delta_checker(f"static delta {sb.name}", sign_type, keys, keys_file, keys_dir, system_optional=False)
+    assert check is not None
     loader = _dir_loader(sb, base)
     assert callable(loader)
     try:
+        check(data)
         for i, entry in enumerate(sb.parts):
             part = check_part(i, entry, loader(i, entry))
             decode_operations(
                 part.operations, entry.objects, payload_size=len(part.payload), n_modes=len(part.modes),
                 n_xattrs=len(part.xattrs), extensions=entry.version == 1,
             )
-    except FileNotFoundError as exc:
-        raise DeltaError(f"delta part missing: {exc.filename}") from exc
-    except BootreeError as exc:
-        exc.add_note(f"while verifying delta {sb.name}")
+    except (BootreeError, FileNotFoundError) as exc:
+        click.echo("Verification fails")
+        if isinstance(exc, FileNotFoundError):
+            raise DeltaError(f"delta part missing: {exc.filename}") from exc
+        if not isinstance(exc, SignatureError):
+            exc.add_note(f"while verifying delta {sb.name}")
         raise
-    click.echo(f"Delta {sb.name}: {len(sb.parts)} parts verified (no signatures checked)")
+    click.echo("Verification OK")
 
 
 @static_delta_group.command("indexes")

@@ -16,9 +16,10 @@ from bootree.cli import cli
 from bootree.cli._common import json_option, open_repo, print_json
 from bootree.errors import InstallError
 from bootree.health import assess_boot, discover
-from bootree.install import InitramfsOptions, InstallOptions, build_initramfs, install_to_disk
+from bootree.install import InitramfsOptions, InstallOptions, build_initramfs, install_from, install_to_disk
 from bootree.install.initramfs import DEFAULT_MODULES
 from bootree.install.todisk import DEFAULT_SYSTEMD_BOOT, parse_size
+from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
 from bootree.sysroot import Sysroot, esp
 
 #: ``health run`` exits with this when the boot is unhealthy and the loader is counting:
@@ -41,8 +42,26 @@ def install() -> None:
     """Install to a disk image, build an initramfs, update the ESP."""
 
 
+#: Prefixes that make the SOURCE of ``install to-disk`` a container image rather than a ref of --repo.
+IMAGE_PREFIXES = ("docker://", "oci:", "oci-archive:", "ostree-unverified-registry:", "ostree-unverified-image:",
+                  "ostree-image-signed:", "ostree-remote-image:", "ostree-remote-registry:")
+
+
+def image_source(text: str, transport: str | None) -> OstreeImageReference | None:
+    """The image ``text`` names, or ``None`` when it is a ref (or commit) of the repository.
+
+    With ``--transport`` it is always an image; otherwise it is one when it starts with a
+    container transport (``docker://``, ``oci:``...) or an origin form (``ostree-unverified-registry:``...).
+    """
+    if transport is not None:
+        return OstreeImageReference(SignatureKind.INSECURE, ImageReference.parse(text, transport))
+    if text.startswith(IMAGE_PREFIXES):
+        return OstreeImageReference.parse(text)
+    return None
+
+
 @install.command("to-disk")
-@click.argument("rev")
+@click.argument("source")
 @click.option("--disk", "disk", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The disk image file to create (replaced if it exists).")
 @click.option("--size", "size", default=None, help="Disk size, e.g. 2G (default: what the sysroot needs).")
@@ -54,25 +73,49 @@ def install() -> None:
 @click.option("--systemd-boot", "sdboot", type=click.Path(dir_okay=False, path_type=Path),
               default=DEFAULT_SYSTEMD_BOOT, show_default=True, help="systemd-boot EFI binary.")
 @click.option("--extra-ref", multiple=True, metavar="REF", help="Also copy REF into the sysroot's repository.")
+@click.option("--transport", default=None, type=click.Choice(["registry", "oci", "oci-archive"]),
+              help="SOURCE is a container image read with this transport.")
+@click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="containers auth.json with registry credentials (default: $REGISTRY_AUTH_FILE, ...).")
 @click.option("--fs-verity", "fs_verity", is_flag=True,
               help="Root file system with fs-verity (ext4 -O verity) and [ex-fsverity] required=true in its repository.")
 @click.pass_context
-def to_disk_cmd(ctx: click.Context, rev: str, disk: Path, size: str | None, stateroot: str,
+def to_disk_cmd(ctx: click.Context, source: str, disk: Path, size: str | None, stateroot: str,
                 karg: tuple[str, ...], tries: int, esp_size: str, sdboot: Path, extra_ref: tuple[str, ...],
-                fs_verity: bool) -> None:
-    """Build a bootable GPT disk image of REV (a ref or commit of --repo): ESP + root.
+                transport: str | None, authfile: Path | None, fs_verity: bool) -> None:
+    """Build a bootable GPT disk image of SOURCE: ESP + root.
+
+    SOURCE is a ref or commit of --repo, or a container image (bootc's install to-disk):
+    docker://HOST/REPO:TAG, oci:DIR[:TAG], or any name with --transport. An image is pulled
+    into the new disk's repository and recorded as the origin, so that status, upgrade and
+    switch on the installed machine follow it.
 
     No root privileges or loop devices: mkfs.vfat and mtools for the ESP, mkfs.ext4 -d for the
     root, sgdisk for the table. Boots with UEFI firmware through systemd-boot.
     """
     if tries < 0:
         raise InstallError("--boot-counting-tries must be 0 or more")
-    repo = open_repo(ctx, None)
     opts = InstallOptions(stateroot=stateroot, size_mib=parse_size(size) if size else None,
                           esp_size_mib=parse_size(esp_size), kargs=karg, tries=tries, systemd_boot=sdboot,
                           extra_refs=extra_ref, fs_verity=fs_verity)
-    result = install_to_disk(repo, rev, disk, options=opts)
-    click.echo(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
+    image = image_source(source, transport)
+    if image is None:
+        result = install_to_disk(open_repo(ctx, None), source, disk, options=opts)
+        click.echo(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
+    else:
+        if extra_ref:
+            raise InstallError("--extra-ref copies refs of --repo; it cannot be combined with an image")
+        from bootree.cli._image_progress import image_progress
+        from bootree.host.provision import ImageInstallSource
+        from bootree.oci.registry import RegistryOptions  # httpx: only for images (health run stays light)
+
+        with image_progress(quiet=False) as progress:
+            content = ImageInstallSource(image, RegistryOptions(authfile=authfile), progress=progress)
+            result = install_from(content, disk, options=opts)
+        click.echo(f"Installed {result.deployment.stateroot} {result.deployment.name} to {result.disk}")
+        click.echo(f"Image: {image}")
+        if content.pulled is not None:
+            click.echo(f"Digest: {content.pulled.state.manifest_digest}")
     click.echo(f"ESP entries: {' '.join(result.esp_entries)}")
 
 

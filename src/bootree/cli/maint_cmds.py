@@ -41,6 +41,8 @@ from bootree.format.objects import ObjectType
     help="Also regenerate the composefs image of each commit that records a digest and compare, "
     "and check the objects every deployment's .ostree.cfs redirects to.",
 )
+@click.option("--verify-bindings", is_flag=True, help="Check that each ref's commit is bound to it (ostree.ref-binding, ostree.collection-binding).")
+@click.option("--verify-back-refs", is_flag=True, help="Check that each ref a commit is bound to exists.")
 @json_option
 @click.pass_context
 def fsck_cmd(
@@ -50,6 +52,8 @@ def fsck_cmd(
     all_errors: bool,
     delete: bool,
     check_composefs: bool,
+    verify_bindings: bool,
+    verify_back_refs: bool,
     as_json: bool,
 ) -> None:
     """Verify every commit and every object it reaches; exit 1 listing each bad object.
@@ -62,6 +66,17 @@ def fsck_cmd(
     say = (lambda text: None) if quiet or as_json else click.echo
     say("Validating refs...")
     say("Validating refs in collections...")
+    if verify_bindings or verify_back_refs:
+        from bootree.repo.collections import fsck_bindings
+
+        fsck_bindings(
+            repo.refs,
+            repo.config,
+            repo.reader.try_read_commit,
+            (c for t, c in repo.store.iter_objects() if t is ObjectType.COMMIT),
+            verify_bindings=verify_bindings,
+            verify_back_refs=verify_back_refs,
+        )
     say("Enumerating commits...")
     fsck_partial = [c for c in repo.partial_commits() if repo.is_partial_by_fsck(c)]
     with progress_bar("Verifying objects") as prog:

@@ -83,14 +83,21 @@ def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
 
 
 def _report(result: PullResult, *, local: bool = False) -> None:
+    from bootree.cli._common import format_size
+
+    if result.deltas is not None:
+        d = result.deltas  # ostree's line for a dry run through deltas
+        click.echo(
+            f"Delta update: {d.fetched_parts}/{d.parts} parts, {format_size(d.fetched_size)}/{format_size(d.size)}, "
+            f"{format_size(d.uncompressed)} total uncompressed"
+        )
+        return
     if result.dry_run:
         click.echo(
             f"would fetch {result.metadata_fetched} metadata, {result.content_fetched} content objects "
             f"({result.bytes_fetched // 1024} KiB of metadata read)"
         )
         return
-    from bootree.cli._common import format_size
-
     # ostree's line, which scripts grep: sizes as GLib writes them.
     if local:
         click.echo(
@@ -233,6 +240,9 @@ def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
 @click.option("--disable-fsync", is_flag=True, help="Do not invoke fsync().")
 @click.option("--untrusted", is_flag=True, help="Verify checksums of the source (bootree always does).")
 @click.option("--dry-run", is_flag=True, help="Only print what would be copied.")
+@click.option("--gpg-verify", "gpg_verify", is_flag=False, flag_value="true", default=None, metavar="[=BOOL]",
+              help="Require GPG signatures trusted for --remote on every commit.")
+@click.option("--require-static-deltas", is_flag=True, help="Use the source's static deltas; fail if there is none.")
 @json_option
 @click.pass_context
 def pull_local_cmd(
@@ -246,23 +256,43 @@ def pull_local_cmd(
     disable_fsync: bool,
     untrusted: bool,
     dry_run: bool,
+    gpg_verify: str | None,
+    require_static_deltas: bool,
     as_json: bool,
 ) -> None:
     """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
+    from bootree.format.keyfile import parse_bool
+
     repo = open_repo(ctx, repo_path, fsync=False if disable_fsync else None)
     cfg = _pull_config(None)
-    with _progress() as display:
-        result = pull_local(
-            repo,
-            source,
-            list(refs),
-            remote=remote,
-            config=cfg,
-            depth=depth,
-            commit_metadata_only=commit_metadata_only,
-            dry_run=dry_run,
-            progress=display,
-        )
+    if require_static_deltas:
+        cfg = dataclasses.replace(cfg, static_deltas=StaticDeltas.REQUIRE)
+    policy = None
+    if gpg_verify is not None and parse_bool(gpg_verify):
+        if remote is None:
+            raise click.UsageError("--gpg-verify needs --remote=REMOTE (whose keys to trust)")
+        from bootree.pull import get_remote
+        from bootree.pull.trust import policy_for_remote
+
+        policy = policy_for_remote(repo.path, get_remote(repo.config, remote))
+        policy.gpg_verify = True
+    try:
+        with _progress() as display:
+            result = pull_local(
+                repo,
+                source,
+                list(refs),
+                remote=remote,
+                config=cfg,
+                depth=depth,
+                commit_metadata_only=commit_metadata_only,
+                dry_run=dry_run,
+                progress=display,
+                policy=policy,
+            )
+    finally:
+        if policy is not None:
+            policy.close()
     _emit(result, as_json, local=True)
 
 

@@ -32,6 +32,13 @@ from bootree.repo import Repo
 @click.option("--create", metavar="NEWREF", help="Create NEWREF pointing at the commit PREFIX resolves to.")
 @click.option("--force", is_flag=True, help="With --create, replace an existing NEWREF.")
 @click.option("--remote", help="List only this remote's refs.")
+@click.option(
+    "-c",
+    "--collections",
+    is_flag=True,
+    help="Work on collection refs, printed as (COLLECTION, REF); each PREFIX is a collection ID, "
+    "--create takes COLLECTION:REF.",
+)
 @json_option
 @click.pass_context
 def refs_cmd(
@@ -44,6 +51,7 @@ def refs_cmd(
     create: str | None,
     force: bool,
     remote: str | None,
+    collections: bool,
     as_json: bool,
 ) -> None:
     """List refs (remote ones as REMOTE:REF), or create, alias or delete them.
@@ -52,6 +60,11 @@ def refs_cmd(
     names); an alias is a ref that follows another one (a symbolic link in refs/heads).
     """
     repo = open_repo(ctx, repo_path)
+    if delete and not prefixes:
+        raise click.UsageError("At least one PREFIX is required when deleting refs")
+    if collections:
+        _collection_refs(repo, prefixes, create=create, delete=delete, as_json=as_json)
+        return
     if create:
         if len(prefixes) != 1:
             raise click.UsageError("--create=NEWREF needs one existing ref or commit as argument")
@@ -61,8 +74,6 @@ def refs_cmd(
         refs_changed(repo)
         return
     if delete:
-        if not prefixes:
-            raise click.UsageError("--delete needs a PREFIX")
         aliased = {target for _a, target in repo.refs.aliases().items()}
         for prefix in prefixes:
             # Ref files are not read (a ref holding garbage can still be deleted, as ostree).
@@ -91,6 +102,38 @@ def refs_cmd(
         return
     for full, shown in refs.items():
         click.echo(full if full_names else shown)
+
+
+def _collection_refs(repo: Repo, prefixes: tuple[str, ...], *, create: str | None, delete: bool, as_json: bool) -> None:
+    """``refs --collections``: list (each PREFIX a collection ID), ``--create=COLLECTION:REF``
+    or ``--delete`` collection refs, as ostree does."""
+    from bootree.repo.collections import CollectionRef, list_collection_refs, set_collection_ref
+    from bootree.repo.summary import refs_changed
+
+    if create:
+        if len(prefixes) != 1:
+            raise click.UsageError("--create=COLLECTION:REF needs one existing ref or commit as argument")
+        cid, sep, name = create.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{create!r}: expected COLLECTION:REF", param_hint="--create")
+        set_collection_ref(repo.refs, repo.config, CollectionRef(cid, name), repo.resolve_rev(prefixes[0]), fsync=repo.fsync)
+        refs_changed(repo)
+        return
+    found = {}
+    for match in prefixes or (None,):
+        found.update(list_collection_refs(repo.refs, repo.config, match))
+    if delete:
+        for cref in found:
+            set_collection_ref(repo.refs, repo.config, cref, None, fsync=repo.fsync)
+        refs_changed(repo)
+        return
+    ordered = sorted(found)
+    if as_json:
+        rows = [{"collection_id": c.collection_id, "ref": c.ref, "checksum": found[c]} for c in ordered]
+        emit(rows, as_json=True, text=lambda _rows: [str(c) for c in ordered])
+        return
+    for cref in ordered:
+        click.echo(str(cref))
 
 
 def _create_ref(repo: Repo, source: str, new: str, *, alias: bool, force: bool) -> None:

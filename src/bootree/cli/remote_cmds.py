@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,6 +26,7 @@ from bootree.cli._common import (
 from bootree.errors import RemoteError
 from bootree.format.gvariant import Variant
 from bootree.format.gvtext import print_text
+from bootree.format.keyfile import KeyFile
 from bootree.format.summary import Summary
 from bootree.pull import (
     add_remote,
@@ -37,12 +39,19 @@ from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
 from bootree.repo.summary import read_summary, update_summary
 
+if TYPE_CHECKING:
+    from bootree.sign.gpgkeys import GpgKey, GpgSubkey
+
 # --- remote ------------------------------------------------------------------------------------
 
 
 @cli.group("remote")
-def remote_group() -> None:
+@click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path), hidden=True,
+              help="As 'remote add --sysroot' (ostree accepts it before the subcommand).")
+@click.pass_context
+def remote_group(ctx: click.Context, sysroot_path: Path | None) -> None:
     """Manage remote repositories ([remote "NAME"] sections of the repo config)."""
+    ctx.ensure_object(dict)["remote_sysroot"] = sysroot_path
 
 
 @remote_group.command("add")
@@ -67,10 +76,13 @@ def remote_group() -> None:
 @click.option("--force", is_flag=True, help="Replace the remote if it exists.")
 @click.option("--contenturl", help="Use URL when fetching content (objects).")
 @click.option("--collection-id", help="Collection ID of the remote's refs.")
+@click.option("--sysroot", "sysroot_path", type=click.Path(file_okay=False, path_type=Path),
+              help="Add the remote to the sysroot at PATH (its repository, or its deployment's /etc).")
 @click.pass_context
 def remote_add_cmd(
     ctx: click.Context,
     repo_path: Path | None,
+    sysroot_path: Path | None,
     name: str,
     url: str,
     branches: tuple[str, ...],
@@ -87,27 +99,37 @@ def remote_add_cmd(
     """Add a remote repository NAME at URL (optionally with default BRANCHES)."""
     if if_not_exists and force:
         raise click.UsageError("--if-not-exists and --force cannot be used together")
-    repo = open_repo(ctx, repo_path)
+    sysroot_path = sysroot_path or (ctx.obj or {}).get("remote_sysroot")
+    repo = open_repo(ctx, sysroot_path / "ostree/repo" if sysroot_path is not None else repo_path)
     options = [kv_option(o, "--set") for o in set_options]
-    for spec in sign_verify_keys:
-        options.append(_sign_verify_option(spec))
+    keys = [_sign_verify_option(spec) for spec in sign_verify_keys]  # their engines become sign-verify
     if sign_verify_keys and no_sign_verify:
         raise click.UsageError("--sign-verify and --no-sign-verify are exclusive")
+    from bootree.pull.remote import remotes_config_dir
+
+    confdir = remotes_config_dir(sysroot_path, repo.config) if sysroot_path is not None else None
+    config = KeyFile() if confdir is not None else repo.config
     added = add_remote(
-        repo.config,
+        config,
         name,
         url,
         branches=branches,
         contenturl=contenturl,
         options=options,
         gpg_verify=False if (no_gpg_verify or no_sign_verify) else None,
-        sign_verify=False if no_sign_verify else (True if sign_verify_keys else None),
+        sign_verify=False if no_sign_verify else None,
+        verification_keys=keys,
         collection_id=collection_id,
         if_not_exists=if_not_exists,
         force=force,
     )
-    if added:
+    if added and confdir is not None:
+        from bootree.pull.remote import save_remote_file
+
+        added = save_remote_file(confdir, name, config, if_not_exists=if_not_exists, force=force)
+    elif added:
         repo.save_config()
+    if added:
         if gpg_import_files:
             from bootree.pull.trust import gpg_import
 
@@ -115,15 +137,22 @@ def remote_add_cmd(
             click.echo(f"Imported {len(n)} GPG key{'s' if len(n) != 1 else ''} to remote \"{name}\"")
 
 
-def _sign_verify_option(spec: str) -> tuple[str, str]:
-    """ostree's ``--sign-verify=ed25519=inline:KEY`` / ``ed25519=file:PATH`` as a remote key."""
+def _sign_verify_option(spec: str) -> tuple[str, str, str]:
+    """ostree's ``--sign-verify=ed25519=inline:KEY`` / ``ed25519=file:PATH``: the engine and its remote key.
+
+    The errors use ostree's words, which scripts match.
+    """
+    from bootree.pull.trust import SIGN_ENGINES
+
     kind, sep, ref = spec.partition("=")
+    if not sep:
+        raise click.BadParameter(f"Failed to parse KEYTYPE=[inline|file]:DATA in {spec}", param_hint="--sign-verify")
+    if kind not in SIGN_ENGINES:
+        raise click.BadParameter(f"Requested signature type is not implemented: {kind}", param_hint="--sign-verify")
     how, sep2, value = ref.partition(":")
-    if not sep or not sep2 or how not in ("inline", "file") or not value:
-        raise click.BadParameter(f"expected KEYTYPE=inline:PUBKEY or KEYTYPE=file:PATH, got {spec!r}", param_hint="--sign-verify")
-    if kind != "ed25519":
-        raise click.BadParameter(f"unknown signature type {kind!r} (bootree knows ed25519)", param_hint="--sign-verify")
-    return (f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value)
+    if not sep2 or how not in ("inline", "file") or not value:
+        raise click.BadParameter(f"Invalid key reference {how}, expected inline|file", param_hint="--sign-verify")
+    return kind, f"verification-{kind}-key" if how == "inline" else f"verification-{kind}-file", value
 
 
 @remote_group.command("delete")
@@ -132,11 +161,14 @@ def _sign_verify_option(spec: str) -> tuple[str, str]:
 @click.option("--if-exists", is_flag=True, help="Do nothing if the remote does not exist.")
 @click.pass_context
 def remote_delete_cmd(ctx: click.Context, repo_path: Path | None, name: str, if_exists: bool) -> None:
-    """Delete remote NAME (and its refs/remotes/NAME refs)."""
+    """Delete remote NAME (and its refs/remotes/NAME refs and trusted GPG keyring)."""
+    from bootree.pull.trust import gpg_forget
+
     repo = open_repo(ctx, repo_path)
     if delete_remote(repo.config, name, if_exists=if_exists):
         repo.save_config()
         repo.refs.delete_remote(name)
+        gpg_forget(repo.path, name)
 
 
 @remote_group.command("list")
@@ -262,8 +294,11 @@ _SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
 
 
 def _render_summary(summary: Summary) -> None:
-    for r in summary.refs:
-        click.echo(f"* {r.name}")
+    main = summary.collection_id
+    listed = [(main, r) for r in summary.refs]
+    listed += [(cid, r) for cid, refs in summary.collection_map.items() for r in refs]
+    for cid, r in listed:
+        click.echo(f"* ({cid}, {r.name})" if cid is not None else f"* {r.name}")
         click.echo(f"    Latest Commit ({r.commit_size} bytes):")
         click.echo(f"      {r.commit}")
         if r.version is not None:
@@ -275,6 +310,8 @@ def _render_summary(summary: Summary) -> None:
         "ostree.summary.mode": "Repository Mode",
         "ostree.summary.last-modified": "Last-Modified",
         "ostree.summary.tombstone-commits": "Has Tombstone Commits",
+        "ostree.summary.collection-id": "Collection ID",
+        "ostree.summary.collection-map": "Collection Map",
     }
     deltas = summary.static_deltas
     if deltas:
@@ -289,6 +326,8 @@ def _render_summary(summary: Summary) -> None:
         label = labels.get(key)
         if key == "ostree.summary.last-modified" and summary.last_modified is not None:
             text = _ts(summary.last_modified)
+        elif key == "ostree.summary.collection-map" and label:
+            text = "(printed above)"
         elif value.type == "b":
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:
@@ -378,17 +417,15 @@ def summary_cmd(
 
     -u regenerates it (and removes summary.sig); --gpg-sign / --sign then sign it, as ostree.
     """
-    from bootree.cli.sign_cmds import read_secret_keys
+    from bootree.cli.sign_cmds import signing_keys
 
     repo = open_repo(ctx, repo_path)
     view = view or raw
     if not update and not view and not gpg_keys and not sign_keys:
         raise click.UsageError("no action given: use --update, --view, --gpg-sign or --sign")
-    if sign_keys and sign_type != "ed25519":
-        raise click.UsageError(f"unknown signature type {sign_type!r}")
     if expires_in is not None and not update:
         raise click.UsageError("--expires-in needs --update")
-    secret = read_secret_keys(sign_keys, None) if sign_keys else []
+    secret, dummy_keys = signing_keys(sign_keys, sign_type) if sign_keys else ([], ())
     if update:
         extra = []
         for item in add_metadata:
@@ -397,15 +434,17 @@ def summary_cmd(
         if expires_in is not None:
             extra.append(expiry_metadata(int(time.time()) + _duration(expires_in)))
         update_summary(repo, extra_metadata=extra)
-    if gpg_keys or secret:
-        sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
+    if gpg_keys or secret or dummy_keys:
+        sign_summary(repo, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir, dummy_keys=dummy_keys)
     if view:
         summary = read_summary(repo)
         if raw:
             from bootree.format.gvariant import decode
+            from bootree.format.gvtext import byteswap
 
             data = (repo.path / "summary").read_bytes()
-            click.echo(print_text(_SUMMARY_TYPE, decode(_SUMMARY_TYPE, data), annotate=True))
+            value = byteswap(_SUMMARY_TYPE, decode(_SUMMARY_TYPE, data))  # as ostree prints it
+            click.echo(print_text(_SUMMARY_TYPE, value, annotate=True))
         elif as_json:
             print_json(
                 {
@@ -431,3 +470,45 @@ def _parse_variant(text: str) -> Variant:
     from bootree.cli._common import parse_gvariant_text
 
     return parse_gvariant_text(text)
+
+
+@remote_group.command("gpg-list-keys")
+@repo_option
+@click.argument("name", required=False)
+@click.pass_context
+def remote_gpg_list_keys_cmd(ctx: click.Context, repo_path: Path | None, name: str | None) -> None:
+    """List the GPG keys trusted for remote NAME (without NAME: the global ones), as ostree."""
+    from bootree.pull.trust import global_gpg_keyrings, remote_gpg_keyrings
+    from bootree.sign.gpgkeys import list_keys
+
+    repo = open_repo(ctx, repo_path)
+    rings = remote_gpg_keyrings(repo.path, get_remote(repo.config, name)) if name else global_gpg_keyrings()
+    for line in _gpg_key_lines(list_keys(rings)):
+        click.echo(line)
+
+
+def _gpg_key_lines(keys: list[GpgKey]) -> list[str]:
+    """ostree's layout: Key, Created, [Expires|Expired], UID lines with their update URLs, Subkeys."""
+    import time
+
+    def when(ts: int) -> str:
+        return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(ts))
+
+    def sub(k: GpgSubkey, primary: bool) -> list[str]:
+        lead = "" if primary else "  "
+        flags = (" (revoked)" if k.revoked else "") + (" (invalid)" if k.invalid else "")
+        out = [f"{lead}{'Key' if primary else 'Subkey'}: {k.fingerprint}{flags}", f"{lead}  Created: {when(k.created)}"]
+        if k.expires > 0:
+            out.append(f"{lead}  {'Expired' if k.expired else 'Expires'}: {when(k.expires)}")
+        return out
+
+    lines: list[str] = []
+    for key in keys:
+        lines += sub(key.primary, True)
+        for u in key.uids:
+            lines.append(f"  UID: {u.uid}" + (" (revoked)" if u.revoked else "") + (" (invalid)" if u.invalid else ""))
+            lines.append(f"  Advanced update URL: {u.advanced_url or ''}")
+            lines.append(f"  Direct update URL: {u.direct_url or ''}")
+        for s in key.subkeys:
+            lines += sub(s, False)
+    return lines

@@ -43,15 +43,16 @@ from bootree.repo.checkout import links_files
     help="How content objects are stored: archive (compressed, servable over HTTP), bare (needs "
     "root), bare-user (metadata in xattrs) or bare-user-only (canonical permissions).",
 )
+@click.option("--collection-id", metavar="COLLECTION-ID", help="Globally unique ID of this repository's collection of refs (reverse DNS, e.g. org.example.Os).")
 @click.pass_context
-def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
+def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str, collection_id: str | None) -> None:
     """Initialize a new empty repository.
 
     \b
     Example:
       bootree --repo=repo init --mode=archive
     """
-    Repo.init(repo_path_from(ctx, repo_path), mode=RepoMode.parse(mode))
+    Repo.init(repo_path_from(ctx, repo_path), mode=RepoMode.parse(mode), collection_id=collection_id)
 
 
 # --- commit ----------------------------------------------------------------------------------
@@ -92,6 +93,7 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str) -> None:
     is_flag=True,
     help="Store the composefs image digest (ostree.composefs.digest.v0) in the commit metadata.",
 )
+@click.option("--generate-sizes", is_flag=True, help="Record each object's sizes in the commit (ostree.sizes), for show --print-sizes.")
 @click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE", help="Sign the commit with the ed25519 secret key(s) in KEYFILE ('-': stdin).")
 @click.option("--sign-type", default="ed25519", show_default=True, help="Signature type of --sign.")
 @click.option("--gpg-sign", "gpg_keys", multiple=True, metavar="KEY-ID", help="GPG key ID to sign the commit with.")
@@ -124,6 +126,7 @@ def commit_cmd(
     link_checkout_speedup: bool,
     fsync: str | None,
     composefs_metadata: bool,
+    generate_sizes: bool,
     sign_keys: tuple[str, ...],
     sign_type: str,
     gpg_keys: tuple[str, ...],
@@ -141,12 +144,11 @@ def commit_cmd(
     """
     repo = open_repo(ctx, repo_path, fsync=None if fsync is None else fsync == "true")
     secret: list[Any] = []
+    dummy_keys: tuple[str, ...] = ()
     if sign_keys:
-        from bootree.cli.sign_cmds import read_secret_keys
+        from bootree.cli.sign_cmds import signing_keys
 
-        if sign_type != "ed25519":
-            raise click.UsageError(f"unknown signature type {sign_type!r}")
-        secret = read_secret_keys(sign_keys, None)  # before committing: a bad key changes nothing
+        secret, dummy_keys = signing_keys(sign_keys, sign_type)  # before committing: a bad key changes nothing
     sources: list[TreeSource | Path] = []
     if base is not None:
         sources.append(TreeSource(SourceKind.BASE, base))
@@ -195,6 +197,15 @@ def commit_cmd(
             return [composefs.digest_metadata(image.digest)]
 
         kwargs["tree_metadata"] = composefs_digest
+    if generate_sizes:
+        from bootree.repo.sizes import sizes_metadata
+
+        first = kwargs.get("tree_metadata")
+
+        def with_sizes(tree: Checksum, dmeta: Checksum) -> list[tuple[str, Variant]]:
+            return [*(first(tree, dmeta) if first else []), *sizes_metadata(repo.reader, tree, dmeta)]
+
+        kwargs["tree_metadata"] = with_sizes
     with progress_bar("Committing", total=None) as prog:
 
         def on_progress(files: int, nbytes: int) -> None:
@@ -213,10 +224,11 @@ def commit_cmd(
             progress=on_progress,
             **kwargs,
         )
-    if secret or gpg_keys:
+    if secret or gpg_keys or dummy_keys:
         from bootree.pull.publish import sign_commit
 
-        sign_commit(repo, csum, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir)
+        sign_commit(repo, csum, ed25519_keys=secret, gpg_key_ids=gpg_keys, gpg_homedir=gpg_homedir,
+                    dummy_keys=dummy_keys)
     from bootree.repo.summary import refs_changed
 
     refs_changed(repo, committed=True)

@@ -5,6 +5,7 @@ Layer: cli: parse, call :mod:`bootree.repo`, render (ostree's text or ``--json``
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import stat
 import sys
@@ -134,12 +135,16 @@ def log_cmd(ctx: click.Context, repo_path: Path | None, rev: str, as_json: bool)
 @repo_option
 @click.argument("rev")
 @click.option("--print-metadata-key", "key", help="Print only the value of this metadata key.")
+@click.option("--print-sizes", is_flag=True, help="Print the sizes the commit records (ostree.sizes) and how much is still needed.")
+@click.option("--raw", is_flag=True, help="Print the commit object as GVariant text (byte-swapped, as ostree's --raw).")
+@click.option("--print-detached-metadata-key", "detached_key", help="Print only the value of this detached metadata key.")
 @click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="Check GPG signatures with the keyrings in DIR.")
 @click.option("--gpg-verify-remote", metavar="REMOTE", help="Check GPG signatures with REMOTE's trusted keys.")
 @json_option
 @click.pass_context
 def show_cmd(
-    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None,
+    ctx: click.Context, repo_path: Path | None, rev: str, key: str | None, print_sizes: bool, raw: bool,
+    detached_key: str | None,
     gpg_homedir: Path | None, gpg_verify_remote: str | None, as_json: bool,
 ) -> None:
     """Show one commit: checksum, parent, content checksum, date, version, subject and body.
@@ -149,6 +154,39 @@ def show_cmd(
     repo = open_repo(ctx, repo_path)
     csum = repo.resolve_rev(rev)
     c = repo.read_commit(csum)
+    if print_sizes:
+        from bootree.cli._common import format_size
+        from bootree.repo.sizes import sizes_report
+
+        report = sizes_report(c, repo.has_object)
+        if report is None:
+            raise RepoError(f"Commit {csum} has no ostree.sizes metadata (commit with --generate-sizes)")
+        r = report
+        lines = [
+            f"Compressed size (needed/total): {format_size(r.archived_needed)}/{format_size(r.archived_total)}",
+            f"Unpacked size (needed/total): {format_size(r.unpacked_needed)}/{format_size(r.unpacked_total)}",
+            f"Number of objects (needed/total): {r.objects_needed}/{r.objects_total}",
+        ]
+        emit(dataclasses.asdict(r), as_json=as_json, text=lambda _v: lines)
+        return
+    if raw and key is None and not as_json:
+        from bootree.format.gvariant import decode
+        from bootree.format.gvtext import byteswap, print_text
+        from bootree.format.objects import COMMIT_TYPE
+
+        value = decode(COMMIT_TYPE, repo.load_metadata(ObjectType.COMMIT, csum))
+        click.echo(f"commit {csum}")
+        click.echo(print_text(COMMIT_TYPE, byteswap(COMMIT_TYPE, value), annotate=True))
+        return
+    if detached_key is not None:
+        from bootree.sign import detached
+
+        entries = detached.decode(repo.read_commitmeta(csum))
+        value = next((v for k, v in entries if k == detached_key), None)
+        if value is None:
+            raise RepoError(f"no such detached metadata key {detached_key!r} in commit {csum}")
+        _emit_variant(value, as_json)
+        return
     if key is None and not as_json:
         emit(_CommitView(csum, c), as_json=False, text=_commit_lines)
         _print_signatures(repo, csum, gpg_homedir, gpg_verify_remote)
@@ -157,12 +195,18 @@ def show_cmd(
         found = next((v for k, v in c.metadata if k == key), None)
         if found is None:
             raise RepoError(f"no such metadata key {key!r} in commit {csum}")
-        from bootree.format.gvtext import print_text
-
-        # GVariant text, as ostree prints it; JSON through the one renderer.
-        emit(_variant_json(found), as_json=as_json, text=lambda _x: [print_text(found.type, found.value)])
+        _emit_variant(found, as_json)
         return
     emit(_CommitView(csum, c), as_json=as_json, text=_commit_lines)
+
+
+def _emit_variant(value: Variant, as_json: bool) -> None:
+    """One metadata value: GVariant text as ostree prints it (byte-swapped, its convention for
+    metadata numbers, and type-annotated); JSON through the one renderer, unswapped."""
+    from bootree.format.gvtext import byteswap, print_text
+
+    shown = byteswap(value.type, value.value) if sys.byteorder == "little" else value.value
+    emit(_variant_json(value), as_json=as_json, text=lambda _x: [print_text(value.type, shown, annotate=True)])
 
 
 def _print_signatures(repo: Repo, csum: Checksum, homedir: Path | None, remote: str | None) -> None:

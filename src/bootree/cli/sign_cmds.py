@@ -32,12 +32,22 @@ from bootree.sign import (
     parse_secret_keys,
 )
 
-__all__ = ["gpg_block", "read_secret_keys", "show_gpg_verifier"]
+__all__ = ["check_sign_type", "gpg_block", "read_secret_keys", "show_gpg_verifier", "signing_keys"]
 
 
-def _check_sign_type(sign_type: str) -> None:
-    if sign_type != "ed25519":
-        raise click.UsageError(f"unknown signature type {sign_type!r}: bootree knows 'ed25519' (GPG: use gpg-sign)")
+SIGN_TYPES = ("ed25519", "dummy")
+
+
+def check_sign_type(sign_type: str) -> None:
+    """Refuse a ``--sign-type`` that no engine implements, in ostree's words.
+
+    ``dummy`` is ostree's test-only engine (:mod:`bootree.sign.dummy`): its "keys" are plain
+    strings that end up in the signature, so, unlike ed25519 secret keys, they may be given
+    on the command line; it works only with ``OSTREE_DUMMY_SIGN_ENABLED=1``.
+    """
+    if sign_type not in SIGN_TYPES:
+        raise VerificationError("Requested signature type is not implemented",
+                                hint="bootree knows 'ed25519' (GPG: use gpg-sign)")
 
 
 def _read_source(source: str, what: str) -> bytes:
@@ -72,6 +82,24 @@ def read_secret_keys(keys: tuple[str, ...], keys_file: Path | None) -> list[Secr
     if not out:
         raise click.UsageError("no secret key given: pass --keys-file=FILE or KEY files")
     return out
+
+
+def signing_keys(keys: tuple[str, ...], sign_type: str) -> tuple[list[SecretKey], tuple[str, ...]]:
+    """``--sign=KEY --sign-type=TYPE`` of commit and summary: (ed25519 secret keys, dummy keys).
+
+    Read before anything is written, so that a bad key changes nothing.
+
+    Raises:
+        VerificationError: an unknown type, or dummy keys while the dummy engine is disabled.
+        FormatError: an ed25519 key file holding something else.
+    """
+    check_sign_type(sign_type)
+    if sign_type == "dummy":
+        from bootree.sign import dummy
+
+        dummy.require_enabled()
+        return [], keys
+    return read_secret_keys(keys, None), ()
 
 
 def _public_keys(keys: tuple[str, ...], keys_file: Path | None) -> list[PublicKey]:
@@ -168,11 +196,14 @@ def sign_cmd(
     """
     from bootree.pull.publish import delete_ed25519_signatures, sign_commit, verify_commit
 
-    _check_sign_type(sign_type)
+    check_sign_type(sign_type)
     if verify and delete:
         raise click.UsageError("--verify and --delete are exclusive")
     repo = open_repo(ctx, repo_path)
     csum = _resolve(repo, commit)
+    if sign_type == "dummy":
+        _dummy_sign(repo, csum, keys, verify=verify, delete=delete)
+        return
     if verify or delete:
         public = _public_keys(keys, keys_file)
         if not public:
@@ -190,6 +221,25 @@ def sign_cmd(
                 click.echo(f"Signature verified successfully with key '{c.key}'")
         return
     sign_commit(repo, csum, ed25519_keys=read_secret_keys(keys, keys_file))
+
+
+def _dummy_sign(repo: Repo, csum: Checksum, keys: tuple[str, ...], *, verify: bool, delete: bool) -> None:
+    """``sign --sign-type=dummy``: KEY arguments are the dummy key strings themselves."""
+    from bootree.pull.publish import sign_commit, verify_commit
+    from bootree.sign import dummy
+
+    if delete:
+        raise click.UsageError("--delete is not supported for the dummy signature type")
+    if not keys:
+        raise click.UsageError("no key given")
+    if not verify:
+        sign_commit(repo, csum, dummy_keys=keys)
+        return
+    try:
+        verify_commit(repo, csum, Verifier(dummy=keys), require_sign=True)
+    except VerificationError as e:  # not enabled, unsigned or another key: ostree says just this
+        raise VerificationError("No valid signatures found") from e
+    click.echo(f"{dummy.NAME}: Signature verified")
 
 
 @cli.command("gpg-sign")

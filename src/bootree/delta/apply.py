@@ -26,7 +26,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from bootree.delta.bsdiff import bspatch
 from bootree.delta.content import load_content
+from bootree.delta.recompress import decompress, recompress
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
 from bootree.format.checksum import Checksum, from_raw
 from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
@@ -40,11 +42,10 @@ from bootree.format.deltaops import (
     UnsetReadSource,
     Write,
     ZstdPatch,
-    apply_bsdiff,
     decode_operations,
 )
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
-from bootree.format.recompress import GzipParams, gunzip, gzip_compress
+from bootree.format.recompress import Params, parse_params
 from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, Transaction
 
@@ -123,7 +124,7 @@ class _PartRunner:
         self.recompressing = recompressing
 
     def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
-        """An old object's content (``decompressed``: its gunzipped content), cached.
+        """An old object's content (``decompressed``: its decompressed content), cached.
 
         A rebuilt initramfs switches between its old self and the tree's files many times: the
         cache keeps recently used sources up to :data:`_SOURCE_CACHE` bytes, so each is read
@@ -145,7 +146,7 @@ class _PartRunner:
             self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
             data = load_content(self.repo, csum)
         if decompressed:
-            data = gunzip(data, max_size=_MAX_INNER)
+            data = decompress(data, max_size=_MAX_INNER)
         cache[key] = data
         self._cached += len(data)
         while self._cached > _SOURCE_CACHE and len(cache) > 1:
@@ -175,7 +176,7 @@ class _PartRunner:
             i += 1
 
     def _splice(self, otype: ObjectType, csum: Checksum, op: Splice, data: bytes) -> None:
-        if self.txn.has_object(otype, csum):
+        if self.txn.has_object_indexed(otype, csum):
             return
         if otype is not ObjectType.FILE:
             self.txn.write_metadata(VerifiedMetadata.parse(otype, data, csum))
@@ -198,12 +199,12 @@ class _PartRunner:
 
     def _build(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> None:
         _otype, csum = self.entry.objects[op.obj]
-        if self.txn.has_object(ObjectType.FILE, csum):
+        if self.txn.has_object_indexed(ObjectType.FILE, csum):
             return  # libostree makes o/w/B no-ops for an object already present
         header = _header(self.part, op.mode_idx, op.xattr_idx)
         chunks: Iterable[bytes] = self._chunks(op, body, source)
         if op.inner_size is not None:  # bootree's G: the writes are the uncompressed contents
-            params = GzipParams.from_bytes(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
+            params = parse_params(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
             inner = b"".join(chunks)
             # Compressing is the slow part (zlib releases the GIL): a worker does it and the
             # write while the operations go on; ``drain`` waits before anything reads it.
@@ -220,8 +221,8 @@ class _PartRunner:
             writer.finish()
         self.content_written.append(csum)
 
-    def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: GzipParams) -> None:
-        rebuilt = gzip_compress(inner, params)
+    def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: Params) -> None:
+        rebuilt = recompress(inner, params)
         if len(rebuilt) != size:
             raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
         self._write(header, size, csum, [rebuilt])
@@ -251,7 +252,7 @@ class _PartRunner:
             elif isinstance(sub, Bspatch):
                 assert source is not None
                 patch = bytes(self.payload[sub.offset : sub.offset + sub.length])
-                yield apply_bsdiff(self._source_data(*source), patch, op.budget)
+                yield bspatch(self._source_data(*source), patch, op.budget)
             elif isinstance(sub, ZstdPatch):
                 assert source is not None
                 frame = bytes(self.payload[sub.offset : sub.offset + sub.length])
@@ -333,7 +334,7 @@ def apply_delta(
         ThreadPoolExecutor(max_workers=2, thread_name_prefix="delta-gzip") as workers,
     ):
         todo = [
-            (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object(t, c) for t, c in e.objects)
+            (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object_indexed(t, c) for t, c in e.objects)
         ]
         result.parts_skipped = len(superblock.parts) - len(todo)
         ahead: Future[tuple[PartPayload, list[Operation]]] | None = None
@@ -364,7 +365,7 @@ def _check_complete(repo: Repo, txn: Transaction, superblock: Superblock, staged
     seen: set[Checksum] = set()
     while stack:
         tree, meta = stack.pop()
-        if not txn.has_object(ObjectType.DIR_META, meta):
+        if not txn.has_object_indexed(ObjectType.DIR_META, meta):
             raise DeltaError(f"after the delta, dirmeta {meta} is missing")
         if tree in seen:
             continue
@@ -376,6 +377,6 @@ def _check_complete(repo: Repo, txn: Transaction, superblock: Superblock, staged
         else:
             raise DeltaError(f"after the delta, dirtree {tree} is missing")
         for _name, csum in dirtree.files:
-            if not txn.has_object(ObjectType.FILE, csum):
+            if not txn.has_object_indexed(ObjectType.FILE, csum):
                 raise DeltaError(f"after the delta, file object {csum} is missing")
         stack.extend((t, m) for _n, t, m in dirtree.dirs)

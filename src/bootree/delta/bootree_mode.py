@@ -12,8 +12,9 @@ dictionary is the old object (``zstd --patch-from``). What it does better than l
   ``libssl.so.3.0.11`` ~ ``3.0.13``), else by basename (libostree's rule), else, for files of
   removed paths (renames, moves), by content: the old file sharing the most rolling-checksum
   chunks;
-* **compression-aware diffs.** When both sides are gzip members and zlib rebuilds the new one
-  bit for bit (:func:`bootree.format.recompress.find_gzip_params`), the uncompressed contents
+* **compression-aware diffs.** When both sides are gzip, zlib, xz or zstd data of the same kind
+  and the new one is rebuilt bit for bit from its contents
+  (:func:`bootree.delta.recompress.find_params`, checked at generation time), the uncompressed contents
   are diffed (chunk copies from the old contents plus literals xz compresses well) and the
   client recompresses; otherwise the object is diffed or shipped as it is;
 * **the best of rollsum, zstd patch-from and bsdiff per object**, by compressed size.
@@ -34,10 +35,12 @@ import zstandard
 
 from bootree.delta.bsdiff import bsdiff
 from bootree.delta.content import ContentInfo, content_info, load_content
+from bootree.delta.recompress import codec_of, decompress, find_params
 from bootree.delta.rollsum import RollsumResult, SourceMatch, chunk_ends, match_chunks, match_chunks_multi
+from bootree.errors import DeltaFormatError
 from bootree.format.checksum import Checksum
 from bootree.format.delta import BOOTREE_DELTAS_ROOT, BOOTREE_SUMMARY_KEY
-from bootree.format.recompress import GzipParams, find_gzip_params, gunzip, is_gzip
+from bootree.format.recompress import Params
 from bootree.repo import Repo
 
 __all__ = ["BootreePlan", "PairContext", "find_pairs", "plan_pair"]
@@ -90,7 +93,7 @@ class BootreePlan:
     whole: bytes | None = None
     rollsum: RollsumResult | None = None  # against ``inner_old`` when ``gzip`` is set
     new_data: bytes | None = None  # rollsum literals come from here (the inner data for gzip)
-    gzip: GzipParams | None = None
+    gzip: Params | None = None  # recompression parameters (gzip, zlib, xz or zstd)
     zstd_frame: bytes | None = None
     patch: bytes | None = None
     #: gzip plans: the sources (checksum, decompressed?) of ``multi``'s matches.
@@ -215,8 +218,9 @@ def plan_pair(repo: Repo, pair: Pair, ctx: PairContext) -> BootreePlan:
     """Worker: the cheapest way to send ``pair.new`` given ``pair.old``."""
     old = load_content(repo, pair.old)
     new = load_content(repo, pair.new)
-    if is_gzip(new) and is_gzip(old) and stat.S_ISREG(pair.new_info.header.mode):
-        plan = _plan_gzip(repo, pair, old, new, ctx)
+    codec = codec_of(new)
+    if codec is not None and codec_of(old) == codec and stat.S_ISREG(pair.new_info.header.mode):
+        plan = _plan_compressed(repo, pair, old, new, ctx)
         if plan is not None:
             return plan
     result = match_chunks(old, new)
@@ -257,15 +261,16 @@ def _cpio_names(data: bytes) -> list[str]:
 _MAX_EXTRA_SOURCES = 256 << 20
 
 
-def _plan_gzip(repo: Repo, pair: Pair, old: bytes, new: bytes, ctx: PairContext) -> BootreePlan | None:
+def _plan_compressed(repo: Repo, pair: Pair, old: bytes, new: bytes, ctx: PairContext) -> BootreePlan | None:
+    """Diff the decompressed contents when the new object's compression is reproducible."""
     try:
-        inner_new = gunzip(new, max_size=_MAX_GUNZIP)
-        inner_old = gunzip(old, max_size=_MAX_GUNZIP)
-    except Exception:  # not a clean one-member gzip file: diff it as bytes
+        inner_new = decompress(new, max_size=_MAX_GUNZIP)
+        inner_old = decompress(old, max_size=_MAX_GUNZIP)
+    except DeltaFormatError:  # not one clean compressed stream: diff it as bytes
         return None
-    params = find_gzip_params(new, inner_new)
+    params = find_params(new, inner_new)
     if params is None:
-        log.debug("%s: gzip not reproducible, diffed as compressed bytes", pair.new)
+        log.debug("%s: %s not reproducible, diffed as compressed bytes", pair.new, codec_of(new))
         return None
     # An archive of files (an initramfs) also holds copies of files in the trees: the new tree's
     # (written earlier by this delta, or unchanged) and the old tree's versions are sources too.

@@ -29,13 +29,11 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,82 +44,31 @@ from bootree.delta.bootree_mode import BootreePlan
 from bootree.delta.bootree_mode import Pair as _Pair
 from bootree.delta.bsdiff import bsdiff
 from bootree.delta.content import ContentInfo, content_info, load_content
-from bootree.delta.rollsum import RollsumResult, match_chunks
+from bootree.delta.parts import (
+    MB,
+    DeltaOptions,
+    GenerateResult,
+    PairPlan,
+    PartAssembler,
+    emit_bootree,
+    emit_pair,
+    emit_whole,
+)
+from bootree.delta.rollsum import match_chunks
 from bootree.delta.store import publish_delta_dir
 from bootree.errors import DeltaError
-from bootree.format.checksum import Checksum, to_raw
-from bootree.format.delta import (
-    LITTLE_ENDIAN,
-    Compression,
-    DeltaName,
-    FallbackEntry,
-    PartEntry,
-    PartPayload,
-    PartTables,
-    Superblock,
-    encode_part,
-    part_digest,
-    xz_dict_size,
-)
-from bootree.format.deltaops import OpWriter
+from bootree.format.checksum import Checksum
+from bootree.format.delta import DeltaName, FallbackEntry, Superblock
 from bootree.format.gvariant import Variant
-from bootree.format.objects import FileHeader, ObjectType
+from bootree.format.objects import ObjectType
 from bootree.repo import Repo
 
-__all__ = ["DeltaOptions", "GenerateResult", "generate_delta"]
+__all__ = ["MB", "DeltaOptions", "GenerateResult", "SuperblockSigner", "generate_delta"]
 
 log = logging.getLogger(__name__)
 
-MB = 1000 * 1000  # libostree's "megabytes" for these options
-#: liblzma's encoder memory is about this many times its dictionary (bt4 match finder).
-_XZ_MEMORY_FACTOR = 12
-#: Encoder memory allowed at once: one preset-8 encoder, or two for parts up to 16 MiB.
-_XZ_MEMORY_BUDGET = 400 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class DeltaOptions:
-    """Generation parameters, with libostree's defaults (sizes in bytes)."""
-
-    min_fallback_size: int = 4 * MB  # 0: no fallbacks (a self-contained delta)
-    max_bsdiff_size: int = 128 * MB
-    max_chunk_size: int = 32 * MB
-    bsdiff: bool = True
-    inline: bool = False
-    endianness: int = LITTLE_ENDIAN
-    compression: int = Compression.XZ
-    threads: int = 2
-    #: ``ostree`` (libostree-compatible) or ``bootree`` (bootree's own, smaller deltas).
-    format: str = "ostree"
-
-
-@dataclass(slots=True)
-class GenerateResult:
-    """What a generation produced (the figures ``ostree static-delta generate`` prints)."""
-
-    name: DeltaName
-    superblock: Superblock
-    path: Path
-    new_metadata: int = 0
-    new_regular: int = 0
-    new_symlinks: int = 0
-    modified: int = 0
-    rollsum_objects: int = 0
-    rollsum_bytes: int = 0
-    bsdiff_objects: int = 0
-    zstd_objects: int = 0
-    recompressed_objects: int = 0
-    #: bootree format: objects built partly from objects the same delta writes
-    reads_own_objects: int = 0
-    parts: list[PartEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _PairPlan:
-    pair: _Pair
-    rollsum: RollsumResult | None  # use rollsum when set
-    patch: bytes | None  # else bsdiff when set
-    new_data: bytes | None  # literals for rollsum; whole content when neither wins
+#: Turns the plain superblock's bytes into the file written (a signed superblock), or ``None``.
+SuperblockSigner = Callable[[bytes], bytes]
 
 
 def _basename_keys(path: str) -> list[str]:
@@ -149,91 +96,18 @@ def _aligned_share(old: bytes, new: bytes) -> float:
     return float(np.count_nonzero(a == b)) / max(len(new), 1)
 
 
-def _plan_pair(repo: Repo, pair: _Pair, options: DeltaOptions) -> _PairPlan:
+def _plan_pair(repo: Repo, pair: _Pair, options: DeltaOptions) -> PairPlan:
     """Worker: decide between rollsum and bsdiff for one similar pair (libostree's order)."""
     old = load_content(repo, pair.old)
     new = load_content(repo, pair.new)
     result = match_chunks(old, new)
     if result.match_ratio >= 50:
-        return _PairPlan(pair, result, None, new)
+        return PairPlan(pair, result, None, new)
     fits = pair.old_info.size + pair.new_info.size <= options.max_bsdiff_size
     hopeless = result.match_ratio < 5 and _incompressible(new) and _aligned_share(old, new) < 0.5
     if options.bsdiff and fits and not hopeless:
-        return _PairPlan(pair, None, bsdiff(old, new), None)
-    return _PairPlan(pair, None, None, new)
-
-
-class _PartAssembler:
-    """Builds parts in object order, closing one when its payload would pass the chunk size."""
-
-    def __init__(self, repo: Repo, options: DeltaOptions, pool: ThreadPoolExecutor, staging: Path) -> None:
-        self.options = options
-        self.pool = pool
-        self.staging = staging
-        self.pending: deque[Future[tuple[Path, PartEntry]]] = deque()
-        self.done: list[tuple[Path, PartEntry]] = []
-        self._memory = threading.Condition()
-        self._in_use = 0
-        self._new_part()
-
-    def _new_part(self) -> None:
-        self.tables = PartTables()
-        self.payload = bytearray()
-        self.ops = OpWriter()
-        self.objects: list[tuple[ObjectType, Checksum]] = []
-        self.usize = 0
-
-    def reserve(self, nbytes: int) -> None:
-        """Close the current part first if ``nbytes`` more payload would overflow it."""
-        if self.objects and len(self.payload) + nbytes > self.options.max_chunk_size:
-            self.flush()
-
-    def add_payload(self, data: bytes | memoryview) -> int:
-        off = len(self.payload)
-        self.payload += data
-        return off
-
-    def add_object(self, otype: ObjectType, csum: Checksum, size: int) -> None:
-        self.objects.append((otype, csum))
-        self.usize += size
-
-    def flush(self) -> None:
-        if not self.objects:
-            return
-        part = PartPayload(tuple(self.tables.modes), tuple(self.tables.xattrs), bytes(self.payload), self.ops.to_bytes())
-        index = len(self.done) + len(self.pending)
-        objects, usize = tuple(self.objects), self.usize
-        self._new_part()
-        self.pending.append(self.pool.submit(self._write_part, index, part, objects, usize))
-        while len(self.pending) > self.options.threads:
-            self.done.append(self.pending.popleft().result())
-
-    def _write_part(
-        self, index: int, part: PartPayload, objects: tuple[tuple[ObjectType, Checksum], ...], usize: int
-    ) -> tuple[Path, PartEntry]:
-        need = _XZ_MEMORY_FACTOR * xz_dict_size(len(part.payload)) if self.options.compression == Compression.XZ else 0
-        with self._memory:
-            # Two big parts would need two preset-8 encoders (~370 MiB each): wait for room.
-            self._memory.wait_for(lambda: self._in_use == 0 or self._in_use + need <= _XZ_MEMORY_BUDGET)
-            self._in_use += need
-        try:
-            data = encode_part(part, self.options.compression)
-        finally:
-            with self._memory:
-                self._in_use -= need
-                self._memory.notify_all()
-        path = self.staging / f"{index}"
-        with open(path, "xb") as f:
-            f.write(data)
-        log.debug("part %d: %d objects, %d bytes (%d uncompressed)", index, len(objects), len(data), usize)
-        version = 1 if self.options.format == "bootree" else 0
-        return path, PartEntry(part_digest(data), len(data), usize, objects, version)
-
-    def finish(self) -> list[tuple[Path, PartEntry]]:
-        self.flush()
-        while self.pending:
-            self.done.append(self.pending.popleft().result())
-        return self.done
+        return PairPlan(pair, None, bsdiff(old, new), None)
+    return PairPlan(pair, None, None, new)
 
 
 def _new_objects(repo: Repo, from_commit: Checksum | None, to_commit: Checksum) -> list[tuple[ObjectType, Checksum]]:
@@ -262,9 +136,11 @@ def _find_pairs(
 ) -> list[_Pair]:
     """Similar pairs as libostree picks them: same basename (or stem), size within ±30%."""
     old_by_key: dict[str, list[tuple[Checksum, ContentInfo]]] = {}
+    # Only old files that share a key with a new one can pair: the others are not even opened.
+    wanted = {key for path in to_paths.values() for key in _basename_keys(path)}
     seen: set[Checksum] = set()
     for path, csum in _paths(repo, from_commit):
-        if csum in seen:
+        if csum in seen or not any(key in wanted for key in _basename_keys(path)):
             continue
         seen.add(csum)
         old = content_info(repo, csum)
@@ -300,11 +176,14 @@ def generate_delta(
     from_commit: Checksum | None = None,
     options: DeltaOptions | None = None,
     filename: Path | None = None,
+    sign: SuperblockSigner | None = None,
 ) -> GenerateResult:
     """Write the delta ``from_commit`` → ``to_commit`` into the repository (or to ``filename``).
 
     With ``filename`` the superblock is written there and parts beside it (``0``, ``1``, …),
     as ``ostree static-delta generate --filename`` does; with ``inline`` it is one file.
+    ``sign`` wraps the finished superblock (``--sign``: :func:`bootree.sign.delta.sign_superblock`);
+    the superblock digest that indexes and the summary record is then the signed file's.
 
     Raises:
         ObjectMissing: if either commit or an object they reach is missing.
@@ -362,7 +241,7 @@ def generate_delta(
     staging.mkdir()
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads), thread_name_prefix="delta") as pool:
-            asm = _PartAssembler(repo, options, pool, staging)
+            asm = PartAssembler(options, pool, staging)
             for otype, csum in meta:
                 data = repo.load_metadata(otype, csum)
                 asm.reserve(len(data))
@@ -370,17 +249,17 @@ def generate_delta(
                 asm.ops.splice_meta(len(data), off)
                 asm.add_object(otype, csum, len(data))
             # Similar pairs, a few in flight at a time (each holds two files in memory).
-            window: deque[Future[_PairPlan | BootreePlan]] = deque()
+            window: deque[Future[PairPlan | BootreePlan]] = deque()
             last: list[BootreePlan] = []  # plans reading objects this delta writes: emitted at the end
 
-            def emit(plan: _PairPlan | BootreePlan) -> None:
+            def emit(plan: PairPlan | BootreePlan) -> None:
                 if isinstance(plan, BootreePlan):
                     if plan.reads_new:
                         last.append(plan)
                     else:
-                        _emit_bootree(asm, plan, result_stats)
+                        emit_bootree(asm, plan, result_stats)
                 else:
-                    _emit_pair(asm, plan, result_stats)
+                    emit_pair(asm, plan, result_stats)
 
             for pair in pairs:
                 if ctx is not None:
@@ -393,13 +272,13 @@ def generate_delta(
                 emit(window.popleft().result())
             for csum in regular:
                 if csum not in fallback_ids:
-                    _emit_whole(asm, csum, infos[csum], load_content(repo, csum))
+                    emit_whole(asm, csum, infos[csum], load_content(repo, csum))
             for csum in symlinks:
-                _emit_whole(asm, csum, infos[csum], b"")
+                emit_whole(asm, csum, infos[csum], b"")
             result_stats.reads_own_objects = len(last)
             for plan in last:
                 asm.flush()  # its sources are in earlier parts, published before it runs
-                _emit_bootree(asm, plan, result_stats)
+                emit_bootree(asm, plan, result_stats)
             parts = asm.finish()
         fallbacks = [
             FallbackEntry(ObjectType.FILE, c, infos[c].storage_size, infos[c].size) for c in sorted(fallback_ids)
@@ -420,7 +299,8 @@ def generate_delta(
         result_stats.superblock = superblock
         sb_path = staging / "superblock"
         with open(sb_path, "xb") as f:
-            f.write(superblock.to_bytes())
+            plain = superblock.to_bytes()
+            f.write(sign(plain) if sign is not None else plain)
         files = [] if options.inline else [(str(i), path) for i, (path, _) in enumerate(parts)]
         files.append(("superblock", sb_path))
         if filename is None:
@@ -449,170 +329,3 @@ def _publish_file(filename: Path, files: list[tuple[str, Path]], *, fsync: bool)
         _fs.fsync_dir(filename.parent)
 
 
-def _emit_whole(asm: _PartAssembler, csum: Checksum, info: ContentInfo, data: bytes) -> None:
-    """``S``: the object's content (or symlink target) straight from the payload."""
-    header = info.header
-    body = header.symlink_target.encode("utf-8", "surrogateescape") if header.is_symlink else data
-    asm.reserve(len(body))
-    mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
-    xattr_idx = asm.tables.xattr_index(header.xattrs)
-    off = asm.add_payload(body)
-    asm.ops.splice_content(mode_idx, xattr_idx, len(body), off)
-    asm.add_object(ObjectType.FILE, csum, 0 if header.is_symlink else len(body))
-
-
-def _emit_pair(asm: _PartAssembler, plan: _PairPlan, stats: GenerateResult) -> None:
-    pair = plan.pair
-    header = pair.new_info.header
-    size = pair.new_info.size
-    if plan.rollsum is None and plan.patch is None:
-        assert plan.new_data is not None
-        _emit_whole(asm, pair.new, pair.new_info, plan.new_data)
-        return
-    if plan.patch is not None:
-        asm.reserve(32 + len(plan.patch))
-        mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
-        xattr_idx = asm.tables.xattr_index(header.xattrs)
-        src = asm.add_payload(to_raw(pair.old))
-        off = asm.add_payload(plan.patch)
-        asm.ops.set_read_source(src)
-        asm.ops.open(mode_idx, xattr_idx, size)
-        asm.ops.bspatch(off, len(plan.patch))
-        asm.ops.close()
-        asm.ops.unset_read_source()
-        asm.add_object(ObjectType.FILE, pair.new, size)
-        stats.bsdiff_objects += 1
-        return
-    assert plan.rollsum is not None and plan.new_data is not None
-    _emit_rollsum(asm, pair.new, header, size, pair.old, plan.rollsum, plan.new_data)
-    stats.rollsum_objects += 1
-    stats.rollsum_bytes += plan.rollsum.matched_bytes
-
-
-def _emit_rollsum(
-    asm: _PartAssembler,
-    csum: Checksum,
-    header: FileHeader,
-    size: int,
-    source: Checksum,
-    result: RollsumResult,
-    data: bytes,
-    *,
-    gzip: bytes | None = None,
-) -> None:
-    """``o`` (or bootree's ``G`` with ``gzip`` parameters), chunk copies and literals, ``c``."""
-    new = memoryview(data)
-    inner = len(data)
-    asm.reserve(32 + inner - result.matched_bytes + len(gzip or b""))
-    mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
-    xattr_idx = asm.tables.xattr_index(header.xattrs)
-    src = asm.add_payload(to_raw(source))
-    if gzip is None:
-        asm.ops.open(mode_idx, xattr_idx, size)
-    else:
-        poff = asm.add_payload(gzip)
-        asm.ops.open_recompressed(mode_idx, xattr_idx, size, inner, poff, len(gzip))
-    pos = 0
-    reading = False
-    for m in result.matches:
-        if m.new_offset > pos:
-            if reading:
-                asm.ops.unset_read_source()
-                reading = False
-            off = asm.add_payload(new[pos : m.new_offset])
-            asm.ops.write(m.new_offset - pos, off)
-        if not reading:
-            if gzip is None:
-                asm.ops.set_read_source(src)
-            else:
-                asm.ops.set_read_source_decompressed(src)
-            reading = True
-        asm.ops.write(m.length, m.old_offset)
-        pos = m.new_offset + m.length
-    if reading:
-        asm.ops.unset_read_source()
-    if pos < inner:
-        off = asm.add_payload(new[pos:])
-        asm.ops.write(inner - pos, off)
-    asm.ops.close()
-    asm.add_object(ObjectType.FILE, csum, size)
-
-
-def _emit_bootree(asm: _PartAssembler, plan: BootreePlan, stats: GenerateResult) -> None:
-    """One object of a bootree-format delta, the way its plan chose."""
-    pair = plan.pair
-    header, size = pair.new_info.header, pair.new_info.size
-    if plan.whole is not None:
-        _emit_whole(asm, pair.new, pair.new_info, plan.whole)
-        return
-    if plan.multi and plan.new_data is not None and plan.gzip is not None:
-        _emit_multi(asm, plan)
-        stats.rollsum_objects += 1
-        stats.rollsum_bytes += sum(m.length for m in plan.multi)
-        stats.recompressed_objects += 1
-        return
-    if plan.rollsum is not None and plan.new_data is not None:
-        params = plan.gzip.to_bytes() if plan.gzip is not None else None
-        _emit_rollsum(asm, pair.new, header, size, pair.old, plan.rollsum, plan.new_data, gzip=params)
-        stats.rollsum_objects += 1
-        stats.rollsum_bytes += plan.rollsum.matched_bytes
-        stats.recompressed_objects += plan.gzip is not None
-        return
-    blob = plan.zstd_frame if plan.zstd_frame is not None else plan.patch
-    assert blob is not None
-    asm.reserve(32 + len(blob))
-    mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
-    xattr_idx = asm.tables.xattr_index(header.xattrs)
-    src = asm.add_payload(to_raw(pair.old))
-    off = asm.add_payload(blob)
-    asm.ops.set_read_source(src)
-    asm.ops.open(mode_idx, xattr_idx, size)
-    if plan.zstd_frame is not None:
-        asm.ops.zstd_patch(off, len(blob))
-        stats.zstd_objects += 1
-    else:
-        asm.ops.bspatch(off, len(blob))
-        stats.bsdiff_objects += 1
-    asm.ops.close()
-    asm.add_object(ObjectType.FILE, pair.new, size)
-
-
-def _emit_multi(asm: _PartAssembler, plan: BootreePlan) -> None:
-    """bootree's ``G``: a gzip member rebuilt from chunks of several sources plus literals."""
-    assert plan.new_data is not None and plan.gzip is not None
-    pair = plan.pair
-    header, size = pair.new_info.header, pair.new_info.size
-    new = memoryview(plan.new_data)
-    inner = len(plan.new_data)
-    params = plan.gzip.to_bytes()
-    matched = sum(m.length for m in plan.multi)
-    asm.reserve(32 * len(plan.sources) + inner - matched + len(params))
-    mode_idx = asm.tables.mode_index(header.uid, header.gid, header.mode)
-    xattr_idx = asm.tables.xattr_index(header.xattrs)
-    offsets = [asm.add_payload(to_raw(c)) for c, _dec in plan.sources]
-    poff = asm.add_payload(params)
-    asm.ops.open_recompressed(mode_idx, xattr_idx, size, inner, poff, len(params))
-    pos = 0
-    current: int | None = None
-    for m in plan.multi:
-        if m.new_offset > pos:
-            if current is not None:
-                asm.ops.unset_read_source()
-                current = None
-            off = asm.add_payload(new[pos : m.new_offset])
-            asm.ops.write(m.new_offset - pos, off)
-        if current != m.source:
-            if plan.sources[m.source][1]:
-                asm.ops.set_read_source_decompressed(offsets[m.source])
-            else:
-                asm.ops.set_read_source(offsets[m.source])
-            current = m.source
-        asm.ops.write(m.length, m.old_offset)
-        pos = m.new_offset + m.length
-    if current is not None:
-        asm.ops.unset_read_source()
-    if pos < inner:
-        off = asm.add_payload(new[pos:])
-        asm.ops.write(inner - pos, off)
-    asm.ops.close()
-    asm.add_object(ObjectType.FILE, pair.new, size)

@@ -20,17 +20,26 @@ read what it writes, so every byte follows libostree 2022.7:
 from __future__ import annotations
 
 import base64
-import hashlib
-import lzma
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeAlias, cast
 
 from bootree.errors import DeltaFormatError, FormatError, GVariantError, InvalidChecksum
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, from_raw, to_raw
+from bootree.format.deltapart import (
+    PART_PAYLOAD_TYPE,
+    Compression,
+    PartPayload,
+    PartTables,
+    decode_part,
+    encode_part,
+    encode_part_chunks,
+    part_digest,
+    xz_dict_size,
+)
 from bootree.format.gvariant import Variant, vardict_get
-from bootree.format.objects import COMMIT_TYPE, ObjectType, Xattrs, bswap32, bswap64
+from bootree.format.objects import COMMIT_TYPE, ObjectType, bswap32, bswap64
 
 __all__ = [
     "DELTA_INDEX_TYPE",
@@ -41,6 +50,8 @@ __all__ = [
     "FallbackEntry",
     "PartEntry",
     "PartPayload",
+    "PartTables",
+    "SignedSuperblock",
     "Superblock",
     "checksum_from_b64",
     "checksum_to_b64",
@@ -48,10 +59,12 @@ __all__ = [
     "decode_part",
     "encode_delta_index",
     "encode_part",
+    "encode_part_chunks",
+    "part_digest",
+    "xz_dict_size",
 ]
 
 SUPERBLOCK_TYPE = f"(a{{sv}}tayay{COMMIT_TYPE}aya(uayttay)a(yaytt))"
-PART_PAYLOAD_TYPE = "(a(uuu)aa(ayay)ayay)"
 DELTA_INDEX_TYPE = "a{sv}"
 SIGNED_SUPERBLOCK_TYPE = "(taya{sv})"
 
@@ -235,6 +248,10 @@ class Superblock:
     timestamp: int = 0
     metadata: Metadata = ()  # every key, in file order (endianness and inline parts included)
     endianness: int = LITTLE_ENDIAN
+    #: How :attr:`endianness` was found: ``key`` (``ostree.endianness``), ``heuristic`` (a legacy
+    #: delta without the key whose sizes read byte-swapped), ``invalid`` (no key, nothing
+    #: looked swapped: native order assumed, as libostree assumes it).
+    endianness_source: str = "key"
 
     @property
     def name(self) -> DeltaName:
@@ -340,7 +357,7 @@ class Superblock:
         data = unwrap_signed_superblock(data)
         try:
             meta, ts, frm, to, commit_value, _deps, parts_raw, fallbacks_raw = cast(_SuperblockValue, gvariant.decode(SUPERBLOCK_TYPE, data))
-            endianness = _endianness(meta, parts_raw)
+            endianness, source = _endianness(meta, parts_raw)
             swap32, swap64 = _swappers(endianness)
             parts = []
             for version, csum, size, usize, objs in parts_raw:
@@ -358,6 +375,7 @@ class Superblock:
                 bswap64(ts),
                 tuple(meta),
                 endianness,
+                source,
             )
         except DeltaFormatError:
             raise
@@ -365,15 +383,58 @@ class Superblock:
             raise DeltaFormatError(f"malformed static-delta superblock: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class SignedSuperblock:
+    """A signed superblock file: ``(taya{sv})``, the magic ``OSTSGNDT`` (big-endian), the plain
+    superblock's bytes and the signatures over exactly those bytes, one ``a{sv}`` key per
+    engine (``ostree.sign.ed25519`` → ``aay``), as ``ostree static-delta generate --sign`` writes.
+    """
+
+    superblock: bytes
+    signatures: Metadata = ()
+
+    def to_bytes(self) -> bytes:
+        """Serialize in GVariant normal form."""
+        return gvariant.encode(
+            SIGNED_SUPERBLOCK_TYPE, (bswap64(SIGNED_SUPERBLOCK_MAGIC), self.superblock, list(self.signatures))
+        )
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The signature engines present (``ed25519``...), as ``ostree.sign.<engine>`` keys name them."""
+        return tuple(k.removeprefix("ostree.sign.") for k, _v in self.signatures if k.startswith("ostree.sign."))
+
+    def signatures_of(self, key: str) -> list[bytes]:
+        """The signatures stored under ``key`` (empty if absent or not ``aay``)."""
+        for k, v in self.signatures:
+            if k == key and v.type == "aay":
+                return [bytes(s) for s in cast("list[bytes]", v.value)]
+        return []
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedSuperblock | None:
+        """The signed superblock in ``data``, or ``None`` when ``data`` is a plain superblock.
+
+        Raises:
+            DeltaFormatError: the magic is there but the container is malformed.
+        """
+        if len(data) < 16 or int.from_bytes(data[:8], "big") != SIGNED_SUPERBLOCK_MAGIC:
+            return None
+        try:
+            _magic, inner, sigs = cast("tuple[int, bytes, gvariant.VarDict]", gvariant.decode(SIGNED_SUPERBLOCK_TYPE, data))
+        except GVariantError as exc:
+            raise DeltaFormatError(f"malformed signed static-delta superblock: {exc}") from exc
+        return cls(bytes(inner), tuple((str(k), v) for k, v in sigs))
+
+
 def unwrap_signed_superblock(data: bytes) -> bytes:
-    """The plain superblock inside a signed superblock file; other data is returned unchanged."""
-    if len(data) < 16 or int.from_bytes(data[:8], "big") != SIGNED_SUPERBLOCK_MAGIC:
-        return data
-    try:
-        _magic, inner, _sigs = cast("tuple[int, bytes, gvariant.VarDict]", gvariant.decode(SIGNED_SUPERBLOCK_TYPE, data))
-    except GVariantError:
-        return data
-    return bytes(inner)
+    """The plain superblock inside a signed superblock file; other data is returned unchanged.
+
+    Raises:
+        DeltaFormatError: a signed container that is malformed.
+    """
+    signed = SignedSuperblock.from_bytes(data)
+    return data if signed is None else signed.superblock
 
 
 def _swappers(endianness: int) -> tuple[_Swap, _Swap]:
@@ -388,18 +449,21 @@ def _identity(v: int) -> int:
     return v
 
 
-def _endianness(meta: list[tuple[str, Variant]], parts_raw: list[tuple[int, bytes, int, int, bytes]]) -> int:
-    """The delta's endianness: its ``ostree.endianness`` key, else guessed as libostree does.
+def _endianness(meta: list[tuple[str, Variant]], parts_raw: list[tuple[int, bytes, int, int, bytes]]) -> tuple[int, str]:
+    """The delta's endianness and how it was found (see :attr:`Superblock.endianness_source`).
 
-    Old deltas lack the key; libostree then assumes the sizes are byte-swapped when reading them
-    as stored gives an absurd total (more than a terabyte) and swapping does not.
+    Old deltas lack ``ostree.endianness``; libostree then reads them byte-swapped when a part's
+    stored size is more than 1.2 times its uncompressed size (compression never does that), or
+    when objects would average more than 4 GiB, and otherwise assumes native order.
     """
     value = vardict_get(meta, "ostree.endianness")
     if isinstance(value, int):
-        return value
-    total = sum(p[3] for p in parts_raw)
-    swapped = sum(bswap64(p[3]) for p in parts_raw)
-    return BIG_ENDIAN if total > 1 << 40 and swapped < total else LITTLE_ENDIAN
+        return value, "key"
+    swapped = any(size > usize and size / max(usize, 1) > 1.2 for _v, _c, size, usize, _o in parts_raw)
+    n_objects = sum(len(p[4]) // OBJECT_RECORD_SIZE for p in parts_raw)
+    if not swapped and n_objects and sum(p[2] for p in parts_raw) // n_objects > 0xFFFFFFFF:
+        swapped = True
+    return (BIG_ENDIAN, "heuristic") if swapped else (LITTLE_ENDIAN, "invalid")
 
 
 def _parse_objects(raw: bytes) -> tuple[ObjectRef, ...]:
@@ -409,146 +473,3 @@ def _parse_objects(raw: bytes) -> tuple[ObjectRef, ...]:
         (ObjectType.from_number(raw[i]), from_raw(raw[i + 1 : i + OBJECT_RECORD_SIZE]))
         for i in range(0, len(raw), OBJECT_RECORD_SIZE)
     )
-
-
-# --- parts ------------------------------------------------------------------------------------
-
-
-class Compression:
-    """Part compression bytes; libostree accepts no others."""
-
-    NONE = 0
-    XZ = ord("x")
-
-
-@dataclass(frozen=True, slots=True)
-class PartPayload:
-    """A decompressed part: mode and xattr tables, the payload blob and the operation stream."""
-
-    modes: tuple[tuple[int, int, int], ...]  # (uid, gid, mode), native values
-    xattrs: tuple[Xattrs, ...]  # names without their trailing NUL
-    payload: bytes
-    operations: bytes
-
-    def to_bytes(self) -> bytes:
-        """The uncompressed ``(a(uuu)aa(ayay)ayay)`` serialization."""
-        return gvariant.encode(
-            PART_PAYLOAD_TYPE,
-            (
-                [(bswap32(u), bswap32(g), bswap32(m)) for u, g, m in self.modes],
-                [[(n + b"\0", v) for n, v in xs] for xs in self.xattrs],
-                self.payload,
-                self.operations,
-            ),
-        )
-
-
-def xz_dict_size(size: int) -> int:
-    """The LZMA2 dictionary that preset 8 would use, shrunk to fit ``size`` bytes of input.
-
-    A dictionary larger than the input compresses no better, but preset 8's 32 MiB one costs
-    about 370 MiB of encoder memory whatever the input: fitting it keeps small parts cheap.
-    """
-    d = 1 << 16
-    while d < size and d < 32 << 20:
-        d <<= 1
-    return d
-
-
-def encode_part(part: PartPayload, compression: int = Compression.XZ) -> bytes:
-    """A part file: compression byte then the (compressed) payload, as libostree writes it.
-
-    xz is liblzma preset 8 with CRC64, as libostree writes it (its dictionary fitted to the
-    part, which changes no byte a decoder needs to know about).
-    """
-    raw = part.to_bytes()
-    if compression == Compression.XZ:
-        filters = [{"id": lzma.FILTER_LZMA2, "preset": 8, "dict_size": xz_dict_size(len(raw))}]
-        return b"x" + lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
-    if compression == Compression.NONE:
-        return b"\0" + raw
-    raise DeltaFormatError(f"unknown part compression {compression!r}")
-
-
-def part_digest(data: bytes) -> bytes:
-    """The digest a superblock records for a part file."""
-    return hashlib.sha256(data).digest()
-
-
-def decode_part(data: bytes, *, max_size: int) -> PartPayload:
-    """Parse a part file; decompression stops with an error beyond ``max_size`` bytes.
-
-    Raises:
-        DeltaFormatError: for an unknown compression byte, a corrupt or truncated xz stream,
-            a payload larger than ``max_size`` or malformed tables.
-    """
-    if not data:
-        raise DeltaFormatError("empty delta part")
-    comp, body = data[0], data[1:]
-    if comp == Compression.NONE:
-        raw = body
-        if len(raw) > max_size:
-            raise DeltaFormatError(f"delta part is larger than its limit of {max_size} bytes")
-    elif comp == Compression.XZ:
-        raw = _unxz(body, max_size)
-    else:
-        raise DeltaFormatError(f"unknown delta part compression {comp:#04x}")
-    try:
-        modes, xattrs, payload, ops = cast(
-            "tuple[list[tuple[int, int, int]], list[list[tuple[bytes, bytes]]], bytes, bytes]", gvariant.decode(PART_PAYLOAD_TYPE, raw)
-        )
-        xattr_sets = []
-        for xs in xattrs:
-            entries = []
-            for name, value in xs:
-                if not name.endswith(b"\0"):
-                    raise DeltaFormatError("delta part xattr name lacks its trailing NUL")
-                entries.append((name[:-1], value))
-            xattr_sets.append(tuple(entries))
-    except GVariantError as exc:
-        raise DeltaFormatError(f"malformed delta part: {exc}") from exc
-    return PartPayload(
-        tuple((bswap32(u), bswap32(g), bswap32(m)) for u, g, m in modes), tuple(xattr_sets), payload, ops
-    )
-
-
-def _unxz(body: bytes, max_size: int) -> bytes:
-    decomp = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    try:
-        out = decomp.decompress(body, max_length=max_size + 1)
-    except lzma.LZMAError as exc:
-        raise DeltaFormatError(f"corrupt xz data in delta part: {exc}") from exc
-    if len(out) > max_size:
-        raise DeltaFormatError(f"delta part decompresses to more than its limit of {max_size} bytes")
-    if not decomp.eof:
-        raise DeltaFormatError("truncated xz data in delta part")
-    if decomp.unused_data:
-        raise DeltaFormatError("trailing data after the xz stream of a delta part")
-    return out
-
-
-@dataclass(slots=True)
-class PartTables:
-    """Mutable builder of a part's mode and xattr tables (each distinct value stored once)."""
-
-    modes: list[tuple[int, int, int]] = field(default_factory=list)
-    xattrs: list[Xattrs] = field(default_factory=list)
-    _mode_idx: dict[tuple[int, int, int], int] = field(default_factory=dict)
-    _xattr_idx: dict[Xattrs, int] = field(default_factory=dict)
-
-    def mode_index(self, uid: int, gid: int, mode: int) -> int:
-        """Index of ``(uid, gid, mode)`` in the mode table, added on first use."""
-        key = (uid, gid, mode)
-        idx = self._mode_idx.get(key)
-        if idx is None:
-            idx = self._mode_idx[key] = len(self.modes)
-            self.modes.append(key)
-        return idx
-
-    def xattr_index(self, xattrs: Xattrs) -> int:
-        """Index of an xattr set in the xattr table, added on first use."""
-        idx = self._xattr_idx.get(xattrs)
-        if idx is None:
-            idx = self._xattr_idx[xattrs] = len(self.xattrs)
-            self.xattrs.append(xattrs)
-        return idx

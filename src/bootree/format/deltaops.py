@@ -49,6 +49,7 @@ __all__ = [
     "decode_varint",
     "encode_bsdiff",
     "encode_varint",
+    "split_bsdiff",
 ]
 
 _MAX_VARINT_BYTES = 10
@@ -428,6 +429,38 @@ def _add_bytes(a: bytes | memoryview, b: bytes | memoryview) -> bytes:
     low7 = int.from_bytes(b"\x7f" * n, "little")
     high = int.from_bytes(b"\x80" * n, "little")
     return (((ai & low7) + (bi & low7)) ^ ((ai ^ bi) & high)).to_bytes(n, "little")
+
+
+def split_bsdiff(patch: bytes, new_size: int) -> tuple[bytes, bytes, bytes]:
+    """The control block (24-byte triples, as stored), diff block and extra block of a patch
+    stream that builds ``new_size`` bytes (the inverse of :func:`encode_bsdiff`), for a C
+    patcher to run.
+
+    Raises:
+        DeltaFormatError: as :func:`apply_bsdiff`.
+    """
+    view = memoryview(patch)
+    controls: list[memoryview] = []
+    diffs: list[memoryview] = []
+    extras: list[memoryview] = []
+    pos = made = 0
+    while made < new_size:
+        if pos + 24 > len(patch):
+            raise DeltaFormatError("truncated bsdiff patch")
+        x, y = _offtin(view[pos : pos + 8]), _offtin(view[pos + 8 : pos + 16])
+        pos += 24
+        if x < 0 or y < 0 or made + x > new_size or pos + x > len(patch):
+            raise DeltaFormatError("bsdiff patch diff block out of range")
+        diffs.append(view[pos : pos + x])
+        pos += x
+        made += x
+        if made + y > new_size or pos + y > len(patch):
+            raise DeltaFormatError("bsdiff patch extra block out of range")
+        extras.append(view[pos : pos + y])
+        controls.append(view[pos - x - 24 : pos - x])
+        pos += y
+        made += y
+    return b"".join(controls), b"".join(diffs), b"".join(extras)
 
 
 def apply_bsdiff(old: bytes, patch: bytes, new_size: int) -> bytes:

@@ -19,8 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bootree.errors import FormatError
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 __all__ = [
     "FS_VERITY_HASH_ALG_SHA256",
@@ -58,8 +63,10 @@ class FsVerityHasher:
         name, self._digest_size, pad = _ALGS[algorithm]
         self._name = name
         self._salt_prefix = salt + b"\0" * (-len(salt) % pad) if salt else b""
-        self._new = getattr(hashlib, name)  # the constructor: hashlib.new(name) is slower
-        self._base = self._new(self._salt_prefix)  # copied for every block (salted or not)
+        # The constructor itself (hashlib.new(name) is slower per call), and a hash of the salt
+        # that every block's hash starts from.
+        self._new: Callable[[bytes | memoryview], _Hash] = hashlib.sha256 if name == "sha256" else hashlib.sha512
+        self._base = self._new(self._salt_prefix)
         # _levels[i]: the pending (not yet full) block of level-i hashes.
         self._levels: list[bytearray] = []
         self._pending = bytearray()  # data not yet forming a full block

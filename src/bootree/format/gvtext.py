@@ -18,7 +18,7 @@ from typing import Any
 from bootree.errors import GVariantError
 from bootree.format.gvariant import GValue, GVariantType, Variant, parse_type
 
-__all__ = ["parse_text", "print_text"]
+__all__ = ["byteswap", "parse_text", "print_text"]
 
 _KEYWORDS = {
     "boolean": "b", "byte": "y", "int16": "n", "uint16": "q", "int32": "i", "uint32": "u", "handle": "h",
@@ -378,3 +378,34 @@ def _print_array(t: GVariantType, v: Any, annotate: bool, out: list[str]) -> Non
             out.append(", ")
         _print(elem, item, annotate and i == 0, out)
     out.append("]")
+
+
+_SWAP_SIZES = {"n": (2, True), "q": (2, False), "i": (4, True), "u": (4, False), "h": (4, True), "x": (8, True), "t": (8, False)}
+
+
+def byteswap(type_string: str, value: Any) -> Any:
+    """``value`` with every multi-byte number byte-swapped, as ``g_variant_byteswap``: ostree's
+    ``--raw`` output prints data swapped on little-endian hosts (so big-endian fields such as a
+    commit's timestamp read as numbers)."""
+    return _swap(parse_type(type_string), value)
+
+
+def _swap(t: GVariantType, v: Any) -> Any:
+    k = t.kind
+    if k in _SWAP_SIZES:
+        size, signed = _SWAP_SIZES[k]
+        return int.from_bytes(int(v).to_bytes(size, "little", signed=signed), "big", signed=signed)
+    if k == "d":
+        import struct
+
+        return struct.unpack("<d", struct.pack(">d", v))[0]
+    if k == "v":
+        return Variant(v.type, _swap(parse_type(v.type), v.value))
+    if k == "m":
+        return None if v is None else _swap(t.children[0], v)
+    if k == "a":
+        elem = t.children[0]
+        return v if elem.kind in "ybsog" else [_swap(elem, item) for item in v]
+    if k in "({":
+        return tuple(_swap(c, item) for c, item in zip(t.children, v, strict=True))
+    return v

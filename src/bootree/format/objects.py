@@ -38,12 +38,15 @@ __all__ = [
     "bswap64",
     "content_checksum",
     "validate_filename",
+    "xattrs_from_bytes",
+    "xattrs_to_bytes",
 ]
 
 COMMIT_TYPE = "(a{sv}aya(say)sstayay)"
 DIRTREE_TYPE = "(a(say)a(sayay))"
 DIRMETA_TYPE = "(uuua(ayay))"
 FILE_HEADER_TYPE = "(uuuusa(ayay))"
+XATTRS_TYPE = "a(ayay)"
 
 #: Extended attributes: ``(name, value)`` pairs, names without the trailing NUL, sorted by name.
 Xattrs = tuple[tuple[bytes, bytes], ...]
@@ -105,6 +108,23 @@ def _check_xattrs(xattrs: Xattrs) -> None:
     names = [n for n, _ in xattrs]
     if names != sorted(names) or len(set(names)) != len(names):
         raise FormatError("xattrs are not sorted by name or contain duplicates")
+
+
+def xattrs_to_bytes(xattrs: Xattrs) -> bytes:
+    """An xattr set as the GVariant ``a(ayay)`` (names NUL-terminated): ostree-ext's ``.file-xattrs``."""
+    _check_xattrs(xattrs)
+    return gvariant.encode(XATTRS_TYPE, _xattrs_to_gv(xattrs))
+
+
+def xattrs_from_bytes(data: bytes) -> Xattrs:
+    """Parse an ``a(ayay)`` xattr set strictly (normal form, sorted, NUL-terminated names).
+
+    Raises:
+        FormatError: for malformed data.
+    """
+    xattrs = _xattrs_from_gv(cast("list[tuple[bytes, bytes]]", gvariant.decode(XATTRS_TYPE, data)))
+    _check_xattrs(xattrs)
+    return xattrs
 
 
 def content_checksum(root_tree: Checksum, root_meta: Checksum) -> Checksum:

@@ -9,8 +9,9 @@ copies them verbatim.
 Encoding facts (checked against ostree 2022.7): refs are sorted by name (strcmp); the per-ref
 commit size is little-endian (unlike most ostree integers); ``ostree.commit.timestamp`` and
 ``ostree.summary.last-modified`` are big-endian; the C writer emits the metadata keys in the
-order ``mode, last-modified, tombstone-commits, static-deltas, indexed-deltas`` followed by user
-keys, and the per-ref keys as ``version, timestamp``. Unknown keys are kept verbatim on read.
+order ``mode, last-modified, tombstone-commits, static-deltas, collection-map, indexed-deltas,
+collection-id`` followed by user keys (the order of a GVariantDict holding those keys; extra user
+keys change it in ostree, which bootree does not reproduce), and the per-ref keys as ``version, timestamp``. Unknown keys are kept verbatim on read.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from bootree.errors import FormatError
 from bootree.format import gvariant
@@ -41,6 +42,9 @@ SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
 #: client refuses the summary after that time, so a frozen mirror is noticed.
 SUMMARY_EXPIRES_KEY = "bootree.summary.expires"
 SUMMARY_SIG_TYPE = "a{sv}"
+#: Refs of collections other than the main one: ``{collection ID: refs as in the main list}``.
+COLLECTION_MAP_KEY = "ostree.summary.collection-map"
+COLLECTION_MAP_TYPE = "a{sa(s(taya{sv}))}"
 
 Metadata = tuple[tuple[str, Variant], ...]
 
@@ -139,6 +143,24 @@ class Summary:
         return bswap64(v) if isinstance(v, int) else None
 
     @property
+    def collection_id(self) -> str | None:
+        """The collection of the main refs list (``ostree.summary.collection-id``), if any."""
+        v = self.get("ostree.summary.collection-id")
+        return v if isinstance(v, str) else None
+
+    @property
+    def collection_map(self) -> dict[str, tuple[SummaryRef, ...]]:
+        """Refs of other collections (``ostree.summary.collection-map``), by collection ID."""
+        for key, value in self.metadata:
+            if key == COLLECTION_MAP_KEY and value.type == COLLECTION_MAP_TYPE:
+                collections: Any = value.value  # checked by its type string
+                return {
+                    cid: tuple(SummaryRef(n, from_raw(c), size, tuple(m)) for n, (size, c, m) in entries)
+                    for cid, entries in collections
+                }
+        return {}
+
+    @property
     def static_deltas(self) -> dict[str, bytes]:
         """Delta name (``FROM-TO`` or ``TO``, hex) to the SHA-256 of its superblock."""
         v = self.get("ostree.static-deltas")
@@ -161,17 +183,17 @@ class Summary:
         tombstone_commits: bool = False,
         deltas: Mapping[str, bytes] | None = None,
         extra_metadata: Iterable[tuple[str, Variant]] = (),
+        collection_id: str | None = None,
+        collection_map: Mapping[str, Mapping[str, tuple[Checksum, bytes]]] | None = None,
     ) -> Summary:
         """The summary ostree's ``summary -u`` would write.
 
         ``refs`` maps each ref to its commit checksum and the commit object's bytes (for the
         size and the per-ref metadata). ``deltas`` maps delta names to superblock digests.
+        ``collection_id`` is the collection of ``refs``; ``collection_map`` holds the refs of
+        other collections (mirrors, remotes with a collection ID), in the same shape.
         """
-        entries = []
-        for name in sorted(refs, key=lambda n: n.encode()):
-            csum, commit_bytes = refs[name]
-            commit = Commit.from_bytes(commit_bytes)
-            entries.append(SummaryRef(name, csum, len(commit_bytes), commit_ref_metadata(commit)))
+        entries = _ref_entries(refs)
         meta: list[tuple[str, Variant]] = [
             ("ostree.summary.mode", Variant("s", mode)),
             ("ostree.summary.last-modified", Variant("t", bswap64(last_modified))),
@@ -184,9 +206,28 @@ class Summary:
                     Variant("a{sv}", [(n, Variant("ay", deltas[n])) for n in sorted(deltas)]),
                 )
             )
+        others = {cid: m for cid, m in (collection_map or {}).items() if m}
+        if others:
+            value = [
+                (cid, [(r.name, (r.commit_size, to_raw(r.commit), list(r.metadata))) for r in _ref_entries(others[cid])])
+                for cid in sorted(others, key=lambda c: c.encode())
+            ]
+            meta.append((COLLECTION_MAP_KEY, Variant(COLLECTION_MAP_TYPE, value)))
         meta.append(("ostree.summary.indexed-deltas", Variant("b", True)))
+        if collection_id is not None:
+            meta.append(("ostree.summary.collection-id", Variant("s", collection_id)))
         meta.extend(extra_metadata)
         return cls(tuple(entries), tuple(meta))
+
+
+def _ref_entries(refs: Mapping[str, tuple[Checksum, bytes]]) -> list[SummaryRef]:
+    """Summary entries for refs and their commits' bytes, sorted by name (strcmp)."""
+    entries = []
+    for name in sorted(refs, key=lambda n: n.encode()):
+        csum, commit_bytes = refs[name]
+        commit = Commit.from_bytes(commit_bytes)
+        entries.append(SummaryRef(name, csum, len(commit_bytes), commit_ref_metadata(commit)))
+    return entries
 
 
 def commit_ref_metadata(commit: Commit) -> Metadata:

@@ -17,24 +17,29 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootree.errors import BootreeError, ImageError, NotBooted, SysrootError
 from bootree.format.keyfile import KeyFile
 from bootree.format.refspec import parse_refspec
+from bootree.host.progress import ProgressJsonl
 from bootree.oci.importer import PullResult, pull_image, state_of_commit
-from bootree.oci.reference import BLOB_REF_PREFIX, IMAGE_REF_PREFIX, OstreeImageReference, blob_ref
+from bootree.oci.progress import PullProgress
+from bootree.oci.reference import (
+    BLOB_REF_PREFIX,
+    IMAGE_REF_PREFIX,
+    OstreeImageReference,
+    SignatureKind,
+    blob_ref,
+)
 from bootree.oci.registry import RegistryOptions
-from bootree.oci.source import open_source, resolve
+from bootree.oci.sigverify import Decision, PinnedSource, PolicyOptions, verify_image
+from bootree.oci.source import ImageSource, open_source, resolve
 from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, assessment, deploy, layout, stage
 from bootree.sysroot.ops import os_init
 
 __all__ = ["CheckResult", "Outcome", "check", "current_image", "switch", "upgrade"]
-
-Progress = Callable[[str], None]
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -138,6 +143,59 @@ def prune_images(sysroot: Sysroot) -> str | None:
     return f"Pruned images: {removed_images} (layers: {removed_layers}, objsize: {result.bytes_freed})"
 
 
+def _verified_source(ref: OstreeImageReference, options: RegistryOptions | None,
+                     policy: PolicyOptions | None) -> tuple[ImageSource | None, Decision | None]:
+    """For an ``ostree-image-signed:`` reference: the image checked against the containers policy.
+
+    Returns a source pinned to the verified manifest (pull through it, then close it), or
+    ``(None, None)`` for other references. Runs before anything is imported or staged.
+
+    Raises:
+        ContainerPolicyError: the policy refuses the image (see :mod:`bootree.oci.sigverify`).
+    """
+    if ref.sigverify is not SignatureKind.CONTAINER_POLICY:
+        return None, None
+    src = open_source(ref.image, options)
+    try:
+        decision = verify_image(ref.image, src, policy)
+    except BaseException:
+        src.close()
+        raise
+    return PinnedSource(src, decision.manifest), decision
+
+
+def _pull(sysroot: Sysroot, ref: OstreeImageReference, options: RegistryOptions | None,
+          policy: PolicyOptions | None, progress: PullProgress | None) -> tuple[PullResult, tuple[str, ...]]:
+    """Verify (signed references only), then pull; the policy's verdict line comes first."""
+    src, decision = _verified_source(ref, options, policy)
+    try:
+        res = pull_image(sysroot.repo, ref.image, options=options, progress=progress, source=src)
+    finally:
+        if src is not None:
+            src.close()
+    return res, ((decision.line,) if decision is not None else ())
+
+
+def _stage_and_clean(sysroot: Sysroot, res: PullResult, ref: OstreeImageReference, stateroot: str,
+                     base: Deployment | None, download_only: bool, events: ProgressJsonl | None,
+                     seed: bool = False) -> tuple[Deployment, str | None]:
+    """Queue the pulled image and collect garbage, with bootc's ``staging`` events."""
+    digest = res.state.manifest_digest
+    if events is not None:
+        events.staging(digest, 0)  # merging: the merge deployment is ``base``
+        events.staging(digest, 1)
+    dep = _queue(sysroot, res, ref, stateroot, base, download_only)
+    if seed:
+        seed_var(sysroot.deployment_dir(dep) / "var", sysroot.path / layout.var_dir(stateroot))
+    if events is not None:
+        events.staging(digest, 2)  # bound images: bootree has none to pull
+        events.staging(digest, 3)
+    pruned = prune_images(sysroot)
+    if events is not None:
+        events.staging(digest, 4)
+    return dep, pruned
+
+
 def _queue(sysroot: Sysroot, res: PullResult, ref: OstreeImageReference, stateroot: str,
            base: Deployment | None, download_only: bool) -> Deployment:
     origin = origin_for(ref, base.origin if base is not None and base.stateroot == stateroot else None)
@@ -169,7 +227,8 @@ def _pull_lines(res: PullResult) -> tuple[str, ...]:
 
 
 def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | None = None, retain: bool = False,
-           options: RegistryOptions | None = None, progress: Progress | None = None) -> Outcome:
+           options: RegistryOptions | None = None, progress: PullProgress | None = None,
+           policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
     """``bootc switch``: track ``target``, pull it, queue it.
 
     The sysroot must be locked.
@@ -177,6 +236,8 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
     Raises:
         SysrootError: no deployment and no ``stateroot`` to make the first one in.
         ImageError, LayerError, RegistryError: from the pull (nothing is staged).
+        ContainerPolicyError: an ``ostree-image-signed:`` target the containers policy refuses
+            (checked before any stateroot, object or ref is written).
     """
     base = _base(sysroot)
     if base is None and stateroot is None:
@@ -184,23 +245,22 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
     sr = stateroot or (base.stateroot if base else "default")
     if base is not None and current_image(sysroot) == target and (stateroot is None or stateroot == base.stateroot):
         return Outcome(False, ("Image specification is unchanged.",))
+    res, verdict = _pull(sysroot, target, options, policy, progress)
     new_stateroot = sr not in sysroot.stateroots() and os_init(sysroot, sr)
-    res = pull_image(sysroot.repo, target.image, options=options, progress=progress)
     if not retain and base is not None and base.refspec:
         # bootc drops the ostree ref the old origin followed, so that it can be pruned later.
         with contextlib.suppress(BootreeError):
             spec = parse_refspec(base.refspec)
             if spec.remote is None and sysroot.repo.try_resolve_rev(spec.ref) is not None:
                 sysroot.repo.set_ref(spec.ref, None)
-    dep = _queue(sysroot, res, target, sr, base, False)
-    if new_stateroot:
-        seed_var(sysroot.deployment_dir(dep) / "var", sysroot.path / layout.var_dir(sr))
-    pruned = prune_images(sysroot)
-    return Outcome(True, _pull_lines(res) + _queued_lines(target, res) + ((pruned,) if pruned else ()), res, dep)
+    dep, pruned = _stage_and_clean(sysroot, res, target, sr, base, False, events, seed=bool(new_stateroot))
+    return Outcome(True, verdict + _pull_lines(res) + _queued_lines(target, res) + ((pruned,) if pruned else ()), res,
+                   dep)
 
 
 def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool = False,
-            options: RegistryOptions | None = None, progress: Progress | None = None) -> Outcome:
+            options: RegistryOptions | None = None, progress: PullProgress | None = None,
+            policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
     """``bootc upgrade``: pull the tracked image again; queue it if its digest changed.
 
     The sysroot must be locked.
@@ -208,6 +268,8 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
     Raises:
         NotBooted: no deployment at all.
         ImageError: the host does not track a container image.
+        ContainerPolicyError: an ``ostree-image-signed:`` origin whose image the policy now
+            refuses (nothing is pulled or staged).
     """
     base = _base(sysroot)
     if base is None:
@@ -215,7 +277,7 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
     ref = current_image(sysroot)
     if ref is None:
         raise ImageError("No image source specified", hint="this deployment is not from a container image: use 'bootree switch IMAGE'")
-    res = pull_image(sysroot.repo, ref.image, options=options, progress=progress)
+    res, verdict = _pull(sysroot, ref, options, policy, progress)
     digest = res.state.manifest_digest
     staged_digest = _digest_of(sysroot, sysroot.staged)
     if staged_digest == digest:
@@ -232,9 +294,8 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
     if not allow_failed and res.state.commit in assessment.failed_commits(sysroot, base.stateroot):
         return Outcome(False, (f"Not staging {digest}: it failed its health checks on this system "
                                "(use --allow-failed to stage it anyway)",), res)
-    dep = _queue(sysroot, res, ref, base.stateroot, base, download_only)
-    pruned = prune_images(sysroot)
-    return Outcome(True, _pull_lines(res) + _queued_lines(ref, res) + ((pruned,) if pruned else ()), res, dep)
+    dep, pruned = _stage_and_clean(sysroot, res, ref, base.stateroot, base, download_only, events)
+    return Outcome(True, verdict + _pull_lines(res) + _queued_lines(ref, res) + ((pruned,) if pruned else ()), res, dep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,16 +340,20 @@ class CheckResult:
                 "bytesToFetch": sum(x.size for x in self.new_layers)}
 
 
-def check(sysroot: Sysroot, *, options: RegistryOptions | None = None) -> CheckResult:
+def check(sysroot: Sysroot, *, options: RegistryOptions | None = None, policy: PolicyOptions | None = None) -> CheckResult:
     """``upgrade --check``: fetch only the manifest and config; nothing is written.
+
+    An ``ostree-image-signed:`` origin's image is checked against the containers policy first.
 
     Raises:
         ImageError: the host does not track a container image.
+        ContainerPolicyError: the policy refuses the image.
     """
     ref = current_image(sysroot)
     if ref is None:
         raise ImageError("No image source specified")
-    src = open_source(ref.image, options)
+    pinned, _ = _verified_source(ref, options, policy)
+    src = pinned or open_source(ref.image, options)
     try:
         resolved = resolve(src)
     finally:

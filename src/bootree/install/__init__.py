@@ -7,6 +7,14 @@ Layer: install, above sysroot (beside health; neither imports the other). Module
 """
 
 from bootree.install.initramfs import InitramfsOptions, build_initramfs
-from bootree.install.todisk import InstallOptions, InstallResult, install_to_disk
+from bootree.install.todisk import (
+           ContentSource,
+           InstallOptions,
+           InstallResult,
+           RepoSource,
+           install_from,
+           install_to_disk,
+)
 
-__all__ = ["InitramfsOptions", "InstallOptions", "InstallResult", "build_initramfs", "install_to_disk"]
+__all__ = ["ContentSource", "InitramfsOptions", "InstallOptions", "InstallResult", "RepoSource", "build_initramfs",
+           "install_from", "install_to_disk"]

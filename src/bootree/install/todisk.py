@@ -1,10 +1,10 @@
-"""``install to-disk``: a bootable GPT disk image from a commit, built as an ordinary user would.
+"""``install to-disk``: a bootable GPT disk image from a commit or a container image.
 
 Layer: install (above sysroot). bootc's verb, for the file images that VMs and tests need: no
-root privileges, no loop devices, no mounts. The sysroot is assembled in a directory next to
-the disk (``init-fs``, ``os-init``, the commits copied into its repository, one ``deploy``), with
-the ESP mirror configured so the same code path that updates a running system writes the first
-ESP: systemd-boot as the removable-media loader (``EFI/BOOT/BOOTX64.EFI``), ``loader.conf``
+loop devices, no mounts. The sysroot is assembled in a directory next to the disk
+(``init-fs``, the content written into its repository by a :class:`ContentSource`, ``os-init``,
+one ``deploy``), with the ESP mirror configured so the same code path that updates a running
+system writes the first ESP: systemd-boot as the removable-media loader (``EFI/BOOT/BOOTX64.EFI``), ``loader.conf``
 without a ``default``, the kernel and initramfs, and the first entry with its boot counter.
 Then ``mkfs.vfat``/mtools, ``mkfs.ext4 -d`` and ``sgdisk`` turn the two directories into
 partitions of one disk (:mod:`bootree.install.disk`).
@@ -13,6 +13,10 @@ The root file system gets the label ``bootree-root`` and the entries say ``root=
 which the initramfs (:mod:`bootree.install.initramfs`) resolves. The sysroot's repo config
 records ``[bootree] esp=boot/efi``: the booted system mounts the ESP there, and every later
 deploy, rollback or cleanup inside it keeps the ESP in step.
+
+What is installed comes through :class:`ContentSource`, because this layer never touches the
+network: :class:`RepoSource` copies commits of a local repository; a container image is pulled
+by the host layer's source (``bootree.host.provision``), which the CLI passes in.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bootree import _fs
 from bootree.errors import InstallError
@@ -35,8 +40,8 @@ from bootree.install import disk as disk_mod
 from bootree.repo import Repo
 from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, deploy, esp, immutable, ops
 
-__all__ = ["DEFAULT_SYSTEMD_BOOT", "InstallOptions", "InstallResult", "copy_commits", "install_to_disk",
-           "parse_size", "prepare_sysroot"]
+__all__ = ["DEFAULT_SYSTEMD_BOOT", "ContentSource", "InstallOptions", "InstallResult", "RepoSource", "copy_commits",
+           "install_from", "install_to_disk", "parse_size", "prepare_sysroot", "prepare_sysroot_from"]
 
 log = logging.getLogger(__name__)
 
@@ -139,26 +144,84 @@ def _tree_size(root: Path) -> int:
     return total
 
 
+class ContentSource(Protocol):
+    """Where the first deployment comes from: it fills the new sysroot's repository.
+
+    The seam between ``install to-disk`` and what it installs, so that this layer stays
+    offline: :class:`RepoSource` copies commits of a local repository; the host layer's image
+    source (:class:`bootree.host.provision.ImageInstallSource`) pulls a container image through the
+    OCI importer. The CLI joins them.
+    """
+
+    def check(self) -> None:
+        """Fail early, before any file is written (a ref that does not resolve, say)."""
+        ...
+
+    def fill(self, sysroot: Sysroot) -> tuple[Checksum, Origin]:
+        """Write the commit (and whatever else should ship) into ``sysroot.repo``; the commit and its origin."""
+        ...
+
+    def deployed(self, sysroot: Sysroot, deployment: Deployment) -> None:
+        """After the first deployment is written (the sysroot is locked)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RepoSource:
+    """``rev`` of a local repository, copied with ``extra_refs`` into the new sysroot's repository."""
+
+    repo: Repo
+    rev: str
+    extra_refs: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """Raises RefNotFound for a ``rev`` or an extra ref that does not resolve."""
+        self.repo.resolve_rev(self.rev)
+        for extra in self.extra_refs:
+            self.repo.resolve_rev(extra)
+
+    def fill(self, sysroot: Sysroot) -> tuple[Checksum, Origin]:
+        """Copy the commits; the origin follows ``rev`` when it is a ref, else pins the commit."""
+        csum = Checksum(self.repo.resolve_rev(self.rev))
+        is_ref = self.rev != csum
+        refs: dict[str, Checksum] = {self.rev: csum} if is_ref else {}
+        for extra in self.extra_refs:
+            refs[extra] = Checksum(self.repo.resolve_rev(extra))
+        copy_commits(self.repo, sysroot.repo, refs or {f"bootree/install/{csum[:12]}": csum})
+        if not refs:
+            sysroot.repo.set_ref(f"bootree/install/{csum[:12]}", None)  # the deployment ref keeps it
+        return csum, Origin.for_refspec(self.rev) if is_ref else Origin.for_commit(csum)
+
+    def deployed(self, sysroot: Sysroot, deployment: Deployment) -> None:
+        """Nothing more: an ostree commit carries no ``/var`` content to seed."""
+
+
 def prepare_sysroot(source: Repo, rev: str, root: Path, esp_dir: Path, *, options: InstallOptions
                     ) -> tuple[Sysroot, Deployment]:
-    """Assemble the sysroot in ``root`` and its ESP in ``esp_dir`` (both plain directories).
+    """Assemble the sysroot of ``rev`` of ``source`` in ``root`` and its ESP in ``esp_dir``.
 
     Raises:
         RefNotFound: when ``rev`` does not resolve in ``source``.
         InstallError: without systemd-boot.
     """
-    csum = source.resolve_rev(rev)
+    return prepare_sysroot_from(RepoSource(source, rev, options.extra_refs), root, esp_dir, options=options)
+
+
+def prepare_sysroot_from(source: ContentSource, root: Path, esp_dir: Path, *, options: InstallOptions
+                         ) -> tuple[Sysroot, Deployment]:
+    """Assemble the sysroot in ``root`` and its ESP in ``esp_dir`` (both plain directories).
+
+    Raises:
+        InstallError: without systemd-boot.
+        BootreeError: whatever ``source`` raises (a bad ref, an image that cannot be pulled).
+    """
     if not options.systemd_boot.is_file():
         raise InstallError(f"systemd-boot not found at {options.systemd_boot}",
                            hint="install systemd-boot-efi (Debian) or pass --systemd-boot=PATH")
-    refs: dict[str, Checksum] = {} if rev == csum else {rev: Checksum(csum)}
-    for extra in options.extra_refs:
-        refs[extra] = source.resolve_rev(extra)
+    source.check()
     ops.init_fs(root)
     sysroot = Sysroot.open(root)
-    copy_commits(source, sysroot.repo, refs or {f"bootree/install/{csum[:12]}": Checksum(csum)})
-    if not refs:
-        sysroot.repo.set_ref(f"bootree/install/{csum[:12]}", None)  # the deployment ref keeps it
+    csum, origin = source.fill(sysroot)
     sysroot.repo.config.set(esp.CONFIG_GROUP, "esp", ESP_MOUNT)
     sysroot.repo.config.set("sysroot", "boot-counting-tries", str(options.tries))
     sysroot.repo.save_config()
@@ -171,10 +234,10 @@ def prepare_sysroot(source: Repo, rev: str, root: Path, esp_dir: Path, *, option
         os.rmdir(root / ESP_MOUNT)
         os.symlink(os.path.relpath(esp_dir, (root / ESP_MOUNT).parent), root / ESP_MOUNT)
         try:
-            origin = Origin.for_refspec(rev) if rev != csum else Origin.for_commit(Checksum(csum))
             kargs = (f"root=LABEL={disk_mod.ROOT_LABEL}", "rw", *options.kargs)
-            result = deploy(sysroot, Checksum(csum), stateroot=options.stateroot, origin=origin,
+            result = deploy(sysroot, csum, stateroot=options.stateroot, origin=origin,
                             opts=DeployOptions(kargs=kargs))
+            source.deployed(sysroot, result.deployment)
         finally:
             os.unlink(root / ESP_MOUNT)
             os.mkdir(root / ESP_MOUNT)  # the empty mount point of the booted system
@@ -198,7 +261,12 @@ def _remove_tree(work: Path) -> None:
 
 def install_to_disk(source: Repo, rev: str, disk: Path, *, options: InstallOptions = InstallOptions()
                     ) -> InstallResult:
-    """Build the disk image ``disk`` that boots ``rev`` of ``source`` through systemd-boot.
+    """Build the disk image ``disk`` that boots ``rev`` of ``source`` (see :func:`install_from`)."""
+    return install_from(RepoSource(source, rev, options.extra_refs), disk, options=options)
+
+
+def install_from(source: ContentSource, disk: Path, *, options: InstallOptions = InstallOptions()) -> InstallResult:
+    """Build the disk image ``disk`` that boots what ``source`` puts in its repository, through systemd-boot.
 
     The work happens in a temporary directory beside ``disk``; ``disk`` is replaced at the end.
 
@@ -206,6 +274,7 @@ def install_to_disk(source: Repo, rev: str, disk: Path, *, options: InstallOptio
         InstallError: missing tools, or a ``size_mib`` too small for the sysroot.
         RefNotFound, KernelNotFound: for a bad ``rev`` or a tree without a kernel.
         ExternalCommandError: when mkfs, mtools or sgdisk fail.
+        BootreeError: what ``source`` raises (a registry error, an image without a kernel...).
     """
     if os.geteuid() != 0:
         # mkfs.ext4 -d copies each file's owner from the directory it reads; a sysroot whose files
@@ -222,7 +291,7 @@ def install_to_disk(source: Repo, rev: str, disk: Path, *, options: InstallOptio
     work = Path(tempfile.mkdtemp(prefix=".bootree-install-", dir=disk.parent))
     try:
         root, esp_dir = work / "root", work / "esp"
-        _, dep = prepare_sysroot(source, rev, root, esp_dir, options=options)
+        _, dep = prepare_sysroot_from(source, root, esp_dir, options=options)
         entries = tuple(esp.list_entries(esp_dir))
         need = _tree_size(root) // disk_mod.MiB
         if options.size_mib is None:

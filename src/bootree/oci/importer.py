@@ -4,18 +4,23 @@ Layer: oci. :func:`pull_image` is ``ImageImporter::prepare`` + ``import`` (bootc
 
 1. resolve the manifest (and the host platform's entry of an index) and the config;
 2. if the image ref already holds that manifest digest: nothing to do (no blob is fetched);
-3. every layer without a ``ostree/container/blob/<esc(digest)>`` commit is downloaded to the
-   repository's ``tmp/bootree-oci/`` (verified; an interrupted download resumes there) and
-   imported into a commit of its own; layers already present are neither fetched nor read
-   beyond their dirtrees;
-4. the layers are merged in order, whiteouts and opaque directories acting on lower layers
-   only; the image must hold a kernel (``usr/lib/modules/*/vmlinuz``);
-5. the merge commit carries ``ostree.manifest-digest``, ``ostree.manifest``,
-   ``ostree.container.image-config`` and ``ostree.importer.version`` and goes to
-   ``ostree/container/image/<esc(imgref)>``.
+3. every layer without a ``ostree/container/blob/<esc(digest)>`` commit is fetched
+   (:mod:`bootree.oci.fetch`: a few downloads at once, ahead of the import; verified; an
+   interrupted download resumes) and imported into a commit of its own, the decompression,
+   hashing and object writes spread over the cores (:mod:`bootree.oci.stream`); layers already
+   present are neither fetched nor read beyond their dirtrees;
+4. an encapsulated image's ostree layers (``ostree.final-diffid``, :mod:`bootree.oci.encapsulated`)
+   give back the very commit that was published (same checksum, every object verified, the
+   tree checked complete); the commit layer's blob ref points at it;
+5. the layers are merged in order (the encapsulated commit's tree first, if any), whiteouts
+   and opaque directories acting on lower layers only; the image must hold a kernel
+   (``usr/lib/modules/*/vmlinuz``);
+6. the merge commit carries ``ostree.manifest-digest``, ``ostree.manifest``,
+   ``ostree.container.image-config`` and ``ostree.importer.version`` (its parent is the
+   encapsulated commit) and goes to ``ostree/container/image/<esc(imgref)>``.
 
-Steps 3–5 run in one transaction: if any layer is unsafe, any digest wrong, or the kernel
-missing, no object and no ref is published.
+Steps 3–6 run in one transaction: if any layer is unsafe, any digest wrong, an object missing
+or the kernel missing, no object and no ref is published.
 """
 
 from __future__ import annotations
@@ -25,22 +30,36 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from bootree import __version__
 from bootree.errors import BootreeError, FormatError, ImageError
 from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
-from bootree.format.objects import Commit
-from bootree.format.oci import layer_compression
+from bootree.format.objects import Commit, DirTree
+from bootree.format.oci import Descriptor, layer_compression
+from bootree.oci.encapsulated import (
+    COMMIT_LABEL,
+    LayerKind,
+    Layout,
+    StagedReader,
+    import_object_layer,
+    object_set_commit,
+    parse_layout,
+    verify_complete,
+)
+from bootree.oci.fetch import LayerFetcher
 from bootree.oci.layer import LayerStats, import_layer
+from bootree.oci.progress import LayerTask, PullPlan, PullProgress
 from bootree.oci.reference import IMAGE_REF_PREFIX, ImageReference, blob_ref, image_ref
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import ImageSource, ResolvedImage, open_source, resolve_config, resolve_manifest
+from bootree.oci.stream import WritePool
 from bootree.repo import Repo
 from bootree.repo.mtree import MutableTree
+from bootree.repo.transaction import Transaction
 
 __all__ = ["ImageState", "PullResult", "image_state", "merge_layer", "pull_image"]
 
@@ -78,6 +97,8 @@ class PullResult:
     bytes_fetched: int
     layer_stats: tuple[LayerStats, ...] = ()
     warnings: tuple[str, ...] = ()
+    ostree_commit: Checksum | None = None
+    """The encapsulated commit (the image's ``ostree.commit``), for an encapsulated image."""
 
 
 def image_state(repo: Repo, image: ImageReference) -> ImageState | None:
@@ -151,9 +172,6 @@ def _canonical_json(data: bytes) -> str:
     return json.dumps(json.loads(data), sort_keys=True, separators=(",", ":"))
 
 
-ProgressFn = Callable[[str], None]
-
-
 def pull_image(
     repo: Repo,
     image: ImageReference,
@@ -162,7 +180,7 @@ def pull_image(
     architecture: str | None = None,
     privileged: bool | None = None,
     source: ImageSource | None = None,
-    progress: ProgressFn | None = None,
+    progress: PullProgress | None = None,
 ) -> PullResult:
     """Fetch and import ``image`` (see the module docstring).
 
@@ -183,7 +201,7 @@ def pull_image(
             # Unchanged: bootc fetches neither the config nor any layer.
             return PullResult(image, prev, False, 0, len(manifest.layers), src.stats.bytes)
         resolved = resolve_config(src, fetched, manifest, architecture)
-        return _import(repo, image, src, resolved, priv, progress)
+        return _Import(repo, image, src, resolved, priv, progress).run()
     finally:
         if own:
             src.close()
@@ -211,79 +229,153 @@ def layers_by_diff_id(repo: Repo) -> dict[str, Checksum]:
     return out
 
 
-def _import(repo: Repo, image: ImageReference, src: ImageSource, resolved: ResolvedImage,
-            privileged: bool, progress: ProgressFn | None) -> PullResult:
-    blobdir = repo.path / "tmp" / "bootree-oci"
-    os.makedirs(blobdir, 0o700, exist_ok=True)
-    layers = resolved.manifest.layers
-    cached = {d.digest: repo.try_resolve_rev(blob_ref(d.digest)) for d in layers}
+def _reuse_by_diff_id(repo: Repo, resolved: ResolvedImage, cached: dict[str, Checksum | None]) -> dict[str, Checksum]:
+    """Layers missing by digest but stored under another blob digest with the same diff_id."""
     reused: dict[str, Checksum] = {}
     if any(c is None for c in cached.values()):
         by_diff = layers_by_diff_id(repo)
-        for desc, diff_id in zip(layers, resolved.config.diff_ids, strict=True):
+        for desc, diff_id in zip(resolved.manifest.layers, resolved.config.diff_ids, strict=True):
             if cached[desc.digest] is None and diff_id in by_diff:
-                # Same content under another blob digest (recompressed): reuse its commit.
                 cached[desc.digest] = reused[desc.digest] = by_diff[diff_id]
-    needed = [d for d in layers if cached[d.digest] is None]
-    if progress:
-        total = sum(d.size for d in dict.fromkeys(needed))
-        progress(f"layers already present: {len(layers) - len(needed)}; layers needed: {len(needed)} ({total} bytes)")
-    merged = MutableTree()
-    fetched = 0
-    stats: list[LayerStats] = []
-    ts = _timestamp(resolved.config.timestamp)
-    done: dict[str, MutableTree] = {}
-    blobs_to_remove = []
-    with repo.transaction() as txn:
-        for digest, layer_commit in reused.items():
-            txn.set_ref(blob_ref(digest), layer_commit)
-        for i, desc in enumerate(layers):
-            tree = done.get(desc.digest)
+    return reused
+
+
+def _compression(desc: Descriptor) -> str:
+    try:
+        return layer_compression(desc.media_type)
+    except FormatError as e:
+        raise ImageError(str(e)) from None
+
+
+class _Import:
+    """One image import: its layers in order into one transaction (see the module docstring)."""
+
+    def __init__(self, repo: Repo, image: ImageReference, src: ImageSource, resolved: ResolvedImage,
+                 privileged: bool, progress: PullProgress | None) -> None:
+        self.repo, self.image, self.src, self.resolved = repo, image, src, resolved
+        self.privileged, self.progress = privileged, progress
+        self.layout: Layout = parse_layout(resolved.config)
+        self.ts = _timestamp(resolved.config.timestamp)
+        self.stats: list[LayerStats] = []
+        self.blobs_to_remove: list[Path] = []
+        self.imported = 0
+        self.base: Checksum | None = None
+        self.base_value: Commit | None = None
+        self.staged_trees: dict[Checksum, DirTree] = {}
+
+    def run(self) -> PullResult:
+        layers = self.resolved.manifest.layers
+        cached = {d.digest: self.repo.try_resolve_rev(blob_ref(d.digest)) for d in layers}
+        reused = _reuse_by_diff_id(self.repo, self.resolved, cached)
+        tasks = {d.digest: (d, LayerTask(d.digest, d.size, self.layout.kind(i).progress_name))
+                 for i, d in enumerate(layers) if cached[d.digest] is None}
+        if self.progress is not None:
+            self.progress.plan(PullPlan(self.resolved.digest, len(layers), sum(d.size for d in layers),
+                                        tuple(t for _, t in tasks.values())))
+        blobdir = self.repo.path / "tmp" / "bootree-oci"
+        os.makedirs(blobdir, 0o700, exist_ok=True)
+        with LayerFetcher(self.src, blobdir, list(tasks.values()), progress=self.progress) as fetcher, \
+                self.repo.transaction() as txn:
+            for digest, layer_commit in reused.items():
+                txn.set_ref(blob_ref(digest), layer_commit)
+            with WritePool() as pool:
+                derived = self._layers(txn, pool, fetcher, cached)
+            if self.progress is not None:
+                self.progress.importing(False)
+            csum = self._merge(txn, derived)
+        if self.progress is not None:
+            self.progress.importing(True)
+        for p in self.blobs_to_remove:
+            p.unlink(missing_ok=True)
+        r = self.resolved
+        state = ImageState(csum, r.digest, r.manifest_bytes, r.config_bytes, self.ts)
+        warnings: tuple[str, ...] = ()
+        if r.config.labels.get("containers.bootc") != "1":
+            # bootc's require_bootable: a notice, not an error.
+            warnings = ("notice: Image is missing label: containers.bootc",)
+        return PullResult(self.image, state, True, self.imported, len(layers) - len(tasks), self.src.stats.bytes,
+                          tuple(self.stats), warnings, self.base)
+
+    def _layers(self, txn: Transaction, pool: WritePool, fetcher: LayerFetcher,
+                cached: dict[str, Checksum | None]) -> list[MutableTree]:
+        """Import the missing layers in order; the derived layers' trees, for the merge."""
+        derived: list[MutableTree] = []
+        trees: dict[str, MutableTree] = {}
+        diff_ids = self.resolved.config.diff_ids
+        for i, desc in enumerate(self.resolved.manifest.layers):
+            kind = self.layout.kind(i)
             csum = cached[desc.digest]
-            if tree is None and csum is not None:
-                c = repo.read_commit(csum)
-                tree = MutableTree()
-                tree.overlay_commit_tree(repo.reader, c.root_tree, c.root_meta)
-            if tree is None:
-                try:
-                    compression = layer_compression(desc.media_type)
-                except FormatError as e:
-                    raise ImageError(str(e)) from None
-                path = blobdir / desc.digest.replace(":", "-")
-                if not path.exists():
-                    src.fetch_blob(desc, path)
-                    fetched += 1
-                if progress:
-                    progress(f"importing layer {desc.digest} ({desc.size} bytes)")
-                tree, st = import_layer(txn, path, compression, resolved.config.diff_ids[i], privileged=privileged)
-                stats.append(st)
-                root_tree, root_meta = tree.write(txn)
-                lcsum = txn.write_commit(Commit(root_tree=root_tree, root_meta=root_meta, timestamp=ts))
-                txn.set_ref(blob_ref(desc.digest), lcsum)
-                blobs_to_remove.append(path)
-            done[desc.digest] = tree
+            if kind is LayerKind.DERIVED and desc.digest in trees:
+                derived.append(trees[desc.digest])
+                continue
+            if csum is None:
+                blob = fetcher.get(desc)
+                self.imported += 1
+                if blob.downloaded:
+                    self.blobs_to_remove.append(blob.path)
+                if blob.verify is not None:
+                    self.src.stats.count(desc.digest, desc.size)
+                if kind is LayerKind.DERIVED:
+                    # ostree-ext keeps non-/usr top-level directories only where the root is
+                    # transient: always for a plain image, not over an encapsulated base here.
+                    tree, st = import_layer(txn, blob.path, _compression(desc), diff_ids[i],
+                                            privileged=self.privileged, allow_nonusr=not self.layout.encapsulated,
+                                            pool=pool, verify=blob.verify)
+                    self.stats.append(st)
+                    root_tree, root_meta = tree.write(txn)
+                    csum = txn.write_commit(Commit(root_tree=root_tree, root_meta=root_meta, timestamp=self.ts))
+                    trees[desc.digest] = tree
+                else:
+                    res = import_object_layer(txn, blob.path, _compression(desc), diff_ids[i],
+                                              commit_layer=kind is LayerKind.COMMIT, expected_commit=self.layout.commit,
+                                              pool=pool, verify=blob.verify)
+                    if kind is LayerKind.COMMIT:
+                        assert res.commit is not None
+                        csum, self.base_value = res.commit, res.commit_value
+                        self.staged_trees.update(res.dirtrees)
+                    else:
+                        csum = object_set_commit(txn, res.objects)
+                txn.set_ref(blob_ref(desc.digest), csum)
+                cached[desc.digest] = csum
+            elif kind is LayerKind.DERIVED:
+                c = self.repo.read_commit(csum)
+                tree = trees[desc.digest] = MutableTree()
+                tree.overlay_commit_tree(self.repo.reader, c.root_tree, c.root_meta)
+            if kind is LayerKind.COMMIT:
+                self.base = csum
+                if self.base_value is None:
+                    self.base_value = self.repo.read_commit(csum)
+            elif kind is LayerKind.DERIVED:
+                derived.append(trees[desc.digest])
+        return derived
+
+    def _merge(self, txn: Transaction, derived: list[MutableTree]) -> Checksum:
+        """The merge commit: the encapsulated commit's tree (if any), then each derived layer."""
+        merged = MutableTree()
+        if self.base is not None:
+            assert self.base_value is not None
+            if self.layout.commit is not None and self.base != self.layout.commit:
+                raise ImageError(f"{self.image.short}: the commit layer holds {self.base}, "
+                                 f"the {COMMIT_LABEL} label says {self.layout.commit}")
+            verify_complete(txn, self.repo, self.base, self.base_value, self.staged_trees)
+            merged.overlay_commit_tree(StagedReader(self.repo, self.staged_trees), self.base_value.root_tree,
+                                       self.base_value.root_meta)
+        for tree in derived:
             merge_layer(merged, tree)
         if not _has_kernel(merged):
-            raise ImageError(f"{image.short}: image has no kernel (no /usr/lib/modules/*/vmlinuz)")
+            raise ImageError(f"{self.image.short}: image has no kernel (no /usr/lib/modules/*/vmlinuz)")
         root_tree, root_meta = merged.write(txn)
+        r = self.resolved
         meta: list[tuple[str, Variant]] = [
-            (MANIFEST_DIGEST_KEY, Variant("s", resolved.digest)),
-            (MANIFEST_KEY, Variant("s", _canonical_json(resolved.manifest_bytes))),
-            (CONFIG_KEY, Variant("s", _canonical_json(resolved.config_bytes))),
+            (MANIFEST_DIGEST_KEY, Variant("s", r.digest)),
+            (MANIFEST_KEY, Variant("s", _canonical_json(r.manifest_bytes))),
+            (CONFIG_KEY, Variant("s", _canonical_json(r.config_bytes))),
             (IMPORTER_KEY, Variant("s", f"bootree {__version__}")),
         ]
-        if resolved.config.version:
-            meta.append(("version", Variant("s", resolved.config.version)))
-        commit = Commit(root_tree=root_tree, root_meta=root_meta, timestamp=ts, metadata=tuple(meta),
-                        subject=f"Merge of {image}")
+        if r.config.version:
+            meta.append(("version", Variant("s", r.config.version)))
+        commit = Commit(root_tree=root_tree, root_meta=root_meta, parent=self.base, timestamp=self.ts,
+                        metadata=tuple(meta), subject=f"Merge of {self.image}")
         csum = txn.write_commit(commit)
-        txn.set_ref(image_ref(image), csum)
-    for p in blobs_to_remove:
-        p.unlink(missing_ok=True)
-    state = ImageState(csum, resolved.digest, resolved.manifest_bytes, resolved.config_bytes, ts)
-    warnings: tuple[str, ...] = ()
-    if resolved.config.labels.get("containers.bootc") != "1":
-        # bootc's require_bootable: a notice, not an error.
-        warnings = ("notice: Image is missing label: containers.bootc",)
-    return PullResult(image, state, True, fetched, len(layers) - len(needed), src.stats.bytes, tuple(stats),
-                      warnings)
+        txn.set_ref(image_ref(self.image), csum)
+        return csum

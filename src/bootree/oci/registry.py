@@ -21,8 +21,9 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from bootree.format.oci import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Descriptor, d
 from bootree.oci.auth import Credentials, find_credentials, insecure_registries
 from bootree.oci.reference import DockerReference
 
-__all__ = ["BlobStats", "Fetched", "RegistryClient", "RegistryOptions"]
+__all__ = ["BlobStats", "BytesFn", "Fetched", "RegistryClient", "RegistryOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,32 @@ class Fetched:
 
 @dataclass
 class BlobStats:
-    """Bytes moved by a client (what ``upgrade`` reports and the tests compare)."""
+    """Bytes moved by a client (what ``upgrade`` reports and the tests compare).
+
+    Updated from several download threads: :meth:`count` takes a lock.
+    """
 
     blobs: int = 0
     bytes: int = 0
     resumed: int = 0
     by_digest: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, digest: str, n: int) -> None:
+        """Add ``n`` bytes received for ``digest``."""
+        with self.lock:
+            self.bytes += n
+            self.by_digest[digest] = self.by_digest.get(digest, 0) + n
+
+    def blob_done(self, *, resumed: bool = False) -> None:
+        """Count a finished blob."""
+        with self.lock:
+            self.blobs += 1
+            self.resumed += resumed
+
+
+#: Called with the bytes of a blob received so far (including a resumed part).
+BytesFn = Callable[[int], None]
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -127,9 +148,12 @@ class RegistryClient:
         if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"{self.host}/{repository}", f"unsupported authentication challenge {challenge!r}",
                                 status=401)
-        query: dict[str, str] = {"scope": params.get("scope") or f"repository:{repository}:pull"}
+        # A challenge may name several scopes, space-separated (a cross-repository mount needs
+        # pull on the source too): the token service takes each as its own ``scope`` parameter.
+        scopes = (params.get("scope") or f"repository:{repository}:pull").split()
+        query: list[tuple[str, str | int | float | bool | None]] = [("scope", sc) for sc in scopes]
         if "service" in params:
-            query["service"] = params["service"]
+            query.append(("service", params["service"]))
         auth = httpx.BasicAuth(creds.username, creds.password) if creds else None
         try:
             r = self._client.get(params["realm"], params=query, auth=auth)
@@ -251,11 +275,13 @@ class RegistryClient:
         return data
 
     def _count(self, digest: str, n: int) -> None:
-        self.stats.bytes += n
-        self.stats.by_digest[digest] = self.stats.by_digest.get(digest, 0) + n
+        self.stats.count(digest, n)
 
-    def fetch_blob(self, repository: str, desc: Descriptor, dest: Path) -> None:
+    def fetch_blob(self, repository: str, desc: Descriptor, dest: Path, on_bytes: BytesFn | None = None) -> None:
         """Download a blob to ``dest``, resuming ``dest.partial`` with ``Range``; verified.
+
+        ``on_bytes`` is called after each chunk with the running total (an exception it raises
+        stops the download, keeping the partial file for a resume).
 
         Raises:
             RegistryError: HTTP errors, a body larger or smaller than declared, a wrong digest
@@ -275,8 +301,9 @@ class RegistryClient:
         headers = {"Range": f"bytes={have}-"} if have and have < desc.size else {}
         if have < desc.size or desc.size == 0:
             with self._send("GET", url, repository, headers) as r:
+                resumed = False
                 if r.status_code == 206 and have:
-                    self.stats.resumed += 1
+                    resumed = True
                     mode = "ab"
                 elif r.status_code == 200:
                     have, hasher, mode = 0, hashlib.sha256(), "wb"
@@ -291,9 +318,13 @@ class RegistryClient:
                         hasher.update(chunk)
                         have += len(chunk)
                         self._count(desc.digest, len(chunk))
+                        if on_bytes is not None:
+                            on_bytes(have)
                     out.flush()
                     os.fsync(out.fileno())
-        self.stats.blobs += 1
+            self.stats.blob_done(resumed=resumed)
+        else:
+            self.stats.blob_done()
         got = "sha256:" + hasher.hexdigest()
         if have != desc.size:
             if have < desc.size:

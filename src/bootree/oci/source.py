@@ -26,7 +26,7 @@ from bootree.format.oci import (
     parse_manifest_or_index,
 )
 from bootree.oci.reference import ImageReference, Transport
-from bootree.oci.registry import BlobStats, Fetched, RegistryClient, RegistryOptions
+from bootree.oci.registry import BlobStats, BytesFn, Fetched, RegistryClient, RegistryOptions
 
 __all__ = ["ImageSource", "LayoutSource", "RegistrySource", "ResolvedImage", "host_architecture", "open_source", "resolve"]
 
@@ -53,8 +53,13 @@ class ImageSource(Protocol):
         """A small verified blob."""
         ...
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
-        """A verified blob written to ``dest``."""
+    def fetch_blob(self, desc: Descriptor, dest: Path, on_bytes: BytesFn | None = None) -> None:
+        """A verified blob written to ``dest`` (``on_bytes``: the running total, per chunk)."""
+        ...
+
+    def local_blob(self, desc: Descriptor) -> Path | None:
+        """The blob's file when the source is on this machine (read in place, verified by the
+        reader), else ``None``."""
         ...
 
     def close(self) -> None:
@@ -78,8 +83,11 @@ class RegistrySource:
             raise ImageError(f"config blob {desc.digest} declares {desc.size} bytes (limit {MAX_CONFIG_SIZE})")
         return self.client.get_blob_bytes(self.ref.repository, desc)
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
-        self.client.fetch_blob(self.ref.repository, desc, dest)
+    def fetch_blob(self, desc: Descriptor, dest: Path, on_bytes: BytesFn | None = None) -> None:
+        self.client.fetch_blob(self.ref.repository, desc, dest, on_bytes)
+
+    def local_blob(self, desc: Descriptor) -> Path | None:
+        return None
 
     def close(self) -> None:
         self.client.close()
@@ -111,7 +119,7 @@ class LayoutSource:
             raise ImageError(f"{self.root}: blob {desc.digest} is {len(data)} bytes, declared {desc.size}")
         if digest_of(data) != desc.digest:
             raise ImageError(f"{self.root}: blob {desc.digest} does not match its digest")
-        self.stats.bytes += len(data)
+        self.stats.count(desc.digest, len(data))
         return data
 
     def manifest(self, reference: str | None) -> Fetched:
@@ -145,7 +153,13 @@ class LayoutSource:
     def blob_bytes(self, desc: Descriptor) -> bytes:
         return self._read(desc, MAX_CONFIG_SIZE)
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
+    def local_blob(self, desc: Descriptor) -> Path | None:
+        path = self._blob_path(desc.digest)
+        if not path.is_file():
+            raise ImageError(f"{self.root}: blob {desc.digest} is missing")
+        return path
+
+    def fetch_blob(self, desc: Descriptor, dest: Path, on_bytes: BytesFn | None = None) -> None:
         src = self._blob_path(desc.digest)
         tmp = dest.with_name(dest.name + ".partial")
         h = hashlib.sha256()
@@ -158,6 +172,8 @@ class LayoutSource:
                         raise ImageError(f"{self.root}: blob {desc.digest} larger than declared {desc.size}")
                     h.update(chunk)
                     out.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(n)
         except FileNotFoundError:
             raise ImageError(f"{self.root}: blob {desc.digest} is missing") from None
         except BaseException:
@@ -166,8 +182,8 @@ class LayoutSource:
         if n != desc.size or "sha256:" + h.hexdigest() != desc.digest:
             tmp.unlink(missing_ok=True)
             raise ImageError(f"{self.root}: blob {desc.digest} does not match its size or digest")
-        self.stats.bytes += n
-        self.stats.blobs += 1
+        self.stats.count(desc.digest, n)
+        self.stats.blob_done()
         os.rename(tmp, dest)
 
     def close(self) -> None:

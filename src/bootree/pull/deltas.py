@@ -38,9 +38,10 @@ from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.format.summary import Summary
 from bootree.pull.engine import StageContext
-from bootree.pull.options import StaticDeltas
+from bootree.pull.options import DeltaPlan, StaticDeltas
 from bootree.pull.plan import object_path
 from bootree.pull.session import RemoteSession
+from bootree.pull.trust import TrustPolicy
 from bootree.pull.verify import Verifier
 from bootree.repo import Repo, Transaction
 from bootree.transport import Fetcher, join_url
@@ -48,7 +49,9 @@ from bootree.transport import Fetcher, join_url
 if TYPE_CHECKING:  # the applier (zstandard, bsdiff, ...) loads only when a delta is used
     from bootree.delta.apply import ApplyResult
 
-__all__ = ["DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "pull_delta", "pull_deltas"]
+__all__ = [
+    "DeltaChoice", "DeltaPull", "DeltaStage", "StaticDeltas", "choose_delta", "plan_deltas", "pull_delta", "pull_deltas",
+]
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +242,12 @@ def pull_delta(
     content_url: str | None = None,
     max_content_size: int = 1 << 30,
     verifier: Verifier | None = None,
+    check_superblock: Callable[[str, bytes], None] | None = None,
 ) -> DeltaPull:
     """Fetch and apply the delta ``choice`` into ``txn`` (the caller commits and moves refs).
+
+    ``check_superblock`` sees the superblock file (signed or not) before anything is used
+    (the remote's :meth:`~bootree.pull.trust.TrustPolicy.check_delta_superblock`).
 
     The embedded commit goes through ``verifier`` (checksum, ref binding, signatures, with the
     detached metadata the superblock carries or else the server's ``.commitmeta``) before any
@@ -260,6 +267,8 @@ def pull_delta(
     stats.requests += 1
     if hashlib.sha256(data).digest() != choice.digest:
         raise RemoteError(f"invalid checksum for static delta {choice.name}: the superblock differs from the summary's")
+    if check_superblock is not None:
+        check_superblock(str(choice.name), data)
     superblock = Superblock.from_bytes(data)
     if superblock.name != choice.name:
         raise DeltaFormatError(f"static delta {choice.name} has a superblock for {superblock.name}")
@@ -309,6 +318,7 @@ def pull_deltas(
     content_url: str | None = None,
     max_content_size: int = 1 << 30,
     verifier: Verifier | None = None,
+    check_superblock: Callable[[str, bytes], None] | None = None,
 ) -> list[DeltaPull]:
     """Bring each target commit in through a delta where the server offers one.
 
@@ -323,6 +333,9 @@ def pull_deltas(
     """
     if mode is StaticDeltas.DISABLE:
         return []
+    if mode is StaticDeltas.REQUIRE and repo.mode.value == "archive":
+        # As libostree: a delta rebuilds objects for checkout, not the archive's .filez files.
+        raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
     if mode is StaticDeltas.AUTO and not _usable(repo, base_url):
         return []  # archive targets, and local remotes (file://, pull-local) copy objects as cheaply
     out = []
@@ -332,16 +345,54 @@ def pull_deltas(
         choice = choose_delta(repo, fetcher, base_url, target, summary=summary, ref_exists=ref_exists)
         if choice is None:
             if mode is StaticDeltas.REQUIRE:
-                raise RemoteError(f"no static delta to {target} on {base_url}", hint="pull without --require-static-deltas")
+                raise RemoteError(f"Static deltas required, but none found for {target} on {base_url}",
+                                  hint="pull without --require-static-deltas")
             continue
         log.info("pulling %s through static delta %s", target, choice.name)
         out.append(
             pull_delta(
                 repo, txn, fetcher, base_url, choice, content_url=content_url, max_content_size=max_content_size,
-                verifier=verifier,
+                verifier=verifier, check_superblock=check_superblock,
             )
         )
     return out
+
+
+def plan_deltas(
+    repo: Repo, fetcher: Fetcher, base_url: str, targets: dict[Checksum, bool], *, summary: Summary | None
+) -> DeltaPlan:
+    """The deltas a pull requiring them would use, from their superblocks (fetched and checked
+    against the summary's digests; nothing is written): what ``--dry-run`` reports.
+
+    Raises:
+        RemoteError: no delta for a target, into an archive repository, or a superblock that
+            differs from the summary's.
+        FetchError: a download that failed.
+    """
+    if repo.mode.value == "archive":
+        raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
+    parts = fetched = size = fetched_size = usize = 0
+    for target, ref_exists in targets.items():
+        if repo.has_object(ObjectType.COMMIT, target) and not repo.is_partial(target):
+            continue
+        choice = choose_delta(repo, fetcher, base_url, target, summary=summary, ref_exists=ref_exists)
+        if choice is None:
+            raise RemoteError(f"no static delta to {target} on {base_url}", hint="pull without --require-static-deltas")
+        data = fetcher.fetch(join_url(base_url, f"{choice.relpath}/superblock"), max_length=MAX_SUPERBLOCK_SIZE)
+        if hashlib.sha256(data).digest() != choice.digest:
+            raise RemoteError(f"invalid checksum for static delta {choice.name}: the superblock differs from the summary's")
+        sb = Superblock.from_bytes(data)
+        for entry in sb.parts:
+            parts += 1
+            size += entry.size
+            usize += entry.uncompressed_size
+            if all(repo.has_object(t, c) for t, c in entry.objects):
+                fetched += 1
+                fetched_size += entry.size
+        for fb in sb.fallbacks:
+            size += fb.compressed_size
+            usize += fb.uncompressed_size
+    return DeltaPlan(parts, fetched, size, fetched_size, usize)
 
 
 class DeltaStage:
@@ -361,13 +412,17 @@ class DeltaStage:
         mode = ctx.config.static_deltas
         if mode is StaticDeltas.DISABLE:
             return
+        if mode is StaticDeltas.REQUIRE and ctx.repo.mode.value == "archive":
+            raise RemoteError("Can't use static deltas in an archive repo", hint="pull without --require-static-deltas")
         found = self.session.summary() if mode is StaticDeltas.REQUIRE or _usable(ctx.repo, self.session.url) else None
         targets = {c: self.ref_exists.get(c, False) for c in ctx.commits}
+        policy = ctx.verifier.policy
+        check = policy.check_delta_superblock if isinstance(policy, TrustPolicy) else None
         self.used = pull_deltas(
             ctx.repo, ctx.txn, self.session.fetcher, self.session.url, targets,
             summary=found.summary if found is not None else None, mode=mode,
             content_url=self.session.content_url, max_content_size=ctx.config.max_content_size,
-            verifier=ctx.verifier,
+            verifier=ctx.verifier, check_superblock=check,
         )
         for used in self.used:
             self.session.bytes += used.bytes

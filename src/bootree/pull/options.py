@@ -17,7 +17,7 @@ from bootree.errors import KeyFileError
 from bootree.format.checksum import Checksum
 from bootree.transport import FetchConfig
 
-__all__ = ["GiB", "KiB", "MiB", "PullConfig", "PullEvent", "PullOptions", "PullPhase", "PullResult", "parse_size"]
+__all__ = ["DeltaPlan", "GiB", "KiB", "MiB", "PullConfig", "PullEvent", "PullOptions", "PullPhase", "PullResult", "parse_size"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -147,6 +147,18 @@ class PullEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class DeltaPlan:
+    """What a pull through static deltas would download (``pull --dry-run --require-static-deltas``):
+    delta parts (those whose objects are all present count as fetched) and their sizes."""
+
+    parts: int = 0
+    fetched_parts: int = 0
+    size: int = 0
+    fetched_size: int = 0
+    uncompressed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PullResult:
     """What a pull did (or, with ``dry_run``, would do)."""
 
@@ -160,3 +172,5 @@ class PullResult:
     dry_run: bool = False
     content_bytes: int = 0
     """Bytes of content objects received for writing (ostree's "content written")."""
+    deltas: DeltaPlan | None = None
+    """For a dry run that requires static deltas: the deltas it would use."""

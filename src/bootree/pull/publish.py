@@ -28,6 +28,7 @@ from bootree.sign import (
     SecretKey,
     Verifier,
     VerifyResult,
+    add_dummy,
     add_ed25519,
     add_gpg,
     detached,
@@ -58,6 +59,7 @@ def sign_commit(
     ed25519_keys: Sequence[SecretKey] = (),
     gpg_key_ids: Sequence[str] = (),
     gpg_homedir: Path | None = None,
+    dummy_keys: Sequence[str] = (),
 ) -> None:
     """Append signatures of commit ``csum`` to its detached metadata (``ostree sign``, ``gpg-sign``).
 
@@ -70,6 +72,8 @@ def sign_commit(
     """
     data = repo.load_metadata(ObjectType.COMMIT, csum)
     meta = repo.read_commitmeta(csum)
+    if dummy_keys:
+        meta = add_dummy(meta, dummy_keys)
     if ed25519_keys:
         meta = add_ed25519(data, meta, ed25519_keys)
     if gpg_key_ids:
@@ -121,7 +125,7 @@ def delete_gpg_signatures(repo: Repo, csum: Checksum, key_ids: Sequence[str], *,
 
 
 def verify_commit(repo: Repo, csum: Checksum, verifier: Verifier, *, require_gpg: bool = False,
-                  require_ed25519: bool = False) -> VerifyResult:
+                  require_ed25519: bool = False, require_sign: bool = False) -> VerifyResult:
     """Check the signatures of a local commit (``sign --verify``, ``show --gpg-verify``).
 
     Raises:
@@ -130,7 +134,7 @@ def verify_commit(repo: Repo, csum: Checksum, verifier: Verifier, *, require_gpg
     """
     data = repo.load_metadata(ObjectType.COMMIT, csum)
     return verifier.check(f"commit {csum}", data, repo.read_commitmeta(csum),
-                          require_gpg=require_gpg, require_ed25519=require_ed25519)
+                          require_gpg=require_gpg, require_ed25519=require_ed25519, require_sign=require_sign)
 
 
 def sign_summary(
@@ -139,6 +143,7 @@ def sign_summary(
     ed25519_keys: Sequence[SecretKey] = (),
     gpg_key_ids: Sequence[str] = (),
     gpg_homedir: Path | None = None,
+    dummy_keys: Sequence[str] = (),
 ) -> None:
     """Add signatures of the current ``summary`` to ``summary.sig`` (``summary --gpg-sign``/``--sign``).
 
@@ -153,6 +158,8 @@ def sign_summary(
         raise RepoError(f"{repo.path} has no summary", hint="create it with 'bootree summary -u'") from None
     sig_path = repo.path / "summary.sig"
     sig = sig_path.read_bytes() if sig_path.exists() else None
+    if dummy_keys:
+        sig = add_dummy(sig, dummy_keys)
     if ed25519_keys:
         sig = add_ed25519(data, sig, ed25519_keys)
     if gpg_key_ids:

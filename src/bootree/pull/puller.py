@@ -27,10 +27,10 @@ from bootree.errors import BootreeError, DowngradeError, RemoteError
 from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.objects import Commit
 from bootree.pull import trust
-from bootree.pull.deltas import DeltaStage
+from bootree.pull.deltas import DeltaStage, plan_deltas
 from bootree.pull.engine import ObjectEngine, Progress, PullStage, StageContext
 from bootree.pull.heap import bound_heap
-from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult
+from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult, StaticDeltas
 from bootree.pull.plan import PullTarget, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
@@ -39,6 +39,7 @@ from bootree.pull.verify import NoSignatures, Verifier
 from bootree.repo import Repo
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
+from bootree.transport.file import FileFetcher
 
 __all__ = ["PullConfig", "PullEvent", "PullJob", "PullOptions", "PullPhase", "PullResult", "pull", "pull_local", "run_pull"]
 
@@ -268,7 +269,7 @@ def _pull_remote(
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
     local_ref: Callable[[str], str] = (lambda r: r) if mirror else (lambda r: f"{remote.name}:{r}")
     with RemoteSession.open(remote, config, fetcher, policy=policy) as session:
-        session.check_archive()
+        local_path = session.check_archive()
         resolved, found = _resolve_remote(session, targets, mirror_all)
         refs_of = _refs_of(resolved)
         pinned = frozenset(local_ref(t.ref) for t in resolved if t.ref is not None and t.commit is not None)
@@ -288,14 +289,29 @@ def _pull_remote(
                         check_downgrade(repo, local_ref(ref), csum, commit.timestamp)
 
         policy.commit_hook = on_commit
+        if options.dry_run and session.config.static_deltas is StaticDeltas.REQUIRE:
+            # As ostree: a dry run that requires deltas reports them from their superblocks only.
+            start = time.monotonic()
+            remote_summary = found or session.summary()
+            plan = plan_deltas(
+                repo, session.fetcher, session.url, {c: False for c in resolved.values()},
+                summary=remote_summary.summary if remote_summary is not None else None,
+            )
+            refs_out = tuple((local_ref(t.ref), c) for t, c in resolved.items() if t.ref is not None)
+            return PullResult(refs_out, 0, 0, session.bytes, 0, time.monotonic() - start, dry_run=True, deltas=plan)
         if not options.commit_metadata_only and not options.dry_run:
             ref_exists = {
                 c: t.ref is not None and repo.refs.get(local_ref(t.ref)) is not None for t, c in resolved.items()
             }
             stages = [DeltaStage(session, ref_exists), *stages]
+        source: ObjectSource = (
+            HttpSource(session.fetcher, session.url, session.content_url, session.config)
+            if local_path is None
+            else LocalRepoSource(Repo.open(local_path), session.config)
+        )
         job = PullJob(
             repo,
-            HttpSource(session.fetcher, session.url, session.content_url, session.config),
+            source,
             resolved,
             local_ref,
             Verifier(policy, refs_of),
@@ -308,7 +324,11 @@ def _pull_remote(
             pinned_refs=pinned,
             commit_times=times,
         )
-        return run_pull(job, report)
+        try:
+            return run_pull(job, report)
+        finally:
+            if isinstance(source, LocalRepoSource):
+                source.close()
 
 
 def pull_local(
@@ -322,11 +342,15 @@ def pull_local(
     commit_metadata_only: bool = False,
     dry_run: bool = False,
     progress: Callable[[PullEvent], None] | None = None,
+    policy: trust.TrustPolicy | None = None,
 ) -> PullResult:
     """Copy ``refs`` (default: all local branches) from the repository at ``source``.
 
     Every object is verified as with a network pull. Refs land in ``refs/heads/`` (or under
-    ``remote`` if given), as ``ostree pull-local`` does.
+    ``remote`` if given), as ``ostree pull-local`` does. ``policy`` checks the signatures of
+    every commit as a pull from that remote would (``pull-local --gpg-verify --remote=R``).
+    With ``config.static_deltas`` set to ``REQUIRE`` (``--require-static-deltas``) each commit
+    comes in through one of the source's static deltas, or the pull fails.
 
     Raises:
         RepoNotFound: if ``source`` is not a repository.
@@ -347,19 +371,35 @@ def pull_local(
         else:
             assert t.commit is not None
             resolved[t] = t.commit
+    if policy is not None:
+        policy.check_start()
     report = _progress(progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
+    local_ref: Callable[[str], str] = (lambda r: f"{remote}:{r}") if remote else (lambda r: r)
     local_source = LocalRepoSource(src, cfg)
+    stages: list[PullStage] = []
+    session = None
+    if cfg.static_deltas is StaticDeltas.REQUIRE and not commit_metadata_only and not dry_run:
+        # ``pull-local --require-static-deltas``: the source's deltas, found and applied as a
+        # file:// pull finds them (its summary or delta-indexes/), fallbacks from its objects.
+        if src.mode.value != "archive":
+            raise RemoteError(f"{source}: static deltas can only be used from an archive repository")
+        session = RemoteSession(FileFetcher(), source.resolve().as_uri(), config=cfg, owns_fetcher=True)
+        ref_exists = {c: t.ref is not None and repo.refs.get(local_ref(t.ref)) is not None for t, c in resolved.items()}
+        stages.append(DeltaStage(session, ref_exists))
     try:
         job = PullJob(
             repo,
             local_source,
             resolved,
-            (lambda r: f"{remote}:{r}") if remote else (lambda r: r),
-            Verifier(NoSignatures(), _refs_of(resolved)),
+            local_ref,
+            Verifier(policy if policy is not None else NoSignatures(), _refs_of(resolved)),
             PullOptions(depth, commit_metadata_only, dry_run, False, progress),
             cfg,
+            stages=stages,
         )
         return run_pull(job, report)
     finally:
         local_source.close()
+        if session is not None:
+            session.close()

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bootree.errors import KeyFileError, RemoteExists, RemoteNotFound
 from bootree.format.keyfile import KeyFile, parse_bool
 from bootree.format.refspec import validate_remote_name
 from bootree.transport import FetchConfig
 
-__all__ = ["Remote", "add_remote", "delete_remote", "get_remote", "list_remotes", "section_name"]
+__all__ = [
+    "Remote",
+    "add_remote",
+    "delete_remote",
+    "get_remote",
+    "list_remotes",
+    "remotes_config_dir",
+    "save_remote_file",
+    "section_name",
+]
 
 
 def section_name(name: str) -> str:
@@ -149,6 +159,7 @@ def add_remote(
     options: Iterable[tuple[str, str]] = (),
     gpg_verify: bool | None = None,
     sign_verify: bool | None = None,
+    verification_keys: Sequence[tuple[str, str, str]] = (),
     collection_id: str | None = None,
     if_not_exists: bool = False,
     force: bool = False,
@@ -156,7 +167,9 @@ def add_remote(
     """Add a ``[remote "NAME"]`` section the way ``ostree remote add`` does; whether it was added.
 
     Key order follows ostree: ``url``, ``branches``, ``contenturl``, ``--set`` options,
-    ``gpg-verify``, ``sign-verify``, ``collection-id``.
+    ``gpg-verify``, ``sign-verify``, the ``verification_keys`` (``--sign-verify=ENGINE=inline:KEY``
+    as ``(engine, key, value)``: ``verification-ENGINE-key`` or ``-file``), then ``sign-verify``
+    naming their engines, and ``collection-id``.
 
     Raises:
         InvalidRefName: for an invalid remote name.
@@ -181,8 +194,47 @@ def add_remote(
         config.set(group, "gpg-verify", "true" if gpg_verify else "false")
     if sign_verify is not None:
         config.set(group, "sign-verify", "true" if sign_verify else "false")
+    for _engine, key, value in verification_keys:
+        config.set(group, key, value)
+    if verification_keys:
+        config.set(group, "sign-verify", ",".join(dict.fromkeys(e for e, _, _ in verification_keys)))
     if collection_id:
         config.set(group, "collection-id", collection_id)
+    return True
+
+
+def remotes_config_dir(sysroot: Path, repo_config: KeyFile) -> Path | None:
+    """Where ``remote add --sysroot=SYSROOT`` writes a new remote: a ``remotes.d`` directory, or
+    ``None`` for the repository's own config (ostree 2022.7's rule).
+
+    A *physical* sysroot (the real root, no ``sysroot/`` inside it) keeps remotes in
+    ``ostree/repo/config``; a deployment's view of it (it has ``/sysroot``: a booted system)
+    writes ``SYSROOT/etc/ostree/remotes.d/NAME.conf``, so the remote belongs to that
+    deployment's ``/etc``, unless the repository says ``core.add-remotes-config-dir=false``.
+    """
+    if not (sysroot / "sysroot").exists():
+        return None
+    if not repo_config.get_bool("core", "add-remotes-config-dir", True):
+        return None
+    return sysroot / "etc/ostree/remotes.d"
+
+
+def save_remote_file(confdir: Path, name: str, config: KeyFile, *, if_not_exists: bool = False,
+                     force: bool = False) -> bool:
+    """Write ``config`` (one remote's section) as ``confdir/NAME.conf``, atomically; whether written.
+
+    Raises:
+        RemoteExists: the file exists and neither ``if_not_exists`` nor ``force`` is given.
+    """
+    from bootree import _fs
+
+    conf = confdir / f"{name}.conf"
+    if conf.exists() and not force:
+        if if_not_exists:
+            return False
+        raise RemoteExists(name)
+    _fs.makedirs(confdir)
+    _fs.write_atomic(conf, config.to_text().encode())
     return True
 
 

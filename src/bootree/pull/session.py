@@ -123,11 +123,15 @@ class RemoteSession:
         self.bytes += len(data)
         return data
 
-    def check_archive(self) -> None:
-        """The remote must be an archive repository: only those serve ``.filez`` objects.
+    def check_archive(self) -> str | None:
+        """The remote must be an archive repository (only those serve ``.filez`` objects), or,
+        as with ostree, a repository of any mode on a ``file://`` URL, read as a local one.
+
+        Returns:
+            The local path of a non-archive ``file://`` remote (``None`` for an archive).
 
         Raises:
-            RemoteError: no ``config``, an unreadable one, or another mode.
+            RemoteError: no ``config``, an unreadable one, or another mode over the network.
         """
         data = self.fetch_optional("config", self.config.max_small_file_size)
         if data is None:
@@ -137,8 +141,13 @@ class RemoteSession:
         except (UnicodeDecodeError, KeyFileError) as e:
             raise RemoteError(f"{self.url}/config is not a valid repository config: {e}") from e
         mode = kf.get("core", "mode", "bare") or "bare"
-        if mode not in ("archive", "archive-z2"):
-            raise RemoteError(f"remote repository at {self.url} has mode {mode!r}; only archive can be pulled")
+        if mode in ("archive", "archive-z2"):
+            return None
+        if self.url.startswith("file://"):
+            from urllib.parse import unquote, urlsplit
+
+            return unquote(urlsplit(self.url).path)
+        raise RemoteError(f"remote repository at {self.url} has mode {mode!r}; only archive can be pulled")
 
     def summary(self) -> RemoteSummary | None:
         """The remote's summary and signature (fetched once), or None if it publishes none.

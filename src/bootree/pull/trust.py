@@ -11,8 +11,11 @@ Remote keys (``remote add --set=KEY=VALUE``):
   signature on every pulled commit / on the summary. Trusted keys: ``<repo>/<remote>.trustedkeys.gpg``
   (written by ``remote gpg-import``), ``gpgkeypath=`` (files or directories, ``;`` or ``,``
   separated), and the global directory ``$OSTREE_GPG_HOME`` or ``/usr/share/ostree/trusted.gpg.d``.
-* ``sign-verify`` (``true`` or a list of engines, ``ed25519``), ``sign-verify-summary``: require
-  a valid ed25519 signature. Trusted keys: ``verification-ed25519-key`` (one base64 key, or
+* ``sign-verify`` (``true`` or a list of engines, ``ed25519`` or ostree's test-only ``dummy``),
+  ``sign-verify-summary``: require a valid signature of one of those engines that has keys (each
+  engine named explicitly must have one). ``dummy`` keys: ``verification-dummy-key`` and
+  ``verification-dummy-file``; the engine works only with ``OSTREE_DUMMY_SIGN_ENABLED=1``
+  (:mod:`bootree.sign.dummy`). Trusted keys: ``verification-ed25519-key`` (one base64 key, or
   several separated by ``;``) and ``verification-ed25519-file`` (one per line); with neither, the
   system files ``trusted.ed25519`` and ``trusted.ed25519.d/*`` under ``/etc/ostree`` and
   ``/usr/share/ostree``. Revoked keys: ``revoked.ed25519`` and ``revoked.ed25519.d/*`` there, plus
@@ -38,15 +41,20 @@ from bootree.format.summary import SUMMARY_EXPIRES_KEY, Summary
 from bootree.format.verified import VerifiedMetadata
 from bootree.pull.remote import Remote
 from bootree.sign import GpgVerifier, PublicKey, Verifier, VerifyResult, parse_public_keys
+from bootree.sign.delta import is_signed, verify_superblock
 
 __all__ = [
     "DEFAULT_ED25519_DIRS",
     "SUMMARY_EXPIRES_KEY",
     "TrustPolicy",
     "check_summary_expiry",
+    "ed25519_dir_keys",
+    "global_gpg_keyrings",
+    "gpg_forget",
     "gpg_import",
     "gpg_keyrings",
     "policy_for_remote",
+    "remote_gpg_keyrings",
 ]
 
 #: Where ostree looks for system-wide ed25519 keys (``trusted.ed25519``, ``revoked.ed25519``).
@@ -76,48 +84,120 @@ def _dir_keys(base: Path, name: str) -> list[PublicKey]:
     return keys
 
 
+def ed25519_dir_keys(dirs: Sequence[Path] = DEFAULT_ED25519_DIRS) -> tuple[list[PublicKey], list[PublicKey]]:
+    """Trusted and revoked ed25519 keys of ostree's key directories (``trusted.ed25519``,
+    ``trusted.ed25519.d/*``, ``revoked.ed25519``, ``revoked.ed25519.d/*`` under each of ``dirs``;
+    ostree's ``--keys-dir=DIR`` names one such directory).
+
+    Raises:
+        VerificationError: an unreadable or malformed key file.
+    """
+    trusted: list[PublicKey] = []
+    revoked: list[PublicKey] = []
+    for d in dirs:
+        trusted += _dir_keys(d, "trusted.ed25519")
+        revoked += _dir_keys(d, "revoked.ed25519")
+    return trusted, revoked
+
+
 def _list(value: str | None) -> list[str]:
     if not value:
         return []
     return [v.strip() for v in value.replace(",", ";").split(";") if v.strip()]
 
 
-def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = None) -> list[Path]:
+def _keypath(remote: Remote) -> list[str]:
+    """``gpgkeypath``: paths separated by ``,`` or ``;`` (not both, as ostree requires).
+
+    An empty entry before another one is kept, so it fails as a missing path; a trailing
+    separator is allowed.
+
+    Raises:
+        VerificationError: both separators are used.
+    """
+    value = remote.get("gpgkeypath") or ""
+    if not value:
+        return []
+    if "," in value and ";" in value:
+        raise VerificationError(f"remote {remote.name!r}: gpgkeypath: key value list contains more than one separator")
+    parts = [p.strip() for p in value.replace(";", ",").split(",")]
+    if parts and not parts[-1]:
+        parts.pop()
+    return parts
+
+
+def global_gpg_keyrings(global_dir: Path | None = None) -> list[Path]:
+    """The global keyring files: ``*.gpg`` of ``$OSTREE_GPG_HOME`` (else ostree's system directory)."""
+    gdir = global_dir
+    if gdir is None:
+        env = os.environ.get("OSTREE_GPG_HOME")
+        gdir = Path(env) if env else DEFAULT_GPG_DIR
+    if not gdir.is_dir():
+        return []
+    return sorted(f for f in gdir.iterdir() if f.is_file() and f.suffix == ".gpg")
+
+
+def remote_gpg_keyrings(repo_path: Path, remote: Remote) -> list[Path]:
+    """The keyring files of a remote itself (``remote gpg-list-keys NAME``): its own and ``gpgkeypath``."""
+    return gpg_keyrings(repo_path, remote, with_global=False)
+
+
+def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = None,
+                 with_global: bool = True) -> list[Path]:
     """The keyring files a remote's GPG signatures are checked against (ostree's search order)."""
     out: list[Path] = []
     own = repo_path / f"{remote.name}.trustedkeys.gpg"
     if own.is_file():
         out.append(own)
-    for entry in _list(remote.get("gpgkeypath")):
+    for entry in _keypath(remote):
         p = Path(entry)
-        if p.is_dir():
+        if entry and p.is_dir():
             out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".gpg", ".asc")))
-        elif p.is_file():
+        elif entry and p.is_file():
             out.append(p)
         else:
-            raise VerificationError(f"remote {remote.name!r}: gpgkeypath {entry} does not exist")
-    gdir = global_dir
-    if gdir is None:
-        env = os.environ.get("OSTREE_GPG_HOME")
-        gdir = Path(env) if env else DEFAULT_GPG_DIR
-    if gdir.is_dir():
-        out.extend(sorted(f for f in gdir.iterdir() if f.is_file() and f.suffix == ".gpg"))
+            raise VerificationError(f"remote {remote.name!r}: gpgkeypath ({entry}): No such file or directory")
+    if with_global:
+        out.extend(global_gpg_keyrings(global_dir))
     return out
 
 
-def _sign_engines(remote: Remote, key: str) -> bool:
-    """``sign-verify``-style value: a boolean or a list of engines (only ed25519 exists)."""
+#: The engines ``sign-verify=true`` stands for (ostree: every engine it was built with).
+SIGN_ENGINES = ("ed25519", "dummy")
+
+
+def _sign_engines(remote: Remote, key: str) -> tuple[str, ...]:
+    """A ``sign-verify``-style value: a boolean (``true``: every engine) or a list of engines.
+
+    Raises:
+        VerificationError: an engine no one implements (ostree's wording).
+    """
     value = remote.get(key)
     if value is None:
-        return False
+        return ()
     try:
-        return remote.get_bool(key, False)
+        return SIGN_ENGINES if remote.get_bool(key, False) else ()
     except KeyFileError:
         engines = _list(value)
-        unknown = [e for e in engines if e != "ed25519"]
+        unknown = [e for e in engines if e not in SIGN_ENGINES]
         if unknown:
-            raise VerificationError(f"remote {remote.name!r}: {key}: unknown signature type(s) {', '.join(unknown)}") from None
-        return bool(engines)
+            raise VerificationError(
+                f"remote {remote.name!r}: {key}={value}: Requested signature type is not implemented",
+                hint=f"known signature types: {', '.join(SIGN_ENGINES)}",
+            ) from None
+        return tuple(engines)
+
+
+def _dummy_keys(remote: Remote) -> list[str]:
+    """``verification-dummy-key`` and the lines of ``verification-dummy-file`` (ostree's test engine)."""
+    keys = [remote.get("verification-dummy-key") or ""]
+    path = remote.get("verification-dummy-file")
+    if path:
+        try:
+            keys += Path(path).read_text().splitlines()
+        except OSError as e:
+            raise VerificationError(f"cannot read verification-dummy-file {path}: {e.strerror}") from e
+    return [k.strip() for k in keys if k.strip()]
 
 
 @dataclass
@@ -138,6 +218,8 @@ class TrustPolicy:
     gpg_verify_summary: bool = False
     sign_verify: bool = False
     sign_verify_summary: bool = False
+    #: The engines ``sign-verify`` named explicitly: each must have a key (``true`` names none).
+    explicit_engines: tuple[str, ...] = ()
     #: Current time for the summary expiry (tests pin it).
     now: float | None = None
     #: Called with every commit that passed, before it is used (the puller's downgrade check).
@@ -178,9 +260,16 @@ class TrustPolicy:
                 hint=f"import the publisher's key ('bootree remote gpg-import {self.remote} -k KEYRING'), "
                 "or set gpg-verify=false for this remote",
             )
-        if (self.sign_verify or self.sign_verify_summary) and not self.verifier.ed25519:
+        keyed = {"ed25519": bool(self.verifier.ed25519), "dummy": bool(self.verifier.dummy)}
+        for engine in self.explicit_engines:
+            if not keyed.get(engine):
+                raise VerificationError(
+                    f"remote {self.remote!r}: No keys found for required signapi type {engine}",
+                    hint=f"set verification-{engine}-key or verification-{engine}-file for this remote",
+                )
+        if (self.sign_verify or self.sign_verify_summary) and not any(keyed.values()):
             raise VerificationError(
-                f"remote {self.remote!r} requires ed25519 signatures but no trusted ed25519 key is configured",
+                f"remote {self.remote!r} requires signatures but no trusted ed25519 key is configured",
                 hint="set verification-ed25519-key or verification-ed25519-file for this remote",
             )
 
@@ -206,8 +295,25 @@ class TrustPolicy:
         if not self.verifies_commits and not meta:
             return VerifyResult(f"commit {csum}", ())
         return self.verifier.check(
-            f"commit {csum}", commit, meta, require_gpg=self.gpg_verify, require_ed25519=self.sign_verify
+            f"commit {csum}", commit, meta, require_gpg=self.gpg_verify, require_sign=self.sign_verify
         )
+
+    def check_delta_superblock(self, name: str, data: bytes) -> None:
+        """Check a fetched static-delta superblock file's own signatures, when it is signed.
+
+        A signed superblock (``static-delta generate --sign``) is checked against the remote's
+        ed25519 keys when it has any: a signature that no trusted key made fails the pull,
+        since the file was altered or signed by someone else. An unsigned one passes: the
+        commit it embeds goes through :meth:`check_commit` like any pulled commit, and every
+        object is checked against its checksum. (libostree 2022.7 does not check delta
+        signatures when pulling at all.)
+
+        Raises:
+            SignatureError: signed, and no valid signature by a trusted key.
+        """
+        if not (self.sign_verify or self.verifier.ed25519) or not is_signed(data):
+            return
+        verify_superblock(f"static delta {name}", data, verifier=self.verifier)
 
     def check_summary(self, data: bytes, signature: bytes | None) -> None:
         """Check ``summary.sig`` (None: the server has none) and the expiry of the summary.
@@ -221,7 +327,7 @@ class TrustPolicy:
             if signature is None:
                 raise SignatureError(subject, "unsigned", "no summary.sig, but the remote requires a signed summary")
             self.verifier.check(
-                subject, data, signature, require_gpg=self.gpg_verify_summary, require_ed25519=self.sign_verify_summary
+                subject, data, signature, require_gpg=self.gpg_verify_summary, require_sign=self.sign_verify_summary
             )
         try:
             summary = Summary.from_bytes(data)
@@ -258,13 +364,17 @@ def policy_for_remote(
         VerificationError: an unreadable or malformed key file, an unknown signature type.
         KeyFileError: a boolean key with a non-boolean value.
     """
+    engines = _sign_engines(remote, "sign-verify")
+    summary_engines = _sign_engines(remote, "sign-verify-summary")
+    explicit = [e for es in (engines, summary_engines) if es != SIGN_ENGINES for e in es]
     policy = TrustPolicy(
         remote.name,
         url=remote.url,
         gpg_verify=remote.get_bool("gpg-verify", True),
         gpg_verify_summary=remote.get_bool("gpg-verify-summary", False),
-        sign_verify=_sign_engines(remote, "sign-verify"),
-        sign_verify_summary=_sign_engines(remote, "sign-verify-summary"),
+        sign_verify=bool(engines),
+        sign_verify_summary=bool(summary_engines),
+        explicit_engines=tuple(dict.fromkeys(explicit)),
     )
     keyrings = gpg_keyrings(repo_path, remote, global_dir=gpg_dir)
     gpg = GpgVerifier(keyrings=keyrings) if keyrings else None
@@ -286,12 +396,25 @@ def policy_for_remote(
     revoked_file = remote.get("verification-ed25519-revoked-file")
     if revoked_file:
         revoked += _read_keys(Path(revoked_file), "verification-ed25519-revoked-file")
-    policy.verifier = Verifier(gpg=gpg, ed25519=_unique(trusted), revoked=_unique(revoked))
+    dummy = _dummy_keys(remote) if "dummy" in engines + summary_engines else []
+    policy.verifier = Verifier(gpg=gpg, ed25519=_unique(trusted), revoked=_unique(revoked), dummy=tuple(dummy))
     return policy
 
 
 def _unique(keys: Iterable[PublicKey]) -> tuple[PublicKey, ...]:
     return tuple(dict.fromkeys(keys))
+
+
+def gpg_forget(repo_path: Path, remote: str) -> bool:
+    """Remove ``<repo>/<remote>.trustedkeys.gpg`` (a deleted remote's keys, as ``ostree remote delete``).
+
+    Whether there was one: a remote added again later must not silently trust the old keys.
+    """
+    try:
+        os.unlink(repo_path / f"{remote}.trustedkeys.gpg")
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def gpg_import(

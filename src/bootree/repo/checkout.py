@@ -33,7 +33,7 @@ from bootree.repo.reader import ObjectReader
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["CheckoutMode", "CheckoutOptions", "checkout_tree", "links_files", "require_hardlink_checkout"]
+__all__ = ["WHITEOUT_PREFIX", "CheckoutMode", "CheckoutOptions", "checkout_tree", "links_files", "require_hardlink_checkout"]
 
 #: Completed directories kept open before their metadata is applied in one batch.
 _MAX_OPEN_DIRS = 256
@@ -59,6 +59,14 @@ class CheckoutOptions:
     union: bool = False
     """Overwrite existing files; merge into existing directories (``--union``)."""
     workers: int = 0
+    whiteouts: bool = False
+    """ostree's ``--process-passthrough-whiteouts`` (deployments always): a regular file
+    ``.ostree-wh.NAME`` becomes the overlayfs whiteout ``NAME``, a character device 0:0 with the
+    file's mode and owner, which no repository can store itself."""
+
+
+#: The name prefix of ostree's whiteout passthrough markers.
+WHITEOUT_PREFIX = ".ostree-wh."
 
 
 class _Checkout:
@@ -113,6 +121,30 @@ class _Checkout:
         else:
             self._copy(dfd, name, csum, relpath)
 
+    def _whiteouts(self, dfd: int, files: tuple[tuple[str, Checksum], ...], relpath: str) -> tuple[tuple[str, Checksum], ...]:
+        """Make the whiteouts of ``.ostree-wh.NAME`` markers (see ``whiteouts``); the other files."""
+        rest = []
+        for name, csum in files:
+            target = name[len(WHITEOUT_PREFIX) :] if name.startswith(WHITEOUT_PREFIX) else ""
+            if not target:
+                rest.append((name, csum))
+                continue
+            content = self.store.open_file(csum)
+            header = content.header
+            if content.stream is not None:
+                content.stream.close()
+            if header.is_symlink:
+                raise CheckoutError(f"{relpath}/{name}", "a whiteout marker must be a regular file")
+            try:
+                os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=dfd)
+            except FileExistsError:
+                self._remove_existing(dfd, target, f"{relpath}/{target}")
+                os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=dfd)
+            if not self.opts.user_mode:
+                os.chown(target, header.uid, header.gid, dir_fd=dfd, follow_symlinks=False)
+            os.chmod(target, header.mode & (0o1777 if self.opts.user_mode else 0o7777), dir_fd=dfd)
+        return tuple(rest)
+
     def _link_files(self, dfd: int, files: tuple[tuple[str, Checksum], ...], relpath: str) -> None:
         """:meth:`file` for a whole directory of hardlinks: the common case, kept tight.
 
@@ -120,6 +152,8 @@ class _Checkout:
         bare-user symlink, an existing name, a missing object, too many links) goes through
         :meth:`file`, which knows every case.
         """
+        if self.opts.whiteouts:
+            files = self._whiteouts(dfd, files, relpath)
         objects = self.store.objects_str
         objects_fd = self._objects_fd()
         bare_user = self.bare_user
@@ -268,7 +302,8 @@ class _Checkout:
             # work is a few microseconds of Python per file; the GIL hand-offs cost more).
             self._link_files(dfd, dt.files, relpath)
         else:
-            for name, csum in dt.files:
+            files = self._whiteouts(dfd, dt.files, relpath) if self.opts.whiteouts else dt.files
+            for name, csum in files:
                 self.file(dfd, name, csum, f"{relpath}/{name}")
         return iter(dt.dirs)
 

@@ -98,6 +98,14 @@ class ObjectReader:
             self._dirmeta_cache[csum] = value
         return value
 
+    def try_read_commit(self, csum: Checksum) -> Commit | None:
+        """:meth:`read_commit`, or ``None`` for a commit that is missing or does not parse (for
+        checks that leave reporting those to fsck)."""
+        try:
+            return self.read_commit(csum)
+        except (ObjectMissing, CorruptObject):
+            return None
+
     def read_commitmeta(self, csum: Checksum) -> bytes | None:
         """A commit's detached metadata bytes, or ``None``."""
         try:

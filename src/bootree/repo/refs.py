@@ -182,6 +182,22 @@ class RefStore:
             _fs.makedirs(path.parent)
             _fs.write_atomic(path, (csum + "\n").encode("ascii"), fsync=fsync)
 
+    def set_mirror(self, collection_id: str, ref: str, csum: Checksum | None, *, fsync: bool = True) -> None:
+        """Point the mirror ``refs/mirrors/COLLECTION/REF`` at ``csum`` (``None`` deletes it),
+        atomically; the caller has validated both names."""
+        path = self.mirror_path(collection_id, ref)
+        _fs.makedirs(self.refs)
+        with _fs.ofd_lock(self._lock_path, exclusive=True):
+            if csum is None:
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    os.unlink(path)
+                    self._prune_empty_dirs(path.parent)
+                return
+            if path.is_dir():
+                raise RefConflict(f"({collection_id}, {ref})", None, "a directory of refs")
+            _fs.makedirs(path.parent)
+            _fs.write_atomic(path, (csum + "\n").encode("ascii"), fsync=fsync)
+
     def aliases(self) -> dict[str, str]:
         """Local refs that follow another local ref (symbolic links in refs/heads): ``{alias: target}``."""
         heads = self.refs / "heads"

@@ -31,6 +31,7 @@ from bootree.repo.checkout import (
     checkout_tree,
     require_hardlink_checkout,
 )
+from bootree.repo.collections import binding_metadata, validate_collection_id
 from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
 from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.modes import RepoMode
@@ -64,13 +65,20 @@ class Repo:
     # --- construction ------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: os.PathLike[str] | str, *, mode: RepoMode = RepoMode.BARE_USER) -> Self:
+    def init(
+        cls, path: os.PathLike[str] | str, *, mode: RepoMode = RepoMode.BARE_USER, collection_id: str | None = None
+    ) -> Self:
         """Create a repository (``ostree init``); opening an existing one of the same mode is fine.
+
+        ``collection_id`` (``init --collection-id``) names the collection its branches belong to.
 
         Raises:
             RepoError: if a repository of another mode is already there.
+            InvalidRefName: for a malformed collection ID.
         """
         p = Path(path)
+        if collection_id is not None:
+            validate_collection_id(collection_id)
         if (p / "config").exists():
             repo = cls.open(p)
             if repo.mode is not mode:
@@ -79,7 +87,10 @@ class Repo:
         _fs.makedirs(p)
         for sub in ("extensions", "objects", "refs/heads", "refs/mirrors", "refs/remotes", "state", "tmp/cache"):
             _fs.makedirs(p / sub)
-        _fs.write_atomic(p / "config", f"[core]\nrepo_version=1\nmode={mode.config_value}\n".encode())
+        config = f"[core]\nrepo_version=1\nmode={mode.config_value}\n"
+        if collection_id is not None:
+            config += f"collection-id={collection_id}\n"
+        _fs.write_atomic(p / "config", config.encode())
         return cls.open(p)
 
     @classmethod
@@ -135,6 +146,11 @@ class Repo:
         if self.config.get_bool("ex-fsverity", "required", False):
             return "yes"
         return "maybe" if self.config.get_bool("ex-fsverity", "opportunistic", False) else "no"
+
+    @property
+    def collection_id(self) -> str | None:
+        """The collection the repository's branches belong to (``[core] collection-id``), if any."""
+        return self.config.get("core", "collection-id") or None
 
     @property
     def mode(self) -> RepoMode:
@@ -404,7 +420,8 @@ class Repo:
         """Commit ``sources`` (``ostree commit``) and move ``branch`` to the new commit.
 
         ``parent`` defaults to the branch's current commit (``None`` = orphan). ``bindings``
-        adds ``ostree.ref-binding`` for the branch, as ostree does unless ``--no-bindings``.
+        adds ``ostree.ref-binding`` for the branch and, in a repository with a collection ID,
+        ``ostree.collection-binding``, as ostree does unless ``--no-bindings``.
         ``tree_metadata(dirtree, dirmeta)`` adds metadata computed from the written tree (e.g. the
         composefs digest): the tree's objects are then published first, in their own
         transaction, so that it can read them; the commit follows in a second one.
@@ -418,9 +435,9 @@ class Repo:
         if isinstance(parent, _Unset):
             parent = old
         ts = int(time.time()) if timestamp is None else timestamp
-        meta = list(metadata)
-        if branch and bindings and not any(k == "ostree.ref-binding" for k, _ in meta):
-            meta.append(("ostree.ref-binding", Variant("as", [branch])))
+        meta = binding_metadata(
+            list(metadata), [branch] if branch and bindings else [], self.collection_id if bindings else None
+        )
         written: tuple[Checksum, Checksum] | None = None
         if tree_metadata is not None:
             with self.transaction() as txn:
@@ -455,15 +472,18 @@ class Repo:
         union: bool = False,
         subpath: str | None = None,
         require_hardlinks: bool = False,
+        whiteouts: bool = False,
     ) -> int:
         """Check ``rev`` out to ``dest`` (created; with ``union`` it may exist). Returns files written.
+
+        ``whiteouts``: turn ``.ostree-wh.NAME`` markers into overlayfs whiteouts (``CheckoutOptions``).
 
         Raises:
             CheckoutError: if ``dest`` exists (without union), or the checkout would escape it,
                 or ``require_hardlinks`` (``-H``) is set and this one would copy files.
             ObjectMissing, CorruptObject: for a damaged repository.
         """
-        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union)
+        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts)
         if require_hardlinks:
             require_hardlink_checkout(self.mode, options, os.fspath(dest))
         commit = self.read_commit(rev)
@@ -526,8 +546,9 @@ class Repo:
         return reachable_objects(self.reader, self.partial, commits, depth=depth)
 
     def fsck(self, *, progress: Callable[[int, int], None] | None = None) -> FsckResult:
-        """Verify every commit and every object it reaches."""
-        return fsck(self.reader, self.refs, self.partial, progress=progress)
+        """Verify every commit and object it reaches, and every ref's (mirrors included) commit."""
+        crefs = {f"({cid}, {ref})": c for (cid, ref), c in self.refs.list_mirrors().items()}
+        return fsck(self.reader, self.refs, self.partial, progress=progress, collection_refs=crefs)
 
     def prune(
         self,

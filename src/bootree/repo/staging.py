@@ -7,7 +7,9 @@ drops the lock with the process, so the next transaction (or ``prune``) can tell
 directory from a live one by trying the lock: it removes every staging directory it can lock
 (of this boot: its owner is dead; of another boot: nothing from then can be running), and any
 other ``tmp/`` entry older than ostree's expiry (``tmp-expiry-secs``, one day). A live
-transaction's directory is never removed: its lock cannot be taken.
+transaction's directory is never removed: its lock cannot be taken. A directory of this boot
+without a lock file is left alone for a minute (libostree creates, then locks); a new
+transaction takes it over instead (:class:`Staging`), as libostree does.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ _FLOCK_FMT = "@hhqqi4x"
 
 
 def boot_id() -> str:
-    """This boot's id (as in staging directory names), or ``noboot`` if unknown."""
+    """This boot's id (as in staging directory names), or ``noboot`` if unknown.
+
+    ``$OSTREE_BOOTID`` overrides it, as in libostree (its tests use it to play a later boot).
+    """
+    env = os.environ.get("OSTREE_BOOTID")
+    if env:
+        return env
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
@@ -66,18 +74,32 @@ def _try_lock(path: str) -> int | None:
 
 
 class Staging:
-    """A transaction's private, locked staging directory."""
+    """A transaction's private, locked staging directory.
+
+    As libostree, a staging directory of this boot that no process holds (its owner died) is
+    taken over instead of making a new one: locked, emptied and touched. This is also how a
+    directory libostree has just created but not yet locked is treated safely: whoever locks it
+    first owns it, and libostree then makes another one.
+    """
 
     def __init__(self, tmp: Path) -> None:
         _fs.makedirs(tmp)
-        name = f"{_PREFIX}{boot_id()}-{os.urandom(6).hex()}"
+        prefix = f"{_PREFIX}{boot_id()}-"
+        adopted = _adopt(tmp, prefix)
+        if adopted is not None:
+            name, fd = adopted
+        else:
+            name = f"{prefix}{os.urandom(6).hex()}"
+            got = _try_lock(os.fspath(tmp / (name + _LOCK_SUFFIX)))
+            if got is None:  # pragma: no cover - a random name nobody else can hold
+                raise OSError(errno.EAGAIN, "staging lock already held", os.fspath(tmp / name))
+            fd = got
         lock_path = os.fspath(tmp / (name + _LOCK_SUFFIX))
-        fd = _try_lock(lock_path)
-        if fd is None:  # pragma: no cover - a random name nobody else can hold
-            raise OSError(errno.EAGAIN, "staging lock already held", lock_path)
         self._lock_fd: int | None = fd
         self._lock_path = lock_path
         self.path = tmp / name
+        if adopted is not None:
+            return
         try:
             self.path.mkdir(mode=0o755)
         except BaseException:
@@ -91,6 +113,13 @@ class Staging:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def abandon(self) -> None:
+        """Drop the lock but leave the directory, as libostree's failed transaction leaves it.
+
+        The next transaction of this boot takes it over; one of another boot removes it.
+        """
+        self._unlock()
+
     def remove(self) -> None:
         """Delete the directory (whatever is left in it), then drop and remove the lock."""
         try:
@@ -100,6 +129,35 @@ class Staging:
         except OSError:
             _fs.rmtree(self.path)
         self._unlock()
+
+
+def _adopt(tmp: Path, prefix: str) -> tuple[str, int] | None:
+    """Lock, empty and touch a staging directory of this boot that nobody holds: ``(name, lock fd)``."""
+    try:
+        names = sorted(os.listdir(tmp))
+    except FileNotFoundError:
+        return None
+    for name in names:
+        if not name.startswith(prefix) or name.endswith(_LOCK_SUFFIX):
+            continue
+        path = tmp / name
+        if not path.is_dir() or path.is_symlink():
+            continue
+        fd = _try_lock(os.fspath(path) + _LOCK_SUFFIX)
+        if fd is None:
+            continue  # a live transaction's
+        try:
+            for entry in os.listdir(path):
+                _remove(os.fspath(path / entry))
+            os.utime(path)
+        except FileNotFoundError:  # removed meanwhile by a cleanup that locked it before us
+            os.close(fd)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        return name, fd
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +182,12 @@ def clean_stale(tmp: Path, *, expiry: int = DEFAULT_TMP_EXPIRY, now: float | Non
         return StagingCleanup()
     staged = other = 0
     listed = set(names)
+    this_boot = f"{_PREFIX}{boot_id()}-"
     for name in names:
         path = os.fspath(tmp / name)
         if name.startswith(_PREFIX) and not name.endswith(_LOCK_SUFFIX):
-            if name + _LOCK_SUFFIX not in listed and not _older(path, now, _UNLOCKED_GRACE):
+            if (name.startswith(this_boot) and name + _LOCK_SUFFIX not in listed
+                    and not _older(path, now, _UNLOCKED_GRACE)):
                 continue  # maybe a writer between creating its directory and locking it
             fd = _try_lock(path + _LOCK_SUFFIX)
             if fd is None:

@@ -2,8 +2,9 @@
 
 Layer: repo. :mod:`bootree.format.summary` is the codec; this module is the repository
 operation around it, used by ``summary -u`` / ``summary --view`` and by a mirroring pull. The
-bytes are what ``ostree summary -u`` would publish: local branches only (remote refs are
-excluded), the repo mode as written in its config, static-delta superblock digests, and per-TO
+bytes are what ``ostree summary -u`` would publish: local branches (under the repository's
+collection ID, if it has one), refs of other collections (mirrors, remotes with a collection ID)
+in the collection map, no other remote refs, the repo mode as written in its config, static-delta superblock digests, and per-TO
 delta indexes under ``delta-indexes/``. As with ostree, a regenerated summary invalidates
 ``summary.sig``, which is deleted (sign again after regenerating).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterable
 
@@ -28,10 +30,20 @@ from bootree.format.delta import (
     encode_delta_index,
 )
 from bootree.format.gvariant import Variant
+from bootree.format.objects import Commit, DirMeta, DirTree
 from bootree.format.summary import Summary
+from bootree.repo.collections import COLLECTION_BINDING_KEY, REF_BINDING_KEY, list_collection_refs
 from bootree.repo.repo import Repo
 
-__all__ = ["build_summary", "delta_b64", "read_summary", "update_summary", "write_summary"]
+__all__ = [
+    "METADATA_REF",
+    "build_summary",
+    "delta_b64",
+    "read_summary",
+    "update_summary",
+    "write_metadata_commit",
+    "write_summary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +93,12 @@ def build_summary(
     refs: dict[str, tuple[Checksum, bytes]] = {}
     for name, csum in repo.list_refs().items():
         if ":" in name:
-            continue  # remote refs are not published
+            continue  # remote refs are not published (unless they have a collection ID: below)
         refs[name] = (csum, repo.load_metadata(ObjectType.COMMIT, csum))
+    others: dict[str, dict[str, tuple[Checksum, bytes]]] = {}
+    for cref, csum in list_collection_refs(repo.refs, repo.config).items():
+        if cref.collection_id != repo.collection_id:
+            others.setdefault(cref.collection_id, {})[cref.ref] = (csum, repo.load_metadata(ObjectType.COMMIT, csum))
     no_deltas = repo.config.get_bool("core", "no-deltas-in-summary", False)
     deltas = {} if no_deltas else _find_deltas(repo)
     own = {} if no_deltas else _find_deltas(repo, BOOTREE_DELTAS_ROOT)
@@ -96,6 +112,8 @@ def build_summary(
         tombstone_commits=repo.config.get_bool("core", "tombstone-commits", False),
         deltas=deltas,
         extra_metadata=extra_metadata,
+        collection_id=repo.collection_id,
+        collection_map=others,
     )
 
 
@@ -107,11 +125,43 @@ def update_summary(
     Raises:
         ObjectMissing: if a branch points at a commit that is not in the repository.
     """
+    extra_metadata = list(extra_metadata)
+    if repo.collection_id is not None:
+        write_metadata_commit(repo, repo.collection_id, extra_metadata, now=now)
     summary = build_summary(repo, extra_metadata=extra_metadata, now=now)
     if summary.static_deltas:
         _write_delta_indexes(repo, summary.static_deltas)
     write_summary(repo, summary.to_bytes(), None)
     return summary
+
+
+#: The branch a repository with a collection ID publishes its summary metadata on, as ostree.
+METADATA_REF = "ostree-metadata"
+
+
+def write_metadata_commit(
+    repo: Repo, collection_id: str, metadata: Iterable[tuple[str, Variant]], *, now: int | None = None
+) -> Checksum:
+    """Commit the summary's extra ``metadata`` on the ``ostree-metadata`` branch (an empty tree,
+    bound to that ref and to ``collection_id``; the previous one is its parent), as ostree's
+    ``summary -u`` does in a repository with a collection ID, so that peers can fetch the
+    metadata as a signed commit."""
+    parent = repo.refs.get(METADATA_REF)
+    meta = [
+        (COLLECTION_BINDING_KEY, Variant("s", collection_id)),
+        (REF_BINDING_KEY, Variant("as", [METADATA_REF])),
+        *metadata,
+    ]
+    with repo.transaction() as txn:
+        root = txn.write_dirtree(DirTree())
+        dmeta = txn.write_dirmeta(DirMeta(0, 0, stat.S_IFDIR | 0o755, ()))
+        commit = Commit(
+            root_tree=root, root_meta=dmeta, parent=parent, subject="", body="",
+            timestamp=int(time.time()) if now is None else now, metadata=tuple(meta),
+        )
+        csum = txn.write_commit(commit)
+    repo.refs.set(METADATA_REF, csum, expected=parent, fsync=repo.fsync)
+    return csum
 
 
 def write_summary(repo: Repo, data: bytes, signature: bytes | None) -> Summary:

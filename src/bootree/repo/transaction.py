@@ -41,6 +41,7 @@ from bootree.format.content import ContentFraming
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader
 from bootree.format.refspec import RefSpec, parse_refspec
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
+from bootree.repo import testhooks
 from bootree.repo.modes import RepoMode
 from bootree.repo.objectstore import CHUNK, DiskObjectStore, ObjectIndex
 from bootree.repo.partial import PartialMarkers
@@ -463,6 +464,10 @@ class Transaction:
         """
         if self._done:
             raise RepoError("transaction already finished")
+        if testhooks.armed("pre-commit"):
+            self._done = True
+            self._staging.abandon()  # as a crash just before the commit point leaves it
+            testhooks.check("pre-commit")
         try:
             with self._lock:
                 unfinished = [r for r, done in self._staged.items() if not done]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
@@ -146,16 +146,18 @@ def fsck(
     partial_markers: PartialMarkers,
     *,
     progress: Callable[[int, int], None] | None = None,
+    collection_refs: Mapping[str, Checksum] | None = None,
 ) -> FsckResult:
     """Verify every commit in the repository and every object it reaches.
 
     Metadata is re-hashed and parsed while walking; content objects are re-hashed (inflated in
-    archive mode) in a thread pool. Refs must point at existing commits.
+    archive mode) in a thread pool. Refs, and the ``collection_refs`` (named ``(COLLECTION,
+    REF)``: mirrors and the repository's own collection), must point at existing commits.
     """
     result = FsckResult()
     problems = result.problems
     store = reader.store
-    for name, csum in refs.list().items():
+    for name, csum in [*refs.list().items(), *(collection_refs or {}).items()]:
         if not store.has(ObjectType.COMMIT, csum):
             problems.append(FsckProblem("ref", name, f"Loading commit for ref {name}: No such metadata object {csum}.commit"))
     commits = [c for t, c in store.iter_objects() if t is ObjectType.COMMIT]

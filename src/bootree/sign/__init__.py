@@ -1,4 +1,5 @@
-"""Signatures of commits and summaries in ostree's formats: ed25519 and GPG.
+"""Signatures of commits and summaries in ostree's formats: ed25519 and GPG (and ostree's
+test-only ``dummy`` engine, off unless ``OSTREE_DUMMY_SIGN_ENABLED=1``: :mod:`bootree.sign.dummy`).
 
 Layer: services. Signing and checking work over bytes (a commit object, a summary, detached
 metadata); reading key files, fetching and writing belong to the callers (``pull``, ``cli``).
@@ -11,7 +12,7 @@ from bootree.sign.ed25519 import METADATA_KEY as ED25519_KEY
 from bootree.sign.ed25519 import PublicKey, SecretKey, parse_public_keys, parse_secret_keys
 from bootree.sign.gpg import GpgVerifier
 from bootree.sign.result import SignatureCheck, VerifyResult
-from bootree.sign.verifier import Verifier, add_ed25519, add_gpg
+from bootree.sign.verifier import Verifier, add_dummy, add_ed25519, add_gpg
 
 __all__ = [
     "ED25519_KEY",
@@ -22,6 +23,7 @@ __all__ = [
     "SignatureCheck",
     "Verifier",
     "VerifyResult",
+    "add_dummy",
     "add_ed25519",
     "add_gpg",
     "parse_public_keys",

@@ -120,6 +120,11 @@ def _why(stderr: bytes, status: Sequence[_Status]) -> str:
     return lines[-1].removeprefix("gpg: ") if lines else "unknown error"
 
 
+#: What gpgme (so ostree) says of each outcome; scripts match these words.
+_DETAILS = {"EXPSIG": "Signature expired", "EXPKEYSIG": "Key expired", "REVKEYSIG": "Key revoked",
+            "BADSIG": "BAD signature"}
+
+
 def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
     """One check per signature from ``gpg --verify`` status lines (doc/DETAILS)."""
     records: list[dict[str, str]] = []
@@ -134,6 +139,7 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
         rec = records[-1]
         if s.keyword in primary:
             rec["status"] = primary[s.keyword]
+            rec["detail"] = _DETAILS.get(s.keyword, "")
             rec.setdefault("key", s.args[0] if s.args else "")
             if s.keyword != "ERRSIG":
                 rec["user"] = " ".join(s.args[1:])
@@ -156,7 +162,9 @@ def _checks(status: Sequence[_Status]) -> list[SignatureCheck]:
         out.append(
             SignatureCheck("gpg", state == "good", state, rec.get("key", ""),
                            int(when) if when.isdigit() else None, rec.get("user") or None,
-                           rec.get("algo") or None)
+                           rec.get("algo") or None,
+                           "Can't check signature: public key not found" if state == "untrusted" else
+                           rec.get("detail") or None)
         )
     return out
 
@@ -251,6 +259,52 @@ class GpgVerifier:
         if not checks:
             return [SignatureCheck("gpg", False, "malformed", "not an OpenPGP signature")]
         return checks
+
+    def verify_message(self, message: bytes, *, max_payload: int = 4 << 20) -> tuple[SignatureCheck, bytes | None]:
+        """Check an OpenPGP *signed message* (data and signature in one blob) and extract its data.
+
+        This is the container "simple signing" format (containers-signature(5)): the data is
+        handed back only when the blob holds exactly one signature and it is good, so nothing
+        parses a payload that is not authenticated. Binary messages only (an armored or
+        cleartext-signed text is not a signed message in that format). The extracted data is
+        capped at ``max_payload`` bytes with ``prlimit --fsize`` when util-linux has it, so a
+        compressed message cannot fill the disk.
+        """
+        if not message or not message[0] & 0x80:
+            return SignatureCheck("gpg", False, "malformed", "not a binary OpenPGP message"), None
+        rings = self._keyring_files()
+        tmp = self._workdir()
+        self._calls += 1
+        msg, out = tmp / f"{self._calls}.msg", tmp / f"{self._calls}.out"
+        try:
+            msg.write_bytes(message)
+            argv = [gpgv_program(), "--status-fd", "1", "--homedir", os.fspath(tmp / "home")]
+            for ring in rings:
+                argv += ["--keyring", os.fspath(ring)]
+            argv += ["--output", os.fspath(out), os.fspath(msg)]
+            limit = _run.find_program("prlimit")
+            if limit is not None:
+                argv = [limit, f"--fsize={max_payload}", "--", *argv]
+            try:
+                proc = _run.run(argv, timeout=_TIMEOUT, check=False)
+            except ExternalCommandError as e:
+                raise VerificationError(f"gpgv could not run: {e}") from e
+            status = _status_lines(proc.stdout)
+            checks = _checks(status)
+            data = out.read_bytes() if out.exists() and out.stat().st_size <= max_payload else None
+        finally:
+            msg.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
+        if not checks:
+            return SignatureCheck("gpg", False, "malformed", "not an OpenPGP signed message"), None
+        if len(checks) != 1:
+            return SignatureCheck("gpg", False, "malformed", f"{len(checks)} signatures in one message"), None
+        check = checks[0]
+        if not check.valid or proc.returncode != 0 or data is None or not any(s.keyword == "PLAINTEXT" for s in status):
+            if check.valid:
+                check = SignatureCheck("gpg", False, "malformed", f"{check.key}: no signed data (or too large)")
+            return check, None
+        return check, data
 
 
 def export_keys(keyrings: Sequence[Path], *, homedir: Path | None = None, key_ids: Sequence[str] = ()) -> bytes:

@@ -33,6 +33,8 @@ class SignatureCheck:
     user: str | None = None
     #: The public-key algorithm (``EdDSA``, ``RSA``...), if known.
     algorithm: str | None = None
+    #: The engine's own words for the outcome (gpg: ``Key expired``, ``Key revoked``...), if any.
+    detail: str | None = None
 
     def describe(self) -> str:
         """One line, like ostree's ``show --gpg-verify`` summary of a signature."""
@@ -55,8 +57,8 @@ class VerifyResult:
         """Whether at least one signature of ``engine`` is valid."""
         return any(c.valid and c.engine == engine for c in self.checks)
 
-    def require(self, engine: str) -> None:
-        """Raise unless ``engine`` produced at least one valid signature.
+    def require(self, *engines: str) -> None:
+        """Raise unless one of ``engines`` produced at least one valid signature.
 
         The reason is the most telling failure: a revoked key beats an untrusted one, which
         beats no signature at all.
@@ -65,10 +67,10 @@ class VerifyResult:
             SignatureError: with ``reason`` ``unsigned``, ``revoked``, ``untrusted``,
                 ``invalid`` or ``malformed``.
         """
-        if self.valid_for(engine):
+        if any(self.valid_for(e) for e in engines):
             return
-        mine = [c for c in self.checks if c.engine == engine]
-        label = "GPG" if engine == "gpg" else engine
+        mine = [c for c in self.checks if c.engine in engines]
+        label = "/".join("GPG" if e == "gpg" else e for e in engines)
         if not mine:
             raise SignatureError(
                 self.subject, "unsigned", f"no {label} signature", hint="sign it, or trust an unsigned remote explicitly"
@@ -82,5 +84,6 @@ class VerifyResult:
         ):
             hit = next((c for c in mine if c.status == status), None)
             if hit is not None:
-                raise SignatureError(self.subject, reason, f"{label} signature: {status} ({hit.key})")
+                words = f": {hit.detail}" if hit.detail else ""  # the engine's (gpg's, ostree's) words
+                raise SignatureError(self.subject, reason, f"{label} signature: {status}{words} ({hit.key})")
         raise SignatureError(self.subject, "invalid", f"no valid {label} signature")

@@ -14,11 +14,11 @@ from pathlib import Path
 from types import TracebackType
 
 from bootree.errors import FormatError, SignatureError
-from bootree.sign import detached, ed25519, gpg
+from bootree.sign import detached, dummy, ed25519, gpg
 from bootree.sign.ed25519 import PublicKey, SecretKey
 from bootree.sign.result import SignatureCheck, VerifyResult
 
-__all__ = ["Verifier", "add_ed25519", "add_gpg"]
+__all__ = ["Verifier", "add_dummy", "add_ed25519", "add_gpg"]
 
 
 def add_ed25519(data: bytes, meta: bytes | None, keys: Sequence[SecretKey]) -> bytes:
@@ -29,6 +29,17 @@ def add_ed25519(data: bytes, meta: bytes | None, keys: Sequence[SecretKey]) -> b
     """
     entries = detached.decode(meta)
     return detached.encode(detached.add_signatures(entries, ed25519.METADATA_KEY, [k.sign(data) for k in keys]))
+
+
+def add_dummy(meta: bytes | None, keys: Sequence[str]) -> bytes:
+    """Detached metadata ``meta`` with a dummy signature (:mod:`bootree.sign.dummy`) per key appended.
+
+    Raises:
+        FormatError: ``meta`` is malformed.
+        VerificationError: the dummy engine is not enabled.
+    """
+    entries = detached.decode(meta)
+    return detached.encode(detached.add_signatures(entries, dummy.METADATA_KEY, [dummy.sign(k) for k in keys]))
 
 
 def add_gpg(data: bytes, meta: bytes | None, key_ids: Sequence[str], *, homedir: Path | None = None) -> bytes:
@@ -49,12 +60,14 @@ class Verifier:
 
     ``gpg``: a verifier over the trusted GPG keyrings (``None``: GPG signatures are not
     consulted). ``ed25519``: trusted public keys; ``revoked``: keys whose signatures never
-    count, even if also trusted.
+    count, even if also trusted. ``dummy``: key strings of ostree's test-only engine
+    (:mod:`bootree.sign.dummy`; consulted only when set, and then only if enabled).
     """
 
     gpg: gpg.GpgVerifier | None = None
     ed25519: tuple[PublicKey, ...] = ()
     revoked: tuple[PublicKey, ...] = ()
+    dummy: tuple[str, ...] = ()
     _closed: bool = field(default=False, repr=False)
 
     def __enter__(self) -> Verifier:
@@ -76,12 +89,14 @@ class Verifier:
         *,
         require_gpg: bool = False,
         require_ed25519: bool = False,
+        require_sign: bool = False,
     ) -> VerifyResult:
         """Check the signatures in detached metadata ``meta`` over ``data``; raise if a requirement fails.
 
         ``subject`` (``commit <csum>``, ``summary of <url>``) starts every error message.
         Engines not required are still reported when they have keys (for ``show``-style
-        output), but never fail the check.
+        output), but never fail the check. ``require_sign`` is ostree's ``sign-verify``: a valid
+        signature of any of its sign engines (ed25519, dummy) that has trusted keys.
 
         Raises:
             SignatureError: ``meta`` malformed (``reason="malformed"``), or a required engine
@@ -91,6 +106,7 @@ class Verifier:
             entries = detached.decode(meta)
             gpg_sigs = detached.signatures(entries, detached.GPG_KEY)
             ed_sigs = detached.signatures(entries, ed25519.METADATA_KEY)
+            dummy_sigs = detached.signatures(entries, dummy.METADATA_KEY)
         except FormatError as e:
             raise SignatureError(subject, "malformed", f"detached signature metadata is corrupt ({e})") from e
         checks: list[SignatureCheck] = []
@@ -104,9 +120,16 @@ class Verifier:
                 raise SignatureError(subject, "untrusted", "signature verification is required but no ed25519 key is trusted",
                                      hint="set verification-ed25519-key or verification-ed25519-file for the remote")
             checks.extend(ed25519.verify(data, ed_sigs, self.ed25519, self.revoked))
+        if self.dummy:
+            checks.extend(dummy.verify(dummy_sigs, self.dummy))
+        if require_sign and not (self.ed25519 or self.dummy):
+            raise SignatureError(subject, "untrusted", "signature verification is required but no key is trusted",
+                                 hint="set verification-ed25519-key or verification-ed25519-file for the remote")
         result = VerifyResult(subject, tuple(checks))
         if require_gpg:
             result.require("gpg")
         if require_ed25519:
             result.require("ed25519")
+        if require_sign:
+            result.require(*(e for e, keys in (("ed25519", self.ed25519), (dummy.NAME, self.dummy)) if keys))
         return result

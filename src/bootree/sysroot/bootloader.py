@@ -30,7 +30,8 @@ from pathlib import Path, PurePosixPath
 from bootree import _fs
 from bootree.errors import KernelNotFound, SysrootError
 from bootree.format.bls import BlsEntry
-from bootree.sysroot import _faults, layout
+from bootree.format.checksum import is_checksum
+from bootree.sysroot import _faults, debug, layout
 from bootree.sysroot.deployment import Deployment
 
 __all__ = ["KernelLayout", "find_kernel", "install_kernel", "make_entry", "read_os_release"]
@@ -117,6 +118,7 @@ def _dtb_files(tree: _fs.Tree, rel: str) -> list[str]:
 
 
 def _from_modules(tree: _fs.Tree, known_bootcsum: str | None) -> KernelLayout | None:
+    no_dtb = debug.enabled("no-dtb")
     for kver in _listdir(tree, str(_MODULES)) or []:
         d = _MODULES / kver
         if not _is_reg(tree, str(d / "vmlinuz")):
@@ -127,8 +129,12 @@ def _from_modules(tree: _fs.Tree, known_bootcsum: str | None) -> KernelLayout | 
             if _is_reg(tree, str(d / name)):
                 initramfs = (str(d / name), f"initramfs-{kver}.img")
                 break
-        devicetree = (str(d / "devicetree"), f"devicetree-{kver}") if _is_reg(tree, str(d / "devicetree")) else None
-        dtb = (str(d / "dtb"), f"dtb-{kver}") if _is_dir(tree, str(d / "dtb")) and devicetree is None else None
+        devicetree = dtb = None
+        if not no_dtb:  # ostree's test switch: as if the tree had no device trees
+            if _is_reg(tree, str(d / "devicetree")):
+                devicetree = (str(d / "devicetree"), f"devicetree-{kver}")
+            elif _is_dir(tree, str(d / "dtb")):
+                dtb = (str(d / "dtb"), "dtb")  # ostree installs the directory as "dtb"
         hmac = (str(d / ".vmlinuz.hmac"), f".vmlinuz-{kver}.hmac") if _is_reg(tree, str(d / ".vmlinuz.hmac")) else None
         if known_bootcsum is None:
             rels = [kernel[0]] + ([initramfs[0]] if initramfs else [])
@@ -143,39 +149,74 @@ def _from_modules(tree: _fs.Tree, known_bootcsum: str | None) -> KernelLayout | 
     return None
 
 
+def _legacy_part(name: str, prefix: str) -> tuple[str, str] | None:
+    """``(name in /boot, checksum)`` of a legacy file ``<prefix>...-<sha256>``, else ``None``."""
+    if not name.startswith(prefix):
+        return None
+    stem, _, csum = name.rpartition("-")
+    if not is_checksum(csum):
+        return None
+    return stem, csum
+
+
 def _from_legacy(tree: _fs.Tree) -> KernelLayout | None:
+    """ostree's legacy layout: the first of ``usr/lib/ostree-boot`` and ``boot`` that exists.
+
+    The tree builder names each file ``<name>-<bootcsum>`` (``vmlinuz-3.6.0-<csum>`` or just
+    ``vmlinuz-<csum>``); the kernel, initramfs and devicetree must agree on the checksum.
+
+    Raises:
+        KernelNotFound: the initramfs or devicetree names another checksum than the kernel.
+    """
     for sub in ("usr/lib/ostree-boot", "boot"):
-        for name in _listdir(tree, sub) or []:
-            if not name.startswith("vmlinuz-") or not _is_reg(tree, f"{sub}/{name}"):
-                continue
-            stem, _, bootcsum = name.rpartition("-")
-            if len(bootcsum) != 64 or not stem.startswith("vmlinuz-"):
-                continue
-            kver = stem[len("vmlinuz-") :]
-            kernel = (f"{sub}/{name}", stem)
-            initramfs = None
-            for cand in (f"initramfs-{kver}.img-{bootcsum}", f"initramfs-{kver}-{bootcsum}"):
-                if _is_reg(tree, f"{sub}/{cand}"):
-                    initramfs = (f"{sub}/{cand}", cand[: -len(bootcsum) - 1])
-                    break
-            return KernelLayout(bootcsum, kernel, initramfs)
+        names = _listdir(tree, sub)
+        if names is None:
+            continue
+        found: dict[str, tuple[str, str, str]] = {}  # kind -> (source, name in /boot, checksum)
+        for name in sorted(names):
+            for kind in ("vmlinuz-", "initramfs-", "devicetree-"):
+                part = _legacy_part(name, kind)
+                if part is not None and kind not in found and _is_reg(tree, f"{sub}/{name}"):
+                    found[kind] = (f"{sub}/{name}", part[0], part[1])
+        kernel = found.get("vmlinuz-")
+        if kernel is None:
+            return None
+        for kind, what in (("initramfs-", "initrd"), ("devicetree-", "device tree")):
+            other = found.get(kind)
+            if other is not None and other[2] != kernel[2]:
+                raise KernelNotFound(f"/{sub} (mismatched kernel checksum vs {what} in tree)")
+        initramfs, devicetree = found.get("initramfs-"), found.get("devicetree-")
+        if debug.enabled("no-dtb"):
+            devicetree = None
+        return KernelLayout(
+            kernel[2], kernel[:2],
+            initramfs[:2] if initramfs else None,
+            devicetree[:2] if devicetree else None,
+        )
     return None
 
 
 def find_kernel(root: Path, *, known_bootcsum: str | None = None) -> KernelLayout:
-    """Find the kernel of the deployment tree at ``root``.
+    """Find the kernel of the deployment tree at ``root``, choosing as ostree 2022.7 does.
 
-    ``usr/lib/modules`` entries are tried in sorted order (ostree uses readdir order, which is
-    the same when a tree has one kernel, as ostree-based images do). ``known_bootcsum`` skips
-    hashing when the caller already knows the value (re-writing entries of old deployments).
-    Paths resolve inside the tree without following symlinks: a ``usr/lib/modules`` or a
-    ``vmlinuz`` that is a symlink is not used (it could name the host's kernel).
+    Both layouts are read: ``usr/lib/modules/<kver>/`` (entries in sorted order; ostree uses
+    readdir order, the same for a tree with one kernel) and the legacy one. The modules layout
+    wins, unless it lacks an initramfs that the legacy one has (rpm-ostree's trees).
+    ``known_bootcsum`` skips hashing when the caller already knows the value (re-writing
+    entries of old deployments). Paths resolve inside the tree without following symlinks: a
+    ``usr/lib/modules`` or a ``vmlinuz`` that is a symlink is not used (it could name the
+    host's kernel).
 
     Raises:
         KernelNotFound: when no layout matches.
     """
     with _fs.Tree(root) as tree:
-        found = _from_modules(tree, known_bootcsum) or _from_legacy(tree)
+        modules = _from_modules(tree, known_bootcsum)
+        legacy = _from_legacy(tree)
+    if legacy is not None and (modules is None or (modules.initramfs is None and legacy.initramfs is not None)):
+        found: KernelLayout | None = legacy
+    else:
+        found = modules
     if found is None:
         raise KernelNotFound(os.fspath(root))
     return found

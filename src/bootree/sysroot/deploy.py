@@ -140,7 +140,7 @@ def prepare_deployment(
     try:
         # A leftover under the final name (a deploy killed after its rename) is unreferenced.
         remove_deployment_dir(final)
-        sysroot.repo.checkout(csum, work, mode=CheckoutMode.HARDLINK)
+        sysroot.repo.checkout(csum, work, mode=CheckoutMode.HARDLINK, whiteouts=True)  # as ostree's deploy
         _faults.checkpoint("after-checkout")
         kl = find_kernel(work)
         with _fs.Tree(work) as tree:

@@ -79,6 +79,12 @@ class Origin:
         kf.remove_group(_TRANSIENT)
         return Origin(kf.to_text())
 
+    def with_refspec(self, refspec: str) -> Origin:
+        """The same origin following ``refspec`` (an end-of-life rebase); other keys are kept."""
+        kf = self.keyfile()
+        kf.set("origin", "refspec", refspec)
+        return Origin(kf.to_text())
+
     def with_pinned(self, pinned: bool) -> Origin:
         """Set or clear the pin the way ostree does (unpinning leaves the empty group behind)."""
         kf = self.keyfile()

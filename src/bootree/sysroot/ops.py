@@ -141,6 +141,34 @@ def set_pinned(sysroot: Sysroot, index: int, pinned: bool) -> Deployment:
     return target.with_(origin=origin)
 
 
+def set_origin_remote(sysroot: Sysroot, index: int | None, remote: str, branch: str | None = None) -> Deployment:
+    """``admin set-origin``: make a deployment follow ``REMOTE:BRANCH`` (default: its current ref).
+
+    ``index`` ``None`` is the booted deployment. The ``.origin`` is rewritten atomically with
+    only that refspec, as ostree writes a new origin; the remote itself is the caller's to add.
+
+    Raises:
+        NotBooted: ``index`` is ``None`` and nothing is booted.
+        DeploymentNotFound: for a bad index.
+        SysrootError: the deployment's origin has no refspec and no ``branch`` is given.
+    """
+    from bootree.sysroot.deployment import Origin
+
+    if index is None:
+        if sysroot.booted is None:
+            raise NotBooted("Not currently booted into an OSTree system")
+        target = sysroot.booted
+    else:
+        target = sysroot.find(index)
+    ref = branch or (target.refspec or "").rpartition(":")[2]
+    if not ref:
+        raise SysrootError(f"deployment {target.name} has no origin refspec; name the branch")
+    origin = Origin.for_refspec(f"{remote}:{ref}")
+    _fs.write_atomic(sysroot.path / target.origin_path, origin.text.encode())
+    sysroot.load()
+    return target.with_(origin=origin)
+
+
 @dataclass(frozen=True, slots=True)
 class RollbackResult:
     """What :func:`rollback` did: whether it reverted a queued rollback, and the swap."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bootree.errors import BootreeError
 from bootree.sysroot import assessment
 from bootree.sysroot.composefs import deployment_image
 from bootree.sysroot.deployment import Deployment
@@ -102,6 +103,8 @@ class DeploymentStatus:
     """bootc's ``ImageStatus`` for a deployment of a container image (later); ``None`` now."""
     composefs: ComposefsStatus | None = None
     """The deployment's composefs image (``.ostree.cfs``), ``None`` if it is not composefs-backed."""
+    source_title: str | None = None
+    """The commit's ``ostree.source-title`` (what it was built from), if any and readable."""
 
     @property
     def name(self) -> str:
@@ -136,6 +139,7 @@ class DeploymentStatus:
             "bootCounting": self.boot_counting.to_json() if self.boot_counting is not None else None,
             "health": self.health.to_json() if self.health is not None else None,
             "composefs": self.composefs.to_json() if self.composefs is not None else None,
+            "sourceTitle": self.source_title,
         }
 
 
@@ -190,6 +194,16 @@ def _boot_counting(sysroot: Sysroot, d: Deployment, record: assessment.Assessmen
     return BootCounting(str(c["entry"]), str(c["state"]), c["triesLeft"], c["triesDone"])
 
 
+def _source_title(sysroot: Sysroot, d: Deployment) -> str | None:
+    """``ostree.source-title`` of the deployment's commit; ``None`` when absent or unreadable
+    (status still shows a deployment whose commit was pruned or damaged, as ostree does)."""
+    try:
+        value = sysroot.repo.read_commit(d.csum).get("ostree.source-title")
+    except BootreeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def sysroot_status(sysroot: Sysroot) -> SysrootStatus:
     """The status of a loaded sysroot.
 
@@ -217,6 +231,7 @@ def sysroot_status(sysroot: Sysroot) -> SysrootStatus:
             boot_counting=_boot_counting(sysroot, d, record),
             health=record.get(d),
             composefs=_composefs(sysroot, d),
+            source_title=_source_title(sysroot, d),
         ))
     return SysrootStatus(sysroot.bootversion, sysroot.subbootversion, tuple(out), record.last_fallback,
                          tuple(sysroot.damage))

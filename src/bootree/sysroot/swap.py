@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.sysroot import _faults, esp, layout
+from bootree._fs.freeze import freeze_thaw
+from bootree.sysroot import _faults, bootconfig, debug, esp, layout
 from bootree.sysroot.bootloader import find_kernel, install_kernel, make_entry
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
@@ -104,17 +105,22 @@ _DEPLOYMENT_REF = re.compile(r"ostree/[01]/[01]/[0-9]+")
 
 
 def regenerate_refs(sysroot: Sysroot, deployments: Sequence[Deployment], bootversion: int, subbootversion: int) -> None:
-    """Make ``ostree/<B>/<S>/<i>`` refs exactly the list's commits (ostree's GC roots)."""
+    """Make ``ostree/<B>/<S>/<i>`` refs exactly the list's commits (ostree's GC roots).
+
+    As ostree, in one repository transaction (so ``OSTREE_REPO_TEST_ERROR=pre-commit`` fails it:
+    ``bootree.repo.testhooks``); each ref is still written atomically on its own.
+    """
     wanted = {layout.deployment_ref(bootversion, subbootversion, i): d.csum for i, d in enumerate(deployments)}
     current = sysroot.repo.list_refs("ostree")
-    for ref in current:
-        # Only the deployment refs ostree/<0|1>/<0|1>/<i>: ostree/container/* (the container
-        # store's layers and images, bootc-oci.md §2.1) are not the sysroot's to delete.
-        if ":" not in ref and ref not in wanted and _DEPLOYMENT_REF.fullmatch(ref):
-            sysroot.repo.set_ref(ref, None)
-    for ref, csum in wanted.items():
-        if current.get(ref) != csum:
-            sysroot.repo.set_ref(ref, csum)
+    with sysroot.repo.transaction() as txn:
+        for ref in current:
+            # Only the deployment refs ostree/<0|1>/<0|1>/<i>: ostree/container/* (the container
+            # store's layers and images, bootc-oci.md §2.1) are not the sysroot's to delete.
+            if ":" not in ref and ref not in wanted and _DEPLOYMENT_REF.fullmatch(ref):
+                txn.set_ref(ref, None)
+        for ref, csum in wanted.items():
+            if current.get(ref) != csum:
+                txn.set_ref(ref, csum)
 
 
 def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple[list[Deployment], SwapResult]:
@@ -141,6 +147,7 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
         bv = sysroot.bootversion
         sub = _build_bootlinks(sysroot, bv, deps)
         _fs.syncfs(path)
+        freeze_thaw(path / "boot", test_watchdog=debug.enabled("test-fifreeze"))
         _faults.checkpoint("before-swap")
         _symlink_atomic(f"boot.{bv}.{sub}", path / layout.bootversion_link(bv))
         _fs.fsync_dir(path / "ostree")
@@ -151,6 +158,7 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
         _fs.rmtree(path / layout.loader_dir(bv))
         os.makedirs(entries, 0o755)
         show_stateroot = len({d.stateroot for d in deps}) > 1
+        written = []
         for i, d in enumerate(deps):
             root = sysroot.deployment_dir(d)
             kl = find_kernel(root, known_bootcsum=d.bootcsum)
@@ -159,11 +167,17 @@ def write_deployments(sysroot: Sysroot, new_list: Sequence[Deployment]) -> tuple
                 path, d, index=i, count=len(deps), bootversion=bv, show_stateroot=show_stateroot, kl=kl
             )
             _fs.write_atomic(entries / layout.entry_filename(len(deps) - i, d.stateroot), entry.to_text().encode(), fsync=False)
+            written.append(entry)
+        loader = bootconfig.choose(path, sysroot.repo)
+        if loader is not None:  # syslinux/U-Boot/GRUB file of the new version, swapped with it
+            bootconfig.write_config(path, loader, bv, written, sysroot.deployment_dir(deps[0]) if deps else None)
         sub = _build_bootlinks(sysroot, bv, deps)
         _symlink_atomic(f"boot.{bv}.{sub}", path / layout.bootversion_link(bv))
         if not os.path.lexists(path / layout.BOOT_LINK):
             os.symlink(".", path / layout.BOOT_LINK)
         _fs.syncfs(path)
+        # /boot's own file system, journal included (what GRUB reads), as ostree's full sync.
+        freeze_thaw(path / "boot", test_watchdog=debug.enabled("test-fifreeze"))
         _faults.checkpoint("before-swap")
         tmp = path / layout.LOADER_TMP_LINK
         with contextlib.suppress(FileNotFoundError):

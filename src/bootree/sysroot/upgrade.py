@@ -19,7 +19,10 @@ from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
 
-__all__ = ["UpgradeResult", "check_downgrade", "upgrade", "upgrade_base"]
+__all__ = ["ENDOFLIFE_REBASE", "UpgradeResult", "check_downgrade", "endoflife_rebase", "upgrade", "upgrade_base"]
+
+#: Commit metadata naming the ref that replaces an end-of-life branch (ostree's key).
+ENDOFLIFE_REBASE = "ostree.endoflife-rebase"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,24 @@ def upgrade_base(sysroot: Sysroot, stateroot: str | None = None, *, configured: 
     return base
 
 
+def endoflife_rebase(sysroot: Sysroot, refspec: str) -> str | None:
+    """The refspec an upgrade of ``refspec`` moves to, if its commit ends the branch; else ``None``.
+
+    A publisher retires a branch by committing to it with ``ostree.endoflife-rebase=NEWREF``
+    (ostree's rule): an upgrade then follows ``NEWREF`` of the same remote from now on. The
+    local commit of ``refspec`` decides, so the caller pulls first, then pulls the new ref.
+
+    Raises:
+        RefNotFound: ``refspec`` does not resolve locally.
+    """
+    csum = sysroot.repo.resolve_rev(refspec)
+    new_ref = sysroot.repo.read_commit(csum).get(ENDOFLIFE_REBASE)
+    if not isinstance(new_ref, str) or not new_ref:
+        return None
+    remote, sep, _ = refspec.rpartition(":")
+    return f"{remote}:{new_ref}" if sep else new_ref
+
+
 def check_downgrade(sysroot: Sysroot, csum: Checksum, stateroot: str) -> None:
     """Refuse to deploy a commit older than the booted deployment's (or, unbooted, the default one's).
 
@@ -99,7 +120,8 @@ def upgrade(
 
     ``commit`` deploys that commit instead (ostree's ``--override-commit``); without
     ``allow_downgrade`` a commit older than the deployed one is refused, as ostree refuses it.
-    The sysroot must be locked.
+    A refspec whose commit is an end-of-life marker is replaced by the one it names
+    (:func:`endoflife_rebase`), in the new deployment's origin too. The sysroot must be locked.
 
     Raises:
         NotBooted: when there is no deployment to upgrade from.
@@ -112,6 +134,11 @@ def upgrade(
     refspec = base.refspec
     if not refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade from")
+    origin = base.origin.without_transient() if base.origin is not None else None
+    rebased = endoflife_rebase(sysroot, refspec) if commit is None else None
+    if rebased is not None:
+        refspec = rebased
+        origin = origin.with_refspec(rebased) if origin is not None else None
     csum = commit if commit is not None else sysroot.repo.resolve_rev(refspec)
     if csum == base.csum or (sysroot.staged is not None and sysroot.staged.csum == csum):
         return UpgradeResult(csum, None, up_to_date=True)
@@ -119,7 +146,6 @@ def upgrade(
         return UpgradeResult(csum, None, skipped_failed=True)
     if not allow_downgrade:
         check_downgrade(sysroot, csum, base.stateroot)
-    origin = base.origin.without_transient() if base.origin is not None else None
     if stage_it:
         res = stage(sysroot, csum, stateroot=base.stateroot, origin=origin, opts=DeployOptions())
     else:

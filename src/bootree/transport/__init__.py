@@ -250,4 +250,4 @@ def open_fetcher(url: str, config: FetchConfig | None = None) -> Fetcher:
         from bootree.transport.http import PipelinedHttpFetcher
 
         return PipelinedHttpFetcher(cfg)
-    raise FetchError(url, f"unsupported URL scheme {scheme!r}")
+    raise FetchError(url, f"Invalid URI scheme in {url} (only file, http and https are supported)")

@@ -65,11 +65,18 @@ def write_layout(root: Path, layers: list[list[Entry]], *, tag: str = "latest", 
                  labels: dict[str, str] | None = None, compression: str = "gzip",
                  corrupt_layer: int | None = None) -> str:
     """Write (or add a tag to) an OCI layout; returns the manifest digest."""
+    return write_tars(root, [layer_tar(e) for e in layers], tag=tag, arch=arch, labels=labels,
+                      compression=compression, corrupt_layer=corrupt_layer)
+
+
+def write_tars(root: Path, tars: list[bytes], *, tag: str = "latest", arch: str = "amd64",
+               labels: dict[str, str] | None = None, compression: str = "gzip",
+               corrupt_layer: int | None = None, label_fn: object = None) -> str:
+    """:func:`write_layout` from ready layer tars; ``label_fn(diff_ids)`` adds labels that need them."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     descs, diff_ids = [], []
-    for i, entries in enumerate(layers):
-        tar = layer_tar(entries)
+    for i, tar in enumerate(tars):
         diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
         if compression == "gzip":
             blob, mt = gzip.compress(tar, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -85,9 +92,12 @@ def write_layout(root: Path, layers: list[list[Entry]], *, tag: str = "latest", 
         if corrupt_layer == i:
             (root / "blobs/sha256" / digest[7:]).write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
         descs.append({"mediaType": mt, "digest": digest, "size": len(blob)})
+    labels = {"containers.bootc": "1", "version": tag, **(labels or {})}
+    if callable(label_fn):
+        labels.update(label_fn(diff_ids))
     config = json.dumps({
         "architecture": arch, "os": "linux", "created": "2024-05-01T10:00:00.123456789Z",
-        "config": {"Labels": {"containers.bootc": "1", "version": tag, **(labels or {})}},
+        "config": {"Labels": labels},
         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     cdig = _put(root, config)
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -125,3 +125,34 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path: Path) -> None:
     (tmp_path / "blob.partial").write_bytes(b"garbage!")
     client(lambda req: body(200, BLOB)).fetch_blob("x/os", DESC, dest)
     assert dest.read_bytes() == BLOB
+
+
+def test_blob_progress_counts_the_resumed_part_and_can_stop(tmp_path: Path) -> None:
+    big = bytes(range(256)) * 2000  # 512 KB: several chunks
+    desc = Descriptor(DESC.media_type, "sha256:" + hashlib.sha256(big).hexdigest(), len(big))
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        rng = req.headers.get("Range")
+        if rng:
+            start = int(rng.split("=")[1].rstrip("-"))
+            return body(206, big[start:])
+        return body(200, big)
+
+    dest = tmp_path / "blob"
+    (tmp_path / "blob.partial").write_bytes(big[:100_000])
+    seen: list[int] = []
+    c = client(handler)
+    c.fetch_blob("x/os", desc, dest, seen.append)
+    assert dest.read_bytes() == big and seen[-1] == len(big) and seen[0] > 100_000 and seen == sorted(seen)
+    assert c.stats.resumed == 1 and c.stats.by_digest[desc.digest] == len(big) - 100_000
+
+    class Stop(Exception):
+        pass
+
+    def stop(n: int) -> None:
+        raise Stop
+
+    dest2 = tmp_path / "blob2"
+    with pytest.raises(Stop):
+        c.fetch_blob("x/os", desc, dest2, stop)
+    assert not dest2.exists() and (tmp_path / "blob2.partial").stat().st_size > 0, "kept for a resume"

@@ -54,7 +54,7 @@ def test_keys_files_dirs_and_revocation(tmp_path: Path) -> None:
 
 
 def test_bad_config_values(tmp_path: Path) -> None:
-    with pytest.raises(VerificationError, match="unknown signature type"):
+    with pytest.raises(VerificationError, match="Requested signature type is not implemented"):
         policy_for_remote(tmp_path, _remote(**{"sign-verify": "rsa"}), ed25519_dirs=[])
     with pytest.raises(VerificationError, match="verification-ed25519-key"):
         policy_for_remote(tmp_path, _remote(**{"verification-ed25519-key": "nope"}), ed25519_dirs=[])

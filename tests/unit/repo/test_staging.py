@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bootree.repo import Repo, RepoMode
-from bootree.repo.staging import Staging, clean_stale
+from bootree.repo.staging import Staging, boot_id, clean_stale
 from builders import make_tree
 
 KILLED_COMMIT = r"""
@@ -110,16 +112,39 @@ def test_in_process_staging_lock_and_other_boots(tmp_path: Path) -> None:
     orphan.mkdir()
     old = time.time() - 3600
     os.utime(orphan, (old, old))
-    fresh = tmp / "staging-y-justmade"
-    fresh.mkdir()  # maybe a writer between mkdir and lock: left alone for a while
+    fresh = tmp / f"staging-{boot_id()}-justmade"
+    fresh.mkdir()  # maybe a writer of this boot between mkdir and lock: left alone for a while
+    (tmp / "staging-y-justmade").mkdir()  # of another boot: no writer can be alive
     expired = tmp / "fetch-tmp-file"
     expired.write_bytes(b"x")
     os.utime(expired, (time.time() - 2 * 86400,) * 2)
     (tmp / "cache").mkdir()
     result = clean_stale(tmp)
-    assert result.staging_dirs == 2 and result.other == 1
+    assert result.staging_dirs == 3 and result.other == 1
     assert sorted(p.name for p in tmp.iterdir()) == sorted(
-        ["cache", live.path.name, live.path.name + "-lock", "staging-y-justmade"]
+        ["cache", live.path.name, live.path.name + "-lock", fresh.name]
     )
     live.remove()
-    assert sorted(p.name for p in tmp.iterdir()) == ["cache", "staging-y-justmade"]
+    assert sorted(p.name for p in tmp.iterdir()) == ["cache", fresh.name]
+
+
+def test_abandoned_staging_is_taken_over_by_this_boot_and_removed_by_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libostree's protocol: a failed transaction leaves its directory (no lock file); the next
+    one of the same boot takes it over (emptied), one of a later boot deletes it."""
+    tmp = tmp_path / "tmp"
+    monkeypatch.setenv("OSTREE_BOOTID", "boot-a")
+    first = Staging(tmp)
+    (first.path / "leftover").write_bytes(b"x")
+    first.abandon()
+    assert sorted(p.name for p in tmp.iterdir()) == [first.path.name]
+    again = Staging(tmp)  # same boot: adopted, emptied
+    assert again.path == first.path and os.listdir(again.path) == []
+    held = Staging(tmp)  # the adopted one is locked now: a new directory
+    assert held.path != again.path
+    held.remove()
+    again.abandon()
+    monkeypatch.setenv("OSTREE_BOOTID", "boot-b")
+    assert clean_stale(tmp).staging_dirs == 1  # another boot's: removed at once
+    assert list(tmp.iterdir()) == []
