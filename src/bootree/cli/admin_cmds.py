@@ -317,6 +317,20 @@ def cleanup_cmd(sysroot_path: Path | None) -> None:
         click.echo(f"Freed objects: {result.bytes_freed} bytes")
 
 
+@admin.command("post-copy")
+@_sysroot_option
+def post_copy_cmd(sysroot_path: Path | None) -> None:
+    """Restore what a file-level copy of the sysroot loses: fs-verity on objects and images."""
+    from bootree.sysroot.composefs import post_copy
+
+    sysroot = _open(sysroot_path)
+    with sysroot.lock():
+        result = post_copy(sysroot)
+    if not result.supported:
+        click.echo("fs-verity is not supported on this file system: nothing changed after the first refusal")
+    click.echo(f"fs-verity enabled on {result.files} files")
+
+
 @admin.command("finalize-staged", hidden=True)
 @_sysroot_option
 def finalize_staged_cmd(sysroot_path: Path | None) -> None:

@@ -77,10 +77,12 @@ def image_source(text: str, transport: str | None) -> OstreeImageReference | Non
               help="SOURCE is a container image read with this transport.")
 @click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="containers auth.json with registry credentials (default: $REGISTRY_AUTH_FILE, ...).")
+@click.option("--fs-verity", "fs_verity", is_flag=True,
+              help="Root file system with fs-verity (ext4 -O verity) and [ex-fsverity] required=true in its repository.")
 @click.pass_context
 def to_disk_cmd(ctx: click.Context, source: str, disk: Path, size: str | None, stateroot: str,
                 karg: tuple[str, ...], tries: int, esp_size: str, sdboot: Path, extra_ref: tuple[str, ...],
-                transport: str | None, authfile: Path | None) -> None:
+                transport: str | None, authfile: Path | None, fs_verity: bool) -> None:
     """Build a bootable GPT disk image of SOURCE: ESP + root.
 
     SOURCE is a ref or commit of --repo, or a container image (bootc's install to-disk):
@@ -95,7 +97,7 @@ def to_disk_cmd(ctx: click.Context, source: str, disk: Path, size: str | None, s
         raise InstallError("--boot-counting-tries must be 0 or more")
     opts = InstallOptions(stateroot=stateroot, size_mib=parse_size(size) if size else None,
                           esp_size_mib=parse_size(esp_size), kargs=karg, tries=tries, systemd_boot=sdboot,
-                          extra_refs=extra_ref)
+                          extra_refs=extra_ref, fs_verity=fs_verity)
     image = image_source(source, transport)
     if image is None:
         result = install_to_disk(open_repo(ctx, None), source, disk, options=opts)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bootree.composefs.verity import VerityUnsupported, measure_verity
+from bootree.composefs.verity import VerityUnsupported, enable_verity, measure_verity
 from bootree.errors import ComposefsFormatError, RepoError, VerificationError
 from bootree.format.checksum import Checksum
 from bootree.format.composefs_dump import Node
@@ -101,9 +101,12 @@ def object_payload(csum: Checksum) -> bytes:
 class _Files:
     """Headers, sizes and fs-verity digests of the content objects of a tree (one read each)."""
 
-    def __init__(self, repo: Repo, verity: Verity) -> None:
+    def __init__(self, repo: Repo, verity: Verity, enable: Verity = Verity.NO) -> None:
         self.repo = repo
         self.verity = verity
+        #: Turn fs-verity on where an object lacks it: NO never, MAYBE where the file system
+        #: can, YES or fail (the object is open read-only, as FS_IOC_ENABLE_VERITY needs).
+        self.enable = enable
         self.bare = repo.mode is not RepoMode.ARCHIVE
         self.kernel_verity = True  # until the file system says it has none
 
@@ -126,6 +129,10 @@ class _Files:
                         measured = measure_verity(fd)
                     except VerityUnsupported:
                         self.kernel_verity = False
+                        if self.enable is Verity.YES:
+                            raise self._required(csum) from None
+                if measured is None and self.enable is not Verity.NO and self.kernel_verity:
+                    measured = self._enable(fd, csum)
                 if measured is not None or self.verity is Verity.MAYBE:
                     return measured
                 h = FsVerityHasher()
@@ -145,14 +152,40 @@ class _Files:
         return h.digest()
 
 
-def tree_node(repo: Repo, root_tree: Checksum, root_meta: Checksum, *, verity: Verity = Verity.YES) -> Node:
+    def _enable(self, fd: int, csum: Checksum) -> bytes | None:
+        """fs-verity on an object written before the repository wanted it (``admin post-copy``'s
+        job, done here for the objects a deployment needs); returns the kernel's digest."""
+        try:
+            enable_verity(fd)
+        except VerityUnsupported:
+            if self.enable is Verity.YES:
+                raise self._required(csum) from None
+            self.kernel_verity = False
+            return None
+        return measure_verity(fd)
+
+    def _required(self, csum: Checksum) -> VerityUnsupported:
+        return VerityUnsupported(
+            f"{self.repo.path}: fs-verity is required ([ex-fsverity] required=true) for object {csum}, "
+            "but this file system has none",
+            hint="make the file system with fs-verity (ext4: mkfs.ext4 -b 4096 -O verity)",
+        )
+
+
+def tree_node(
+    repo: Repo, root_tree: Checksum, root_meta: Checksum, *, verity: Verity = Verity.YES, enable: Verity = Verity.NO
+) -> Node:
     """The composefs tree of a commit tree, ostree's mapping (module docstring).
+
+    ``enable`` turns fs-verity on for objects that lack it (bare repositories): ``MAYBE`` where the
+    file system supports it, ``YES`` or fail.
 
     Raises:
         RepoError, ObjectMissing, CorruptObject: for missing or unreadable objects.
         ComposefsFormatError: for trees composefs cannot hold.
+        VerityUnsupported: ``enable=YES`` on a file system without fs-verity.
     """
-    files = _Files(repo, verity)
+    files = _Files(repo, verity, enable)
     pending: list[tuple[Node, Checksum]] = []
     root = _dir_node(repo, root_meta)
     stack = [(root, root_tree)]
@@ -210,16 +243,18 @@ def _dir_node(repo: Repo, meta: Checksum) -> Node:
     return node
 
 
-def tree_image(repo: Repo, root_tree: Checksum, root_meta: Checksum, *, verity: Verity = Verity.YES) -> ComposefsImage:
-    """The composefs image of a commit tree and its digest."""
-    data = write_image(tree_node(repo, root_tree, root_meta, verity=verity), _OSTREE_OPTIONS)
+def tree_image(
+    repo: Repo, root_tree: Checksum, root_meta: Checksum, *, verity: Verity = Verity.YES, enable: Verity = Verity.NO
+) -> ComposefsImage:
+    """The composefs image of a commit tree and its digest (``enable``: see :func:`tree_node`)."""
+    data = write_image(tree_node(repo, root_tree, root_meta, verity=verity, enable=enable), _OSTREE_OPTIONS)
     return ComposefsImage(data=data, digest=fsverity_digest(data))
 
 
-def build_image(repo: Repo, commit: Checksum, *, verity: Verity = Verity.YES) -> ComposefsImage:
+def build_image(repo: Repo, commit: Checksum, *, verity: Verity = Verity.YES, enable: Verity = Verity.NO) -> ComposefsImage:
     """The composefs image of a commit (``ostree_repo_checkout_composefs``) and its digest."""
     c = repo.read_commit(commit)
-    return tree_image(repo, c.root_tree, c.root_meta, verity=verity)
+    return tree_image(repo, c.root_tree, c.root_meta, verity=verity, enable=enable)
 
 
 def commit_digest(commit: Commit) -> bytes | None:

@@ -1,4 +1,4 @@
-"""EROFS on-disk structures and the composefs image writer (byte-identical to ``mkcomposefs``).
+"""EROFS on-disk structures and the composefs image layout (byte-identical to ``mkcomposefs``).
 
 Layer: format (pure). A composefs image is an uncompressed EROFS file system that holds only
 metadata: names, modes, xattrs, symlinks and small inline files; every other regular file is a
@@ -8,9 +8,10 @@ whole tree, so the image must be *canonical*: the same tree always gives the sam
 rules below are mkcomposefs's (libcomposefs ``lcfs-writer-erofs.c``), reproduced exactly and
 checked against the upstream golden images (tests/unit/format/test_erofs_golden.py):
 
-1. rewrite the tree: escape ``trusted.overlay.*`` xattrs one level, add the stub xattrs, turn
-   whiteouts (char 0/0) into regular files with escaped whiteout markers, add ``.``/``..``,
-   mark the root opaque and add 256 stub whiteouts ``00``..``ff`` to hide the object fan-out;
+1. rewrite the tree (:mod:`bootree.format.erofs_tree`): escape ``trusted.overlay.*`` xattrs one
+   level, add the stub xattrs, turn whiteouts (char 0/0) into regular files with escaped
+   whiteout markers, add ``.``/``..``, mark the root opaque and add 256 stub whiteouts
+   ``00``..``ff`` to hide the object fan-out;
 2. lay inodes out breadth-first (children sorted by bytes), each 32-byte aligned, compact unless
    mtime differs from the minimum or a field does not fit, with inline tails that never cross a
    4 KiB block;
@@ -24,17 +25,43 @@ from __future__ import annotations
 
 import stat
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
 
 from bootree.errors import ComposefsFormatError
-from bootree.format.composefs_dump import Node, XattrBudget
+from bootree.format.composefs_dump import Node
+from bootree.format.erofs_tree import (
+    BLOCK_BITS,
+    ESC_OPAQUE,
+    ESC_WHITEOUT,
+    ESC_WHITEOUTS,
+    MAX_CHUNKS,
+    METACOPY,
+    OPAQUE,
+    REDIRECT,
+    USER_OPAQUE,
+    USER_WHITEOUT,
+    USER_WHITEOUTS,
+    Inode,
+    WriteOptions,
+    chunking,
+    rewrite_tree,
+)
 from bootree.format.xxh32 import xxh32
 
 __all__ = [
     "BLOCK_SIZE",
     "COMPOSEFS_MAGIC",
     "EROFS_MAGIC",
+    "ESC_OPAQUE",
+    "ESC_WHITEOUT",
+    "ESC_WHITEOUTS",
+    "MAX_CHUNKS",
+    "METACOPY",
+    "OPAQUE",
+    "REDIRECT",
+    "USER_OPAQUE",
+    "USER_WHITEOUT",
+    "USER_WHITEOUTS",
     "WriteOptions",
     "write_image",
     "xattr_index",
@@ -42,7 +69,6 @@ __all__ = [
 ]
 
 BLOCK_SIZE = 4096
-_BLKBITS = 12
 SLOT = 32
 SUPER_OFFSET = 1024
 EROFS_MAGIC = 0xE0F5E1E2
@@ -52,7 +78,6 @@ COMPOSEFS_FLAG_HAS_ACL = 1
 FEATURE_COMPAT_MTIME = 0x2
 FEATURE_COMPAT_XATTR_FILTER = 0x4
 NULL_ADDR = 0xFFFFFFFF
-MAX_CHUNKS = 1024
 MAX_SHARED_PER_INODE = 128
 XATTR_FILTER_SEED = 0x25BBE08F
 
@@ -69,18 +94,6 @@ FT = {
     stat.S_IFSOCK: 6,
     stat.S_IFLNK: 7,
 }
-
-_OVL = b"trusted.overlay."
-_OVL_ESC = b"trusted.overlay.overlay."
-METACOPY = b"trusted.overlay.metacopy"
-REDIRECT = b"trusted.overlay.redirect"
-OPAQUE = b"trusted.overlay.opaque"
-ESC_WHITEOUT = b"trusted.overlay.overlay.whiteout"
-ESC_WHITEOUTS = b"trusted.overlay.overlay.whiteouts"
-ESC_OPAQUE = b"trusted.overlay.overlay.opaque"
-USER_WHITEOUT = b"user.overlay.whiteout"
-USER_WHITEOUTS = b"user.overlay.whiteouts"
-USER_OPAQUE = b"user.overlay.opaque"
 
 _XATTR_PREFIXES = (
     (b"user.", 1),
@@ -107,16 +120,6 @@ XATTR_ENTRY = struct.Struct("<BBH")
 DIRENT = struct.Struct("<QHBx")
 
 
-@dataclass(frozen=True, slots=True)
-class WriteOptions:
-    """mkcomposefs's ``--min-version``/``--max-version``: the format starts at ``version`` and is
-    raised to 1 (``opaque=x`` whiteout markers) only when the tree has a whiteout and
-    ``max_version`` allows it. ostree writes with 0/1, the defaults."""
-
-    version: int = 0
-    max_version: int = 1
-
-
 @lru_cache(maxsize=8192)
 def xattr_index(name: bytes) -> tuple[int, bytes]:
     """The EROFS name index and suffix of a full xattr name (0 and the whole name if no prefix)."""
@@ -136,203 +139,10 @@ def _entry_size(name: bytes, value: bytes) -> int:
     return (4 + len(xattr_index(name)[1]) + len(value) + 3) & ~3
 
 
-def _chunking(size: int) -> tuple[int, int]:
-    """(chunkbits, chunk count) of an external file: as few chunks as possible."""
-    bits = max((size - 1).bit_length(), _BLKBITS)
-    bits = min(bits, _BLKBITS + 31)
-    return bits, -(-size // (1 << bits))
-
-
-# --- the rewritten tree ------------------------------------------------------------------------
-
-
-class _Ino:
-    """One inode of the image being written (the rewritten clone of a :class:`Node`)."""
-
-    __slots__ = (
-        "budget",
-        "compact",
-        "content",
-        "digest",
-        "entries",
-        "gid",
-        "index",
-        "inline",
-        "ipad",
-        "isize",
-        "mode",
-        "mtime",
-        "n_blocks",
-        "nid",
-        "nlink",
-        "parent",
-        "payload",
-        "rdev",
-        "shared",
-        "size",
-        "subdirs",
-        "tail",
-        "uid",
-        "xattrs",
-        "xsize",
-    )
-
-    def __init__(self, node: Node, parent: _Ino | None) -> None:
-        self.mode = node.mode
-        self.uid = node.uid
-        self.gid = node.gid
-        self.nlink = node.nlink
-        self.rdev = node.rdev
-        self.size = node.size
-        self.mtime = (node.mtime_sec, node.mtime_nsec)
-        self.payload = node.payload
-        self.content = node.content
-        self.digest = node.digest
-        self.xattrs = dict(node.xattrs)
-        self.budget = XattrBudget()
-        self.budget.used = node.budget.used
-        self.parent = parent if parent is not None else self
-        self.entries: list[tuple[bytes, _Ino, bool]] = []  # (name, inode, is a real child)
-        self.subdirs = 0
-        self.n_blocks = 0
-        self.tail = 0
-        self.index = 0
-        # Layout results (write_image): placement, sizes and the xattr split.
-        self.compact = True
-        self.nid = 0
-        self.ipad = 0
-        self.isize = 0
-        self.xsize = 0
-        self.shared: list[int] = []
-        self.inline: list[tuple[bytes, bytes]] = []
-
-    def set_xattr(self, name: bytes, value: bytes) -> None:
-        try:
-            self.budget.set(self.xattrs, name, value)
-        except ComposefsFormatError as e:
-            raise ComposefsFormatError(f"cannot add {name.decode(errors='replace')}: {e.message}") from None
-
-
-def _has_whiteout(node: Node) -> bool:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if stat.S_ISCHR(n.mode) and n.rdev == 0:
-            return True
-        stack.extend(c for c in n.children.values() if c.link_to is None)
-    return False
-
-
-def _rewrite(
-    node: Node,
-    parent: _Ino | None,
-    version: int,
-    links: list[tuple[_Ino, bytes, Node]],
-    made: dict[int, _Ino],
-) -> _Ino:
-    """Clone ``node`` with the composefs rewrite (§1.4), depth first like mkcomposefs."""
-    ino = _Ino(node, parent)
-    made[id(node)] = ino
-    ftype = stat.S_IFMT(ino.mode)
-    if ftype == stat.S_IFREG and ino.size > 0 and ino.content is None and _chunking(ino.size)[1] > MAX_CHUNKS:
-        raise ComposefsFormatError(f"file too big for a composefs stub ({ino.size} bytes)")
-    if any(k.startswith(_OVL) for k in ino.xattrs):
-        ino.xattrs = {
-            (_OVL_ESC + k[len(_OVL) :] if k.startswith(_OVL) else k): v for k, v in ino.xattrs.items()
-        }
-    if ftype == stat.S_IFREG and ino.size > 0 and ino.content is None:
-        meta = b"\x00\x24\x00\x01" + ino.digest if ino.digest is not None else b""
-        ino.set_xattr(METACOPY, meta)
-        if ino.payload:
-            ino.set_xattr(REDIRECT, ino.payload if ino.payload.startswith(b"/") else b"/" + ino.payload)
-    if ftype == stat.S_IFCHR and ino.rdev == 0 and parent is not None:
-        ino.size = 0
-        ino.mode = stat.S_IFREG | (ino.mode & ~stat.S_IFMT(ino.mode))
-        ino.set_xattr(ESC_WHITEOUT, b"")
-        ino.set_xattr(USER_WHITEOUT, b"")
-        parent.set_xattr(ESC_WHITEOUTS, b"")
-        parent.set_xattr(USER_WHITEOUTS, b"")
-        if version >= 1:
-            parent.set_xattr(ESC_OPAQUE, b"x")
-            parent.set_xattr(USER_OPAQUE, b"x")
-    if node.is_dir:
-        entries = ino.entries
-        entries.append((b".", ino, False))
-        entries.append((b"..", ino.parent, False))
-        for name, child in node.children.items():
-            if child.link_to is not None:
-                links.append((ino, name, child.target()))
-                continue
-            cino = _rewrite(child, ino, version, links, made)
-            entries.append((name, cino, True))
-            if stat.S_ISDIR(child.mode):
-                ino.subdirs += 1
-    elif node.children:
-        raise ComposefsFormatError("only directories can have children")
-    return ino
-
-
-def _build(root: Node, options: WriteOptions) -> tuple[list[_Ino], int]:
-    """Rewrite and order the tree: the inodes in BFS order, and the format version."""
-    if not root.is_dir:
-        raise ComposefsFormatError("the root must be a directory")
-    if options.version > 1 or options.max_version > 1 or options.version < 0:
-        raise ComposefsFormatError(
-            f"unsupported composefs format version {options.version}..{options.max_version}"
-        )
-    version = options.version
-    if version < 1 <= options.max_version and _has_whiteout(root):
-        version = 1
-    links: list[tuple[_Ino, bytes, Node]] = []
-    made: dict[int, _Ino] = {}
-    try:
-        rino = _rewrite(root, None, version, links, made)
-    except RecursionError:
-        raise ComposefsFormatError("directory tree too deep") from None
-    for parent, name, target in links:
-        tino = made.get(id(target))
-        if tino is None:
-            raise ComposefsFormatError(f"hardlink {name!r} to an inode outside the tree")
-        if stat.S_ISDIR(tino.mode):
-            raise ComposefsFormatError("directories cannot be hardlinked")
-        parent.entries.append((name, tino, False))
-    rino.set_xattr(OPAQUE, b"y")
-    present = {e[0] for e in rino.entries}
-    selinux = rino.xattrs.get(b"security.selinux")
-    stub_node = Node(
-        mode=stat.S_IFCHR | 0o644,
-        uid=root.uid,
-        gid=root.gid,
-        mtime_sec=root.mtime_sec,
-        mtime_nsec=root.mtime_nsec,
-    )
-    for i in range(256):
-        name = b"%02x" % i
-        if name in present:
-            continue
-        stub = _Ino(stub_node, rino)
-        stub.xattrs = {}
-        if selinux is not None:
-            stub.set_xattr(b"security.selinux", selinux)
-        rino.entries.append((name, stub, True))
-    order = [rino]
-    append = order.append
-    for ino in order:  # grows while iterated: breadth first
-        if ino.entries:
-            ino.entries.sort(key=lambda e: e[0])
-            ino.nlink = 2 + ino.subdirs
-            for _name, child, real in ino.entries:
-                if real:
-                    append(child)
-    for index, ino in enumerate(order):
-        ino.index = index
-    return order, version
-
-
 # --- layout ------------------------------------------------------------------------------------
 
 
-def _dir_chunks(entries: list[tuple[bytes, _Ino, bool]]) -> list[tuple[int, int]]:
+def _dir_chunks(entries: list[tuple[bytes, Inode, bool]]) -> list[tuple[int, int]]:
     """Split directory entries into dirent blocks: (first index, end index) per block."""
     chunks = []
     first, used = 0, 0
@@ -346,7 +156,7 @@ def _dir_chunks(entries: list[tuple[bytes, _Ino, bool]]) -> list[tuple[int, int]
     return chunks
 
 
-def _dirent_block(entries: list[tuple[bytes, _Ino, bool]], lo: int, hi: int) -> bytes:
+def _dirent_block(entries: list[tuple[bytes, Inode, bool]], lo: int, hi: int) -> bytes:
     nameoff = 12 * (hi - lo)
     heads = []
     names = []
@@ -365,7 +175,7 @@ def write_image(root: Node, options: WriteOptions | None = None) -> bytes:
             directory, xattrs over the limits).
     """
     options = options or WriteOptions()
-    order, version = _build(root, options)
+    order, version = rewrite_tree(root, options)
 
     min_mtime = order[0].mtime
     has_acl = False
@@ -421,7 +231,7 @@ def write_image(root: Node, options: WriteOptions | None = None) -> bytes:
                     ino.n_blocks += 1
                     ino.tail = 0
             else:
-                ino.tail = 4 * _chunking(size)[1]
+                ino.tail = 4 * chunking(size)[1]
         else:
             size = ino.size
         ino.compact = (
@@ -487,7 +297,7 @@ def write_image(root: Node, options: WriteOptions | None = None) -> bytes:
     )
     out += bytes(SUPER_OFFSET - len(out))
     out += SUPERBLOCK.pack(
-        EROFS_MAGIC, 0, FEATURE_COMPAT_MTIME | FEATURE_COMPAT_XATTR_FILTER, _BLKBITS, 0, root_nid, len(order),
+        EROFS_MAGIC, 0, FEATURE_COMPAT_MTIME | FEATURE_COMPAT_XATTR_FILTER, BLOCK_BITS, 0, root_nid, len(order),
         min_mtime[0], min_mtime[1], total_blocks, 0, inodes_end // BLOCK_SIZE, bytes(16), bytes(16),
         0, 0, 0, 0, 0, 0, 0, 0, 0,
     )  # fmt: skip
@@ -515,9 +325,9 @@ def write_image(root: Node, options: WriteOptions | None = None) -> bytes:
             next_block += ino.n_blocks
         chunk_count = 0
         if ftype == stat.S_IFREG and ino.size > 0 and ino.content is None:
-            bits, chunk_count = _chunking(ino.size)
+            bits, chunk_count = chunking(ino.size)
             layout = LAYOUT_CHUNK_BASED
-            i_u = (i_u & 0xFFFF0000) | (bits - _BLKBITS)
+            i_u = (i_u & 0xFFFF0000) | (bits - BLOCK_BITS)
         xsize = ino.xsize
         icount = (xsize - 12) // 4 + 1 if xsize else 0
         if icount > 0xFFFF:

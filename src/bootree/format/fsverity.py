@@ -75,7 +75,8 @@ class FsVerityHasher:
     def _hash_block(self, block: bytes | bytearray | memoryview) -> bytes:
         h = self._base.copy()
         h.update(block)
-        return h.digest()
+        digest: bytes = h.digest()
+        return digest
 
     def _push(self, levels: list[bytearray], level: int, digests: bytes) -> None:
         # Append hashes to a level; each level block that fills up is hashed into the next level.

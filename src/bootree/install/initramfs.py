@@ -33,12 +33,24 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bootree import _fs, _run
-from bootree.errors import InstallError
+from bootree.errors import InstallError, KeyFileError
+from bootree.format.keyfile import KeyFile
+from bootree.install import rootsign
 
-__all__ = ["DEFAULT_MODULES", "INIT_SCRIPT", "InitramfsOptions", "build_initramfs", "cpio_newc", "find_kver"]
+__all__ = [
+    "DEFAULT_MODULES",
+    "INIT_SCRIPT",
+    "ROOT_BINDING_KEY",
+    "InitramfsOptions",
+    "build_initramfs",
+    "cpio_newc",
+    "find_kver",
+]
 
 log = logging.getLogger(__name__)
 _MODULES = "usr/lib/modules"
+#: ostree's default ``[composefs] keypath``: the ed25519 public keys ``signed`` trusts.
+ROOT_BINDING_KEY = "/etc/ostree/initramfs-root-binding.key"
 
 #: Loaded in this order (virtio before virtio_blk, fat before vfat); absent ones are built in.
 DEFAULT_MODULES = (
@@ -64,6 +76,12 @@ fail() {
   echo "bootree-initramfs: $*"; echo "bootree-initramfs: block devices: $(ls /sys/class/block | tr '\n' ' ')"
   echo "bootree-initramfs: powering off"; sleep 1; poweroff -f
 }
+# A deployment that must not be entered (its image, its signature or its objects do not check
+# out): reboot, so that the loader counts the try and, once the entry's tries are spent, falls
+# back to the previous entry by itself (as for a failed health check).
+refuse() {
+  echo "bootree-initramfs: $*"; echo "bootree-initramfs: refusing to enter $OSTREE, rebooting"; sleep 1; reboot -f
+}
 OSTREE=$(karg ostree); ROOT=$(karg root); INIT=$(karg bootree.init)
 [ -n "$ROOT" ] || ROOT=LABEL=bootree-root
 [ -n "$INIT" ] || INIT=/sbin/init
@@ -82,16 +100,27 @@ DEPLOY=$(readlink -f "/sysroot$OSTREE")
 [ -d "$DEPLOY/usr" ] || fail "ostree=$OSTREE is not a deployment"
 OS=$(echo "$DEPLOY" | sed -n 's|^/sysroot/ostree/deploy/\([^/]*\)/deploy/.*|\1|p')
 [ -n "$OS" ] || fail "cannot find the stateroot of $DEPLOY"
-# composefs (issue 14): [composefs] enabled of prepare-root.conf (usr/lib, then etc replacing it),
-# or the ostree.prepare-root.composefs karg: the deployment's .ostree.cfs (EROFS) under a read-only
+# composefs (issue 14): [composefs] enabled of prepare-root.conf, or the
+# ostree.prepare-root.composefs karg: the deployment's .ostree.cfs (EROFS) under a read-only
 # overlay whose data-only layer is the repository's objects; verity/signed add verity=require.
-cfs_mode() {
-  v=no
+# The config is the initramfs's own (usr/lib, then etc replacing it as a whole, as ostree loads
+# it), so a deployment cannot switch its own checks off; an initramfs built without one falls
+# back to the deployment's.
+ROOTCONF=
+for f in "$INITRD/usr/lib/ostree/prepare-root.conf" "$INITRD/etc/ostree/prepare-root.conf"; do  # INITRD: unset but in tests
+  [ -f "$f" ] && ROOTCONF=$f
+done
+if [ -z "$ROOTCONF" ]; then
   for f in "$DEPLOY/usr/lib/ostree/prepare-root.conf" "$DEPLOY/etc/ostree/prepare-root.conf"; do
-    [ -f "$f" ] || continue
-    v=$(sed -n '/^\[composefs\]/,/^\[/s/^[[:space:]]*enabled[[:space:]]*=[[:space:]]*\([^[:space:]]*\).*/\1/p' "$f" | tail -1)
-    [ -n "$v" ] || v=no
+    [ -f "$f" ] && ROOTCONF=$f
   done
+fi
+conf_get() {
+  [ -n "$ROOTCONF" ] || return 0
+  sed -n "/^\[$1\]/,/^\[/s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*\([^[:space:]]*\).*/\1/p" "$ROOTCONF" | tail -1
+}
+cfs_mode() {
+  v=$(conf_get composefs enabled); [ -n "$v" ] || v=no
   k=$(karg ostree.prepare-root.composefs); [ -n "$k" ] && v=$k
   case "$v" in no|false|0) v= ;; yes|true|1) v=yes ;; esac
   echo "$v"
@@ -137,28 +166,43 @@ if [ -n "$CFS" ] && [ -f "$CFSIMG" ]; then
   # named after (its sha256 is its checksum), so the chain from the ostree= karg is unbroken.
   CSUM=$(basename "$DEPLOY" | cut -d. -f1)
   COBJ="/sysroot/ostree/repo/objects/$(echo "$CSUM" | cut -c1-2)/$(echo "$CSUM" | cut -c3-).commit"
-  [ -f "$COBJ" ] && [ "$(sha256sum "$COBJ" | cut -c1-64)" = "$CSUM" ] || fail "commit $CSUM is missing or corrupt"
+  [ -f "$COBJ" ] && [ "$(sha256sum "$COBJ" | cut -c1-64)" = "$CSUM" ] || refuse "commit $CSUM is missing or corrupt"
+  if [ "$CFS" = signed ]; then
+    # The commit must be signed by a key of the initramfs before its digest is trusted.
+    KEYS=$(conf_get composefs keypath); [ -n "$KEYS" ] || KEYS=/etc/ostree/initramfs-root-binding.key
+    [ -s "$KEYS" ] || refuse "composefs=signed but the initramfs has no keys in $KEYS"
+    . /lib/bootree/signed.sh
+    SIGNER=$(check_signed "$COBJ" "$KEYS"); rc=$?
+    [ $rc = 2 ] && refuse "commit $CSUM carries no ed25519 signature"
+    [ $rc = 0 ] || refuse "commit $CSUM has no valid ed25519 signature by a key in $KEYS"
+    echo "bootree-initramfs: commit $CSUM signed by $SIGNER"
+  fi
   WANT=$(commit_cfs_digest "$COBJ")
   if [ -n "$WANT" ]; then
     mkdir -p /run/bootree
     GOT=$(fsverity_hex "$CFSIMG" /run/bootree/fsverity)
-    [ "$GOT" = "$WANT" ] || fail "composefs image digest mismatch: $CFSIMG has $GOT, commit $CSUM records $WANT"
+    [ "$GOT" = "$WANT" ] || refuse "composefs image digest mismatch: $CFSIMG has $GOT, commit $CSUM records $WANT"
     echo "bootree-initramfs: composefs digest $GOT matches the commit"
   elif [ "$CFS" = signed ]; then
-    fail "composefs=signed but commit $CSUM records no composefs digest"
+    refuse "composefs=signed but commit $CSUM records no composefs digest"
   fi
   LOWER=/run/ostree/.private/cfsroot-lower
   mkdir -p "$LOWER"
   VOPT=; case "$CFS" in verity|signed) VOPT=,verity=require ;; esac
   mount -t erofs -o ro "$CFSIMG" "$LOWER" 2>/dev/null || mount -t erofs -o ro,loop "$CFSIMG" "$LOWER" \
-    || fail "cannot mount the composefs image $CFSIMG"
+    || refuse "cannot mount the composefs image $CFSIMG"
   mount -t overlay overlay -o "ro,lowerdir=$LOWER::/sysroot/ostree/repo/objects,redirect_dir=on,metacopy=on$VOPT" /newroot \
-    || fail "cannot mount the composefs overlay (composefs=$CFS)"
+    || refuse "cannot mount the composefs overlay (composefs=$CFS)"
   umount -l "$LOWER"
+  # With verity=require an object without fs-verity (or with another digest) fails only when it
+  # is opened: read the init through the overlay now, so such a root is refused here.
+  if [ -n "$VOPT" ] && ! head -c 1 "/newroot$(readlink -f "/newroot$INIT" | sed 's|^/newroot||')" >/dev/null 2>&1; then
+    umount /newroot; refuse "cannot read $INIT through the composefs root: fs-verity missing or wrong"
+  fi
   mount --bind "$DEPLOY/etc" /newroot/etc || fail "cannot mount /etc"
   echo "bootree-initramfs: composefs=$CFS root $CFSIMG"
 elif [ -n "$CFS" ] && [ "$CFS" != maybe ]; then
-  fail "composefs=$CFS but $CFSIMG is missing"
+  refuse "composefs=$CFS but $CFSIMG is missing"
 else
   mount --bind "$DEPLOY" /newroot
   mount --bind /newroot/usr /newroot/usr && mount -o remount,bind,ro /newroot/usr
@@ -287,6 +331,54 @@ def _resolve_modules(tree: _fs.Tree, moddir: str, wanted: Sequence[str]) -> list
     return [(m, index[m]) for m in order]
 
 
+def _read_optional(tree: _fs.Tree, rel: str) -> bytes | None:
+    if _kind(tree, rel) != stat.S_IFREG:
+        return None  # absent, or a symlink (it could name a host file): not followed
+    return tree.read_bytes(rel)
+
+
+def _root_config(tree: _fs.Tree) -> list[tuple[str, int, bytes]]:
+    """prepare-root's config, its trusted keys and the signature check, for the initramfs.
+
+    As ostree's dracut module does, the tree's ``prepare-root.conf`` (``usr/lib`` and ``etc``) and
+    the ``keypath`` it names (default :data:`ROOT_BINDING_KEY`) are copied in: the initramfs, not
+    the deployment it is about to check, decides whether composefs, fs-verity and a signature are
+    required. Without a config nothing is copied (the init then reads the deployment's).
+    """
+    confs = [(rel, data) for rel in ("usr/lib/ostree/prepare-root.conf", "etc/ostree/prepare-root.conf")
+             if (data := _read_optional(tree, rel)) is not None]
+    out: list[tuple[str, int, bytes]] = [
+        ("lib/bootree", stat.S_IFDIR | 0o755, b""),
+        (rootsign.ED25519_BC_PATH, stat.S_IFREG | 0o644, rootsign.ED25519_BC.encode()),
+        (rootsign.SIGNED_SH_PATH, stat.S_IFREG | 0o644, rootsign.SIGNED_SH.encode()),
+    ]
+    if not confs:
+        return out
+    files = dict(confs)
+    keypath = ROOT_BINDING_KEY
+    try:
+        value = KeyFile.from_text(confs[-1][1].decode("utf-8")).get("composefs", "keypath")
+    except (KeyFileError, UnicodeDecodeError) as e:
+        raise InstallError(f"{tree.path}/{confs[-1][0]}: {e}") from e
+    if value:
+        keypath = value.strip()
+    rel = str(PurePosixPath(keypath)).lstrip("/")
+    if ".." in PurePosixPath(rel).parts or not rel:
+        raise InstallError(f"prepare-root.conf: keypath {keypath!r} must be an absolute path inside the tree")
+    key = _read_optional(tree, rel)
+    if key is not None:
+        files[rel] = key
+    dirs: set[str] = set()
+    for name in files:
+        parts = PurePosixPath(name).parts[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    out += [(d, stat.S_IFDIR | 0o755, b"") for d in sorted(dirs - {"etc", "lib", "lib/bootree"}, key=len)]
+    out += [(name, stat.S_IFREG | 0o644, data) for name, data in sorted(files.items())]
+    log.info("initramfs: prepare-root config %s, keys %s", ", ".join(n for n, _ in confs),
+             rel if key is not None else "(none)")
+    return out
+
+
 def cpio_newc(entries: Sequence[tuple[str, int, bytes]]) -> bytes:
     """A ``newc`` cpio archive of ``(path, mode, data)``; for symlinks ``data`` is the target.
 
@@ -338,6 +430,7 @@ def build_initramfs(tree: Path, *, kver: str | None = None, options: InitramfsOp
         ]
         for name, rel in mods:
             entries.append((f"lib/modules/{name}.ko", stat.S_IFREG | 0o644, _read_module(t, rel)))
+        entries += _root_config(t)
     data = gzip.compress(cpio_newc(entries), compresslevel=6, mtime=0)
     out = output or tree / moddir / "initramfs.img"  # a real directory, checked above
     _fs.write_atomic(out, data)

@@ -65,6 +65,12 @@ class InstallOptions:
     systemd_boot: Path = DEFAULT_SYSTEMD_BOOT
     extra_refs: tuple[str, ...] = ()
     """More refs of the source repo to copy into the sysroot's repo (updates for offline tests)."""
+    fs_verity: bool = False
+    """Make the root file system with fs-verity (ext4 ``-O verity``, 4 KiB blocks: fs-verity on
+    ext4 wants the block size to be the page size) and set the sysroot repository's
+    ``[ex-fsverity] required=true``. Objects copied in here cannot get fs-verity (this machine
+    writes a directory, not the target file system); the booted system's deploys turn it on
+    for the objects each composefs deployment needs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,8 @@ def parse_size(text: str) -> int:
 
 
 def copy_commits(src: Repo, dst: Repo, refs: dict[str, Checksum]) -> int:
-    """Copy every object reachable from ``refs`` (no parents) and set the refs; returns the count.
+    """Copy every object reachable from ``refs`` (no parents), the commits' detached metadata, and
+    set the refs; returns the count of objects.
 
     Objects are re-verified on the way in (``expected=``), so a damaged source fails loudly.
     """
@@ -112,6 +119,10 @@ def copy_commits(src: Repo, dst: Repo, refs: dict[str, Checksum]) -> int:
             else:
                 txn.write_metadata(VerifiedMetadata.parse(otype, src.load_metadata(otype, csum), expected=csum))
             n += 1
+        for csum in set(refs.values()):  # detached metadata: the signatures a 'signed' boot checks
+            meta = src.read_commitmeta(csum)
+            if meta is not None:
+                txn.write_commitmeta(csum, meta)
         for ref, csum in refs.items():
             txn.set_ref(ref, csum)
     return n
@@ -230,6 +241,10 @@ def prepare_sysroot_from(source: ContentSource, root: Path, esp_dir: Path, *, op
         finally:
             os.unlink(root / ESP_MOUNT)
             os.mkdir(root / ESP_MOUNT)  # the empty mount point of the booted system
+    if options.fs_verity:
+        # Only now: the copy and the deploy above ran here, where fs-verity is out of reach.
+        sysroot.repo.config.set("ex-fsverity", "required", "true")
+        sysroot.repo.save_config()
     return sysroot, result.deployment
 
 
@@ -287,7 +302,7 @@ def install_from(source: ContentSource, disk: Path, *, options: InstallOptions =
                 raise InstallError(f"--size {options.size_mib}M is too small: the disk needs about "
                                    f"{need + 32 + options.esp_size_mib + 2}M")
         disk_mod.make_esp_image(esp_dir, work / "esp.img", size_mib=options.esp_size_mib)
-        disk_mod.make_root_image(root, work / "root.img", size_mib=root_mib)
+        disk_mod.make_root_image(root, work / "root.img", size_mib=root_mib, fs_verity=options.fs_verity)
         tmp_disk = work / "disk.img"
         layout = disk_mod.assemble_gpt(tmp_disk, work / "esp.img", work / "root.img")
         os.replace(tmp_disk, disk)

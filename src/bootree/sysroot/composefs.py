@@ -8,6 +8,11 @@ commit's composefs image to ``.ostree.cfs`` (mode 0644, fs-verity enabled where 
 allows) and checks its digest against the commit's ``ostree.composefs.digest.v0``: a repository
 object that changed since the commit was made changes the image, and the deploy is refused.
 
+fs-verity on objects: every object the image names gets fs-verity if it lacks it, as the
+repository's ``[ex-fsverity]`` asks (``required=true``: a file system without fs-verity fails
+the deploy with ``VerityUnsupported``; ``opportunistic=true``: best effort); ``verity``/``signed``
+make it best effort at least, since their boot (``verity=require``) refuses objects without it.
+
 Object digests: with ``verity``/``signed``, or whenever the commit carries a digest to check
 against, every object's fs-verity digest is measured by the kernel or computed in software
 (ostree computes them only for ``verity``/``signed``, so with ``yes`` on a file system without
@@ -18,27 +23,35 @@ too). Otherwise only digests the kernel already knows are recorded.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bootree import _fs
 from bootree.composefs import COMPOSEFS_NAME, Verity, build_image, check_image, commit_digest
-from bootree.composefs.verity import VerityUnsupported, enable_verity
-from bootree.errors import KeyFileError, SysrootError
+from bootree.composefs.verity import enable_verity
+from bootree.errors import KeyFileError, SysrootError, VerityUnsupported
 from bootree.format.checksum import Checksum
 from bootree.format.fsverity import fsverity_digest
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit
 from bootree.repo import Repo
 
+if TYPE_CHECKING:
+    from bootree.sysroot.sysroot import Sysroot
+
 __all__ = [
     "PREPARE_ROOT_CONF",
     "ComposefsMode",
     "DeploymentImage",
+    "PostCopy",
     "deployment_image",
     "load_root_config",
+    "post_copy",
     "write_deployment_image",
 ]
 
@@ -99,6 +112,17 @@ def load_root_config(root: Path) -> ComposefsMode:
     return mode
 
 
+def _enable_policy(repo: Repo, mode: ComposefsMode) -> Verity:
+    """Whether the deploy turns fs-verity on for objects that lack it (written before the
+    repository asked for it, or copied in by an install that ran where the target file system's
+    fs-verity was out of reach): the repository's ``fs_verity`` decides (``yes``: or fail);
+    ``verity``/``signed`` boot with ``verity=require``, which refuses every object without it,
+    so they get it at least where the file system allows."""
+    if repo.fs_verity == "yes":
+        return Verity.YES
+    return Verity.MAYBE if repo.fs_verity == "maybe" or mode.require_verity else Verity.NO
+
+
 def write_deployment_image(repo: Repo, csum: Checksum, commit: Commit, root: Path) -> bytes | None:
     """Write ``.ostree.cfs`` into a deployment being prepared, if its config enables composefs.
 
@@ -112,7 +136,7 @@ def write_deployment_image(repo: Repo, csum: Checksum, commit: Commit, root: Pat
         return None
     expected = commit_digest(commit)
     verity = Verity.YES if mode.require_verity or expected is not None else Verity.MAYBE
-    image = build_image(repo, csum, verity=verity)
+    image = build_image(repo, csum, verity=verity, enable=_enable_policy(repo, mode))
     check_image(csum, commit, image)
     if mode is ComposefsMode.SIGNED and expected is None:
         log.warning("composefs 'signed' but commit %s carries no %s: the boot will refuse it", csum, "digest")
@@ -147,3 +171,54 @@ def deployment_image(deploy_dir: Path) -> DeploymentImage | None:
     except OSError as e:
         raise SysrootError(f"cannot read {path}: {e.strerror}") from e
     return DeploymentImage(digest=fsverity_digest(data).hex(), size=len(data))
+
+
+@dataclass(frozen=True, slots=True)
+class PostCopy:
+    """What :func:`post_copy` did: files given fs-verity (already-enabled ones count), and whether
+    the file system supports it at all."""
+
+    files: int
+    supported: bool
+
+
+def post_copy(sysroot: Sysroot) -> PostCopy:
+    """ostree's ``admin post-copy`` (``ostree_sysroot_update_post_copy``): after a sysroot was copied
+    file by file (an install that wrote it elsewhere), put back what a copy loses: fs-verity on
+    every loose object and every deployment's ``.ostree.cfs``, as the repository's ``fs_verity``
+    asks. Nothing when it is ``no``; ``maybe`` stops at the first file the file system refuses.
+
+    Raises:
+        VerityUnsupported: ``[ex-fsverity] required=true`` on a file system without fs-verity.
+    """
+    repo = sysroot.repo
+    wanted = repo.fs_verity
+    if wanted == "no":
+        return PostCopy(0, True)
+    paths = [repo.object_path(otype, csum) for otype, csum in repo.store.iter_objects()]
+    paths += [sysroot.deployment_dir(d) / COMPOSEFS_NAME for d in sysroot.deployments]
+    done = 0
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            continue  # a deployment without composefs
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                continue  # a bare symlink object: verity is for file data
+            raise SysrootError(f"cannot open {path}: {e.strerror}") from e
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            enable_verity(fd)
+        except VerityUnsupported:
+            if wanted == "yes":
+                raise VerityUnsupported(
+                    f"{repo.path}: fs-verity is required ([ex-fsverity] required=true) but this file system has none"
+                ) from None
+            return PostCopy(done, False)
+        finally:
+            os.close(fd)
+        done += 1
+    log.info("post-copy: fs-verity on %d files", done)
+    return PostCopy(done, True)

@@ -58,6 +58,13 @@ def test_images_and_gpt(tmp_path: Path) -> None:
     with open(d, "rb") as f:  # the ext4 superblock magic at its offset in the root partition
         f.seek(layout.root_offset + 1024 + 56)
         assert f.read(2) == b"\x53\xef"
+    # --fs-verity: 4 KiB blocks and the verity feature (RO_COMPAT 0x8000, superblock offset 0x64)
+    diskmod.make_root_image(root, tmp_path / "vroot.img", size_mib=16, fs_verity=True)
+    sb = (tmp_path / "vroot.img").read_bytes()[1024:2048]
+    assert int.from_bytes(sb[24:28], "little") == 2  # s_log_block_size: 1024 << 2
+    assert int.from_bytes(sb[0x64:0x68], "little") & 0x8000
+    plain = (tmp_path / "root.img").read_bytes()[1024:2048]
+    assert not int.from_bytes(plain[0x64:0x68], "little") & 0x8000
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bootree.errors import InstallError
+from bootree.install import rootsign
 from bootree.install.initramfs import INIT_SCRIPT, InitramfsOptions, build_initramfs, cpio_newc, find_kver
 
 
@@ -94,17 +95,26 @@ def test_errors(tmp_path: Path) -> None:
         (None, None, "maybe", "maybe"),
     ],
 )
-def test_init_composefs_mode(tmp_path: Path, usr_lib: str | None, etc: str | None, karg: str, expected: str) -> None:
-    """The init's reading of prepare-root.conf (busybox sed), the way ostree-prepare-root reads it."""
+@pytest.mark.parametrize("in_initramfs", [False, True])
+def test_init_composefs_mode(
+    tmp_path: Path, usr_lib: str | None, etc: str | None, karg: str, expected: str, in_initramfs: bool
+) -> None:
+    """The init's reading of prepare-root.conf (busybox sed), the way ostree-prepare-root reads it:
+    the initramfs's own copy when it has one (then the deployment's says nothing), else the
+    deployment's."""
     busybox = shutil.which("busybox")
     if busybox is None:
         pytest.skip("busybox is not installed")
-    func = INIT_SCRIPT[INIT_SCRIPT.index("cfs_mode() {") : INIT_SCRIPT.index("CFS=$(cfs_mode)")]
+    func = INIT_SCRIPT[INIT_SCRIPT.index("ROOTCONF=\n") : INIT_SCRIPT.index("CFS=$(cfs_mode)")]
+    initrd, deploy = tmp_path / "initrd", tmp_path / "deploy"
     for rel, text in (("usr/lib/ostree/prepare-root.conf", usr_lib), ("etc/ostree/prepare-root.conf", etc)):
         if text is not None:
-            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / rel).write_text(text)
-    script = f'karg() {{ echo "{karg}"; }}\nDEPLOY={tmp_path}\n{func}\ncfs_mode\n'
+            for base in (initrd, deploy):
+                (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            (((initrd if in_initramfs else deploy)) / rel).write_text(text)
+            if in_initramfs:  # the deployment's own file is ignored
+                (deploy / rel).write_text("[composefs]\nenabled = no\n")
+    script = f'karg() {{ echo "{karg}"; }}\nINITRD={initrd}\nDEPLOY={deploy}\n{func}\ncfs_mode\n'
     out = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == expected
 
@@ -147,3 +157,29 @@ def test_init_reads_the_commit_digest(tmp_path: Path) -> None:
         out = subprocess.run([busybox, "sh", "-c", func + f"commit_cfs_digest {tmp_path / 'c'}\n"],
                              capture_output=True, text=True, check=True).stdout
         assert out.strip() == want
+
+
+def test_builder_copies_config_and_keys(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path, depmod=False)
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"\x7fELF static busybox")
+    (tree / "usr/lib/ostree").mkdir(parents=True)
+    (tree / "usr/lib/ostree/prepare-root.conf").write_text("[composefs]\nenabled = signed\n")
+    (tree / "etc/ostree").mkdir(parents=True)
+    (tree / "etc/ostree/initramfs-root-binding.key").write_text("S0VZ\n")
+    out = build_initramfs(tree, options=InitramfsOptions(busybox=bb, modules=()))
+    files = parse_newc(gzip.decompress(out.read_bytes()))
+    assert files["usr/lib/ostree/prepare-root.conf"][1] == b"[composefs]\nenabled = signed\n"
+    assert files["etc/ostree/initramfs-root-binding.key"][1] == b"S0VZ\n"
+    assert files[rootsign.ED25519_BC_PATH][1] == rootsign.ED25519_BC.encode()
+    names = list(files)
+    assert names.index("usr/lib") < names.index("usr/lib/ostree") < names.index("usr/lib/ostree/prepare-root.conf")
+    # another keypath, and a symlinked key (it could name a host file) is not followed
+    (tree / "usr/lib/ostree/prepare-root.conf").write_text("[composefs]\nenabled = signed\nkeypath = /usr/lib/k\n")
+    (tree / "usr/lib/k").symlink_to("/etc/hostname")
+    files = parse_newc(gzip.decompress(build_initramfs(tree, options=InitramfsOptions(busybox=bb, modules=())).read_bytes()))
+    assert "usr/lib/k" not in files and "etc/ostree/initramfs-root-binding.key" not in files
+    # no config: nothing copied
+    (tree / "usr/lib/ostree/prepare-root.conf").unlink()
+    files = parse_newc(gzip.decompress(build_initramfs(tree, options=InitramfsOptions(busybox=bb, modules=())).read_bytes()))
+    assert not any(n.startswith("usr/") for n in files)

@@ -131,3 +131,57 @@ def test_root_config_lookup(tmp_path: Path) -> None:
     with pytest.raises(SysrootError):
         load_root_config(tmp_path)
     assert ComposefsMode.parse("verity").require_verity and not ComposefsMode.parse("yes").require_verity
+
+
+def _host_has_verity(path: Path) -> bool:
+    from bootree import _fs
+
+    probe = path / ".verity-probe"
+    probe.write_bytes(b"x")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        return _fs.fsverity_enable(fd)
+    finally:
+        os.close(fd)
+        probe.unlink()
+
+
+@pytest.mark.parametrize("config", [("ex-fsverity", "required", "true"), ("ex-fsverity", "opportunistic", "true")])
+def test_repo_fsverity_policy_at_deploy(env: SysrootEnv, config: tuple[str, str, str]) -> None:
+    """``[ex-fsverity] required=true``: the deploy turns fs-verity on for the image's objects or fails
+    (``VerityUnsupported``: the boot's ``verity=require`` would refuse them); ``opportunistic``: best
+    effort. The committed objects predate the config (as after an install)."""
+    from bootree.errors import VerityUnsupported
+
+    if _host_has_verity(env.path):
+        pytest.skip("this file system has fs-verity: the VM test covers that side")
+    csum = _commit(env, 1, "signed")
+    repo = env.sysroot.repo
+    repo.config.set(*config)
+    repo.save_config()
+    if config[1] == "required":
+        with pytest.raises(VerityUnsupported, match="fs-verity is required"):
+            _deploy(env, csum)
+    else:
+        d = _deploy(env, csum)
+        data = (env.sysroot.deployment_dir(d) / COMPOSEFS_NAME).read_bytes()
+        assert fsverity_digest(data) == commit_digest(repo.read_commit(csum))  # digests computed in software
+
+
+def test_post_copy_policy(env: SysrootEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    """``admin post-copy``: nothing without ``[ex-fsverity]``; ``opportunistic`` stops quietly where
+    the file system has no fs-verity, ``required`` fails (the success side runs in the VM test)."""
+    if _host_has_verity(env.path):
+        pytest.skip("this file system has fs-verity: the VM test covers that side")
+    _deploy(env, _commit(env, 1, "yes"))
+    repo = env.sysroot.repo
+    assert main(["admin", "post-copy", f"--sysroot={env.path}"]) == 0
+    assert "fs-verity enabled on 0 files" in capsys.readouterr().out
+    repo.config.set("ex-fsverity", "opportunistic", "true")
+    repo.save_config()
+    assert main(["admin", "post-copy", f"--sysroot={env.path}"]) == 0
+    assert "not supported" in capsys.readouterr().out
+    repo.config.set("ex-fsverity", "required", "true")
+    repo.save_config()
+    assert main(["admin", "post-copy", f"--sysroot={env.path}"]) == 1
+    assert "error: " in capsys.readouterr().err
