@@ -34,6 +34,7 @@ from bootree.repo.checkout import (
 from bootree.repo.collections import binding_metadata, validate_collection_id
 from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
 from bootree.repo.diff import DiffEntry, diff_commits
+from bootree.repo.integrity import fs_verity_policy
 from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import ContentObject, DiskObjectStore
@@ -134,18 +135,9 @@ class Repo:
 
     @property
     def fs_verity(self) -> str:
-        """Whether content objects get fs-verity: ``"no"``, ``"maybe"`` or ``"yes"``, as ostree reads
-        it: ``[ex-integrity] fsverity`` (a tristate; ``composefs`` there implies ``maybe``), else
-        the older ``[ex-fsverity] required=true`` (yes) or ``opportunistic=true`` (maybe)."""
-        tristate = {"yes": "yes", "true": "yes", "1": "yes", "no": "no", "false": "no", "0": "no", "maybe": "maybe"}
-        cfs = tristate.get((self.config.get("ex-integrity", "composefs", "no") or "no").strip().lower(), "no")
-        value = self.config.get("ex-integrity", "fsverity")
-        wanted = tristate.get(value.strip().lower(), "no") if value is not None else ("maybe" if cfs != "no" else "no")
-        if wanted != "no":
-            return wanted
-        if self.config.get_bool("ex-fsverity", "required", False):
-            return "yes"
-        return "maybe" if self.config.get_bool("ex-fsverity", "opportunistic", False) else "no"
+        """Whether content objects get fs-verity: ``"no"``, ``"maybe"`` or ``"yes"``
+        (:func:`bootree.repo.integrity.fs_verity_policy`)."""
+        return fs_verity_policy(self.config)
 
     @property
     def collection_id(self) -> str | None:
