@@ -3,9 +3,10 @@
 #
 # Static deltas v1 -> v2 of the corpus, same run: `ostree static-delta generate`, bootree's
 # compatible delta (--format=ostree) and bootree's own (--format=bootree). For each: size
-# (parts + fallbacks, deterministic), generation wall time and peak RSS (noisy on a shared
-# machine), and `static-delta apply-offline` of a self-contained (--min-fallback-size=0) delta
-# onto a bare-user repo holding v1 (wall time), which is then fsck'd.
+# (parts + fallbacks, deterministic), generation wall time, CPU seconds (user + system) and peak
+# RSS (wall time is noise on a shared machine; CPU and RSS compare), and `static-delta
+# apply-offline` of a self-contained (--inline --min-fallback-size=0) delta file onto a
+# bare-user repo holding v1, which is then fsck'd.
 #
 #   CORPUS   corpus directory with v1/ and v2/ (shared/bench/make-corpus.sh; SKIP_CORPUS=1 to
 #            use it as it is)
@@ -42,7 +43,7 @@ fi
 command -v /usr/bin/time >/dev/null || die "needs /usr/bin/time (Debian package: time)"
 mkdir -p "$WORK" "$RESULTS"
 RUNS=$RESULTS/runs.tsv
-printf 'format\trep\tstep\tseconds\tmax_rss_kb\tbytes\n' > "$RUNS"
+printf 'format\trep\tstep\tseconds\tmax_rss_kb\tbytes\tcpu_seconds\n' > "$RUNS"
 
 SRC=$WORK/archive
 if [ ! -f "$SRC/refs/heads/corpus" ]; then
@@ -63,13 +64,14 @@ if [ ! -f "$BASE/refs/heads/v1" ]; then
     $OSTREE --repo="$BASE" refs --create=v1 "$C1"
 fi
 
-timed() {  # timed FORMAT REP STEP BYTES-CMD -- CMD...: wall seconds and peak RSS of CMD
-    local fmt=$1 rep=$2 step=$3 log=$WORK/time.log; shift 3
+timed() {  # timed FORMAT REP STEP CMD...: wall seconds, CPU seconds and peak RSS of CMD
+    local fmt=$1 rep=$2 step=$3 log=$WORK/time.log user sys cpu; shift 3
     sync
-    /usr/bin/time -f '%e %M' -o "$log" "$@" >/dev/null
-    read -r secs rss < "$log"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fmt" "$rep" "$step" "$secs" "$rss" "${BYTES:-}" >> "$RUNS"
-    printf '  %-15s %-9s %7.2f s  %7d MB RSS  %s\n' "$fmt" "$step" "$secs" "$((rss / 1024))" "${BYTES:+$BYTES bytes}"
+    /usr/bin/time -f '%e %M %U %S' -o "$log" "$@" >/dev/null
+    read -r secs rss user sys < "$log"
+    cpu=$(echo "$user + $sys" | bc -l)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fmt" "$rep" "$step" "$secs" "$rss" "${BYTES:-}" "$cpu" >> "$RUNS"
+    printf '  %-15s %-9s %7.2f s  %6.2f CPU s  %5d MB RSS  %s\n' "$fmt" "$step" "$secs" "$cpu" "$((rss / 1024))" "${BYTES:+$BYTES bytes}"
 }
 
 dir_of() {  # the delta directory of FORMAT
@@ -102,12 +104,12 @@ for rep in $(seq 1 "$REPS"); do
         BYTES='' timed "$fmt" "$rep" generate "${gen[@]}"
         d=$(dir_of "$fmt")
         read -r parts fb < <(delta_size "$d")
-        printf '%s\t%s\tsize-parts\t\t\t%s\n%s\t%s\tsize-fallbacks\t\t\t%s\n' "$fmt" "$rep" "$parts" "$fmt" "$rep" "$fb" >> "$RUNS"
+        printf '%s\t%s\tsize-parts\t\t\t%s\t\n%s\t%s\tsize-fallbacks\t\t\t%s\t\n' "$fmt" "$rep" "$parts" "$fmt" "$rep" "$fb" >> "$RUNS"
         printf '  %-15s size      parts %.1f MB + fallbacks %.1f MB = %.1f MB\n' "$fmt" \
             "$(echo "$parts / 1000000" | bc -l)" "$(echo "$fb / 1000000" | bc -l)" "$(echo "($parts + $fb) / 1000000" | bc -l)"
         # self-contained delta for apply-offline (no fallbacks: everything in the parts)
         rm -rf "$WORK/offline"; mkdir -p "$WORK/offline"
-        off=("${gen[@]}" --min-fallback-size=0 --filename="$WORK/offline/superblock")
+        off=("${gen[@]}" --inline --min-fallback-size=0 --filename="$WORK/offline/superblock")
         "${off[@]}" >/dev/null
         rm -rf "$WORK/client"; cp -a "$BASE" "$WORK/client"
         case $fmt in ostree) app=$OSTREE ;; *) app=$BOOTREE ;; esac
@@ -132,8 +134,11 @@ for label, step in (("parts MB", "size-parts"), ("fallbacks MB", "size-fallbacks
 tot = [statistics.median(col(f, "size-parts", "bytes", int)) + statistics.median(col(f, "size-fallbacks", "bytes", int)) for f in fmts]
 print("| **total MB (deterministic)** | " + " | ".join(f"**{t / 1e6:.1f}**" for t in tot) + " |")
 print("| generate wall s (noisy) | " + " | ".join(cell(col(f, "generate", "seconds", float), lambda x: f"{x:.1f}") for f in fmts) + " |")
+print("| generate CPU s | " + " | ".join(cell(col(f, "generate", "cpu_seconds", float), lambda x: f"{x:.1f}") for f in fmts) + " |")
 print("| generate peak RSS MB | " + " | ".join(cell(col(f, "generate", "max_rss_kb", int), lambda x: f"{x / 1024:.0f}") for f in fmts) + " |")
 print("| self-contained file MB | " + " | ".join(f"{statistics.median(col(f, 'apply', 'bytes', int)) / 1e6:.1f}" for f in fmts) + " |")
 print("| apply-offline wall s (noisy) | " + " | ".join(cell(col(f, "apply", "seconds", float), lambda x: f"{x:.2f}") for f in fmts) + " |")
+print("| apply-offline CPU s | " + " | ".join(cell(col(f, "apply", "cpu_seconds", float), lambda x: f"{x:.2f}") for f in fmts) + " |")
+print("| apply-offline peak RSS MB | " + " | ".join(cell(col(f, "apply", "max_rss_kb", int), lambda x: f"{x / 1024:.0f}") for f in fmts) + " |")
 EOF
 echo; cat "$RESULTS/summary.md"

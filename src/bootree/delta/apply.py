@@ -3,17 +3,20 @@
 Layer: delta. Everything a delta says is checked before it is believed, because its bytes come
 from the network or a USB stick:
 
-* each part's size and SHA-256 must match the superblock before it is decompressed (and the
-  decompression is capped), and its operations are validated as a whole against its object
-  list and payload (:func:`bootree.format.deltaops.decode_operations`) before one runs;
+* each part's size and SHA-256 must match the superblock before anything in it is used (a part
+  given in pieces, :func:`check_part_stream`, is hashed and decompressed as it is read, the
+  decompression capped, and checked at its end), and its operations are validated as a whole
+  against its object list and payload (:func:`bootree.format.deltaops.decode_operations`)
+  before one runs;
 * every object is written through the transaction's verified writes: its checksum is computed
   from the bytes produced and must equal the name the part gives it (a wrong bsdiff, a wrong
   splice or a wrong fallback fails the whole delta);
 * the embedded commit must hash to the superblock's ``to``; at the end every object the commit
   reaches must be present, or nothing is published.
 
-Parts are loaded, verified and decompressed one ahead in a worker thread (liblzma releases the
-GIL) while the current one executes.
+Parts are loaded, verified and decompressed one ahead in a worker thread (liblzma and hashlib
+release the GIL) while the current one executes, so both cores work. A compatible delta reads
+each old object once: only bootree's format, which returns to its sources, caches them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from bootree.delta.recompress import decompress, recompress
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
 from bootree.format.checksum import Checksum, from_raw
 from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
+from bootree.format.deltapart import decode_part_stream
 from bootree.format.deltaops import (
     Bspatch,
     Close,
@@ -49,17 +53,19 @@ from bootree.format.recompress import Params, parse_params
 from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, Transaction
 
-__all__ = ["ApplyResult", "PartLoader", "apply_delta", "check_part", "part_size_limit"]
+__all__ = ["ApplyResult", "PartLoader", "apply_delta", "check_part", "check_part_stream", "part_size_limit"]
 
 log = logging.getLogger(__name__)
 
 #: Largest decompressed read source (``U``) accepted.
 _MAX_INNER = 1 << 30
-#: Read sources kept in memory at once.
+#: Read sources kept in memory at once (bootree's format; a compatible part keeps the last one).
 _SOURCE_CACHE = 192 << 20
 
-#: Loads part ``index`` (described by the entry); may raise FetchError or OSError.
-PartLoader = Callable[[int, PartEntry], bytes]
+#: Loads part ``index`` (described by the entry): its bytes, or an iterator of its pieces (read
+#: as they are consumed, ending at most one byte past the declared size); may raise FetchError
+#: or OSError.
+PartLoader = Callable[[int, PartEntry], "bytes | Iterator[bytes]"]
 
 
 @dataclass(slots=True)
@@ -88,6 +94,61 @@ def check_part(index: int, entry: PartEntry, data: bytes) -> PartPayload:
     if part_digest(data) != entry.checksum:
         raise DeltaFormatError(f"delta part {index} has the wrong checksum")
     return decode_part(data, max_size=part_size_limit(entry))
+
+
+class _Counted:
+    """The pieces of a part, stopped one byte past its declared size, hashed and counted."""
+
+    def __init__(self, chunks: Iterator[bytes], limit: int) -> None:
+        self._chunks = chunks
+        self._left = limit
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            if self._left <= 0:
+                return
+            chunk = chunk[: self._left]
+            self._left -= len(chunk)
+            self.size += len(chunk)
+            self._hash.update(chunk)
+            yield chunk
+
+    def digest(self) -> bytes:
+        """The SHA-256 of every piece, the ones not consumed yet included."""
+        for _chunk in self:
+            pass
+        return self._hash.digest()
+
+
+def check_part_stream(index: int, entry: PartEntry, chunks: Iterator[bytes]) -> PartPayload:
+    """:func:`check_part` of a part given in pieces, hashed and decompressed as they come.
+
+    Nothing in the part is used before its size and digest match (the decompression is capped
+    by :func:`part_size_limit` meanwhile); a part that fails to decode is still reported by
+    its size or digest first, as :func:`check_part` reports it. Reading stops one byte past the
+    declared size, so a longer file is refused without being read whole.
+
+    Raises:
+        DeltaFormatError: for a size or digest mismatch, or an undecodable part.
+    """
+    counted = _Counted(chunks, entry.size + 1)
+    part: PartPayload | None = None
+    error: DeltaFormatError | None = None
+    try:
+        part = decode_part_stream(counted, max_size=part_size_limit(entry))
+    except DeltaFormatError as exc:
+        error = exc
+    digest = counted.digest()
+    if counted.size != entry.size:
+        raise DeltaFormatError(f"delta part {index} is {counted.size} bytes, the superblock says {entry.size}")
+    if digest != entry.checksum:
+        raise DeltaFormatError(f"delta part {index} has the wrong checksum")
+    if error is not None:
+        raise error
+    assert part is not None
+    return part
 
 
 def _header(part: PartPayload, mode_idx: int, xattr_idx: int, target: str = "") -> FileHeader:
@@ -120,6 +181,7 @@ class _PartRunner:
         self.content_written = written_content
         self._sources: OrderedDict[tuple[Checksum, bool], bytes] = OrderedDict()
         self._cached = 0
+        self._cache_limit = _SOURCE_CACHE if entry.version == 1 else 0
         self.workers = workers
         self.recompressing = recompressing
 
@@ -149,7 +211,7 @@ class _PartRunner:
             data = decompress(data, max_size=_MAX_INNER)
         cache[key] = data
         self._cached += len(data)
-        while self._cached > _SOURCE_CACHE and len(cache) > 1:
+        while self._cached > self._cache_limit and len(cache) > 1:
             _k, dropped = cache.popitem(last=False)
             self._cached -= len(dropped)
         return data
@@ -162,8 +224,7 @@ class _PartRunner:
             op = ops[i]
             if isinstance(op, Splice):
                 otype, csum = objects[op.obj]
-                data = self.payload[op.offset : op.offset + op.length]
-                self._splice(otype, csum, op, bytes(data))
+                self._splice(otype, csum, op, self.payload[op.offset : op.offset + op.length])
             elif isinstance(op, SetReadSource):
                 source = (from_raw(bytes(self.payload[op.offset : op.offset + 32])), op.decompressed)
             elif isinstance(op, UnsetReadSource):
@@ -175,10 +236,11 @@ class _PartRunner:
                 source = None  # close unsets the read source
             i += 1
 
-    def _splice(self, otype: ObjectType, csum: Checksum, op: Splice, data: bytes) -> None:
+    def _splice(self, otype: ObjectType, csum: Checksum, op: Splice, view: memoryview) -> None:
         if self.txn.has_object_indexed(otype, csum):
             return
         if otype is not ObjectType.FILE:
+            data = bytes(view)
             self.txn.write_metadata(VerifiedMetadata.parse(otype, data, csum))
             if otype is ObjectType.DIR_TREE:
                 self.dirtrees[csum] = data
@@ -188,13 +250,14 @@ class _PartRunner:
         mode = self.part.modes[op.mode_idx][2]
         if stat.S_ISLNK(mode):
             try:
-                target = data.decode("utf-8", "surrogateescape")
+                target = bytes(view).decode("utf-8", "surrogateescape")
             except UnicodeDecodeError as exc:  # pragma: no cover - surrogateescape accepts all bytes
                 raise DeltaFormatError("delta symlink target is not text") from exc
             self.txn.write_file(_header(self.part, op.mode_idx, op.xattr_idx, target), None, expected=csum)
+            self.content_written.append(csum)
         else:
-            self.txn.write_file(_header(self.part, op.mode_idx, op.xattr_idx), data, expected=csum)
-        self.content_written.append(csum)
+            # Hashed and written straight from the decompressed part: no copy of the object.
+            self._write(_header(self.part, op.mode_idx, op.xattr_idx), len(view), csum, [view])
         self.written += 1
 
     def _build(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> None:
@@ -214,7 +277,7 @@ class _PartRunner:
         self._write(header, op.size, csum, chunks)
         self.written += 1
 
-    def _write(self, header: FileHeader, size: int, csum: Checksum, chunks: Iterable[bytes]) -> None:
+    def _write(self, header: FileHeader, size: int, csum: Checksum, chunks: Iterable[bytes | memoryview]) -> None:
         with self.txn.content_writer(header, size, csum) as writer:
             for chunk in chunks:
                 writer.write(chunk)
@@ -262,7 +325,11 @@ class _PartRunner:
 def _decode(index: int, entry: PartEntry, loader: PartLoader) -> tuple[PartPayload, list[Operation]]:
     if entry.version not in (0, 1):
         raise DeltaFormatError(f"delta part {index} has unknown version {entry.version}")
-    part = check_part(index, entry, loader(index, entry))
+    data = loader(index, entry)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        part = check_part(index, entry, bytes(data))
+    else:
+        part = check_part_stream(index, entry, data)
     ops = decode_operations(
         part.operations, entry.objects, payload_size=len(part.payload), n_modes=len(part.modes),
         n_xattrs=len(part.xattrs), extensions=entry.version == 1,

@@ -8,7 +8,8 @@ what we write and sizes stay comparable:
 * a new regular file whose name (or its part before the first ``.``) matches an old file of
   a size within ±30% is a *similar pair*: rolling-checksum matching when at least half its
   chunks are found in the old file (``o r w … R w c``), else bsdiff (``r o B c R``) when both
-  fit ``max_bsdiff_size``;
+  fit ``max_bsdiff_size``; where rollsum qualifies, bsdiff is tried as well and the smaller
+  of the two (compressed) is kept, which libostree does not do (it takes rollsum);
 * other new files larger than ``min_fallback_size`` are *fallbacks*: fetched whole from
   ``objects/``; everything else is spliced from the payload (``S``);
 * parts are closed when their payload would pass ``max_chunk_size`` and xz-compressed.
@@ -27,6 +28,7 @@ pairs and parts are in flight, and no tree's contents are ever held whole.
 from __future__ import annotations
 
 import logging
+import lzma
 import os
 import stat
 import time
@@ -54,7 +56,7 @@ from bootree.delta.parts import (
     emit_pair,
     emit_whole,
 )
-from bootree.delta.rollsum import match_chunks
+from bootree.delta.rollsum import RollsumResult, match_chunks
 from bootree.delta.store import publish_delta_dir
 from bootree.errors import DeltaError
 from bootree.format.checksum import Checksum
@@ -66,6 +68,12 @@ from bootree.repo import Repo
 __all__ = ["MB", "DeltaOptions", "GenerateResult", "SuperblockSigner", "generate_delta"]
 
 log = logging.getLogger(__name__)
+
+#: The xz used to compare two encodings of one object (LZMA2 preset 1: fast, and it ranks
+#: encodings as the part's preset 8 does).
+_ESTIMATE_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 1}]
+#: Bytes a chunk copy (``w`` from the read source) adds to the compressed operation stream.
+_COPY_COST = 6
 
 #: Turns the plain superblock's bytes into the file written (a signed superblock), or ``None``.
 SuperblockSigner = Callable[[bytes], bytes]
@@ -96,14 +104,43 @@ def _aligned_share(old: bytes, new: bytes) -> float:
     return float(np.count_nonzero(a == b)) / max(len(new), 1)
 
 
+def _packed(data: bytes | memoryview) -> int:
+    """About what ``data`` costs in an xz'd part (a fast xz: both candidates are measured alike)."""
+    return len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=_ESTIMATE_FILTERS)) if data else 0
+
+
+def _literal_bytes(new: bytes, result: RollsumResult) -> bytes:
+    """The bytes a rollsum encoding ships in the payload: what no chunk copy covers."""
+    view = memoryview(new)
+    out = bytearray()
+    pos = 0
+    for m in result.matches:
+        out += view[pos : m.new_offset]
+        pos = m.new_offset + m.length
+    out += view[pos:]
+    return bytes(out)
+
+
 def _plan_pair(repo: Repo, pair: _Pair, options: DeltaOptions) -> PairPlan:
-    """Worker: decide between rollsum and bsdiff for one similar pair (libostree's order)."""
+    """Worker: choose rollsum, bsdiff or the whole object for one similar pair.
+
+    libostree's order decides which pairs qualify for what (rollsum when at least half the new
+    file's chunks are in the old one, else bsdiff); where both qualify, both are made and the
+    smaller one, measured compressed, is kept. Two workers plan pairs at once (bsdiff, hashing
+    and liblzma release the GIL), so the extra bsdiff runs on both cores.
+    """
     old = load_content(repo, pair.old)
     new = load_content(repo, pair.new)
     result = match_chunks(old, new)
-    if result.match_ratio >= 50:
-        return PairPlan(pair, result, None, new)
     fits = pair.old_info.size + pair.new_info.size <= options.max_bsdiff_size
+    if result.match_ratio >= 50:
+        if options.bsdiff and fits and result.matched_bytes < len(new):
+            literals = _literal_bytes(new, result)
+            patch = bsdiff(old, new)
+            # A chunk copy costs about two varints and an op byte in the operation stream.
+            if _packed(patch) < _packed(literals) + _COPY_COST * len(result.matches):
+                return PairPlan(pair, None, patch, None)
+        return PairPlan(pair, result, None, new)
     hopeless = result.match_ratio < 5 and _incompressible(new) and _aligned_share(old, new) < 0.5
     if options.bsdiff and fits and not hopeless:
         return PairPlan(pair, None, bsdiff(old, new), None)

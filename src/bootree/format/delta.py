@@ -357,6 +357,28 @@ class Superblock:
         data = unwrap_signed_superblock(data)
         try:
             meta, ts, frm, to, commit_value, _deps, parts_raw, fallbacks_raw = cast(_SuperblockValue, gvariant.decode(SUPERBLOCK_TYPE, data))
+        except FormatError as exc:
+            raise DeltaFormatError(f"malformed static-delta superblock: {exc}") from exc
+        return cls.from_value(meta, ts, frm, to, commit_value, parts_raw, fallbacks_raw)
+
+    @classmethod
+    def from_value(
+        cls,
+        meta: gvariant.VarDict,
+        ts: int,
+        frm: bytes,
+        to: bytes,
+        commit_value: gvariant.GValue,
+        parts_raw: list[tuple[int, bytes, int, int, bytes]],
+        fallbacks_raw: list[tuple[int, bytes, int, int]],
+    ) -> Superblock:
+        """A superblock from its decoded members (:meth:`from_bytes`, and
+        :mod:`bootree.format.deltascan`, which leaves inline parts out of ``meta``).
+
+        Raises:
+            DeltaFormatError: for bad checksums, an unknown endianness or a malformed object list.
+        """
+        try:
             endianness, source = _endianness(meta, parts_raw)
             swap32, swap64 = _swappers(endianness)
             parts = []

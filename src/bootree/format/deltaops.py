@@ -26,6 +26,8 @@ the old data, then ``y`` literal bytes; the old position moves by ``x + z``.
 
 from __future__ import annotations
 
+import struct
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -394,6 +396,11 @@ def _offtout(v: int) -> bytes:
     return (mag | (1 << 63 if v < 0 else 0)).to_bytes(8, "little")
 
 
+#: Two little-endian u64 (a bsdiff triple's diff and extra lengths) and the sign-magnitude mask.
+_TWO_OFFSETS = struct.Struct("<QQ")
+_MAGNITUDE = (1 << 63) - 1
+
+
 def _offtin(b: bytes | memoryview) -> int:
     raw = int.from_bytes(b, "little")
     mag = raw & ((1 << 63) - 1)
@@ -444,20 +451,28 @@ def split_bsdiff(patch: bytes, new_size: int) -> tuple[bytes, bytes, bytes]:
     diffs: list[memoryview] = []
     extras: list[memoryview] = []
     pos = made = 0
+    end = len(patch)
+    unpack = _TWO_OFFSETS.unpack_from
     while made < new_size:
-        if pos + 24 > len(patch):
+        if pos + 24 > end:
             raise DeltaFormatError("truncated bsdiff patch")
-        x, y = _offtin(view[pos : pos + 8]), _offtin(view[pos + 8 : pos + 16])
+        # Lengths are sign-magnitude: a set top bit is a negative length (or -0, which is 0).
+        x, y = unpack(patch, pos)
+        if x >> 63:
+            x = -(x & _MAGNITUDE)
+        if y >> 63:
+            y = -(y & _MAGNITUDE)
+        start = pos
         pos += 24
-        if x < 0 or y < 0 or made + x > new_size or pos + x > len(patch):
+        if x < 0 or y < 0 or made + x > new_size or pos + x > end:
             raise DeltaFormatError("bsdiff patch diff block out of range")
         diffs.append(view[pos : pos + x])
         pos += x
         made += x
-        if made + y > new_size or pos + y > len(patch):
+        if made + y > new_size or pos + y > end:
             raise DeltaFormatError("bsdiff patch extra block out of range")
         extras.append(view[pos : pos + y])
-        controls.append(view[pos - x - 24 : pos - x])
+        controls.append(view[start : start + 24])
         pos += y
         made += y
     return b"".join(controls), b"".join(diffs), b"".join(extras)

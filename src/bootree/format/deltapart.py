@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import lzma
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -26,8 +26,10 @@ __all__ = [
     "PartPayload",
     "PartTables",
     "decode_part",
+    "decode_part_stream",
     "encode_part",
     "encode_part_chunks",
+    "parse_part_payload",
     "part_digest",
     "xz_dict_size",
 ]
@@ -47,7 +49,8 @@ class PartPayload:
 
     modes: tuple[tuple[int, int, int], ...]  # (uid, gid, mode), native values
     xattrs: tuple[Xattrs, ...]  # names without their trailing NUL
-    payload: bytes | bytearray  # a bytearray while a part is assembled (never copied)
+    #: a bytearray while a part is assembled, a view of the decompressed part once read (never copied)
+    payload: bytes | bytearray | memoryview
     operations: bytes
 
     def to_bytes(self) -> bytes:
@@ -137,10 +140,79 @@ def decode_part(data: bytes, *, max_size: int) -> PartPayload:
         raw = unxz(body, max_size=max_size, what="delta part")
     else:
         raise DeltaFormatError(f"unknown delta part compression {comp:#04x}")
+    return parse_part_payload(raw)
+
+
+def decode_part_stream(chunks: Iterable[bytes], *, max_size: int) -> PartPayload:
+    """Parse a part file given in pieces, each decompressed as it comes.
+
+    Neither the whole compressed file nor a second copy of its contents is ever held. The caller
+    hashes the pieces and compares digest and size with the superblock's before it believes
+    anything in the part (nothing here acts on its contents).
+
+    Raises:
+        DeltaFormatError: as :func:`decode_part`.
+    """
+    out = bytearray()
+    comp: int | None = None
+    dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    for chunk in chunks:
+        if not chunk:
+            continue
+        body: bytes | memoryview = chunk
+        if comp is None:
+            comp, body = chunk[0], memoryview(chunk)[1:]
+            if comp not in (Compression.NONE, Compression.XZ):
+                raise DeltaFormatError(f"unknown delta part compression {comp:#04x}")
+        if comp == Compression.NONE:
+            out += body
+        else:
+            if dec.eof:
+                if body:
+                    raise DeltaFormatError("trailing data after the xz stream of delta part")
+                continue
+            try:
+                out += dec.decompress(body, max_length=max_size + 1 - len(out))
+                while not dec.eof and not dec.needs_input and len(out) <= max_size:
+                    out += dec.decompress(b"", max_length=max_size + 1 - len(out))
+            except lzma.LZMAError as exc:
+                raise DeltaFormatError(f"corrupt xz data in delta part: {exc}") from exc
+            if dec.unused_data:
+                raise DeltaFormatError("trailing data after the xz stream of delta part")
+        if len(out) > max_size:
+            raise DeltaFormatError(f"delta part decompresses to more than its limit of {max_size} bytes")
+    if comp is None:
+        raise DeltaFormatError("empty delta part")
+    if comp == Compression.XZ and not dec.eof:
+        raise DeltaFormatError("truncated xz data in delta part")
+    return parse_part_payload(out)
+
+
+def parse_part_payload(raw: bytes | bytearray) -> PartPayload:
+    """The decompressed ``(a(uuu)aa(ayay)ayay)`` of a part; the payload is a view of ``raw``.
+
+    The framing is read directly (a generic decode would copy the payload twice and re-encode
+    the whole part to check its normal form): the tables are decoded and checked for normal
+    form, the offsets must be ordered and of minimal width, and the two byte arrays need no
+    checks of their own.
+
+    Raises:
+        DeltaFormatError: for malformed framing or tables.
+    """
+    view = memoryview(raw)
+    n = len(view)
+    w = gvariant.container_offset_size(n)
+    table = n - 3 * w
+    if table < 0:
+        raise DeltaFormatError("malformed delta part: too short for its framing")
+    end0, end1, end2 = (int.from_bytes(view[n - k * w : n - (k - 1) * w], "little") for k in (1, 2, 3))
+    if not 0 <= end0 <= end1 <= end2 <= table:
+        raise DeltaFormatError("malformed delta part: framing offsets out of order")
+    if gvariant.offset_size(table, 3) != w:
+        raise DeltaFormatError("malformed delta part: framing offsets not of minimal width")
     try:
-        modes, xattrs, payload, ops = cast(
-            "tuple[list[tuple[int, int, int]], list[list[tuple[bytes, bytes]]], bytes, bytes]", gvariant.decode(PART_PAYLOAD_TYPE, raw)
-        )
+        modes = cast("list[tuple[int, int, int]]", gvariant.decode("a(uuu)", view[:end0]))
+        xattrs = cast("list[list[tuple[bytes, bytes]]]", gvariant.decode("aa(ayay)", view[end0:end1]))
         xattr_sets = []
         for xs in xattrs:
             entries = []
@@ -152,7 +224,10 @@ def decode_part(data: bytes, *, max_size: int) -> PartPayload:
     except GVariantError as exc:
         raise DeltaFormatError(f"malformed delta part: {exc}") from exc
     return PartPayload(
-        tuple((bswap32(u), bswap32(g), bswap32(m)) for u, g, m in modes), tuple(xattr_sets), payload, ops
+        tuple((bswap32(u), bswap32(g), bswap32(m)) for u, g, m in modes),
+        tuple(xattr_sets),
+        view[end1:end2],
+        bytes(view[end2:table]),
     )
 
 

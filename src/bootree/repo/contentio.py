@@ -212,7 +212,7 @@ class ContentSink:
         self._level = zlib_level
         self._compressobj = compressobj
         self._comp: Compressor | None = None
-        self._probe: list[bytes] = []
+        self._probe: list[bytes | memoryview] = []
         self._probed = 0
         self._file: _FileWriter | None = None
         if size is None and mode is RepoMode.ARCHIVE and not raw:
@@ -237,8 +237,8 @@ class ContentSink:
                 path, header.mode, None if owner == creator else owner, header.xattrs, True, umask
             )
 
-    def write(self, chunk: bytes) -> None:
-        """Append content bytes (or, for ``raw``, archived bytes)."""
+    def write(self, chunk: bytes | memoryview) -> None:
+        """Append content bytes (or, for ``raw``, archived bytes); a view is not copied."""
         if not chunk:
             return
         self.total += len(chunk)
@@ -259,7 +259,7 @@ class ContentSink:
             return
         self._deflate(chunk)
 
-    def _deflate(self, chunk: bytes) -> None:
+    def _deflate(self, chunk: bytes | memoryview) -> None:
         assert self._comp is not None and self._file is not None
         # Compressed a megabyte at a time: the output of one huge compress() call would be
         # held whole beside its input (a commit reads files of up to 8 MiB in one piece).

@@ -98,8 +98,8 @@ class ContentWriter(_Writer):
     def __enter__(self) -> ContentWriter:
         return self
 
-    def write(self, chunk: bytes) -> None:
-        """Append content bytes (aborts the writer if the write fails)."""
+    def write(self, chunk: bytes | memoryview) -> None:
+        """Append content bytes (aborts the writer if the write fails); a view is not copied."""
         self._check_open()
         try:
             self._hasher.update(chunk)

@@ -24,10 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bootree.delta.offline import SignatureCheck, apply_superblock, read_superblock_file
+from bootree.delta.offline import SignatureCheck, apply_superblock_file, open_superblock_file
 from bootree.errors import DeltaError, SysrootError
 from bootree.format.checksum import Checksum
-from bootree.format.delta import SignedSuperblock
 from bootree.format.objects import Commit, ObjectType
 from bootree.format.refspec import parse_refspec
 from bootree.sysroot.sysroot import Sysroot
@@ -65,29 +64,30 @@ def upgrade_from_file(
     if not base.refspec:
         raise SysrootError(f"deployment {base.name} has no origin refspec to upgrade")
     repo = sysroot.repo
-    data, sb = read_superblock_file(path)
+    sbf = open_superblock_file(path)  # not read whole: its parts are streamed when applied
+    sb = sbf.superblock
     if sb.from_commit is not None and not repo.has_object(ObjectType.COMMIT, sb.from_commit):
         raise DeltaError(
             f"{path} updates from commit {sb.from_commit}, which this system does not have "
             f"(it runs {base.csum})",
             hint="use an update file made from the version this system runs, or a --empty one",
         )
+    if sbf.signed:
+        if check_signature is None:
+            raise DeltaError("Key is mandatory to check delta signature",
+                             hint="give the publisher's public key (--keys-file=FILE or --keys-dir=DIR)")
+        sbf = sbf.checked(check_signature)  # from here on, the values of the bytes checked
+        sb = sbf.superblock
+    elif check_commit is not None:
+        check_commit(sb.to_commit, sb.commit, sb.commitmeta)
     ref = parse_refspec(base.refspec).ref
     bound = Commit.from_bytes(sb.commit).get("ostree.ref-binding")
     if isinstance(bound, list) and bound and ref not in bound:
         raise SysrootError(
             f"{path} holds commit {sb.to_commit} for {', '.join(map(str, bound))}, not for this system's {ref!r}"
         )
-    signed = SignedSuperblock.from_bytes(data)
-    if signed is not None and signed.engines:
-        if check_signature is None:
-            raise DeltaError("Key is mandatory to check delta signature",
-                             hint="give the publisher's public key (--keys-file=FILE or --keys-dir=DIR)")
-        check_signature(data)
-    elif check_commit is not None:
-        check_commit(sb.to_commit, sb.commit, sb.commitmeta)
     if not repo.has_object(ObjectType.COMMIT, sb.to_commit) or repo.is_partial(sb.to_commit):
-        apply_superblock(repo, data, path.parent, check_signature=check_signature, what=str(path), parsed=sb)
+        apply_superblock_file(repo, sbf, what=str(path))
     result = upgrade(sysroot, commit=sb.to_commit, stage_it=stage_it, stateroot=stateroot,
                      allow_failed=allow_failed, allow_downgrade=allow_downgrade)
     if result.deployed is not None:
