@@ -35,7 +35,6 @@ from bootree.delta.recompress import decompress, recompress
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
 from bootree.format.checksum import Checksum, from_raw
 from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
-from bootree.format.deltapart import decode_part_stream
 from bootree.format.deltaops import (
     Bspatch,
     Close,
@@ -48,6 +47,7 @@ from bootree.format.deltaops import (
     ZstdPatch,
     decode_operations,
 )
+from bootree.format.deltapart import decode_part_stream
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
 from bootree.format.recompress import Params, parse_params
 from bootree.format.verified import VerifiedMetadata

@@ -27,7 +27,6 @@ the old data, then ``y`` literal bytes; the old position moves by ``x + z``.
 from __future__ import annotations
 
 import struct
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum

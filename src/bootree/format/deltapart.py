@@ -140,7 +140,9 @@ def decode_part(data: bytes, *, max_size: int) -> PartPayload:
         raw = unxz(body, max_size=max_size, what="delta part")
     else:
         raise DeltaFormatError(f"unknown delta part compression {comp:#04x}")
-    return parse_part_payload(raw)
+    part = parse_part_payload(raw)
+    # Callers of this whole-bytes form get bytes, as they always did (one copy of the payload).
+    return PartPayload(part.modes, part.xattrs, bytes(part.payload), part.operations)
 
 
 def decode_part_stream(chunks: Iterable[bytes], *, max_size: int) -> PartPayload:
@@ -189,7 +191,8 @@ def decode_part_stream(chunks: Iterable[bytes], *, max_size: int) -> PartPayload
 
 
 def parse_part_payload(raw: bytes | bytearray) -> PartPayload:
-    """The decompressed ``(a(uuu)aa(ayay)ayay)`` of a part; the payload is a view of ``raw``.
+    """The decompressed ``(a(uuu)aa(ayay)ayay)`` of a part; the payload is a view of ``raw``
+    (:func:`decode_part_stream` keeps it so; :func:`decode_part` copies it out).
 
     The framing is read directly (a generic decode would copy the payload twice and re-encode
     the whole part to check its normal form): the tables are decoded and checked for normal

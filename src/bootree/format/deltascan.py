@@ -23,8 +23,8 @@ from typing import cast
 
 from bootree.errors import DeltaFormatError, FormatError
 from bootree.format import gvariant
-from bootree.format.delta import SIGNED_SUPERBLOCK_MAGIC, SUPERBLOCK_TYPE, DeltaName, Superblock
 from bootree.format.checksum import from_raw
+from bootree.format.delta import SIGNED_SUPERBLOCK_MAGIC, SUPERBLOCK_TYPE, DeltaName, Superblock
 from bootree.format.gvariant import Variant, container_offset_size
 from bootree.format.objects import COMMIT_TYPE
 

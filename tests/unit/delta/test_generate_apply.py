@@ -56,15 +56,22 @@ def _ops(pair: Pair, name: DeltaName) -> list[object]:
 
 @pytest.mark.parametrize("mode", [RepoMode.BARE_USER, RepoMode.ARCHIVE])
 def test_from_delta_uses_every_operation_and_applies(tmp_path: Path, pair: Pair, mode: RepoMode) -> None:
-    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=NO_FALLBACK)
-    assert res.rollsum_objects == 1 and res.bsdiff_objects == 2  # big.txt; libfoo.so.1 and tool
-    kinds = {type(op) for op in _ops(pair, res.name)}
-    assert {Splice, Write, Bspatch} <= kinds
-    dst = _target(tmp_path, pair, mode)
-    out = apply_offline(dst, pair.repo.path / res.name.superblock_relpath)
-    assert out.commit == pair.v2 and out.objects_written > 0
-    assert dst.fsck().ok
-    assert dst.load_file(next(c for p, k, c, _ in dst.walk_tree(pair.v2) if p.endswith("big.txt")))[1].endswith(b"appended\n")
+    # big.txt qualifies for rollsum (most chunks unchanged) and for bsdiff: bsdiff's patch of a
+    # 10-byte edit is smaller than rollsum's literal chunks, so it is kept; without bsdiff,
+    # rollsum's chunk copies make it.
+    for options, rollsum, bsdiff, kinds in (
+        (NO_FALLBACK, 0, 3, {Splice, Bspatch}),
+        (replace(NO_FALLBACK, bsdiff=False), 1, 0, {Splice, Write}),
+    ):
+        res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=options)
+        assert (res.rollsum_objects, res.bsdiff_objects) == (rollsum, bsdiff)  # big.txt; libfoo.so.1 and tool
+        assert kinds <= {type(op) for op in _ops(pair, res.name)}
+        dst = _target(tmp_path, pair, mode)
+        out = apply_offline(dst, pair.repo.path / res.name.superblock_relpath)
+        assert out.commit == pair.v2 and out.objects_written > 0
+        assert dst.fsck().ok
+        big = next(c for p, k, c, _ in dst.walk_tree(pair.v2) if p.endswith("big.txt"))
+        assert dst.load_file(big)[1].endswith(b"appended\n")
 
 
 def test_scratch_inline_delta_into_empty_repo(tmp_path: Path, pair: Pair) -> None:
