@@ -66,7 +66,9 @@ def _ostree_target(tmp_path: Path, src: Path, rev: str | None, name: str) -> Pat
 
 @pytest.mark.parametrize("inline", [False, True], ids=["parts", "inline"])
 def test_ostree_applies_bootree_from_delta(tmp_path: Path, pair: Pair, inline: bool) -> None:
-    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=DeltaOptions(min_fallback_size=0, inline=inline))
+    # libostree's choices (rollsum where it qualifies), so that ostree runs every operation kind
+    options = DeltaOptions(min_fallback_size=0, inline=inline, prefer_rollsum=True)
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=options)
     assert res.bsdiff_objects and res.rollsum_objects
     if not inline:  # ostree 2022.7's show opens part files even for its own inline deltas
         show = ostree(f"--repo={pair.repo.path}", "static-delta", "show", str(res.name))
@@ -157,7 +159,7 @@ def test_delta_vectors_recipe(tmp_path: Path) -> None:
     assert (a, b, c) == VECTOR_COMMITS
     repo = Repo.open(repo.path)
     generate_delta(repo, c)
-    generate_delta(repo, c, from_commit=b)
+    generate_delta(repo, c, from_commit=b, options=DeltaOptions(prefer_rollsum=True))  # libostree's choices
     assert sorted(ostree(f"--repo={repo.path}", "static-delta", "list").split()) == sorted([c, f"{b}-{c}"])
 
     def ops(name: DeltaName) -> tuple[list[object], list[tuple[int, int, int]]]:

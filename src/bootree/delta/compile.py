@@ -9,7 +9,8 @@ what we write and sizes stay comparable:
   a size within ±30% is a *similar pair*: rolling-checksum matching when at least half its
   chunks are found in the old file (``o r w … R w c``), else bsdiff (``r o B c R``) when both
   fit ``max_bsdiff_size``; where rollsum qualifies, bsdiff is tried as well and the smaller
-  of the two (compressed) is kept, which libostree does not do (it takes rollsum);
+  of the two (compressed) is kept, which libostree does not do (it takes rollsum;
+  ``DeltaOptions.prefer_rollsum`` does the same);
 * other new files larger than ``min_fallback_size`` are *fallbacks*: fetched whole from
   ``objects/``; everything else is spliced from the payload (``S``);
 * parts are closed when their payload would pass ``max_chunk_size`` and xz-compressed.
@@ -134,7 +135,7 @@ def _plan_pair(repo: Repo, pair: _Pair, options: DeltaOptions) -> PairPlan:
     result = match_chunks(old, new)
     fits = pair.old_info.size + pair.new_info.size <= options.max_bsdiff_size
     if result.match_ratio >= 50:
-        if options.bsdiff and fits and result.matched_bytes < len(new):
+        if options.bsdiff and fits and not options.prefer_rollsum and result.matched_bytes < len(new):
             literals = _literal_bytes(new, result)
             patch = bsdiff(old, new)
             # A chunk copy costs about two varints and an op byte in the operation stream.

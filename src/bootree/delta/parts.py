@@ -75,6 +75,9 @@ class DeltaOptions:
     threads: int = 2
     #: ``ostree`` (libostree-compatible) or ``bootree`` (bootree's own, smaller deltas).
     format: str = "ostree"
+    #: libostree's choice for a pair that qualifies for both: rollsum, never tried against
+    #: bsdiff (reproduces its operation streams, delta-vectors.sh; deltas are larger).
+    prefer_rollsum: bool = False
 
 
 @dataclass(slots=True)
