@@ -2,7 +2,8 @@
 ``upgrade`` v1 → v2 (three files changed in a 300-file layer) fetches about the changed files'
 bytes with ``Range`` requests, counted in the registry's access log, and deploys the tree a
 full pull of v2 deploys (same merge commit); skopeo copies a bootree zstd:chunked image with its
-annotations, and bootree deploys an image skopeo recompressed to zstd:chunked."""
+annotations; an image Debian's skopeo 1.9.3 recompresses to (its older) zstd:chunked does not match
+its diff_ids, which bootree refuses."""
 
 from __future__ import annotations
 
@@ -124,7 +125,12 @@ def test_upgrade_fetches_about_the_changed_files(reg: Registry, tmp_path: Path,
     assert all(status == 206 for _, _, status in requests), requests
     changed = len(CHANGED) * SIZE
     got = sent[str(layer["digest"])]
-    assert changed <= got < changed + 64 * 1024, f"{got} bytes of a {layer['size']}-byte layer"
+    ann = layer["annotations"]
+    assert isinstance(ann, dict)
+    meta = int(ann[MANIFEST_POSITION_KEY].split(":")[1]) + int(ann[TARSPLIT_POSITION_KEY].split(":")[1])
+    # The changed files (incompressible), the TOC and tar-split, the new commit and dirtrees.
+    assert changed <= got <= changed + meta + 16 * 1024, f"{got} bytes of a {layer['size']}-byte layer"
+    assert got < int(str(layer["size"])) / 20
     assert int(str(layer["size"])) > 4 * 1024 * 1024
 
     # The same deployment as a full pull of v2 on a new machine.
@@ -165,11 +171,14 @@ def test_skopeo_copies_and_makes_zstd_chunked(reg: Registry, tmp_path: Path,
             f"docker://{gz}", f"docker://{theirs}")
     raw = json.loads(_skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{theirs}"))
     assert raw["layers"][0]["mediaType"].endswith("+zstd")
-    assert MANIFEST_CHECKSUM_KEY in (raw["layers"][0].get("annotations") or {}), "skopeo wrote zstd:chunked"
+    # skopeo 1.9.3 (containers/storage of 2022) writes the older variant: ``io.containers.*``
+    # annotations and no tar-split, and its tar lacks the end-of-archive blocks while the config
+    # keeps the gzip layer's diff_id. bootree checks every layer against its diff_id: a one-line
+    # error, nothing deployed.
+    ann = raw["layers"][0].get("annotations") or {}
+    assert "io.containers.zstd-chunked.manifest-checksum" in ann and MANIFEST_CHECKSUM_KEY not in ann, ann
     sysroot = new_sysroot(tmp_path)
     rc, _, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo", theirs)
-    assert rc == 0, err
-    s = Sysroot.open(sysroot)
-    deployed = s.deployment_dir(s.deployments[0])
-    assert (deployed / "usr/share/big/f042").read_bytes() == _noise("f42")
-    assert os.path.exists(deployed / f"usr/lib/modules/{KVER}/vmlinuz")
+    lines = [x for x in err.splitlines() if x and not x.startswith("hint:")]
+    assert rc == 1 and len(lines) == 1 and "does not match diff_id" in lines[0], err
+    assert not Sysroot.open(sysroot).deployments
