@@ -85,7 +85,7 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _publish(capsys: pytest.CaptureFixture[str], repo: Path, image: str) -> list[dict[str, object]]:
-    rc, out, err = bootree(capsys, "container", "encapsulate", f"--repo={repo}", "--compression=zstd:chunked",
+    rc, _, err = bootree(capsys, "container", "encapsulate", f"--repo={repo}", "--compression=zstd:chunked",
                            "--json", "os", f"docker://{image}")
     assert rc == 0, err
     manifest = json.loads(_skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{image}"))

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree.errors import BootreeError
-from bootree.format.oci import Descriptor
-from bootree.format.oci import Compression
+from bootree.format.oci import Compression, Descriptor
 from bootree.oci.partial import PartialFetcher
 from bootree.oci.progress import LayerTask, PullProgress
 from bootree.oci.source import ImageSource
