@@ -6,7 +6,9 @@ registry's per-connection rate and TLS are) while the import works through the e
 layers. At most ``2 × DOWNLOADS`` blobs are fetched ahead of the import, so the disk holds a
 bounded number of blobs, not the whole image. Blobs go to the repository's
 ``tmp/bootree-oci/`` (same file system; an interrupted one resumes there); an ``oci:`` layout's
-blobs are read in place and verified while they are imported.
+blobs are read in place and verified while they are imported. A zstd:chunked layer from a
+registry, when the repository holds an earlier image, is not downloaded but rebuilt as its
+uncompressed tar by :mod:`bootree.oci.partial` (only the files the repository lacks are fetched).
 """
 
 from __future__ import annotations
