@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,8 +69,9 @@ GAP = 4096
 RANGE_MAX = 8 << 20
 #: Range requests at once, per layer.
 WORKERS = 4
-#: Fetch the whole blob instead when the missing frames are more than this share of it.
-WHOLE_BLOB_SHARE = 0.8
+#: Fetch the whole blob instead when the missing frames are more than this share of it (ranges
+#: never move more bytes than the blob, but cost requests and a rebuild).
+WHOLE_BLOB_SHARE = 0.95
 _CHUNK = 1 << 20
 _HEX = re.compile(r"[0-9a-f]{64}")
 _OBJECTS = ["sysroot", "ostree", "repo", "objects"]
@@ -189,6 +191,9 @@ class PartialFetcher:
         self.stats = PartialStats()
         self._images = self._image_roots()
         self._trees: dict[Checksum, tuple[dict[str, Checksum], dict[str, Checksum]]] = {}
+        # One layer's rebuild at a time (its range requests run in parallel): a large layer's
+        # TOC is tens of MB of Python objects, and the layer downloads run three at once.
+        self._one = threading.Lock()
 
     def _image_roots(self) -> list[Checksum]:
         """Root dirtrees of the stored images, newest ref order as listed (damaged ones skipped)."""
@@ -286,6 +291,10 @@ class PartialFetcher:
         layout = layout_from_annotations(desc.annotations, desc.size)
         if layout is None:
             return False
+        with self._one:
+            return self._fetch(desc, layout, dest, on_bytes)
+
+    def _fetch(self, desc: Descriptor, layout: ChunkedLayout, dest: Path, on_bytes: BytesFn | None) -> bool:
         meta = self._metadata(desc, layout)
         if meta is None:
             log.info("%s: the registry ignores Range requests: fetching the whole blob", desc.digest)
