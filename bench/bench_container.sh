@@ -19,7 +19,8 @@
 #   CORPUS  corpus directory with v1/ v2/ (shared/bench/make-corpus.sh), .cache/debs and
 #           versions.lock for the package lists (without them: the directory-based split)
 #   WORK    scratch directory OUTSIDE the repository (~3 GB)
-# Env: REPS (default 3), MAX_LAYERS (default 32), COMPRESSION (gzip, zstd; default gzip), BOOTREE (default: the checkout's .venv, else
+# Env: REPS (default 3), MAX_LAYERS (default 32), COMPRESSION (gzip, zstd, zstd:chunked: partial
+#      fetches of the changed files on upgrade; default gzip), BOOTREE (default: the checkout's .venv, else
 #      bootree on PATH). Output: WORK/results/runs.tsv and WORK/results/summary.md (also printed).
 # Must run as root (bare-user deployments and `tar --same-owner`); needs docker-registry,
 # skopeo, ostree and /usr/bin/time.

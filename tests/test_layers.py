@@ -140,9 +140,10 @@ def test_install_and_health_stay_above_sysroot_and_offline() -> None:
     )) == []
 
 
-OCI_PUBLISH = ("bootree.oci.export", "bootree.oci.push", "bootree.oci.chunking", "bootree.oci.tarexport")
+OCI_PUBLISH = ("bootree.oci.export", "bootree.oci.push", "bootree.oci.chunking", "bootree.oci.tarexport",
+               "bootree.oci.zchunkwrite")
 OCI_PULL = ("bootree.oci.importer", "bootree.oci.layer", "bootree.oci.source", "bootree.oci.registry",
-            "bootree.oci.reference", "bootree.oci.auth")
+            "bootree.oci.reference", "bootree.oci.auth", "bootree.oci.partial", "bootree.oci.zchunked")
 
 
 def test_oci_pull_side_never_imports_the_publishing_side() -> None:
@@ -151,6 +152,7 @@ def test_oci_pull_side_never_imports_the_publishing_side() -> None:
     bad = [f"{importer} imports {imported}" for importer, imported in iter_imports()
            if importer in OCI_PULL and _within(imported, *OCI_PUBLISH)]
     bad += [f"{importer} imports {imported}" for importer, imported in iter_imports()
-            if importer in ("bootree.oci.chunking", "bootree.oci.tarexport")
+            if importer in ("bootree.oci.chunking", "bootree.oci.tarexport", "bootree.oci.zchunkwrite",
+                            "bootree.oci.zchunked")
             and _within(imported, "bootree.oci.registry", "bootree.oci.push", "bootree.transport")]
     assert bad == []

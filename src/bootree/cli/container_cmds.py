@@ -36,8 +36,9 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Add an image label (repeatable).")
 @click.option("--max-layers", type=click.IntRange(min=1), default=None,
               help="Split the content into at most N layers by package and stability (default: one layer).")
-@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip", show_default=True,
-              help="Layer compression.")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "zstd:chunked", "none"]), default="gzip", show_default=True,
+              help="Layer compression (zstd:chunked: each file its own zstd frame, with the TOC that lets "
+                   "`upgrade` fetch only changed files).")
 @click.option("--package-db", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="dpkg admin directory (info/*.list) that owns the files, when the tree has none.")
 @click.option("--arch", "architecture", default=None, help="Image architecture (default: the host's, e.g. amd64).")

@@ -44,6 +44,8 @@ from bootree.oci.reference import ImageReference, Transport
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import host_architecture
 from bootree.oci.tarexport import BlobSink, LayerBlob, OstreeTarWriter
+from bootree.oci.zchunked import ZSTD_CHUNKED
+from bootree.oci.zchunkwrite import ChunkedSink
 from bootree.repo import Repo
 
 __all__ = [
@@ -122,7 +124,8 @@ def _store_blob(blobdir: Path, data: bytes) -> str:
 
 def _build_layer(repo: Repo, blobdir: Path, options: EncapsulateOptions, chunk: Chunk,
                  commit: Checksum | None) -> LayerBlob:
-    sink = BlobSink(blobdir, options.compression, options.level)
+    sink = (ChunkedSink(blobdir, options.level) if options.compression == ZSTD_CHUNKED
+            else BlobSink(blobdir, options.compression, options.level))
     try:
         w = OstreeTarWriter(repo, sink)
         if commit is not None:
@@ -209,8 +212,11 @@ def write_image(repo: Repo, rev: str, blobdir: Path, options: EncapsulateOptions
     layer_descs: list[dict[str, Any]] = []
     for i, blob in enumerate(layers):
         d: dict[str, Any] = {"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size}
+        annotations = dict(blob.annotations)
         if i > 0:
-            d["annotations"] = {COMPONENTS_ANNOTATION: ",".join(work[i][0].components)}
+            annotations[COMPONENTS_ANNOTATION] = ",".join(work[i][0].components)
+        if annotations:
+            d["annotations"] = annotations
         layer_descs.append(d)
     manifest = _canonical({
         "schemaVersion": 2,

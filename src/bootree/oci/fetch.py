@@ -6,7 +6,9 @@ registry's per-connection rate and TLS are) while the import works through the e
 layers. At most ``2 × DOWNLOADS`` blobs are fetched ahead of the import, so the disk holds a
 bounded number of blobs, not the whole image. Blobs go to the repository's
 ``tmp/bootree-oci/`` (same file system; an interrupted one resumes there); an ``oci:`` layout's
-blobs are read in place and verified while they are imported.
+blobs are read in place and verified while they are imported. A zstd:chunked layer from a
+registry, when the repository holds an earlier image, is not downloaded but rebuilt as its
+uncompressed tar by :mod:`bootree.oci.partial` (only the files the repository lacks are fetched).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree.errors import BootreeError
-from bootree.format.oci import Descriptor
+from bootree.format.oci import Compression, Descriptor
+from bootree.oci.partial import PartialFetcher
 from bootree.oci.progress import LayerTask, PullProgress
 from bootree.oci.source import ImageSource
 
@@ -40,14 +43,19 @@ class FetchedBlob:
     verify: Descriptor | None
     """The descriptor to check the blob against while reading it (a blob read in place)."""
     downloaded: bool
+    compression: str | None = None
+    """The file's compression when it is not the layer's (a zstd:chunked layer rebuilt as a
+    plain tar by a partial pull)."""
 
 
 class LayerFetcher:
     """Fetch ``layers`` (each digest once) in the background; :meth:`get` waits for one."""
 
     def __init__(self, source: ImageSource, blobdir: Path, layers: Sequence[tuple[Descriptor, LayerTask]], *,
-                 progress: PullProgress | None = None, workers: int = DOWNLOADS) -> None:
+                 progress: PullProgress | None = None, workers: int = DOWNLOADS,
+                 partial: PartialFetcher | None = None) -> None:
         self.source = source
+        self.partial = partial
         self.blobdir = blobdir
         self.progress = progress
         self._tasks = {d.digest: (d, t) for d, t in layers}
@@ -78,16 +86,20 @@ class LayerFetcher:
             result = FetchedBlob(local, desc, False)
         else:
             path = self.blobdir / desc.digest.replace(":", "-")
-            if not path.exists():
 
-                def on_bytes(n: int) -> None:
-                    if self._stop.is_set():
-                        raise _Cancelled("import stopped")
-                    if self.progress is not None:
-                        self.progress.layer_bytes(task, n)
+            def on_bytes(n: int) -> None:
+                if self._stop.is_set():
+                    raise _Cancelled("import stopped")
+                if self.progress is not None:
+                    self.progress.layer_bytes(task, n)
 
-                self.source.fetch_blob(desc, path, on_bytes)
-            result = FetchedBlob(path, None, True)
+            tar = path.with_name(path.name + ".tar")
+            if not path.exists() and self.partial is not None and self.partial.fetch(desc, tar, on_bytes):
+                result = FetchedBlob(tar, None, True, Compression.NONE)
+            else:
+                if not path.exists():
+                    self.source.fetch_blob(desc, path, on_bytes)
+                result = FetchedBlob(path, None, True)
         if self.progress is not None:
             self.progress.layer_bytes(task, desc.size)
             self.progress.layer_done(task)

@@ -58,6 +58,7 @@ from bootree.oci.encapsulated import (
 )
 from bootree.oci.fetch import LayerFetcher
 from bootree.oci.layer import LayerStats, import_layer
+from bootree.oci.partial import partial_fetcher
 from bootree.oci.progress import LayerTask, PullPlan, PullProgress
 from bootree.oci.reference import IMAGE_REF_PREFIX, ImageReference, blob_ref, image_ref
 from bootree.oci.registry import RegistryOptions
@@ -297,7 +298,9 @@ class _Import:
                                         tuple(t for _, t in tasks.values())))
         blobdir = self.repo.path / "tmp" / "bootree-oci"
         os.makedirs(blobdir, 0o700, exist_ok=True)
-        with LayerFetcher(self.src, blobdir, list(tasks.values()), progress=self.progress) as fetcher, \
+        partial = partial_fetcher(self.repo, self.src) if tasks else None
+        with LayerFetcher(self.src, blobdir, list(tasks.values()), progress=self.progress,
+                          partial=partial) as fetcher, \
                 self.repo.transaction() as txn:
             for digest, layer_commit in reused.items():
                 txn.set_ref(blob_ref(digest), layer_commit)
@@ -338,10 +341,11 @@ class _Import:
                     self.blobs_to_remove.append(blob.path)
                 if blob.verify is not None:
                     self.src.stats.count(desc.digest, desc.size)
+                compression = blob.compression or _compression(desc)
                 if kind is LayerKind.DERIVED:
                     # ostree-ext keeps non-/usr top-level directories only where the root is
                     # transient: always for a plain image, not over an encapsulated base here.
-                    tree, st = import_layer(txn, blob.path, _compression(desc), diff_ids[i],
+                    tree, st = import_layer(txn, blob.path, compression, diff_ids[i],
                                             privileged=self.privileged, allow_nonusr=not self.layout.encapsulated,
                                             pool=pool, verify=blob.verify)
                     self.stats.append(st)
@@ -349,7 +353,7 @@ class _Import:
                     csum = txn.write_commit(Commit(root_tree=root_tree, root_meta=root_meta, timestamp=self.ts))
                     trees[desc.digest] = tree
                 else:
-                    res = import_object_layer(txn, blob.path, _compression(desc), diff_ids[i],
+                    res = import_object_layer(txn, blob.path, compression, diff_ids[i],
                                               commit_layer=kind is LayerKind.COMMIT, expected_commit=self.layout.commit,
                                               pool=pool, verify=blob.verify,
                                               commit_check=self.commit_check if kind is LayerKind.COMMIT else None)

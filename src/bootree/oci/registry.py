@@ -34,13 +34,14 @@ from bootree.format.oci import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Descriptor, d
 from bootree.oci.auth import Credentials, find_credentials, insecure_registries
 from bootree.oci.reference import DockerReference
 
-__all__ = ["BlobStats", "BytesFn", "Fetched", "RegistryClient", "RegistryOptions"]
+__all__ = ["BlobStats", "BytesFn", "Fetched", "RangeSink", "RegistryClient", "RegistryOptions"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ class BlobStats:
 
 #: Called with the bytes of a blob received so far (including a resumed part).
 BytesFn = Callable[[int], None]
+#: Called with each piece of a ranged blob read: its offset in the blob and the bytes.
+RangeSink = Callable[[int, bytes], None]
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -276,6 +279,43 @@ class RegistryClient:
 
     def _count(self, digest: str, n: int) -> None:
         self.stats.count(digest, n)
+
+    def get_range(self, repository: str, desc: Descriptor, start: int, end: int, sink: RangeSink) -> bool:
+        """Stream bytes ``[start, end)`` of a blob to ``sink(offset, chunk)`` with one ``Range`` request.
+
+        Returns false, having read nothing, when the registry ignores ``Range`` (answers 200 with
+        the whole blob): the caller falls back to :meth:`fetch_blob`.
+
+        Raises:
+            RegistryError: HTTP errors, a ``Content-Range`` other than the one asked for, a body
+                longer or shorter than the range.
+        """
+        if not 0 <= start < end <= desc.size:
+            raise RegistryError(desc.digest, f"range {start}-{end} is outside the blob's {desc.size} bytes")
+        url = self._url(repository, "blobs", desc.digest)
+        with self._send("GET", url, repository, {"Range": f"bytes={start}-{end - 1}"}) as r:
+            if r.status_code == 200:
+                return False
+            if r.status_code != 206:
+                r.read()
+                raise self._error(url, r)
+            m = _CONTENT_RANGE.fullmatch(r.headers.get("Content-Range", "").strip())
+            if m is None or int(m.group(1)) != start or int(m.group(2)) != end - 1:
+                raise RegistryError(url, f"asked for bytes {start}-{end - 1}, got "
+                                         f"Content-Range {r.headers.get('Content-Range')!r}")
+            pos = start
+            try:
+                for chunk in r.iter_raw():
+                    if pos + len(chunk) > end:
+                        raise RegistryError(url, f"range {start}-{end - 1}: body longer than the range")
+                    sink(pos, chunk)
+                    pos += len(chunk)
+                    self._count(desc.digest, len(chunk))
+            except httpx.HTTPError as e:
+                raise RegistryError(url, f"range {start}-{end - 1}: {e}", transient=True) from None
+            if pos != end:
+                raise RegistryError(url, f"range {start}-{end - 1} cut off at {pos}", transient=True)
+        return True
 
     def fetch_blob(self, repository: str, desc: Descriptor, dest: Path, on_bytes: BytesFn | None = None) -> None:
         """Download a blob to ``dest``, resuming ``dest.partial`` with ``Range``; verified.

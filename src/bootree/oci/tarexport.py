@@ -33,7 +33,7 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
 
@@ -62,6 +62,7 @@ LAYER_MEDIA_TYPES = {
     Compression.GZIP: "application/vnd.oci.image.layer.v1.tar+gzip",
     Compression.ZSTD: "application/vnd.oci.image.layer.v1.tar+zstd",
     Compression.NONE: "application/vnd.oci.image.layer.v1.tar",
+    "zstd:chunked": "application/vnd.oci.image.layer.v1.tar+zstd",
 }
 
 _SUFFIX = {"commit": "commit", "commitmeta": "commitmeta", "dirtree": "dirtree", "dirmeta": "dirmeta", "file": "file"}
@@ -93,6 +94,8 @@ class LayerBlob:
     diff_id: str
     media_type: str
     path: Path
+    annotations: dict[str, str] = field(default_factory=dict)
+    """Layer descriptor annotations the format needs (zstd:chunked's TOC position and checksum)."""
 
 
 class _Compressor(Protocol):
@@ -155,6 +158,7 @@ class BlobSink(io.RawIOBase):
         self._size = 0
         self._tmp = directory / _fs.temp_name(".layer-")
         self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.annotations: dict[str, str] = {}
 
     def writable(self) -> bool:
         return True
@@ -186,6 +190,10 @@ class BlobSink(io.RawIOBase):
         """Flush, fsync and rename the blob to ``<directory>/<hex digest>``."""
         self._drain()
         self._emit(self._comp.flush())
+        return self._finalize()
+
+    def _finalize(self) -> LayerBlob:
+        """fsync and rename the finished blob."""
         _fs.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
@@ -193,7 +201,7 @@ class BlobSink(io.RawIOBase):
         final = self.directory / digest[7:]
         _fs.rename(self._tmp, final)
         return LayerBlob(digest, self._size, "sha256:" + self._diff.hexdigest(), LAYER_MEDIA_TYPES[self.compression],
-                         final)
+                         final, dict(self.annotations))
 
     def abort(self) -> None:
         """Drop the partial blob (after an error)."""

@@ -156,3 +156,22 @@ def test_blob_progress_counts_the_resumed_part_and_can_stop(tmp_path: Path) -> N
     with pytest.raises(Stop):
         c.fetch_blob("x/os", desc, dest2, stop)
     assert not dest2.exists() and (tmp_path / "blob2.partial").stat().st_size > 0, "kept for a resume"
+
+
+def test_get_range_checks_content_range_and_reports_an_ignored_range() -> None:
+    got: list[tuple[int, bytes]] = []
+
+    def ranged(req: httpx.Request) -> httpx.Response:
+        assert req.headers["Range"] == "bytes=10-19"
+        return body(206, BLOB[10:20], {"Content-Range": f"bytes 10-19/{len(BLOB)}"})
+
+    assert client(ranged).get_range("x/os", DESC, 10, 20, lambda pos, b: got.append((pos, b)))
+    assert b"".join(b for _, b in got) == BLOB[10:20] and got[0][0] == 10
+    assert not client(lambda req: body(200, BLOB)).get_range("x/os", DESC, 10, 20, lambda pos, b: None), \
+        "a registry that ignores Range: nothing read, the caller falls back"
+    wrong = client(lambda req: body(206, BLOB[0:10], {"Content-Range": f"bytes 0-9/{len(BLOB)}"}))
+    with pytest.raises(RegistryError, match="Content-Range"):
+        wrong.get_range("x/os", DESC, 10, 20, lambda pos, b: None)
+    longer = client(lambda req: body(206, BLOB[10:30], {"Content-Range": f"bytes 10-19/{len(BLOB)}"}))
+    with pytest.raises(RegistryError, match="longer"):
+        longer.get_range("x/os", DESC, 10, 20, lambda pos, b: None)
