@@ -21,7 +21,7 @@ from bootree.errors import DeltaError, DeltaFormatError
 from bootree.format.delta import PartEntry, SignedSuperblock, Superblock
 from bootree.repo import Repo
 
-__all__ = ["SignatureCheck", "apply_offline", "apply_superblock", "read_superblock_file"]
+__all__ = ["SignatureCheck", "apply_offline", "apply_superblock", "check_superblock_signature", "read_superblock_file"]
 
 #: A superblock larger than this is refused (inline deltas carry their parts: allow a lot).
 MAX_SUPERBLOCK_SIZE = 4 << 30
@@ -64,6 +64,29 @@ def apply_offline(
     )
 
 
+def check_superblock_signature(repo: Repo, data: bytes, *, check_signature: SignatureCheck | None = None,
+                               require_signature: bool = False, what: str = "the delta") -> None:
+    """libostree's rule for a superblock file's signatures, before any part is read.
+
+    A signed superblock is checked with ``check_signature`` when one is given; without one it
+    is refused when the repository sets ``core.sign-verify-deltas``. With ``require_signature``
+    an unsigned one is refused as well.
+
+    Raises:
+        SignatureError: from ``check_signature``.
+        DeltaError: a signature is required but cannot be checked, or is missing.
+    """
+    signed = SignedSuperblock.from_bytes(data)
+    if signed is not None and signed.engines:
+        if check_signature is not None:
+            check_signature(data)
+        elif require_signature or repo.config.get_bool("core", "sign-verify-deltas", False):
+            raise DeltaError("Key is mandatory to check delta signature",
+                             hint="give the publisher's public key (--keys-file=FILE, --keys-dir=DIR or KEY arguments)")
+    elif require_signature:
+        raise DeltaError(f"{what} is not signed, but a signed delta is required")
+
+
 def apply_superblock(
     repo: Repo,
     data: bytes,
@@ -88,15 +111,8 @@ def apply_superblock(
         DeltaFormatError, ChecksumMismatch: see :func:`bootree.delta.apply.apply_delta`.
     """
     superblock = parsed if parsed is not None else Superblock.from_bytes(data)
-    signed = SignedSuperblock.from_bytes(data)
-    if signed is not None and signed.engines:
-        if check_signature is not None:
-            check_signature(data)
-        elif require_signature or repo.config.get_bool("core", "sign-verify-deltas", False):
-            raise DeltaError("Key is mandatory to check delta signature",
-                             hint="give the publisher's public key (--keys-file=FILE, --keys-dir=DIR or KEY arguments)")
-    elif require_signature:
-        raise DeltaError(f"{what} is not signed, but a signed delta is required")
+    check_superblock_signature(repo, data, check_signature=check_signature, require_signature=require_signature,
+                               what=what)
 
     def load(index: int, entry: PartEntry) -> bytes:
         inline = superblock.inline_part(index)

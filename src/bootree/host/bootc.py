@@ -20,10 +20,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootree.delta.offline import SignatureCheck
 from bootree.errors import BootreeError, ImageError, NotBooted, SysrootError
 from bootree.format.keyfile import KeyFile
 from bootree.format.refspec import parse_refspec
 from bootree.host.progress import ProgressJsonl
+from bootree.oci.deltapull import DeltaOffer, find_delta, pull_with_delta
 from bootree.oci.importer import PullResult, pull_image, state_of_commit
 from bootree.oci.progress import PullProgress
 from bootree.oci.reference import (
@@ -31,6 +33,7 @@ from bootree.oci.reference import (
     IMAGE_REF_PREFIX,
     OstreeImageReference,
     SignatureKind,
+    Transport,
     blob_ref,
 )
 from bootree.oci.registry import RegistryOptions
@@ -164,16 +167,42 @@ def _verified_source(ref: OstreeImageReference, options: RegistryOptions | None,
     return PinnedSource(src, decision.manifest), decision
 
 
+def _delta_base(sysroot: Sysroot, target: OstreeImageReference) -> str | None:
+    """The running image's digest, when a delta to ``target`` may start there (same repository)."""
+    here = current_image(sysroot)
+    if here is None or here.image.transport is not target.image.transport:
+        return None
+    if here.image.transport is Transport.REGISTRY:
+        a, b = here.image.docker, target.image.docker
+        if (a.registry_host, a.repository) != (b.registry_host, b.repository):
+            return None
+    elif here.image.layout_path_and_tag()[0] != target.image.layout_path_and_tag()[0]:
+        return None
+    return _digest_of(sysroot, _base(sysroot))
+
+
 def _pull(sysroot: Sysroot, ref: OstreeImageReference, options: RegistryOptions | None,
-          policy: PolicyOptions | None, progress: PullProgress | None) -> tuple[PullResult, tuple[str, ...]]:
-    """Verify (signed references only), then pull; the policy's verdict line comes first."""
-    src, decision = _verified_source(ref, options, policy)
+          policy: PolicyOptions | None, progress: PullProgress | None,
+          deltas: bool = True, check_delta: SignatureCheck | None = None) -> tuple[PullResult, tuple[str, ...]]:
+    """Verify (signed references only), then pull: a published delta first, else the layers.
+
+    The policy's verdict line comes first, then the delta's line or its one-line warning.
+    """
+    pinned, decision = _verified_source(ref, options, policy)
+    src = pinned or open_source(ref.image, options)
+    lines: tuple[str, ...] = (decision.line,) if decision is not None else ()
     try:
+        base = _delta_base(sysroot, ref) if deltas else None
+        attempt = (pull_with_delta(sysroot.repo, ref.image, src, base, progress=progress, check_signature=check_delta)
+                   if base else None)
+        if attempt is not None and attempt.result is not None:
+            return attempt.result, lines + attempt.lines
         res = pull_image(sysroot.repo, ref.image, options=options, progress=progress, source=src)
     finally:
-        if src is not None:
-            src.close()
-    return res, ((decision.line,) if decision is not None else ())
+        src.close()
+    if attempt is not None and attempt.warning:
+        lines += (attempt.warning,)
+    return res, lines
 
 
 def _stage_and_clean(sysroot: Sysroot, res: PullResult, ref: OstreeImageReference, stateroot: str,
@@ -228,8 +257,11 @@ def _pull_lines(res: PullResult) -> tuple[str, ...]:
 
 def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | None = None, retain: bool = False,
            options: RegistryOptions | None = None, progress: PullProgress | None = None,
-           policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
+           policy: PolicyOptions | None = None, events: ProgressJsonl | None = None,
+           deltas: bool = True, check_delta: SignatureCheck | None = None) -> Outcome:
     """``bootc switch``: track ``target``, pull it, queue it.
+
+    Within one repository (another tag) a published delta is used as by :func:`upgrade`.
 
     The sysroot must be locked.
 
@@ -245,7 +277,7 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
     sr = stateroot or (base.stateroot if base else "default")
     if base is not None and current_image(sysroot) == target and (stateroot is None or stateroot == base.stateroot):
         return Outcome(False, ("Image specification is unchanged.",))
-    res, verdict = _pull(sysroot, target, options, policy, progress)
+    res, verdict = _pull(sysroot, target, options, policy, progress, deltas, check_delta)
     new_stateroot = sr not in sysroot.stateroots() and os_init(sysroot, sr)
     if not retain and base is not None and base.refspec:
         # bootc drops the ostree ref the old origin followed, so that it can be pruned later.
@@ -260,8 +292,14 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
 
 def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool = False,
             options: RegistryOptions | None = None, progress: PullProgress | None = None,
-            policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
+            policy: PolicyOptions | None = None, events: ProgressJsonl | None = None,
+            deltas: bool = True, check_delta: SignatureCheck | None = None) -> Outcome:
     """``bootc upgrade``: pull the tracked image again; queue it if its digest changed.
+
+    A delta published from the running image (:mod:`bootree.oci.deltapull`) is used when
+    ``deltas`` is set and it checks out (a signed one with ``check_delta``, libostree's rule:
+    :func:`bootree.delta.offline.check_superblock_signature`); otherwise the changed layers
+    are fetched.
 
     The sysroot must be locked.
 
@@ -277,7 +315,7 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
     ref = current_image(sysroot)
     if ref is None:
         raise ImageError("No image source specified", hint="this deployment is not from a container image: use 'bootree switch IMAGE'")
-    res, verdict = _pull(sysroot, ref, options, policy, progress)
+    res, verdict = _pull(sysroot, ref, options, policy, progress, deltas, check_delta)
     digest = res.state.manifest_digest
     staged_digest = _digest_of(sysroot, sysroot.staged)
     if staged_digest == digest:
@@ -317,6 +355,8 @@ class CheckResult:
     available: bool
     layers_total: int
     new_layers: tuple[LayerInfo, ...] = field(default=())
+    delta: DeltaOffer | None = None
+    """A published delta from the running image that the update would use."""
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -330,6 +370,9 @@ class CheckResult:
         out.append(f"  Digest: {self.digest}")
         out.append(f"Total new layers: {len(self.new_layers)}  Size: {size}")
         out += [f"Added layer: {x.digest} ({x.size} bytes)" for x in self.new_layers]
+        if self.delta is not None:
+            out.append(f"Delta: {self.delta.artifact.digest} ({self.delta.size} bytes, from "
+                       f"{self.delta.artifact.from_digest}): fetched instead of the layers")
         return tuple(out)
 
     def to_json(self) -> dict[str, object]:
@@ -337,7 +380,10 @@ class CheckResult:
         return {"image": str(self.image), "imageDigest": self.digest, "version": self.version,
                 "updateAvailable": self.available, "layersTotal": self.layers_total,
                 "newLayers": [{"digest": x.digest, "size": x.size, "mediaType": x.media_type} for x in self.new_layers],
-                "bytesToFetch": sum(x.size for x in self.new_layers)}
+                "delta": None if self.delta is None else {
+                    "digest": self.delta.artifact.digest, "size": self.delta.size,
+                    "fromDigest": self.delta.artifact.from_digest, "foundBy": self.delta.found_by},
+                "bytesToFetch": self.delta.size if self.delta is not None else sum(x.size for x in self.new_layers)}
 
 
 def check(sysroot: Sysroot, *, options: RegistryOptions | None = None, policy: PolicyOptions | None = None) -> CheckResult:
@@ -354,15 +400,22 @@ def check(sysroot: Sysroot, *, options: RegistryOptions | None = None, policy: P
         raise ImageError("No image source specified")
     pinned, _ = _verified_source(ref, options, policy)
     src = pinned or open_source(ref.image, options)
+    current = _digest_of(sysroot, sysroot.staged) or _digest_of(sysroot, _base(sysroot))
+    offer = None
     try:
         resolved = resolve(src)
+        base = _delta_base(sysroot, ref)
+        if base is not None and current != resolved.digest:
+            with contextlib.suppress(BootreeError, OSError, ValueError):  # no delta: the layers are the answer
+                offer, _ = find_delta(sysroot.repo, src, resolved.digest, base)
     finally:
         src.close()
-    current = _digest_of(sysroot, sysroot.staged) or _digest_of(sysroot, _base(sysroot))
     missing = tuple(LayerInfo(d.digest, d.size, d.media_type) for d in dict.fromkeys(resolved.manifest.layers)
                     if sysroot.repo.try_resolve_rev(blob_ref(d.digest)) is None)
+    if offer is not None and offer.size >= sum(x.size for x in missing):
+        offer = None  # the update would not use it (deltapull's rule)
     return CheckResult(ref, resolved.digest, resolved.config.version, current != resolved.digest,
-                       len(resolved.manifest.layers), missing if current != resolved.digest else ())
+                       len(resolved.manifest.layers), missing if current != resolved.digest else (), offer)
 
 
 def apply(sysroot: Sysroot) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from bootree.errors import RegistryError
-from bootree.format.oci import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Descriptor, digest_of
+from bootree.format.oci import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, digest_of
 from bootree.oci.auth import Credentials, find_credentials, insecure_registries
 from bootree.oci.reference import DockerReference
 
@@ -254,6 +254,34 @@ class RegistryClient:
         if expected and expected != digest:
             raise RegistryError(url, f"manifest digest mismatch: expected {expected}, got {digest}")
         return Fetched(data, media_type, digest)
+
+    def get_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> Fetched | None:
+        """The referrers API (distribution spec 1.1, ``GET /v2/NAME/referrers/DIGEST``): an index.
+
+        Returns ``None`` when the registry has no such API (404: distribution 2.8 and older),
+        so the caller falls back to the referrers tag schema. The body is bounded as a manifest.
+
+        Raises:
+            RegistryError: for other HTTP errors or a body over 4 MiB.
+        """
+        url = self._url(repository, "referrers", digest)
+        if artifact_type:
+            url += "?" + str(httpx.QueryParams({"artifactType": artifact_type}))
+        with self._send("GET", url, repository, {"Accept": OCI_INDEX}) as r:
+            if r.status_code == 404:
+                r.read()
+                return None
+            if r.status_code != 200:
+                r.read()
+                raise self._error(url, r)
+            buf = bytearray()
+            for chunk in r.iter_bytes():
+                buf += chunk
+                if len(buf) > MAX_MANIFEST_SIZE:
+                    raise RegistryError(url, f"referrers index larger than {MAX_MANIFEST_SIZE} bytes")
+            media_type = (r.headers.get("Content-Type") or "").split(";")[0].strip() or None
+        data = bytes(buf)
+        return Fetched(data, media_type, digest_of(data))
 
     # --- blobs -----------------------------------------------------------------------------
 
