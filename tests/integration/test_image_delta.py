@@ -271,7 +271,8 @@ def test_delta_to_another_commit_is_refused(case: str, reg: Registry, publisher:
     ref = DockerReference.parse(image)
     push_blobs(DockerReference.parse(f"{ref.registry_host}/{ref.repository}@{digest}"), blobs, manifest, digest,
                OCI_MANIFEST)
-    with RegistryPusher(ref.registry_host) as pusher:
+    pusher = RegistryPusher(ref.registry_host)
+    with pusher:
         referrer = Referrer(Descriptor(OCI_MANIFEST, digest, len(manifest)), da.ARTIFACT_TYPE, ann)
         assert announce_referrer(pusher, ref.repository, exported.manifest_digest, referrer) == "tag"
 
@@ -321,6 +322,6 @@ def test_oci_layout_switch_through_a_signed_delta(publisher: Path, tmp_path: Pat
     strict.save_config()
     rc, out, err = bootree(capsys, "switch", f"--sysroot={devices[2]}", f"oci:{layout}:v2")
     assert rc == 0 and "Fetched delta" not in out, err
-    assert [ln for ln in out.splitlines() if ln.startswith("warning: delta")][0].endswith("; fetching layers")
+    assert next(ln for ln in out.splitlines() if ln.startswith("warning: delta")).endswith("; fetching layers")
     assert "Key is mandatory" in out
     assert _staged(devices[2]) == _staged(devices[1])

@@ -25,6 +25,7 @@ This module holds the format (build and parse, pure) and the publishing.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import zlib
@@ -319,7 +320,8 @@ def publish_delta(repo: Repo, image: ExportedImage, dest: ImageReference, previo
         ref = dest.docker
         by_digest = DockerReference.parse(f"{ref.registry_host}/{ref.repository}@{digest}")
         push_blobs(by_digest, blobs, manifest, digest, OCI_MANIFEST, options=registry, push_options=push)
-        with RegistryPusher(ref.registry_host, registry) as pusher:
+        pusher = RegistryPusher(ref.registry_host, registry)
+        with contextlib.closing(pusher):
             found = announce_referrer(pusher, ref.repository, image.manifest_digest, referrer)
     return PublishedDelta(digest, delta_desc.size, map_desc.size, previous.digest, found)
 

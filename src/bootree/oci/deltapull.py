@@ -41,7 +41,14 @@ from bootree.oci.progress import LayerTask, PullPlan, PullProgress
 from bootree.oci.reference import ImageReference, blob_ref
 from bootree.oci.referrers import Referrer, list_referrers, parse_referrers
 from bootree.oci.sigverify import PinnedSource
-from bootree.oci.source import ImageSource, LayoutSource, RegistrySource, ResolvedImage, resolve_config, resolve_manifest
+from bootree.oci.source import (
+    ImageSource,
+    LayoutSource,
+    RegistrySource,
+    ResolvedImage,
+    resolve_config,
+    resolve_manifest,
+)
 from bootree.repo import Repo
 from bootree.repo.mtree import MutableTree
 from bootree.repo.transaction import Transaction

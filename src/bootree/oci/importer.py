@@ -61,7 +61,7 @@ from bootree.repo import Repo
 from bootree.repo.mtree import MutableTree
 from bootree.repo.transaction import Transaction
 
-__all__ = ["ImageState", "PullResult", "image_state", "merge_layer", "image_timestamp", "pull_image", "write_merge_commit"]
+__all__ = ["ImageState", "PullResult", "image_state", "image_timestamp", "merge_layer", "pull_image", "write_merge_commit"]
 
 log = logging.getLogger(__name__)
 
