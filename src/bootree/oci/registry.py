@@ -238,17 +238,8 @@ class RegistryClient:
         """
         url = self._url(repository, "manifests", reference)
         with self._send("GET", url, repository, {"Accept": MANIFEST_ACCEPT}) as r:
-            if r.status_code != 200:
-                r.read()
-                raise self._error(url, r)
-            buf = bytearray()
-            for chunk in r.iter_bytes():
-                buf += chunk
-                if len(buf) > MAX_MANIFEST_SIZE:
-                    raise RegistryError(url, f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
-            media_type = (r.headers.get("Content-Type") or "").split(";")[0].strip() or None
+            data, media_type = self._document(url, r, "manifest")
             claimed = r.headers.get("Docker-Content-Digest")
-        data = bytes(buf)
         digest = digest_of(data)
         expected = reference if reference.startswith("sha256:") else claimed
         if expected and expected != digest:
@@ -271,17 +262,20 @@ class RegistryClient:
             if r.status_code == 404:
                 r.read()
                 return None
-            if r.status_code != 200:
-                r.read()
-                raise self._error(url, r)
-            buf = bytearray()
-            for chunk in r.iter_bytes():
-                buf += chunk
-                if len(buf) > MAX_MANIFEST_SIZE:
-                    raise RegistryError(url, f"referrers index larger than {MAX_MANIFEST_SIZE} bytes")
-            media_type = (r.headers.get("Content-Type") or "").split(";")[0].strip() or None
-        data = bytes(buf)
+            data, media_type = self._document(url, r, "referrers index")
         return Fetched(data, media_type, digest_of(data))
+
+    def _document(self, url: str, r: httpx.Response, what: str) -> tuple[bytes, str | None]:
+        """A 200 response's JSON document, at most 4 MiB, and its media type."""
+        if r.status_code != 200:
+            r.read()
+            raise self._error(url, r)
+        buf = bytearray()
+        for chunk in r.iter_bytes():
+            buf += chunk
+            if len(buf) > MAX_MANIFEST_SIZE:
+                raise RegistryError(url, f"{what} larger than {MAX_MANIFEST_SIZE} bytes")
+        return bytes(buf), (r.headers.get("Content-Type") or "").split(";")[0].strip() or None
 
     # --- blobs -----------------------------------------------------------------------------
 
