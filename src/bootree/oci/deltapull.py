@@ -184,8 +184,9 @@ class _Apply:
         self.repo, self.image, self.src, self.resolved = repo, image, src, resolved
         self.offer, self.progress, self.check_signature = offer, progress, check_signature
         self.art = offer.artifact
-        self.layer_bytes = sum(d.size for d in resolved.manifest.layers
-                               if repo.try_resolve_rev(blob_ref(d.digest)) is None)
+        missing = [d for d in resolved.manifest.layers if repo.try_resolve_rev(blob_ref(d.digest)) is None]
+        self.layer_bytes = sum(d.size for d in missing)
+        self.layers_cached = len(resolved.manifest.layers) - len(missing)
 
     def check_image(self) -> None:
         layers = self.resolved.manifest.layers
@@ -251,7 +252,7 @@ class _Apply:
         if r.config.labels.get("containers.bootc") != "1":
             warnings = ("notice: Image is missing label: containers.bootc",)
         state = ImageState(csum, r.digest, r.manifest_bytes, r.config_bytes, ts)
-        return PullResult(self.image, state, True, 0, len(r.manifest.layers), self.src.stats.bytes, (), warnings,
+        return PullResult(self.image, state, True, 0, self.layers_cached, self.src.stats.bytes, (), warnings,
                           self.art.to_commit)
 
 
