@@ -21,7 +21,9 @@
 #   WORK    scratch directory OUTSIDE the repository (~3 GB)
 # Env: REPS (default 3), MAX_LAYERS (default 32), COMPRESSION (gzip, zstd, zstd:chunked: partial
 #      fetches of the changed files on upgrade; default gzip), BOOTREE (default: the checkout's .venv, else
-#      bootree on PATH). Output: WORK/results/runs.tsv and WORK/results/summary.md (also printed).
+#      bootree on PATH), DELTA=1 (v2 is also published with `--delta-from=…:v1`, bootree's delta
+#      format, as an OCI artifact: the upgrade then fetches that delta instead of the changed layers).
+#      Output: WORK/results/runs.tsv and WORK/results/summary.md (also printed).
 # Must run as root (bare-user deployments and `tar --same-owner`); needs docker-registry,
 # skopeo, ostree and /usr/bin/time.
 set -euo pipefail
@@ -34,6 +36,7 @@ WORK=$(realpath -m "${2:?$usage}")
 REPS=${REPS:-3}
 MAX_LAYERS=${MAX_LAYERS:-32}
 COMPRESSION=${COMPRESSION:-gzip}
+DELTA=${DELTA:-0}
 die() { echo "error: $*" >&2; exit 1; }
 case "$WORK/" in "$ROOT/"*) die "WORK must be outside the repository ($ROOT)" ;; esac
 [ -d "$CORPUS/v1/usr" ] && [ -d "$CORPUS/v2/usr" ] || die "$CORPUS has no v1/ and v2/ trees"
@@ -138,6 +141,13 @@ cp "$WORK/logs/bootree.encap-v1.0.log" "$WORK/results/encapsulate-v1.json"
 measure bootree encap-v2 0 $BOOTREE container encapsulate --repo="$REPO" --max-layers="$MAX_LAYERS" "${DB2[@]}" --compression="$COMPRESSION" \
     --json corpus/v2 "docker://$IMG:v2"
 cp "$WORK/logs/bootree.encap-v2.0.log" "$WORK/results/encapsulate-v2.json"
+rm -f "$WORK/results/encapsulate-v2-delta.json"
+if [ "$DELTA" = 1 ]; then
+    # The same v2 (its blobs are already there) and the delta v1 -> v2 beside it (generation timed).
+    measure bootree encap-v2-delta 0 $BOOTREE container encapsulate --repo="$REPO" --max-layers="$MAX_LAYERS" "${DB2[@]}" \
+        --compression="$COMPRESSION" --delta-from="docker://$IMG:v1" --json corpus/v2 "docker://$IMG:v2"
+    cp "$WORK/logs/bootree.encap-v2-delta.0.log" "$WORK/results/encapsulate-v2-delta.json"
+fi
 retag() { skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$IMG:$1" "docker://$IMG:latest"; }
 
 # extract.py LAYOUT TAG DEST: every layer in order with tar (owners, xattrs), then drop the
@@ -179,7 +189,7 @@ done
 
 # --- summary --------------------------------------------------------------------------------------
 python3 - "$RUNS" "$WORK/results" "$DBNOTE" "$MAX_LAYERS" "$COMPRESSION" <<'PY' | tee "$WORK/results/summary.md"
-import csv, json, statistics, sys
+import csv, json, os, statistics, sys
 runs, out, dbnote, max_layers, compression = sys.argv[1:]
 rows = list(csv.DictReader(open(runs), delimiter="\t"))
 def pick(tool, op):
@@ -192,9 +202,15 @@ new = [x for x in img["v2"]["layers"] if x["digest"] not in l1]
 print(f"# Container updates on the corpus (--max-layers={max_layers}, {compression}, package db: {dbnote})\n")
 print(f"v1: {len(img['v1']['layers'])} layers, {sum(l1.values()) / 1e6:.1f} MB; "
       f"v2: {len(img['v2']['layers'])} layers, {len(new)} new ({sum(x['size'] for x in new) / 1e6:.1f} MB)\n")
+delta_doc = f"{out}/encapsulate-v2-delta.json"
+if os.path.exists(delta_doc):
+    d = json.load(open(delta_doc))["delta"]
+    print(f"delta v1 -> v2 (bootree format, pushed as an OCI artifact, referrers: {d['referrers']}): "
+          f"{d['size'] / 1e6:.1f} MB + layer map {d['layerMapSize'] / 1e3:.1f} kB; the upgrade below fetches it\n")
 print("| step | wall s median (min-max) | CPU s | peak RSS MB | MB from the registry |")
 print("|---|---|---|---|---|")
-steps = [("bootree", "switch", "bootree switch v1"), ("bootree", "upgrade", "bootree upgrade v1 -> v2"),
+steps = [("bootree", "encap-v2-delta", "bootree encapsulate v2 + delta"),
+         ("bootree", "switch", "bootree switch v1"), ("bootree", "upgrade", "bootree upgrade v1 -> v2"),
          ("skopeo", "copy", "skopeo copy v1 -> oci:"), ("tar", "extract", "extract the layers (tar)"),
          ("ostree", "commit", "ostree commit of the tree")]
 for tool, op, label in steps:

@@ -4,8 +4,9 @@
 # Publishes the demo's v1 and v2 commits as bootable OCI images (`bootree container
 # encapsulate`, chunked by package) to a docker-registry it starts on 127.0.0.1, then on a fresh
 # directory sysroot: `bootree switch` to the image (the first deployment), `upgrade` after v2 is
-# pushed under the same tag (only the changed layers travel: counted in the registry's log),
-# `status`, and `rollback`. Called by scripts/demo.sh with DEMO_DIR, BOOTREE, REPO and REF set.
+# pushed under the same tag with a delta from v1 beside it (`--delta-from`: an OCI artifact
+# referring to v2; the upgrade fetches the delta instead of the changed layers, both counted in
+# the registry's log), `status`, and `rollback`. Called by scripts/demo.sh with DEMO_DIR, BOOTREE, REPO and REF set.
 # Skips with a message when docker-registry is missing (CI installs it).
 set -euo pipefail
 DEMO_DIR=${DEMO_DIR:-demo-work}
@@ -83,13 +84,16 @@ v1_bytes=$(( $(blob_bytes) - before ))
 run admin boot --sysroot="$SYSROOT"
 run status --sysroot="$SYSROOT" --booted
 
-# --- publish v2 under the same tag, upgrade: only the changed layers travel -----------------------
-run --repo="$REPO" container encapsulate --max-layers=8 "$REF" "docker://$IMAGE"
+# --- publish v2 under the same tag and a delta from v1 beside it; upgrade through the delta --------
+run --repo="$REPO" container encapsulate --max-layers=8 --delta-from="docker://$IMAGE" "$REF" "docker://$IMAGE"
 run upgrade --sysroot="$SYSROOT" --check
+layers_bytes=$("$BOOTREE" upgrade --sysroot="$SYSROOT" --check --json \
+    | python3 -c 'import json, sys; print(sum(x["size"] for x in json.load(sys.stdin)["newLayers"]))')
 before=$(blob_bytes)
 run upgrade --sysroot="$SYSROOT"
 v2_bytes=$(( $(blob_bytes) - before ))
-echo "layer bytes sent by the registry: v1 ${v1_bytes} (first install), v1 -> v2 upgrade ${v2_bytes} (changed layers only)"
+echo "bytes sent by the registry: v1 ${v1_bytes} (first install); v1 -> v2 upgrade ${v2_bytes} through the delta" \
+     "(the changed layers: ${layers_bytes}; saved $(( layers_bytes - v2_bytes )))"
 run admin boot --sysroot="$SYSROOT"   # the reboot: the staged deployment is finalized, v2 boots
 printf '%s$ bootree status --sysroot=%s --format=json%s  (saved in %s; its digests:)\n' "$BOLD" "$SYSROOT" "$PLAIN" "$W/status.json"
 "$BOOTREE" status --sysroot="$SYSROOT" --format=json > "$W/status.json"

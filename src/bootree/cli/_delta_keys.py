@@ -120,9 +120,9 @@ def delta_checker(
 def from_file_options(func: Callable[..., None]) -> Callable[..., None]:
     """``--from-file`` with ``--keys-file``/``--keys-dir``, for both spellings of ``upgrade``."""
     func = click.option("--keys-dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="With --from-file: a directory of trusted.ed25519[.d] and revoked.ed25519[.d] keys.")(func)
+                        help="A directory of trusted.ed25519[.d] and revoked.ed25519[.d] keys (--from-file, image deltas).")(func)
     func = click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="With --from-file: public ed25519 keys the file's signature is checked with.")(func)
+                        help="Public ed25519 keys the --from-file file's or an image delta's signature is checked with.")(func)
     return click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                         help="Update from an offline update file (static-delta generate --self-contained); "
                         "no network.")(func)

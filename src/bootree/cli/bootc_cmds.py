@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import print_json
-from bootree.cli._delta_keys import from_file_options
+from bootree.cli._delta_keys import delta_checker, from_file_options
 from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
 from bootree.oci.registry import RegistryOptions
 from bootree.sysroot import Sysroot
@@ -37,6 +37,16 @@ def _common(func: _F) -> _F:
     func = click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="containers auth.json with registry credentials (default: $REGISTRY_AUTH_FILE, ...).")(func)
     return click.option("--quiet", is_flag=True, help="Print nothing but errors.")(func)
+
+
+def _no_deltas(func: _F) -> _F:
+    return click.option("--disable-static-deltas", "no_deltas", is_flag=True,
+                        help="Fetch the changed layers even when a delta from the running image is published.")(func)
+
+
+def _delta_check(keys_file: Path | None, keys_dir: Path | None) -> Callable[[bytes], None] | None:
+    """The check of a signed image delta: the given keys, else the system's (none there: unchecked, as ostree)."""
+    return delta_checker("image delta", "ed25519", (), keys_file, keys_dir, system_optional=True)
 
 
 def _progress_fd(func: _F) -> _F:
@@ -102,10 +112,11 @@ def _say(lines: tuple[str, ...], quiet: bool) -> None:
               help="Verify the image against containers-policy.json now and at every upgrade (ostree-image-signed:).")
 @_policy
 @_progress_fd
+@_no_deltas
 @click.argument("target")
 def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, transport: str | None, apply_: bool,
                retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, policy_path: Path | None,
-               registries_d: Path | None, progress_fd: int | None, target: str) -> None:
+               registries_d: Path | None, progress_fd: int | None, no_deltas: bool, target: str) -> None:
     """Track and queue another container image (bootc switch).
 
     TARGET is an image reference, or an origin string as bootc writes it: with
@@ -127,7 +138,8 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
         with _progress(quiet, progress_fd) as (progress, events):
             out = bootc.switch(sysroot, ref, stateroot=stateroot, retain=retain,
                                options=RegistryOptions(authfile=authfile),
-                               policy=_policy_options(policy_path, registries_d), progress=progress, events=events)
+                               policy=_policy_options(policy_path, registries_d), progress=progress, events=events,
+                               deltas=not no_deltas, check_delta=_delta_check(None, None))
         _say(out.lines, quiet)
         if apply_ and (out.changed or sysroot.staged is not None):
             _say((bootc.apply(sysroot),), quiet)
@@ -143,12 +155,16 @@ def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, tr
 @click.option("--allow-failed", is_flag=True, help="Stage an image that failed its health checks here.")
 @_policy
 @_progress_fd
+@_no_deltas
 @from_file_options
 def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, check_: bool, as_json: bool,
                 apply_: bool, download_only: bool, from_downloaded: bool, allow_failed: bool,
-                policy_path: Path | None, registries_d: Path | None, progress_fd: int | None,
+                policy_path: Path | None, registries_d: Path | None, progress_fd: int | None, no_deltas: bool,
                 from_file: Path | None, keys_file: Path | None, keys_dir: Path | None) -> None:
     """Fetch the tracked image again and queue it if it changed (bootc upgrade).
+
+    When the publisher pushed a delta from the running image (container encapsulate
+    --delta-from), it is fetched instead of the changed layers; --check says so, with its size.
 
     With --from-file the update comes from an offline update file for an ostree-ref deployment
     (a USB stick, a depot): checked, applied and staged for the next boot, without a network.
@@ -189,7 +205,8 @@ def upgrade_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, c
         else:
             with _progress(quiet, progress_fd) as (progress, events):
                 out = bootc.upgrade(sysroot, download_only=download_only, allow_failed=allow_failed, options=options,
-                                    policy=policy, progress=progress, events=events)
+                                    policy=policy, progress=progress, events=events, deltas=not no_deltas,
+                                    check_delta=_delta_check(keys_file, keys_dir))
             _say(out.lines, quiet)
             changed = out.changed
         if apply_ and changed and not download_only:

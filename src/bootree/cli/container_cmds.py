@@ -13,6 +13,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import open_repo, print_json, repo_option
+from bootree.cli._delta_keys import delta_signer, sign_type_option
 from bootree.errors import ImageError
 
 
@@ -50,27 +51,58 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
               help="Try a cross-repository mount of each blob from this repository of the registry (repeatable).")
 @click.option("--upload-chunk-size", type=click.IntRange(min=1), default=64 << 20, show_default=True,
               help="Blobs larger than this are uploaded in chunks of this many bytes.")
+@click.option("--delta-from", "delta_from", metavar="IMAGE", default=None,
+              help="Also publish a static delta from the previous image IMAGE (docker://…, oci:DIR:TAG) to this "
+                   "one, as an OCI 1.1 artifact referring to it; IMAGE's ostree commit must be in the repository. "
+                   "bootree's upgrade fetches it instead of the changed layers when it runs IMAGE.")
+@click.option("--delta-format", type=click.Choice(["bootree", "ostree"]), default="bootree", show_default=True,
+              help="Format of that delta: bootree's own (smaller) or libostree's.")
+@click.option("--sign", "sign_keys", multiple=True, metavar="KEYFILE",
+              help="Sign the delta's superblock with the secret key(s) in KEYFILE ('-': stdin); dummy: the key text.")
+@sign_type_option
+@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign the delta with every secret key of FILE (one base64 key per line).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.argument("rev")
 @click.argument("image")
 @click.pass_context
 def encapsulate_cmd(ctx: click.Context, repo_path: Path | None, labels: tuple[str, ...], max_layers: int | None,
                     compression: str, package_db: Path | None, architecture: str | None, jobs: int,
-                    authfile: Path | None, mount_from: tuple[str, ...], upload_chunk_size: int, as_json: bool,
-                    rev: str, image: str) -> None:
-    """Export commit REV as a bootable OCI image to IMAGE (oci:DIR[:TAG] or docker://HOST/REPO:TAG)."""
-    from bootree.oci.export import EncapsulateOptions, encapsulate
+                    authfile: Path | None, mount_from: tuple[str, ...], upload_chunk_size: int,
+                    delta_from: str | None, delta_format: str, sign_keys: tuple[str, ...], sign_type: str,
+                    keys_file: Path | None, as_json: bool, rev: str, image: str) -> None:
+    """Export commit REV as a bootable OCI image to IMAGE (oci:DIR[:TAG] or docker://HOST/REPO:TAG).
+
+    \b
+    With --delta-from=PREVIOUS a delta PREVIOUS → IMAGE is pushed beside it:
+      bootree container encapsulate --repo=repo --delta-from=docker://HOST/os:v1 os docker://HOST/os:v2
+    """
+    from bootree.oci.deltaartifact import publish_delta, resolve_previous
+    from bootree.oci.export import EncapsulateOptions, encapsulate, remove_scratch, scratch_dir
     from bootree.oci.push import PushOptions
     from bootree.oci.reference import ImageReference
     from bootree.oci.registry import RegistryOptions
 
     dest = ImageReference.parse(image)
     repo = open_repo(ctx, repo_path)
+    registry = RegistryOptions(authfile=authfile)
+    if (sign_keys or keys_file) and delta_from is None:
+        raise ImageError("--sign and --keys-file sign the delta: they need --delta-from")
+    signer = delta_signer(sign_type, sign_keys, keys_file)
+    previous = resolve_previous(repo, delta_from, registry) if delta_from is not None else None
+    push = PushOptions(chunk_size=upload_chunk_size, mount_from=mount_from)
     options = EncapsulateOptions(labels=_labels(labels), max_layers=max_layers, compression=compression,
                                  package_db=package_db, architecture=architecture, jobs=jobs)
-    result = encapsulate(repo, rev, dest, options, registry=RegistryOptions(authfile=authfile),
-                         push=PushOptions(chunk_size=upload_chunk_size, mount_from=mount_from))
+    result = encapsulate(repo, rev, dest, options, registry=registry, push=push)
     img = result.image
+    delta = None
+    if previous is not None:
+        scratch = scratch_dir()
+        try:
+            delta = publish_delta(repo, img, dest, previous, scratch=scratch, fmt=delta_format, sign=signer,
+                                  registry=registry, push=push)
+        finally:
+            remove_scratch(scratch)
     if as_json:
         doc: dict[str, object] = {
             "digest": img.manifest_digest,
@@ -82,8 +114,13 @@ def encapsulate_cmd(ctx: click.Context, repo_path: Path | None, labels: tuple[st
             st = result.push.stats
             doc["push"] = {"skipped": st.skipped, "mounted": st.mounted, "uploaded": st.uploaded,
                            "chunked": st.chunked, "bytesSent": st.bytes_sent}
+        if delta is not None:
+            doc["delta"] = {"digest": delta.digest, "fromDigest": delta.from_digest, "size": delta.delta_size,
+                            "layerMapSize": delta.layer_map_size, "referrers": delta.found_by}
         print_json(doc)
-    elif result.push is not None:
-        click.echo(f"Pushed digest: {img.manifest_digest}")
-    else:
-        click.echo(f"Exported digest: {img.manifest_digest}")
+        return
+    click.echo(f"{'Pushed' if result.push is not None else 'Exported'} digest: {img.manifest_digest}")
+    if delta is not None:
+        how = {"api": "referrers API", "tag": "referrers tag", "present": "referrers tag",
+               "layout": "layout index"}[delta.found_by]
+        click.echo(f"Delta digest: {delta.digest} (from {delta.from_digest}: {delta.delta_size} bytes; {how})")

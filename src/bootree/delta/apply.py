@@ -27,7 +27,7 @@ import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bootree.delta.bsdiff import bspatch
 from bootree.delta.content import load_content
@@ -76,6 +76,8 @@ class ApplyResult:
     objects_written: int = 0
     parts_applied: int = 0
     parts_skipped: int = 0
+    #: the dirtrees the delta wrote (staged, not yet readable from the repository), by checksum
+    dirtrees: dict[Checksum, bytes] = field(default_factory=dict)
 
 
 def part_size_limit(entry: PartEntry) -> int:
@@ -422,6 +424,7 @@ def apply_delta(
     if meta is not None:
         txn.write_commitmeta(superblock.to_commit, meta)
     _check_complete(repo, txn, superblock, dirtrees)
+    result.dirtrees = dirtrees
     return result
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "apply_offline",
     "apply_superblock",
     "apply_superblock_file",
+    "check_superblock_signature",
     "open_superblock_file",
     "read_superblock_file",
 ]
@@ -219,6 +220,29 @@ def apply_superblock_file(
         return apply_delta(repo, txn, sbf.superblock, sbf.load_part)
 
 
+def check_superblock_signature(repo: Repo, data: bytes, *, check_signature: SignatureCheck | None = None,
+                               require_signature: bool = False, what: str = "the delta") -> None:
+    """libostree's rule for a superblock file's signatures, before any part is read.
+
+    A signed superblock is checked with ``check_signature`` when one is given; without one it
+    is refused when the repository sets ``core.sign-verify-deltas``. With ``require_signature``
+    an unsigned one is refused as well.
+
+    Raises:
+        SignatureError: from ``check_signature``.
+        DeltaError: a signature is required but cannot be checked, or is missing.
+    """
+    signed = SignedSuperblock.from_bytes(data)
+    if signed is not None and signed.engines:
+        if check_signature is not None:
+            check_signature(data)
+        elif require_signature or repo.config.get_bool("core", "sign-verify-deltas", False):
+            raise DeltaError("Key is mandatory to check delta signature",
+                             hint="give the publisher's public key (--keys-file=FILE, --keys-dir=DIR or KEY arguments)")
+    elif require_signature:
+        raise DeltaError(f"{what} is not signed, but a signed delta is required")
+
+
 def apply_superblock(
     repo: Repo,
     data: bytes,
@@ -239,15 +263,8 @@ def apply_superblock(
             :func:`apply_superblock_file`.
     """
     superblock = parsed if parsed is not None else Superblock.from_bytes(data)
-    signed = SignedSuperblock.from_bytes(data)
-    if signed is not None and signed.engines:
-        if check_signature is not None:
-            check_signature(data)
-        elif require_signature or repo.config.get_bool("core", "sign-verify-deltas", False):
-            raise DeltaError("Key is mandatory to check delta signature",
-                             hint="give the publisher's public key (--keys-file=FILE, --keys-dir=DIR or KEY arguments)")
-    elif require_signature:
-        raise DeltaError(f"{what} is not signed, but a signed delta is required")
+    check_superblock_signature(repo, data, check_signature=check_signature, require_signature=require_signature,
+                               what=what)
 
     def load(index: int, entry: PartEntry) -> bytes:
         inline = superblock.inline_part(index)

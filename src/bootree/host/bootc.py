@@ -21,11 +21,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootree.delta.offline import SignatureCheck
 from bootree.errors import BootreeError, ImageError, NotBooted, SysrootError
 from bootree.format.keyfile import KeyFile
 from bootree.format.refspec import parse_refspec
 from bootree.host.progress import ProgressJsonl
 from bootree.host.remote_sig import remote_commit_check
+from bootree.oci.deltapull import DeltaOffer, find_delta, pull_with_delta
 from bootree.oci.encapsulated import CommitCheck
 from bootree.oci.importer import PullResult, pull_image, state_of_commit
 from bootree.oci.progress import PullProgress
@@ -34,6 +36,7 @@ from bootree.oci.reference import (
     IMAGE_REF_PREFIX,
     OstreeImageReference,
     SignatureKind,
+    Transport,
     blob_ref,
 )
 from bootree.oci.registry import RegistryOptions
@@ -168,31 +171,60 @@ def _verified_source(ref: OstreeImageReference, options: RegistryOptions | None,
     return PinnedSource(src, decision.manifest), decision
 
 
+def _delta_base(sysroot: Sysroot, target: OstreeImageReference) -> str | None:
+    """The running image's digest, when a delta to ``target`` may start there (same repository)."""
+    here = current_image(sysroot)
+    if here is None or here.image.transport is not target.image.transport:
+        return None
+    if here.image.transport is Transport.REGISTRY:
+        a, b = here.image.docker, target.image.docker
+        if (a.registry_host, a.repository) != (b.registry_host, b.repository):
+            return None
+    elif here.image.layout_path_and_tag()[0] != target.image.layout_path_and_tag()[0]:
+        return None
+    return _digest_of(sysroot, _base(sysroot))
+
+
 def pull_verified(sysroot: Sysroot, ref: OstreeImageReference, options: RegistryOptions | None,
-                  policy: PolicyOptions | None, progress: PullProgress | None) -> tuple[PullResult, tuple[str, ...]]:
-    """Verify (signed references only), then pull; the policy's verdict line comes first.
+                  policy: PolicyOptions | None, progress: PullProgress | None, *, deltas: bool = True,
+                  check_delta: SignatureCheck | None = None) -> tuple[PullResult, tuple[str, ...]]:
+    """Verify (signed references only), then pull: a published delta first, else the layers.
 
     Every verb that pulls an image for a sysroot goes through here (``switch``, ``upgrade``,
-    ``install to-disk IMAGE``), so no origin form is pulled without its checks.
+    ``install to-disk IMAGE``), so no origin form is pulled without its checks. The policy's
+    verdict line comes first, then the delta's line or its one-line warning.
 
     An ``ostree-remote-image:`` reference has its encapsulated commit checked with the remote's
-    keys inside the pull (:mod:`bootree.host.remote_sig`), before the commit is written.
+    keys inside the pull (:mod:`bootree.host.remote_sig`), before the commit is written; such an
+    image is always pulled by its layers (the delta path does not run that check).
     """
+    attempt = None
     with contextlib.ExitStack() as stack:
         check: CommitCheck | None = None
         if ref.sigverify is SignatureKind.OSTREE_REMOTE:
             assert ref.remote is not None
             check = stack.enter_context(remote_commit_check(sysroot, ref.remote))
-        src, decision = _verified_source(ref, options, policy)
-        if src is not None:
-            stack.callback(src.close)
-        res = pull_image(sysroot.repo, ref.image, options=options, progress=progress, source=src, commit_check=check)
+        pinned, decision = _verified_source(ref, options, policy)
+        src = pinned or open_source(ref.image, options)
+        stack.callback(src.close)
+        base = _delta_base(sysroot, ref) if deltas and check is None else None
+        if base is not None:
+            attempt = pull_with_delta(sysroot.repo, ref.image, src, base, progress=progress,
+                                      check_signature=check_delta)
+        if attempt is not None and attempt.result is not None:
+            res = attempt.result
+        else:
+            res = pull_image(sysroot.repo, ref.image, options=options, progress=progress, source=src,
+                             commit_check=check)
     if res.changed:  # ostree-ext labels a merged tree with derived layers by the policy it carries
         state, relabeled = relabel_image(sysroot.repo, ref.image, res.state)
         if relabeled:
             res = dataclasses.replace(res, state=state,
                                       warnings=(*res.warnings, f"SELinux: relabeled {relabeled} files"))
-    return res, ((decision.line,) if decision is not None else ())
+    lines: tuple[str, ...] = (decision.line,) if decision is not None else ()
+    if attempt is not None:
+        lines += attempt.lines if attempt.result is not None else ((attempt.warning,) if attempt.warning else ())
+    return res, lines
 
 
 def _stage_and_clean(sysroot: Sysroot, res: PullResult, ref: OstreeImageReference, stateroot: str,
@@ -247,8 +279,11 @@ def _pull_lines(res: PullResult) -> tuple[str, ...]:
 
 def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | None = None, retain: bool = False,
            options: RegistryOptions | None = None, progress: PullProgress | None = None,
-           policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
+           policy: PolicyOptions | None = None, events: ProgressJsonl | None = None,
+           deltas: bool = True, check_delta: SignatureCheck | None = None) -> Outcome:
     """``bootc switch``: track ``target``, pull it, queue it.
+
+    Within one repository (another tag) a published delta is used as by :func:`upgrade`.
 
     The sysroot must be locked.
 
@@ -264,7 +299,7 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
     sr = stateroot or (base.stateroot if base else "default")
     if base is not None and current_image(sysroot) == target and (stateroot is None or stateroot == base.stateroot):
         return Outcome(False, ("Image specification is unchanged.",))
-    res, verdict = pull_verified(sysroot, target, options, policy, progress)
+    res, verdict = pull_verified(sysroot, target, options, policy, progress, deltas=deltas, check_delta=check_delta)
     new_stateroot = sr not in sysroot.stateroots() and os_init(sysroot, sr)
     if not retain and base is not None and base.refspec:
         # bootc drops the ostree ref the old origin followed, so that it can be pruned later.
@@ -279,8 +314,14 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
 
 def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool = False,
             options: RegistryOptions | None = None, progress: PullProgress | None = None,
-            policy: PolicyOptions | None = None, events: ProgressJsonl | None = None) -> Outcome:
+            policy: PolicyOptions | None = None, events: ProgressJsonl | None = None,
+            deltas: bool = True, check_delta: SignatureCheck | None = None) -> Outcome:
     """``bootc upgrade``: pull the tracked image again; queue it if its digest changed.
+
+    A delta published from the running image (:mod:`bootree.oci.deltapull`) is used when
+    ``deltas`` is set and it checks out (a signed one with ``check_delta``, libostree's rule:
+    :func:`bootree.delta.offline.check_superblock_signature`); otherwise the changed layers
+    are fetched.
 
     The sysroot must be locked.
 
@@ -296,7 +337,7 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
     ref = current_image(sysroot)
     if ref is None:
         raise ImageError("No image source specified", hint="this deployment is not from a container image: use 'bootree switch IMAGE'")
-    res, verdict = pull_verified(sysroot, ref, options, policy, progress)
+    res, verdict = pull_verified(sysroot, ref, options, policy, progress, deltas=deltas, check_delta=check_delta)
     digest = res.state.manifest_digest
     staged_digest = _digest_of(sysroot, sysroot.staged)
     if staged_digest == digest:
@@ -336,6 +377,8 @@ class CheckResult:
     available: bool
     layers_total: int
     new_layers: tuple[LayerInfo, ...] = field(default=())
+    delta: DeltaOffer | None = None
+    """A published delta from the running image that the update would use."""
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -349,6 +392,9 @@ class CheckResult:
         out.append(f"  Digest: {self.digest}")
         out.append(f"Total new layers: {len(self.new_layers)}  Size: {size}")
         out += [f"Added layer: {x.digest} ({x.size} bytes)" for x in self.new_layers]
+        if self.delta is not None:
+            out.append(f"Delta: {self.delta.artifact.digest} ({self.delta.size} bytes, from "
+                       f"{self.delta.artifact.from_digest}): fetched instead of the layers")
         return tuple(out)
 
     def to_json(self) -> dict[str, object]:
@@ -356,7 +402,10 @@ class CheckResult:
         return {"image": str(self.image), "imageDigest": self.digest, "version": self.version,
                 "updateAvailable": self.available, "layersTotal": self.layers_total,
                 "newLayers": [{"digest": x.digest, "size": x.size, "mediaType": x.media_type} for x in self.new_layers],
-                "bytesToFetch": sum(x.size for x in self.new_layers)}
+                "delta": None if self.delta is None else {
+                    "digest": self.delta.artifact.digest, "size": self.delta.size,
+                    "fromDigest": self.delta.artifact.from_digest, "foundBy": self.delta.found_by},
+                "bytesToFetch": self.delta.size if self.delta is not None else sum(x.size for x in self.new_layers)}
 
 
 def check(sysroot: Sysroot, *, options: RegistryOptions | None = None, policy: PolicyOptions | None = None) -> CheckResult:
@@ -373,15 +422,22 @@ def check(sysroot: Sysroot, *, options: RegistryOptions | None = None, policy: P
         raise ImageError("No image source specified")
     pinned, _ = _verified_source(ref, options, policy)
     src = pinned or open_source(ref.image, options)
+    current = _digest_of(sysroot, sysroot.staged) or _digest_of(sysroot, _base(sysroot))
+    offer = None
     try:
         resolved = resolve(src)
+        base = _delta_base(sysroot, ref)
+        if base is not None and current != resolved.digest:
+            with contextlib.suppress(BootreeError, OSError, ValueError):  # no delta: the layers are the answer
+                offer, _ = find_delta(sysroot.repo, src, resolved.digest, base)
     finally:
         src.close()
-    current = _digest_of(sysroot, sysroot.staged) or _digest_of(sysroot, _base(sysroot))
     missing = tuple(LayerInfo(d.digest, d.size, d.media_type) for d in dict.fromkeys(resolved.manifest.layers)
                     if sysroot.repo.try_resolve_rev(blob_ref(d.digest)) is None)
+    if offer is not None and offer.size >= sum(x.size for x in missing):
+        offer = None  # the update would not use it (deltapull's rule)
     return CheckResult(ref, resolved.digest, resolved.config.version, current != resolved.digest,
-                       len(resolved.manifest.layers), missing if current != resolved.digest else ())
+                       len(resolved.manifest.layers), missing if current != resolved.digest else (), offer)
 
 
 def apply(sysroot: Sysroot) -> str:

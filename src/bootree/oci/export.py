@@ -98,6 +98,8 @@ class ExportedImage:
     layers: tuple[LayerBlob, ...]
     labels: dict[str, str]
     blobdir: Path
+    layer_objects: tuple[frozenset[Checksum], ...] = ()
+    """The content objects each layer carries, in layer order (a delta artifact's layer map)."""
 
     @property
     def manifest_size(self) -> int:
@@ -227,7 +229,8 @@ def write_image(repo: Repo, rev: str, blobdir: Path, options: EncapsulateOptions
     })
     manifest_digest = _store_blob(blobdir, manifest)
     _fs.fsync_dir(blobdir)
-    return ExportedImage(manifest_digest, manifest, config_digest, config, layers, labels, blobdir)
+    return ExportedImage(manifest_digest, manifest, config_digest, config, layers, labels, blobdir,
+                         tuple(frozenset(ch.objects) for ch, _ in work))
 
 
 def write_layout_index(layout: Path, image: ExportedImage, tag: str | None, architecture: str) -> None:

@@ -68,7 +68,7 @@ from bootree.repo import Repo
 from bootree.repo.mtree import MutableTree
 from bootree.repo.transaction import Transaction
 
-__all__ = ["ImageState", "PullResult", "image_state", "merge_layer", "pull_image"]
+__all__ = ["ImageState", "PullResult", "image_state", "image_timestamp", "merge_layer", "pull_image", "write_merge_commit"]
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ def state_of_commit(repo: Repo, csum: Checksum) -> ImageState | None:
     return ImageState(csum, digest, (s(MANIFEST_KEY) or "").encode(), (s(CONFIG_KEY) or "").encode(), c.timestamp)
 
 
-def _timestamp(created: str | None) -> int:
+def image_timestamp(created: str | None) -> int:
+    """The commit timestamp of an image: its config's ``created`` (now, if it has none)."""
     if not created:
         return int(time.time())
     text = re.sub(r"(\.\d{1,6})\d*", r"\1", created.replace("Z", "+00:00"))
@@ -279,7 +280,7 @@ class _Import:
         self.layout: Layout = parse_layout(resolved.config)
         if commit_check is not None and not self.layout.encapsulated:
             raise _not_encapsulated(image)  # before any layer is fetched
-        self.ts = _timestamp(resolved.config.timestamp)
+        self.ts = image_timestamp(resolved.config.timestamp)
         self.stats: list[LayerStats] = []
         self.blobs_to_remove: list[Path] = []
         self.imported = 0
@@ -392,20 +393,34 @@ class _Import:
                                        self.base_value.root_meta)
         for tree in derived:
             merge_layer(merged, tree)
-        if not _has_kernel(merged):
-            raise ImageError(f"{self.image.short}: image has no kernel (no /usr/lib/modules/*/vmlinuz)")
-        root_tree, root_meta = merged.write(txn)
-        r = self.resolved
-        meta: list[tuple[str, Variant]] = [
-            (MANIFEST_DIGEST_KEY, Variant("s", r.digest)),
-            (MANIFEST_KEY, Variant("s", _canonical_json(r.manifest_bytes))),
-            (CONFIG_KEY, Variant("s", _canonical_json(r.config_bytes))),
-            (IMPORTER_KEY, Variant("s", f"bootree {__version__}")),
-        ]
-        if r.config.version:
-            meta.append(("version", Variant("s", r.config.version)))
-        commit = Commit(root_tree=root_tree, root_meta=root_meta, parent=self.base, timestamp=self.ts,
-                        metadata=tuple(meta), subject=f"Merge of {self.image}")
-        csum = txn.write_commit(commit)
-        txn.set_ref(image_ref(self.image), csum)
-        return csum
+        return write_merge_commit(txn, self.image, self.resolved, merged, self.base, self.ts)
+
+
+def write_merge_commit(txn: Transaction, image: ImageReference, resolved: ResolvedImage, merged: MutableTree,
+                       base: Checksum | None, timestamp: int) -> Checksum:
+    """Write the image's merge commit of the tree ``merged`` and point the image ref at it.
+
+    Shared by the layer import and the delta path (:mod:`bootree.oci.deltapull`), so both give
+    the same commit, checksum for checksum: metadata, parent ``base`` (the encapsulated
+    commit) and ``timestamp`` (the config's ``created``: :func:`image_timestamp`).
+
+    Raises:
+        ImageError: the tree has no kernel.
+    """
+    if not _has_kernel(merged):
+        raise ImageError(f"{image.short}: image has no kernel (no /usr/lib/modules/*/vmlinuz)")
+    root_tree, root_meta = merged.write(txn)
+    meta: list[tuple[str, Variant]] = [
+        (MANIFEST_DIGEST_KEY, Variant("s", resolved.digest)),
+        (MANIFEST_KEY, Variant("s", _canonical_json(resolved.manifest_bytes))),
+        (CONFIG_KEY, Variant("s", _canonical_json(resolved.config_bytes))),
+        (IMPORTER_KEY, Variant("s", f"bootree {__version__}")),
+    ]
+    if resolved.config.version:
+        meta.append(("version", Variant("s", resolved.config.version)))
+    commit = Commit(root_tree=root_tree, root_meta=root_meta, parent=base,
+                    timestamp=timestamp, metadata=tuple(meta),
+                    subject=f"Merge of {image}")
+    csum = txn.write_commit(commit)
+    txn.set_ref(image_ref(image), csum)
+    return csum

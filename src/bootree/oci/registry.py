@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from bootree.errors import RegistryError
-from bootree.format.oci import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Descriptor, digest_of
+from bootree.format.oci import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, digest_of
 from bootree.oci.auth import Credentials, find_credentials, insecure_registries
 from bootree.oci.reference import DockerReference
 
@@ -241,22 +241,44 @@ class RegistryClient:
         """
         url = self._url(repository, "manifests", reference)
         with self._send("GET", url, repository, {"Accept": MANIFEST_ACCEPT}) as r:
-            if r.status_code != 200:
-                r.read()
-                raise self._error(url, r)
-            buf = bytearray()
-            for chunk in r.iter_bytes():
-                buf += chunk
-                if len(buf) > MAX_MANIFEST_SIZE:
-                    raise RegistryError(url, f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
-            media_type = (r.headers.get("Content-Type") or "").split(";")[0].strip() or None
+            data, media_type = self._document(url, r, "manifest")
             claimed = r.headers.get("Docker-Content-Digest")
-        data = bytes(buf)
         digest = digest_of(data)
         expected = reference if reference.startswith("sha256:") else claimed
         if expected and expected != digest:
             raise RegistryError(url, f"manifest digest mismatch: expected {expected}, got {digest}")
         return Fetched(data, media_type, digest)
+
+    def get_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> Fetched | None:
+        """The referrers API (distribution spec 1.1, ``GET /v2/NAME/referrers/DIGEST``): an index.
+
+        Returns ``None`` when the registry has no such API (404: distribution 2.8 and older),
+        so the caller falls back to the referrers tag schema. The body is bounded as a manifest.
+
+        Raises:
+            RegistryError: for other HTTP errors or a body over 4 MiB.
+        """
+        url = self._url(repository, "referrers", digest)
+        if artifact_type:
+            url += "?" + str(httpx.QueryParams({"artifactType": artifact_type}))
+        with self._send("GET", url, repository, {"Accept": OCI_INDEX}) as r:
+            if r.status_code == 404:
+                r.read()
+                return None
+            data, media_type = self._document(url, r, "referrers index")
+        return Fetched(data, media_type, digest_of(data))
+
+    def _document(self, url: str, r: httpx.Response, what: str) -> tuple[bytes, str | None]:
+        """A 200 response's JSON document, at most 4 MiB, and its media type."""
+        if r.status_code != 200:
+            r.read()
+            raise self._error(url, r)
+        buf = bytearray()
+        for chunk in r.iter_bytes():
+            buf += chunk
+            if len(buf) > MAX_MANIFEST_SIZE:
+                raise RegistryError(url, f"{what} larger than {MAX_MANIFEST_SIZE} bytes")
+        return bytes(buf), (r.headers.get("Content-Type") or "").split(";")[0].strip() or None
 
     # --- blobs -----------------------------------------------------------------------------
 
