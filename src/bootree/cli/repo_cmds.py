@@ -216,7 +216,7 @@ def commit_cmd(
             branch=None if orphan else branch,
             subject=subject,
             body=body,
-            timestamp=parse_timestamp(timestamp) if timestamp else _source_date_epoch(),
+            timestamp=parse_timestamp(timestamp, signed=True) % 2**64 if timestamp else _source_date_epoch(),  # as ostree's
             metadata=metadata,
             bindings=not no_bindings,
             options=options,

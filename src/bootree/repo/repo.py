@@ -43,7 +43,8 @@ from bootree.repo.reader import EntryKind, ObjectReader, TreeEntry
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.revparse import resolve
 from bootree.repo.transaction import Transaction
-from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachable_objects
+from bootree.repo.prune import PruneOptions, prune_repo
+from bootree.repo.traverse import FsckResult, PruneResult, fsck, reachable_objects
 
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
 
@@ -550,13 +551,9 @@ class Repo:
         keep_younger_than: int | None = None,
         dry_run: bool = False,
     ) -> PruneResult:
-        """Delete unreachable objects (see :func:`bootree.repo.traverse.prune`)."""
-        return prune(
-            self.reader,
-            self.refs,
-            self.partial,
-            lambda: self.lock(exclusive=True),
-            refs_only=refs_only, depth=depth, keep_younger_than=keep_younger_than, dry_run=dry_run)
+        """Delete unreachable objects (see :func:`bootree.repo.prune.prune_repo`)."""
+        opts = PruneOptions(refs_only=refs_only, depth=depth, keep_younger_than=keep_younger_than, dry_run=dry_run)
+        return prune_repo(self, opts)
 
     # --- comparing -----------------------------------------------------------------------------
 

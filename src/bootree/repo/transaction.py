@@ -24,6 +24,7 @@ methods from several threads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -419,6 +420,10 @@ class Transaction:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
                 self._made_prefixes.add(prefix)
             _fs.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
+            if rel.endswith(".commit"):
+                # A commit deleted before (prune) and written again: its tombstone goes, as ostree's.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{objects_str}/{rel.removesuffix('commit')}tombstone-commit")
             if self._index is not None:
                 self._index.add(rel)
             with self._lock:
