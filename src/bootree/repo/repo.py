@@ -32,7 +32,8 @@ from bootree.repo.checkout import (
     require_hardlink_checkout,
 )
 from bootree.repo.collections import binding_metadata, validate_collection_id
-from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
+from bootree.repo.archive import write_archive
+from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory
 from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.integrity import fs_verity_policy
 from bootree.repo.modes import RepoMode
@@ -368,12 +369,14 @@ class Repo:
             if source.kind is SourceKind.DIR:
                 write_directory(txn, Path(source.value), root, options, progress=progress, skip_dir=self.path)
             elif source.kind is SourceKind.TAR:
-                write_tar(txn, Path(source.value), root, options, progress=progress)
+                write_archive(txn, Path(source.value), root, options, progress=progress)
             else:
                 c = self.read_commit(self.resolve_rev(source.value))
                 root.overlay_commit_tree(self.reader, c.root_tree, c.root_meta)
                 if options.modifies_metadata and source.kind is SourceKind.REF:  # not to a --base
                     self._apply_options(txn, root, options)
+        if options.path_rules is not None:
+            options.path_rules.check_all_used()
         return root.write(txn)
 
     def _apply_options(self, txn: Transaction, node: MutableTree, options: CommitOptions) -> None:
