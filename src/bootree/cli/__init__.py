@@ -49,7 +49,7 @@ _COMMAND_MODULES = [
 _COMMAND_HOME = {
     **dict.fromkeys(["init", "commit", "checkout"], "bootree.cli.repo_cmds"),
     **dict.fromkeys(["refs", "rev-parse"], "bootree.cli.refs_cmds"),
-    **dict.fromkeys(["log", "show", "ls", "cat", "diff"], "bootree.cli.show_cmds"),
+    **dict.fromkeys(["log", "show", "ls", "cat", "diff", "export"], "bootree.cli.show_cmds"),
     **dict.fromkeys(["fsck", "prune"], "bootree.cli.maint_cmds"),
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary"], "bootree.cli.remote_cmds"),
