@@ -85,7 +85,7 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str, collection_i
 @click.option("--tar-pathname-filter", metavar="REGEX,REPLACEMENT", help="Rewrite the path names of archive entries (every match of REGEX).")
 @click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
 @click.option("--base", metavar="REV", help="Start from the tree of REV (the owner/xattr options do not apply to it).")
-@click.option("--consume", is_flag=True, help="Delete the committed directories once the commit is written.")
+@click.option("--consume", is_flag=True, help="Delete the committed directories once the commit is written (in bare and bare-user-only repositories their files become the objects).")
 @click.option(
     "--link-checkout-speedup",
     is_flag=True,
@@ -201,6 +201,7 @@ def commit_cmd(
         path_rules=PathRules.load(statoverride, skip_list) if statoverride or skip_list else None,
         tar_autocreate_parents=tar_autocreate_parents,
         tar_pathname_filter=PathnameFilter.parse(tar_pathname_filter) if tar_pathname_filter else None,
+        adopt=consume,
     )
     kwargs: dict[str, Any] = {}
     if parent_arg is not _UNSET:

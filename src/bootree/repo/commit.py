@@ -33,6 +33,7 @@ from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, FileHeader, ObjectType, Xattrs, validate_filename
 from bootree.format.verified import VerifiedContent
 from bootree.repo.commitrules import PathnameFilter, PathRules
+from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import CHUNK
 from bootree.repo.transaction import Transaction
@@ -95,6 +96,8 @@ class CommitOptions:
     """``--statoverride`` and ``--skip-list`` (directory and archive sources)."""
     tar_autocreate_parents: bool = False
     tar_pathname_filter: PathnameFilter | None = None
+    adopt: bool = False
+    """``--consume``: the caller gives the files up, so they may become objects themselves."""
 
     def file_header(self, uid: int, gid: int, mode: int, target: str, xattrs: Xattrs) -> FileHeader:
         """Apply the modifiers to a file's metadata."""
@@ -141,8 +144,32 @@ class CommitOptions:
         return self.workers or max(2, os.cpu_count() or 2)
 
 
-def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -> Checksum:
+def _adopt_regular(txn: Transaction, path: str, header: FileHeader) -> Checksum | None:
+    """``--consume`` in a bare or bare-user-only repository: hash the file and make it the object.
+
+    Returns None when it cannot be adopted (it is then written as usual).
+    """
+    try:
+        with open(path, "rb", buffering=0) as f:
+            hasher = hashlib.sha256(header.checksum_prefix())
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                hasher.update(chunk)
+            csum = Checksum(hasher.hexdigest())
+            if txn.has_object_indexed(ObjectType.FILE, csum):
+                return csum  # the consumed file is deleted with its directory
+            if txn.mode is RepoMode.BARE_USER_ONLY:
+                os.fchmod(f.fileno(), stat.S_IMODE(header.mode))  # the canonical permissions
+        return csum if txn.adopt_file(path, csum) else None
+    except OSError as e:
+        raise SourceError(path, e.strerror or str(e)) from e
+
+
+def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int, *, adopt: bool = False) -> Checksum:
     """Hash a regular file and store it unless an identical object exists. Runs in the pool."""
+    if adopt:
+        adopted = _adopt_regular(txn, path, header)
+        if adopted is not None:
+            return adopted
     try:
         with open(path, "rb", buffering=0) as f:
             if size <= SMALL_FILE:
@@ -176,12 +203,22 @@ _BATCH_FILES = 48
 _BATCH_BYTES = 4 << 20
 
 
-def _write_batch(txn: Transaction, batch: _Batch, options: CommitOptions) -> list[Checksum]:
+def _write_batch(txn: Transaction, batch: _Batch, options: CommitOptions, adopt: bool) -> list[Checksum]:
     out = []
     for path, uid, gid, mode, size in batch:
         header = options.file_header(uid, gid, mode, "", _xattrs_of(path, options))
-        out.append(_write_regular(txn, path, header, size))
+        out.append(_write_regular(txn, path, header, size, adopt=adopt))
     return out
+
+
+def _can_adopt(txn: Transaction, options: CommitOptions) -> bool:
+    """ostree's rule: a consumed file becomes its object in a bare repository when nothing
+    changes its metadata, and always in bare-user-only (its permissions made canonical)."""
+    if not options.adopt or options.path_rules is not None:
+        return False
+    if txn.mode is RepoMode.BARE_USER_ONLY:
+        return True
+    return txn.mode is RepoMode.BARE and not options.modifies_metadata
 
 
 def _xattrs_of(path: str, options: CommitOptions) -> Xattrs:
@@ -237,6 +274,7 @@ def write_directory(
     total_bytes = 0
 
     rules = options.path_rules
+    adopt = _can_adopt(txn, options)
     base_len = len(os.fspath(src).rstrip("/"))  # an entry's path in the commit: path[base_len:]
 
     def xattrs_of(path: str) -> Xattrs:
@@ -256,7 +294,7 @@ def write_directory(
         def flush() -> None:
             nonlocal batch, targets, batch_bytes
             if batch:
-                pending.append((targets, pool.submit(_write_batch, txn, batch, options)))
+                pending.append((targets, pool.submit(_write_batch, txn, batch, options, adopt)))
                 batch, targets, batch_bytes = [], [], 0
 
         # The repository's own directory, when it lies inside the tree, is not content: its
