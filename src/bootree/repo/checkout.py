@@ -59,6 +59,8 @@ class CheckoutOptions:
     union: bool = False
     """Overwrite existing files; merge into existing directories (``--union``)."""
     workers: int = 0
+    require_hardlinks: bool = False
+    """``-H``: a file that cannot be hardlinked (another device) fails the checkout, as ostree's."""
     whiteouts: bool = False
     """ostree's ``--process-passthrough-whiteouts`` (deployments always): a regular file
     ``.ostree-wh.NAME`` becomes the overlayfs whiteout ``NAME``, a character device 0:0 with the
@@ -113,6 +115,8 @@ class _Checkout:
                     if e.errno not in (errno.EMLINK, errno.EXDEV):
                         raise
             except OSError as e:
+                if e.errno == errno.EXDEV and self.opts.require_hardlinks:
+                    raise CheckoutError(relpath, f"Unable to do hardlink checkout across devices (src={src} destination={name})") from None
                 if e.errno not in (errno.EMLINK, errno.EXDEV, errno.EPERM):
                     raise
             # Too many links, another filesystem or a protected object: copy instead.

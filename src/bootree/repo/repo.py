@@ -479,7 +479,7 @@ class Repo:
                 or ``require_hardlinks`` (``-H``) is set and this one would copy files.
             ObjectMissing, CorruptObject: for a damaged repository.
         """
-        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts)
+        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts, require_hardlinks=require_hardlinks)
         if require_hardlinks:
             require_hardlink_checkout(self.mode, options, os.fspath(dest))
         commit = self.read_commit(rev)
