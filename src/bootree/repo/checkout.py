@@ -356,12 +356,20 @@ def links_files(mode: RepoMode, options: CheckoutOptions) -> bool:
     return True
 
 
-def require_hardlink_checkout(mode: RepoMode, options: CheckoutOptions, dest: str) -> None:
+def require_hardlink_checkout(mode: RepoMode, options: CheckoutOptions, dest: str, repo_root: str | None = None) -> None:
     """``checkout -H``: refuse up front a checkout that would copy instead of linking.
+
+    As ostree, a destination on another device than ``repo_root`` is refused first.
 
     Raises:
         CheckoutError: naming what prevents hardlinks.
     """
+    if repo_root is not None:
+        where = dest if os.path.lexists(dest) else os.path.dirname(os.path.abspath(dest))
+        with contextlib.suppress(OSError):
+            src_dev, dest_dev = os.stat(repo_root).st_dev, os.stat(where).st_dev
+            if src_dev != dest_dev:
+                raise CheckoutError(dest, f"Unable to do hardlink checkout across devices (src={src_dev} destination={dest_dev})")
     if links_files(mode, options):
         return
     if options.mode is CheckoutMode.COPY:

@@ -481,7 +481,7 @@ class Repo:
         """
         options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts, require_hardlinks=require_hardlinks)
         if require_hardlinks:
-            require_hardlink_checkout(self.mode, options, os.fspath(dest))
+            require_hardlink_checkout(self.mode, options, os.fspath(dest), os.fspath(self.path))
         commit = self.read_commit(rev)
         tree, meta = commit.root_tree, commit.root_meta
         single_file: tuple[str, Checksum] | None = None
