@@ -131,6 +131,9 @@ class Repo:
         with contextlib.suppress(OSError):
             os.mkdir(p / "tmp", 0o755)
         repo = cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        parent = config.get("core", "parent")
+        if parent:  # ostree's [core] parent: reads fall back to that repository
+            repo.store.set_parent(cls.open(parent).store)
         if fsync is not None:
             repo.fsync = fsync
         return repo
