@@ -105,7 +105,9 @@ class _Checkout:
                 os.link(src, name, dst_dir_fd=dfd, follow_symlinks=False)
                 return
             except FileNotFoundError:
-                raise ObjectMissing(csum, "file") from None
+                if self.store.parent is None:
+                    raise ObjectMissing(csum, "file") from None
+                # In the parent repository ([core] parent): copied below.
             except FileExistsError:
                 self._remove_existing(dfd, name, relpath)
                 try:
