@@ -218,13 +218,13 @@ def _import(
     with ThreadPoolExecutor(options.pool_size, thread_name_prefix="bootree-tar") as pool:
         try:
             for e in entries:
-                path = final(e.name)
-                parts = _split(path)
-                mode = e.mode
+                parts = _split(final(e.name))
+                mode = e.mode & 0o7777
                 if rules is not None:
-                    if rules.skipped("/" + path):
+                    where = "/" + "/".join(parts)  # the path ostree's commit filter sees
+                    if rules.skipped(where):
                         continue
-                    mode = rules.mode("/" + path, stat.S_IFDIR | mode if e.kind == _DIR else stat.S_IFREG | mode) & 0o7777
+                    mode = rules.mode(where, (stat.S_IFDIR if e.kind == _DIR else stat.S_IFREG) | mode) & 0o7777
                 if e.kind == _DIR:
                     node = parent_of(parts[:-1], e).ensure_dir(parts[-1]) if parts else into
                     node.meta = txn.write_dirmeta(options.dir_meta(e.uid, e.gid, mode, e.xattrs))
