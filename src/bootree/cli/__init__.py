@@ -156,7 +156,7 @@ OSTREE_COMPAT_VERSION = "2022.7"
 #: The ``Features:`` that ``--version`` lists, as libostree names them. Scripts (ostree's own
 #: tests among them) enable or skip whole areas by this list, so it names only what bootree
 #: really implements; a feature is added here in the change that implements it.
-FEATURES: list[str] = []
+FEATURES: list[str] = ["libarchive"]
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
