@@ -43,11 +43,11 @@ def test_tombstones_from_fsck_and_delete_commit(tmp_path: Path, ostree: str) -> 
         repo = f"--repo={w / 'repo'}"
         init(tool, w / "repo")
         commits = _history(tool, repo, make_tree(w / "tree"), 4)
-        run(tool, repo, "prune", "--refs-only", "--depth=1")
+        run(tool, repo, "prune", "--refs-only", "--depth=2")  # keeps 3..1; 1's parent is gone
         added = run(tool, repo, "fsck", "--add-tombstones").stdout
         after_fsck = _objects(w / "repo", "tombstone-commit")
         config_on = "tombstone-commits=true" in (w / "repo" / "config").read_text()
-        run(tool, repo, "prune", "--delete-commit", commits[2])
+        run(tool, repo, "prune", "--delete-commit", commits[2])  # not a ref's
         refused = run(tool, repo, "prune", "--delete-commit", commits[3], check=False).returncode
         return (
             [line for line in added.splitlines() if line.startswith("Adding tombstone")],

@@ -5,8 +5,10 @@ subtrees, same dirtree checksum, are skipped without being read) or a directory 
 files are hashed as a commit would store them (owner, mode, symlink target, xattrs and
 content), so that "this checkout still matches its commit" is a checksum comparison. As
 ostree: a path whose type changed (file to directory) is one modified entry, the owner
-overrides apply to the second side's files on disk, and directories compare by their
-metadata (a dirmeta checksum) and then by their entries.
+overrides apply to the second side's files on disk, directories compare by their metadata
+(a dirmeta checksum) and then by their entries, and a path is printed absolute when it is
+in a commit (``/a/b``) and relative when it is on disk (``a/b``: modified and deleted
+entries are named by the first side, added ones by the second).
 """
 
 from __future__ import annotations
@@ -183,6 +185,11 @@ def _file_checksum(path: str, st: os.stat_result, uid: int, gid: int, xattrs: tu
         raise SourceError(path, e.strerror or str(e)) from e
 
 
+def _shown(side: CommitSide | DirSide, path: str) -> str:
+    """How ostree prints a path: absolute in a commit (``/a/b``), relative on disk (``a/b``)."""
+    return path if isinstance(side, CommitSide) else path.lstrip("/")
+
+
 def _added(side: CommitSide | DirSide, node: _Node, prefix: str, options: DiffOptions) -> Iterator[DiffEntry]:
     """Everything below an added directory, depth first."""
     stack = [(node, prefix)]
@@ -191,7 +198,7 @@ def _added(side: CommitSide | DirSide, node: _Node, prefix: str, options: DiffOp
         children = _children(side, n, options, target=True)
         for name in sorted(children, key=lambda s: s.encode()):
             child = children[name]
-            yield DiffEntry(DiffKind.ADDED, f"{pre}/{name}")
+            yield DiffEntry(DiffKind.ADDED, _shown(side, f"{pre}/{name}"))
             if child.is_dir:
                 stack.append((child, f"{pre}/{name}"))
 
@@ -208,12 +215,12 @@ def _diff_level(
         na, nb = ca.get(name), cb.get(name)
         if na is not None and nb is not None:
             if na.is_dir != nb.is_dir or na.checksum != nb.checksum:
-                yield DiffEntry(DiffKind.MODIFIED, path)
+                yield DiffEntry(DiffKind.MODIFIED, _shown(sides[0], path))
             if na.is_dir and nb.is_dir:
                 yield _diff_level(sides, na, nb, path, options)
         elif na is not None:
-            yield DiffEntry(DiffKind.DELETED, path)
+            yield DiffEntry(DiffKind.DELETED, _shown(sides[0], path))
         elif nb is not None:
-            yield DiffEntry(DiffKind.ADDED, path)
+            yield DiffEntry(DiffKind.ADDED, _shown(sides[1], path))
             if nb.is_dir:
                 yield _added(sides[1], nb, path, options)
