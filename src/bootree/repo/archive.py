@@ -52,7 +52,7 @@ class _Entry:
 
 
 def _relative(name: str) -> str:
-    """libarchive importer's ``path_relative``: drop ``/`` and ``./`` prefixes and empty parts.
+    """libarchive importer's ``path_relative``: drop ``/`` and ``./`` prefixes and empty parts (a trailing ``/`` stays).
 
     Raises:
         SourceError: for a ``..`` component or a NUL.
@@ -66,7 +66,8 @@ def _relative(name: str) -> str:
         if "\0" in p:
             raise SourceError(name, "tar member name contains NUL")
         parts.append(p)
-    return "/".join(parts)
+    # A trailing slash stays (libarchive's "usr/bin/" for a directory): a pathname filter sees it.
+    return "/".join(parts) + ("/" if parts and name.endswith("/") else "")
 
 
 def _split(path: str) -> list[str]:
@@ -109,7 +110,9 @@ def _tar_entries(stream: BinaryIO, options: CommitOptions) -> Iterator[_Entry]:
                 raise SourceError(repr(m.name), "tar member name or link target is not UTF-8") from e
             xattrs = _tar_xattrs(m, options)
             if m.isdir():
-                yield _Entry(m.name, _DIR, m.uid, m.gid, m.mode, "", b"", xattrs)
+                # tarfile drops the trailing slash that tar writers (GNU tar, tarfile) put on
+                # directory names and libarchive keeps; a pathname filter may match on it.
+                yield _Entry(m.name + "/", _DIR, m.uid, m.gid, m.mode, "", b"", xattrs)
             elif m.issym():
                 yield _Entry(m.name, _SYM, m.uid, m.gid, 0o777, m.linkname, b"", xattrs)
             elif m.islnk():
