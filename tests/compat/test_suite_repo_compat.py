@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from tests.compat.test_cli_compat import each, init, make_tree, run
 
 pytestmark = pytest.mark.compat

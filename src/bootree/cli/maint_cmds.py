@@ -168,7 +168,8 @@ def prune_cmd(
 ) -> None:
     """Delete objects that no ref (or, without --refs-only, no commit) reaches, as ostree's prune."""
     from bootree.delta.store import prune_deltas
-    from bootree.repo.prune import PruneOptions, delete_commit as delete_one, prune_repo
+    from bootree.repo.prune import PruneOptions, prune_repo
+    from bootree.repo.prune import delete_commit as delete_one
 
     repo = open_repo(ctx, repo_path)
     if delete_commit:

@@ -173,7 +173,7 @@ def write_archive(
     """
     name = os.fspath(source)
     try:
-        stream = cast(io.BufferedReader, sys.stdin.buffer) if name == "-" else open(source, "rb")  # noqa: SIM115
+        stream = cast(io.BufferedReader, sys.stdin.buffer) if name == "-" else open(source, "rb")
     except OSError as e:
         raise SourceError(name, e.strerror or str(e)) from e
     try:

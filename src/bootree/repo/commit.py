@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import BootreeError, FormatError, RepoError, SourceError
+from bootree.errors import FormatError, RepoError, SourceError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, FileHeader, ObjectType, Xattrs, validate_filename
 from bootree.format.verified import VerifiedContent

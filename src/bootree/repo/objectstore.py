@@ -8,12 +8,12 @@ the caller) and return; publishing it under its final name is the transaction's 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import stat
 import threading
 import zlib
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path

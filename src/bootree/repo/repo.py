@@ -25,6 +25,7 @@ from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
+from bootree.repo.archive import write_archive
 from bootree.repo.checkout import (
     CheckoutMode,
     CheckoutOptions,
@@ -32,7 +33,6 @@ from bootree.repo.checkout import (
     require_hardlink_checkout,
 )
 from bootree.repo.collections import binding_metadata, validate_collection_id
-from bootree.repo.archive import write_archive
 from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory
 from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.integrity import fs_verity_policy
@@ -40,11 +40,11 @@ from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import ContentObject, DiskObjectStore
 from bootree.repo.partial import PartialMarkers
+from bootree.repo.prune import PruneOptions, prune_repo
 from bootree.repo.reader import EntryKind, ObjectReader, TreeEntry
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.revparse import resolve
 from bootree.repo.transaction import Transaction
-from bootree.repo.prune import PruneOptions, prune_repo
 from bootree.repo.traverse import FsckResult, PruneResult, fsck, reachable_objects
 
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
