@@ -328,3 +328,17 @@ def test_pull_http_header_and_append_user_agent(tmp_path: Path, ostree: str) -> 
 
     got = each(tmp_path, ostree, scenario)
     assert got["bootree"] == got["ostree"] == {"dodo/2.15|bar"}
+
+
+@pytest.mark.parametrize("ts", ["November 05 1955", "@-1", "1960-01-01"])
+def test_commit_timestamp_before_1970(tmp_path: Path, ostree: str, ts: str) -> None:
+    """test-prune.sh commits "November 05 1955": ostree stores the uint64 of a negative time."""
+    def scenario(tool: str, w: Path) -> tuple[str, list[str]]:
+        init(tool, w / "repo")
+        csum = run(tool, f"--repo={w / 'repo'}", "commit", "-b", "t", f"--timestamp={ts}",
+                   f"--tree=dir={make_tree(w / 'tree')}").stdout.strip()
+        shown = run(tool, f"--repo={w / 'repo'}", "show", "t").stdout
+        return csum, [line for line in shown.splitlines() if line.startswith("Date:")]
+
+    got = each(tmp_path, ostree, scenario)
+    assert got["bootree"] == got["ostree"]

@@ -176,7 +176,8 @@ def parse_timestamp(value: str, *, signed: bool = False) -> int:
             seconds = int(value[1:])
         except ValueError:
             raise click.BadParameter(f"invalid timestamp {value!r}") from None
-        if not 0 <= seconds < 2**64:  # a commit's timestamp is a uint64
+        low = -(2**63) if signed else 0
+        if not low <= seconds < 2**64:  # a commit's timestamp is a uint64
             raise click.BadParameter(f"timestamp {value!r} is out of range")
         return seconds
     try:

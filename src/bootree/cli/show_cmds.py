@@ -57,7 +57,14 @@ def _commit_json(csum: Checksum, c: Commit) -> dict[str, Any]:
 
 
 def _date(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+    """A commit's time as ostree prints it: the uint64 read as a signed time (a commit made
+    with a date before 1970 holds its two's complement), out-of-range values as seconds."""
+    signed = ts - 2**64 if ts >= 2**63 else ts
+    try:
+        when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=signed)
+    except OverflowError:
+        return f"@{signed}"
+    return when.strftime("%Y-%m-%d %H:%M:%S +0000")
 
 
 @dataclass(frozen=True, slots=True)
