@@ -14,13 +14,11 @@ import io
 import os
 import stat
 import tarfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-from tests.compat.test_cli_compat import each, init, make_tree, run
+from tests.compat.test_cli_compat import each, http_server, init, make_tree, run
 
 pytestmark = pytest.mark.compat
 
@@ -291,24 +289,17 @@ def test_consume_adopts_files(tmp_path: Path, ostree: str, mode: str) -> None:
     assert got["bootree"] == got["ostree"]
 
 
-@contextmanager
-def _agent_server(root: Path, seen: list[str]) -> Iterator[int]:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *a: object) -> None:
-            pass
+class _Recording(http.server.SimpleHTTPRequestHandler):
+    """Serves files and notes each request's User-Agent and ``foo`` header."""
 
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("User-Agent", "") + "|" + self.headers.get("foo", ""))
-            super().do_GET()
+    seen: ClassVar[list[str]] = []
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **kw: Handler(*a, directory=str(root), **kw))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    def log_message(self, *a: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("User-Agent", "") + "|" + self.headers.get("foo", ""))
+        super().do_GET()
 
 
 def test_pull_http_header_and_append_user_agent(tmp_path: Path, ostree: str) -> None:
@@ -319,7 +310,8 @@ def test_pull_http_header_and_append_user_agent(tmp_path: Path, ostree: str) -> 
         run(tool, f"--repo={src}", "summary", "-u")
         init(tool, w / "dst")
         seen: list[str] = []
-        with _agent_server(src, seen) as port:
+        handler = type("Recording", (_Recording,), {"seen": seen})
+        with http_server(src, handler=handler) as port:
             dst = f"--repo={w / 'dst'}"
             run(tool, dst, "remote", "add", "--no-gpg-verify", "origin", f"http://127.0.0.1:{port}/")
             run(tool, dst, "pull", "--http-header", "foo=bar", "--append-user-agent", "dodo/2.15", "origin", "main")
