@@ -193,9 +193,10 @@ class _AuthHandler(_Handler):
 
 
 @contextmanager
-def http_server(root: Path, *, auth: bool = False) -> Iterator[int]:
+def http_server(root: Path, *, auth: bool = False,
+                handler: type[http.server.SimpleHTTPRequestHandler] | None = None) -> Iterator[int]:
     """A server on 127.0.0.1 (a free port) for ``root``, stopped on exit; yields the port."""
-    cls = _AuthHandler if auth else _Handler
+    cls = handler or (_AuthHandler if auth else _Handler)
     handler = lambda *a, **kw: cls(*a, directory=str(root), **kw)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

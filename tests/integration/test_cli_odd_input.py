@@ -183,10 +183,12 @@ def test_commit_body_file_not_utf8(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [
-    ["--timestamp=@99999999999999999999"], ["--timestamp=@-1"], ["--timestamp=1960-01-01"],
+    ["--timestamp=@99999999999999999999"],
     ["--owner-uid=-5"], ["--owner-gid=99999999999"],
     ["--add-metadata-string=k=" + os.fsdecode(b"\xff")], ["--subject=" + os.fsdecode(b"caf\xe9")],
-], ids=["ts-huge", "ts-negative", "ts-1960", "uid-negative", "gid-huge", "meta-not-utf8", "subject-not-utf8"])
+], ids=["ts-huge", "uid-negative", "gid-huge", "meta-not-utf8", "subject-not-utf8"])
+# A date before 1970 is not refused: ostree stores it (as the uint64 of its two's complement)
+# and so does bootree, with the same checksum (tests/compat/test_suite_repo_compat.py).
 def test_commit_values_out_of_range(tmp_path: Path, args: list[str]) -> None:
     repo = _repo(tmp_path)
     proc = bootree(f"--repo={repo}", "commit", "-b", "x", str(tmp_path / "t"), *args)

@@ -49,7 +49,7 @@ _COMMAND_MODULES = [
 _COMMAND_HOME = {
     **dict.fromkeys(["init", "commit", "checkout"], "bootree.cli.repo_cmds"),
     **dict.fromkeys(["refs", "rev-parse"], "bootree.cli.refs_cmds"),
-    **dict.fromkeys(["log", "show", "ls", "cat", "diff"], "bootree.cli.show_cmds"),
+    **dict.fromkeys(["log", "show", "ls", "cat", "diff", "export"], "bootree.cli.show_cmds"),
     **dict.fromkeys(["fsck", "prune"], "bootree.cli.maint_cmds"),
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary"], "bootree.cli.remote_cmds"),
@@ -156,7 +156,7 @@ OSTREE_COMPAT_VERSION = "2022.7"
 #: The ``Features:`` that ``--version`` lists, as libostree names them. Scripts (ostree's own
 #: tests among them) enable or skip whole areas by this list, so it names only what bootree
 #: really implements; a feature is added here in the change that implements it.
-FEATURES: list[str] = []
+FEATURES: list[str] = ["libarchive"]
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

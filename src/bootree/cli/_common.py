@@ -162,8 +162,11 @@ def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool
         yield ProgressHandle(prog, prog.add_task(description, total=total))
 
 
-def parse_timestamp(value: str) -> int:
+def parse_timestamp(value: str, *, signed: bool = False) -> int:
     """Parse ``@SECONDS`` or an ISO 8601 date (UTC unless it carries an offset).
+
+    ``signed``: a date before 1970 is a negative number (ostree's ``parse_datetime`` reads
+    them; its commit stores one as the uint64 the bits make, which the caller does).
 
     Raises:
         click.BadParameter: for anything else.
@@ -173,7 +176,8 @@ def parse_timestamp(value: str) -> int:
             seconds = int(value[1:])
         except ValueError:
             raise click.BadParameter(f"invalid timestamp {value!r}") from None
-        if not 0 <= seconds < 2**64:  # a commit's timestamp is a uint64
+        low = -(2**63) if signed else 0
+        if not low <= seconds < 2**64:  # a commit's timestamp is a uint64
             raise click.BadParameter(f"timestamp {value!r} is out of range")
         return seconds
     try:
@@ -192,7 +196,7 @@ def parse_timestamp(value: str) -> int:
         raise click.BadParameter(f"invalid timestamp {value!r}: use @SECONDS or an ISO 8601 date") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    if when.timestamp() < 0:
+    if when.timestamp() < 0 and not signed:
         raise click.BadParameter(f"timestamp {value!r} is before 1970")
     return int(when.timestamp())
 

@@ -43,6 +43,7 @@ from bootree.format.objects import ObjectType
 )
 @click.option("--verify-bindings", is_flag=True, help="Check that each ref's commit is bound to it (ostree.ref-binding, ostree.collection-binding).")
 @click.option("--verify-back-refs", is_flag=True, help="Check that each ref a commit is bound to exists.")
+@click.option("--add-tombstones", is_flag=True, help="Replace each commit whose parent is missing by a tombstone (and turn tombstones on).")
 @json_option
 @click.pass_context
 def fsck_cmd(
@@ -54,6 +55,7 @@ def fsck_cmd(
     check_composefs: bool,
     verify_bindings: bool,
     verify_back_refs: bool,
+    add_tombstones: bool,
     as_json: bool,
 ) -> None:
     """Verify every commit and every object it reaches; exit 1 listing each bad object.
@@ -116,7 +118,12 @@ def fsck_cmd(
         else:
             click.echo(f"error: {where}{p.message}", err=True)
             unfixed.append(p)
-    if result.partial:
+    if add_tombstones:
+        from bootree.repo.prune import add_tombstones as tombstone_orphans
+
+        for c in tombstone_orphans(repo):
+            click.echo(f"Adding tombstone for commit {c}")
+    elif result.partial:
         say(f"{len(result.partial)} partial commits not verified")
     if unfixed:
         click.echo(f"error: Repository corruption encountered ({len(unfixed)} bad objects)", err=True)
@@ -136,9 +143,13 @@ _FSCK_DELETABLE = {"file": ObjectType.FILE, "dirtree": ObjectType.DIR_TREE, "dir
 @repo_option
 @click.option("--refs-only", is_flag=True, help="Only refs are roots; commits they do not reach are deleted.")
 @click.option("--depth", type=int, default=-1, show_default=True, help="Parents to keep per root (-1 = all).")
-@click.option("--keep-younger-than", help="Also keep commits newer than this date (ISO 8601 or @SECONDS).")
+@click.option("--keep-younger-than", metavar="DATE", help="On each ref, keep only the commits at least this new (a date as GNU date reads it, or @SECONDS).")
 @click.option("--no-prune", is_flag=True, help="Only report what would be deleted.")
-@click.option("--delete-commit", metavar="COMMIT", help="Delete this commit (it must not be a ref) before pruning.")
+@click.option("--delete-commit", metavar="COMMIT", help="Delete this commit (no ref may name it; it leaves a tombstone) before pruning.")
+@click.option("--static-deltas-only", is_flag=True, help="With --delete-commit: delete only the static deltas to that commit.")
+@click.option("--retain-branch-depth", "retain", multiple=True, metavar="BRANCH=DEPTH", help="Keep DEPTH parents of BRANCH (-1 = all).")
+@click.option("--only-branch", "only_branches", multiple=True, metavar="BRANCH", help="Prune only BRANCH (repeatable); other refs are kept whole.")
+@click.option("--commit-only", is_flag=True, help="Only walk and delete commit objects.")
 @json_option
 @click.pass_context
 def prune_cmd(
@@ -149,31 +160,65 @@ def prune_cmd(
     keep_younger_than: str | None,
     no_prune: bool,
     delete_commit: str | None,
+    static_deltas_only: bool,
+    retain: tuple[str, ...],
+    only_branches: tuple[str, ...],
+    commit_only: bool,
     as_json: bool,
 ) -> None:
-    """Delete objects that no ref (or, without --refs-only, no commit) reaches."""
+    """Delete objects that no ref (or, without --refs-only, no commit) reaches, as ostree's prune."""
+    from bootree.delta.store import prune_deltas
+    from bootree.repo.prune import PruneOptions, prune_repo
+    from bootree.repo.prune import delete_commit as delete_one
+
     repo = open_repo(ctx, repo_path)
     if delete_commit:
+        if no_prune:
+            raise click.UsageError("Cannot specify both --delete-commit and --no-prune")
         csum = repo.resolve_rev(delete_commit)
-        for name, c in repo.list_refs().items():
-            if c == csum:
-                raise RepoError(f"commit {csum} is referenced by ref {name}; delete the ref first")
-        with repo.lock(exclusive=True):
-            os.unlink(repo.object_path(ObjectType.COMMIT, csum))
-    result = repo.prune(
+        if static_deltas_only:
+            prune_deltas(repo, to=csum)
+        else:
+            delete_one(repo, csum)
+    elif static_deltas_only:
+        raise RepoError("--static-deltas-only requires --delete-commit; see https://github.com/ostreedev/ostree/issues/1479")
+    opts = PruneOptions(
         refs_only=refs_only,
         depth=depth,
-        keep_younger_than=parse_timestamp(keep_younger_than) if keep_younger_than else None,
+        keep_younger_than=parse_timestamp(keep_younger_than, signed=True) if keep_younger_than else None,
+        retain_branch_depth=dict(_branch_depth(r) for r in retain),
+        only_branches=only_branches,
+        commit_only=commit_only,
         dry_run=no_prune,
     )
-    report = {"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune}
+    result = prune_repo(repo, opts)
+    if not no_prune:
+        prune_deltas(repo)
+    report = {"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune,
+              "commit_only": commit_only}
     emit(report, as_json=as_json, text=_prune_lines)
+
+
+def _branch_depth(spec: str) -> tuple[str, int]:
+    """``BRANCH=DEPTH`` of --retain-branch-depth, with ostree's error texts.
+
+    Raises:
+        RepoError: without ``=``, or for a depth that is not a number.
+    """
+    branch, eq, depth = spec.partition("=")
+    if not eq:
+        raise RepoError(f"Invalid value {spec}, must specify BRANCH=DEPTH")
+    try:
+        return branch, int(depth)
+    except ValueError:
+        raise RepoError(f"Invalid depth {depth}") from None
 
 
 def _prune_lines(r: dict[str, Any]) -> list[str]:
     """Prune's summary in ostree's words (sizes as GLib's ``g_format_size``)."""
+    total = f"Total (commit only) objects: {r['total']}" if r["commit_only"] else f"Total objects: {r['total']}"
     if not r["deleted"]:
-        return [f"Total objects: {r['total']}", "No unreachable objects"]
+        return [total, "No unreachable objects"]
     if r["dry_run"]:
-        return [f"Total objects: {r['total']}", f"Would delete: {r['deleted']} objects, freeing {format_size(r['bytes_freed'])}"]
-    return [f"Total objects: {r['total']}", f"Deleted {r['deleted']} objects, {format_size(r['bytes_freed'])} freed"]
+        return [total, f"Would delete: {r['deleted']} objects, freeing {format_size(r['bytes_freed'])}"]
+    return [total, f"Deleted {r['deleted']} objects, {format_size(r['bytes_freed'])} freed"]

@@ -142,6 +142,7 @@ def _pull_config(network_retries: int | None) -> PullConfig:
 )
 @click.option("--url", "url_override", help="Pull from this URL instead of the remote's.")
 @click.option("--http-header", "http_headers", multiple=True, metavar="NAME=VALUE", help="Add an HTTP request header.")
+@click.option("--append-user-agent", metavar="PRODUCT/VERSION", help="Add this product to the User-Agent header (after bootree's own).")
 @click.option(
     "--per-object-fsync",
     is_flag=True,
@@ -165,6 +166,7 @@ def pull_cmd(
     network_retries: int | None,
     url_override: str | None,
     http_headers: tuple[str, ...],
+    append_user_agent: str | None,
     per_object_fsync: bool,
     allow_downgrade: bool,
     as_json: bool,
@@ -197,6 +199,9 @@ def pull_cmd(
         headers.append(("Cookie", cookies))
     if headers:
         cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, headers=tuple(headers)))
+    if append_user_agent:
+        agent = f"{cfg.fetch.user_agent} {append_user_agent}"
+        cfg = dataclasses.replace(cfg, fetch=dataclasses.replace(cfg.fetch, user_agent=agent))
     with _progress() as display:
         result = pull(
             repo,

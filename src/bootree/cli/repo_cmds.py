@@ -78,9 +78,14 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str, collection_i
 @click.option("--no-xattrs", is_flag=True, help="Do not import extended attributes.")
 @click.option("--canonical-permissions", is_flag=True, help="uid/gid 0 and mode & 0755, as bare-user-only repositories store files.")
 @click.option("--bootable", is_flag=True, help="Flag this commit as bootable (ostree.bootable metadata).")
+@click.option("--statoverride", "statoverride", type=click.Path(dir_okay=False, path_type=Path), help="File of '[+]MODE PATH' (OR MODE, decimal, into the mode) and '=MODE PATH' (set the permissions) lines.")
+@click.option("--skip-list", "skip_list", type=click.Path(dir_okay=False, path_type=Path), help="File of paths (one a line, as /usr/bin/foo) to leave out.")
+@click.option("--mode-ro-executables", "ro_executables", is_flag=True, help="Remove the write bits of regular files that have an execute bit.")
+@click.option("--tar-autocreate-parents", is_flag=True, help="Give an archive that lists no root directory one (0755, owned as --owner-uid/--owner-gid say).")
+@click.option("--tar-pathname-filter", metavar="REGEX,REPLACEMENT", help="Rewrite the path names of archive entries (every match of REGEX).")
 @click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
 @click.option("--base", metavar="REV", help="Start from the tree of REV (the owner/xattr options do not apply to it).")
-@click.option("--consume", is_flag=True, help="Delete the committed directories once the commit is written.")
+@click.option("--consume", is_flag=True, help="Delete the committed directories once the commit is written (in bare and bare-user-only repositories their files become the objects).")
 @click.option(
     "--link-checkout-speedup",
     is_flag=True,
@@ -120,6 +125,11 @@ def commit_cmd(
     no_xattrs: bool,
     canonical_permissions: bool,
     bootable: bool,
+    statoverride: Path | None,
+    skip_list: Path | None,
+    ro_executables: bool,
+    tar_autocreate_parents: bool,
+    tar_pathname_filter: str | None,
     skip_if_unchanged: bool,
     base: str | None,
     consume: bool,
@@ -183,8 +193,15 @@ def commit_cmd(
         parent_arg = None
     else:
         parent_arg = repo.resolve_rev(parent)
+    from bootree.repo.commitrules import PathnameFilter, PathRules
+
     options = CommitOptions(
-        owner_uid=owner_uid, owner_gid=owner_gid, no_xattrs=no_xattrs, canonical_permissions=canonical_permissions
+        owner_uid=owner_uid, owner_gid=owner_gid, no_xattrs=no_xattrs, canonical_permissions=canonical_permissions,
+        ro_executables=ro_executables,
+        path_rules=PathRules.load(statoverride, skip_list) if statoverride or skip_list else None,
+        tar_autocreate_parents=tar_autocreate_parents,
+        tar_pathname_filter=PathnameFilter.parse(tar_pathname_filter) if tar_pathname_filter else None,
+        adopt=consume,
     )
     kwargs: dict[str, Any] = {}
     if parent_arg is not _UNSET:
@@ -216,7 +233,7 @@ def commit_cmd(
             branch=None if orphan else branch,
             subject=subject,
             body=body,
-            timestamp=parse_timestamp(timestamp) if timestamp else _source_date_epoch(),
+            timestamp=parse_timestamp(timestamp, signed=True) % 2**64 if timestamp else _source_date_epoch(),  # as ostree's
             metadata=metadata,
             bindings=not no_bindings,
             options=options,

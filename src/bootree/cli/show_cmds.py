@@ -27,6 +27,7 @@ from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, ObjectType
 from bootree.repo import Repo
+from bootree.repo.modes import RepoMode
 
 
 def _variant_json(v: Any) -> Any:
@@ -56,7 +57,14 @@ def _commit_json(csum: Checksum, c: Commit) -> dict[str, Any]:
 
 
 def _date(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+    """A commit's time as ostree prints it: the uint64 read as a signed time (a commit made
+    with a date before 1970 holds its two's complement), out-of-range values as seconds."""
+    signed = ts - 2**64 if ts >= 2**63 else ts
+    try:
+        when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=signed)
+    except OverflowError:
+        return f"@{signed}"
+    return when.strftime("%Y-%m-%d %H:%M:%S +0000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,13 +323,66 @@ def cat_cmd(ctx: click.Context, repo_path: Path | None, rev: str, paths: tuple[s
 @cli.command("diff")
 @repo_option
 @click.argument("rev_a")
-@click.argument("rev_b")
+@click.argument("rev_b", required=False)
+@click.option("--no-xattrs", is_flag=True, help="Leave extended attributes out of the comparison.")
+@click.option("--owner-uid", type=int, help="Compare the files on disk of the second side as owned by UID.")
+@click.option("--owner-gid", type=int, help="Compare the files on disk of the second side as owned by GID.")
 @json_option
 @click.pass_context
-def diff_cmd(ctx: click.Context, repo_path: Path | None, rev_a: str, rev_b: str, as_json: bool) -> None:
-    """List files modified (M), deleted (D) and added (A) from REV_A to REV_B."""
+def diff_cmd(
+    ctx: click.Context,
+    repo_path: Path | None,
+    rev_a: str,
+    rev_b: str | None,
+    no_xattrs: bool,
+    owner_uid: int | None,
+    owner_gid: int | None,
+    as_json: bool,
+) -> None:
+    """List files modified (M), deleted (D) and added (A) from REV_A to REV_B.
+
+    Either side may be a directory on disk, named as ostree names one: a path starting with
+    '/' or './'. With one argument, REV is compared with its parent (REV^).
+    """
+    from bootree.repo.diff import CommitSide, DiffOptions, DirSide, diff_trees
+
     repo = open_repo(ctx, repo_path)
-    entries = repo.diff(repo.resolve_rev(rev_a), repo.resolve_rev(rev_b))
+    if rev_b is None:
+        rev_a, rev_b = f"{rev_a}^", rev_a
+
+    def side(arg: str) -> CommitSide | DirSide:
+        if arg.startswith(("/", "./")):
+            return DirSide(Path(arg))
+        c = repo.read_commit(repo.resolve_rev(arg))
+        return CommitSide(repo.reader, c.root_tree, c.root_meta)
+
+    ignore = no_xattrs or repo.mode is RepoMode.BARE_USER_ONLY or repo.config.get_bool("core", "disable-xattrs", False)
+    opts = DiffOptions(ignore_xattrs=ignore, owner_uid=owner_uid, owner_gid=owner_gid)
+    entries = diff_trees(side(rev_a), side(rev_b), opts)
     emit(entries, as_json=as_json, text=lambda es: [f"{e.kind}    {e.path}" for e in es])
 
 
+
+
+@cli.command("export")
+@repo_option
+@click.argument("rev")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the archive to FILE (default: standard output).")
+@click.option("--subpath", default="/", metavar="PATH", help="Export only this directory of the commit.")
+@click.option("--prefix", default="", metavar="PATH", help="Prepend PATH to every name in the archive (e.g. 'root/').")
+@click.option("--no-xattrs", is_flag=True, help="Accepted for ostree: a GNU tar archive holds no extended attributes.")
+@click.pass_context
+def export_cmd(ctx: click.Context, repo_path: Path | None, rev: str, output: Path | None, subpath: str, prefix: str, no_xattrs: bool) -> None:
+    """Write the tree of REV as a GNU tar archive, as ostree export does."""
+    from bootree.repo.export import export_tar, export_tar_file
+
+    repo = open_repo(ctx, repo_path)
+    csum = repo.resolve_rev(rev)
+    if output is None:
+        export_tar(repo, csum, sys.stdout.buffer, subpath=subpath, prefix=prefix)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        export_tar_file(repo, csum, output, subpath=subpath, prefix=prefix)
+    except OSError as e:
+        raise RepoError(f"{output}: {e.strerror or e}") from e

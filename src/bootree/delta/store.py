@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bootree import _fs
 from bootree.errors import DeltaNotFound, InvalidChecksum
-from bootree.format.checksum import Checksum
+from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.delta import (
     DeltaName,
     Superblock,
@@ -34,6 +34,7 @@ __all__ = [
     "delete_delta",
     "list_deltas",
     "list_indexes",
+    "prune_deltas",
     "publish_delta_dir",
     "read_superblock",
     "reindex",
@@ -182,3 +183,15 @@ def list_indexes(repo: Repo) -> list[Checksum]:
         except InvalidChecksum:
             log.warning("ignoring unrecognised delta index %s", f)
     return out
+
+
+def prune_deltas(repo: Repo, *, to: Checksum | None = None) -> list[DeltaName]:
+    """Delete static deltas as ostree's prune does: those ending at ``to``, or (without it)
+    those whose ``to`` commit is no longer in the repository. Returns the deleted names."""
+    gone: list[DeltaName] = []
+    for d in list_deltas(repo):
+        target = d.name.to_commit
+        if (target == to) if to is not None else not repo.store.has(ObjectType.COMMIT, target):
+            delete_delta(repo, d.name)
+            gone.append(d.name)
+    return gone

@@ -59,6 +59,8 @@ class CheckoutOptions:
     union: bool = False
     """Overwrite existing files; merge into existing directories (``--union``)."""
     workers: int = 0
+    require_hardlinks: bool = False
+    """``-H``: a file that cannot be hardlinked (another device) fails the checkout, as ostree's."""
     whiteouts: bool = False
     """ostree's ``--process-passthrough-whiteouts`` (deployments always): a regular file
     ``.ostree-wh.NAME`` becomes the overlayfs whiteout ``NAME``, a character device 0:0 with the
@@ -103,7 +105,9 @@ class _Checkout:
                 os.link(src, name, dst_dir_fd=dfd, follow_symlinks=False)
                 return
             except FileNotFoundError:
-                raise ObjectMissing(csum, "file") from None
+                if self.store.parent is None:
+                    raise ObjectMissing(csum, "file") from None
+                # In the parent repository ([core] parent): copied below.
             except FileExistsError:
                 self._remove_existing(dfd, name, relpath)
                 try:
@@ -113,6 +117,8 @@ class _Checkout:
                     if e.errno not in (errno.EMLINK, errno.EXDEV):
                         raise
             except OSError as e:
+                if e.errno == errno.EXDEV and self.opts.require_hardlinks:
+                    raise CheckoutError(relpath, f"Unable to do hardlink checkout across devices (src={src} destination={name})") from None
                 if e.errno not in (errno.EMLINK, errno.EXDEV, errno.EPERM):
                     raise
             # Too many links, another filesystem or a protected object: copy instead.
@@ -352,12 +358,20 @@ def links_files(mode: RepoMode, options: CheckoutOptions) -> bool:
     return True
 
 
-def require_hardlink_checkout(mode: RepoMode, options: CheckoutOptions, dest: str) -> None:
+def require_hardlink_checkout(mode: RepoMode, options: CheckoutOptions, dest: str, repo_root: str | None = None) -> None:
     """``checkout -H``: refuse up front a checkout that would copy instead of linking.
+
+    As ostree, a destination on another device than ``repo_root`` is refused first.
 
     Raises:
         CheckoutError: naming what prevents hardlinks.
     """
+    if repo_root is not None:
+        where = dest if os.path.lexists(dest) else os.path.dirname(os.path.abspath(dest))
+        with contextlib.suppress(OSError):
+            src_dev, dest_dev = os.stat(repo_root).st_dev, os.stat(where).st_dev
+            if src_dev != dest_dev:
+                raise CheckoutError(dest, f"Unable to do hardlink checkout across devices (src={src_dev} destination={dest_dev})")
     if links_files(mode, options):
         return
     if options.mode is CheckoutMode.COPY:

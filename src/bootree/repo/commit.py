@@ -1,4 +1,4 @@
-"""Turning a directory or a tar archive into content, dirtree and dirmeta objects.
+"""Turning a directory into content, dirtree and dirmeta objects (archives: :mod:`.archive`).
 
 Layer: repo. The work is split so that both cores are busy: the walking thread reads directory
 entries and metadata, a thread pool reads, hashes and (for new objects only) compresses and
@@ -22,22 +22,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import tarfile
     from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import BootreeError, FormatError, RepoError, SourceError
+from bootree.errors import FormatError, RepoError, SourceError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, FileHeader, ObjectType, Xattrs, validate_filename
 from bootree.format.verified import VerifiedContent
+from bootree.repo.commitrules import PathnameFilter, PathRules
+from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import CHUNK
 from bootree.repo.transaction import Transaction
 
-__all__ = ["SMALL_FILE", "CommitOptions", "SourceKind", "TreeSource", "write_directory", "write_tar"]
+__all__ = ["SMALL_FILE", "CommitOptions", "SourceKind", "TreeSource", "write_directory"]
 
 #: Files up to this size are read into memory once; larger ones are streamed.
 SMALL_FILE = 8 << 20
@@ -89,9 +90,19 @@ class CommitOptions:
     canonical_permissions: bool = False
     workers: int = 0
     """Threads for hashing and compression; 0 means one per core."""
+    ro_executables: bool = False
+    """ostree's ``--mode-ro-executables``: a regular file with an x bit loses its w bits."""
+    path_rules: PathRules | None = None
+    """``--statoverride`` and ``--skip-list`` (directory and archive sources)."""
+    tar_autocreate_parents: bool = False
+    tar_pathname_filter: PathnameFilter | None = None
+    adopt: bool = False
+    """``--consume``: the caller gives the files up, so they may become objects themselves."""
 
     def file_header(self, uid: int, gid: int, mode: int, target: str, xattrs: Xattrs) -> FileHeader:
         """Apply the modifiers to a file's metadata."""
+        if self.ro_executables and stat.S_ISREG(mode) and mode & 0o111:
+            mode &= ~0o222
         if self.canonical_permissions:
             uid = gid = 0
             mode = stat.S_IFMT(mode) | (mode & 0o755) if not stat.S_ISLNK(mode) else stat.S_IFLNK | 0o777
@@ -124,6 +135,7 @@ class CommitOptions:
         """Whether these options change the metadata of what they import."""
         return (
             self.owner_uid is not None or self.owner_gid is not None or self.no_xattrs or self.canonical_permissions
+            or self.ro_executables
         )
 
     @property
@@ -132,8 +144,32 @@ class CommitOptions:
         return self.workers or max(2, os.cpu_count() or 2)
 
 
-def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -> Checksum:
+def _adopt_regular(txn: Transaction, path: str, header: FileHeader) -> Checksum | None:
+    """``--consume`` in a bare or bare-user-only repository: hash the file and make it the object.
+
+    Returns None when it cannot be adopted (it is then written as usual).
+    """
+    try:
+        with open(path, "rb", buffering=0) as f:
+            hasher = hashlib.sha256(header.checksum_prefix())
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                hasher.update(chunk)
+            csum = Checksum(hasher.hexdigest())
+            if txn.has_object_indexed(ObjectType.FILE, csum):
+                return csum  # the consumed file is deleted with its directory
+            if txn.mode is RepoMode.BARE_USER_ONLY:
+                os.fchmod(f.fileno(), stat.S_IMODE(header.mode))  # the canonical permissions
+        return csum if txn.adopt_file(path, csum) else None
+    except OSError as e:
+        raise SourceError(path, e.strerror or str(e)) from e
+
+
+def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int, *, adopt: bool = False) -> Checksum:
     """Hash a regular file and store it unless an identical object exists. Runs in the pool."""
+    if adopt:
+        adopted = _adopt_regular(txn, path, header)
+        if adopted is not None:
+            return adopted
     try:
         with open(path, "rb", buffering=0) as f:
             if size <= SMALL_FILE:
@@ -167,12 +203,22 @@ _BATCH_FILES = 48
 _BATCH_BYTES = 4 << 20
 
 
-def _write_batch(txn: Transaction, batch: _Batch, options: CommitOptions) -> list[Checksum]:
+def _write_batch(txn: Transaction, batch: _Batch, options: CommitOptions, adopt: bool) -> list[Checksum]:
     out = []
     for path, uid, gid, mode, size in batch:
         header = options.file_header(uid, gid, mode, "", _xattrs_of(path, options))
-        out.append(_write_regular(txn, path, header, size))
+        out.append(_write_regular(txn, path, header, size, adopt=adopt))
     return out
+
+
+def _can_adopt(txn: Transaction, options: CommitOptions) -> bool:
+    """ostree's rule: a consumed file becomes its object in a bare repository when nothing
+    changes its metadata, and always in bare-user-only (its permissions made canonical)."""
+    if not options.adopt or options.path_rules is not None:
+        return False
+    if txn.mode is RepoMode.BARE_USER_ONLY:
+        return True
+    return txn.mode is RepoMode.BARE and not options.modifies_metadata
 
 
 def _xattrs_of(path: str, options: CommitOptions) -> Xattrs:
@@ -182,6 +228,13 @@ def _xattrs_of(path: str, options: CommitOptions) -> Xattrs:
         return _fs.list_xattrs(path)
     except OSError as e:
         raise SourceError(path, e.strerror or str(e)) from e
+
+
+def _with_mode(s: os.stat_result, mode: int) -> os.stat_result:
+    """``s`` with another ``st_mode`` (a statoverride rule's result)."""
+    fields = list(s)
+    fields[stat.ST_MODE] = mode
+    return os.stat_result(fields)
 
 
 def write_directory(
@@ -220,6 +273,10 @@ def write_directory(
     total_files = 0
     total_bytes = 0
 
+    rules = options.path_rules
+    adopt = _can_adopt(txn, options)
+    base_len = len(os.fspath(src).rstrip("/"))  # an entry's path in the commit: path[base_len:]
+
     def xattrs_of(path: str) -> Xattrs:
         return _xattrs_of(path, options)
 
@@ -237,7 +294,7 @@ def write_directory(
         def flush() -> None:
             nonlocal batch, targets, batch_bytes
             if batch:
-                pending.append((targets, pool.submit(_write_batch, txn, batch, options)))
+                pending.append((targets, pool.submit(_write_batch, txn, batch, options, adopt)))
                 batch, targets, batch_bytes = [], [], 0
 
         # The repository's own directory, when it lies inside the tree, is not content: its
@@ -267,11 +324,20 @@ def write_directory(
                     except FormatError as e:
                         raise SourceError(path, str(e)) from e
                     mode = es.st_mode
+                    ruled = False
+                    if rules is not None:
+                        rel = path[base_len:]
+                        if rules.skipped(rel):
+                            continue
+                        ruled = (new_mode := rules.mode(rel, mode)) != mode
+                        if ruled:
+                            mode = new_mode
+                            es = _with_mode(es, mode)
                     if stat.S_ISREG(mode):
                         node.files[name] = Checksum("")  # placeholder keeps the name; filled below
                         node.dirs.pop(name, None)
                         key: InodeKey | None = None
-                        if es.st_nlink > 1:
+                        if es.st_nlink > 1 and not ruled:
                             # One inode: one content, owner, mode and set of xattrs.
                             key = (es.st_dev, es.st_ino)
                             if key in seen_inodes:
@@ -319,141 +385,3 @@ def write_directory(
             raise
     if progress is not None:
         progress(total_files, total_bytes)
-
-
-def _tar_path(name: str) -> list[str]:
-    """Split a member name into safe components; ``..`` and absolute escapes are refused."""
-    parts = []
-    for p in name.split("/"):
-        if p in ("", "."):
-            continue
-        if p == "..":
-            raise SourceError(name, "tar member path escapes the tree ('..')")
-        if "\0" in p:
-            raise SourceError(name, "tar member name contains NUL")
-        parts.append(p)
-    return parts
-
-
-def _tar_xattrs(member: tarfile.TarInfo, options: CommitOptions) -> Xattrs:
-    if options.no_xattrs or options.canonical_permissions:
-        return ()
-    out = []
-    for key, value in member.pax_headers.items():
-        if key.startswith("SCHILY.xattr."):
-            raw = value.encode("utf-8", "surrogateescape")
-            if raw:
-                out.append((key[len("SCHILY.xattr.") :].encode("utf-8", "surrogateescape"), raw))
-    return tuple(sorted(out))
-
-
-def write_tar(
-    txn: Transaction,
-    tar_path: Path,
-    into: MutableTree,
-    options: CommitOptions,
-    *,
-    progress: ProgressFn | None = None,
-) -> None:
-    """Add the members of a (possibly compressed) tar archive to ``into``.
-
-    Hardlinks reuse the target's object; members whose path would leave the tree are refused.
-
-    Raises:
-        SourceError: for an unreadable or corrupt archive, an unsafe path, a hardlink to a
-            missing member or an unsupported member type.
-    """
-    pending: list[tuple[MutableTree, str, Future[Checksum]]] = []
-    count = 0
-    nbytes = 0
-    import tarfile  # here, not at module level: most commits read directories
-
-    try:
-        tf = tarfile.open(tar_path, mode="r|*")
-    except (OSError, tarfile.TarError) as e:
-        raise SourceError(os.fspath(tar_path), str(e)) from e
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(options.pool_size, thread_name_prefix="bootree-tar") as pool:
-        try:
-            with tf:
-                for member in tf:
-                    try:
-                        member.name.encode("utf-8")
-                        member.linkname.encode("utf-8")
-                    except UnicodeEncodeError as e:
-                        raise SourceError(repr(member.name), "tar member name or link target is not UTF-8") from e
-                    parts = _tar_path(member.name)
-                    for p in parts:
-                        try:
-                            validate_filename(p)
-                        except BootreeError as e:
-                            raise SourceError(member.name, str(e)) from e
-                    xattrs = _tar_xattrs(member, options)
-                    if member.isdir():
-                        node = into.lookup_dir(parts)
-                        node.meta = txn.write_dirmeta(options.dir_meta(member.uid, member.gid, member.mode, xattrs))
-                        continue
-                    if not parts:
-                        raise SourceError(member.name, "tar member has an empty name")
-                    parent = into.lookup_dir(parts[:-1])
-                    name = parts[-1]
-                    if member.issym():
-                        header = options.file_header(member.uid, member.gid, stat.S_IFLNK | 0o777, member.linkname, xattrs)
-                        parent.set_file(name, txn.write_file(header, None))
-                    elif member.islnk():
-                        # The target is an earlier member; wait for its object if still in the pool.
-                        target = _tar_path(member.linkname)
-                        csum = _resolve_pending(into, target, pending)
-                        if csum is None:
-                            raise SourceError(member.name, f"hardlink to missing member {member.linkname!r}")
-                        parent.set_file(name, csum)
-                    elif member.isreg():
-                        header = options.file_header(member.uid, member.gid, stat.S_IFREG | (member.mode & 0o7777), "", xattrs)
-                        f = tf.extractfile(member)
-                        assert f is not None
-                        data = f.read(member.size)
-                        if len(data) != member.size:
-                            raise SourceError(member.name, "tar archive is truncated")
-                        fut = pool.submit(txn.write_file, header, data)
-                        parent.set_file(name, Checksum(""))
-                        pending.append((parent, name, fut))
-                        nbytes += member.size
-                    else:
-                        raise SourceError(member.name, "unsupported tar member type (device or fifo)")
-                    count += 1
-                    if progress is not None and count % 256 == 0:
-                        progress(count, nbytes)
-            for node, name, fut in pending:
-                if node.files.get(name) == "":
-                    node.files[name] = fut.result()
-                else:
-                    fut.result()
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise SourceError(os.fspath(tar_path), f"cannot read tar archive: {e}") from e
-        except BaseException:
-            for _, _, fut in pending:
-                fut.cancel()
-            raise
-    if progress is not None:
-        progress(count, nbytes)
-
-
-def _resolve_pending(
-    root: MutableTree, parts: list[str], pending: list[tuple[MutableTree, str, Future[Checksum]]]
-) -> Checksum | None:
-    csum = root.find_file(parts)
-    if csum is None:
-        return None
-    if csum:
-        return csum
-    # Still being written: find its future (search from the end; hardlinks follow their target).
-    node = root
-    for p in parts[:-1]:
-        node = node.dirs[p]
-    for pnode, pname, fut in reversed(pending):
-        if pnode is node and pname == parts[-1]:
-            result = fut.result()
-            node.files[pname] = result
-            return result
-    return None

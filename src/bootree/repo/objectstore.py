@@ -8,12 +8,13 @@ the caller) and return; publishing it under its final name is the transaction's 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import stat
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -86,8 +87,29 @@ class ContentObject:
             return self.stream.read()
 
 
+#: The reads that fall back to a parent repository (see :meth:`DiskObjectStore.set_parent`).
+_PARENT_READS = ("load_metadata", "open_file", "content_size", "stat_file", "load_file", "verify_file")
+
+
+def _or_parent(own: Callable[..., object], fallback: Callable[..., object]) -> Callable[..., object]:
+    """``own``, or ``fallback`` when the object is not here."""
+
+    @functools.wraps(own)
+    def read(*args: object, **kwargs: object) -> object:
+        try:
+            return own(*args, **kwargs)
+        except ObjectMissing:
+            return fallback(*args, **kwargs)
+
+    return read
+
+
 class DiskObjectStore:
-    """Objects under ``<repo>/objects`` in one of the four modes (implements :class:`ObjectStore`)."""
+    """Objects under ``<repo>/objects`` in one of the four modes (implements :class:`ObjectStore`).
+
+    ``parent`` (ostree's ``[core] parent``) is another repository's store that reads fall back
+    to: objects there are not copied into this one, and this one's prune leaves them alone.
+    """
 
     def __init__(self, root: Path, mode: RepoMode, *, zlib_level: int = 6, fast_zlib: bool = True) -> None:
         self.root = root
@@ -96,6 +118,7 @@ class DiskObjectStore:
         self.objects_str = os.fspath(self.objects)
         self.mode = mode
         self.zlib_level = zlib_level
+        self.parent: DiskObjectStore | None = None
         self._creator: tuple[int, int] | None = None
         self._meta_memo: dict[bytes, FileHeader] = {}  # user.ostreemeta -> regular file header (stat_file)
         #: 0o777 until prepare_writes() knows better: every write then sets its mode explicitly.
@@ -137,6 +160,16 @@ class DiskObjectStore:
         """The object's absolute path as a string (cheaper than :meth:`path` in hot loops)."""
         return f"{self.objects_str}/{object_relpath(otype, csum, self.mode)}"
 
+    def set_parent(self, parent: DiskObjectStore) -> None:
+        """Make reads of objects missing here fall back to ``parent`` (ostree's ``[core] parent``).
+
+        The fallbacks are installed on this instance only, so a store without a parent pays
+        nothing for them in its hot loops.
+        """
+        self.parent = parent
+        for name in _PARENT_READS:
+            setattr(self, name, _or_parent(getattr(self, name), getattr(parent, name)))
+
     def has(self, otype: ObjectType, csum: Checksum) -> bool:
         """Whether the object is present (symlink objects count, without following them).
 
@@ -148,7 +181,7 @@ class DiskObjectStore:
         try:
             st = os.lstat(self.path_str(otype, csum))
         except FileNotFoundError:
-            return False
+            return self.parent is not None and self.parent.has(otype, csum)
         return st.st_size >= self._min_size(otype) or stat.S_ISLNK(st.st_mode)
 
     def _min_size(self, otype: ObjectType) -> int:
@@ -401,7 +434,8 @@ class ObjectIndex:
         """
         rel = self._store.relpath(otype, csum)
         if rel[3:] not in self._listing(rel[:2]):
-            return False
+            parent = self._store.parent
+            return parent is not None and parent.has(otype, csum)
         return otype is ObjectType.FILE or self._store.has(otype, csum)
 
     def add(self, rel: str) -> None:

@@ -25,6 +25,7 @@ from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
+from bootree.repo.archive import write_archive
 from bootree.repo.checkout import (
     CheckoutMode,
     CheckoutOptions,
@@ -32,18 +33,19 @@ from bootree.repo.checkout import (
     require_hardlink_checkout,
 )
 from bootree.repo.collections import binding_metadata, validate_collection_id
-from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory, write_tar
+from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory
 from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.integrity import fs_verity_policy
 from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import ContentObject, DiskObjectStore
 from bootree.repo.partial import PartialMarkers
+from bootree.repo.prune import PruneOptions, prune_repo
 from bootree.repo.reader import EntryKind, ObjectReader, TreeEntry
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.revparse import resolve
 from bootree.repo.transaction import Transaction
-from bootree.repo.traverse import FsckResult, PruneResult, fsck, prune, reachable_objects
+from bootree.repo.traverse import FsckResult, PruneResult, fsck, reachable_objects
 
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
 
@@ -129,6 +131,9 @@ class Repo:
         with contextlib.suppress(OSError):
             os.mkdir(p / "tmp", 0o755)
         repo = cls(p, DiskObjectStore(p, mode, zlib_level=level, fast_zlib=fast), RefStore(p), config)
+        parent = config.get("core", "parent")
+        if parent:  # ostree's [core] parent: reads fall back to that repository
+            repo.store.set_parent(cls.open(parent).store)
         if fsync is not None:
             repo.fsync = fsync
         return repo
@@ -367,12 +372,14 @@ class Repo:
             if source.kind is SourceKind.DIR:
                 write_directory(txn, Path(source.value), root, options, progress=progress, skip_dir=self.path)
             elif source.kind is SourceKind.TAR:
-                write_tar(txn, Path(source.value), root, options, progress=progress)
+                write_archive(txn, Path(source.value), root, options, progress=progress)
             else:
                 c = self.read_commit(self.resolve_rev(source.value))
                 root.overlay_commit_tree(self.reader, c.root_tree, c.root_meta)
                 if options.modifies_metadata and source.kind is SourceKind.REF:  # not to a --base
                     self._apply_options(txn, root, options)
+        if options.path_rules is not None:
+            options.path_rules.check_all_used()
         return root.write(txn)
 
     def _apply_options(self, txn: Transaction, node: MutableTree, options: CommitOptions) -> None:
@@ -475,9 +482,9 @@ class Repo:
                 or ``require_hardlinks`` (``-H``) is set and this one would copy files.
             ObjectMissing, CorruptObject: for a damaged repository.
         """
-        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts)
+        options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts, require_hardlinks=require_hardlinks)
         if require_hardlinks:
-            require_hardlink_checkout(self.mode, options, os.fspath(dest))
+            require_hardlink_checkout(self.mode, options, os.fspath(dest), os.fspath(self.path))
         commit = self.read_commit(rev)
         tree, meta = commit.root_tree, commit.root_meta
         single_file: tuple[str, Checksum] | None = None
@@ -550,13 +557,9 @@ class Repo:
         keep_younger_than: int | None = None,
         dry_run: bool = False,
     ) -> PruneResult:
-        """Delete unreachable objects (see :func:`bootree.repo.traverse.prune`)."""
-        return prune(
-            self.reader,
-            self.refs,
-            self.partial,
-            lambda: self.lock(exclusive=True),
-            refs_only=refs_only, depth=depth, keep_younger_than=keep_younger_than, dry_run=dry_run)
+        """Delete unreachable objects (see :func:`bootree.repo.prune.prune_repo`)."""
+        opts = PruneOptions(refs_only=refs_only, depth=depth, keep_younger_than=keep_younger_than, dry_run=dry_run)
+        return prune_repo(self, opts)
 
     # --- comparing -----------------------------------------------------------------------------
 

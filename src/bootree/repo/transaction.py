@@ -24,6 +24,7 @@ methods from several threads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -270,6 +271,33 @@ class Transaction:
         self._complete(ObjectType.FILE, csum)
         return csum
 
+    def adopt_file(self, path: str, csum: Checksum) -> bool:
+        """Stage the file at ``path`` itself as content object ``csum`` (``commit --consume``).
+
+        For bare and bare-user-only repositories, where an object is the file with its own
+        metadata: the caller hashed it (``csum``) and gives it up, so it is renamed into the
+        staging directory instead of being copied, as ostree adopts consumed files. Returns
+        False, leaving the file alone, when it cannot be renamed there (another file system).
+
+        Raises:
+            RepoError: for a repository mode whose objects are not plain files.
+            OSError: if the rename fails for another reason.
+        """
+        if self._store.mode not in (RepoMode.BARE, RepoMode.BARE_USER_ONLY):
+            raise RepoError(f"{self._store.mode.value} repositories cannot adopt files")
+        target = self._claim(ObjectType.FILE, csum)
+        if target is None:
+            return True
+        try:
+            _fs.rename(path, target)
+        except OSError as e:
+            self._release(ObjectType.FILE, csum)
+            if e.errno == errno.EXDEV:
+                return False
+            raise
+        self._complete(ObjectType.FILE, csum)
+        return True
+
     def content_writer(self, header: FileHeader, size: int, expected: Checksum | None = None) -> ContentWriter:
         """A writer for one content object of ``size`` bytes, hashed while it is written.
 
@@ -419,6 +447,10 @@ class Transaction:
                 (objects / prefix).mkdir(mode=0o755, exist_ok=True)
                 self._made_prefixes.add(prefix)
             _fs.rename(f"{staging}/{_flat(rel)}", f"{objects_str}/{rel}")
+            if rel.endswith(".commit"):
+                # A commit deleted before (prune) and written again: its tombstone goes, as ostree's.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{objects_str}/{rel.removesuffix('commit')}tombstone-commit")
             if self._index is not None:
                 self._index.add(rel)
             with self._lock:

@@ -1,8 +1,7 @@
-"""Walking what commits reach: reachability, fsck and prune.
+"""Walking what commits reach: reachability and fsck (prune is :mod:`bootree.repo.prune`).
 
 Layer: repo. fsck re-hashes every object it checks (metadata and content, in parallel) and
-reports each bad one by checksum; prune deletes what no root reaches, under the repository's
-exclusive lock so that no transaction is publishing at the same time.
+reports each bad one by checksum.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
 from bootree.errors import BootreeError, ChecksumMismatch, CorruptObject, ObjectMissing
@@ -20,9 +18,8 @@ from bootree.repo.objectstore import DiskObjectStore
 from bootree.repo.partial import PartialMarkers
 from bootree.repo.reader import ObjectReader
 from bootree.repo.refs import RefStore
-from bootree.repo.staging import clean_stale
 
-__all__ = ["FsckProblem", "FsckResult", "PruneResult", "fsck", "prune", "reachable_objects"]
+__all__ = ["FsckProblem", "FsckResult", "ObjectName", "PruneResult", "fsck", "reachable_objects"]
 
 ObjectName = tuple[ObjectType, Checksum]
 
@@ -244,61 +241,3 @@ class PruneResult:
     total: int
     deleted: int
     bytes_freed: int
-
-
-def prune(
-    reader: ObjectReader,
-    refs: RefStore,
-    partial: PartialMarkers,
-    lock: Callable[[], AbstractContextManager[None]],
-    *,
-    refs_only: bool = False,
-    depth: int = -1,
-    keep_younger_than: int | None = None,
-    dry_run: bool = False,
-) -> PruneResult:
-    """Delete objects that no root reaches.
-
-    Roots are the refs (and, without ``refs_only``, every commit in the repository), walked
-    ``depth`` parents deep (-1 = all); with ``keep_younger_than`` (a Unix time) commits newer
-    than that are roots too.
-    """
-    store = reader.store
-    with lock():
-        clean_stale(store.root / "tmp")
-        all_objects = list(store.iter_objects())
-        roots: set[Checksum] = set(refs.list().values())
-        roots.update(c for (_, _), c in refs.list_mirrors().items())
-        commits = [c for t, c in all_objects if t is ObjectType.COMMIT]
-        if not refs_only:
-            roots.update(commits)
-        if keep_younger_than is not None:
-            for c in commits:
-                try:
-                    if reader.read_commit(c).timestamp > keep_younger_than:
-                        roots.add(c)
-                except BootreeError:
-                    continue
-        keep = reachable_objects(reader, partial, sorted(roots), depth=depth)
-        deleted = 0
-        freed = 0
-        for otype, csum in all_objects:
-            if (otype, csum) in keep or (otype is ObjectType.COMMIT_META and (ObjectType.COMMIT, csum) in keep):
-                continue
-            if otype is ObjectType.COMMIT_META:
-                continue
-            path = store.path(otype, csum)
-            try:
-                size = os.lstat(path).st_size
-            except FileNotFoundError:
-                continue
-            deleted += 1
-            freed += size
-            if not dry_run:
-                os.unlink(path)
-                if otype is ObjectType.COMMIT:
-                    meta = store.path(ObjectType.COMMIT_META, csum)
-                    if os.path.lexists(meta):
-                        os.unlink(meta)
-                    partial.clear(csum)
-        return PruneResult(len(all_objects), deleted, freed)
