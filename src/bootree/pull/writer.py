@@ -96,6 +96,8 @@ class WriteJob:
     archived: bytes | None = None
     #: A streamed object whose bytes are written already: verify and stage it.
     streamed: StreamedObject | None = None
+    #: A local ``.filez`` to hardlink (verified as linked), copied if the link is refused.
+    link_from: str | None = None
 
 
 class WriterThreads:
@@ -156,6 +158,9 @@ class WriterThreads:
                     txn.write_metadata(job.meta)
                 elif job.streamed is not None:
                     job.streamed.finish()
+                elif job.link_from is not None:
+                    if not txn.link_archived_file(job.link_from, job.checksum):
+                        _copy_archived(txn, job.link_from, job.checksum)
                 else:  # archive to archive: verified by the repository as it is stored
                     assert job.archived is not None
                     txn.write_archived_file(job.archived, expected=job.checksum)
@@ -220,3 +225,11 @@ class EarlyPublisher:
             except BaseException as e:  # reported by the engine at the end of the walk
                 self.error = e
                 return
+
+
+def _copy_archived(txn: Transaction, path: str, csum: Checksum) -> None:
+    """Copy a local ``.filez`` through the verifying writer (a refused hardlink's fallback)."""
+    with open(path, "rb") as f, txn.stream_content(ContentFraming.ARCHIVED, csum) as w:
+        while chunk := f.read(1 << 20):
+            w.write(chunk)
+        w.finish()
