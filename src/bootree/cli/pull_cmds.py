@@ -153,6 +153,8 @@ def _pull_config(network_retries: int | None) -> PullConfig:
 @click.option("--allow-downgrade", is_flag=True, help="Allow a ref to move to an older commit.")
 @click.option("--localcache-repo", "-L", "localcache", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Take objects from this local repository when it has them (repeatable).")
+@click.option("--bareuseronly-files", is_flag=True,
+              help="Refuse files a bare-user-only repository must not hold (setuid, setgid, world-writable).")
 @click.option("--subpath", "subpaths", multiple=True, metavar="PATH",
               help="Only pull PATH of the tree (repeatable); the commit stays partial.")
 @json_option
@@ -175,6 +177,7 @@ def pull_cmd(
     per_object_fsync: bool,
     allow_downgrade: bool,
     localcache: tuple[Path, ...],
+    bareuseronly_files: bool,
     subpaths: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -220,6 +223,7 @@ def pull_cmd(
             allow_downgrade=allow_downgrade,
             subpaths=subpaths,
             localcache=localcache,
+            bareuseronly_files=bareuseronly_files,
         )
     _emit(result, as_json)
 

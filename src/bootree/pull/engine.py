@@ -36,12 +36,12 @@ from typing import Protocol
 
 from bootree.errors import BootreeError, NotFoundError, RepoError
 from bootree.format.checksum import Checksum, ObjectType
-from bootree.format.content import ContentFraming
+from bootree.format.content import ContentFraming, archive_header_length
 from bootree.format.objects import Commit, DirTree
 from bootree.pull.options import MiB, PullConfig, PullPhase
 from bootree.pull.plan import Action, PullPlan
 from bootree.pull.sources import Arrival, ObjectSource
-from bootree.pull.verify import Verifier, verify_commitmeta, verify_content, verify_metadata
+from bootree.pull.verify import Verifier, received_header, verify_commitmeta, verify_content, verify_metadata
 from bootree.pull.writer import EarlyPublisher, StreamedObject, WriteJob, WriterThreads
 from bootree.repo import Repo, RepoMode
 from bootree.repo.transaction import Transaction
@@ -292,7 +292,7 @@ class ObjectEngine:
         def factory(length: int | None) -> BodyStream | None:
             if length is None or length <= threshold:
                 return None
-            return StreamedObject(txn, framing, a.checksum)
+            return StreamedObject(txn, framing, a.checksum, self.verifier.content_check)
 
         return factory
 
@@ -325,6 +325,11 @@ class ObjectEngine:
         if arrival.cached:
             self._count_cached(a.otype)
         if arrival.link_from is not None:
+            if self.verifier.content_check is not None:
+                with open(arrival.link_from, "rb") as f:
+                    prefix = f.read(8)
+                    head = prefix + f.read(max(0, archive_header_length(prefix) - 8))
+                self.verifier.content_check(a.checksum, received_header(head, ContentFraming.ARCHIVED))
             if not arrival.cached:
                 self.content_fetched += 1
             self._queue(txn, WriteJob(ObjectType.FILE, a.checksum, 0, link_from=arrival.link_from), 0)
@@ -411,6 +416,8 @@ class ObjectEngine:
             self.content_bytes += len(data)
         if txn is None:
             return
+        if self.verifier.content_check is not None:
+            self.verifier.content_check(csum, received_header(data, framing))
         if framing is ContentFraming.ARCHIVED and txn.mode is RepoMode.ARCHIVE:
             # The .filez is stored as received; write_archived_file verifies it on the way in.
             self._queue(txn, WriteJob(ObjectType.FILE, csum, len(data), archived=data), len(data))

@@ -35,7 +35,7 @@ from bootree.pull.plan import PullTarget, normalize_subpaths, parse_pull_refs, r
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
 from bootree.pull.sources import CachedSource, HttpSource, LocalRepoSource, ObjectSource
-from bootree.pull.verify import NoSignatures, Verifier
+from bootree.pull.verify import NoSignatures, Verifier, check_bareuseronly
 from bootree.repo import Repo, RepoMode
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
@@ -214,6 +214,7 @@ def pull(
     allow_downgrade: bool = False,
     subpaths: Sequence[str] = (),
     localcache: Sequence[Path] = (),
+    bareuseronly_files: bool = False,
 ) -> PullResult:
     """Pull ``refs`` (``REF``, ``REF@COMMIT`` or ``COMMIT``) from ``remote`` into ``repo``.
 
@@ -228,6 +229,9 @@ def pull(
 
     ``localcache`` (``--localcache-repo``): local repositories to take objects from before
     asking the remote (verified all the same).
+
+    ``bareuseronly_files`` (``--bareuseronly-files``): refuse content objects a bare-user-only
+    repository must not hold (setuid, setgid, world-writable), as ostree does.
 
     ``subpaths`` (``--subpath``): only those paths of each commit's tree (and the directories
     leading to them) are fetched, and the commits stay marked partial, as ostree does.
@@ -257,7 +261,7 @@ def pull(
     try:
         signatures.check_start()
         return _pull_remote(repo, remote, targets, mirror, mirror_all, signatures, allow_downgrade, config,
-                            fetcher, stages, localcache, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress,
+                            fetcher, stages, localcache, bareuseronly_files, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress,
                                                         normalize_subpaths(subpaths)))
     finally:
         if own_policy:
@@ -276,6 +280,7 @@ def _pull_remote(
     fetcher: Fetcher | None,
     stages: Sequence[PullStage],
     localcache: Sequence[Path],
+    bareuseronly_files: bool,
     options: PullOptions,
 ) -> PullResult:
     report = _progress(options.progress)
@@ -312,7 +317,10 @@ def _pull_remote(
             )
             refs_out = tuple((local_ref(t.ref), c) for t, c in resolved.items() if t.ref is not None)
             return PullResult(refs_out, 0, 0, session.bytes, 0, time.monotonic() - start, dry_run=True, deltas=plan)
-        if not options.commit_metadata_only and not options.dry_run and options.subpaths is None:
+        # Deltas write objects the walk never sees: not with --subpath (the commit would be
+        # complete) nor with --bareuseronly-files (each object's mode must be checked).
+        if not options.commit_metadata_only and not options.dry_run and options.subpaths is None \
+                and not bareuseronly_files:
             ref_exists = {
                 c: t.ref is not None and repo.refs.get(local_ref(t.ref)) is not None for t, c in resolved.items()
             }
@@ -331,7 +339,7 @@ def _pull_remote(
             source,
             resolved,
             local_ref,
-            Verifier(policy, refs_of),
+            Verifier(policy, refs_of, check_bareuseronly if bareuseronly_files else None),
             options,
             session.config,
             mirror_summary=found if mirror_all else None,

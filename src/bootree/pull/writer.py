@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.content import ContentFraming
+from bootree.format.objects import FileHeader
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
 from bootree.repo.transaction import Transaction
 from bootree.repo.writers import ReceivedContentWriter
@@ -40,8 +41,16 @@ class StreamedObject:
     fetcher's thread never sees it, so it cannot be mistaken for a network fault.
     """
 
-    def __init__(self, txn: Transaction, framing: ContentFraming, expected: Checksum) -> None:
+    def __init__(
+        self,
+        txn: Transaction,
+        framing: ContentFraming,
+        expected: Checksum,
+        check: Callable[[Checksum, FileHeader], None] | None = None,
+    ) -> None:
         self.checksum = expected
+        #: A check of the object's header before it is staged (``--bareuseronly-files``).
+        self.check = check
         self.error: BaseException | None = None
         self._writer: ReceivedContentWriter | None = None
         try:
@@ -77,6 +86,12 @@ class StreamedObject:
             self.abort()
             raise self.error
         assert self._writer is not None
+        if self.check is not None and self._writer.header is not None:
+            try:
+                self.check(self.checksum, self._writer.header)
+            except BaseException:
+                self.abort()
+                raise
         try:
             self._writer.finish()
         finally:

@@ -161,6 +161,11 @@ class ReceivedContentWriter(_Writer):
     def __enter__(self) -> ReceivedContentWriter:
         return self
 
+    @property
+    def header(self) -> FileHeader | None:
+        """The object's header, once its framing has been received."""
+        return self._decoder.header
+
     def _open(self, header: FileHeader) -> None:
         self._hasher = hashlib.sha256(header.checksum_prefix())
         if self._target is None:
