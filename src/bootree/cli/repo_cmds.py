@@ -76,6 +76,8 @@ def init_cmd(ctx: click.Context, repo_path: Path | None, mode: str, collection_i
 @click.option("--owner-uid", type=int, help="Set file ownership user id.")
 @click.option("--owner-gid", type=int, help="Set file ownership group id.")
 @click.option("--no-xattrs", is_flag=True, help="Do not import extended attributes.")
+@click.option("--statoverride", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File of 'MODE /PATH' lines: decimal mode bits to add to those paths of a directory source.")
 @click.option("--canonical-permissions", is_flag=True, help="uid/gid 0 and mode & 0755, as bare-user-only repositories store files.")
 @click.option("--bootable", is_flag=True, help="Flag this commit as bootable (ostree.bootable metadata).")
 @click.option("--skip-if-unchanged", is_flag=True, help="If the tree is the same as the parent's, do nothing.")
@@ -118,6 +120,7 @@ def commit_cmd(
     owner_uid: int | None,
     owner_gid: int | None,
     no_xattrs: bool,
+    statoverride: Path | None,
     canonical_permissions: bool,
     bootable: bool,
     skip_if_unchanged: bool,
@@ -183,8 +186,11 @@ def commit_cmd(
         parent_arg = None
     else:
         parent_arg = repo.resolve_rev(parent)
+    from bootree.repo.commit import parse_statoverride
+
     options = CommitOptions(
-        owner_uid=owner_uid, owner_gid=owner_gid, no_xattrs=no_xattrs, canonical_permissions=canonical_permissions
+        owner_uid=owner_uid, owner_gid=owner_gid, no_xattrs=no_xattrs, canonical_permissions=canonical_permissions,
+        mode_adds=parse_statoverride(statoverride.read_text()) if statoverride is not None else (),
     )
     kwargs: dict[str, Any] = {}
     if parent_arg is not _UNSET:

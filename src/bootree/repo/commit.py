@@ -89,6 +89,16 @@ class CommitOptions:
     canonical_permissions: bool = False
     workers: int = 0
     """Threads for hashing and compression; 0 means one per core."""
+    mode_adds: tuple[tuple[str, int], ...] = ()
+    """``--statoverride``: mode bits OR-ed into the entry at each path (``/a/b``) of a
+    directory source, as ostree's statoverride file gives them (see :func:`parse_statoverride`)."""
+
+    def mode_add(self, path: str) -> int:
+        """The bits ``--statoverride`` adds to the entry at ``path`` (0: none)."""
+        for p, bits in self.mode_adds:
+            if p == path:
+                return bits
+        return 0
 
     def file_header(self, uid: int, gid: int, mode: int, target: str, xattrs: Xattrs) -> FileHeader:
         """Apply the modifiers to a file's metadata."""
@@ -125,6 +135,27 @@ class CommitOptions:
         return (
             self.owner_uid is not None or self.owner_gid is not None or self.no_xattrs or self.canonical_permissions
         )
+
+
+def parse_statoverride(text: str) -> tuple[tuple[str, int], ...]:
+    """An ostree statoverride file: ``MODE PATH`` a line, MODE the decimal bits to add.
+
+    Raises:
+        RepoError: for a line that is not ``MODE PATH``.
+    """
+    out: list[tuple[str, int]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        bits, sep, path = line.partition(" ")
+        try:
+            value = int(bits.lstrip("+"))
+        except ValueError:
+            value = -1
+        if not sep or value < 0 or value > 0o7777 or not path.startswith("/"):
+            raise RepoError(f"statoverride line {n}: expected 'MODE /PATH' (decimal mode bits), got {line[:80]!r}")
+        out.append(("/" + path.strip("/") if path.strip("/") else "/", value))
+    return tuple(out)
 
     @property
     def pool_size(self) -> int:
@@ -223,8 +254,10 @@ def write_directory(
     def xattrs_of(path: str) -> Xattrs:
         return _xattrs_of(path, options)
 
-    def dirmeta_of(path: str, s: os.stat_result) -> Checksum:
-        meta = options.dir_meta(s.st_uid, s.st_gid, s.st_mode, xattrs_of(path))
+    root = os.fspath(src)
+
+    def dirmeta_of(path: str, s: os.stat_result, mode: int | None = None) -> Checksum:
+        meta = options.dir_meta(s.st_uid, s.st_gid, s.st_mode if mode is None else mode, xattrs_of(path))
         csum = meta_cache.get(meta)
         if csum is None:
             csum = meta_cache[meta] = txn.write_dirmeta(meta)
@@ -267,11 +300,13 @@ def write_directory(
                     except FormatError as e:
                         raise SourceError(path, str(e)) from e
                     mode = es.st_mode
+                    added = options.mode_add("/" + path[len(root):].lstrip("/")) if options.mode_adds else 0
+                    mode |= added
                     if stat.S_ISREG(mode):
                         node.files[name] = Checksum("")  # placeholder keeps the name; filled below
                         node.dirs.pop(name, None)
                         key: InodeKey | None = None
-                        if es.st_nlink > 1:
+                        if es.st_nlink > 1 and not added:  # an overridden mode is not the inode's
                             # One inode: one content, owner, mode and set of xattrs.
                             key = (es.st_dev, es.st_ino)
                             if key in seen_inodes:
@@ -289,7 +324,7 @@ def write_directory(
                         if (es.st_dev, es.st_ino) == repo_dir:
                             continue
                         sub = node.ensure_dir(name)
-                        sub.meta = dirmeta_of(path, es)
+                        sub.meta = dirmeta_of(path, es, mode)
                         stack.append((path, sub))
                     elif stat.S_ISLNK(mode):
                         try:
