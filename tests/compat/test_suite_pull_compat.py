@@ -188,3 +188,28 @@ def test_metalink_and_mirrorlist_urls(tmp_path: Path, http_root: Callable[[Path]
                 results.append(bool(re.search(r"Expected checksum is .* but actual is", err)))
         got[tool] = results
     assert got["bootree"] == got["ostree"] == [csum, csum, True]
+
+
+def test_statoverride_and_bareuseronly_files(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "t")
+    (tree / "some-setuid").write_text("asetuid\n")
+    (tmp_path / "so.txt").write_text("2048 /some-setuid\n")
+    got = {}
+    for tool in TOOLS:
+        srv, repo = tmp_path / tool / "srv", tmp_path / tool / "repo"
+        ok(tool, "init", f"--repo={srv}", "--mode=archive")
+        safe = ok(tool, f"--repo={srv}", "commit", "-b", "main", "--timestamp=@1700000000", "--owner-uid=0",
+                  "--owner-gid=0", f"--tree=dir={_tree(tmp_path / tool / 'plain')}").strip()
+        suid = ok(tool, f"--repo={srv}", "commit", "-b", "suid", "--timestamp=@1700000000", "--owner-uid=0",
+                  "--owner-gid=0", f"--statoverride={tmp_path / 'so.txt'}", f"--tree=dir={tree}").strip()
+        mode = ok(tool, f"--repo={srv}", "ls", "suid", "/some-setuid").split()[0]
+        ok(tool, "init", f"--repo={repo}", "--mode=archive")
+        ok(tool, f"--repo={repo}", "remote", "add", "--set=gpg-verify=false", "origin", srv.as_uri())
+        ok(tool, f"--repo={repo}", "pull", "--bareuseronly-files", "origin", "main")
+        refused = []
+        for flag in ([], ["--mirror"]):
+            rc, _, err = run(tool, f"--repo={repo}", "pull", *flag, "--bareuseronly-files", "origin", "suid")
+            refused.append((rc != 0, bool(re.search(r"Content object .*: invalid mode 0104644 with bits 04000", err))))
+        got[tool] = (safe, suid, mode, refused)
+    assert got["bootree"] == got["ostree"]
+    assert got["ostree"][2] == "-04644" and got["ostree"][3] == [(True, True)] * 2

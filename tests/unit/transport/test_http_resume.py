@@ -59,7 +59,7 @@ def served(tmp_path: Path) -> Iterator[tuple[StaticServer, _Log]]:
             self.wfile.write(DATA[: len(DATA) // 2])
             self.close_connection = True
 
-    srv = StaticServer(tmp_path, handler=Halving)
+    srv = StaticServer(tmp_path, handler=Halving).start()
     try:
         yield srv, log
     finally:
