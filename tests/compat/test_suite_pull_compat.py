@@ -42,6 +42,11 @@ def ok(tool: str, *args: str | Path) -> str:
     return out
 
 
+def _init(tool: str, repo: Path) -> None:
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    ok(tool, "init", f"--repo={repo}", "--mode=archive")
+
+
 def _tree(root: Path, extra: bool = False) -> Path:
     """``/firstfile``, ``/baz/cow``, ``/baz/deeper/ohyeah``, ``/baz/another/whee`` (libtest's shape)."""
     (root / "baz" / "deeper").mkdir(parents=True)
@@ -59,7 +64,7 @@ def _server_repo(tmp: Path) -> tuple[Path, str]:
     """An archive repository made by ostree (the same input for both tools)."""
     srv = tmp / "srv"
     ostree = "ostree"
-    ok(ostree, "init", f"--repo={srv}", "--mode=archive")
+    _init(ostree, srv)
     csum = ok(ostree, f"--repo={srv}", "commit", "-b", "main", "--timestamp=@1700000000",
               f"--tree=dir={_tree(tmp / 'tree')}").strip()
     return srv, csum
@@ -97,7 +102,7 @@ def test_pull_subpath_leaves_a_partial_commit(tmp_path: Path) -> None:
     got = {}
     for tool in TOOLS:
         repo = tmp_path / tool
-        ok(tool, "init", f"--repo={repo}", "--mode=archive")
+        _init(tool, repo)
         ok(tool, f"--repo={repo}", "remote", "add", "--set=gpg-verify=false", "origin", srv.as_uri())
         ok(tool, f"--repo={repo}", "pull", "--subpath=/baz/deeper", "--subpath=/baz/another", "origin", "main")
         first = _objects(repo)
@@ -119,7 +124,7 @@ def test_pull_local_hardlinks_between_archive_repositories(tmp_path: Path) -> No
     got = {}
     for tool in TOOLS:
         repo = tmp_path / tool
-        ok(tool, "init", f"--repo={repo}", "--mode=archive")
+        _init(tool, repo)
         ok(tool, f"--repo={repo}", "pull-local", srv)
         files = sorted(p.relative_to(srv) for p in (srv / "objects").rglob("*.filez"))
         got[tool] = [os.stat(srv / f).st_ino == os.stat(repo / f).st_ino for f in files]
@@ -128,13 +133,14 @@ def test_pull_local_hardlinks_between_archive_repositories(tmp_path: Path) -> No
     assert got["ostree"] and all(got["ostree"])
 
 
-def test_pull_localcache_repo_counts_local_objects(tmp_path: Path) -> None:
+def test_pull_localcache_repo_counts_local_objects(tmp_path: Path, http_root: Callable[[Path], str]) -> None:
     srv, _ = _server_repo(tmp_path)
+    url = f"{http_root(tmp_path)}/srv"  # over HTTP: ostree imports from a file:// remote instead
     for tool in TOOLS:
         for name in ("cache", "repo"):
             r = tmp_path / tool / name
-            ok(tool, "init", f"--repo={r}", "--mode=archive")
-            ok(tool, f"--repo={r}", "remote", "add", "--set=gpg-verify=false", "origin", srv.as_uri())
+            _init(tool, r)
+            ok(tool, f"--repo={r}", "remote", "add", "--set=gpg-verify=false", "origin", url)
         ok(tool, f"--repo={tmp_path / tool / 'cache'}", "pull", "origin", "main")
     # The server moves on (one new file): the cache has all but the new commit, tree and file.
     ok("ostree", f"--repo={srv}", "commit", "-b", "main", "--timestamp=@1700000001",
@@ -178,7 +184,7 @@ def test_metalink_and_mirrorlist_urls(tmp_path: Path, http_root: Callable[[Path]
         for i, url in enumerate([f"mirrorlist={base}/mirrorlist", f"metalink={base}/metalink.xml", "bad"]):
             metalink(hashlib.sha256(summary).hexdigest() if url != "bad" else "0" * 64)
             repo = tmp_path / tool / str(i)
-            ok(tool, "init", f"--repo={repo}", "--mode=archive")
+            _init(tool, repo)
             ok(tool, f"--repo={repo}", "remote", "add", "--set=gpg-verify=false", "origin",
                url if url != "bad" else f"metalink={base}/metalink.xml")
             rc, _, err = run(tool, f"--repo={repo}", "pull", "origin", "main")
@@ -197,13 +203,13 @@ def test_statoverride_and_bareuseronly_files(tmp_path: Path) -> None:
     got = {}
     for tool in TOOLS:
         srv, repo = tmp_path / tool / "srv", tmp_path / tool / "repo"
-        ok(tool, "init", f"--repo={srv}", "--mode=archive")
+        _init(tool, srv)
         safe = ok(tool, f"--repo={srv}", "commit", "-b", "main", "--timestamp=@1700000000", "--owner-uid=0",
                   "--owner-gid=0", f"--tree=dir={_tree(tmp_path / tool / 'plain')}").strip()
         suid = ok(tool, f"--repo={srv}", "commit", "-b", "suid", "--timestamp=@1700000000", "--owner-uid=0",
                   "--owner-gid=0", f"--statoverride={tmp_path / 'so.txt'}", f"--tree=dir={tree}").strip()
         mode = ok(tool, f"--repo={srv}", "ls", "suid", "/some-setuid").split()[0]
-        ok(tool, "init", f"--repo={repo}", "--mode=archive")
+        _init(tool, repo)
         ok(tool, f"--repo={repo}", "remote", "add", "--set=gpg-verify=false", "origin", srv.as_uri())
         ok(tool, f"--repo={repo}", "pull", "--bareuseronly-files", "origin", "main")
         refused = []

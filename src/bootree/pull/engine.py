@@ -307,6 +307,7 @@ class ObjectEngine:
                 if a.parent:
                     log.info("parent commit %s is not on the remote; history ends there", a.checksum)
                 if a.otype is ObjectType.COMMIT_META:
+                    self.metadata_fetched += 1  # as ostree counts it: a request answered, even by 404
                     return self._detached_known(txn, plan, a.checksum, None)
                 return []
             err = arrival.error

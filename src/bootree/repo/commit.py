@@ -136,6 +136,11 @@ class CommitOptions:
             self.owner_uid is not None or self.owner_gid is not None or self.no_xattrs or self.canonical_permissions
         )
 
+    @property
+    def pool_size(self) -> int:
+        """Number of worker threads to use."""
+        return self.workers or max(2, os.cpu_count() or 2)
+
 
 def parse_statoverride(text: str) -> tuple[tuple[str, int], ...]:
     """An ostree statoverride file: ``MODE PATH`` a line, MODE the decimal bits to add.
@@ -156,11 +161,6 @@ def parse_statoverride(text: str) -> tuple[tuple[str, int], ...]:
             raise RepoError(f"statoverride line {n}: expected 'MODE /PATH' (decimal mode bits), got {line[:80]!r}")
         out.append(("/" + path.strip("/") if path.strip("/") else "/", value))
     return tuple(out)
-
-    @property
-    def pool_size(self) -> int:
-        """Number of worker threads to use."""
-        return self.workers or max(2, os.cpu_count() or 2)
 
 
 def _write_regular(txn: Transaction, path: str, header: FileHeader, size: int) -> Checksum:
