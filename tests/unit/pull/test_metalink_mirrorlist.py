@@ -65,7 +65,7 @@ def test_resolve_reports_the_last_urls_error() -> None:
     with pytest.raises(RemoteError, match="Expected size is 17 bytes but content is 3 bytes"):
         resolve_metalink(MemoryFetcher(files), "http://ml/m.xml", 1 << 20)
     files["http://m/good/summary"] = b"x" * len(SUMMARY)
-    with pytest.raises(RemoteError, match="Expected checksum is .* but actual is"):
+    with pytest.raises(RemoteError, match=r"Expected checksum is .* but actual is"):
         resolve_metalink(MemoryFetcher(files), "http://ml/m.xml", 1 << 20)
 
 
