@@ -86,6 +86,13 @@ def http_root() -> Iterator[Callable[[Path], str]]:
             def log_message(self, *a: object) -> None:
                 pass
 
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # An empty body, as ostree-trivial-httpd sends: ostree's fetcher keeps the body of
+                # a mirror's 404 in front of the next mirror's answer.
+                self.send_response(code, message)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(srv)
@@ -173,8 +180,8 @@ def test_metalink_and_mirrorlist_urls(tmp_path: Path, http_root: Callable[[Path]
             '<?xml version="1.0" encoding="utf-8"?>\n<metalink version="3.0" xmlns="http://www.metalinker.org/">'
             f'<files><file name="summary"><size>{len(summary)}</size><verification>'
             f'<hash type="sha256">{sha256}</hash></verification><resources>'
-            f'<url protocol="http" preference="100">{base}/m1/repo/nosuch</url>'
-            f'<url protocol="http" preference="99">{base}/m2/repo/summary</url>'
+            f'<url protocol="http" type="http" location="US" preference="100">{base}/m1/repo/nosuch</url>'
+            f'<url protocol="http" type="http" location="US" preference="99">{base}/m2/repo/summary</url>'
             "</resources></file></files></metalink>"
         )
 
