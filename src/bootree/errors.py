@@ -118,7 +118,11 @@ class CorruptObject(RepoError):
     """An object whose bytes do not match its name or do not parse."""
 
     def __init__(self, checksum: str, kind: str, why: str) -> None:
-        super().__init__(f"corrupt {kind} object {checksum}: {why}")
+        if kind in ("commit", "dirtree", "dirmeta"):
+            # ostree's words for a metadata object that does not parse (scripts match them).
+            super().__init__(f"{checksum}.{kind}: {why}")
+        else:
+            super().__init__(f"corrupt {kind} object {checksum}: {why}")
         self.checksum = checksum
         self.kind = kind
         self.why = why

@@ -15,9 +15,21 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import compat_doc
 import ostree_suite
 
 EXPECTED = Path(__file__).with_name("ostree_suite_expected.txt")
+
+
+def test_compat_doc_lists_are_generated_from_the_expected_file() -> None:
+    """docs/compat.md's counts and lists follow the expected file (run compat_doc.py to update)."""
+    doc = compat_doc.DOC.read_text()
+    assert compat_doc.rewrite(doc, EXPECTED.read_text()) == doc, "run: python tests/compat/compat_doc.py"
+    count, lists = compat_doc.render("t-a.sh pass\nt-b.sh fail deliberately different: x\nt-c.sh fail todo\n"
+                                     "t-d.sh skip skips with the real ostree too: y\nt-e.sh skip skips with bootree: z\n")
+    assert count == 1
+    assert "### Not passing (3)" in lists and "#### Deliberately different (1)" in lists
+    assert "- `t-d.sh`: y" in lists and "- `t-c.sh` (fail): todo" in lists
 
 
 def _result(name: str, outcome: str) -> ostree_suite.Result:

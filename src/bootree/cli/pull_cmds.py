@@ -105,8 +105,11 @@ def _report(result: PullResult, *, local: bool = False) -> None:
             f"{format_size(result.content_bytes)} content written"
         )
         return
+    cached = ""  # ostree's note on objects taken from --localcache-repo
+    if result.metadata_local or result.content_local:
+        cached = f" ({result.metadata_local} meta, {result.content_local} content local)"
     click.echo(
-        f"{result.metadata_fetched} metadata, {result.content_fetched} content objects fetched; "
+        f"{result.metadata_fetched} metadata, {result.content_fetched} content objects fetched{cached}; "
         f"{format_size(result.bytes_fetched)} transferred in {int(result.seconds)} seconds; "
         f"{format_size(result.content_bytes)} content written"
     )
@@ -149,6 +152,12 @@ def _pull_config(network_retries: int | None) -> PullConfig:
     help="Accepted for ostree: bootree makes every object durable before the pull commits either way.",
 )
 @click.option("--allow-downgrade", is_flag=True, help="Allow a ref to move to an older commit.")
+@click.option("--localcache-repo", "-L", "localcache", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Take objects from this local repository when it has them (repeatable).")
+@click.option("--bareuseronly-files", is_flag=True,
+              help="Refuse files a bare-user-only repository must not hold (setuid, setgid, world-writable).")
+@click.option("--subpath", "subpaths", multiple=True, metavar="PATH",
+              help="Only pull PATH of the tree (repeatable); the commit stays partial.")
 @json_option
 @click.pass_context
 def pull_cmd(
@@ -169,6 +178,9 @@ def pull_cmd(
     append_user_agent: str | None,
     per_object_fsync: bool,
     allow_downgrade: bool,
+    localcache: tuple[Path, ...],
+    bareuseronly_files: bool,
+    subpaths: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works.
@@ -214,6 +226,9 @@ def pull_cmd(
             dry_run=dry_run,
             progress=display,
             allow_downgrade=allow_downgrade,
+            subpaths=subpaths,
+            localcache=localcache,
+            bareuseronly_files=bareuseronly_files,
         )
     _emit(result, as_json)
 

@@ -277,7 +277,11 @@ def ls_cmd(
                 rows.append({"path": path, "type": "dir", "mode": dm.mode, "uid": dm.uid, "gid": dm.gid,
                              "size": 0, "dirtree": obj, "dirmeta": meta})
             else:
-                with repo.open_file(obj) as content:
+                try:
+                    content = repo.open_file(obj)
+                except ObjectMissing:  # ostree's words (e.g. outside a partial commit's --subpath)
+                    raise RepoError(f"Couldn't find file object '{obj}'") from None
+                with content:
                     header, size = content.header, content.size if content.stream is not None else 0
                 row = {"path": path, "type": "symlink" if header.is_symlink else "file", "mode": header.mode,
                        "uid": header.uid, "gid": header.gid, "size": size, "checksum": obj}

@@ -36,12 +36,12 @@ from typing import Protocol
 
 from bootree.errors import BootreeError, NotFoundError, RepoError
 from bootree.format.checksum import Checksum, ObjectType
-from bootree.format.content import ContentFraming
+from bootree.format.content import ContentFraming, archive_header_length
 from bootree.format.objects import Commit, DirTree
 from bootree.pull.options import MiB, PullConfig, PullPhase
 from bootree.pull.plan import Action, PullPlan
 from bootree.pull.sources import Arrival, ObjectSource
-from bootree.pull.verify import Verifier, verify_commitmeta, verify_content, verify_metadata
+from bootree.pull.verify import Verifier, received_header, verify_commitmeta, verify_content, verify_metadata
 from bootree.pull.writer import EarlyPublisher, StreamedObject, WriteJob, WriterThreads
 from bootree.repo import Repo, RepoMode
 from bootree.repo.transaction import Transaction
@@ -146,6 +146,7 @@ class ObjectEngine:
         metadata_only: bool = False,
         dry_run: bool = False,
         progress: Progress | None = None,
+        subpaths: tuple[str, ...] | None = None,
     ) -> None:
         self.repo = repo
         self.source = source
@@ -153,10 +154,14 @@ class ObjectEngine:
         self.config = config
         self.metadata_only = metadata_only
         self.dry_run = dry_run
+        self.subpaths = subpaths
         self.progress = progress or Progress(None)
         self.metadata_fetched = 0
         self.content_fetched = 0
         self.content_bytes = 0
+        #: Objects read from local cache repositories instead (``--localcache-repo``).
+        self.metadata_local = 0
+        self.content_local = 0
         self.bytes = 0
         self.budget = BufferBudget(config.max_buffered_bytes)
         self._jobs = 0
@@ -189,7 +194,8 @@ class ObjectEngine:
         have = txn.has_object_indexed if txn is not None else repo.store.index().has
         no_partial = not any((repo.path / "state").glob("*.commitpartial"))
         plan = self._plan = PullPlan(
-            have, repo.is_partial, metadata_only=self.metadata_only, trust_local_trees=no_partial
+            have, repo.is_partial, metadata_only=self.metadata_only, trust_local_trees=no_partial,
+            subpaths=self.subpaths,
         )
         todo: deque[Action] = deque()
         local: deque[Action] = deque()
@@ -216,7 +222,7 @@ class ObjectEngine:
                     if a.otype is ObjectType.COMMIT:
                         add(self._local_commit(txn, plan, a))
                     else:
-                        add(plan.dirtree_arrived(repo.read_dirtree(a.checksum)))
+                        add(plan.dirtree_arrived(repo.read_dirtree(a.checksum), path=a.path))
                 if self._job_errors and failure is None:
                     failure = self._job_errors[0]
                 if self._writer is not None:
@@ -286,7 +292,7 @@ class ObjectEngine:
         def factory(length: int | None) -> BodyStream | None:
             if length is None or length <= threshold:
                 return None
-            return StreamedObject(txn, framing, a.checksum)
+            return StreamedObject(txn, framing, a.checksum, self.verifier.content_check)
 
         return factory
 
@@ -301,6 +307,7 @@ class ObjectEngine:
                 if a.parent:
                     log.info("parent commit %s is not on the remote; history ends there", a.checksum)
                 if a.otype is ObjectType.COMMIT_META:
+                    self.metadata_fetched += 1  # as ostree counts it: a request answered, even by 404
                     return self._detached_known(txn, plan, a.checksum, None)
                 return []
             err = arrival.error
@@ -310,16 +317,31 @@ class ObjectEngine:
         assert data is not None
         if arrival.stream is not None:
             assert isinstance(arrival.stream, StreamedObject)
-            self.bytes += arrival.stream.received
-            self.content_fetched += 1
-            self.content_bytes += arrival.stream.received
+            if not arrival.cached:
+                self.bytes += arrival.stream.received
+                self.content_fetched += 1
+                self.content_bytes += arrival.stream.received
             self._queue(txn, WriteJob(ObjectType.FILE, a.checksum, 0, streamed=arrival.stream), 0)
             return []
-        self.bytes += len(data)
-        if a.otype is ObjectType.FILE:
-            self._content_arrived(pool, txn, a.checksum, data)
+        if arrival.cached:
+            self._count_cached(a.otype)
+        if arrival.link_from is not None:
+            if self.verifier.content_check is not None:
+                with open(arrival.link_from, "rb") as f:
+                    prefix = f.read(8)
+                    head = prefix + f.read(max(0, archive_header_length(prefix) - 8))
+                self.verifier.content_check(a.checksum, received_header(head, ContentFraming.ARCHIVED))
+            if not arrival.cached:
+                self.content_fetched += 1
+            self._queue(txn, WriteJob(ObjectType.FILE, a.checksum, 0, link_from=arrival.link_from), 0)
             return []
-        self.metadata_fetched += 1
+        if not arrival.cached:
+            self.bytes += len(data)
+        if a.otype is ObjectType.FILE:
+            self._content_arrived(pool, txn, a.checksum, data, arrival.framing or self.source.framing, arrival.cached)
+            return []
+        if not arrival.cached:
+            self.metadata_fetched += 1
         if a.otype is ObjectType.COMMIT_META:
             verify_commitmeta(a.checksum, data)
             if txn is not None:
@@ -333,7 +355,7 @@ class ObjectEngine:
         verified = verify_metadata(a.otype, a.checksum, data)
         self._queue(txn, WriteJob(a.otype, a.checksum, len(data), meta=verified), len(data))
         if isinstance(verified.value, DirTree):
-            return plan.dirtree_arrived(verified.value)
+            return plan.dirtree_arrived(verified.value, checksum=a.checksum, path=a.path)
         return []
 
     def _detached_known(
@@ -374,14 +396,29 @@ class ObjectEngine:
             self._queue(txn, WriteJob(ObjectType.COMMIT, a.checksum, len(data), meta=verified), len(data))
         return plan.commit_arrived(a.checksum, commit, depth=a.depth)
 
+    def _count_cached(self, otype: ObjectType) -> None:
+        """An object read from a local cache repository (``--localcache-repo``)."""
+        if otype is ObjectType.FILE:
+            self.content_local += 1
+        elif otype is not ObjectType.COMMIT_META:
+            self.metadata_local += 1
+
     def _content_arrived(
-        self, pool: concurrent.futures.ThreadPoolExecutor, txn: Transaction | None, csum: Checksum, data: bytes
+        self,
+        pool: concurrent.futures.ThreadPoolExecutor,
+        txn: Transaction | None,
+        csum: Checksum,
+        data: bytes,
+        framing: ContentFraming,
+        cached: bool = False,
     ) -> None:
-        self.content_fetched += 1
-        self.content_bytes += len(data)
+        if not cached:
+            self.content_fetched += 1
+            self.content_bytes += len(data)
         if txn is None:
             return
-        framing = self.source.framing
+        if self.verifier.content_check is not None:
+            self.verifier.content_check(csum, received_header(data, framing))
         if framing is ContentFraming.ARCHIVED and txn.mode is RepoMode.ARCHIVE:
             # The .filez is stored as received; write_archived_file verifies it on the way in.
             self._queue(txn, WriteJob(ObjectType.FILE, csum, len(data), archived=data), len(data))

@@ -123,6 +123,9 @@ class PullOptions:
     mirror_all: bool = False
     #: Called a few times per second with progress.
     progress: Callable[[PullEvent], None] | None = None
+    #: ``--subpath``: only these paths of each commit's tree (see
+    #: :func:`bootree.pull.plan.normalize_subpaths`); the commits stay marked partial.
+    subpaths: tuple[str, ...] | None = None
 
 
 class PullPhase(StrEnum):
@@ -174,3 +177,7 @@ class PullResult:
     """Bytes of content objects received for writing (ostree's "content written")."""
     deltas: DeltaPlan | None = None
     """For a dry run that requires static deltas: the deltas it would use."""
+    metadata_local: int = 0
+    """Metadata objects read from ``--localcache-repo`` repositories instead of fetched."""
+    content_local: int = 0
+    """Content objects read from ``--localcache-repo`` repositories instead of fetched."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from bootree.errors import RefNotFound
+from bootree.errors import FormatError, RefNotFound
 from bootree.format.checksum import Checksum, is_checksum, object_relpath, parse_checksum
 from bootree.format.objects import Commit, DirTree, ObjectType
 from bootree.format.refspec import validate_ref_name
@@ -29,6 +29,7 @@ __all__ = [
     "ActionKind",
     "PullPlan",
     "PullTarget",
+    "normalize_subpaths",
     "object_path",
     "parse_pull_refs",
     "resolve_targets",
@@ -117,6 +118,8 @@ class Action:
     optional: bool = False
     #: A parent commit reached through ``depth``: a 404 ends the history instead of failing.
     parent: bool = False
+    #: For dirtrees of a ``--subpath`` pull: the directory's path in the commit (``/a/b/``).
+    path: str = "/"
 
     @property
     def local(self) -> bool:
@@ -137,8 +140,15 @@ class PullPlan:
     #: object then arrived through a pull or commit that completed, which publishes children
     #: before (or with) their parents.
     trust_local_trees: bool = False
+    #: ``pull --subpath``: only these paths of each commit (absolute, no trailing ``/``), plus
+    #: the directories leading to them; None: the whole tree. The commits stay partial.
+    subpaths: tuple[str, ...] | None = None
     #: Commits whose tree is walked (these get their ``commitpartial`` marker cleared at the end).
     walked_commits: list[Checksum] = field(default_factory=list)
+    #: Subpath pulls: dirtrees on their way, and every path each must be walked at when it
+    #: arrives (one tree can sit at several paths, inside and outside the requested ones).
+    _tree_paths: dict[Checksum, list[str]] = field(default_factory=dict)
+    _trees_seen: set[tuple[Checksum, str]] = field(default_factory=set)
     _seen: set[tuple[ObjectType, Checksum]] = field(default_factory=set)
     fetch_metadata: int = 0
     fetch_content: int = 0
@@ -186,10 +196,11 @@ class PullPlan:
         """A verified commit (fetched or local): its tree, and its parent if ``depth`` allows."""
         out: list[Action] = []
         if not self.metadata_only:
-            self.walked_commits.append(csum)
+            if self.subpaths is None:
+                self.walked_commits.append(csum)
             for action in (
                 self._fetch(ObjectType.DIR_META, commit.root_meta),
-                self._fetch(ObjectType.DIR_TREE, commit.root_tree),
+                self._tree(commit.root_tree, "/"),
             ):
                 if action is not None:
                     out.append(action)
@@ -198,8 +209,46 @@ class PullPlan:
             out.extend(self.start_commit(parent, depth=depth - 1 if depth > 0 else -1, parent=True))
         return out
 
-    def dirtree_arrived(self, tree: DirTree) -> list[Action]:
-        """A verified dirtree (fetched or local): its missing files, subtrees and dirmetas."""
+    def _tree(self, csum: Checksum, path: str) -> Action | None:
+        """The action for a dirtree at ``path`` (``/`` or ``/a/b/``)."""
+        if self.subpaths is None:
+            return self._fetch(ObjectType.DIR_TREE, csum)
+        key = (csum, "" if self._inside(path) else path)  # a tree inside a subpath is walked whole, once
+        if key in self._trees_seen:
+            return None
+        self._trees_seen.add(key)
+        if self.have(ObjectType.DIR_TREE, csum):
+            if self.trust_local_trees:
+                return None
+            return Action(ObjectType.DIR_TREE, csum, ActionKind.READ_LOCAL, path=path)
+        waiting = self._tree_paths.get(csum)
+        if waiting is not None:  # already on its way: walk it at this path too when it arrives
+            waiting.append(path)
+            return None
+        self._tree_paths[csum] = [path]
+        self.fetch_metadata += 1
+        return Action(ObjectType.DIR_TREE, csum, path=path)
+
+    def _inside(self, path: str) -> bool:
+        """Whether ``path`` (a file, or a directory ending in ``/``) is within a requested subpath."""
+        assert self.subpaths is not None
+        p = path.rstrip("/") or "/"
+        return any(s == "/" or p == s or p.startswith(s + "/") for s in self.subpaths)
+
+    def _leads_to(self, dirpath: str) -> bool:
+        """Whether the directory ``dirpath`` (``/a/``) is an ancestor of a requested subpath."""
+        assert self.subpaths is not None
+        return any(s.startswith(dirpath) for s in self.subpaths)
+
+    def dirtree_arrived(self, tree: DirTree, *, checksum: Checksum | None = None, path: str = "/") -> list[Action]:
+        """A verified dirtree (fetched or local): its missing files, subtrees and dirmetas.
+
+        ``checksum`` and ``path`` matter for a subpath pull only: a fetched tree is walked at
+        every path it was asked for; a local one at ``path``.
+        """
+        if self.subpaths is not None:
+            paths = self._tree_paths.pop(checksum, [path]) if checksum is not None else [path]
+            return [a for p in paths for a in self._walk_subpath(tree, p)]
         out: list[Action] = []
         for _name, csum in tree.files:
             a = self._fetch(ObjectType.FILE, csum)
@@ -210,3 +259,36 @@ class PullPlan:
                 if a2 is not None:
                     out.append(a2)
         return out
+
+    def _walk_subpath(self, tree: DirTree, path: str) -> list[Action]:
+        """A dirtree at ``path`` of a subpath pull: files within a requested path, directories
+        within one or leading to one (with their dirmetas), as ``ostree pull --subpath``."""
+        out: list[Action] = []
+        for name, csum in tree.files:
+            if self._inside(path + name):
+                a = self._fetch(ObjectType.FILE, csum)
+                if a is not None:
+                    out.append(a)
+        for name, sub, meta in tree.dirs:
+            child = f"{path}{name}/"
+            if not (self._inside(child) or self._leads_to(child)):
+                continue
+            for a2 in (self._fetch(ObjectType.DIR_META, meta), self._tree(sub, child)):
+                if a2 is not None:
+                    out.append(a2)
+        return out
+
+
+def normalize_subpaths(subpaths: Iterable[str]) -> tuple[str, ...] | None:
+    """``--subpath`` values as absolute paths without a trailing ``/`` (None when none given).
+
+    Raises:
+        FormatError: for a path with ``.`` or ``..`` components.
+    """
+    out: list[str] = []
+    for raw in subpaths:
+        parts = [p for p in raw.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise FormatError(f"invalid subpath {raw!r}: no '.' or '..' components")
+        out.append("/" + "/".join(parts))
+    return tuple(out) if out else None

@@ -31,12 +31,12 @@ from bootree.pull.deltas import DeltaStage, plan_deltas
 from bootree.pull.engine import ObjectEngine, Progress, PullStage, StageContext
 from bootree.pull.heap import bound_heap
 from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, PullResult, StaticDeltas
-from bootree.pull.plan import PullTarget, parse_pull_refs, resolve_targets
+from bootree.pull.plan import PullTarget, normalize_subpaths, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
-from bootree.pull.sources import HttpSource, LocalRepoSource, ObjectSource
-from bootree.pull.verify import NoSignatures, Verifier
-from bootree.repo import Repo
+from bootree.pull.sources import CachedSource, HttpSource, LocalRepoSource, ObjectSource
+from bootree.pull.verify import NoSignatures, Verifier, check_bareuseronly
+from bootree.repo import Repo, RepoMode
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
 from bootree.transport.file import FileFetcher
@@ -92,6 +92,7 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
         metadata_only=opts.commit_metadata_only,
         dry_run=opts.dry_run,
         progress=progress,
+        subpaths=opts.subpaths,
     )
     commits = {csum: opts.depth for csum in job.resolved.values()}
     refs_out: list[tuple[str, Checksum]] = [
@@ -133,6 +134,8 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
         seconds=time.monotonic() - start,
         dry_run=opts.dry_run,
         content_bytes=engine.content_bytes,
+        metadata_local=engine.metadata_local,
+        content_local=engine.content_local,
     )
 
 
@@ -209,6 +212,9 @@ def pull(
     stages: Sequence[PullStage] = (),
     policy: trust.TrustPolicy | None = None,
     allow_downgrade: bool = False,
+    subpaths: Sequence[str] = (),
+    localcache: Sequence[Path] = (),
+    bareuseronly_files: bool = False,
 ) -> PullResult:
     """Pull ``refs`` (``REF``, ``REF@COMMIT`` or ``COMMIT``) from ``remote`` into ``repo``.
 
@@ -220,6 +226,15 @@ def pull(
     its tree is fetched. A ref never moves to a commit older than the one it points at unless
     ``allow_downgrade``: checked from the (verified) summary before any object is requested,
     for each fetched commit before its tree, and for every ref before it moves.
+
+    ``localcache`` (``--localcache-repo``): local repositories to take objects from before
+    asking the remote (verified all the same).
+
+    ``bareuseronly_files`` (``--bareuseronly-files``): refuse content objects a bare-user-only
+    repository must not hold (setuid, setgid, world-writable), as ostree does.
+
+    ``subpaths`` (``--subpath``): only those paths of each commit's tree (and the directories
+    leading to them) are fetched, and the commits stay marked partial, as ostree does.
 
     Raises:
         VerificationError: no trusted key for a required signature engine.
@@ -246,7 +261,8 @@ def pull(
     try:
         signatures.check_start()
         return _pull_remote(repo, remote, targets, mirror, mirror_all, signatures, allow_downgrade, config,
-                            fetcher, stages, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress))
+                            fetcher, stages, localcache, bareuseronly_files, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress,
+                                                        normalize_subpaths(subpaths)))
     finally:
         if own_policy:
             signatures.close()
@@ -263,6 +279,8 @@ def _pull_remote(
     config: PullConfig | None,
     fetcher: Fetcher | None,
     stages: Sequence[PullStage],
+    localcache: Sequence[Path],
+    bareuseronly_files: bool,
     options: PullOptions,
 ) -> PullResult:
     report = _progress(options.progress)
@@ -299,7 +317,10 @@ def _pull_remote(
             )
             refs_out = tuple((local_ref(t.ref), c) for t, c in resolved.items() if t.ref is not None)
             return PullResult(refs_out, 0, 0, session.bytes, 0, time.monotonic() - start, dry_run=True, deltas=plan)
-        if not options.commit_metadata_only and not options.dry_run:
+        # Deltas write objects the walk never sees: not with --subpath (the commit would be
+        # complete) nor with --bareuseronly-files (each object's mode must be checked).
+        if not options.commit_metadata_only and not options.dry_run and options.subpaths is None \
+                and not bareuseronly_files:
             ref_exists = {
                 c: t.ref is not None and repo.refs.get(local_ref(t.ref)) is not None for t, c in resolved.items()
             }
@@ -309,12 +330,16 @@ def _pull_remote(
             if local_path is None
             else LocalRepoSource(Repo.open(local_path), session.config)
         )
+        if localcache:
+            link = repo.mode is RepoMode.ARCHIVE
+            caches = [LocalRepoSource(Repo.open(p), session.config, link=link) for p in localcache]
+            source = CachedSource(source, caches)
         job = PullJob(
             repo,
             source,
             resolved,
             local_ref,
-            Verifier(policy, refs_of),
+            Verifier(policy, refs_of, check_bareuseronly if bareuseronly_files else None),
             options,
             session.config,
             mirror_summary=found if mirror_all else None,
@@ -327,6 +352,9 @@ def _pull_remote(
         try:
             return run_pull(job, report)
         finally:
+            if isinstance(source, CachedSource):
+                source.close()
+                source = source.inner
             if isinstance(source, LocalRepoSource):
                 source.close()
 
@@ -376,7 +404,9 @@ def pull_local(
     report = _progress(progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
     local_ref: Callable[[str], str] = (lambda r: f"{remote}:{r}") if remote else (lambda r: r)
-    local_source = LocalRepoSource(src, cfg)
+    # Between archive repositories content objects are hardlinked, as ostree does (copied when
+    # the file system refuses, e.g. across file systems).
+    local_source = LocalRepoSource(src, cfg, link=repo.mode is RepoMode.ARCHIVE)
     stages: list[PullStage] = []
     session = None
     if cfg.static_deltas is StaticDeltas.REQUIRE and not commit_metadata_only and not dry_run:

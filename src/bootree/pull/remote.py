@@ -72,7 +72,8 @@ class Remote:
 
     @property
     def url(self) -> str:
-        """Base URL of the metadata (summary, config, refs). ``metalink=`` URLs are not supported."""
+        """Base URL of the metadata (summary, config, refs), or ``metalink=URL`` / ``mirrorlist=URL``
+        (resolved by :class:`bootree.pull.session.RemoteSession`)."""
         return self.get("url") or ""
 
     @property

@@ -16,10 +16,12 @@ from bootree.errors import FormatError, KeyFileError, NotFoundError, RemoteError
 from bootree.format.checksum import Checksum, parse_checksum
 from bootree.format.keyfile import KeyFile
 from bootree.format.summary import Summary
+from bootree.pull.mirrors import METALINK, MIRRORLIST, resolve_metalink, resolve_mirrorlist
 from bootree.pull.options import PullConfig
 from bootree.pull.remote import Remote
 from bootree.pull.verify import SignaturePolicy, policy_for_remote
 from bootree.transport import Fetcher, join_url, open_fetcher
+from bootree.transport.mirrors import MirrorFetcher
 
 __all__ = ["RemoteSession", "RemoteSummary", "fetch_remote_summary"]
 
@@ -62,6 +64,8 @@ class RemoteSession:
         self._owns = owns_fetcher
         self._summary: RemoteSummary | None = None
         self._summary_fetched = False
+        #: The summary a metalink named (already checked against the metalink's hash).
+        self._preloaded_summary: bytes | None = None
 
     @classmethod
     def open(
@@ -86,16 +90,38 @@ class RemoteSession:
             raise RemoteError(f"remote {remote.name!r} has no url")
         cfg = (config or PullConfig()).for_remote(remote.get, remote.name)
         own = fetcher is None
-        f = fetcher or open_fetcher(remote.url, remote.fetch_config(cfg.fetch))
-        return cls(
+        url = remote.url
+        f = fetcher or open_fetcher(_strip_indirection(url), remote.fetch_config(cfg.fetch))
+        try:
+            # metalink= and mirrorlist= URLs (bootree.pull.mirrors) resolve to real ones first.
+            preloaded: bytes | None = None
+            groups: list[list[str]] = []
+            if url.startswith(METALINK):
+                url, preloaded = resolve_metalink(f, url.removeprefix(METALINK), cfg.max_summary_size)
+            elif url.startswith(MIRRORLIST):
+                groups.append(resolve_mirrorlist(f, url.removeprefix(MIRRORLIST)))
+                url = groups[-1][0]
+            content_url = remote.get("contenturl") or url
+            if content_url.startswith(MIRRORLIST):
+                groups.append(resolve_mirrorlist(f, content_url.removeprefix(MIRRORLIST)))
+                content_url = groups[-1][0]
+        except BaseException:
+            if own:
+                f.close()
+            raise
+        if groups:
+            f = MirrorFetcher(f, groups)
+        session = cls(
             f,
-            remote.url,
+            url,
             config=cfg,
-            content_url=remote.content_url,
+            content_url=content_url,
             name=remote.name,
             policy=policy if policy is not None else policy_for_remote(remote),
             owns_fetcher=own,
         )
+        session._preloaded_summary = preloaded
+        return session
 
     def close(self) -> None:
         """Close the fetcher if this session opened it."""
@@ -161,7 +187,11 @@ class RemoteSession:
         """
         if self._summary_fetched:
             return self._summary
-        data = self.fetch_optional("summary", self.config.max_summary_size)
+        data = self._preloaded_summary
+        if data is None:
+            data = self.fetch_optional("summary", self.config.max_summary_size)
+        else:
+            self.bytes += len(data)
         self._summary_fetched = True
         if data is None:
             return None
@@ -199,6 +229,14 @@ class RemoteSession:
             return parse_checksum(data.decode("ascii").strip())
         except (UnicodeDecodeError, FormatError) as e:
             raise RemoteError(f"{self.url}/refs/heads/{ref} is not a checksum") from e
+
+
+def _strip_indirection(url: str) -> str:
+    """The URL to choose a fetcher by: a ``metalink=``/``mirrorlist=`` URL's own."""
+    for prefix in (METALINK, MIRRORLIST):
+        if url.startswith(prefix):
+            return url.removeprefix(prefix)
+    return url
 
 
 def fetch_remote_summary(

@@ -20,6 +20,7 @@ whatever the source, so a source never needs to be trusted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from bootree.pull.plan import Action, object_path
 from bootree.repo import Repo, RepoMode
 from bootree.transport import BodyStream, Fetcher, StreamFactory, join_url
 
-__all__ = ["Arrival", "HttpSource", "LocalRepoSource", "ObjectSource"]
+__all__ = ["Arrival", "CachedSource", "HttpSource", "LocalRepoSource", "ObjectSource"]
 
 _CHUNK = 1024 * 1024
 
@@ -46,6 +47,13 @@ class Arrival:
     data: bytes | None
     error: BootreeError | None
     stream: BodyStream | None = None
+    #: A local archive ``.filez`` to adopt by hardlink instead of bytes (``data`` is ``b""``).
+    link_from: str | None = None
+    #: How this content object arrived, when not in the source's :attr:`ObjectSource.framing`
+    #: (an object from a bare-family cache repository of a :class:`CachedSource`).
+    framing: ContentFraming | None = None
+    #: It came from a local cache repository, not the remote (ostree counts those as "local").
+    cached: bool = False
 
 
 class ObjectSource(Protocol):
@@ -129,9 +137,12 @@ class LocalRepoSource:
     synchronous: an arrival is ready as soon as it is submitted.
     """
 
-    def __init__(self, source: Repo, config: PullConfig) -> None:
+    def __init__(self, source: Repo, config: PullConfig, *, link: bool = False) -> None:
         self.source = source
         self.config = config
+        #: Hand over an archive source's content objects as paths to hardlink (the destination
+        #: is an archive repository too), as ``ostree pull-local`` does.
+        self.link = link and source.mode is RepoMode.ARCHIVE
         self.framing = ContentFraming.ARCHIVED if source.mode is RepoMode.ARCHIVE else ContentFraming.STREAM
         self._done: deque[Arrival] = deque()
         self._requests = 0
@@ -171,7 +182,10 @@ class LocalRepoSource:
         if otype is not ObjectType.FILE:
             return Arrival(action, src.load_metadata(otype, c), None)
         if src.mode is RepoMode.ARCHIVE:
-            with open(src.object_path(ObjectType.FILE, c), "rb") as f:
+            path = src.object_path(ObjectType.FILE, c)
+            if self.link:
+                return Arrival(action, b"", None, link_from=str(path))
+            with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 self._check_size(where, size)
                 return self._deliver(action, b"", f.read, size, stream)
@@ -220,6 +234,70 @@ class LocalRepoSource:
 
     def close(self) -> None:
         """Drop arrivals not collected."""
+        self._done.clear()
+
+
+class CachedSource:
+    """A source with local cache repositories in front (``pull --localcache-repo``, as ostree):
+    an object one of them has is read from there (hardlinked into an archive repository when
+    it is one too), every other one comes from the wrapped source. All of them are verified
+    by the engine like fetched ones, so a cache is never trusted either.
+    """
+
+    def __init__(self, inner: ObjectSource, caches: list[LocalRepoSource]) -> None:
+        self.inner = inner
+        self.caches = caches
+        self._done: deque[Arrival] = deque()
+
+    @property
+    def framing(self) -> ContentFraming:
+        """The wrapped source's framing (arrivals from a cache of another mode say their own)."""
+        return self.inner.framing
+
+    @property
+    def pending(self) -> int:
+        """Cache arrivals not yet returned and the wrapped source's pending requests."""
+        return len(self._done) + self.inner.pending
+
+    @property
+    def requests(self) -> int:
+        """Requests of the wrapped source (cache reads are not requests)."""
+        return self.inner.requests
+
+    def _cache_for(self, action: Action) -> LocalRepoSource | None:
+        for cache in self.caches:
+            src = cache.source
+            if action.otype is ObjectType.COMMIT_META:
+                if src.has_object(ObjectType.COMMIT, action.checksum) and src.read_commitmeta(action.checksum) is not None:
+                    return cache
+            elif src.has_object(action.otype, action.checksum):
+                return cache
+        return None
+
+    def submit(self, action: Action, *, stream: StreamFactory | None = None) -> None:
+        """Read ``action``'s object from the first cache that has it, else ask the wrapped source."""
+        cache = self._cache_for(action)
+        if cache is None:
+            self.inner.submit(action, stream=stream)
+            return
+        same = cache.framing is self.inner.framing
+        cache.submit(action, stream=stream if same else None)
+        got = cache.wait()
+        if got.error is not None:  # the cache failed us (a race, a broken object): fetch it instead
+            self.inner.submit(action, stream=stream)
+            return
+        self._done.append(dataclasses.replace(got, cached=True, framing=None if same else cache.framing))
+
+    def wait(self) -> Arrival:
+        """A cache arrival if one is waiting, else the wrapped source's next."""
+        if self._done:
+            return self._done.popleft()
+        return self.inner.wait()
+
+    def close(self) -> None:
+        """Close the caches (the wrapped source belongs to its caller)."""
+        for cache in self.caches:
+            cache.close()
         self._done.clear()
 
 

@@ -27,15 +27,16 @@ raise there stops the pull with that error and no ref moves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bootree.errors import CorruptObject, FormatError, RemoteError, VerificationError
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, ObjectType
-from bootree.format.content import ContentFraming
-from bootree.format.objects import Commit
+from bootree.format.content import ContentFraming, decode_archive_header, stream_header_length
+from bootree.format.objects import Commit, FileHeader
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
 
 __all__ = [
@@ -43,8 +44,10 @@ __all__ = [
     "NoSignatures",
     "SignaturePolicy",
     "Verifier",
+    "check_bareuseronly",
     "check_ref_binding",
     "policy_for_remote",
+    "received_header",
     "verify_commitmeta",
     "verify_content",
     "verify_metadata",
@@ -181,6 +184,36 @@ def verify_content(csum: Checksum, data: bytes, framing: ContentFraming) -> Veri
     return VerifiedContent.parse_stream(data, csum)
 
 
+def received_header(data: bytes, framing: ContentFraming) -> FileHeader:
+    """The header of a received content object (the start of ``data``), without its body.
+
+    Raises:
+        CorruptObject: for a malformed header (reported under ``unknown``; the checksum check
+            names the object).
+    """
+    try:
+        if framing is ContentFraming.ARCHIVED:
+            return decode_archive_header(data).header
+        end = stream_header_length(data)
+        return FileHeader.from_bytes(data[8:end])
+    except FormatError as e:
+        raise CorruptObject("unknown", "file", str(e)) from e
+
+
+def check_bareuseronly(csum: Checksum, header: FileHeader) -> None:
+    """``pull --bareuseronly-files``: refuse content a bare-user-only checkout could not hold
+    safely (setuid, setgid, sticky or world-writable files), as ostree does.
+
+    Raises:
+        VerificationError: for such a file, in ostree's words.
+    """
+    mode = header.mode
+    if stat.S_ISREG(mode):
+        bad = mode & 0o7777 & ~0o775
+        if bad:
+            raise VerificationError(f"Content object {csum}: invalid mode 0{mode:04o} with bits 0{bad:04o}")
+
+
 def check_ref_binding(commit: Commit, refs: Iterable[str], csum: Checksum) -> None:
     """A commit that names the refs it was made for must be pulled under one of them.
 
@@ -204,6 +237,9 @@ class Verifier:
 
     policy: SignaturePolicy = field(default_factory=NoSignatures)
     refs_of: Mapping[Checksum, list[str]] = field(default_factory=dict)
+    #: A check of every content object's header before it is written (``--bareuseronly-files``:
+    #: :func:`check_bareuseronly`); raises to refuse the object.
+    content_check: Callable[[Checksum, FileHeader], None] | None = None
 
     def summary(self, data: bytes, signature: bytes | None) -> None:
         """Check a summary before its refs are used."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.content import ContentFraming
+from bootree.format.objects import FileHeader
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
 from bootree.repo.transaction import Transaction
 from bootree.repo.writers import ReceivedContentWriter
@@ -40,8 +41,16 @@ class StreamedObject:
     fetcher's thread never sees it, so it cannot be mistaken for a network fault.
     """
 
-    def __init__(self, txn: Transaction, framing: ContentFraming, expected: Checksum) -> None:
+    def __init__(
+        self,
+        txn: Transaction,
+        framing: ContentFraming,
+        expected: Checksum,
+        check: Callable[[Checksum, FileHeader], None] | None = None,
+    ) -> None:
         self.checksum = expected
+        #: A check of the object's header before it is staged (``--bareuseronly-files``).
+        self.check = check
         self.error: BaseException | None = None
         self._writer: ReceivedContentWriter | None = None
         try:
@@ -77,6 +86,12 @@ class StreamedObject:
             self.abort()
             raise self.error
         assert self._writer is not None
+        if self.check is not None and self._writer.header is not None:
+            try:
+                self.check(self.checksum, self._writer.header)
+            except BaseException:
+                self.abort()
+                raise
         try:
             self._writer.finish()
         finally:
@@ -96,6 +111,8 @@ class WriteJob:
     archived: bytes | None = None
     #: A streamed object whose bytes are written already: verify and stage it.
     streamed: StreamedObject | None = None
+    #: A local ``.filez`` to hardlink (verified as linked), copied if the link is refused.
+    link_from: str | None = None
 
 
 class WriterThreads:
@@ -156,6 +173,9 @@ class WriterThreads:
                     txn.write_metadata(job.meta)
                 elif job.streamed is not None:
                     job.streamed.finish()
+                elif job.link_from is not None:
+                    if not txn.link_archived_file(job.link_from, job.checksum):
+                        _copy_archived(txn, job.link_from, job.checksum)
                 else:  # archive to archive: verified by the repository as it is stored
                     assert job.archived is not None
                     txn.write_archived_file(job.archived, expected=job.checksum)
@@ -220,3 +240,11 @@ class EarlyPublisher:
             except BaseException as e:  # reported by the engine at the end of the walk
                 self.error = e
                 return
+
+
+def _copy_archived(txn: Transaction, path: str, csum: Checksum) -> None:
+    """Copy a local ``.filez`` through the verifying writer (a refused hardlink's fallback)."""
+    with open(path, "rb") as f, txn.stream_content(ContentFraming.ARCHIVED, csum) as w:
+        while chunk := f.read(1 << 20):
+            w.write(chunk)
+        w.finish()

@@ -48,7 +48,7 @@ from bootree.repo.objectstore import CHUNK, DiskObjectStore, ObjectIndex
 from bootree.repo.partial import PartialMarkers
 from bootree.repo.refs import RefStore
 from bootree.repo.staging import Staging, clean_stale
-from bootree.repo.writers import ContentWriter, ReceivedContentWriter, Slot
+from bootree.repo.writers import ContentWriter, ReceivedContentWriter, Slot, hash_received_file
 
 __all__ = ["ContentWriter", "ReceivedContentWriter", "Transaction"]
 
@@ -353,6 +353,42 @@ class Transaction:
         with self.stream_content(ContentFraming.ARCHIVED, expected) as w:
             w.write(filez)
             return w.finish()
+
+    def link_archived_file(self, source: str, expected: Checksum) -> bool:
+        """Adopt another archive repository's ``.filez`` by hardlink, as ``ostree pull-local``
+        does between repositories of one mode: no copy, no second inode.
+
+        The link is made into staging first and the linked inode is then verified (streamed)
+        against ``expected``, so what is published is what was checked; objects are immutable,
+        so sharing the inode with the source is sound. Returns False (nothing staged) when this
+        repository is not an archive or the file system refuses the link (another file system,
+        the link limit): the caller copies instead.
+
+        Raises:
+            ChecksumMismatch, CorruptObject: the source object is corrupt.
+            OSError: the source cannot be read.
+        """
+        if self._store.mode is not RepoMode.ARCHIVE:
+            return False
+        if self.has_object(ObjectType.FILE, expected):
+            return True
+        target = self._claim(ObjectType.FILE, expected)
+        if target is None:
+            return True
+        try:
+            os.link(source, target)
+        except OSError as e:
+            self._release(ObjectType.FILE, expected)
+            if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP):
+                return False
+            raise
+        try:
+            hash_received_file(target, ContentFraming.ARCHIVED, expected)
+        except BaseException:
+            self._release(ObjectType.FILE, expected)
+            raise
+        self._complete(ObjectType.FILE, expected)
+        return True
 
     def write_commitmeta(self, commit: Checksum, data: bytes) -> None:
         """Set a commit's detached metadata (written at commit time, replacing any old one)."""

@@ -161,6 +161,11 @@ class ReceivedContentWriter(_Writer):
     def __enter__(self) -> ReceivedContentWriter:
         return self
 
+    @property
+    def header(self) -> FileHeader | None:
+        """The object's header, once its framing has been received."""
+        return self._decoder.header
+
     def _open(self, header: FileHeader) -> None:
         self._hasher = hashlib.sha256(header.checksum_prefix())
         if self._target is None:
@@ -244,3 +249,36 @@ class ReceivedContentWriter(_Writer):
         if self._claimed is not None:
             self._slot.complete(ObjectType.FILE, actual)
         return actual
+
+
+def hash_received_file(path: str, framing: ContentFraming, expected: Checksum, chunk: int = 1 << 20) -> None:
+    """Prove that the file at ``path``, a content object in ``framing``, hashes to ``expected``.
+
+    Streams it (bounded memory), writing nothing: for an object adopted by hardlink, whose
+    bytes are already where they belong.
+
+    Raises:
+        CorruptObject: it does not parse or inflate.
+        ChecksumMismatch: it hashes to something else.
+        OSError: it cannot be read.
+    """
+    decoder = ContentStreamDecoder(framing, DECOMPRESSOBJ, INFLATE_ERRORS)
+    hasher: hashlib._Hash | None = None
+    try:
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(chunk)
+                out = decoder.feed(data) if data else decoder.finish()
+                if hasher is None and decoder.header is not None:
+                    hasher = hashlib.sha256(decoder.header.checksum_prefix())
+                if hasher is not None:
+                    for c in out:
+                        hasher.update(c)
+                if not data:
+                    break
+    except FormatError as e:
+        raise CorruptObject(expected, "file", str(e)) from e
+    assert hasher is not None  # finish() raised for an object without a complete header
+    actual = Checksum(hasher.hexdigest())
+    if actual != expected:
+        raise ChecksumMismatch(expected, actual, "file")

@@ -179,7 +179,8 @@ class BodySink:
     body breaks a rule, so a hostile server never gets more than ``max_length`` bytes into memory.
     """
 
-    __slots__ = ("_declared", "_factory", "_parts", "_total", "guard", "max_length", "stream", "url")
+    __slots__ = ("_declared", "_factory", "_parts", "_total", "guard", "max_length", "preloaded", "stream", "url",
+                 "validator")
 
     def __init__(
         self,
@@ -197,11 +198,29 @@ class BodySink:
         self._parts: list[bytes] = []
         self._total = 0
         self._declared: int | None = None
+        #: Bytes of the body that an earlier attempt received (a resumed download).
+        self.preloaded = 0
+        #: The response's ``ETag`` or ``Last-Modified``, for ``If-Range`` when resuming.
+        self.validator = ""
 
     @property
     def received(self) -> int:
-        """Body bytes so far."""
+        """Body bytes so far (including any preloaded)."""
         return self._total
+
+    def preload(self, prefix: bytes) -> None:
+        """Begin with ``prefix``, the part of the body an interrupted attempt received (the
+        rest comes as a ``206`` to ``Range: bytes=N-``). Only for bodies held in memory."""
+        assert self._total == 0 and self.stream is None
+        if prefix:
+            self._parts.append(prefix)
+            self._total = self.preloaded = len(prefix)
+
+    def partial(self) -> bytes:
+        """What an interrupted in-memory body received so far (b"" for a streamed body)."""
+        if self.stream is not None:
+            return b""
+        return b"".join(self._parts)
 
     def start(self, declared: int | None) -> None:
         """The body announces ``declared`` bytes (None: unknown).
@@ -212,7 +231,7 @@ class BodySink:
         if declared is not None and declared > self.max_length:
             raise FetchError(self.url, f"too large: {declared} bytes exceeded maximum size {self.max_length}", status=200)
         self._declared = declared
-        if self._factory is not None:
+        if self._factory is not None and not self.preloaded:  # a resumed body stays in memory
             self.stream = self._factory(declared)
 
     def add(self, chunk: bytes) -> None:
@@ -269,6 +288,13 @@ class Request:
     attempts: int = 0
     redirects: int = 0
     stream: StreamFactory | None = None
+    #: The start of the body received by an interrupted attempt: the next asks for the rest
+    #: (``Range``), so a server that cuts transfers short still gets the whole file across
+    #: attempts. What is assembled is verified by the caller like any body.
+    resume: bytes = b""
+    #: ``ETag`` or ``Last-Modified`` of the response ``resume`` came from (``If-Range``: a
+    #: changed file is sent whole instead of spliced).
+    validator: str = ""
 
 
 class FetcherBase(ABC):

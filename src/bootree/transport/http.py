@@ -277,11 +277,13 @@ class PipelinedHttpFetcher(FetcherBase):
 
     def _request_bytes(self, pool: _OriginPool, req: Request) -> bytes:
         _, target, _ = _split(req.url)
-        return (
-            b"GET "
-            + target
-            + pool.request_tail(self.config.user_agent)
-        )
+        tail = pool.request_tail(self.config.user_agent)
+        if req.resume:  # the rest of a body an interrupted attempt received part of
+            extra = f"Range: bytes={len(req.resume)}-\r\n"
+            if req.validator and req.validator.isprintable() and req.validator.isascii():
+                extra += f"If-Range: {req.validator}\r\n"
+            tail = tail[:-2] + extra.encode("ascii") + b"\r\n"
+        return b"GET " + target + tail
 
     def _serve(self, pool: _OriginPool) -> None:
         """One connection's loop: keep up to ``pipeline_depth`` requests in flight, in order."""
@@ -381,13 +383,17 @@ class PipelinedHttpFetcher(FetcherBase):
         """Status, headers, body (of a 200), its stream and whether to close, of the next response."""
         sink = BodySink(req.url, req.max_length, stream=req.stream)
         try:
-            return self._read_into(pool, conn, sink, fresh=fresh)
+            return self._read_into(pool, conn, sink, req, fresh=fresh)
         except BaseException:
+            # Keep what an in-memory body got so far: the retry asks for the rest (Range).
+            got = sink.partial()
+            if len(got) > len(req.resume):
+                req.resume, req.validator = got, sink.validator
             sink.abort()
             raise
 
     def _read_into(
-        self, pool: _OriginPool, conn: _Connection, sink: BodySink, *, fresh: bool
+        self, pool: _OriginPool, conn: _Connection, sink: BodySink, req: Request, *, fresh: bool
     ) -> tuple[int, dict[str, str], bytes, BodyStream | None, bool]:
         head: Head | None = None
         error_body = 0
@@ -395,12 +401,17 @@ class PipelinedHttpFetcher(FetcherBase):
             while conn.events:
                 ev = conn.events.popleft()
                 if isinstance(ev, Head):
-                    head = ev
                     if ev.http10 and pool.pipelining:
                         # A 1.0 server answers one request per connection: stop sending ahead.
                         log.debug("%s speaks HTTP/1.0: pipelining off", pool.origin[1])
                         pool.pipelining = False
+                    if ev.status == 206 and req.resume:
+                        ev = _resumed(ev, req, sink)
+                    elif ev.status == 200:
+                        req.resume = b""  # a whole body (the server ignored Range, or no resume)
+                    head = ev
                     if ev.status == 200:
+                        sink.validator = ev.headers.get("etag") or ev.headers.get("last-modified") or ""
                         sink.start(ev.length)
                     elif ev.length is not None and ev.length > _MAX_ERROR_BODY:
                         # The body of an error is not needed: do not read it, drop the connection.
@@ -416,7 +427,8 @@ class PipelinedHttpFetcher(FetcherBase):
                 else:
                     assert head is not None
                     body = sink.finish() if head.status == 200 else b""
-                    self._count_bytes(sink.received)
+                    self._count_bytes(sink.received - sink.preloaded)
+                    req.resume = b""
                     return head.status, head.headers, body, sink.stream, head.close
             data = self._recv(conn)
             try:
@@ -433,6 +445,30 @@ class PipelinedHttpFetcher(FetcherBase):
                     # not the request's fault; a fresh one that closes at once is.
                     raise _ConnectionLost("server closed the connection", blame=fresh)
                 raise _ConnectionLost("connection closed in the response")
+
+
+def _resumed(head: Head, req: Request, sink: BodySink) -> Head:
+    """A ``206`` answering a resumed request, as the ``200`` of the whole body it completes.
+
+    Raises:
+        FetchError: transient, for a range that does not continue what was received (the
+            retry then starts over).
+    """
+    done = len(req.resume)
+    raw = head.headers.get("content-range", "")
+    unit, _, spec = raw.partition(" ")
+    span, _, total_s = spec.partition("/")
+    first, _, last = span.partition("-")
+    if not (unit == "bytes" and first.isdigit() and last.isdigit() and total_s.isdigit()) or int(first) != done:
+        req.resume = b""
+        raise FetchError(req.url, f"unusable partial response (Content-Range {raw[:80]!r})", transient=True)
+    total = int(total_s)
+    if int(last) != total - 1 or (head.length is not None and head.length != total - done):
+        req.resume = b""
+        raise FetchError(req.url, f"unusable partial response (Content-Range {raw[:80]!r})", transient=True)
+    sink.validator = req.validator
+    sink.preload(req.resume)
+    return Head(200, head.headers, head.http10, head.close, total)
 
 
 def _describe(e: BaseException) -> str:
