@@ -25,6 +25,7 @@ from bootree.cli.render import emit
 from bootree.errors import RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import ObjectType
+from bootree.pull.summarycache import prune_summary_cache
 
 # --- maintenance -----------------------------------------------------------------------------
 
@@ -166,6 +167,8 @@ def prune_cmd(
         keep_younger_than=parse_timestamp(keep_younger_than) if keep_younger_than else None,
         dry_run=no_prune,
     )
+    if not no_prune:
+        prune_summary_cache(repo)
     report = {"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune}
     emit(report, as_json=as_json, text=_prune_lines)
 

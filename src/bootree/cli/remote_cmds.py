@@ -35,6 +35,7 @@ from bootree.pull import (
     list_remotes,
 )
 from bootree.pull.publish import expiry_metadata, sign_summary
+from bootree.pull.remote import find_remote
 from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
 from bootree.repo.summary import read_summary, update_summary
@@ -253,16 +254,18 @@ def remote_list_cookies_cmd(ctx: click.Context, repo_path: Path | None, name: st
 @click.pass_context
 def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
     """Print the URL of remote NAME."""
-    click.echo(get_remote(open_repo(ctx, repo_path).config, name).url)
+    repo = open_repo(ctx, repo_path)
+    click.echo(find_remote(repo.path, repo.config, name).url)
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
+    from bootree.pull.summarycache import SummaryCache
     from bootree.pull.trust import policy_for_remote
 
-    remote = get_remote(repo.config, name)
+    remote = find_remote(repo.path, repo.config, name)
     policy = policy_for_remote(repo.path, remote)  # a signed summary is checked before it is shown
     try:
-        return fetch_remote_summary(remote, policy=policy).summary
+        return fetch_remote_summary(remote, policy=policy, cache=SummaryCache.for_repo(repo.path)).summary
     finally:
         policy.close()
 

@@ -34,9 +34,11 @@ from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, 
 from bootree.pull.plan import PullTarget, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
+from bootree.pull.summarycache import SummaryCache
 from bootree.pull.sources import HttpSource, LocalRepoSource, ObjectSource
-from bootree.pull.verify import NoSignatures, Verifier
+from bootree.pull.verify import BindingCheck, NoSignatures, Verifier
 from bootree.repo import Repo
+from bootree.repo.collections import verify_bindings_of
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
 from bootree.transport.file import FileFetcher
@@ -174,6 +176,13 @@ def _refs_of(resolved: dict[PullTarget, Checksum]) -> dict[Checksum, list[str]]:
     return out
 
 
+def _bindings(collection_id: str | None, enabled: bool) -> BindingCheck:
+    """The binding check of a pull: ostree's (ref, and collection if the source has one), or none."""
+    if not enabled:
+        return lambda csum, commit, ref: None
+    return lambda csum, commit, ref: verify_bindings_of(commit, collection_id or None, ref)
+
+
 def _resolve_remote(
     session: RemoteSession, targets: list[PullTarget], mirror_all: bool
 ) -> tuple[dict[PullTarget, Checksum], RemoteSummary | None]:
@@ -209,6 +218,8 @@ def pull(
     stages: Sequence[PullStage] = (),
     policy: trust.TrustPolicy | None = None,
     allow_downgrade: bool = False,
+    cache_dir: Path | None = None,
+    verify_bindings: bool = True,
 ) -> PullResult:
     """Pull ``refs`` (``REF``, ``REF@COMMIT`` or ``COMMIT``) from ``remote`` into ``repo``.
 
@@ -227,6 +238,7 @@ def pull(
         DowngradeError: a commit older than the ref's current one, without ``allow_downgrade``.
         SummaryExpired: a summary past its ``bootree.summary.expires``.
         RemoteError: no refs to pull, a remote that is not an archive repository, a bad summary.
+        BindingError: a commit not bound to the ref (or collection) it is pulled as.
         RefNotFound: a ref the remote does not have.
         FetchError: a download that failed for good (NotFoundError for a missing object).
         ChecksumMismatch, CorruptObject: the server sent wrong bytes.
@@ -245,8 +257,10 @@ def pull(
     signatures = policy if policy is not None else trust.policy_for_remote(repo.path, remote)
     try:
         signatures.check_start()
+        cache = SummaryCache.for_repo(repo.path, cache_dir)
         return _pull_remote(repo, remote, targets, mirror, mirror_all, signatures, allow_downgrade, config,
-                            fetcher, stages, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress))
+                            fetcher, stages, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress),
+                            cache, verify_bindings)
     finally:
         if own_policy:
             signatures.close()
@@ -264,11 +278,13 @@ def _pull_remote(
     fetcher: Fetcher | None,
     stages: Sequence[PullStage],
     options: PullOptions,
+    cache: SummaryCache | None,
+    verify_bindings: bool,
 ) -> PullResult:
     report = _progress(options.progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
     local_ref: Callable[[str], str] = (lambda r: r) if mirror else (lambda r: f"{remote.name}:{r}")
-    with RemoteSession.open(remote, config, fetcher, policy=policy) as session:
+    with RemoteSession.open(remote, config, fetcher, policy=policy, cache=cache) as session:
         local_path = session.check_archive()
         resolved, found = _resolve_remote(session, targets, mirror_all)
         refs_of = _refs_of(resolved)
@@ -314,7 +330,7 @@ def _pull_remote(
             source,
             resolved,
             local_ref,
-            Verifier(policy, refs_of),
+            Verifier(policy, refs_of, _bindings(session.collection_id(remote), verify_bindings)),
             options,
             session.config,
             mirror_summary=found if mirror_all else None,
@@ -343,6 +359,7 @@ def pull_local(
     dry_run: bool = False,
     progress: Callable[[PullEvent], None] | None = None,
     policy: trust.TrustPolicy | None = None,
+    verify_bindings: bool = True,
 ) -> PullResult:
     """Copy ``refs`` (default: all local branches) from the repository at ``source``.
 
@@ -350,7 +367,8 @@ def pull_local(
     ``remote`` if given), as ``ostree pull-local`` does. ``policy`` checks the signatures of
     every commit as a pull from that remote would (``pull-local --gpg-verify --remote=R``).
     With ``config.static_deltas`` set to ``REQUIRE`` (``--require-static-deltas``) each commit
-    comes in through one of the source's static deltas, or the pull fails.
+    comes in through one of the source's static deltas, or the pull fails. Bindings are checked
+    as by :func:`pull`, against the source's own ``core.collection-id`` (as ostree does).
 
     Raises:
         RepoNotFound: if ``source`` is not a repository.
@@ -393,7 +411,8 @@ def pull_local(
             local_source,
             resolved,
             local_ref,
-            Verifier(policy if policy is not None else NoSignatures(), _refs_of(resolved)),
+            Verifier(policy if policy is not None else NoSignatures(), _refs_of(resolved),
+                     _bindings(src.collection_id, verify_bindings)),
             PullOptions(depth, commit_metadata_only, dry_run, False, progress),
             cfg,
             stages=stages,
