@@ -34,11 +34,11 @@ from bootree.pull.options import PullConfig, PullEvent, PullOptions, PullPhase, 
 from bootree.pull.plan import PullTarget, parse_pull_refs, resolve_targets
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
-from bootree.pull.summarycache import SummaryCache
 from bootree.pull.sources import HttpSource, LocalRepoSource, ObjectSource
+from bootree.pull.summarycache import SummaryCache
 from bootree.pull.verify import BindingCheck, NoSignatures, Verifier
 from bootree.repo import Repo
-from bootree.repo.collections import verify_bindings_of
+from bootree.repo.collections import CollectionRef, set_collection_ref, verify_bindings_of
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
 from bootree.transport.file import FileFetcher
@@ -75,6 +75,9 @@ class PullJob:
     pinned_refs: frozenset[str] = frozenset()
     #: Timestamps of the commits the pull fetched (filled by the verify step's commit hook).
     commit_times: dict[Checksum, int] = field(default_factory=dict)
+    #: A mirror pull from a remote with a collection ID: its refs are that collection's
+    #: (``refs/mirrors/COLLECTION/REF``, or branches if it is the repository's own), as ostree's.
+    mirror_collection: str | None = None
 
 
 def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
@@ -121,8 +124,13 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
             for name, csum in refs_out:
                 if not job.allow_downgrade and name not in job.pinned_refs:
                     check_downgrade(repo, name, csum, _timestamp(repo, job.commit_times, csum))
-                if repo.refs.get(name) != csum:
+                if job.mirror_collection is None and repo.refs.get(name) != csum:
                     txn.set_ref(name, csum)
+        collection = job.mirror_collection
+        for name, csum in refs_out if collection is not None else ():
+            # After the objects are published, as the transaction's own refs are.
+            assert collection is not None
+            set_collection_ref(repo.refs, repo.config, CollectionRef(collection, name), csum, fsync=repo.fsync)
         if job.mirror_summary is not None:
             write_summary(repo, job.mirror_summary.data, job.mirror_summary.signature)
     engine.emit(PullPhase.DONE, force=True)
@@ -339,6 +347,7 @@ def _pull_remote(
             allow_downgrade=allow_downgrade,
             pinned_refs=pinned,
             commit_times=times,
+            mirror_collection=session.collection_id(remote) if mirror else None,
         )
         try:
             return run_pull(job, report)

@@ -26,8 +26,8 @@ __all__ = [
     "find_remote",
     "get_remote",
     "list_remotes",
-    "repo_chain",
     "remotes_config_dir",
+    "repo_chain",
     "save_remote_file",
     "section_name",
 ]

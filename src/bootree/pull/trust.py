@@ -147,7 +147,7 @@ def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = N
     """The keyring files a remote's GPG signatures are checked against (ostree's search order)."""
     out: list[Path] = []
     # As ostree: the remote's own keyring in the repository, else in its parents (core.parent).
-    for path, _ in repo_chain(repo_path) or [(repo_path, None)]:
+    for path in [p for p, _ in repo_chain(repo_path)] or [repo_path]:
         own = path / f"{remote.name}.trustedkeys.gpg"
         if own.is_file():
             out.append(own)
