@@ -270,6 +270,36 @@ def _fetch_summary(repo: Repo, name: str) -> Summary:
         policy.close()
 
 
+@remote_group.command("summary")
+@repo_option
+@click.argument("name")
+@click.pass_context
+def remote_summary_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
+    """Show the summary remote NAME publishes (checked as a pull checks it), and, when the remote
+    verifies summary signatures with GPG, those signatures (as ostree's ``remote summary``)."""
+    from bootree.cli.sign_cmds import gpg_block
+    from bootree.pull.summarycache import SummaryCache
+    from bootree.pull.trust import gpg_keyrings, policy_for_remote
+    from bootree.sign import GpgVerifier, detached
+
+    repo = open_repo(ctx, repo_path)
+    remote = find_remote(repo.path, repo.config, name)
+    policy = policy_for_remote(repo.path, remote)
+    try:
+        found = fetch_remote_summary(remote, policy=policy, cache=SummaryCache.for_repo(repo.path))
+    finally:
+        policy.close()
+    _render_summary(found.summary)
+    if found.signature is None or not remote.get_bool("gpg-verify-summary", False):
+        return
+    sigs = detached.signatures(detached.decode(found.signature), detached.GPG_KEY)
+    with GpgVerifier(keyrings=gpg_keyrings(repo.path, remote)) as verifier:
+        checks = verifier.verify(found.data, sigs)
+    lines = gpg_block(checks)
+    click.echo(f"\nGPG: Verification enabled, found {len(checks)} signature{'s' if len(checks) != 1 else ''}:")
+    click.echo("\n".join(lines[1:]))
+
+
 @remote_group.command("refs")
 @repo_option
 @click.argument("name")
@@ -323,9 +353,7 @@ def _render_summary(summary: Summary) -> None:
             click.echo(f"  {name}")
             click.echo(f"    {digest.hex()}")
         click.echo("")
-    for key, value in summary.metadata:
-        if key == "ostree.static-deltas":
-            continue
+    for key, value in summary.metadata:  # ostree lists the deltas again here, as GVariant text
         label = labels.get(key)
         if key == "ostree.summary.last-modified" and summary.last_modified is not None:
             text = _ts(summary.last_modified)
