@@ -39,7 +39,7 @@ def run(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
