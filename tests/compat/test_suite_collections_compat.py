@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,8 +57,8 @@ def serve(root: Path) -> Iterator[int]:
         server.server_close()
 
 
-def each(tmp_path: Path, scenario: Callable[[str, Path], object]) -> dict[str, object]:
-    out = {}
+def each(tmp_path: Path, scenario: Callable[[str, Path], Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for tool in TOOLS:
         work = tmp_path / tool
         work.mkdir()
