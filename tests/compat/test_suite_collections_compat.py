@@ -160,3 +160,20 @@ def test_find_remotes_report(tmp_path: Path) -> None:
     got = each(tmp_path, scenario)
     assert got["bootree"] == got["ostree"]
     assert "1/2 refs were found." in got["ostree"]
+
+
+def test_summary_view_lists_static_deltas_as_ostree(tmp_path: Path) -> None:
+    """``remote summary`` / ``summary --view``: the deltas are one GVariant-text metadata line
+    (``test-pull-summary-sigs.sh`` greps it for the delta's commit)."""
+
+    def scenario(tool: str, w: Path) -> str:
+        src = _server_repo(tool, w, "--collection-id=org.example.A")
+        run(tool, f"--repo={src}", "static-delta", "generate", "--empty", "main")
+        run(tool, f"--repo={src}", "summary", "-u")
+        return run(tool, f"--repo={src}", "summary", "--view").stdout
+
+    got = each(tmp_path, scenario)
+    # The commits are the same bytes; only the delta digests and times may differ between tools.
+    shape = {t: [ln.split(":")[0] for ln in out.splitlines() if "(ostree." in ln] for t, out in got.items()}
+    assert shape["bootree"] == shape["ostree"]
+    assert any(ln.startswith("Static Deltas (ostree.static-deltas): {'") for ln in got["bootree"].splitlines())

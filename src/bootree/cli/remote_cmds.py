@@ -346,19 +346,15 @@ def _render_summary(summary: Summary) -> None:
         "ostree.summary.collection-id": "Collection ID",
         "ostree.summary.collection-map": "Collection Map",
     }
-    deltas = summary.static_deltas
-    if deltas:
-        click.echo("Static Deltas (ostree.static-deltas):")
-        for name, digest in deltas.items():
-            click.echo(f"  {name}")
-            click.echo(f"    {digest.hex()}")
-        click.echo("")
-    for key, value in summary.metadata:  # ostree lists the deltas again here, as GVariant text
+    labels["ostree.static-deltas"] = "Static Deltas"
+    for key, value in summary.metadata:
         label = labels.get(key)
         if key == "ostree.summary.last-modified" and summary.last_modified is not None:
             text = _ts(summary.last_modified)
         elif key == "ostree.summary.collection-map" and label:
             text = "(printed above)"
+        elif key == "ostree.static-deltas":
+            text = print_text(value.type, value.value)  # GVariant text, as ostree prints it
         elif value.type == "b":
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:
