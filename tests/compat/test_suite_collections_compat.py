@@ -8,18 +8,16 @@ summaries are signed with ostree's test-only dummy engine, so no GnuPG is needed
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli_compat import http_server as serve
 
 pytestmark = [
     pytest.mark.compat,
@@ -37,24 +35,6 @@ def run(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProces
     if check and p.returncode != 0:
         raise AssertionError(f"{tool} {' '.join(args)} failed ({p.returncode}): {p.stderr}")
     return p
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def serve(root: Path) -> Iterator[int]:
-    """A static server for ``root`` on 127.0.0.1 (a free port), stopped on exit."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **kw: _Quiet(*a, directory=str(root), **kw))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def each(tmp_path: Path, scenario: Callable[[str, Path], Any]) -> dict[str, Any]:
