@@ -33,6 +33,7 @@ _COMMAND_MODULES = [
     "bootree.cli.admin_cmds",
     "bootree.cli.remote_cmds",
     "bootree.cli.pull_cmds",
+    "bootree.cli.finder_cmds",
     "bootree.cli.install_cmds",
     "bootree.cli.bootc_cmds",
     "bootree.cli.config_cmds",
@@ -54,6 +55,7 @@ _COMMAND_HOME = {
     "admin": "bootree.cli.admin_cmds",
     **dict.fromkeys(["remote", "summary"], "bootree.cli.remote_cmds"),
     **dict.fromkeys(["pull", "pull-local", "serve"], "bootree.cli.pull_cmds"),
+    "find-remotes": "bootree.cli.finder_cmds",
     **dict.fromkeys(["install", "health"], "bootree.cli.install_cmds"),
     **dict.fromkeys(["switch", "upgrade", "update", "rollback", "status"], "bootree.cli.bootc_cmds"),
     **dict.fromkeys(["config", "reset", "checksum"], "bootree.cli.config_cmds"),
@@ -156,7 +158,7 @@ OSTREE_COMPAT_VERSION = "2022.7"
 #: The ``Features:`` that ``--version`` lists, as libostree names them. Scripts (ostree's own
 #: tests among them) enable or skip whole areas by this list, so it names only what bootree
 #: really implements; a feature is added here in the change that implements it.
-FEATURES: list[str] = ["libarchive"]
+FEATURES: list[str] = ["gpgme", "libarchive"]
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

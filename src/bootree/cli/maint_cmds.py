@@ -25,6 +25,7 @@ from bootree.cli.render import emit
 from bootree.errors import RepoError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import ObjectType
+from bootree.pull.summarycache import prune_summary_cache
 
 # --- maintenance -----------------------------------------------------------------------------
 
@@ -194,6 +195,7 @@ def prune_cmd(
     result = prune_repo(repo, opts)
     if not no_prune:
         prune_deltas(repo)
+        prune_summary_cache(repo)
     report = {"total": result.total, "deleted": result.deleted, "bytes_freed": result.bytes_freed, "dry_run": no_prune,
               "commit_only": commit_only}
     emit(report, as_json=as_json, text=_prune_lines)

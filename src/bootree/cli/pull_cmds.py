@@ -29,11 +29,11 @@ from bootree.pull import (
     PullConfig,
     PullEvent,
     PullResult,
-    get_remote,
     pull,
     pull_local,
 )
 from bootree.pull.deltas import StaticDeltas
+from bootree.pull.remote import find_remote
 from bootree.repo.summary import update_summary
 
 # --- pull ----------------------------------------------------------------------------------------
@@ -158,6 +158,12 @@ def _pull_config(network_retries: int | None) -> PullConfig:
               help="Refuse files a bare-user-only repository must not hold (setuid, setgid, world-writable).")
 @click.option("--subpath", "subpaths", multiple=True, metavar="PATH",
               help="Only pull PATH of the tree (repeatable); the commit stays partial.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the remote's signed summary in DIR/summaries instead of REPO/tmp/cache.",
+)
+@click.option("--disable-verify-bindings", is_flag=True, help="Do not check the commits' ref and collection bindings.")
 @json_option
 @click.pass_context
 def pull_cmd(
@@ -181,6 +187,8 @@ def pull_cmd(
     localcache: tuple[Path, ...],
     bareuseronly_files: bool,
     subpaths: tuple[str, ...],
+    cache_dir: Path | None,
+    disable_verify_bindings: bool,
     as_json: bool,
 ) -> None:
     """Download REFS (REF, REF@COMMIT or COMMIT) from REMOTE; 'REMOTE:REF' also works.
@@ -194,7 +202,7 @@ def pull_cmd(
     if ":" in remote:
         remote, _, first = remote.partition(":")
         wanted.insert(0, first)
-    rem = get_remote(repo.config, remote)
+    rem = find_remote(repo.path, repo.config, remote)
     if url_override:
         rem = dataclasses.replace(rem, options=(*rem.options, ("url", url_override)))
     cfg = _pull_config(network_retries)
@@ -229,6 +237,8 @@ def pull_cmd(
             subpaths=subpaths,
             localcache=localcache,
             bareuseronly_files=bareuseronly_files,
+            cache_dir=cache_dir,
+            verify_bindings=not disable_verify_bindings,
         )
     _emit(result, as_json)
 
@@ -263,6 +273,7 @@ def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
 @click.option("--gpg-verify", "gpg_verify", is_flag=False, flag_value="true", default=None, metavar="[=BOOL]",
               help="Require GPG signatures trusted for --remote on every commit.")
 @click.option("--require-static-deltas", is_flag=True, help="Use the source's static deltas; fail if there is none.")
+@click.option("--disable-verify-bindings", is_flag=True, help="Do not check the commits' ref and collection bindings.")
 @json_option
 @click.pass_context
 def pull_local_cmd(
@@ -278,6 +289,7 @@ def pull_local_cmd(
     dry_run: bool,
     gpg_verify: str | None,
     require_static_deltas: bool,
+    disable_verify_bindings: bool,
     as_json: bool,
 ) -> None:
     """Copy REFS (default: all branches) from the repository at SOURCE, verifying every object."""
@@ -291,10 +303,9 @@ def pull_local_cmd(
     if gpg_verify is not None and parse_bool(gpg_verify):
         if remote is None:
             raise click.UsageError("--gpg-verify needs --remote=REMOTE (whose keys to trust)")
-        from bootree.pull import get_remote
         from bootree.pull.trust import policy_for_remote
 
-        policy = policy_for_remote(repo.path, get_remote(repo.config, remote))
+        policy = policy_for_remote(repo.path, find_remote(repo.path, repo.config, remote))
         policy.gpg_verify = True
     try:
         with _progress() as display:
@@ -309,6 +320,7 @@ def pull_local_cmd(
                 dry_run=dry_run,
                 progress=display,
                 policy=policy,
+                verify_bindings=not disable_verify_bindings,
             )
     finally:
         if policy is not None:

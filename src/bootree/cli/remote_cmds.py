@@ -35,6 +35,7 @@ from bootree.pull import (
     list_remotes,
 )
 from bootree.pull.publish import expiry_metadata, sign_summary
+from bootree.pull.remote import find_remote
 from bootree.pull.session import fetch_remote_summary
 from bootree.repo import Repo
 from bootree.repo.summary import read_summary, update_summary
@@ -253,18 +254,50 @@ def remote_list_cookies_cmd(ctx: click.Context, repo_path: Path | None, name: st
 @click.pass_context
 def remote_show_url_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
     """Print the URL of remote NAME."""
-    click.echo(get_remote(open_repo(ctx, repo_path).config, name).url)
+    repo = open_repo(ctx, repo_path)
+    click.echo(find_remote(repo.path, repo.config, name).url)
 
 
 def _fetch_summary(repo: Repo, name: str) -> Summary:
+    from bootree.pull.summarycache import SummaryCache
     from bootree.pull.trust import policy_for_remote
 
-    remote = get_remote(repo.config, name)
+    remote = find_remote(repo.path, repo.config, name)
     policy = policy_for_remote(repo.path, remote)  # a signed summary is checked before it is shown
     try:
-        return fetch_remote_summary(remote, policy=policy).summary
+        return fetch_remote_summary(remote, policy=policy, cache=SummaryCache.for_repo(repo.path)).summary
     finally:
         policy.close()
+
+
+@remote_group.command("summary")
+@repo_option
+@click.argument("name")
+@click.pass_context
+def remote_summary_cmd(ctx: click.Context, repo_path: Path | None, name: str) -> None:
+    """Show the summary remote NAME publishes (checked as a pull checks it), and, when the remote
+    verifies summary signatures with GPG, those signatures (as ostree's ``remote summary``)."""
+    from bootree.cli.sign_cmds import gpg_block
+    from bootree.pull.summarycache import SummaryCache
+    from bootree.pull.trust import gpg_keyrings, policy_for_remote
+    from bootree.sign import GpgVerifier, detached
+
+    repo = open_repo(ctx, repo_path)
+    remote = find_remote(repo.path, repo.config, name)
+    policy = policy_for_remote(repo.path, remote)
+    try:
+        found = fetch_remote_summary(remote, policy=policy, cache=SummaryCache.for_repo(repo.path))
+    finally:
+        policy.close()
+    _render_summary(found.summary)
+    if found.signature is None or not remote.get_bool("gpg-verify-summary", False):
+        return
+    sigs = detached.signatures(detached.decode(found.signature), detached.GPG_KEY)
+    with GpgVerifier(keyrings=gpg_keyrings(repo.path, remote)) as verifier:
+        checks = verifier.verify(found.data, sigs)
+    lines = gpg_block(checks)
+    click.echo(f"\nGPG: Verification enabled, found {len(checks)} signature{'s' if len(checks) != 1 else ''}:")
+    click.echo("\n".join(lines[1:]))
 
 
 @remote_group.command("refs")
@@ -313,21 +346,15 @@ def _render_summary(summary: Summary) -> None:
         "ostree.summary.collection-id": "Collection ID",
         "ostree.summary.collection-map": "Collection Map",
     }
-    deltas = summary.static_deltas
-    if deltas:
-        click.echo("Static Deltas (ostree.static-deltas):")
-        for name, digest in deltas.items():
-            click.echo(f"  {name}")
-            click.echo(f"    {digest.hex()}")
-        click.echo("")
+    labels["ostree.static-deltas"] = "Static Deltas"
     for key, value in summary.metadata:
-        if key == "ostree.static-deltas":
-            continue
         label = labels.get(key)
         if key == "ostree.summary.last-modified" and summary.last_modified is not None:
             text = _ts(summary.last_modified)
         elif key == "ostree.summary.collection-map" and label:
             text = "(printed above)"
+        elif key == "ostree.static-deltas":
+            text = print_text(value.type, value.value)  # GVariant text, as ostree prints it
         elif value.type == "b":
             text = ("Yes" if value.value else "No") if label else ("true" if value.value else "false")
         else:

@@ -145,15 +145,20 @@ def show_gpg_verifier(repo: Repo, homedir: Path | None, remote: str | None) -> G
     ``--gpg-homedir=DIR`` takes every ``*.gpg`` keyring file in DIR, as ostree does; a GnuPG home
     without such files is used through its own public keyring.
     """
-    from bootree.pull.remote import get_remote
-    from bootree.pull.trust import gpg_keyrings
+    from bootree.pull.remote import find_remote
+    from bootree.pull.trust import global_gpg_keyrings, gpg_keyrings
 
     if remote is not None:
-        return GpgVerifier(keyrings=gpg_keyrings(repo.path, get_remote(repo.config, remote)))
+        return GpgVerifier(keyrings=gpg_keyrings(repo.path, find_remote(repo.path, repo.config, remote)))
+    # As ostree (no remote): the global keyrings ($OSTREE_GPG_HOME), and those of --gpg-homedir.
+    trusted = global_gpg_keyrings()
     if homedir is not None:
         rings = sorted(p for p in homedir.glob("*.gpg") if p.is_file() and p.name != "trustdb.gpg")
-        return GpgVerifier(keyrings=rings) if rings else GpgVerifier(homedir=homedir)
-    return GpgVerifier()
+        if not rings and not trusted:
+            return GpgVerifier(homedir=homedir)
+        trusted = [*rings, *trusted] if rings else [
+            *(p for p in (homedir / "pubring.kbx", homedir / "pubring.gpg") if p.is_file()), *trusted]
+    return GpgVerifier(keyrings=trusted)
 
 
 def _resolve(repo: Repo, rev: str) -> Checksum:

@@ -68,6 +68,7 @@ def sign_commit(
     Raises:
         ObjectMissing: no such commit.
         SignatureError: gpg could not sign.
+        RepoError: a GPG key that already signed the commit (ostree refuses a second signature).
         FormatError: the existing detached metadata is malformed.
     """
     data = repo.load_metadata(ObjectType.COMMIT, csum)
@@ -77,9 +78,31 @@ def sign_commit(
     if ed25519_keys:
         meta = add_ed25519(data, meta, ed25519_keys)
     if gpg_key_ids:
+        _refuse_resigning(csum, data, meta, gpg_key_ids, gpg_homedir)
         meta = add_gpg(data, meta, gpg_key_ids, homedir=gpg_homedir)
     if meta is not None:
         _write_commitmeta(repo, csum, meta)
+
+
+def _gpg_signer_in(v: GpgVerifier, data: bytes, sig: bytes, key_ids: Sequence[str]) -> str | None:
+    """Which of ``key_ids`` made GPG signature ``sig`` of ``data`` (fingerprint or key-ID
+    suffix, as gpg reports the signer, known key or not), or None."""
+    wanted = {k.upper().removeprefix("0X"): k for k in key_ids}
+    found = [c.key.upper() for c in v.verify(data, [sig]) if c.key]
+    return next((k for f in found for w, k in wanted.items() if f.endswith(w) or w.endswith(f)), None)
+
+
+def _refuse_resigning(csum: Checksum, data: bytes, meta: bytes | None, key_ids: Sequence[str],
+                      homedir: Path | None) -> None:
+    """ostree refuses to sign a commit again with a key that already signed it."""
+    sigs = detached.signatures(detached.decode(meta), detached.GPG_KEY) if meta is not None else []
+    if not sigs:
+        return
+    with GpgVerifier(homedir=homedir) as v:
+        for sig in sigs:
+            key = _gpg_signer_in(v, data, sig, key_ids)
+            if key is not None:
+                raise RepoError(f"Commit {csum} is already signed with GPG key {key}")
 
 
 def delete_ed25519_signatures(repo: Repo, csum: Checksum, keys: Sequence[PublicKey]) -> int:
@@ -111,14 +134,10 @@ def delete_gpg_signatures(repo: Repo, csum: Checksum, key_ids: Sequence[str], *,
     """
     data = repo.load_metadata(ObjectType.COMMIT, csum)
     entries = detached.decode(repo.read_commitmeta(csum))
-    wanted = [k.upper().removeprefix("0X") for k in key_ids]
     with GpgVerifier(homedir=homedir) as v:
-
-        def made_by_wanted(sig: bytes) -> bool:
-            found = [c.key.upper() for c in v.verify(data, [sig]) if c.key]
-            return any(f.endswith(w) or w.endswith(f) for f in found for w in wanted)
-
-        out, removed = detached.remove_signatures(entries, detached.GPG_KEY, made_by_wanted)
+        out, removed = detached.remove_signatures(
+            entries, detached.GPG_KEY, lambda sig: _gpg_signer_in(v, data, sig, key_ids) is not None
+        )
     if removed:
         _write_commitmeta(repo, csum, detached.encode(out))
     return removed

@@ -35,8 +35,10 @@ from bootree.pull.plan import PullTarget, normalize_subpaths, parse_pull_refs, r
 from bootree.pull.remote import Remote
 from bootree.pull.session import RemoteSession, RemoteSummary
 from bootree.pull.sources import CachedSource, HttpSource, LocalRepoSource, ObjectSource
-from bootree.pull.verify import NoSignatures, Verifier, check_bareuseronly
+from bootree.pull.summarycache import SummaryCache
+from bootree.pull.verify import BindingCheck, NoSignatures, Verifier, check_bareuseronly
 from bootree.repo import Repo, RepoMode
+from bootree.repo.collections import CollectionRef, set_collection_ref, verify_bindings_of
 from bootree.repo.summary import write_summary
 from bootree.transport import Fetcher
 from bootree.transport.file import FileFetcher
@@ -73,6 +75,9 @@ class PullJob:
     pinned_refs: frozenset[str] = frozenset()
     #: Timestamps of the commits the pull fetched (filled by the verify step's commit hook).
     commit_times: dict[Checksum, int] = field(default_factory=dict)
+    #: A mirror pull from a remote with a collection ID: its refs are that collection's
+    #: (``refs/mirrors/COLLECTION/REF``, or branches if it is the repository's own), as ostree's.
+    mirror_collection: str | None = None
 
 
 def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
@@ -120,8 +125,13 @@ def run_pull(job: PullJob, progress: Progress | None = None) -> PullResult:
             for name, csum in refs_out:
                 if not job.allow_downgrade and name not in job.pinned_refs:
                     check_downgrade(repo, name, csum, _timestamp(repo, job.commit_times, csum))
-                if repo.refs.get(name) != csum:
+                if job.mirror_collection is None and repo.refs.get(name) != csum:
                     txn.set_ref(name, csum)
+        collection = job.mirror_collection
+        for name, csum in refs_out if collection is not None else ():
+            # After the objects are published, as the transaction's own refs are.
+            assert collection is not None
+            set_collection_ref(repo.refs, repo.config, CollectionRef(collection, name), csum, fsync=repo.fsync)
         if job.mirror_summary is not None:
             write_summary(repo, job.mirror_summary.data, job.mirror_summary.signature)
     engine.emit(PullPhase.DONE, force=True)
@@ -177,6 +187,13 @@ def _refs_of(resolved: dict[PullTarget, Checksum]) -> dict[Checksum, list[str]]:
     return out
 
 
+def _bindings(collection_id: str | None, enabled: bool) -> BindingCheck:
+    """The binding check of a pull: ostree's (ref, and collection if the source has one), or none."""
+    if not enabled:
+        return lambda csum, commit, ref: None
+    return lambda csum, commit, ref: verify_bindings_of(commit, collection_id or None, ref)
+
+
 def _resolve_remote(
     session: RemoteSession, targets: list[PullTarget], mirror_all: bool
 ) -> tuple[dict[PullTarget, Checksum], RemoteSummary | None]:
@@ -215,6 +232,8 @@ def pull(
     subpaths: Sequence[str] = (),
     localcache: Sequence[Path] = (),
     bareuseronly_files: bool = False,
+    cache_dir: Path | None = None,
+    verify_bindings: bool = True,
 ) -> PullResult:
     """Pull ``refs`` (``REF``, ``REF@COMMIT`` or ``COMMIT``) from ``remote`` into ``repo``.
 
@@ -242,6 +261,7 @@ def pull(
         DowngradeError: a commit older than the ref's current one, without ``allow_downgrade``.
         SummaryExpired: a summary past its ``bootree.summary.expires``.
         RemoteError: no refs to pull, a remote that is not an archive repository, a bad summary.
+        BindingError: a commit not bound to the ref (or collection) it is pulled as.
         RefNotFound: a ref the remote does not have.
         FetchError: a download that failed for good (NotFoundError for a missing object).
         ChecksumMismatch, CorruptObject: the server sent wrong bytes.
@@ -260,9 +280,12 @@ def pull(
     signatures = policy if policy is not None else trust.policy_for_remote(repo.path, remote)
     try:
         signatures.check_start()
+        cache = SummaryCache.for_repo(repo.path, cache_dir)
         return _pull_remote(repo, remote, targets, mirror, mirror_all, signatures, allow_downgrade, config,
-                            fetcher, stages, localcache, bareuseronly_files, PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress,
-                                                        normalize_subpaths(subpaths)))
+                            fetcher, stages, localcache, bareuseronly_files,
+                            PullOptions(depth, commit_metadata_only, dry_run, mirror_all, progress,
+                                        normalize_subpaths(subpaths)),
+                            cache, verify_bindings)
     finally:
         if own_policy:
             signatures.close()
@@ -282,11 +305,13 @@ def _pull_remote(
     localcache: Sequence[Path],
     bareuseronly_files: bool,
     options: PullOptions,
+    cache: SummaryCache | None,
+    verify_bindings: bool,
 ) -> PullResult:
     report = _progress(options.progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
     local_ref: Callable[[str], str] = (lambda r: r) if mirror else (lambda r: f"{remote.name}:{r}")
-    with RemoteSession.open(remote, config, fetcher, policy=policy) as session:
+    with RemoteSession.open(remote, config, fetcher, policy=policy, cache=cache) as session:
         local_path = session.check_archive()
         resolved, found = _resolve_remote(session, targets, mirror_all)
         refs_of = _refs_of(resolved)
@@ -339,7 +364,8 @@ def _pull_remote(
             source,
             resolved,
             local_ref,
-            Verifier(policy, refs_of, check_bareuseronly if bareuseronly_files else None),
+            Verifier(policy, refs_of, content_check=check_bareuseronly if bareuseronly_files else None,
+                     bindings=_bindings(session.collection_id(remote), verify_bindings)),
             options,
             session.config,
             mirror_summary=found if mirror_all else None,
@@ -348,6 +374,7 @@ def _pull_remote(
             allow_downgrade=allow_downgrade,
             pinned_refs=pinned,
             commit_times=times,
+            mirror_collection=session.collection_id(remote) if mirror else None,
         )
         try:
             return run_pull(job, report)
@@ -371,6 +398,7 @@ def pull_local(
     dry_run: bool = False,
     progress: Callable[[PullEvent], None] | None = None,
     policy: trust.TrustPolicy | None = None,
+    verify_bindings: bool = True,
 ) -> PullResult:
     """Copy ``refs`` (default: all local branches) from the repository at ``source``.
 
@@ -378,7 +406,8 @@ def pull_local(
     ``remote`` if given), as ``ostree pull-local`` does. ``policy`` checks the signatures of
     every commit as a pull from that remote would (``pull-local --gpg-verify --remote=R``).
     With ``config.static_deltas`` set to ``REQUIRE`` (``--require-static-deltas``) each commit
-    comes in through one of the source's static deltas, or the pull fails.
+    comes in through one of the source's static deltas, or the pull fails. Bindings are checked
+    as by :func:`pull`, against the source's own ``core.collection-id`` (as ostree does).
 
     Raises:
         RepoNotFound: if ``source`` is not a repository.
@@ -423,7 +452,8 @@ def pull_local(
             local_source,
             resolved,
             local_ref,
-            Verifier(policy if policy is not None else NoSignatures(), _refs_of(resolved)),
+            Verifier(policy if policy is not None else NoSignatures(), _refs_of(resolved),
+                     bindings=_bindings(src.collection_id, verify_bindings)),
             PullOptions(depth, commit_metadata_only, dry_run, False, progress),
             cfg,
             stages=stages,

@@ -9,6 +9,7 @@ and vice versa.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,11 @@ __all__ = [
     "Remote",
     "add_remote",
     "delete_remote",
+    "find_remote",
     "get_remote",
     "list_remotes",
     "remotes_config_dir",
+    "repo_chain",
     "save_remote_file",
     "section_name",
 ]
@@ -148,6 +151,42 @@ def get_remote(config: KeyFile, name: str) -> Remote:
     if not config.has_group(group):
         raise RemoteNotFound(name)
     return Remote(name, tuple(config.items(group)))
+
+
+def repo_chain(repo_path: Path) -> list[tuple[Path, KeyFile]]:
+    """``repo_path`` and the repositories its ``core.parent`` names, transitively, with their configs.
+
+    ostree's parent repositories: a repository inherits the remotes (and the remotes' keyrings)
+    of its parent. A loop or a parent without a readable config ends the chain.
+    """
+    out: list[tuple[Path, KeyFile]] = []
+    seen: set[str] = set()
+    path: Path | None = repo_path
+    while path is not None and os.path.realpath(path) not in seen:
+        seen.add(os.path.realpath(path))
+        try:
+            config = KeyFile.from_text((path / "config").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, KeyFileError):
+            break
+        out.append((path, config))
+        parent = config.get("core", "parent")
+        path = Path(parent) if parent else None
+    return out
+
+
+def find_remote(repo_path: Path, config: KeyFile, name: str) -> Remote:
+    """The remote ``name`` of a repository (its ``config``), else of its parents (``core.parent``).
+
+    Raises:
+        RemoteNotFound: if neither the repository nor a parent configures it.
+    """
+    group = section_name(name)
+    if config.has_group(group):
+        return Remote(name, tuple(config.items(group)))
+    for _, upper in repo_chain(repo_path)[1:]:
+        if upper.has_group(group):
+            return Remote(name, tuple(upper.items(group)))
+    raise RemoteNotFound(name)
 
 
 def add_remote(

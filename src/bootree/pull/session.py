@@ -10,20 +10,25 @@ format bug of ours). Download failures stay :class:`~bootree.errors.FetchError`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from bootree.errors import FormatError, KeyFileError, NotFoundError, RemoteError
+from bootree.errors import FormatError, KeyFileError, NotFoundError, RemoteError, VerificationError
 from bootree.format.checksum import Checksum, parse_checksum
 from bootree.format.keyfile import KeyFile
 from bootree.format.summary import Summary
 from bootree.pull.mirrors import METALINK, MIRRORLIST, resolve_metalink, resolve_mirrorlist
 from bootree.pull.options import PullConfig
 from bootree.pull.remote import Remote
+from bootree.pull.summarycache import SummaryCache
 from bootree.pull.verify import SignaturePolicy, policy_for_remote
+from bootree.repo import testhooks
 from bootree.transport import Fetcher, join_url, open_fetcher
 from bootree.transport.mirrors import MirrorFetcher
 
 __all__ = ["RemoteSession", "RemoteSummary", "fetch_remote_summary"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class RemoteSession:
         name: str | None = None,
         policy: SignaturePolicy | None = None,
         owns_fetcher: bool = False,
+        cache: SummaryCache | None = None,
     ) -> None:
         self.fetcher = fetcher
         self.url = url
@@ -59,8 +65,12 @@ class RemoteSession:
         self.config = config or PullConfig()
         self.name = name or url
         self.policy = policy
+        #: Where the last verified signed summary is kept (None: no cache; never for file://).
+        self.cache = cache if not url.startswith("file:") else None
         #: Bytes of control files received.
         self.bytes = 0
+        #: The remote repository's ``config``, once :meth:`check_archive` has read it.
+        self.remote_config: KeyFile | None = None
         self._owns = owns_fetcher
         self._summary: RemoteSummary | None = None
         self._summary_fetched = False
@@ -75,11 +85,13 @@ class RemoteSession:
         fetcher: Fetcher | None = None,
         *,
         policy: SignaturePolicy | None = None,
+        cache: SummaryCache | None = None,
     ) -> RemoteSession:
         """A session for a configured remote, with its network and memory keys applied.
 
         ``policy`` checks the summary (default: :func:`~bootree.pull.verify.policy_for_remote`,
         which refuses what it cannot verify; the puller passes the remote's real policy).
+        ``cache`` keeps the remote's signed summary between sessions (:mod:`bootree.pull.summarycache`).
 
         Raises:
             RemoteError: the remote has no URL.
@@ -119,6 +131,7 @@ class RemoteSession:
             name=remote.name,
             policy=policy if policy is not None else policy_for_remote(remote),
             owns_fetcher=own,
+            cache=cache,
         )
         session._preloaded_summary = preloaded
         return session
@@ -166,6 +179,7 @@ class RemoteSession:
             kf = KeyFile.from_text(data.decode("utf-8"))
         except (UnicodeDecodeError, KeyFileError) as e:
             raise RemoteError(f"{self.url}/config is not a valid repository config: {e}") from e
+        self.remote_config = kf
         mode = kf.get("core", "mode", "bare") or "bare"
         if mode in ("archive", "archive-z2"):
             return None
@@ -175,35 +189,62 @@ class RemoteSession:
             return unquote(urlsplit(self.url).path)
         raise RemoteError(f"remote repository at {self.url} has mode {mode!r}; only archive can be pulled")
 
+    def collection_id(self, remote: Remote) -> str | None:
+        """The collection ID commits from here must be bound to (ostree's rule): a ``file://``
+        remote's own ``core.collection-id`` (after :meth:`check_archive`), else the remote's
+        configured ``collection-id``. Empty means none."""
+        if self.url.startswith("file:") and self.remote_config is not None:
+            return self.remote_config.get("core", "collection-id") or None
+        return remote.collection_id or None
+
     def summary(self) -> RemoteSummary | None:
         """The remote's summary and signature (fetched once), or None if it publishes none.
 
-        The signature policy, if the session has one, checks it before it is returned.
+        As ostree: ``summary.sig`` first; when the cache holds a summary under the same
+        signature, that one is used instead of downloading it. The signature policy, if the
+        session has one, checks the summary (cached or not) before it is returned; a cached
+        one that fails is fetched again (``OSTREE_REPO_TEST_ERROR=invalid-cache``: reported).
+        A downloaded signed summary that passes is cached.
 
         Raises:
             RemoteError: a summary that does not parse.
             VerificationError: the policy refuses it.
+            InjectedTestError: the ``invalid-cache`` test hook, on a cached summary that fails.
             FetchError: a failed download (e.g. over ``max_summary_size``).
         """
         if self._summary_fetched:
             return self._summary
-        data = self._preloaded_summary
+        self._summary_fetched = True
+        sig = self.fetch_optional("summary.sig", self.config.max_small_file_size)
+        cache = self.cache if sig is not None else None
+        cached = cache.load(self.name, sig) if cache is not None and sig is not None else None
+        if cached is not None:
+            try:
+                self._summary = self._checked(cached, sig)
+                return self._summary
+            except (RemoteError, VerificationError) as e:
+                testhooks.check("invalid-cache")
+                log.info("cached summary of %s is invalid (%s); fetching it again", self.name, e)
+        data = self._preloaded_summary  # a metalink's summary, already checked against its hash
         if data is None:
             data = self.fetch_optional("summary", self.config.max_summary_size)
         else:
             self.bytes += len(data)
-        self._summary_fetched = True
         if data is None:
             return None
+        self._summary = self._checked(data, sig)
+        if cache is not None and sig is not None:
+            cache.store(self.name, data, sig)
+        return self._summary
+
+    def _checked(self, data: bytes, sig: bytes | None) -> RemoteSummary:
         try:
             summary = Summary.from_bytes(data)
         except FormatError as e:
             raise RemoteError(f"{self.url}/summary is corrupt: {e}") from e
-        sig = self.fetch_optional("summary.sig", self.config.max_small_file_size)
         if self.policy is not None:
             self.policy.check_summary(data, sig)
-        self._summary = RemoteSummary(summary, data, sig)
-        return self._summary
+        return RemoteSummary(summary, data, sig)
 
     def require_summary(self) -> RemoteSummary:
         """:meth:`summary`, for callers that cannot do without one.
@@ -240,7 +281,11 @@ def _strip_indirection(url: str) -> str:
 
 
 def fetch_remote_summary(
-    remote: Remote, config: PullConfig | None = None, *, policy: SignaturePolicy | None = None
+    remote: Remote,
+    config: PullConfig | None = None,
+    *,
+    policy: SignaturePolicy | None = None,
+    cache: SummaryCache | None = None,
 ) -> RemoteSummary:
     """A configured remote's summary and signature, as ``remote refs`` and ``remote summary`` show it.
 
@@ -249,5 +294,5 @@ def fetch_remote_summary(
         VerificationError: ``policy`` refuses the summary.
         FetchError: a failed download.
     """
-    with RemoteSession.open(remote, config, policy=policy) as session:
+    with RemoteSession.open(remote, config, policy=policy, cache=cache) as session:
         return session.require_summary()

@@ -39,7 +39,7 @@ from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, bswap64
 from bootree.format.summary import SUMMARY_EXPIRES_KEY, Summary
 from bootree.format.verified import VerifiedMetadata
-from bootree.pull.remote import Remote
+from bootree.pull.remote import Remote, repo_chain
 from bootree.sign import GpgVerifier, PublicKey, Verifier, VerifyResult, parse_public_keys
 from bootree.sign.delta import is_signed, verify_superblock
 
@@ -146,9 +146,12 @@ def gpg_keyrings(repo_path: Path, remote: Remote, *, global_dir: Path | None = N
                  with_global: bool = True) -> list[Path]:
     """The keyring files a remote's GPG signatures are checked against (ostree's search order)."""
     out: list[Path] = []
-    own = repo_path / f"{remote.name}.trustedkeys.gpg"
-    if own.is_file():
-        out.append(own)
+    # As ostree: the remote's own keyring in the repository, else in its parents (core.parent).
+    for path in [p for p, _ in repo_chain(repo_path)] or [repo_path]:
+        own = path / f"{remote.name}.trustedkeys.gpg"
+        if own.is_file():
+            out.append(own)
+            break
     for entry in _keypath(remote):
         p = Path(entry)
         if entry and p.is_dir():

@@ -40,6 +40,7 @@ from bootree.format.objects import Commit, FileHeader
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
 
 __all__ = [
+    "BindingCheck",
     "FailClosed",
     "NoSignatures",
     "SignaturePolicy",
@@ -231,15 +232,29 @@ def check_ref_binding(commit: Commit, refs: Iterable[str], csum: Checksum) -> No
             )
 
 
+#: A commit's bindings checked against one ref it is pulled as; raises to refuse.
+BindingCheck = Callable[[Checksum, Commit, str], None]
+
+
+def _ref_binding(csum: Checksum, commit: Commit, ref: str) -> None:
+    check_ref_binding(commit, (ref,), csum)
+
+
 @dataclass
 class Verifier:
-    """The verify step of one pull: its policy and the refs each target commit is pulled as."""
+    """The verify step of one pull: its policy and the refs each target commit is pulled as.
+
+    ``bindings`` checks each target commit against each ref it is pulled as (default: only its
+    ``ostree.ref-binding``; a pull passes ostree's full check with the remote's collection ID,
+    or a no-op for ``--disable-verify-bindings``).
+    """
 
     policy: SignaturePolicy = field(default_factory=NoSignatures)
     refs_of: Mapping[Checksum, list[str]] = field(default_factory=dict)
     #: A check of every content object's header before it is written (``--bareuseronly-files``:
     #: :func:`check_bareuseronly`); raises to refuse the object.
     content_check: Callable[[Checksum, FileHeader], None] | None = None
+    bindings: BindingCheck = _ref_binding
 
     def summary(self, data: bytes, signature: bytes | None) -> None:
         """Check a summary before its refs are used."""
@@ -256,6 +271,16 @@ class Verifier:
         verified = verify_metadata(ObjectType.COMMIT, csum, data)
         commit = verified.value
         assert isinstance(commit, Commit)
-        check_ref_binding(commit, self.refs_of.get(csum, ()), csum)
+        self.check_bindings(csum, commit)
         self.policy.check_commit(csum, verified, detached)
         return verified
+
+    def check_bindings(self, csum: Checksum, commit: Commit) -> None:
+        """The binding checks of a target commit, also for one already complete here (a ref
+        moving to it must be one it was made for, as ostree checks on every pull).
+
+        Raises:
+            RemoteError, BindingError: a commit bound to other refs (or another collection).
+        """
+        for ref in self.refs_of.get(csum, ()):
+            self.bindings(csum, commit, ref)

@@ -108,7 +108,12 @@ class Verifier:
             ed_sigs = detached.signatures(entries, ed25519.METADATA_KEY)
             dummy_sigs = detached.signatures(entries, dummy.METADATA_KEY)
         except FormatError as e:
-            raise SignatureError(subject, "malformed", f"detached signature metadata is corrupt ({e})") from e
+            # ostree reads such bytes as an empty dictionary, so it reports no signatures (in
+            # its GPG or its sign-engine wording); the reason stays "malformed".
+            found = "GPG verification enabled, but no signatures found" if require_gpg else "No signatures found"
+            raise SignatureError(
+                subject, "malformed", f"{found}: the detached signature metadata is corrupt ({e})"
+            ) from e
         checks: list[SignatureCheck] = []
         if self.gpg is not None and (require_gpg or gpg_sigs):
             checks.extend(self.gpg.verify(data, gpg_sigs))

@@ -15,6 +15,7 @@ import pytest
 from simulator import FAST, RemoteSimulator
 
 from bootree.errors import (
+    BindingError,
     ChecksumMismatch,
     CorruptObject,
     FetchError,
@@ -185,9 +186,61 @@ def test_ref_binding(tmp_path: Path) -> None:
     sim.refs["os/main"] = csum
     sim.publish()
     repo = _repo(tmp_path)
-    with pytest.raises(RemoteError, match="bound to ref"):
+    with pytest.raises(BindingError, match="no requested ref ‘os/main’"):  # ostree's wording
         _pull(repo, sim, "os/main")
     _no_ref(repo)
+    # ``pull --disable-verify-bindings``: the operator takes the commit as it is.
+    pull(repo, get_remote(repo.config, "origin"), ["os/main"], config=CFG, fetcher=sim.fetcher,
+         verify_bindings=False)
+    assert repo.refs.get("origin:os/main") == csum
+
+
+def _bound_commit(sim: RemoteSimulator, ref: str, collection: str | None) -> Checksum:
+    from bootree.format.objects import Commit
+
+    tree, meta = sim._tree({"a": b"a"})
+    metadata = [("ostree.ref-binding", Variant("as", [ref]))]
+    if collection is not None:
+        metadata.append(("ostree.collection-binding", Variant("s", collection)))
+    csum = sim._object(ObjectType.COMMIT, Commit(tree, meta, metadata=tuple(metadata)).to_bytes())
+    sim.refs[ref] = csum
+    sim.publish()
+    return csum
+
+
+@pytest.mark.parametrize(
+    ("bound_to", "error"),
+    [
+        (None, "Expected commit metadata to have collection ID binding information, found none"),
+        ("org.example.Other", "Commit has collection ID ‘org.example.Other’ in collection binding metadata"),
+    ],
+)
+def test_collection_binding_from_a_remote_with_a_collection_id(
+    tmp_path: Path, bound_to: str | None, error: str
+) -> None:
+    sim = RemoteSimulator()
+    _bound_commit(sim, "os/main", bound_to)
+    repo = _repo(tmp_path)
+    repo.config.set('remote "origin"', "collection-id", "org.example.Os")
+    repo.save_config()
+    with pytest.raises(BindingError, match=error):
+        _pull(repo, sim, "os/main")
+    _no_ref(repo)
+
+
+def test_collection_binding_that_matches_is_pulled(tmp_path: Path) -> None:
+    sim = RemoteSimulator()
+    csum = _bound_commit(sim, "os/main", "org.example.Os")
+    repo = _repo(tmp_path)
+    repo.config.set('remote "origin"', "collection-id", "org.example.Os")
+    repo.save_config()
+    _pull(repo, sim, "os/main")
+    assert repo.refs.get("origin:os/main") == csum
+    # A ref moving to a commit already here is checked too (ostree checks every pulled ref).
+    sim.refs["os/other"] = csum
+    sim.publish()
+    with pytest.raises(BindingError, match="no requested ref ‘os/other’"):
+        _pull(repo, sim, "os/other")
 
 
 @pytest.mark.parametrize("mode", [RepoMode.BARE_USER, RepoMode.ARCHIVE])
