@@ -175,6 +175,7 @@ bootree status
 """
 
 
+@pytest.mark.heavy(400)
 def test_install_from_registry_then_switch_from_usb_stick(published: Published, tmp_path: Path) -> None:
     t_start = time.monotonic()
     timings = [f"accel {'kvm' if kvm_usable() else 'tcg'}"]

@@ -18,7 +18,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import print_json
-from bootree.cli._delta_keys import from_file_options
+from bootree.cli._key_options import from_file_options
 from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
 from bootree.oci.registry import RegistryOptions
 from bootree.sysroot import Sysroot
