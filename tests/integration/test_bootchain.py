@@ -35,7 +35,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bootbed
 import osimage
-from bootbed import Boot, entries, esp_offset, qemu_boot, set_cmd
+from bootbed import KARGS, Boot, entries, esp_offset, qemu_boot, set_cmd
 
 from bootree.install import disk as diskmod
 from bootree.install.todisk import InstallOptions, install_to_disk, prepare_sysroot
@@ -123,7 +123,7 @@ def test_counting_fallback_and_recovery(images: Images, tmp_path: Path) -> None:
     disk = tmp_path / "disk.img"
     t0 = time.monotonic()
     res = install_to_disk(Repo.open(images.repo), "test/stable", disk, options=InstallOptions(
-        kargs=("console=ttyS0", "quiet"), tries=TRIES, extra_refs=("test/v2", "test/v3")))
+        kargs=KARGS, tries=TRIES, extra_refs=("test/v2", "test/v3")))
     timings = [f"install {time.monotonic() - t0:.1f}s"]
     v1, v2, v3 = images.csum[1], images.csum[2], images.csum[3]
     assert res.deployment.csum == v1
@@ -194,7 +194,7 @@ def two_deployments(images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
     root, esp_dir = tmp_path / "root", tmp_path / "esp"
     sysroot, _ = prepare_sysroot(Repo.open(images.repo), "test/stable", root, esp_dir, options=InstallOptions(
-        kargs=("console=ttyS0", "quiet"), tries=TRIES, extra_refs=("test/v2",)))
+        kargs=KARGS, tries=TRIES, extra_refs=("test/v2",)))
     first = esp.list_entries(esp_dir)[0]
     esp.bless(esp_dir, "\\loader\\entries\\" + first)
     before = tmp_path / "esp-before"
@@ -281,7 +281,7 @@ def test_composefs_root(images: Images, tmp_path: Path) -> None:
     digest = commit_digest(repo.read_commit(csum))
     assert digest is not None
     disk = tmp_path / "disk.img"
-    install_to_disk(repo, "test/cfs", disk, options=InstallOptions(kargs=("console=ttyS0", "quiet"), tries=TRIES))
+    install_to_disk(repo, "test/cfs", disk, options=InstallOptions(kargs=KARGS, tries=TRIES))
     set_cmd(disk, "grep ' / ' /proc/mounts\n"
                   "touch /usr/bootree-write-test 2>/dev/null && echo usr-writable || echo usr-ro\n"
                   "sha256sum /usr/lib/os-release\n"
@@ -336,7 +336,7 @@ def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     disk = tmp_path / "disk.img"
     t0 = time.monotonic()
     install_to_disk(repo, "test/stable", disk, options=InstallOptions(
-        kargs=("console=ttyS0", "quiet"), tries=1, extra_refs=("test/cfs5", "test/cfs6"), fs_verity=True))
+        kargs=KARGS, tries=1, extra_refs=("test/cfs5", "test/cfs6"), fs_verity=True))
     timings = [f"install {time.monotonic() - t0:.1f}s"]
 
     def boot(n: int, cmd: str = "") -> Boot:
