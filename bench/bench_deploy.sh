@@ -22,6 +22,8 @@ set -euo pipefail
 export LC_ALL=C
 # shellcheck source=bench/_pyc.sh
 . "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
+# shellcheck source=bench/_order.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_order.sh"
 usage="usage: bench_deploy.sh CORPUS WORK [RESULTS]"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -84,7 +86,8 @@ rm -rf "$SYSROOTS"; mkdir -p "$SYSROOTS"
 sync; sleep "${SETTLE:-35}"
 for rep in $(seq 1 "$REPS"); do
     echo "== rep $rep/$REPS"
-    for tool in $TOOLS; do
+    # shellcheck disable=SC2046  # word splitting of the rotated list is intended
+    for tool in $(rotated "$rep" $TOOLS); do
         case $tool in ostree) T=$OSTREE ;; bootree) T=$BOOTREE ;; before) T=$BEFORE ;; *) die "unknown tool $tool" ;; esac
         SR=$SYSROOTS/$rep-$tool
         mkdir -p "$SR"

@@ -18,6 +18,8 @@ set -euo pipefail
 export LC_ALL=C
 # shellcheck source=bench/_pyc.sh
 . "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
+# shellcheck source=bench/_order.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_order.sh"
 CORPUS=$(cd "${1:-/work/bench-work/corpus}" && pwd)
 mkdir -p "${2:-/work/bench-work/pull-bench}"
 WORK=$(cd "${2:-/work/bench-work/pull-bench}" && pwd)
@@ -135,8 +137,9 @@ run_before() { [ -z "${BEFORE:-}" ] || run_bootree "$1" before "$BEFORE"; }
 case "$PHASES" in *" pull "*)
 for rep in $(seq 1 "$REPS"); do
     echo "== rep $rep/$REPS"
-    if [ $((rep % 2)) -eq 1 ]; then run_ostree "$rep"; run_bootree "$rep"; run_before "$rep"
-    else run_before "$rep"; run_bootree "$rep"; run_ostree "$rep"; fi
+    # each tool in each position once every len(tools) reps (bench/_order.sh says why)
+    # shellcheck disable=SC2046
+    for tool in $(rotated "$rep" ostree bootree ${BEFORE:+before}); do "run_$tool" "$rep"; done
 done
 rm -rf "$CLIENTS"
 ;; esac

@@ -20,6 +20,8 @@ set -euo pipefail
 export LC_ALL=C
 # shellcheck source=bench/_pyc.sh
 . "$(dirname "${BASH_SOURCE[0]}")/_pyc.sh"
+# shellcheck source=bench/_order.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_order.sh"
 
 usage="usage: bench_repo.sh CORPUS WORK [RESULTS]"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -137,7 +139,8 @@ RUNS_DIR=$WORK/runs
 rm -rf "$RUNS_DIR"
 sync; sleep "${SETTLE:-35}"
 for rep in $(seq 1 "$REPS"); do
-    for tool in $TOOLS; do
+    # shellcheck disable=SC2046  # word splitting of the rotated list is intended
+    for tool in $(rotated "$rep" $TOOLS); do
         echo "== rep $rep/$REPS: $tool"
         W=$RUNS_DIR/$rep-$tool
         RA=$W/repo-archive

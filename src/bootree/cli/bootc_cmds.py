@@ -106,15 +106,26 @@ def _say(lines: tuple[str, ...], quiet: bool) -> None:
 def switch_cmd(sysroot_path: Path | None, authfile: Path | None, quiet: bool, transport: str | None, apply_: bool,
                retain: bool, stateroot: str | None, enforce_container_sigpolicy: bool, policy_path: Path | None,
                registries_d: Path | None, progress_fd: int | None, target: str) -> None:
-    """Track and queue another container image (bootc switch)."""
+    """Track and queue another container image (bootc switch).
+
+    TARGET is an image reference, or an origin string as bootc writes it: with
+    ostree-remote-image:REMOTE:IMAGE the image's ostree commit must carry a valid signature by
+    the keys of the ostree remote REMOTE (gpg-verify, sign-verify).
+    """
     from bootree.host import bootc
 
-    image = ImageReference.parse(target, transport)
-    kind = SignatureKind.CONTAINER_POLICY if enforce_container_sigpolicy else SignatureKind.INSECURE
+    if target.startswith("ostree-") and transport is None:
+        # An origin string as bootc writes it (ostree-remote-image:REMOTE:IMAGE, ostree-image-signed:...).
+        ref = OstreeImageReference.parse(target)
+        if enforce_container_sigpolicy and ref.sigverify is not SignatureKind.CONTAINER_POLICY:
+            raise click.UsageError(f"--enforce-container-sigpolicy contradicts {target.split(':', 1)[0]}:")
+    else:
+        kind = SignatureKind.CONTAINER_POLICY if enforce_container_sigpolicy else SignatureKind.INSECURE
+        ref = OstreeImageReference(kind, ImageReference.parse(target, transport))
     sysroot = _open(sysroot_path)
     with sysroot.lock():
         with _progress(quiet, progress_fd) as (progress, events):
-            out = bootc.switch(sysroot, OstreeImageReference(kind, image), stateroot=stateroot, retain=retain,
+            out = bootc.switch(sysroot, ref, stateroot=stateroot, retain=retain,
                                options=RegistryOptions(authfile=authfile),
                                policy=_policy_options(policy_path, registries_d), progress=progress, events=events)
         _say(out.lines, quiet)

@@ -14,6 +14,7 @@ unless asked (issue 5's rule, :mod:`bootree.sysroot.assessment`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ from bootree.errors import BootreeError, ImageError, NotBooted, SysrootError
 from bootree.format.keyfile import KeyFile
 from bootree.format.refspec import parse_refspec
 from bootree.host.progress import ProgressJsonl
+from bootree.host.remote_sig import remote_commit_check
+from bootree.oci.encapsulated import CommitCheck
 from bootree.oci.importer import PullResult, pull_image, state_of_commit
 from bootree.oci.progress import PullProgress
 from bootree.oci.reference import (
@@ -34,12 +37,13 @@ from bootree.oci.reference import (
     blob_ref,
 )
 from bootree.oci.registry import RegistryOptions
+from bootree.oci.selinux import relabel_image
 from bootree.oci.sigverify import Decision, PinnedSource, PolicyOptions, verify_image
 from bootree.oci.source import ImageSource, open_source, resolve
 from bootree.sysroot import Deployment, DeployOptions, Origin, Sysroot, assessment, deploy, layout, stage
 from bootree.sysroot.ops import os_init
 
-__all__ = ["CheckResult", "Outcome", "check", "current_image", "switch", "upgrade"]
+__all__ = ["CheckResult", "Outcome", "check", "current_image", "pull_verified", "switch", "upgrade"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -164,15 +168,30 @@ def _verified_source(ref: OstreeImageReference, options: RegistryOptions | None,
     return PinnedSource(src, decision.manifest), decision
 
 
-def _pull(sysroot: Sysroot, ref: OstreeImageReference, options: RegistryOptions | None,
-          policy: PolicyOptions | None, progress: PullProgress | None) -> tuple[PullResult, tuple[str, ...]]:
-    """Verify (signed references only), then pull; the policy's verdict line comes first."""
-    src, decision = _verified_source(ref, options, policy)
-    try:
-        res = pull_image(sysroot.repo, ref.image, options=options, progress=progress, source=src)
-    finally:
+def pull_verified(sysroot: Sysroot, ref: OstreeImageReference, options: RegistryOptions | None,
+                  policy: PolicyOptions | None, progress: PullProgress | None) -> tuple[PullResult, tuple[str, ...]]:
+    """Verify (signed references only), then pull; the policy's verdict line comes first.
+
+    Every verb that pulls an image for a sysroot goes through here (``switch``, ``upgrade``,
+    ``install to-disk IMAGE``), so no origin form is pulled without its checks.
+
+    An ``ostree-remote-image:`` reference has its encapsulated commit checked with the remote's
+    keys inside the pull (:mod:`bootree.host.remote_sig`), before the commit is written.
+    """
+    with contextlib.ExitStack() as stack:
+        check: CommitCheck | None = None
+        if ref.sigverify is SignatureKind.OSTREE_REMOTE:
+            assert ref.remote is not None
+            check = stack.enter_context(remote_commit_check(sysroot, ref.remote))
+        src, decision = _verified_source(ref, options, policy)
         if src is not None:
-            src.close()
+            stack.callback(src.close)
+        res = pull_image(sysroot.repo, ref.image, options=options, progress=progress, source=src, commit_check=check)
+    if res.changed:  # ostree-ext labels a merged tree with derived layers by the policy it carries
+        state, relabeled = relabel_image(sysroot.repo, ref.image, res.state)
+        if relabeled:
+            res = dataclasses.replace(res, state=state,
+                                      warnings=(*res.warnings, f"SELinux: relabeled {relabeled} files"))
     return res, ((decision.line,) if decision is not None else ())
 
 
@@ -245,7 +264,7 @@ def switch(sysroot: Sysroot, target: OstreeImageReference, *, stateroot: str | N
     sr = stateroot or (base.stateroot if base else "default")
     if base is not None and current_image(sysroot) == target and (stateroot is None or stateroot == base.stateroot):
         return Outcome(False, ("Image specification is unchanged.",))
-    res, verdict = _pull(sysroot, target, options, policy, progress)
+    res, verdict = pull_verified(sysroot, target, options, policy, progress)
     new_stateroot = sr not in sysroot.stateroots() and os_init(sysroot, sr)
     if not retain and base is not None and base.refspec:
         # bootc drops the ostree ref the old origin followed, so that it can be pruned later.
@@ -277,7 +296,7 @@ def upgrade(sysroot: Sysroot, *, download_only: bool = False, allow_failed: bool
     ref = current_image(sysroot)
     if ref is None:
         raise ImageError("No image source specified", hint="this deployment is not from a container image: use 'bootree switch IMAGE'")
-    res, verdict = _pull(sysroot, ref, options, policy, progress)
+    res, verdict = pull_verified(sysroot, ref, options, policy, progress)
     digest = res.state.manifest_digest
     staged_digest = _digest_of(sysroot, sysroot.staged)
     if staged_digest == digest:

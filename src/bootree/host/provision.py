@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from bootree.errors import ImageError
 from bootree.format.checksum import Checksum
-from bootree.host.bootc import origin_for, seed_var
-from bootree.oci.importer import PullResult, pull_image
+from bootree.host.bootc import origin_for, pull_verified, seed_var
+from bootree.oci.importer import PullResult
 from bootree.oci.progress import PullProgress
 from bootree.oci.reference import OstreeImageReference
 from bootree.oci.registry import RegistryOptions
@@ -52,10 +52,14 @@ class ImageInstallSource:
     def fill(self, sysroot: Sysroot) -> tuple[Checksum, Origin]:
         """Pull the image into ``sysroot.repo``; its merge commit and bootc's origin for it.
 
+        An ``ostree-image-signed:`` or ``ostree-remote-image:`` image is verified as ``switch``
+        verifies it (the containers policy; the named remote of the new sysroot's repository).
+
         Raises:
             ImageError, LayerError, RegistryError: from the pull (nothing is published then).
+            ContainerPolicyError, SignatureError, RemoteNotFound: the image's checks failed.
         """
-        self.pulled = pull_image(sysroot.repo, self.image.image, options=self.options, progress=self.progress)
+        self.pulled, _ = pull_verified(sysroot, self.image, self.options, None, self.progress)
         return self.pulled.state.commit, origin_for(self.image)
 
     def deployed(self, sysroot: Sysroot, deployment: Deployment) -> None:

@@ -12,10 +12,12 @@ moves the layers whose bytes changed, so the split decides what a device downloa
    ``/bin`` through the root's ``bin -> usr/bin`` symlink). The kernel
    (``usr/lib/modules/*``, ``usr/lib/ostree-boot``) is a component of its own; content no
    package owns is the ``unowned`` component. Without any database each directory, cut to
-   three levels (``usr/share/zoneinfo``, ``usr/bin``), is a component. An rpm database is not read.
+   three levels (``usr/share/zoneinfo``, ``usr/bin``), is a component. Without dpkg lists, an
+   rpm database (``rpmdb.sqlite``, :mod:`bootree.oci.rpmdb`) gives the owners instead.
 2. **Stability.** A package's change frequency is the number of uploads its Debian changelog
    (``usr/share/doc/<pkg>/changelog.Debian.gz``) records in the three years before its newest
-   entry, as rpm-ostree counts rpm changelog entries. Six or more (two a year) is *volatile*.
+   entry, as rpm-ostree counts rpm changelog entries (for an rpm database: the package header's
+   CHANGELOGTIME entries, counted the same way). Six or more (two a year) is *volatile*.
 3. **Packing** into ``max_layers - 1`` chunks (the commit layer takes the last slot): with
    room, one chunk per component. Otherwise the largest components, ``unowned`` and the kernel
    get chunks of their own, and the rest are hashed by name (CRC-32, so adding or updating
@@ -40,6 +42,7 @@ from pathlib import Path
 
 from bootree.errors import BootreeError, ImageError
 from bootree.format.checksum import Checksum
+from bootree.oci.rpmdb import read_rpmdb
 from bootree.repo import Repo
 from bootree.repo.reader import EntryKind
 
@@ -50,6 +53,7 @@ DPKG_INFO_DIRS = ("var/lib/dpkg/info", "usr/share/dpkg/database/info", "usr/lib/
 KERNEL = "kernel"
 UNOWNED = "unowned"
 VOLATILE_UPLOADS = 6
+_THREE_YEARS = 3 * 365 * 86400
 _TRAILER = re.compile(rb"^ -- .*?>  (.+)$", re.M)
 
 
@@ -81,6 +85,8 @@ class PackageDb:
 
     files: dict[str, tuple[str, ...]]
     source: str
+    changes: dict[str, int] = field(default_factory=dict)
+    """Package → uploads in its last three years, when the database records them (rpm)."""
 
 
 def _parse_list(name: str, data: bytes) -> tuple[str, list[str]]:
@@ -89,10 +95,11 @@ def _parse_list(name: str, data: bytes) -> tuple[str, list[str]]:
 
 
 def read_package_db(repo: Repo, commit: Checksum, external: Path | None = None) -> PackageDb | None:
-    """The dpkg file lists: from ``external`` (a dpkg admin dir or its ``info/``), else the tree.
+    """The dpkg file lists: from ``external`` (a dpkg admin dir or its ``info/``), else the tree's;
+    else the tree's rpm database.
 
     Raises:
-        ImageError: for an ``external`` directory without ``*.list`` files.
+        ImageError: for an ``external`` directory without ``*.list`` files, an unreadable rpm database.
     """
     files: dict[str, list[str]] = {}
     if external is not None:
@@ -115,7 +122,21 @@ def read_package_db(repo: Repo, commit: Checksum, external: Path | None = None) 
                 files.setdefault(pkg, []).extend(paths)
         if files:
             return PackageDb({k: tuple(v) for k, v in files.items()}, d)
-    return None
+    return _rpm_package_db(repo, commit)
+
+
+def _rpm_package_db(repo: Repo, commit: Checksum) -> PackageDb | None:
+    db = read_rpmdb(repo, commit)
+    if db is None or not db.packages:
+        return None
+    files: dict[str, list[str]] = {}
+    changes: dict[str, int] = {}
+    for pkg in db.packages:
+        files.setdefault(pkg.name, []).extend(path for path, _ in pkg.files)
+        if pkg.changelog_times:
+            newest = max(pkg.changelog_times)
+            changes[pkg.name] = sum(1 for t in pkg.changelog_times if t >= newest - _THREE_YEARS)
+    return PackageDb({k: tuple(v) for k, v in files.items()}, db.source, changes)
 
 
 def _uploads(data: bytes) -> int:
@@ -237,6 +258,8 @@ def plan_chunks(repo: Repo, commit: Checksum, max_layers: int | None, *,
         own = forced + [n for n in names if n not in forced][: own_slots - len(forced)]
         rest = [n for n in names if n not in own]
         freq = _frequency(repo, tree, rest)
+        if package_db is not None:
+            freq.update(package_db.changes)
         volatile = [n for n in rest if freq.get(n, 0) >= VOLATILE_UPLOADS]
         stable = [n for n in rest if freq.get(n, 0) < VOLATILE_UPLOADS]
         # Bucket counts depend on max_layers only, so a package never moves because another

@@ -19,6 +19,10 @@ Layer: oci. :func:`pull_image` is ``ImageImporter::prepare`` + ``import`` (bootc
    ``ostree.container.image-config`` and ``ostree.importer.version`` (its parent is the
    encapsulated commit) and goes to ``ostree/container/image/<esc(imgref)>``.
 
+With ``commit_check`` (an ``ostree-remote-image:`` origin), the image must be encapsulated and
+its commit pass the check: before the commit layer's objects are written when it is fetched,
+from the stored commit when that layer (or the whole image) is already present.
+
 Steps 3–6 run in one transaction: if any layer is unsafe, any digest wrong, an object missing
 or the kernel missing, no object and no ref is published.
 """
@@ -35,16 +39,18 @@ from datetime import datetime
 from pathlib import Path
 
 from bootree import __version__
-from bootree.errors import BootreeError, FormatError, ImageError
+from bootree.errors import BootreeError, FormatError, ImageError, SignatureError
 from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.objects import Commit, DirTree
 from bootree.format.oci import Descriptor, layer_compression
 from bootree.oci.encapsulated import (
     COMMIT_LABEL,
+    CommitCheck,
     LayerKind,
     Layout,
     StagedReader,
+    check_stored_commit,
     import_object_layer,
     object_set_commit,
     parse_layout,
@@ -181,15 +187,18 @@ def pull_image(
     privileged: bool | None = None,
     source: ImageSource | None = None,
     progress: PullProgress | None = None,
+    commit_check: CommitCheck | None = None,
 ) -> PullResult:
     """Fetch and import ``image`` (see the module docstring).
 
     ``privileged`` (default: running as root) decides whether device nodes are skipped or refused.
+    ``commit_check`` verifies the encapsulated commit (a plain image is then refused).
 
     Raises:
         ImageError: bad manifest/config, another platform only, no kernel.
         LayerError: an unsafe layer entry or a wrong diff_id.
         RegistryError: HTTP errors, 401 without credentials, a blob with a wrong digest or size.
+        SignatureError: ``commit_check`` refused the commit, or the image carries none.
     """
     priv = os.geteuid() == 0 if privileged is None else privileged
     prev = image_state(repo, image)
@@ -199,12 +208,24 @@ def pull_image(
         fetched, manifest = resolve_manifest(src, architecture)
         if prev is not None and prev.manifest_digest == fetched.digest:
             # Unchanged: bootc fetches neither the config nor any layer.
+            if commit_check is not None:
+                base = repo.read_commit(prev.commit).parent
+                if base is None:
+                    raise _not_encapsulated(image)
+                check_stored_commit(repo, base, commit_check)
             return PullResult(image, prev, False, 0, len(manifest.layers), src.stats.bytes)
         resolved = resolve_config(src, fetched, manifest, architecture)
-        return _Import(repo, image, src, resolved, priv, progress).run()
+        return _Import(repo, image, src, resolved, priv, progress, commit_check).run()
     finally:
         if own:
             src.close()
+
+
+def _not_encapsulated(image: ImageReference) -> SignatureError:
+    return SignatureError(f"image {image.short}", "unsigned", "not an encapsulated ostree image (no "
+                          "ostree.final-diffid label), so there is no ostree commit signature to verify",
+                          hint="use an image built by 'container encapsulate' from a signed commit, "
+                          "or an ostree-image-signed: / ostree-unverified-registry: reference")
 
 
 def layers_by_diff_id(repo: Repo) -> dict[str, Checksum]:
@@ -251,10 +272,12 @@ class _Import:
     """One image import: its layers in order into one transaction (see the module docstring)."""
 
     def __init__(self, repo: Repo, image: ImageReference, src: ImageSource, resolved: ResolvedImage,
-                 privileged: bool, progress: PullProgress | None) -> None:
+                 privileged: bool, progress: PullProgress | None, commit_check: CommitCheck | None = None) -> None:
         self.repo, self.image, self.src, self.resolved = repo, image, src, resolved
-        self.privileged, self.progress = privileged, progress
+        self.privileged, self.progress, self.commit_check = privileged, progress, commit_check
         self.layout: Layout = parse_layout(resolved.config)
+        if commit_check is not None and not self.layout.encapsulated:
+            raise _not_encapsulated(image)  # before any layer is fetched
         self.ts = _timestamp(resolved.config.timestamp)
         self.stats: list[LayerStats] = []
         self.blobs_to_remove: list[Path] = []
@@ -328,7 +351,8 @@ class _Import:
                 else:
                     res = import_object_layer(txn, blob.path, _compression(desc), diff_ids[i],
                                               commit_layer=kind is LayerKind.COMMIT, expected_commit=self.layout.commit,
-                                              pool=pool, verify=blob.verify)
+                                              pool=pool, verify=blob.verify,
+                                              commit_check=self.commit_check if kind is LayerKind.COMMIT else None)
                     if kind is LayerKind.COMMIT:
                         assert res.commit is not None
                         csum, self.base_value = res.commit, res.commit_value
@@ -344,6 +368,8 @@ class _Import:
             if kind is LayerKind.COMMIT:
                 self.base = csum
                 if self.base_value is None:
+                    if self.commit_check is not None:
+                        check_stored_commit(self.repo, csum, self.commit_check)
                     self.base_value = self.repo.read_commit(csum)
             elif kind is LayerKind.DERIVED:
                 derived.append(trees[desc.digest])

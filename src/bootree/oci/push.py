@@ -12,7 +12,12 @@ For each blob, config and layers, before the manifest:
 3. otherwise an upload: **monolithic** (``POST`` then ``PUT <Location>&digest=``, the body streamed
    from the file) up to ``chunk_size``, **chunked** above it (``PATCH`` with
    ``Content-Range: start-end``, always to the newest ``Location``, then an empty ``PUT
-   …&digest=``); no blob is ever held in memory whole, a chunk at most;
+   …&digest=``); no blob is ever held in memory whole, a chunk at most. A chunk that fails
+   (connection cut, 5xx, 416) is **resumed**, not restarted: ``GET <Location>`` asks the
+   registry how much of the session it holds (``204``, ``Range: 0-<last byte>``; a registry may
+   have kept part of the cut chunk) and the upload goes on from there; the ``Range`` of each
+   accepted ``PATCH`` is the registry's word on the offset too. Only a session the registry no
+   longer knows (404, or 400 ``BLOB_UPLOAD_INVALID``) starts again, from byte 0;
 4. ``PUT /v2/<name>/manifests/<tag>`` with the manifest's exact bytes and media type.
 
 Blobs go up two at a time (``PushOptions.jobs``); the manifest only once every blob is in.
@@ -77,6 +82,11 @@ class PushStats:
     uploaded: int = 0
     chunked: int = 0
     bytes_sent: int = 0
+    """Bytes of accepted uploads (a chunk cut off in transit is not counted)."""
+    resumed: int = 0
+    """Times a chunked upload was picked up again at the registry's offset after a failed chunk."""
+    restarted: int = 0
+    """Times a chunked upload began again from byte 0 (the registry had dropped the session)."""
     requests: int = 0
     by_digest: dict[str, str] = field(default_factory=dict)
 
@@ -145,6 +155,16 @@ def _file_chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
                 raise PushError(str(path), f"file shrank while being uploaded ({left} bytes missing)")
             left -= len(data)
             yield data
+
+
+def _range_end(value: str | None) -> int | None:
+    """The last byte of a registry's ``Range: 0-N`` (``bytes=0-N`` too), or ``None``."""
+    if not value:
+        return None
+    first, sep, last = value.strip().removeprefix("bytes=").partition("-")
+    if not sep or first.strip() != "0" or not last.strip().isdigit():
+        return None
+    return int(last)
 
 
 def _with_query(location: str, **params: str) -> str:
@@ -261,21 +281,69 @@ class RegistryPusher(RegistryClient):
             self._bump("bytes_sent", blob.size)
             return
         start = 0
+        failures = 0
         while start < blob.size:
             n = min(chunk_size, blob.size - start)
             begin = start
-            r = self._request("PATCH", location, repository,
-                              {**headers, "Content-Length": str(n), "Content-Range": f"{begin}-{begin + n - 1}"},
-                              functools.partial(_file_chunks, blob.path, begin, n), replayable=False)
-            if r.status_code != 202:
-                raise self._fail(location, r, f"uploading bytes {begin}-{begin + n - 1} of blob {blob.digest}")
-            location = self._location(r, location)
-            start += n
-            self._bump("bytes_sent", n)
+            what = f"uploading bytes {begin}-{begin + n - 1} of blob {blob.digest}"
+            try:
+                r = self._request("PATCH", location, repository,
+                                  {**headers, "Content-Length": str(n), "Content-Range": f"{begin}-{begin + n - 1}"},
+                                  functools.partial(_file_chunks, blob.path, begin, n), replayable=False)
+            except PushError as e:
+                if not e.transient or failures >= self.options.retries:
+                    raise
+                err: PushError = e
+            else:
+                if r.status_code == 202:
+                    location = self._location(r, location)
+                    committed = _range_end(r.headers.get("Range"))
+                    start = begin + n if committed is None or committed >= blob.size else committed + 1
+                    self._bump("bytes_sent", max(0, start - begin))
+                    continue
+                err = self._fail(location, r, what)
+                if not (r.status_code in _RETRY or r.status_code == 416) or failures >= self.options.retries:
+                    raise err
+            failures += 1
+            time.sleep(self.options.backoff * (2**failures))
+            log.info("%s failed (%s); asking the registry where the upload stands", what, err.why)
+            location, start = self._resume(repository, location, blob)
+            if start > begin:  # the registry kept part of the cut chunk
+                self._bump("bytes_sent", start - begin)
         r = self._request("PUT", _with_query(location, digest=blob.digest), repository, {"Content-Length": "0"})
         if r.status_code != 201:
             raise self._fail(location, r, f"finishing blob {blob.digest}")
         self._bump("chunked")
+
+    def upload_offset(self, repository: str, location: str) -> tuple[str, int] | None:
+        """``GET`` an upload session: its newest Location and how many bytes it holds (``None``: gone).
+
+        Raises:
+            PushError: for an answer other than 204 (held), 404 or 400 (unknown or cancelled).
+        """
+        r = self._request("GET", location, repository)
+        if r.status_code in (404, 400):
+            return None
+        if r.status_code != 204:
+            raise self._fail(location, r, "asking for the state of an upload")
+        end = _range_end(r.headers.get("Range"))
+        new = urljoin(location, str(r.headers["Location"])) if r.headers.get("Location") else location
+        # "0-0" is what distribution says both for an empty session and for one byte: take 0
+        # (a PATCH from 0 that the registry refuses with 416 asks again, a bounded number of times).
+        return new, 0 if end is None or end == 0 else end + 1
+
+    def _resume(self, repository: str, location: str, blob: BlobToPush) -> tuple[str, int]:
+        """Where a chunked upload goes on after a failed chunk: the session's offset, or a new session."""
+        state = self.upload_offset(repository, location)
+        if state is not None and state[1] <= blob.size:
+            self._bump("resumed")
+            log.info("resuming blob %s at byte %d", blob.digest, state[1])
+            return state
+        self._bump("restarted")
+        log.info("the registry dropped the upload session of blob %s; starting again", blob.digest)
+        fresh = self.start_upload(repository)
+        assert fresh is not None
+        return fresh, 0
 
     def push_blob(self, repository: str, blob: BlobToPush, options: PushOptions, sources: list[str]) -> str:
         """Make ``blob`` present in ``repository``: skip, mount or upload; returns which."""

@@ -3,6 +3,7 @@ chunk boundaries, a rejected manifest, multi-scope tokens, the blob-location cac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -141,3 +142,76 @@ def test_token_request_carries_every_scope_of_the_challenge(tmp_path: Path) -> N
                             push_options=PushOptions(use_location_cache=False), transport=httpx.MockTransport(handler))
     assert _push_with.digest == MDIG
     assert scopes == [["repository:x/os:pull,push", "repository:a/b:pull"]]
+
+
+class CuttingRegistry(FakeRegistry):
+    """A registry that keeps part of a cut chunk and says so: ``Range`` on PATCH and upload GET."""
+
+    def __init__(self, cut_patch: int, keep: int, forget_session: bool = False) -> None:
+        super().__init__()
+        self.cut_patch, self.keep, self.forget = cut_patch, keep, forget_session
+        self.patches = 0
+        self.received = 0
+
+    def __call__(self, req: httpx.Request) -> httpx.Response:
+        sid = req.url.path.rsplit("/", 1)[1]
+        if req.method == "GET" and "/blobs/uploads/" in req.url.path:
+            self.log.append(f"GET {req.url.path}")
+            if sid not in self.sessions:
+                return httpx.Response(404, json={"errors": [{"code": "BLOB_UPLOAD_UNKNOWN", "message": "gone"}]})
+            n = len(self.sessions[sid])
+            return httpx.Response(204, headers={"Range": f"0-{max(n - 1, 0)}",
+                                                "Location": f"/v2/x/os/blobs/uploads/{sid}?_state={n}"})
+        if req.method == "PATCH":
+            self.patches += 1
+            data = req.read()
+            self.received += len(data)
+            if self.patches == self.cut_patch:
+                self.log.append(f"PATCH {req.url.path} (cut)")
+                self.sessions[sid] += data[: self.keep]
+                if self.forget:
+                    del self.sessions[sid]
+                raise httpx.ReadError("connection reset by peer")
+            r = super().__call__(req)
+            return httpx.Response(r.status_code, headers={**r.headers, "Range": f"0-{len(self.sessions[sid]) - 1}"})
+        return super().__call__(req)
+
+
+@pytest.mark.parametrize(("keep", "forget"), [(0, False), (300, False), (300, True)])
+def test_cut_chunk_resumes_at_the_registry_offset(tmp_path: Path, keep: int, forget: bool) -> None:
+    from bootree.oci.push import RegistryPusher
+
+    data = bytes(range(256)) * 40  # 10240 bytes: 11 chunks of 1000
+    blob = _blob(tmp_path, data)
+    reg = CuttingRegistry(cut_patch=4, keep=keep, forget_session=forget)
+    with contextlib.closing(RegistryPusher("reg.test", FAST, transport=httpx.MockTransport(reg))) as client:
+        assert client.push_blob("x/os", blob, PushOptions(chunk_size=1000), []) == "uploaded"
+        stats = client.push_stats
+    assert reg.blobs[blob.digest] == data
+    assert sum(1 for x in reg.log if x.startswith("GET ")) == 1
+    if forget:  # the session is gone: a new one, from byte 0
+        assert (stats.resumed, stats.restarted) == (0, 1)
+        assert reg.received == 3000 + 1000 + len(data)
+        assert stats.bytes_sent == 3000 + len(data)
+    else:  # 3 chunks accepted, the 4th cut after ``keep`` bytes: only the rest of it is sent again
+        assert (stats.resumed, stats.restarted) == (1, 0)
+        assert reg.received == len(data) + 1000 - keep
+        assert stats.bytes_sent == len(data)
+
+
+def test_cut_chunks_give_up_after_the_retries(tmp_path: Path) -> None:
+    from bootree.oci.push import RegistryPusher
+
+    class Always(CuttingRegistry):
+        def __call__(self, req: httpx.Request) -> httpx.Response:
+            if req.method == "PATCH" and self.patches >= 1:
+                self.patches += 1
+                raise httpx.ReadError("reset")
+            return super().__call__(req)
+
+    blob = _blob(tmp_path, b"z" * 5000)
+    reg = Always(cut_patch=0, keep=0)
+    with contextlib.closing(RegistryPusher("reg.test", FAST, transport=httpx.MockTransport(reg))) as client, \
+            pytest.raises(PushError, match="reset"):
+        client.push_blob("x/os", blob, PushOptions(chunk_size=1000), [])
+    assert reg.patches == 1 + 1 + FAST.retries  # the first accepted, then the first try and each retry
