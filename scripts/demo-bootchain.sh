@@ -37,7 +37,7 @@ rm -rf "$W/repo"
 show "$BOOTREE" --repo="$W/repo" init --mode=archive
 show "$BOOTREE" --repo="$W/repo" commit -b os/stable -s v1 --add-metadata-string=version=1 --tree=dir="$W/tree-v1" >/dev/null
 show "$BOOTREE" --repo="$W/repo" commit -b os/v2 -s v2 --add-metadata-string=version=2 --tree=dir="$W/tree-v2" >/dev/null
-show "$BOOTREE" --repo="$W/repo" install to-disk os/stable --disk="$W/disk.img" --karg=console=ttyS0 --karg=quiet \
+show "$BOOTREE" --repo="$W/repo" install to-disk os/stable --disk="$W/disk.img" --karg=console=ttyS0 --karg=quiet --karg=no_timer_check \
     --boot-counting-tries=1 --extra-ref=os/v2
 OFF=$(( $(sgdisk -i 1 "$W/disk.img" | awk '/First sector/{print $3}') * 512 ))
 [ "$OFF" -gt 0 ] || { echo "error: no ESP in $W/disk.img" >&2; exit 1; }

@@ -17,6 +17,21 @@ import pytest
 from bootree.repo import Repo, RepoMode
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the longest tests first: ``@pytest.mark.heavy(SECONDS)``, the costliest at the front.
+
+    ``make test`` runs two xdist workers (``--dist loadgroup``), which take tests in collection
+    order: the multi-minute ones (qemu boots, libostree's suite) must start at once, on both
+    workers, not be the tail of the run. The sort is stable (everything else keeps its order)
+    and the same on every worker, as xdist requires.
+    """
+    def cost(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("heavy")
+        return float(mark.args[0]) if mark else 0.0
+
+    items.sort(key=lambda item: -cost(item))
+
+
 def require_tool(name: str) -> str:
     """Path of a program the test needs; skip (or fail under CI) when it is missing."""
     path = shutil.which(name)

@@ -73,6 +73,32 @@ def shell_tests(suite_dir: Path = SUITE_DIR, meta_dir: Path = META_DIR) -> list[
     return names
 
 
+#: Relative cost of the slowest scripts (measured with bootree as ``ostree``; 1 for the rest):
+#: the four ``admin-test.sh`` runs make about 600 ``ostree`` calls each.
+WEIGHTS = {
+    "test-admin-deploy-grub2.sh": 12, "test-admin-deploy-none.sh": 12, "test-admin-deploy-syslinux.sh": 12,
+    "test-admin-deploy-uboot.sh": 12, "test-admin-deploy-2.sh": 6, "test-help.sh": 5, "test-refs.sh": 4,
+    "test-admin-deploy-etcmerge-cornercases.sh": 4, "test-basic-user.sh": 4, "test-pull-bareuser.sh": 4,
+    "test-pull-bareuseronly.sh": 4, "test-pull-bare.sh": 4, "test-delta.sh": 3, "test-remote-add.sh": 3,
+    "test-admin-deploy-switch.sh": 3, "test-pull-mirror-summary.sh": 3, "test-admin-upgrade-not-backwards.sh": 3,
+}
+
+
+def split(names: list[str], parts: int) -> list[list[str]]:
+    """``names`` in ``parts`` shares of about equal cost (:data:`WEIGHTS`), each sorted by name.
+
+    So that the suite can run as several pytest tests, one on each xdist worker. Greedy: the
+    costliest script goes to the cheapest share so far; the result depends on the names only.
+    """
+    shares: list[list[str]] = [[] for _ in range(parts)]
+    cost = [0] * parts
+    for name in sorted(names, key=lambda n: (-WEIGHTS.get(n, 1), n)):
+        i = cost.index(min(cost))
+        shares[i].append(name)
+        cost[i] += WEIGHTS.get(name, 1)
+    return [sorted(share) for share in shares]
+
+
 def make_shim(directory: Path, target: list[str]) -> Path:
     """Make ``directory/ostree`` run ``target`` with its arguments.
 

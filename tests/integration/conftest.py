@@ -1,4 +1,8 @@
-"""Fixtures shared by the boot-chain tests: the test OS base tree, built once per session."""
+"""Fixtures shared by the boot-chain tests: the test OS base tree, built once per pytest run.
+
+The boot-chain tests are spread over both xdist workers (each boot takes minutes under TCG), so
+the tree is built once for the run (:func:`xdist_share.build_once`), not once per worker.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def os_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The version-independent test OS tree (:func:`osimage.build_base`): kernel, userland, bootree.
 
-    Shared by the ostree-commit boot tests and the container-image ones, so that one session
-    downloads, unpacks and byte-compiles it once. Skips (fails under CI) without the tools.
+    Shared by the ostree-commit boot tests and the container-image ones, so that one run
+    downloads, unpacks and byte-compiles it once, whichever worker asks first. Read-only for its
+    users (they copy it). Skips (fails under CI) without the tools.
     """
     import osimage
+
+    from xdist_share import build_once
 
     missing = osimage.missing_tools()
     if missing:
@@ -27,4 +34,4 @@ def os_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"boot chain tools missing: {' '.join(missing)}")
     if os.geteuid() != 0:
         pytest.skip("the test OS tree must be root-owned (chroot, setuid): run as root")
-    return osimage.build_base(tmp_path_factory.mktemp("osbase") / "base")
+    return build_once(tmp_path_factory, "osbase", osimage.build_base)

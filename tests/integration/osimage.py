@@ -18,12 +18,15 @@ script to build a tree for the demo: ``python tests/integration/osimage.py DEST 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.metadata as md
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -101,10 +104,28 @@ def _download(pkgs: list[str], dest: Path) -> None:
 
 
 def fetch_debs() -> dict[str, Path]:
-    """The ``.deb`` files (downloaded once into the cache): package name → path."""
+    """The ``.deb`` files (downloaded once into the cache): package name → path.
+
+    Two test workers (or two runs) may fill the cache at once: ``apt-get download`` writes into
+    it in place, so the whole look-up runs under the cache's lock.
+    """
     d = cache_dir() / "debs"
     d.mkdir(parents=True, exist_ok=True)
+    with _cache_lock(d / ".lock"):
+        return _fetch_debs(d)
 
+
+@contextlib.contextmanager
+def _cache_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _fetch_debs(d: Path) -> dict[str, Path]:
     def have(pkg: str) -> Path | None:
         found = sorted(d.glob(f"{pkg}_*.deb"))
         return found[-1] if found else None

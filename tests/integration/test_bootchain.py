@@ -11,7 +11,8 @@ Issue 5, item 2 (:func:`test_power_cut_during_esp_update`): the ESP writer is SI
 each of its file operations; every resulting ESP is checked against a model of systemd-boot and
 each distinct one is booted for real: the machine always boots the old or the new default.
 
-Costs: one image build per session (Debian packages cached under ~/.cache/bootree-test), about
+Costs: one image build per run, shared by the xdist workers (Debian packages cached under
+~/.cache/bootree-test), about
 6 full boots plus a few short ones at 10–40 s each under TCG. Skipped, with the reason, where
 qemu, OVMF, systemd-boot, busybox-static, mtools, dosfstools or gdisk are missing (CI installs them).
 """
@@ -34,7 +35,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bootbed
 import osimage
-from bootbed import Boot, entries, esp_offset, qemu_boot, set_cmd
+from bootbed import KARGS, Boot, entries, esp_offset, qemu_boot, set_cmd
 
 from bootree.install import disk as diskmod
 from bootree.install.todisk import InstallOptions, install_to_disk, prepare_sysroot
@@ -66,21 +67,43 @@ class Images:
     base: Path | None = None
 
 
-@pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory, os_base: Path) -> Images:
-    w = tmp_path_factory.mktemp("osimages")
-    base = os_base
+def _build_images(w: Path, base: Path) -> None:
+    w.mkdir(parents=True)
     repo = Repo.init(w / "repo", mode=RepoMode.ARCHIVE)
-    csum = {}
     for v, ok in ((1, True), (2, False), (3, True)):
         tree = osimage.make_version(base, w / f"v{v}", v, healthy=ok)
         subprocess.run([sys.executable, "-m", "bootree", f"--repo={repo.path}", "commit", "-b", f"test/v{v}",
                         f"--tree=dir={tree}", f"--subject=v{v}", f"--add-metadata-string=version={v}"],
                        check=True, capture_output=True)
-        csum[v] = str(Repo.open(repo.path).resolve_rev(f"test/v{v}"))
         shutil.rmtree(tree)
-    Repo.open(repo.path).set_ref("test/stable", csum[1])  # type: ignore[arg-type]
-    return Images(repo.path, csum, base)
+    repo.set_ref("test/stable", repo.resolve_rev("test/v1"))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory, os_base: Path) -> Images:
+    """Built once per run and shared by both xdist workers: read-only (see :func:`_private`)."""
+    from xdist_share import build_once
+
+    w = build_once(tmp_path_factory, "osimages", lambda dest: _build_images(dest, os_base))
+    repo = Repo.open(w / "repo")
+    return Images(repo.path, {v: str(repo.resolve_rev(f"test/v{v}")) for v in (1, 2, 3)}, os_base)
+
+
+def _private(images: Images, dest: Path) -> Images:
+    """A copy of ``images`` that a test may commit into: its objects hard-linked, not copied.
+
+    The shared repository is read by the other worker's boot tests at the same time. Objects are
+    immutable (a commit adds new ones, by rename), so they are linked; everything else (refs,
+    config, lock files) is copied, so that no lock or ref is shared with the original.
+    """
+    def link_objects(src: str, dst: str) -> None:
+        if f"{os.sep}objects{os.sep}" in src:
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(images.repo, dest, symlinks=True, copy_function=link_objects)
+    return Images(dest, dict(images.csum), images.base)
 
 
 def _entry_for(names: list[str], csum: str) -> str:
@@ -95,11 +118,12 @@ def _set_stable(v: int) -> str:
             f"r.set_ref('test/stable', r.resolve_rev('test/v{v}'))\"\n")
 
 
+@pytest.mark.heavy(500)
 def test_counting_fallback_and_recovery(images: Images, tmp_path: Path) -> None:
     disk = tmp_path / "disk.img"
     t0 = time.monotonic()
     res = install_to_disk(Repo.open(images.repo), "test/stable", disk, options=InstallOptions(
-        kargs=("console=ttyS0", "quiet"), tries=TRIES, extra_refs=("test/v2", "test/v3")))
+        kargs=KARGS, tries=TRIES, extra_refs=("test/v2", "test/v3")))
     timings = [f"install {time.monotonic() - t0:.1f}s"]
     v1, v2, v3 = images.csum[1], images.csum[2], images.csum[3]
     assert res.deployment.csum == v1
@@ -170,7 +194,7 @@ def two_deployments(images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
     root, esp_dir = tmp_path / "root", tmp_path / "esp"
     sysroot, _ = prepare_sysroot(Repo.open(images.repo), "test/stable", root, esp_dir, options=InstallOptions(
-        kargs=("console=ttyS0", "quiet"), tries=TRIES, extra_refs=("test/v2",)))
+        kargs=KARGS, tries=TRIES, extra_refs=("test/v2",)))
     first = esp.list_entries(esp_dir)[0]
     esp.bless(esp_dir, "\\loader\\entries\\" + first)
     before = tmp_path / "esp-before"
@@ -187,6 +211,7 @@ _SYNC = ("import sys; from bootree.sysroot import Sysroot, esp; s = Sysroot.open
          "esp.sync_sysroot(s)")
 
 
+@pytest.mark.heavy(250)
 def test_power_cut_during_esp_update(images: Images, two_deployments: tuple[Path, Path, Path], tmp_path: Path) -> None:
     root, before, after = two_deployments
     v1, v2 = images.csum[1], images.csum[2]
@@ -229,6 +254,7 @@ def test_power_cut_during_esp_update(images: Images, two_deployments: tuple[Path
     print("power-cut boots:", "; ".join(booted))
 
 
+@pytest.mark.heavy(150)
 def test_composefs_root(images: Images, tmp_path: Path) -> None:
     """Issue 14: a deployment whose prepare-root.conf enables composefs boots on its .ostree.cfs.
 
@@ -239,6 +265,7 @@ def test_composefs_root(images: Images, tmp_path: Path) -> None:
     refused image, with the boot counter's fallback: :func:`test_composefs_verity`.)
     """
     assert images.base is not None
+    images = _private(images, tmp_path / "repo")
     tree = osimage.make_version(images.base, tmp_path / "v4", 4, healthy=True)
     conf = tree / "usr/lib/ostree/prepare-root.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +281,7 @@ def test_composefs_root(images: Images, tmp_path: Path) -> None:
     digest = commit_digest(repo.read_commit(csum))
     assert digest is not None
     disk = tmp_path / "disk.img"
-    install_to_disk(repo, "test/cfs", disk, options=InstallOptions(kargs=("console=ttyS0", "quiet"), tries=TRIES))
+    install_to_disk(repo, "test/cfs", disk, options=InstallOptions(kargs=KARGS, tries=TRIES))
     set_cmd(disk, "grep ' / ' /proc/mounts\n"
                   "touch /usr/bootree-write-test 2>/dev/null && echo usr-writable || echo usr-ro\n"
                   "sha256sum /usr/lib/os-release\n"
@@ -273,6 +300,7 @@ def test_composefs_root(images: Images, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(3600)  # 5 boots, 2 of them deploying composefs images under emulation
+@pytest.mark.heavy(600)
 def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     """Issue 14, item 3: composefs with fs-verity and ``enabled = signed``, booted for real.
 
@@ -292,6 +320,7 @@ def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     from bootree.format.fsverity import fsverity_digest
 
     assert images.base is not None
+    images = _private(images, tmp_path / "repo")
     keys = tmp_path / "keys"
     keys.mkdir()
     trusted, other = cfsvm.keygen(keys / "trusted"), cfsvm.keygen(keys / "other")
@@ -307,7 +336,7 @@ def test_composefs_verity(images: Images, tmp_path: Path) -> None:
     disk = tmp_path / "disk.img"
     t0 = time.monotonic()
     install_to_disk(repo, "test/stable", disk, options=InstallOptions(
-        kargs=("console=ttyS0", "quiet"), tries=1, extra_refs=("test/cfs5", "test/cfs6"), fs_verity=True))
+        kargs=KARGS, tries=1, extra_refs=("test/cfs5", "test/cfs6"), fs_verity=True))
     timings = [f"install {time.monotonic() - t0:.1f}s"]
 
     def boot(n: int, cmd: str = "") -> Boot:

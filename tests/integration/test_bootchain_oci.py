@@ -34,7 +34,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import osimage
-from bootbed import QEMU_TIMEOUT, entries, kvm_usable, qemu_boot, set_cmd
+from bootbed import KARGS, QEMU_TIMEOUT, entries, kvm_usable, qemu_boot, set_cmd
 from test_bootc_registry import Registry
 
 from bootree.install import disk as diskmod
@@ -175,13 +175,14 @@ bootree status
 """
 
 
+@pytest.mark.heavy(400)
 def test_install_from_registry_then_switch_from_usb_stick(published: Published, tmp_path: Path) -> None:
     t_start = time.monotonic()
     timings = [f"accel {'kvm' if kvm_usable() else 'tcg'}"]
     disk = tmp_path / "disk.img"
     t0 = time.monotonic()
     out = _run(sys.executable, "-m", "bootree", "install", "to-disk", f"docker://{published.ref(1)}",
-               f"--disk={disk}", "--karg=console=ttyS0", "--karg=quiet", f"--boot-counting-tries={TRIES}")
+               f"--disk={disk}", *(f"--karg={k}" for k in KARGS), f"--boot-counting-tries={TRIES}")
     timings.append(f"install {time.monotonic() - t0:.1f}s")
     assert f"Image: ostree-unverified-registry:{published.ref(1)}" in out
     assert f"Digest: {published.digest[1]}" in out, out

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from bootree.cli._key_options import from_file_options, keys_options
 from bootree.cli.sign_cmds import read_secret_keys
 from bootree.errors import FormatError, VerificationError
 from bootree.format.keyfile import KeyFile
@@ -115,26 +116,6 @@ def delta_checker(
         verify_superblock(subject, data, sign_type="ed25519", verifier=verifier)
 
     return check
-
-
-def from_file_options(func: Callable[..., None]) -> Callable[..., None]:
-    """``--from-file`` with ``--keys-file``/``--keys-dir``, for both spellings of ``upgrade``."""
-    func = click.option("--keys-dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="A directory of trusted.ed25519[.d] and revoked.ed25519[.d] keys (--from-file, image deltas).")(func)
-    func = click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Public ed25519 keys the --from-file file's or an image delta's signature is checked with.")(func)
-    return click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        help="Update from an offline update file (static-delta generate --self-contained); "
-                        "no network.")(func)
-
-
-def keys_options(func: Callable[..., None]) -> Callable[..., None]:
-    """``--keys-file`` and ``--keys-dir`` of the verifying commands."""
-    func = click.option("--keys-dir", type=click.Path(file_okay=False, path_type=Path),
-                        help="Directory with trusted.ed25519[.d] and revoked.ed25519[.d] key files.")(func)
-    return click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Read public keys from FILE (one base64 key per line).")(func)
-
 
 
 def offline_update_checks(

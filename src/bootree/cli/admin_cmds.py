@@ -18,7 +18,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import json_option
-from bootree.cli._delta_keys import from_file_options
+from bootree.cli._key_options import from_file_options
 from bootree.cli.render import emit
 from bootree.errors import RefNotFound, SysrootError
 from bootree.format.checksum import Checksum

@@ -18,7 +18,7 @@ import click
 
 from bootree.cli import cli
 from bootree.cli._common import print_json
-from bootree.cli._delta_keys import delta_checker, from_file_options
+from bootree.cli._key_options import from_file_options
 from bootree.oci.reference import ImageReference, OstreeImageReference, SignatureKind
 from bootree.oci.registry import RegistryOptions
 from bootree.sysroot import Sysroot
@@ -46,6 +46,8 @@ def _no_deltas(func: _F) -> _F:
 
 def _delta_check(keys_file: Path | None, keys_dir: Path | None) -> Callable[[bytes], None] | None:
     """The check of a signed image delta: the given keys, else the system's (none there: unchecked, as ostree)."""
+    from bootree.cli._delta_keys import delta_checker  # signing and trust: loaded only when used
+
     return delta_checker("image delta", "ed25519", (), keys_file, keys_dir, system_optional=True)
 
 

@@ -37,3 +37,16 @@ def test_command_modules_do_not_import_heavy_libraries(module: str, allowed: set
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert set(out) <= allowed, f"{module} imports {sorted(set(out) - allowed)} at import time"
+
+
+def test_admin_commands_do_not_import_the_network_or_signing_stacks() -> None:
+    """``admin`` is what libostree's suite calls most (thousands of times per CI run): declaring
+    ``upgrade --from-file``'s options must not load signing, trust policies, remotes or HTTP
+    (about 0.2 s per start); they load when a command uses them."""
+    code = (
+        "import sys, bootree.cli.admin_cmds\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('bootree.pull', 'bootree.sign', "
+        "'bootree.transport', 'bootree.cli.sign_cmds', 'http.client', 'urllib.request')))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [], f"bootree.cli.admin_cmds imports {out} at import time"
