@@ -133,3 +133,23 @@ def test_pull_local_cli(tmp_path: Path, served: tuple[Path, str], capsys: pytest
     assert Repo.open(dst).refs.get(ref) == Repo.open(src).refs.get(ref)
     rc, _, err = run(capsys, "pull-local", f"--repo={dst}", str(src), "nope")
     assert rc == 1 and err.startswith("error:")
+
+
+def test_pull_local_gpg_options_as_ostree_reads_them(
+    tmp_path: Path, served: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--gpg-verify`` is a flag that leaves SOURCE alone (also ``--gpg-verify=BOOL``), and
+    ``--gpg-verify-summary`` turns the summary check on (test-local-pull.sh's sequence; its
+    signed and unsigned cases run in the suite)."""
+    src, ref = served
+    dst = tmp_path / "dst"
+    Repo.init(dst, mode=RepoMode.ARCHIVE)
+    # SOURCE is not taken as the flag's value: the error is about the missing --remote
+    rc, _, err = run(capsys, "pull-local", f"--repo={dst}", "--gpg-verify", str(src), ref)
+    assert rc != 0 and "--remote" in err and "boolean" not in err
+    rc, _, err = run(capsys, "pull-local", f"--repo={dst}", "--gpg-verify=false", str(src), ref)
+    assert rc == 0, err
+    assert run(capsys, "remote", "add", f"--repo={dst}", "--no-gpg-verify", "origin", src.as_uri())[0] == 0
+    rc, _, err = run(capsys, "pull-local", f"--repo={dst}", "--remote=origin", "--gpg-verify-summary", str(src), ref)
+    # the summary check is asked for, and fails closed: no GPG key is trusted for origin
+    assert rc == 1 and "no trusted GPG key" in err

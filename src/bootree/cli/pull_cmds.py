@@ -260,7 +260,15 @@ def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
         _report(result, local=local)
 
 
-@cli.command("pull-local")
+class _BareGpgVerify(click.Command):
+    """``--gpg-verify`` as ostree's pull-local reads it: a flag (``--gpg-verify SOURCE`` must not
+    take SOURCE as its value), or ``--gpg-verify=BOOL``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, ["--gpg-verify=true" if a == "--gpg-verify" else a for a in args])
+
+
+@cli.command("pull-local", cls=_BareGpgVerify)
 @repo_option
 @click.argument("source", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("refs", nargs=-1)
@@ -272,6 +280,8 @@ def _emit(result: PullResult, as_json: bool, *, local: bool = False) -> None:
 @click.option("--dry-run", is_flag=True, help="Only print what would be copied.")
 @click.option("--gpg-verify", "gpg_verify", is_flag=False, flag_value="true", default=None, metavar="[=BOOL]",
               help="Require GPG signatures trusted for --remote on every commit.")
+@click.option("--gpg-verify-summary", is_flag=True,
+              help="Require the source's summary to be signed by a GPG key trusted for --remote.")
 @click.option("--require-static-deltas", is_flag=True, help="Use the source's static deltas; fail if there is none.")
 @click.option("--disable-verify-bindings", is_flag=True, help="Do not check the commits' ref and collection bindings.")
 @json_option
@@ -288,6 +298,7 @@ def pull_local_cmd(
     untrusted: bool,
     dry_run: bool,
     gpg_verify: str | None,
+    gpg_verify_summary: bool,
     require_static_deltas: bool,
     disable_verify_bindings: bool,
     as_json: bool,
@@ -300,13 +311,15 @@ def pull_local_cmd(
     if require_static_deltas:
         cfg = dataclasses.replace(cfg, static_deltas=StaticDeltas.REQUIRE)
     policy = None
-    if gpg_verify is not None and parse_bool(gpg_verify):
+    verify_commits = gpg_verify is not None and parse_bool(gpg_verify)
+    if verify_commits or gpg_verify_summary:
         if remote is None:
-            raise click.UsageError("--gpg-verify needs --remote=REMOTE (whose keys to trust)")
+            raise click.UsageError("--gpg-verify and --gpg-verify-summary need --remote=REMOTE (whose keys to trust)")
         from bootree.pull.trust import policy_for_remote
 
         policy = policy_for_remote(repo.path, find_remote(repo.path, repo.config, remote))
-        policy.gpg_verify = True
+        policy.gpg_verify = verify_commits
+        policy.gpg_verify_summary = gpg_verify_summary
     try:
         with _progress() as display:
             result = pull_local(

@@ -430,6 +430,14 @@ def pull_local(
             resolved[t] = t.commit
     if policy is not None:
         policy.check_start()
+        if policy.verifies_summary:
+            # ``--gpg-verify-summary``: the source's summary and summary.sig, as a remote's.
+            try:
+                summary = (src.path / "summary").read_bytes()
+            except FileNotFoundError:
+                raise RemoteError(f"{source}: no summary to verify (--gpg-verify-summary)") from None
+            sig_path = src.path / "summary.sig"
+            policy.check_summary(summary, sig_path.read_bytes() if sig_path.exists() else None)
     report = _progress(progress)
     report.emit(PullPhase.REFS, 0, 0, 0, force=True)
     local_ref: Callable[[str], str] = (lambda r: f"{remote}:{r}") if remote else (lambda r: r)
