@@ -32,20 +32,21 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bootree import _fs
-from bootree.delta.compile import generate_delta
-from bootree.delta.parts import DeltaOptions
 from bootree.errors import FormatError, ImageError, InvalidChecksum
 from bootree.format.checksum import Checksum, ObjectType, parse_checksum
 from bootree.format.oci import OCI_MANIFEST, Descriptor, digest_of
-from bootree.oci.export import ExportedImage
 from bootree.oci.push import BlobToPush, PushOptions, RegistryPusher, push_blobs
 from bootree.oci.reference import DockerReference, ImageReference, Transport
 from bootree.oci.referrers import Referrer, announce_referrer
 from bootree.oci.registry import RegistryOptions
 from bootree.oci.source import open_source, resolve
 from bootree.repo import Repo
+
+if TYPE_CHECKING:  # the publishing side only: the delta generator loads numpy
+    from bootree.oci.export import ExportedImage
 
 __all__ = [
     "ARTIFACT_TYPE",
@@ -298,6 +299,9 @@ def publish_delta(repo: Repo, image: ExportedImage, dest: ImageReference, previo
                          hint="use oci:DIR:TAG")
     to_commit = parse_checksum(image.labels[COMMIT_LABEL])
     delta_path = scratch / "delta.superblock"
+    from bootree.delta.compile import generate_delta  # numpy and the generator: publishing only
+    from bootree.delta.parts import DeltaOptions
+
     generate_delta(repo, to_commit, from_commit=previous.commit,
                    options=DeltaOptions(format=fmt, inline=True, min_fallback_size=0), filename=delta_path, sign=sign)
     map_path = scratch / "layermap.json"
