@@ -3,7 +3,7 @@
 Why this userland: the health runner and ``status`` inside the VM must be bootree's own code, so
 the image needs Python. The corpus of ``make-corpus.sh`` has it but weighs 365 MB; instead the
 Debian packages of the interpreter and the few shared libraries its extension modules load
-(``python3.11-minimal``, ``libpython3.11-minimal``, ``libpython3.11-stdlib``, ``libc6``, ``libssl3``,
+(``python3.11-minimal``, ``libpython3.11-minimal``, ``libpython3.11-stdlib``, ``libc6``, ``libgcc-s1``, ``libssl3``,
 ``libffi8``, ...) are fetched with ``apt-get download`` and unpacked with ``dpkg -x`` into a
 merged-/usr tree, then trimmed (tests, idle, tkinter, docs, locales): about 45 MB. bootree is
 copied from this checkout, and its dependencies (click, rich, httpx, cryptography, zlib-ng and
@@ -36,7 +36,8 @@ from bootree.install.initramfs import build_initramfs  # noqa: E402
 
 KERNEL_PKGS = ("linux-image-6.12-cloud-amd64", "linux-image-cloud-amd64")
 PY_PKGS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "zlib1g", "libexpat1",
-           "libffi8", "libssl3", "libbz2-1.0", "liblzma5", "libuuid1", "libcrypt1")
+           "libffi8", "libssl3", "libbz2-1.0", "liblzma5", "libuuid1", "libcrypt1",
+           "libgcc-s1")  # libc6 depends on it: pthread_exit and cryptography load it
 #: Modules copied from the kernel package (the initramfs picks its own subset from them).
 KMODS = ("drivers/virtio/virtio_ring", "drivers/virtio/virtio", "drivers/virtio/virtio_pci_modern_dev",
          "drivers/virtio/virtio_pci_legacy_dev", "drivers/virtio/virtio_pci", "drivers/block/virtio_blk",

@@ -150,7 +150,6 @@ def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool
         BarColumn,
         DownloadColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
     )
@@ -158,8 +157,27 @@ def progress_bar(description: str, *, total: int | None = None, bytes_mode: bool
     columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn()]
     columns.append(DownloadColumn() if bytes_mode else MofNCompleteColumn())
     columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=__getattr__("err_console"), transient=True) as prog:
+    with live_progress(*columns, console=__getattr__("err_console"), transient=True) as prog:
         yield ProgressHandle(prog, prog.add_task(description, total=total))
+
+
+@contextmanager
+def live_progress(*columns: Any, **options: Any) -> Iterator[Any]:
+    """A started ``rich.progress.Progress`` whose refresh thread has ended when this returns.
+
+    Why: rich stops its refresh thread (a daemon) by setting an event and does not wait for it.
+    If the command then exits, the interpreter's shutdown can catch that thread between two
+    steps, and CPython ends it with ``pthread_exit``, which aborts the process (rc 134) on a
+    system image without ``libgcc_s``, after the work was done. Seen in the qemu boot chain.
+    """
+    from rich.progress import Progress
+
+    prog = Progress(*columns, **options)
+    with prog:
+        refresher = getattr(prog.live, "_refresh_thread", None)
+        yield prog
+    if refresher is not None:
+        refresher.join(timeout=5)
 
 
 def parse_timestamp(value: str, *, signed: bool = False) -> int:

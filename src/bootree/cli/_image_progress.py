@@ -72,7 +72,7 @@ def image_progress(quiet: bool) -> Iterator[PullProgress | None]:
         return
     # Imported here: rich.progress is slow to import, and most runs are not on a terminal.
     from rich.filesize import decimal
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
     from rich.text import Text
 
     class BytesOrLayers(DownloadColumn):
@@ -91,7 +91,7 @@ def image_progress(quiet: bool) -> Iterator[PullProgress | None]:
             return super().render(task) if task.fields.get("bytes_mode") else Text("")
 
     console = _common.err_console
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), BytesOrLayers(), Rate(), console=console,
+    with _common.live_progress(TextColumn("[bold]{task.description}"), BarColumn(), BytesOrLayers(), Rate(), console=console,
                   transient=True) as prog:
         display = _Display(prog)
         yield display

@@ -59,7 +59,7 @@ def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
         return
     # Imported here: rich.progress is slow to import, and a pull without a terminal shows none.
     from rich.filesize import decimal
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
     from rich.text import Text
 
     class BytesOrCount(DownloadColumn):
@@ -71,7 +71,7 @@ def _progress() -> Iterator[Callable[[PullEvent], None] | None]:
             total = "?" if task.total is None else f"{int(task.total)}"
             return Text(f"{int(task.completed)}/{total}", style="progress.download")
 
-    with Progress(
+    with _common.live_progress(
         TextColumn("[bold]{task.description:>9}"),
         BarColumn(),
         BytesOrCount(),

@@ -25,8 +25,8 @@ HEAVY = ("numpy", "cryptography", "zstandard", "httpx", "rich")
         ("bootree.cli.install_cmds", set()),  # also `health run`, at every boot
         ("bootree.pull", set()),
         ("bootree.delta.apply", {"zstandard"}),  # loaded only when a delta is applied; zstd frames need it
-        # bootc's verbs run on the booted host, whose image may lack cryptography's libgcc_s:
-        # it loads only for signed images (sigstoreSigned policies, ed25519 commits).
+        # bootc's verbs run on the booted host and must start fast there:
+        # cryptography loads only for signed images (sigstoreSigned policies, ed25519 commits).
         ("bootree.host.bootc", {"zstandard", "httpx", "rich"}),
     ],
 )
