@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from bootree.delta.bsdiff import bspatch
 from bootree.delta.content import load_content
-from bootree.delta.recompress import decompress, recompress
+from bootree.delta.recompress import decompress, gzip_join, gzip_segment, gzip_segment_jobs, recompress
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
 from bootree.format.checksum import Checksum, from_raw
 from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
@@ -49,7 +49,7 @@ from bootree.format.deltaops import (
 )
 from bootree.format.deltapart import decode_part_stream
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
-from bootree.format.recompress import Params, parse_params
+from bootree.format.recompress import GzipParams, Params, parse_params
 from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, Transaction
 
@@ -272,8 +272,19 @@ class _PartRunner:
             params = parse_params(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
             inner = b"".join(chunks)
             # Compressing is the slow part (zlib releases the GIL): a worker does it and the
-            # write while the operations go on; ``drain`` waits before anything reads it.
-            self.recompressing.append(self.workers.submit(self._recompress, header, op.size, csum, inner, params))
+            # write while the operations go on; ``drain`` waits before anything reads it. A
+            # segmented gzip object's pieces go to both workers; the join is queued after them
+            # (the pool is first in, first out, so every piece has started when it waits).
+            if isinstance(params, GzipParams) and params.segments:
+                pieces = [
+                    self.workers.submit(gzip_segment, inner, params, job)
+                    for job in gzip_segment_jobs(params, len(inner))
+                ]
+                self.recompressing.append(
+                    self.workers.submit(self._join_gzip, header, op.size, csum, inner, params, pieces)
+                )
+            else:
+                self.recompressing.append(self.workers.submit(self._recompress, header, op.size, csum, inner, params))
             self.written += 1
             return
         self._write(header, op.size, csum, chunks)
@@ -288,6 +299,15 @@ class _PartRunner:
 
     def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: Params) -> None:
         rebuilt = recompress(inner, params)
+        if len(rebuilt) != size:
+            raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
+        self._write(header, size, csum, [rebuilt])
+
+    def _join_gzip(
+        self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: GzipParams,
+        pieces: list[Future[tuple[int, int]]],
+    ) -> None:
+        rebuilt = gzip_join(inner, params, (p.result() for p in pieces))
         if len(rebuilt) != size:
             raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
         self._write(header, size, csum, [rebuilt])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zstandard
 
+from bootree.delta.deflateblocks import find_segments
 from bootree.errors import DeltaFormatError
 from bootree.format.recompress import (
     GzipParams,
@@ -20,11 +21,14 @@ from bootree.format.recompress import (
     ZlibParams,
     ZstdParams,
     codec_of,
-    find_gzip_params,
+    gzip_candidates,
     find_xz_params,
     find_zlib_params,
     gunzip,
     gzip_compress,
+    gzip_join,
+    gzip_segment,
+    gzip_segment_jobs,
     unxz,
     unzlib,
     xz_compress,
@@ -32,7 +36,7 @@ from bootree.format.recompress import (
     zstd_frame_flags,
 )
 
-__all__ = ["codec_of", "decompress", "find_params", "recompress"]
+__all__ = ["codec_of", "decompress", "find_params", "gzip_join", "gzip_segment", "gzip_segment_jobs", "recompress"]
 
 #: zstd levels in the order tried: the zstd tool's default first, then its usual choices.
 _ZSTD_LEVELS = (3, 19, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
@@ -98,7 +102,16 @@ def find_params(data: bytes, inner: bytes) -> Params | None:
     """Parameters that rebuild ``data`` exactly from its contents ``inner``, or ``None``."""
     codec = codec_of(data)
     if codec == "gzip":
-        return find_gzip_params(data, inner)
+        for params in gzip_candidates(data, inner):
+            # A large object is also cut into pieces the client compresses on both cores (the
+            # whole rebuilt from the pieces is compared with ``data``, which checks the
+            # parameters too); otherwise, or when no cut works, it is checked in one piece.
+            split = find_segments(data, inner, params)
+            if split is not None:
+                return split
+            if gzip_compress(inner, params) == data:
+                return params
+        return None
     if codec == "xz":
         return find_xz_params(data, inner)
     if codec == "zlib":
@@ -109,8 +122,15 @@ def find_params(data: bytes, inner: bytes) -> Params | None:
 
 
 def recompress(inner: bytes, params: Params) -> bytes:
-    """``inner`` compressed with ``params`` (the inverse of :func:`decompress` for that object)."""
+    """``inner`` compressed with ``params`` (the inverse of :func:`decompress` for that object).
+
+    A gzip object with a segment list is compressed piece by piece (the applier runs the
+    pieces on both cores instead: :func:`gzip_segment`, :func:`gzip_join`).
+    """
     if isinstance(params, GzipParams):
+        if params.segments:
+            jobs = gzip_segment_jobs(params, len(inner))
+            return gzip_join(inner, params, (gzip_segment(inner, params, job) for job in jobs))
         return gzip_compress(inner, params)
     if isinstance(params, ZlibParams):
         return zlib_compress(inner, params)

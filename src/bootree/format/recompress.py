@@ -21,9 +21,11 @@ from __future__ import annotations
 import lzma
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from bootree.errors import DeltaFormatError
+from bootree.format.deflatesplit import compress_segment, join_bits, segment_count_ok
 
 __all__ = [
     "GzipParams",
@@ -36,7 +38,11 @@ __all__ = [
     "find_xz_params",
     "find_zlib_params",
     "gunzip",
+    "gzip_candidates",
     "gzip_compress",
+    "gzip_join",
+    "gzip_segment",
+    "gzip_segment_jobs",
     "is_gzip",
     "parse_params",
     "unxz",
@@ -48,6 +54,8 @@ __all__ = [
 _MAGIC = b"\x1f\x8b\x08"
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
 _TAG = b"gz1"
+#: gzip parameters with a segment list (:mod:`bootree.format.deflatesplit`).
+_SPLIT_TAG = b"gz2"
 #: How much of the stream a candidate level must reproduce before it is tried on the whole.
 _PROBE = 1 << 18
 
@@ -60,10 +68,21 @@ class GzipParams:
     level: int
     mem_level: int = 8
     strategy: int = zlib.Z_DEFAULT_STRATEGY
+    #: Where the deflate stream may be cut into independently compressed pieces: (offset in
+    #: the contents, bit offset in the deflate stream) of each piece after the first, both
+    #: strictly increasing (:mod:`bootree.format.deflatesplit`; empty: one piece).
+    segments: tuple[tuple[int, int], ...] = ()
 
     def to_bytes(self) -> bytes:
-        """``gz1``, level, memory level, strategy, then the header bytes."""
-        return _TAG + bytes([self.level, self.mem_level, self.strategy]) + self.header
+        """``gz1``, level, memory level, strategy, then the header bytes; with segments ``gz2``,
+        the same three bytes, the segment count (u32 LE), each segment's two u64 LE, the header."""
+        if not self.segments:
+            return _TAG + bytes([self.level, self.mem_level, self.strategy]) + self.header
+        table = b"".join(struct.pack("<QQ", off, bit) for off, bit in self.segments)
+        return (
+            _SPLIT_TAG + bytes([self.level, self.mem_level, self.strategy])
+            + struct.pack("<I", len(self.segments)) + table + self.header
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GzipParams:
@@ -72,14 +91,27 @@ class GzipParams:
         Raises:
             DeltaFormatError: for anything else.
         """
-        if len(data) < 16 or not data.startswith(_TAG):
+        if len(data) < 16 or not (data.startswith(_TAG) or data.startswith(_SPLIT_TAG)):
             raise DeltaFormatError("bad recompression parameters")
         level, mem, strategy = data[3], data[4], data[5]
         if not (0 <= level <= 9 and 1 <= mem <= 9 and strategy <= zlib.Z_FIXED):
             raise DeltaFormatError("bad recompression parameters")
-        header = bytes(data[6:])
+        pos = 6
+        segments: tuple[tuple[int, int], ...] = ()
+        if data.startswith(_SPLIT_TAG):
+            (count,) = struct.unpack_from("<I", data, 6)
+            pos = 10 + 16 * count
+            if not segment_count_ok(count) or count == 0 or len(data) < pos + 10:
+                raise DeltaFormatError("bad gzip segment list")
+            segments = tuple(struct.unpack_from("<QQ", data, 10 + 16 * i) for i in range(count))
+            prev = (0, 0)
+            for seg in segments:
+                if seg[0] <= prev[0] or seg[1] <= prev[1]:
+                    raise DeltaFormatError("gzip segment list is not strictly increasing")
+                prev = seg
+        header = bytes(data[pos:])
         _header_length(header)  # validates it
-        return cls(header, level, mem, strategy)
+        return cls(header, level, mem, strategy, segments)
 
 
 def is_gzip(data: bytes | memoryview) -> bool:
@@ -138,6 +170,30 @@ def gzip_compress(inner: bytes, params: GzipParams) -> bytes:
     return params.header + body + struct.pack("<II", zlib.crc32(inner), len(inner) & 0xFFFFFFFF)
 
 
+def gzip_segment_jobs(params: GzipParams, size: int) -> list[tuple[int, int, int | None]]:
+    """The pieces of a segmented gzip rebuild: ``(start, end, bit count)`` of each (``None``
+    for the last, which runs to the end); one piece without segments."""
+    bounds = [(0, 0), *params.segments]
+    jobs: list[tuple[int, int, int | None]] = []
+    for i, (start, bit) in enumerate(bounds):
+        if i + 1 < len(bounds):
+            end, next_bit = bounds[i + 1]
+            jobs.append((start, end, next_bit - bit))
+        else:
+            jobs.append((start, size, None))
+    return jobs
+
+
+def gzip_segment(inner: bytes, params: GzipParams, job: tuple[int, int, int | None]) -> tuple[int, int]:
+    """One piece of :func:`gzip_segment_jobs`, compressed (:func:`compress_segment`)."""
+    return compress_segment(inner, params.level, params.mem_level, params.strategy, *job)
+
+
+def gzip_join(inner: bytes, params: GzipParams, pieces: Iterable[tuple[int, int]]) -> bytes:
+    """The gzip file from its compressed pieces: header, the pieces' bits, CRC32 and size."""
+    return params.header + join_bits(pieces) + struct.pack("<II", zlib.crc32(inner), len(inner) & 0xFFFFFFFF)
+
+
 def _levels(xfl: int) -> list[int]:
     # gzip's XFL: 2 = best compression (level 9), 4 = fastest (level 1); 0 = anything else.
     first = {2: [9], 4: [1]}.get(xfl, [6])
@@ -149,10 +205,19 @@ def find_gzip_params(data: bytes, inner: bytes) -> GzipParams | None:
 
     Each candidate must first reproduce the start of the stream (cheap), and then the whole.
     """
+    for params in gzip_candidates(data, inner):
+        if gzip_compress(inner, params) == data:
+            return params
+    return None
+
+
+def gzip_candidates(data: bytes, inner: bytes) -> Iterator[GzipParams]:
+    """The parameters that reproduce the start of the gzip file ``data`` (the whole still has
+    to be checked), most likely first."""
     try:
         start = _header_length(data)
     except DeltaFormatError:
-        return None
+        return
     header = bytes(data[:start])
     body = memoryview(data)[start:]
     probe_in = inner[:_PROBE]
@@ -162,12 +227,8 @@ def find_gzip_params(data: bytes, inner: bytes) -> GzipParams | None:
             head = c.compress(probe_in)
             if len(inner) <= _PROBE:
                 head += c.flush()
-            if bytes(body[: len(head)]) != head:
-                continue
-            params = GzipParams(header, level, 8, strategy)
-            if gzip_compress(inner, params) == data:
-                return params
-    return None
+            if bytes(body[: len(head)]) == head:
+                yield GzipParams(header, level, 8, strategy)
 
 
 # --- zlib streams (RFC 1950) ------------------------------------------------------------------
@@ -446,7 +507,7 @@ def parse_params(data: bytes) -> Params:
         DeltaFormatError: an unknown tag or bad values.
     """
     tag = bytes(data[:3])
-    if tag == _TAG:
+    if tag in (_TAG, _SPLIT_TAG):
         return GzipParams.from_bytes(data)
     if tag == _ZLIB_TAG:
         return ZlibParams.from_bytes(data)
