@@ -305,7 +305,7 @@ class _PartRunner:
 
     def _join_gzip(
         self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: GzipParams,
-        pieces: list[Future[tuple[int, int]]],
+        pieces: list[Future[tuple[bytes, int]]],
     ) -> None:
         rebuilt = gzip_join(inner, params, (p.result() for p in pieces))
         if len(rebuilt) != size:

@@ -82,9 +82,14 @@ def block_boundaries(body: bytes) -> list[tuple[int, int]] | None:
         lib.inflateEnd(ctypes.byref(strm))
 
 
-def _original_bits(body: bytes, start: int, count: int) -> int:
-    data = body[start // 8 : (start + count + 7) // 8 + 1]
-    return (int.from_bytes(data, "little") >> (start % 8)) & ((1 << count) - 1)
+def _original_bits(body: bytes, start: int, count: int) -> tuple[bytes, int]:
+    """``count`` bits of ``body`` from the byte-aligned bit offset ``start``, as
+    :func:`bootree.format.deflatesplit.compress_segment` returns them."""
+    whole, rest = divmod(count, 8)
+    data = body[start // 8 : start // 8 + whole]
+    if rest:
+        data += bytes([body[start // 8 + whole] & ((1 << rest) - 1)])
+    return data, count
 
 
 def find_segments(data: bytes, inner: bytes, params: GzipParams) -> GzipParams | None:
@@ -111,7 +116,7 @@ def find_segments(data: bytes, inner: bytes, params: GzipParams) -> GzipParams |
             continue
         nxt_offset, nxt_bit = blocks[k + 1]
         piece = gzip_segment(inner, params, (offset, nxt_offset, nxt_bit - bit))
-        if piece == (_original_bits(body, bit, nxt_bit - bit), nxt_bit - bit):
+        if piece == _original_bits(body, bit, nxt_bit - bit):
             chosen.append((offset, bit))
             want = offset + _PIECE
     if not chosen:

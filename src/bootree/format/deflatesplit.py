@@ -39,12 +39,13 @@ def segment_count_ok(count: int) -> bool:
 def compress_segment(
     inner: bytes | memoryview, level: int, mem_level: int, strategy: int,
     start: int, end: int, nbits: int | None,
-) -> tuple[int, int]:
+) -> tuple[bytes, int]:
     """The raw deflate bits of ``inner[start:end]`` as the whole stream's compressor emits them.
 
-    Returns ``(bits, count)``: the piece's first ``nbits`` bits (the whole rest of the stream,
-    final block included, when ``nbits`` is ``None``) as a little-endian integer. ``start`` must
-    be a clean block boundary for the result to be the original's; the caller verifies.
+    Returns ``(data, count)``: the piece's first ``nbits`` bits (the whole rest of the stream,
+    final block included, when ``nbits`` is ``None``), LSB first, bits past ``count`` in the
+    last byte zero. ``start`` must be a clean block boundary for the result to be the
+    original's; the caller verifies.
     """
     view = memoryview(inner)
     if start:
@@ -53,26 +54,29 @@ def compress_segment(
         c = zlib.compressobj(level, zlib.DEFLATED, -15, mem_level, strategy)
     if nbits is None:
         out = c.compress(view[start:]) + c.flush()
-        return int.from_bytes(out, "little"), 8 * len(out)
+        return out, 8 * len(out)
     out = c.compress(view[start : end + _MARGIN]) + c.flush()
-    if 8 * len(out) < nbits:
-        # Fewer bits than the piece is declared to span: a wrong segment list (refused by the
-        # checksum later either way; here the bits are just what there is).
-        nbits = 8 * len(out)
-    return int.from_bytes(out, "little") & ((1 << nbits) - 1), nbits
+    # Fewer bits than the piece is declared to span means a wrong segment list: the object's
+    # checksum refuses the result later; here the bits are just what there is.
+    nbits = min(nbits, 8 * len(out))
+    whole, rest = divmod(nbits, 8)
+    if not rest:
+        return out[:whole], nbits
+    return out[:whole] + bytes([out[whole] & ((1 << rest) - 1)]), nbits
 
 
-def join_bits(pieces: Iterable[tuple[int, int]]) -> bytes:
-    """Concatenate ``(bits, count)`` pieces into one bit stream (LSB first, as deflate packs them),
-    the last byte padded with zero bits."""
+def join_bits(pieces: Iterable[tuple[bytes, int]]) -> bytes:
+    """Concatenate ``(data, count)`` pieces into one bit stream (LSB first, as deflate packs
+    them), the last byte padded with zero bits. Byte-aligned pieces are simply appended."""
     out = bytearray()
     used = 0  # bits in ``out``
-    for value, count in pieces:
+    for data, count in pieces:
         shift = used % 8
-        data = (value << shift).to_bytes((count + shift + 7) // 8, "little")
         if shift:
+            value = int.from_bytes(data, "little") << shift
+            data = value.to_bytes((count + shift + 7) // 8, "little")
             out[-1] |= data[0]
-            out += data[1:]
+            out += memoryview(data)[1:]
         else:
             out += data
         used += count

@@ -184,12 +184,12 @@ def gzip_segment_jobs(params: GzipParams, size: int) -> list[tuple[int, int, int
     return jobs
 
 
-def gzip_segment(inner: bytes, params: GzipParams, job: tuple[int, int, int | None]) -> tuple[int, int]:
+def gzip_segment(inner: bytes, params: GzipParams, job: tuple[int, int, int | None]) -> tuple[bytes, int]:
     """One piece of :func:`gzip_segment_jobs`, compressed (:func:`compress_segment`)."""
     return compress_segment(inner, params.level, params.mem_level, params.strategy, *job)
 
 
-def gzip_join(inner: bytes, params: GzipParams, pieces: Iterable[tuple[int, int]]) -> bytes:
+def gzip_join(inner: bytes, params: GzipParams, pieces: Iterable[tuple[bytes, int]]) -> bytes:
     """The gzip file from its compressed pieces: header, the pieces' bits, CRC32 and size."""
     return params.header + join_bits(pieces) + struct.pack("<II", zlib.crc32(inner), len(inner) & 0xFFFFFFFF)
 

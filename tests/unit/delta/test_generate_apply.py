@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bootree.delta import DeltaOptions, apply_offline, generate_delta, list_deltas, read_superblock, reindex
+from bootree.delta import deflateblocks
 from bootree.delta.apply import apply_delta
 from bootree.delta.store import delete_delta, list_indexes
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError
@@ -292,3 +293,18 @@ def test_bootree_opcodes_are_refused_in_ostree_parts(tmp_path: Path, pair: Pair)
     parts = {i: (res.path / str(i)).read_bytes() for i in range(len(sb.parts))}
     as_v0 = replace(sb, parts=tuple(replace(p, version=0) for p in sb.parts))
     _bad(tmp_path, pair, as_v0, parts, DeltaFormatError, "unknown delta operation")
+
+
+def test_bootree_format_rebuilds_a_large_gzip_object_in_pieces(
+    tmp_path: Path, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The initramfs is cut into pieces (gz2 parameters) that the client compresses on both
+    cores and joins; the result still verifies and fscks."""
+    monkeypatch.setattr(deflateblocks, "_MIN_SPLIT", 1 << 14)
+    monkeypatch.setattr(deflateblocks, "_PIECE", 1 << 14)
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+    parts = [(res.path / str(i)).read_bytes() for i in range(len(res.superblock.parts))]
+    assert any(b"gz2" in decode_part(p, max_size=1 << 26).payload for p in parts)
+    dst = _target(tmp_path, pair, RepoMode.BARE_USER)
+    assert apply_offline(dst, res.path / "superblock").commit == pair.v2
+    assert dst.fsck().ok
