@@ -30,7 +30,7 @@ from bootree.errors import BootreeError, DeltaError, InvalidRefName, RefNotFound
 from bootree.format.checksum import Checksum
 from bootree.format.delta import (
     BIG_ENDIAN,
-    BOOTREE_DELTAS_ROOT as BOOTREE_ROOT,
+    BOOTREE_DELTAS_ROOT,
     LITTLE_ENDIAN,
     DeltaName,
     SignedSuperblock,
@@ -38,7 +38,6 @@ from bootree.format.delta import (
 )
 from bootree.format.deltaops import decode_operations
 from bootree.repo import Repo
-
 
 #: libostree's "megabytes" for the size options (as :data:`bootree.delta.parts.MB`, which is
 #: not imported here: the generator's modules load only for ``generate``).
@@ -79,7 +78,7 @@ def _name(repo: Repo, text: str) -> DeltaName:
 def list_cmd(ctx: click.Context, repo_path: Path | None, as_json: bool) -> None:
     """List static delta files."""
     repo = open_repo(ctx, repo_path)
-    deltas = [(d, "ostree") for d in list_deltas(repo)] + [(d, "bootree") for d in list_deltas(repo, root=BOOTREE_ROOT)]
+    deltas = [(d, "ostree") for d in list_deltas(repo)] + [(d, "bootree") for d in list_deltas(repo, root=BOOTREE_DELTAS_ROOT)]
     if as_json:
         print_json([{"name": str(d.name), "format": f, "superblock-sha256": d.digest.hex()} for d, f in deltas])
         return
@@ -220,7 +219,7 @@ def delete_cmd(ctx: click.Context, repo_path: Path | None, delta: str, delta_for
 
 
 def _root(delta_format: str) -> str:
-    return BOOTREE_ROOT if delta_format == "bootree" else "deltas"
+    return BOOTREE_DELTAS_ROOT if delta_format == "bootree" else "deltas"
 
 
 def _megabytes(value: int | None, default: int) -> int:

@@ -29,7 +29,7 @@ _Z_OK, _Z_STREAM_END = 0, 1
 
 
 class _ZStream(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes' declared layout of zlib's z_stream
+    _fields_ = [
         ("next_in", ctypes.c_void_p), ("avail_in", ctypes.c_uint), ("total_in", ctypes.c_ulong),
         ("next_out", ctypes.c_void_p), ("avail_out", ctypes.c_uint), ("total_out", ctypes.c_ulong),
         ("msg", ctypes.c_char_p), ("state", ctypes.c_void_p), ("zalloc", ctypes.c_void_p),

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bootree.delta import DeltaOptions, apply_offline, generate_delta, list_deltas, read_superblock, reindex
-from bootree.delta import deflateblocks
+from bootree.delta import (
+    DeltaOptions,
+    apply_offline,
+    deflateblocks,
+    generate_delta,
+    list_deltas,
+    read_superblock,
+    reindex,
+)
 from bootree.delta.apply import apply_delta
 from bootree.delta.store import delete_delta, list_indexes
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError
