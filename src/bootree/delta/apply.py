@@ -202,11 +202,12 @@ class _PartRunner:
         try:
             data = load_content(self.repo, csum)
         except ObjectMissing as exc:
+            # Written earlier by this delta (bootree's format reads its own new objects), maybe
+            # by a recompression still in flight: wait for those, then publish what is
+            # complete so it can be read, as a pull does early.
+            self.drain()
             if not self.txn.has_object(ObjectType.FILE, csum):
                 raise DeltaError(f"delta reads object {csum}, which this repository does not have") from exc
-            # Written earlier by this delta (bootree's format reads its own new objects):
-            # publish what is complete so it can be read, as a pull does early.
-            self.drain()
             self.txn.publish_early(ObjectType.FILE, dict.fromkeys([*self.content_written, csum]))
             data = load_content(self.repo, csum)
         if decompressed:

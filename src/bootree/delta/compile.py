@@ -288,14 +288,32 @@ def generate_delta(
                 asm.add_object(otype, csum, len(data))
             # Similar pairs, a few in flight at a time (each holds two files in memory).
             window: deque[Future[PairPlan | BootreePlan]] = deque()
-            last: list[BootreePlan] = []  # plans reading objects this delta writes: emitted at the end
+            # Plans reading objects this delta writes (an initramfs holding a new library) wait
+            # for their sources and go right after them, not at the end: the client's
+            # recompression of such an object (seconds for an initramfs) then overlaps the
+            # rest of the delta instead of running alone after it.
+            waiting: list[tuple[BootreePlan, set[Checksum]]] = []
+            emitted: set[Checksum] = set()
+            result_stats.reads_own_objects = 0
+
+            def wrote(csum: Checksum) -> None:
+                emitted.add(csum)
+                ready = [w for w in waiting if w[1] <= emitted]
+                for w in ready:
+                    waiting.remove(w)
+                    result_stats.reads_own_objects += 1
+                    emit_bootree(asm, w[0], result_stats)
+                    wrote(w[0].pair.new)
 
             def emit(plan: PairPlan | BootreePlan) -> None:
                 if isinstance(plan, BootreePlan):
                     if plan.reads_new:
-                        last.append(plan)
-                    else:
-                        emit_bootree(asm, plan, result_stats)
+                        assert ctx is not None
+                        used = {plan.sources[m.source][0] for m in plan.multi}
+                        waiting.append((plan, used & ctx.new))
+                        return
+                    emit_bootree(asm, plan, result_stats)
+                    wrote(plan.pair.new)
                 else:
                     emit_pair(asm, plan, result_stats)
 
@@ -311,11 +329,11 @@ def generate_delta(
             for csum in regular:
                 if csum not in fallback_ids:
                     emit_whole(asm, csum, infos[csum], load_content(repo, csum))
+                    wrote(csum)
             for csum in symlinks:
                 emit_whole(asm, csum, infos[csum], b"")
-            result_stats.reads_own_objects = len(last)
-            for plan in last:
-                asm.flush()  # its sources are in earlier parts, published before it runs
+            for plan, _needs in waiting:  # sources never written (not expected): at the end
+                result_stats.reads_own_objects += 1
                 emit_bootree(asm, plan, result_stats)
             parts = asm.finish()
         fallbacks = [
