@@ -79,6 +79,9 @@ _COPY_COST = 6
 #: Turns the plain superblock's bytes into the file written (a signed superblock), or ``None``.
 SuperblockSigner = Callable[[bytes], bytes]
 
+#: bootree format: pairs from this size on are planned first (see ``generate_delta``).
+_EARLY_PAIR = 8 << 20
+
 
 def _basename_keys(path: str) -> list[str]:
     base = path.rpartition("/")[2]
@@ -305,29 +308,43 @@ def generate_delta(
                     emit_bootree(asm, w[0], result_stats)
                     wrote(w[0].pair.new)
 
+            # The largest pairs are planned first (an initramfs's plan names its sources), and
+            # the sources of a waiting plan are moved to the front of what is left.
+            queue = deque(sorted(pairs, key=lambda p: p.new_info.size < _EARLY_PAIR) if ctx is not None else pairs)
+            pair_of = {p.new: p for p in pairs}
+            whole = {c for c in regular if c not in fallback_ids}
+
             def emit(plan: PairPlan | BootreePlan) -> None:
                 if isinstance(plan, BootreePlan):
                     if plan.reads_new:
                         assert ctx is not None
                         used = {plan.sources[m.source][0] for m in plan.multi}
-                        waiting.append((plan, used & ctx.new))
+                        needs = used & ctx.new
+                        waiting.append((plan, needs))
+                        for csum in sorted(needs - emitted):
+                            if csum in whole:
+                                whole.discard(csum)
+                                emit_whole(asm, csum, infos[csum], load_content(repo, csum))
+                                wrote(csum)
+                            elif csum in pair_of and pair_of[csum] in queue:
+                                queue.remove(pair_of[csum])
+                                queue.appendleft(pair_of[csum])
                         return
                     emit_bootree(asm, plan, result_stats)
                     wrote(plan.pair.new)
                 else:
                     emit_pair(asm, plan, result_stats)
 
-            for pair in pairs:
-                if ctx is not None:
-                    window.append(pool.submit(bootree_mode.plan_pair, repo, pair, ctx))
-                else:
-                    window.append(pool.submit(_plan_pair, repo, pair, options))
-                if len(window) >= 2 * max(1, options.threads):
-                    emit(window.popleft().result())
-            while window:
+            while queue or window:
+                while queue and len(window) < 2 * max(1, options.threads):
+                    pair = queue.popleft()
+                    if ctx is not None:
+                        window.append(pool.submit(bootree_mode.plan_pair, repo, pair, ctx))
+                    else:
+                        window.append(pool.submit(_plan_pair, repo, pair, options))
                 emit(window.popleft().result())
             for csum in regular:
-                if csum not in fallback_ids:
+                if csum in whole:
                     emit_whole(asm, csum, infos[csum], load_content(repo, csum))
                     wrote(csum)
             for csum in symlinks:
