@@ -27,7 +27,7 @@ def _ours(data: bytes, chunk: int = 1 << 20, via_chunks: bool = False) -> list[R
     out: list[Record] = []
     for e in r:
         body = b"".join(bytes(c) for c in r.body_chunks(7)) if via_chunks else r.read_body()
-        out.append(_record(e) + (body,))
+        out.append((*_record(e), body))
     return out
 
 
