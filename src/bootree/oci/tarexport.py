@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, BinaryIO, Literal, Protocol, cast
 
 from bootree import _fs
 from bootree.errors import ImageError
@@ -50,6 +50,7 @@ __all__ = [
     "BlobSink",
     "LayerBlob",
     "OstreeTarWriter",
+    "header_format",
     "object_path",
 ]
 
@@ -240,6 +241,15 @@ def _pax(xattrs: Xattrs) -> dict[str, str]:
             for n, v in sorted(xattrs)}
 
 
+def header_format(ti: tarfile.TarInfo) -> Literal[0, 2]:
+    """The tar format bootree writes an entry in: plain ustar when it fits, else PAX (a
+    ``ValueError`` from ustar, a name it cannot split, means PAX too). Shared with the
+    zstd:chunked reader, which rebuilds bootree's headers from a TOC (:mod:`bootree.oci.zchunktar`)."""
+    fits = (not ti.pax_headers and ti.name.isascii() and ti.linkname.isascii() and len(ti.linkname) <= 100
+            and max(ti.uid, ti.gid) < 0o7777777 and ti.size < 0o77777777777)
+    return tarfile.USTAR_FORMAT if fits else tarfile.PAX_FORMAT
+
+
 class OstreeTarWriter:
     """Entries of one layer in ostree-ext's format, onto a :class:`BlobSink` (or any stream)."""
 
@@ -257,9 +267,7 @@ class OstreeTarWriter:
         """Add an entry as a plain ustar header when it fits (long object paths split into the
         ustar prefix), PAX only for xattrs, non-ASCII or overlong names and large ids: one
         512-byte header per entry instead of two for most of a layer."""
-        fits = (not ti.pax_headers and ti.name.isascii() and ti.linkname.isascii() and len(ti.linkname) <= 100
-                and max(ti.uid, ti.gid) < 0o7777777 and ti.size < 0o77777777777)
-        self.tar.format = tarfile.USTAR_FORMAT if fits else tarfile.PAX_FORMAT
+        self.tar.format = header_format(ti)
         try:
             self.tar.addfile(ti, data)
         except ValueError:  # a name ustar cannot split: PAX after all
