@@ -4,12 +4,17 @@ Layer: oci. For a layer whose descriptor carries the zstd:chunked annotations
 (:mod:`bootree.oci.zchunked`), :meth:`PartialFetcher.fetch` rebuilds the layer's uncompressed
 tar on disk instead of downloading the blob:
 
-1. one ``Range`` request fetches the TOC and the tar-split data (they are adjacent at the end
-   of the blob); the TOC must match the ``manifest-checksum`` annotation (the manifest, and so
-   the annotation, is digest-verified), the tar-split data the TOC's ``tarSplitDigest``;
+1. one ``Range`` request fetches the TOC, which must match the ``manifest-checksum``
+   annotation (the manifest, and so the annotation, is digest-verified); from it alone the
+   fetcher knows which files are local and what a rebuild would fetch, and fetches the whole
+   blob instead when that is most of it (:data:`WHOLE_BLOB_SHARE`);
 2. the tar-split records give the exact tar: raw header and padding bytes, written where they
    belong, and each regular file's name and size, whose content the TOC locates (``offset`` ..
-   ``endOffset``, one or more zstd frames) and names by digest;
+   ``endOffset``, one or more zstd frames) and names by digest. A layer bootree wrote (its
+   :data:`~bootree.oci.zchunked.TAR_HEADERS_KEY` annotation) has its records derived from the
+   TOC (:mod:`bootree.oci.zchunktar`) and the rebuilt tar checked against the diff_id here; the
+   tar-split (checked against the TOC's ``tarSplitDigest``) is fetched only for other layers, or
+   when the derived tar does not match;
 3. a file's content is taken from the repository when a local object should hold it: for an
    ostree-ext layer, the object its path names (``sysroot/ostree/repo/objects/xx/….file``, or a
    metadata object); for a plain layer, the file at the same path in an image stored earlier.

@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Literal, Protocol, cast
+from typing import IO, BinaryIO, Protocol, cast
 
 from bootree import _fs
 from bootree.errors import ImageError
@@ -43,6 +43,7 @@ from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.gvariant import encode
 from bootree.format.objects import DirMeta, FileHeader, Xattrs
 from bootree.format.oci import Compression
+from bootree.oci.zchunktar import header_format
 from bootree.repo import Repo
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "BlobSink",
     "LayerBlob",
     "OstreeTarWriter",
-    "header_format",
     "object_path",
 ]
 
@@ -239,15 +239,6 @@ def _pax(xattrs: Xattrs) -> dict[str, str]:
     # BINARY when needed), the same mapping bootree's layer import reverses.
     return {"SCHILY.xattr." + n.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
             for n, v in sorted(xattrs)}
-
-
-def header_format(ti: tarfile.TarInfo) -> Literal[0, 2]:
-    """The tar format bootree writes an entry in: plain ustar when it fits, else PAX (a
-    ``ValueError`` from ustar, a name it cannot split, means PAX too). Shared with the
-    zstd:chunked reader, which rebuilds bootree's headers from a TOC (:mod:`bootree.oci.zchunktar`)."""
-    fits = (not ti.pax_headers and ti.name.isascii() and ti.linkname.isascii() and len(ti.linkname) <= 100
-            and max(ti.uid, ti.gid) < 0o7777777 and ti.size < 0o77777777777)
-    return tarfile.USTAR_FORMAT if fits else tarfile.PAX_FORMAT
 
 
 class OstreeTarWriter:

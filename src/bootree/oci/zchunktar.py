@@ -1,12 +1,14 @@
-"""The tar-split of a bootree-written zstd:chunked layer, derived from its TOC.
+"""bootree's tar header rule, and the tar-split of a bootree-written zstd:chunked layer
+derived from its TOC.
 
-Layer: oci. A partial pull needs every raw byte of the layer tar that is not file content (tar
+Layer: oci (pure: tarfile only; shared by the tar writer, :mod:`bootree.oci.tarexport`, and
+the partial pull, which must not import the publishing side). A partial pull needs every raw byte of the layer tar that is not file content (tar
 headers, PAX records, padding, the end-of-archive blocks) to rebuild the exact tar its diff_id
 names. containers/storage ships them as the tar-split data, base64 in JSON lines: on the corpus
 that is 4 MB of an update's 75 MB. When the layer says it was written by bootree's tar writer
 (:data:`~bootree.oci.zchunked.TAR_HEADERS_KEY`), those bytes follow from the TOC: every entry's
 name, type, link, mode, ids, mtime, device numbers and xattrs are there, and the writer's rules
-(:func:`bootree.oci.tarexport.header_format`, Python's tarfile with utf-8 names) are
+(:func:`header_format`, Python's tarfile with utf-8 names) are
 deterministic. :func:`synth_tarsplit` rebuilds the records from the TOC alone; the caller must
 still check the rebuilt tar against the diff_id, and fetch the real tar-split when it does not
 match (an image from another writer that copied the annotation, another Python's tarfile).
@@ -19,15 +21,24 @@ import binascii
 import tarfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Literal
 
-from bootree.oci.tarexport import header_format
 from bootree.oci.zchunked import FILE, SEGMENT, TarSplitEntry, TocEntry
 
-__all__ = ["synth_tarsplit"]
+__all__ = ["header_format", "synth_tarsplit"]
 
 _BLOCK = tarfile.BLOCKSIZE
 _KINDS = {"reg": tarfile.REGTYPE, "hardlink": tarfile.LNKTYPE, "symlink": tarfile.SYMTYPE, "char": tarfile.CHRTYPE,
           "block": tarfile.BLKTYPE, "dir": tarfile.DIRTYPE, "fifo": tarfile.FIFOTYPE}
+
+
+def header_format(ti: tarfile.TarInfo) -> Literal[0, 2]:
+    """The tar format bootree writes an entry in: plain ustar when it fits (one 512-byte
+    header), else PAX (xattrs, non-ASCII or overlong names, large ids); a ``ValueError`` from
+    ustar (a name it cannot split) means PAX too."""
+    fits = (not ti.pax_headers and ti.name.isascii() and ti.linkname.isascii() and len(ti.linkname) <= 100
+            and max(ti.uid, ti.gid) < 0o7777777 and ti.size < 0o77777777777)
+    return tarfile.USTAR_FORMAT if fits else tarfile.PAX_FORMAT
 
 
 class _NotDerivable(Exception):
