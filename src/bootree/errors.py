@@ -50,6 +50,10 @@ class FormatError(BootreeError):
     """Bytes that do not decode to a valid value of the expected format."""
 
 
+class TarFormatError(FormatError):
+    """A tar archive (an OCI layer) with a malformed or truncated header, record or body."""
+
+
 class GVariantError(FormatError):
     """Serialized GVariant data that is malformed or not in normal form."""
 

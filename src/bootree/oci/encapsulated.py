@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import re
 import stat
-import tarfile
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from bootree.format import gvariant
 from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.objects import Commit, DirTree, FileHeader, Xattrs, xattrs_from_bytes
 from bootree.format.oci import Descriptor, ImageConfig
+from bootree.format.tar import TarEntry, TarReader
 from bootree.format.verified import VerifiedMetadata
 from bootree.oci.stream import WritePool, read_layer
 from bootree.repo import Repo
@@ -189,22 +189,17 @@ class _ObjectImporter:
         self.seen: set[Checksum] = set()
         self.futures: list[Future[None]] = []
 
-    def _fail(self, member: tarfile.TarInfo, why: str) -> LayerError:
+    def _fail(self, member: TarEntry, why: str) -> LayerError:
         return LayerError(f"layer {self.blob}: {member.name!r}: {why}")
 
-    def _read(self, tf: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
+    def _read(self, tf: TarReader, member: TarEntry, limit: int) -> bytes:
         if not member.isreg():
             raise self._fail(member, "expected a regular file")
         if member.size > limit:
             raise self._fail(member, f"{member.size} bytes, more than the limit of {limit}")
-        f = tf.extractfile(member)
-        assert f is not None
-        data = f.read(member.size)
-        if len(data) != member.size:
-            raise self._fail(member, "truncated")
-        return data
+        return tf.read_body()
 
-    def _cache_xattrs(self, member: tarfile.TarInfo, data: bytes, name: str | None) -> Xattrs:
+    def _cache_xattrs(self, member: TarEntry, data: bytes, name: str | None) -> Xattrs:
         digest = hashlib.sha256(data).hexdigest()
         if name is not None and digest != name:
             raise self._fail(member, f"xattr set hashes to {digest}")
@@ -215,13 +210,13 @@ class _ObjectImporter:
         self.xattrs[digest] = xattrs
         return xattrs
 
-    def _linked_xattrs(self, member: tarfile.TarInfo, target_name: str) -> Xattrs:
+    def _linked_xattrs(self, member: TarEntry, target_name: str) -> Xattrs:
         xattrs = self.xattrs.get(target_name)
         if xattrs is None:
             raise self._fail(member, f"links to xattr set {target_name} not seen in this layer")
         return xattrs
 
-    def handle(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def handle(self, member: TarEntry, tf: TarReader) -> None:
         rest = _repo_relative(member.name)
         if rest is None or member.isdir() or rest == "config" or rest.startswith("refs/"):
             return
@@ -258,7 +253,7 @@ class _ObjectImporter:
         else:
             raise self._fail(member, f"unknown object type {ext!r}")
 
-    def _metadata(self, tf: tarfile.TarFile, member: tarfile.TarInfo, csum: Checksum, ext: str) -> None:
+    def _metadata(self, tf: TarReader, member: TarEntry, csum: Checksum, ext: str) -> None:
         if not self.commit_layer:
             raise self._fail(member, "metadata object in a chunk layer (object set)")
         data = self._read(tf, member, MAX_METADATA_SIZE)
@@ -302,7 +297,7 @@ class _ObjectImporter:
         self.commit_check(held.checksum, held.data, detached)
         self.txn.write_metadata(held)
 
-    def _file(self, tf: tarfile.TarFile, member: tarfile.TarInfo, csum: Checksum) -> None:
+    def _file(self, tf: TarReader, member: TarEntry, csum: Checksum) -> None:
         if self.next is None or self.next[0] != csum:
             raise self._fail(member, "content object without its .file-xattrs-link entry before it")
         xattrs = self.next[1]
@@ -342,18 +337,11 @@ class _ObjectImporter:
         except ChecksumMismatch as e:
             raise LayerError(f"layer {self.blob}: content object {csum} does not match its checksum ({e})") from None
 
-    def _write_large(self, tf: tarfile.TarFile, member: tarfile.TarInfo, header: FileHeader, csum: Checksum) -> None:
-        f = tf.extractfile(member)
-        assert f is not None
+    def _write_large(self, tf: TarReader, member: TarEntry, header: FileHeader, csum: Checksum) -> None:
         try:
             with self.txn.content_writer(header, member.size, csum) as w:
-                left = member.size
-                while left:
-                    chunk = f.read(min(_CHUNK, left))
-                    if not chunk:
-                        raise self._fail(member, "truncated")
+                for chunk in tf.body_chunks(_CHUNK):
                     w.write(chunk)
-                    left -= len(chunk)
                 w.finish()
         except ChecksumMismatch as e:
             raise self._fail(member, f"content object does not match its checksum ({e})") from None

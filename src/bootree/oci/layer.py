@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import stat
-import tarfile
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from bootree.errors import BootreeError, LayerError
 from bootree.format.checksum import Checksum
 from bootree.format.objects import DirMeta, FileHeader, Xattrs, validate_filename
 from bootree.format.oci import Descriptor
+from bootree.format.tar import TarEntry, TarReader
 from bootree.oci.stream import WritePool, read_layer
 from bootree.repo.mtree import MutableTree
 from bootree.repo.transaction import Transaction
@@ -100,13 +100,8 @@ def _check_symlink(parts: list[str], target: str, member: str) -> None:
             depth += 1
 
 
-def _xattrs(member: tarfile.TarInfo) -> Xattrs:
-    out = []
-    for key, value in member.pax_headers.items():
-        if key.startswith("SCHILY.xattr."):
-            raw = value.encode("utf-8", "surrogateescape")
-            out.append((key[len("SCHILY.xattr.") :].encode("utf-8", "surrogateescape"), raw))
-    return tuple(sorted(out))
+def _xattrs(member: TarEntry) -> Xattrs:
+    return tuple(sorted(member.xattrs)) if member.xattrs else ()
 
 
 class _Pending:
@@ -170,7 +165,7 @@ def import_layer(
 
     objects = _Objects()
 
-    def handle(tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def handle(member: TarEntry, tf: TarReader) -> None:
         _add_member(txn, tf, member, root, stats, dirmeta, privileged, allow_nonusr, pending, writer, objects)
 
     with contextlib.ExitStack() as stack:
@@ -182,8 +177,8 @@ def import_layer(
 
 def _add_member(
     txn: Transaction,
-    tf: tarfile.TarFile,
-    member: tarfile.TarInfo,
+    tf: TarReader,
+    member: TarEntry,
     root: MutableTree,
     stats: LayerStats,
     dirmeta: Callable[[DirMeta], Checksum],
@@ -266,26 +261,17 @@ def _add_member(
         raise LayerError(f"layer entry {member.name!r} has an unsupported type")
 
 
-def _store_regular(txn: Transaction, tf: tarfile.TarFile, member: tarfile.TarInfo, xattrs: Xattrs,
+def _store_regular(txn: Transaction, tf: TarReader, member: TarEntry, xattrs: Xattrs,
                    parent: MutableTree, name: str, pending: _Pending, pool: WritePool) -> None:
     """A regular file's content object into ``parent/name`` (large ones streamed, others on the pool)."""
     header = FileHeader(member.uid, member.gid, stat.S_IFREG | (member.mode & 0o7777), 0, "", xattrs)
-    f = tf.extractfile(member)
-    assert f is not None
     if member.size > _LARGE:
         with txn.content_writer(header, member.size) as w:
-            left = member.size
-            while left:
-                chunk = f.read(min(_CHUNK, left))
-                if not chunk:
-                    raise LayerError(f"layer entry {member.name!r} is truncated")
+            for chunk in tf.body_chunks(_CHUNK):
                 w.write(chunk)
-                left -= len(chunk)
             parent.set_file(name, w.finish())
     else:
-        data = f.read(member.size)
-        if len(data) != member.size:
-            raise LayerError(f"layer entry {member.name!r} is truncated")
+        data = tf.read_body()
         pending.add(parent, name, pool.submit(len(data), txn.write_file, header, data))
 
 
@@ -297,7 +283,7 @@ class _Objects:
         self.links: dict[str, str] = {}
 
 
-def _is_object(parts: list[str], member: tarfile.TarInfo) -> bool:
+def _is_object(parts: list[str], member: TarEntry) -> bool:
     """A content object of ostree-ext's encapsulated format (``sysroot/ostree/repo/objects/xx/…file``)."""
     return (len(parts) == 6 and parts[:4] == _OBJECTS and len(parts[4]) == 2 and parts[5].endswith(".file")
             and (member.isreg() or member.issym()))

@@ -7,8 +7,9 @@ Layer: oci. An import keeps both cores busy, as :mod:`bootree.repo.commit` does:
   inflates (gzip with zlib-ng, zstd with zstandard; both release the GIL), hashes the tar
   bytes for the diff_id, and hands 1 MiB chunks to the parsing thread through a queue of a few
   chunks, so memory stays flat whatever the layer's size;
-* the calling thread parses tar headers, and submits object writes to a :class:`WritePool`,
-  whose threads hash, compress and write (hashlib and zlib release the GIL too). The bytes in
+* the calling thread parses tar headers (:class:`~bootree.format.tar.TarReader`, straight
+  out of those chunks: no copy of the stream, bodies as slices of it), and submits object
+  writes to a :class:`WritePool`, whose threads hash, compress and write (hashlib and zlib release the GIL too). The bytes in
   flight are bounded: a slow disk slows the parser down instead of filling memory.
 """
 
@@ -17,15 +18,15 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import tarfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from bootree.errors import BootreeError, LayerError
+from bootree.errors import BootreeError, FormatError, LayerError
 from bootree.format.oci import Compression, Descriptor
+from bootree.format.tar import TarEntry, TarReader
 from bootree.repo.contentio import DECOMPRESSOBJ, INFLATE_ERRORS
 
 __all__ = ["LayerStream", "WritePool", "pool_size", "read_layer"]
@@ -161,6 +162,21 @@ class LayerStream:
                 raise err
             raise LayerError(f"layer {self.path.name}: cannot read: {err}") from err
 
+    def next_chunk(self) -> bytes:
+        """The next piece of tar as the decompressor produced it (up to 1 MiB); ``b""`` at the end."""
+        if self._buf:
+            out = bytes(self._buf)
+            self._buf = memoryview(b"")
+            return out
+        if self._eof:
+            return b""
+        item = self._q.get()
+        if item is _END or not item:
+            self._eof = True
+            self._fail()
+            return b""
+        return item
+
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes of tar (all that is left for ``n < 0``); ``b""`` at the end."""
         if n < 0:
@@ -169,12 +185,8 @@ class LayerStream:
                 parts.append(chunk)
             return b"".join(parts)
         while not self._buf:
-            if self._eof:
-                return b""
-            item = self._q.get()
-            if item is _END or not item:
-                self._eof = True
-                self._fail()
+            item = self.next_chunk()
+            if not item:
                 return b""
             self._buf = memoryview(item)
         out = bytes(self._buf[:n])
@@ -251,7 +263,8 @@ class WritePool:
         self._exec.shutdown(wait=True, cancel_futures=exc_type is not None)
 
 
-MemberHandler = Callable[[tarfile.TarFile, tarfile.TarInfo], None]
+MemberHandler = Callable[[TarEntry, TarReader], None]
+"""Called for each member; it may read the member's body from the reader (or leave it)."""
 
 
 def read_layer(path: Path, compression: str, diff_id: str | None, handle: MemberHandler, *,
@@ -264,15 +277,15 @@ def read_layer(path: Path, compression: str, diff_id: str | None, handle: Member
     """
     try:
         with LayerStream(path, compression, verify=verify) as stream:
+            reader = TarReader(stream.next_chunk)
             try:
-                with tarfile.open(fileobj=stream, mode="r|") as tf:  # type: ignore[call-overload]
-                    for member in tf:
-                        handle(tf, member)
-                got = stream.finish()
-            except BootreeError:
-                raise
-            except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+                for member in reader:
+                    handle(member, reader)
+            except FormatError as e:
                 raise LayerError(f"layer {path.name}: cannot read tar: {e}") from None
+            if reader.offset == 0:
+                raise LayerError(f"layer {path.name}: cannot read tar: empty file")
+            got = stream.finish()
     except BootreeError:
         if verify is not None:
             _check_blob(path, verify)  # a corrupt blob read in place: say so, not what it broke
