@@ -36,7 +36,12 @@ from typing import Protocol
 from bootree.errors import CorruptObject, FormatError, RemoteError, VerificationError
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, ObjectType
-from bootree.format.content import ContentFraming, DecompressorFactory, decode_archive_header, stream_header_length
+from bootree.format.content import (
+    ContentFraming,
+    DecompressorFactory,
+    decode_archive_header,
+    stream_header_length,
+)
 from bootree.format.objects import Commit, FileHeader
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
 

@@ -365,20 +365,12 @@ class DiskObjectStore:
         if self.mode is RepoMode.ARCHIVE and self._verify_archived_whole(csum):
             return
         obj = self.open_file(csum)
-        header, stream = obj.header, obj.stream
-        if stream is None:
-            actual = header.checksum()
-        else:
-            hasher = hashlib.sha256(header.checksum_prefix())
-            with stream:
-                try:
-                    for chunk in iter(lambda: stream.read(CHUNK), b""):
-                        hasher.update(chunk)
-                except FormatError as e:
-                    raise CorruptObject(csum, "file", str(e)) from e
-            actual = Checksum(hasher.hexdigest())
-        if actual != csum:
-            raise ChecksumMismatch(csum, actual, "file")
+        if obj.stream is None:
+            _check_hash(csum, obj.header, ())
+            return
+        stream = obj.stream
+        with stream:
+            _check_hash(csum, obj.header, iter(lambda: stream.read(CHUNK), b""))
 
     def _verify_archived_whole(self, csum: Checksum) -> bool:
         """:meth:`verify_file` of a small ``.filez`` (:data:`CHUNK` bytes, 4 inflated): one read, one inflate.
@@ -402,18 +394,15 @@ class DiskObjectStore:
             os.close(fd)
         try:
             parsed = decode_archive_header(data)
-            if parsed.size > 4 * CHUNK:
-                return False  # inflated in one piece here: a large content is streamed instead
-            hasher = hashlib.sha256(parsed.header.checksum_prefix())
-            if not parsed.header.is_symlink:
-                body = memoryview(data)[parsed.body_offset :]
-                for chunk in inflate_chunks([body], parsed.size, DECOMPRESSOBJ, INFLATE_ERRORS):
-                    hasher.update(chunk)
         except FormatError as e:
             raise CorruptObject(csum, "file", str(e)) from e
-        actual = Checksum(hasher.hexdigest())
-        if actual != csum:
-            raise ChecksumMismatch(csum, actual, "file")
+        if parsed.size > 4 * CHUNK:
+            return False  # inflated in one piece here: a large content is streamed instead
+        if parsed.header.is_symlink:  # a symlink has no body (any bytes after the header are ignored, as by open_file)
+            _check_hash(csum, parsed.header, ())
+        else:
+            body = memoryview(data)[parsed.body_offset :]
+            _check_hash(csum, parsed.header, inflate_chunks([body], parsed.size, DECOMPRESSOBJ, INFLATE_ERRORS))
         return True
 
     # --- writing (to a temporary path; the transaction verifies and publishes) -----------------
@@ -438,6 +427,24 @@ class DiskObjectStore:
     def metadata_file(self, path: str, data: bytes) -> None:
         """Create a metadata object file with exactly ``data`` at ``path`` (removed on failure)."""
         write_whole(path, data, self._umask)
+
+
+def _check_hash(csum: Checksum, header: FileHeader, content: Iterable[bytes]) -> None:
+    """Hash ``header`` and its content as it is read; it must be ``csum``.
+
+    Raises:
+        CorruptObject: the content does not read (inflate) to its declared size.
+        ChecksumMismatch: it hashes to something else.
+    """
+    hasher = hashlib.sha256(header.checksum_prefix())
+    try:
+        for chunk in content:
+            hasher.update(chunk)
+    except FormatError as e:
+        raise CorruptObject(csum, "file", str(e)) from e
+    actual = Checksum(hasher.hexdigest())
+    if actual != csum:
+        raise ChecksumMismatch(csum, actual, "file")
 
 
 class ObjectIndex:
