@@ -28,7 +28,7 @@ from bootree.format.content import (
     CompressorFactory,
     decode_archive_header,
     decode_bare_user_meta,
-    inflate_chunks,
+    inflate_whole,
     read_archive_header,
 )
 from bootree.format.objects import FileHeader
@@ -394,15 +394,14 @@ class DiskObjectStore:
             os.close(fd)
         try:
             parsed = decode_archive_header(data)
+            if parsed.size > 4 * CHUNK:
+                return False  # inflated in one piece here: a large content is streamed instead
+            content = b""  # a symlink has no body (bytes after its header are ignored, as by open_file)
+            if not parsed.header.is_symlink:
+                content = inflate_whole(memoryview(data)[parsed.body_offset :], parsed.size, DECOMPRESSOBJ, INFLATE_ERRORS)
         except FormatError as e:
             raise CorruptObject(csum, "file", str(e)) from e
-        if parsed.size > 4 * CHUNK:
-            return False  # inflated in one piece here: a large content is streamed instead
-        if parsed.header.is_symlink:  # a symlink has no body (any bytes after the header are ignored, as by open_file)
-            _check_hash(csum, parsed.header, ())
-        else:
-            body = memoryview(data)[parsed.body_offset :]
-            _check_hash(csum, parsed.header, inflate_chunks([body], parsed.size, DECOMPRESSOBJ, INFLATE_ERRORS))
+        _check_hash(csum, parsed.header, (content,))
         return True
 
     # --- writing (to a temporary path; the transaction verifies and publishes) -----------------

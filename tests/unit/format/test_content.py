@@ -19,6 +19,7 @@ from bootree.format.content import (
     encode_archive_header,
     encode_bare_user_meta,
     inflate_chunks,
+    inflate_whole,
 )
 from bootree.format.objects import FileHeader, bswap32, bswap64
 
@@ -159,3 +160,24 @@ def test_deflate_inflate_roundtrip(chunks: list[bytes], level: int) -> None:
     z = b"".join(deflate_chunks(chunks, level))
     assert zlib.decompress(z, -15) == data
     assert b"".join(inflate_chunks([z[i : i + 7] for i in range(0, len(z), 7)], len(data))) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.integers(-3, 3), st.integers(0, 4000), st.integers(0, 255), st.booleans())
+def test_inflate_whole_agrees_with_inflate_chunks(data: bytes, size_delta: int, pos: int, byte: int, damage: bool) -> None:
+    # The whole-body inflater is the chunked one's fast path: same bytes, same verdicts
+    # (a wrong declared size, a damaged or truncated body, trailing data).
+    body = bytearray(b"".join(deflate_chunks([data])))
+    if damage:
+        body[pos % len(body)] = byte
+    size = max(0, len(data) + size_delta)
+
+    def verdict(f: object) -> object:
+        try:
+            return f()  # type: ignore[operator]
+        except FormatError as e:
+            return str(e)
+
+    assert verdict(lambda: inflate_whole(bytes(body), size)) == verdict(
+        lambda: b"".join(inflate_chunks([bytes(body)], size))
+    )
