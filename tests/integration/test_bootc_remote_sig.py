@@ -8,6 +8,7 @@ Each refusal ends with one ``error:`` line and leaves deployments and refs as th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -195,3 +196,61 @@ def test_gpg_signed_image(reg: Registry, tmp_path: Path, capsys: pytest.CaptureF
     _one_error_nothing_staged(capsys, sysroot, ["switch", f"--sysroot={sysroot}",
                                                 f"ostree-remote-image:fleet:docker://{reg.host}/gpg/os:bad"],
                               r"GPG")
+
+
+def test_signed_image_upgrades_through_a_delta_and_a_forged_delta_target_is_refused(
+        reg: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The delta path checks the commit it leads to with the remote's keys, as the layer path does.
+
+    v2 is published with a delta from v1 and signed by the trusted key: the device upgrades
+    through the delta (no layer moves). v3 is signed by another key and also published with a
+    delta: the delta is refused by the same check, the layers too, nothing is staged.
+    """
+    trusted, other = SecretKey.generate(), SecretKey.generate()
+    repo = Repo.init(tmp_path / "publisher", mode=RepoMode.ARCHIVE)
+    noise = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(8192))  # 256 KiB: a delta wins
+    commits: dict[str, Checksum] = {}
+    for version in ("1", "2", "3"):
+        tree = tmp_path / f"tree-{version}"
+        for d in ("usr/bin", f"usr/lib/modules/{KVER}", "usr/etc"):
+            (tree / d).mkdir(parents=True)
+        (tree / "usr/bin/data").write_bytes(noise[:1000] + version.encode() + noise[1000:])
+        (tree / f"usr/lib/modules/{KVER}/vmlinuz").write_bytes(b"kernel")
+        (tree / "usr/etc/os-release").write_text(f"VERSION={version}\n")
+        rc, out, err = bootree(capsys, "commit", f"--repo={repo.path}", "-b", f"v{version}",
+                               f"--add-metadata-string=version={version}", "--timestamp=@1700000000", str(tree))
+        assert rc == 0, err
+        commits[version] = Checksum(out.strip())
+        sign_commit(repo, commits[version], ed25519_keys=[other if version == "3" else trusted])
+    image = f"{reg.host}/sigdelta/os:latest"
+
+    def publish(rev: str, *extra: str) -> None:
+        rc, _, err = bootree(capsys, "container", "encapsulate", f"--repo={repo.path}", *extra, rev,
+                             f"docker://{image}")
+        assert rc == 0, err
+
+    publish("v1")
+    sysroot = _client(tmp_path, capsys, "--no-gpg-verify", f"--sign-verify=ed25519=inline:{trusted.public.base64}",
+                      "fleet", "https://unused.invalid/repo")
+    rc, _, err = bootree(capsys, "switch", f"--sysroot={sysroot}", "--stateroot=demo",
+                         f"ostree-remote-image:fleet:docker://{image}")
+    assert rc == 0, err
+    assert bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")[0] == 0
+
+    publish("v2", f"--delta-from=docker://{image}")
+    mark = reg.mark()
+    rc, out, err = bootree(capsys, "upgrade", f"--sysroot={sysroot}")
+    assert rc == 0 and "Queued for next boot" in out, err
+    assert "Fetched delta" in out and "warning" not in out + err, out + err
+    s = Sysroot.open(sysroot)
+    assert s.staged is not None and s.repo.read_commit(s.staged.csum).parent == commits["2"]
+    assert s.repo.read_commitmeta(commits["2"]) is not None, "the signature is kept with the commit"
+    layers = {d for d, _ in reg.blob_bytes(since=mark).items()}
+    assert len(layers) == 3, f"the config, the delta and its layer map, no layer: {layers}"
+
+    rc, _, err = bootree(capsys, "admin", "finalize-staged", f"--sysroot={sysroot}")
+    assert rc == 0, err
+    assert bootree(capsys, "admin", "boot", f"--sysroot={sysroot}")[0] == 0
+    publish("v3", f"--delta-from=docker://{image}")
+    _one_error_nothing_staged(capsys, sysroot, ["upgrade", f"--sysroot={sysroot}"], r"ed25519 signature: untrusted")
+    assert not Sysroot.open(sysroot).repo.has_object(ObjectType.COMMIT, commits["3"])

@@ -195,8 +195,8 @@ def pull_verified(sysroot: Sysroot, ref: OstreeImageReference, options: Registry
     verdict line comes first, then the delta's line or its one-line warning.
 
     An ``ostree-remote-image:`` reference has its encapsulated commit checked with the remote's
-    keys inside the pull (:mod:`bootree.host.remote_sig`), before the commit is written; such an
-    image is always pulled by its layers (the delta path does not run that check).
+    keys inside the pull (:mod:`bootree.host.remote_sig`), before the commit is written, whether it
+    comes by its layers or through a delta (the superblock's commit and detached metadata).
     """
     attempt = None
     with contextlib.ExitStack() as stack:
@@ -207,10 +207,10 @@ def pull_verified(sysroot: Sysroot, ref: OstreeImageReference, options: Registry
         pinned, decision = _verified_source(ref, options, policy)
         src = pinned or open_source(ref.image, options)
         stack.callback(src.close)
-        base = _delta_base(sysroot, ref) if deltas and check is None else None
+        base = _delta_base(sysroot, ref) if deltas else None
         if base is not None:
             attempt = pull_with_delta(sysroot.repo, ref.image, src, base, progress=progress,
-                                      check_signature=check_delta)
+                                      check_signature=check_delta, commit_check=check)
         if attempt is not None and attempt.result is not None:
             res = attempt.result
         else:

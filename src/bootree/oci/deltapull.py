@@ -24,17 +24,18 @@ the caller fetches layers instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bootree.delta.apply import apply_delta
 from bootree.delta.offline import MAX_SUPERBLOCK_SIZE, SignatureCheck, open_superblock_file
-from bootree.errors import BootreeError, DeltaError, DeltaFormatError, ImageError
+from bootree.errors import BootreeError, ChecksumMismatch, DeltaError, DeltaFormatError, ImageError
 from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.objects import Commit, DirTree
 from bootree.oci.deltaartifact import ARTIFACT_TYPE, FROM_DIGEST, DeltaArtifact, LayerMap, parse_artifact
-from bootree.oci.encapsulated import StagedReader, object_set_commit, parse_layout
+from bootree.oci.encapsulated import CommitCheck, StagedReader, object_set_commit, parse_layout
 from bootree.oci.importer import ImageState, PullResult, image_state, image_timestamp, write_merge_commit
 from bootree.oci.progress import LayerTask, PullPlan, PullProgress
 from bootree.oci.reference import ImageReference, blob_ref
@@ -169,9 +170,11 @@ class _Apply:
     """One delta update of ``image`` (see the module docstring)."""
 
     def __init__(self, repo: Repo, image: ImageReference, src: ImageSource, resolved: ResolvedImage,
-                 offer: DeltaOffer, progress: PullProgress | None, check_signature: SignatureCheck | None) -> None:
+                 offer: DeltaOffer, progress: PullProgress | None, check_signature: SignatureCheck | None,
+                 commit_check: CommitCheck | None = None) -> None:
         self.repo, self.image, self.src, self.resolved = repo, image, src, resolved
         self.offer, self.progress, self.check_signature = offer, progress, check_signature
+        self.commit_check = commit_check
         self.art = offer.artifact
         missing = [d for d in resolved.manifest.layers if repo.try_resolve_rev(blob_ref(d.digest)) is None]
         self.layer_bytes = sum(d.size for d in missing)
@@ -207,6 +210,21 @@ class _Apply:
             raise DeltaFormatError(f"delta {d.digest}: {on_disk} bytes on disk, {d.size} declared")
         return lmap
 
+    def _check_commit(self, csum: Checksum, commit: bytes, detached: bytes | None) -> None:
+        """The remote's signature check of the commit the delta leads to, before anything is written.
+
+        An ``ostree-remote-image:`` origin trusts the commit only when the remote's keys signed
+        it; the layer import checks the encapsulated commit and its ``.commitmeta``, here the
+        superblock's commit and detached metadata (which the generator copies from the
+        publisher's repository) stand in for them. The bytes are hashed first, so the
+        signature is checked over the very commit that ``apply_delta`` will write.
+        """
+        assert self.commit_check is not None
+        actual = Checksum(hashlib.sha256(commit).hexdigest())
+        if actual != csum:
+            raise ChecksumMismatch(csum, actual, "delta commit")
+        self.commit_check(csum, commit, detached)
+
     def run(self) -> PullResult:
         self.check_image()
         blobdir = self.repo.path / "tmp" / "bootree-oci"
@@ -229,6 +247,8 @@ class _Apply:
             if any(i not in sbf.scan.inline for i in range(len(superblock.parts))):
                 raise DeltaFormatError(f"image delta {self.art.delta.digest} has parts that are not inline"
                                        " (an image delta is self-contained)")
+            if self.commit_check is not None:
+                self._check_commit(superblock.to_commit, superblock.commit, superblock.commitmeta)
             ts = image_timestamp(self.resolved.config.timestamp)
             with self.repo.transaction() as txn:
                 applied = apply_delta(self.repo, txn, superblock, sbf.load_part)
@@ -255,10 +275,13 @@ class _Apply:
 
 def pull_with_delta(repo: Repo, image: ImageReference, src: ImageSource, from_digest: str, *,
                     progress: PullProgress | None = None, check_signature: SignatureCheck | None = None,
-                    architecture: str | None = None) -> DeltaOutcome:
+                    architecture: str | None = None, commit_check: CommitCheck | None = None) -> DeltaOutcome:
     """Update ``image`` from the running ``from_digest`` through a delta, if one is published.
 
-    Never raises for the delta's sake: a result, or a warning (the caller then pulls layers).
+    ``check_signature`` checks a signed superblock (the publisher's delta key); ``commit_check``
+    (an ``ostree-remote-image:`` origin) checks the commit the delta leads to with the remote's
+    keys, as the layer import would. Never raises for the delta's sake: a result, or a warning
+    (the caller then pulls layers, which run ``commit_check`` again and refuse for themselves).
     """
     try:
         fetched, manifest = resolve_manifest(src, architecture)
@@ -273,7 +296,7 @@ def pull_with_delta(repo: Repo, image: ImageReference, src: ImageSource, from_di
     job: _Apply | None = None
     try:
         resolved = resolve_config(src, fetched, manifest, architecture)
-        job = _Apply(repo, image, src, resolved, offer, progress, check_signature)
+        job = _Apply(repo, image, src, resolved, offer, progress, check_signature, commit_check)
         result = job.run()
     except (BootreeError, OSError, ValueError) as e:
         return DeltaOutcome(warning=f"warning: delta {offer.artifact.digest} not used: {e}; fetching layers",
