@@ -143,7 +143,8 @@ def test_install_and_health_stay_above_sysroot_and_offline() -> None:
 OCI_PUBLISH = ("bootree.oci.export", "bootree.oci.push", "bootree.oci.chunking", "bootree.oci.tarexport",
                "bootree.oci.zchunkwrite")
 OCI_PULL = ("bootree.oci.importer", "bootree.oci.layer", "bootree.oci.source", "bootree.oci.registry",
-            "bootree.oci.reference", "bootree.oci.auth", "bootree.oci.partial", "bootree.oci.zchunked")
+            "bootree.oci.reference", "bootree.oci.auth", "bootree.oci.partial", "bootree.oci.zchunked",
+            "bootree.oci.zchunktar")
 
 
 def test_oci_pull_side_never_imports_the_publishing_side() -> None:
@@ -153,6 +154,6 @@ def test_oci_pull_side_never_imports_the_publishing_side() -> None:
            if importer in OCI_PULL and _within(imported, *OCI_PUBLISH)]
     bad += [f"{importer} imports {imported}" for importer, imported in iter_imports()
             if importer in ("bootree.oci.chunking", "bootree.oci.tarexport", "bootree.oci.zchunkwrite",
-                            "bootree.oci.zchunked")
+                            "bootree.oci.zchunked", "bootree.oci.zchunktar")
             and _within(imported, "bootree.oci.registry", "bootree.oci.push", "bootree.transport")]
     assert bad == []

@@ -119,6 +119,21 @@ def test_encapsulate_to_oci_layout_skopeo_inspect(tmp_path: Path, capsys: pytest
     assert "KEY=VALUE" in line
     line = _one_error(capsys, ["container", "encapsulate", f"--repo={repo}", "no-such-ref", f"oci:{tmp_path / 'bad'}"])
     assert "no-such-ref" in line
+    # --compression-level (podman's option): a real zstd level change changes the layer bytes; out of range refused.
+    sizes = {}
+    for level in ("1", "19"):
+        rc, _, err = bootree(capsys, "container", "encapsulate", f"--repo={repo}", "--compression=zstd",
+                             f"--compression-level={level}", "os", f"oci:{tmp_path / ('lvl' + level)}")
+        assert rc == 0, err
+        manifest = json.loads(_skopeo("inspect", "--raw", f"oci:{tmp_path / ('lvl' + level)}"))
+        sizes[level] = sum(x["size"] for x in manifest["layers"])
+    assert sizes["19"] < sizes["1"], sizes
+    for bad, why in (("--compression=gzip --compression-level=12", "gzip levels are 0 to 9"),
+                     ("--compression=none --compression-level=3", "needs a compression"),
+                     ("--compression=zstd --compression-level=0", "zstd levels are 1 to 22")):
+        line = _one_error(capsys, ["container", "encapsulate", f"--repo={repo}", *bad.split(), "os",
+                                   f"oci:{tmp_path / 'bad'}"])
+        assert why in line, line
     # Reproducible: a second export of the same commit is byte-identical.
     rc, again, _ = bootree(capsys, "container", "encapsulate", f"--repo={repo}", "--label=org.example=yes",
                            "--max-layers=3", "os", f"oci:{tmp_path / 'oci2'}")

@@ -63,6 +63,13 @@ def write(fd: int, data: bytes | memoryview) -> int:
     return os.write(fd, data)
 
 
+def writev(fd: int, buffers: list[bytes | memoryview]) -> int:
+    """``os.writev`` (fault point ``write``): several buffers in one system call, not joined."""
+    if faults.plan is not None:
+        faults.plan.hit("write", fd)
+    return os.writev(fd, buffers)
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """Write all of ``data`` to ``fd``, looping over short writes."""
     view = memoryview(data)

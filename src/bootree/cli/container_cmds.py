@@ -40,6 +40,10 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "zstd:chunked", "none"]), default="gzip", show_default=True,
               help="Layer compression (zstd:chunked: each file its own zstd frame, with the TOC that lets "
                    "`upgrade` fetch only changed files).")
+@click.option("--compression-level", "level", type=click.IntRange(min=0, max=22), default=None,
+              help="Compression level (podman's option): gzip 0-9 (default 6), zstd 1-22 (default 3), "
+                   "zstd:chunked 1-22 for its file frames (default 19: the smallest partial updates, at about "
+                   "13x the publishing CPU of level 3).")
 @click.option("--package-db", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="dpkg admin directory (info/*.list) that owns the files, when the tree has none.")
 @click.option("--arch", "architecture", default=None, help="Image architecture (default: the host's, e.g. amd64).")
@@ -67,7 +71,7 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
 @click.argument("image")
 @click.pass_context
 def encapsulate_cmd(ctx: click.Context, repo_path: Path | None, labels: tuple[str, ...], max_layers: int | None,
-                    compression: str, package_db: Path | None, architecture: str | None, jobs: int,
+                    compression: str, level: int | None, package_db: Path | None, architecture: str | None, jobs: int,
                     authfile: Path | None, mount_from: tuple[str, ...], upload_chunk_size: int,
                     delta_from: str | None, delta_format: str, sign_keys: tuple[str, ...], sign_type: str,
                     keys_file: Path | None, as_json: bool, rev: str, image: str) -> None:
@@ -91,7 +95,13 @@ def encapsulate_cmd(ctx: click.Context, repo_path: Path | None, labels: tuple[st
     signer = delta_signer(sign_type, sign_keys, keys_file)
     previous = resolve_previous(repo, delta_from, registry) if delta_from is not None else None
     push = PushOptions(chunk_size=upload_chunk_size, mount_from=mount_from)
-    options = EncapsulateOptions(labels=_labels(labels), max_layers=max_layers, compression=compression,
+    if level is not None and compression == "gzip" and level > 9:
+        raise ImageError(f"--compression-level={level}: gzip levels are 0 to 9")
+    if level is not None and compression == "none":
+        raise ImageError("--compression-level needs a compression (--compression=gzip, zstd or zstd:chunked)")
+    if level == 0 and compression != "gzip":
+        raise ImageError("--compression-level=0: zstd levels are 1 to 22")
+    options = EncapsulateOptions(labels=_labels(labels), max_layers=max_layers, compression=compression, level=level,
                                  package_db=package_db, architecture=architecture, jobs=jobs)
     result = encapsulate(repo, rev, dest, options, registry=registry, push=push)
     img = result.image

@@ -22,7 +22,7 @@ from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.content import (
     DecompressorFactory,
     decode_archive_header,
-    inflate_chunks,
+    inflate_whole,
     stream_header_length,
 )
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader
@@ -201,7 +201,7 @@ class VerifiedContent:
                     raise FormatError("symlink object has a body")
                 content = b""
             else:
-                content = b"".join(inflate_chunks([body], parsed.size, decompressobj, error_types))
+                content = inflate_whole(body, parsed.size, decompressobj, error_types)
         except FormatError as e:
             raise CorruptObject(expected, "file", str(e)) from e
         actual = parsed.header.checksum(content)

@@ -299,7 +299,9 @@ class _Import:
                                         tuple(t for _, t in tasks.values())))
         blobdir = self.repo.path / "tmp" / "bootree-oci"
         os.makedirs(blobdir, 0o700, exist_ok=True)
-        partial = partial_fetcher(self.repo, self.src) if tasks else None
+        partial = (partial_fetcher(self.repo, self.src, {d.digest: i for d, i in
+                                                         zip(layers, self.resolved.config.diff_ids, strict=True)})
+                   if tasks else None)
         with LayerFetcher(self.src, blobdir, list(tasks.values()), progress=self.progress,
                           partial=partial) as fetcher, \
                 self.repo.transaction() as txn:

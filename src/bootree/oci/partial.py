@@ -4,12 +4,17 @@ Layer: oci. For a layer whose descriptor carries the zstd:chunked annotations
 (:mod:`bootree.oci.zchunked`), :meth:`PartialFetcher.fetch` rebuilds the layer's uncompressed
 tar on disk instead of downloading the blob:
 
-1. one ``Range`` request fetches the TOC and the tar-split data (they are adjacent at the end
-   of the blob); the TOC must match the ``manifest-checksum`` annotation (the manifest, and so
-   the annotation, is digest-verified), the tar-split data the TOC's ``tarSplitDigest``;
+1. one ``Range`` request fetches the TOC, which must match the ``manifest-checksum``
+   annotation (the manifest, and so the annotation, is digest-verified); from it alone the
+   fetcher knows which files are local and what a rebuild would fetch, and fetches the whole
+   blob instead when that is most of it (:data:`WHOLE_BLOB_SHARE`);
 2. the tar-split records give the exact tar: raw header and padding bytes, written where they
    belong, and each regular file's name and size, whose content the TOC locates (``offset`` ..
-   ``endOffset``, one or more zstd frames) and names by digest;
+   ``endOffset``, one or more zstd frames) and names by digest. A layer bootree wrote (its
+   :data:`~bootree.oci.zchunked.TAR_HEADERS_KEY` annotation) has its records derived from the
+   TOC (:mod:`bootree.oci.zchunktar`) and the rebuilt tar checked against the diff_id here; the
+   tar-split (checked against the TOC's ``tarSplitDigest``) is fetched only for other layers, or
+   when the derived tar does not match;
 3. a file's content is taken from the repository when a local object should hold it: for an
    ostree-ext layer, the object its path names (``sysroot/ostree/repo/objects/xx/….file``, or a
    metadata object); for a plain layer, the file at the same path in an image stored earlier.
@@ -34,7 +39,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +54,10 @@ from bootree.oci.registry import BytesFn, RegistryClient
 from bootree.oci.source import ImageSource, RegistrySource
 from bootree.oci.zchunked import (
     SEGMENT,
+    TAR_HEADERS_BOOTREE,
+    TAR_HEADERS_KEY,
     ChunkedLayout,
+    TarSplitEntry,
     TocEntry,
     decode_tarsplit,
     decode_toc,
@@ -57,6 +65,7 @@ from bootree.oci.zchunked import (
     tar_offsets,
     zstd_decompress,
 )
+from bootree.oci.zchunktar import synth_tarsplit
 from bootree.repo import Repo
 
 __all__ = ["GAP", "WORKERS", "PartialFetcher", "PartialStats", "partial_fetcher"]
@@ -69,9 +78,12 @@ GAP = 4096
 RANGE_MAX = 8 << 20
 #: Range requests at once, per layer.
 WORKERS = 4
-#: Fetch the whole blob instead when the missing frames are more than this share of it (ranges
-#: never move more bytes than the blob, but cost requests and a rebuild).
+#: Fetch the whole blob instead when a rebuild would fetch more than this share of its bytes
+#: (the missing frames, the tar-split unless derived, :data:`REQUEST_COST` a request): a rebuild
+#: costs requests and CPU, a whole blob is also checked against its own digest.
 WHOLE_BLOB_SHARE = 0.95
+#: What a range request costs beyond its body (request and response headers, bytes).
+REQUEST_COST = 600
 _CHUNK = 1 << 20
 _HEX = re.compile(r"[0-9a-f]{64}")
 _OBJECTS = ["sysroot", "ostree", "repo", "objects"]
@@ -92,6 +104,8 @@ class PartialStats:
     bytes_local: int = 0
     bytes_ranges: int = 0
     requests: int = 0
+    derived_headers: int = 0
+    """Layers rebuilt with tar headers derived from the TOC (no tar-split fetched)."""
 
 
 @dataclass(slots=True)
@@ -110,6 +124,15 @@ class _Range:
     start: int
     end: int
     files: list[_File] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """A layer's regular files by name (each with its local candidate) and the frames to fetch."""
+
+    files: dict[str, _File]
+    ranges: list[_Range]
+    range_bytes: int
 
 
 def coalesce(files: list[_File], gap: int = GAP, limit: int = RANGE_MAX) -> list[_Range]:
@@ -185,8 +208,10 @@ class PartialFetcher:
     """Partial pulls from one registry repository into a rebuilt tar (see the module docstring)."""
 
     def __init__(self, repo: Repo, client: RegistryClient, repository: str, *, workers: int = WORKERS,
-                 gap: int = GAP) -> None:
+                 gap: int = GAP, diff_ids: Mapping[str, str] | None = None) -> None:
         self.repo, self.client, self.repository = repo, client, repository
+        # layer digest -> diff_id: lets a rebuild with derived headers check itself.
+        self.diff_ids = dict(diff_ids or {})
         self.workers, self.gap = workers, gap
         self.stats = PartialStats()
         self._images = self._image_roots()
@@ -266,10 +291,8 @@ class PartialFetcher:
 
     # --- the pull --------------------------------------------------------------------------
 
-    def _metadata(self, desc: Descriptor, layout: ChunkedLayout) -> bytes | None:
-        """TOC and tar-split bytes (one request when adjacent), or None when Range is ignored."""
-        start, end = layout.toc_offset, layout.tarsplit_offset + layout.tarsplit_length
-        lo, hi = min(start, layout.tarsplit_offset), max(end, layout.toc_offset + layout.toc_length)
+    def _range(self, desc: Descriptor, lo: int, hi: int) -> bytes | None:
+        """Bytes ``lo .. hi`` of the blob, or None when the registry ignores Range."""
         buf = bytearray(hi - lo)
 
         def sink(pos: int, chunk: bytes) -> None:
@@ -292,28 +315,74 @@ class PartialFetcher:
         if layout is None:
             return False
         with self._one:
-            return self._fetch(desc, layout, dest, on_bytes)
+            ok = self._fetch(desc, layout, dest, on_bytes)
+        if ok:
+            self.stats.layers += 1
+        else:
+            self.stats.fallbacks += 1
+        return ok
 
     def _fetch(self, desc: Descriptor, layout: ChunkedLayout, dest: Path, on_bytes: BytesFn | None) -> bool:
-        meta = self._metadata(desc, layout)
-        if meta is None:
+        # The TOC first, alone: the tar-split is fetched only when the layer is rebuilt and its
+        # headers cannot be derived from the TOC.
+        toc_c = self._range(desc, layout.toc_offset, layout.toc_offset + layout.toc_length)
+        if toc_c is None:
             log.info("%s: the registry ignores Range requests: fetching the whole blob", desc.digest)
-            self.stats.fallbacks += 1
             return False
-        lo = min(layout.toc_offset, layout.tarsplit_offset)
-        toc_c = meta[layout.toc_offset - lo : layout.toc_offset - lo + layout.toc_length]
         layout.check_toc(toc_c)
         toc = decode_toc(zstd_decompress(toc_c, layout.toc_uncompressed, "zstd:chunked TOC"))
-        ts_c = meta[layout.tarsplit_offset - lo : layout.tarsplit_offset - lo + layout.tarsplit_length]
+        del toc_c
         if not toc.tar_split_digest:
-            self.stats.fallbacks += 1
+            return False
+        plan = self._plan(desc, layout, toc.entries)
+        diff_id = self.diff_ids.get(desc.digest)
+        derive = desc.annotations.get(TAR_HEADERS_KEY) == TAR_HEADERS_BOOTREE and diff_id is not None
+        cost = plan.range_bytes + len(plan.ranges) * REQUEST_COST + (0 if derive else layout.tarsplit_length)
+        if cost > WHOLE_BLOB_SHARE * desc.size:
+            log.info("%s: %d of %d bytes would be fetched: fetching the whole blob", desc.digest, cost, desc.size)
+            return False
+        if derive:
+            records = synth_tarsplit(toc.entries)
+            if records is not None:
+                ok = self._build(desc, dest, plan, records, on_bytes, diff_id)
+                if ok is not None:
+                    self.stats.derived_headers += 1
+                    return ok
+                log.warning("%s: the tar rebuilt from the TOC does not match the diff_id: fetching the "
+                            "tar-split", desc.digest)
+                plan = self._plan(desc, layout, toc.entries)
+        ts_c = self._range(desc, layout.tarsplit_offset, layout.tarsplit_offset + layout.tarsplit_length)
+        if ts_c is None:
             return False
         if digest_of(ts_c) != toc.tar_split_digest:
             raise LayerError(f"zstd:chunked tar-split of {desc.digest} does not match the TOC's tarSplitDigest")
+        records = decode_tarsplit(_lines(ts_c, layout.tarsplit_uncompressed))
+        return bool(self._build(desc, dest, plan, records, on_bytes, None))
+
+    def _plan(self, desc: Descriptor, layout: ChunkedLayout, entries: tuple[TocEntry, ...]) -> _Plan:
+        """Which regular files are taken locally and which frames are fetched (from the TOC)."""
+        data_end = min(layout.toc_offset, layout.tarsplit_offset) - 8
+        by_name: dict[str, _File] = {}
+        for e in entries:
+            if e.type == "reg" and e.size > 0:
+                if not e.digest or not e.offset < e.end_offset <= data_end:
+                    raise LayerError(f"zstd:chunked: TOC entry {e.name!r} has no digest or a bad offset")
+                by_name[e.name] = _File(e.name, e.size, e.digest, e.offset, e.end_offset, -1,
+                                        self.candidate(e.name))
+        ranges = coalesce([f for f in by_name.values() if f.reader is None], self.gap)
+        return _Plan(by_name, ranges, sum(r.end - r.start for r in ranges))
+
+    def _build(self, desc: Descriptor, dest: Path, plan: _Plan, records: Iterable[TarSplitEntry],
+               on_bytes: BytesFn | None, diff_id: str | None) -> bool | None:
+        """Rebuild the tar into ``dest`` (via a temporary file). False: the registry ignored
+        Range; None: the tar does not match ``diff_id`` (checked only when one is given: the
+        headers were derived, not fetched)."""
         tmp = dest.with_name(dest.name + ".partial")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            ok = self._rebuild(fd, desc, layout, toc.entries, ts_c, on_bytes)
+            ok: bool | None = self._rebuild(fd, desc, plan, records, on_bytes)
+            if ok and diff_id is not None and _fd_digest(fd) != diff_id:
+                ok = None
             if ok:
                 os.fsync(fd)
         except BaseException:
@@ -323,21 +392,17 @@ class PartialFetcher:
         os.close(fd)
         if not ok:
             tmp.unlink(missing_ok=True)
-            self.stats.fallbacks += 1
-            return False
+            return ok
         os.rename(tmp, dest)
-        self.stats.layers += 1
         return True
 
-    def _rebuild(self, fd: int, desc: Descriptor, layout: ChunkedLayout, entries: tuple[TocEntry, ...],
-                 ts_c: bytes, on_bytes: BytesFn | None) -> bool:
-        by_name = {e.name: e for e in entries if e.type == "reg" and e.size > 0}
-        data_end = min(layout.toc_offset, layout.tarsplit_offset) - 8
-        files: list[_File] = []
+    def _rebuild(self, fd: int, desc: Descriptor, plan: _Plan, records: Iterable[TarSplitEntry],
+                 on_bytes: BytesFn | None) -> bool:
         total = 0
         seg = bytearray()
         seg_at = 0
-        for rec, off in tar_offsets(decode_tarsplit(_lines(ts_c, layout.tarsplit_uncompressed))):
+        placed: set[str] = set()
+        for rec, off in tar_offsets(records):
             total = off + (len(rec.payload) if rec.type == SEGMENT else rec.size)
             if rec.type == SEGMENT:
                 if not seg:
@@ -351,24 +416,25 @@ class PartialFetcher:
                     os.pwrite(fd, seg, seg_at)
                     seg.clear()
                 name = rec.name.decode("utf-8", "surrogateescape")
-                e = by_name.get(name)
-                if e is None or e.size != rec.size or not e.digest or not e.offset < e.end_offset <= data_end:
+                f = plan.files.get(name)
+                if f is None or f.size != rec.size or name in placed:
                     raise LayerError(f"zstd:chunked: tar-split file {name!r} has no matching TOC entry")
-                files.append(_File(name, e.size, e.digest, e.offset, e.end_offset, off, self.candidate(name)))
+                f.tar_off = off
+                placed.add(name)
         if seg:
             os.pwrite(fd, seg, seg_at)
+        if len(placed) != len(plan.files):
+            raise LayerError("zstd:chunked: TOC files missing from the tar-split")
         os.ftruncate(fd, total)
-        local = [f for f in files if f.reader is not None]
-        missing_bytes = sum(f.end - f.offset for f in files if f.reader is None)
-        if missing_bytes > WHOLE_BLOB_SHARE * desc.size:
-            return False
-        missing = [f for f in files if f.reader is None]
-        for f in local:
+        missing = list(plan.ranges)
+        for f in plan.files.values():
+            if f.reader is None:
+                continue
             if self._copy_local(fd, f):
                 self.stats.files_local += 1
                 self.stats.bytes_local += f.size
-            else:
-                missing.append(f)
+            else:  # a local object that does not match: its frames are fetched after all
+                missing.extend(coalesce([f], self.gap))
         got = 0
 
         def counted(n: int) -> None:
@@ -377,14 +443,13 @@ class PartialFetcher:
             if on_bytes is not None:
                 on_bytes(got)
 
-        ranges = coalesce(missing, self.gap)
-        self.stats.requests += len(ranges)
-        self.stats.bytes_ranges += sum(r.end - r.start for r in ranges)
-        if not ranges:
+        self.stats.requests += len(missing)
+        self.stats.bytes_ranges += sum(r.end - r.start for r in missing)
+        if not missing:
             return True
-        with ThreadPoolExecutor(min(self.workers, len(ranges)), thread_name_prefix="bootree-oci-range") as pool:
+        with ThreadPoolExecutor(min(self.workers, len(missing)), thread_name_prefix="bootree-oci-range") as pool:
             futures = [pool.submit(self.client.get_range, self.repository, desc, r.start, r.end,
-                                   _FrameWriter(fd, r, self.stats, counted)) for r in ranges]
+                                   _FrameWriter(fd, r, self.stats, counted)) for r in missing]
             try:
                 return all(f.result() for f in futures)
             except BaseException:
@@ -434,8 +499,20 @@ def _lines(compressed: bytes, limit: int) -> Iterator[bytes]:
         yield rest
 
 
-def partial_fetcher(repo: Repo, source: ImageSource) -> PartialFetcher | None:
-    """A partial fetcher for a registry source, when the repository holds an image to reuse.
+def _fd_digest(fd: int) -> str:
+    """sha256 of a file's bytes, read from the start."""
+    h = hashlib.sha256()
+    pos = 0
+    while chunk := os.pread(fd, _CHUNK, pos):
+        h.update(chunk)
+        pos += len(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def partial_fetcher(repo: Repo, source: ImageSource,
+                    diff_ids: Mapping[str, str] | None = None) -> PartialFetcher | None:
+    """A partial fetcher for a registry source, when the repository holds an image to reuse
+    (``diff_ids``: layer digest -> diff_id, from the image config).
 
     ``BOOTREE_OCI_PARTIAL=0`` turns partial pulls off (whole blobs, as before).
     """
@@ -443,4 +520,4 @@ def partial_fetcher(repo: Repo, source: ImageSource) -> PartialFetcher | None:
         return None
     if not repo.list_refs(IMAGE_REF_PREFIX.rstrip("/")):
         return None
-    return PartialFetcher(repo, source.client, source.ref.repository)
+    return PartialFetcher(repo, source.client, source.ref.repository, diff_ids=diff_ids)

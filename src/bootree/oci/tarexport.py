@@ -43,6 +43,7 @@ from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.gvariant import encode
 from bootree.format.objects import DirMeta, FileHeader, Xattrs
 from bootree.format.oci import Compression
+from bootree.oci.zchunktar import header_format
 from bootree.repo import Repo
 
 __all__ = [
@@ -257,9 +258,7 @@ class OstreeTarWriter:
         """Add an entry as a plain ustar header when it fits (long object paths split into the
         ustar prefix), PAX only for xattrs, non-ASCII or overlong names and large ids: one
         512-byte header per entry instead of two for most of a layer."""
-        fits = (not ti.pax_headers and ti.name.isascii() and ti.linkname.isascii() and len(ti.linkname) <= 100
-                and max(ti.uid, ti.gid) < 0o7777777 and ti.size < 0o77777777777)
-        self.tar.format = tarfile.USTAR_FORMAT if fits else tarfile.PAX_FORMAT
+        self.tar.format = header_format(ti)
         try:
             self.tar.addfile(ti, data)
         except ValueError:  # a name ustar cannot split: PAX after all

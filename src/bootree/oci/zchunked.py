@@ -42,6 +42,8 @@ __all__ = [
     "MANIFEST_CHECKSUM_KEY",
     "MANIFEST_POSITION_KEY",
     "TARSPLIT_POSITION_KEY",
+    "TAR_HEADERS_BOOTREE",
+    "TAR_HEADERS_KEY",
     "ZSTD_CHUNKED",
     "ChunkedLayout",
     "Crc64",
@@ -64,6 +66,10 @@ MANIFEST_CHECKSUM_KEY = "io.github.containers.zstd-chunked.manifest-checksum"
 MANIFEST_POSITION_KEY = "io.github.containers.zstd-chunked.manifest-position"
 TARSPLIT_POSITION_KEY = "io.github.containers.zstd-chunked.tarsplit-position"
 MANIFEST_TYPE_CRFS = 1
+#: bootree's own annotation: the layer tar was written by bootree's tar writer, so its header
+#: bytes can be derived from the TOC (:func:`bootree.oci.zchunktar.synth_tarsplit`).
+TAR_HEADERS_KEY = "org.bootree.zstd-chunked.tar-headers"
+TAR_HEADERS_BOOTREE = "bootree-tarfile-1"
 FOOTER_SIZE = 64
 FOOTER_MAGIC = b"GNUlInUx"
 SKIPPABLE_MAGIC = b"\x50\x2a\x4d\x18"

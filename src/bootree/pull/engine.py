@@ -44,6 +44,7 @@ from bootree.pull.sources import Arrival, ObjectSource
 from bootree.pull.verify import Verifier, received_header, verify_commitmeta, verify_content, verify_metadata
 from bootree.pull.writer import EarlyPublisher, StreamedObject, WriteJob, WriterThreads
 from bootree.repo import Repo, RepoMode
+from bootree.repo.contentio import DECOMPRESSOBJ, INFLATE_ERRORS
 from bootree.repo.transaction import Transaction
 from bootree.transport import BodyStream, StreamFactory
 
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: Content objects up to this size (as received) are verified on the engine's thread itself.
 _INLINE_VERIFY = 64 * 1024
+#: The repository's inflater (zlib-ng): received ``.filez`` objects are verified with it.
+_INFLATER = (DECOMPRESSOBJ, INFLATE_ERRORS)
 
 
 class Progress:
@@ -435,7 +438,7 @@ class ObjectEngine:
             self._queue(txn, WriteJob(ObjectType.FILE, csum, len(data), archived=data), len(data))
         elif len(data) <= _INLINE_VERIFY:
             # Most objects are small: verifying them here is cheaper than a thread hand-off.
-            verified = verify_content(csum, data, framing)
+            verified = verify_content(csum, data, framing, _INFLATER)
             held = len(data) + verified.size  # the received bytes and the inflated content
             self._queue(txn, WriteJob(ObjectType.FILE, csum, held, content=verified), held)
         else:
@@ -445,7 +448,7 @@ class ObjectEngine:
     def _verify_on_worker(self, txn: Transaction, csum: Checksum, data: bytes, framing: ContentFraming) -> None:
         """Inflate and hash on a worker thread (zlib and hashlib release the GIL)."""
         try:
-            verified = verify_content(csum, data, framing)
+            verified = verify_content(csum, data, framing, _INFLATER)
         except BaseException as e:  # reported to the main loop, which stops the pull
             self._job_done(e, len(data))
             return

@@ -28,6 +28,7 @@ raise there stops the pull with that error and no ref moves.
 from __future__ import annotations
 
 import stat
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,7 +36,12 @@ from typing import Protocol
 from bootree.errors import CorruptObject, FormatError, RemoteError, VerificationError
 from bootree.format import gvariant
 from bootree.format.checksum import Checksum, ObjectType
-from bootree.format.content import ContentFraming, decode_archive_header, stream_header_length
+from bootree.format.content import (
+    ContentFraming,
+    DecompressorFactory,
+    decode_archive_header,
+    stream_header_length,
+)
 from bootree.format.objects import Commit, FileHeader
 from bootree.format.verified import VerifiedContent, VerifiedMetadata
 
@@ -173,15 +179,23 @@ def verify_commitmeta(csum: Checksum, data: bytes) -> bytes:
     return data
 
 
-def verify_content(csum: Checksum, data: bytes, framing: ContentFraming) -> VerifiedContent:
+def verify_content(
+    csum: Checksum,
+    data: bytes,
+    framing: ContentFraming,
+    inflater: tuple[DecompressorFactory, tuple[type[Exception], ...]] = (zlib.decompressobj, (zlib.error,)),
+) -> VerifiedContent:
     """A received content object in ``framing``, proven to hash to ``csum``.
+
+    ``inflater`` is a zlib-compatible ``decompressobj`` factory and its error types: the engine
+    passes the repository's (zlib-ng, which inflates a pull's archived objects faster).
 
     Raises:
         CorruptObject: it does not parse or inflate.
         ChecksumMismatch: it hashes to something else.
     """
     if framing is ContentFraming.ARCHIVED:
-        return VerifiedContent.parse_archived(data, csum)
+        return VerifiedContent.parse_archived(data, csum, *inflater)
     return VerifiedContent.parse_stream(data, csum)
 
 

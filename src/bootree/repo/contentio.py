@@ -156,6 +156,15 @@ class _FileWriter:
             n = _fs.write(self.fd, view)
             view = view[n:]
 
+    def write_parts(self, first: bytes, chunk: bytes | memoryview) -> None:
+        """``first`` then ``chunk``, in one system call when the kernel takes them whole."""
+        assert self.fd is not None
+        n = _fs.writev(self.fd, [first, chunk])
+        total = len(first) + len(chunk)
+        self.written += n
+        if n < total:  # a short write: the rest the usual way
+            self.write(memoryview(first + bytes(chunk))[n:])
+
     def finish(self) -> None:
         fd = self.fd
         assert fd is not None
@@ -215,6 +224,8 @@ class ContentSink:
         self._probe: list[bytes | memoryview] = []
         self._probed = 0
         self._file: _FileWriter | None = None
+        #: An archive's header, written with the first compressed bytes (one system call).
+        self._head = b""
         if size is None and mode is RepoMode.ARCHIVE and not raw:
             raise RepoError("an archived content object needs its size up front")
         self._symlink = header.is_symlink and mode in (RepoMode.BARE, RepoMode.BARE_USER_ONLY) and not raw
@@ -223,7 +234,7 @@ class ContentSink:
         if raw or mode is RepoMode.ARCHIVE:
             self._file = _FileWriter(path, 0o644, None, (), False, umask)
             if not raw:
-                self._file.write(encode_archive_header(header, size or 0))
+                self._head = encode_archive_header(header, size or 0)
         elif mode is RepoMode.BARE_USER:
             meta = [(BARE_USER_XATTR, encode_bare_user_meta(header))]
             self._file = _FileWriter(path, bare_user_disk_mode(header.mode), None, meta, True, umask)
@@ -267,7 +278,16 @@ class ContentSink:
         for i in range(0, len(view), CHUNK):
             out = self._comp.compress(view[i : i + CHUNK])
             if out:
-                self._file.write(out)
+                self._emit(out)
+
+    def _emit(self, out: bytes) -> None:
+        """Write compressed bytes (after the header, if that is still to be written)."""
+        assert self._file is not None
+        if self._head:
+            head, self._head = self._head, b""
+            self._file.write_parts(head, out)
+        else:
+            self._file.write(out)
 
     def _start_deflate(self) -> None:
         """Choose the deflate level (0, stored, when the first bytes do not compress) and start.
@@ -306,7 +326,10 @@ class ContentSink:
             if self._comp is None:
                 self._start_deflate()
             assert self._comp is not None
-            f.write(self._comp.flush())
+            self._emit(self._comp.flush())
+        elif self._head:  # an archived symlink: the header is the whole file
+            f.write(self._head)
+            self._head = b""
         f.finish()
 
     def _make_symlink(self) -> None:

@@ -137,6 +137,10 @@ def _check_meta(store: DiskObjectStore, otype: ObjectType, csum: Checksum) -> Fs
     return None
 
 
+#: Content objects per fsck pool task.
+_FSCK_BATCH = 64
+
+
 def fsck(
     reader: ObjectReader,
     refs: RefStore,
@@ -211,23 +215,28 @@ def fsck(
             problems[i] = replace(problems[i], commits=(csum,))
     result.objects = len(seen) + len(files) + result.commits
 
-    def check_file(c: Checksum) -> FsckProblem | None:
-        try:
-            store.verify_file(c)
-        except (CorruptObject, ChecksumMismatch, ObjectMissing) as e:
-            return FsckProblem("file", c, str(e), tuple(dict.fromkeys(files[c])))
-        return None
+    def check_files(batch: list[Checksum]) -> list[FsckProblem]:
+        out = []
+        for c in batch:
+            try:
+                store.verify_file(c)
+            except (CorruptObject, ChecksumMismatch, ObjectMissing) as e:
+                out.append(FsckProblem("file", c, str(e), tuple(dict.fromkeys(files[c]))))
+        return out
 
     done = 0
     ordered = sorted(files)
     from concurrent.futures import ThreadPoolExecutor  # here: only fsck uses a pool
 
+    # Batches, not one task per object: ThreadPoolExecutor.map ignores chunksize, and a
+    # future per object cost the walking thread more than the objects' own Python work.
+    batches = [ordered[i : i + _FSCK_BATCH] for i in range(0, len(ordered), _FSCK_BATCH)]
     with ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="bootree-fsck") as pool:
-        for problem in pool.map(check_file, ordered, chunksize=64):
-            done += 1
-            if problem:
-                problems.append(problem)
-            if progress is not None and done % 512 == 0:
+        for batch, found in zip(batches, pool.map(check_files, batches), strict=True):
+            problems.extend(found)
+            before = done
+            done += len(batch)
+            if progress is not None and done // 512 != before // 512:
                 progress(done, len(ordered))
     if progress is not None:
         progress(done, len(ordered))

@@ -19,6 +19,7 @@ from bootree.format.content import (
     encode_archive_header,
     encode_bare_user_meta,
     inflate_chunks,
+    inflate_whole,
 )
 from bootree.format.objects import FileHeader, bswap32, bswap64
 
@@ -66,6 +67,28 @@ def test_decode_archive_header_rejects_truncation() -> None:
     for n in (0, 4, 8, 20):
         with pytest.raises(FormatError):
             decode_archive_header(HELLO_FILEZ[:n])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=4),
+    st.sampled_from([0o100644, 0o100755, 0o104755, 0o120777]),
+    st.lists(st.tuples(st.binary(min_size=1, max_size=8).filter(lambda b: b"\0" not in b), st.binary(max_size=300)),
+             max_size=3, unique_by=lambda x: x[0]),
+)
+def test_encode_archive_header_equals_the_gvariant_encoding(
+    sizes: list[int], mode: int, xattrs: list[tuple[bytes, bytes]]
+) -> None:
+    # The encoder splices the size into bytes cached per header: each size, for one header
+    # asked again and again, must give exactly what the gvariant codec writes.
+    header = FileHeader(7, 8, mode, 0, "t" if mode == 0o120777 else "", tuple(sorted(xattrs)))
+    for size in sizes:
+        z = gvariant.encode(
+            ARCHIVE_HEADER_TYPE,
+            (bswap64(size), bswap32(7), bswap32(8), bswap32(mode), 0, header.symlink_target,
+             [(n + b"\0", v) for n, v in header.xattrs]),
+        )
+        assert encode_archive_header(header, size) == len(z).to_bytes(4, "big") + b"\0\0\0\0" + z
 
 
 @settings(max_examples=200, deadline=None)
@@ -137,3 +160,24 @@ def test_deflate_inflate_roundtrip(chunks: list[bytes], level: int) -> None:
     z = b"".join(deflate_chunks(chunks, level))
     assert zlib.decompress(z, -15) == data
     assert b"".join(inflate_chunks([z[i : i + 7] for i in range(0, len(z), 7)], len(data))) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.integers(-3, 3), st.integers(0, 4000), st.integers(0, 255), st.booleans())
+def test_inflate_whole_agrees_with_inflate_chunks(data: bytes, size_delta: int, pos: int, byte: int, damage: bool) -> None:
+    # The whole-body inflater is the chunked one's fast path: same bytes, same verdicts
+    # (a wrong declared size, a damaged or truncated body, trailing data).
+    body = bytearray(b"".join(deflate_chunks([data])))
+    if damage:
+        body[pos % len(body)] = byte
+    size = max(0, len(data) + size_delta)
+
+    def verdict(f: object) -> object:
+        try:
+            return f()  # type: ignore[operator]
+        except FormatError as e:
+            return str(e)
+
+    assert verdict(lambda: inflate_whole(bytes(body), size)) == verdict(
+        lambda: b"".join(inflate_chunks([bytes(body)], size))
+    )

@@ -23,7 +23,14 @@ from bootree.oci.importer import PullResult, pull_image
 from bootree.oci.reference import ImageReference, blob_ref, image_ref
 from bootree.oci.registry import RegistryClient, RegistryOptions
 from bootree.oci.source import RegistrySource
-from bootree.oci.zchunked import MANIFEST_POSITION_KEY, TARSPLIT_POSITION_KEY, decode_toc
+from bootree.oci.zchunked import (
+    MANIFEST_POSITION_KEY,
+    TAR_HEADERS_BOOTREE,
+    TAR_HEADERS_KEY,
+    TARSPLIT_POSITION_KEY,
+    TarSplitEntry,
+    decode_toc,
+)
 from bootree.repo import Repo
 
 IMAGE = ImageReference.parse("docker://reg.test/r/os:latest")
@@ -203,3 +210,49 @@ def test_frame_not_matching_its_digest_is_an_error(tmp_path: Path, images: tuple
 
     err = _bad_pull(tmp_path, images, corrupt)
     assert "does not match its TOC digest" in str(err), err
+
+
+def _tarsplit_requested(reg: FakeRegistry, layer: dict[str, object]) -> bool:
+    start = str(layer["annotations"][TARSPLIT_POSITION_KEY]).split(":")[0]  # type: ignore[index]
+    return any(r.startswith(str(layer["digest"])[7:15]) and f"bytes={start}-" in r for r in reg.requests)
+
+
+def test_bootree_layers_rebuild_without_their_tarsplit(tmp_path: Path, images: tuple) -> None:
+    oci1, m1, oci2, m2 = images
+    repo = Repo.init(tmp_path / "repo")
+    _pull(repo, FakeRegistry(oci1))
+    reg = FakeRegistry(oci2)
+    res = _pull(repo, reg)
+    changed = _changed_layers(m1, m2)
+    assert all(x["annotations"][TAR_HEADERS_KEY] == TAR_HEADERS_BOOTREE for x in changed)  # type: ignore[index]
+    rebuilt = [x for x in changed if reg.sent[x["digest"]] < x["size"]]  # type: ignore[index, operator]
+    assert rebuilt, "some layers were rebuilt from ranges"
+    assert not any(_tarsplit_requested(reg, x) for x in rebuilt), reg.requests
+    full = _pull(Repo.init(tmp_path / "full"), FakeRegistry(oci2))
+    assert res.state.commit == full.state.commit and res.ostree_commit == full.ostree_commit
+
+
+def test_derived_headers_not_matching_the_diff_id_fetch_the_tarsplit(
+        tmp_path: Path, images: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bootree.oci.partial as partial
+
+    real = partial.synth_tarsplit
+
+    def wrong(entries: object) -> Iterator[TarSplitEntry] | None:
+        recs = real(entries)  # type: ignore[arg-type]
+        assert recs is not None
+        first = next(recs)
+        # Another writer's header: same length, one byte different (the mtime field).
+        bad = first.payload[:140] + bytes([first.payload[140] ^ 1]) + first.payload[141:]
+        return iter([TarSplitEntry(first.type, first.position, bad), *recs])
+
+    monkeypatch.setattr(partial, "synth_tarsplit", wrong)
+    oci1, m1, oci2, m2 = images
+    repo = Repo.init(tmp_path / "repo")
+    _pull(repo, FakeRegistry(oci1))
+    reg = FakeRegistry(oci2)
+    res = _pull(repo, reg)
+    rebuilt = [x for x in _changed_layers(m1, m2) if reg.sent[x["digest"]] < x["size"]]  # type: ignore[index, operator]
+    assert rebuilt and all(_tarsplit_requested(reg, x) for x in rebuilt), reg.requests
+    full = _pull(Repo.init(tmp_path / "full"), FakeRegistry(oci2))
+    assert res.state.commit == full.state.commit and res.ostree_commit == full.ostree_commit

@@ -25,7 +25,7 @@ from bootree.format.checksum import Checksum
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
 from bootree.format.verified import VerifiedMetadata
 from bootree.repo import Repo, RepoMode
-from builders import VECTOR_TREE, File, make_tree
+from builders import VECTOR_TREE, File, Link, make_tree
 
 
 def repo_state(repo: Repo) -> tuple[object, ...]:
@@ -77,6 +77,21 @@ def test_fsck_reports_truncated_archive_content(tmp_path: Path) -> None:
     problems = repo.fsck().problems
     assert [p.checksum for p in problems] == [obj]
     assert "truncated" in problems[0].message
+
+
+@pytest.mark.parametrize("size", [0, 3000, 3 << 20])
+def test_fsck_reads_archive_content_whole_or_streamed_alike(tmp_path: Path, size: int) -> None:
+    # Objects up to a megabyte are read and inflated in one piece, larger ones streamed: a
+    # damaged body is found either way, and an intact one passes.
+    repo = Repo.init(tmp_path / "repo", mode=RepoMode.ARCHIVE)
+    c = repo.commit([make_tree(tmp_path / "t", {"f": os.urandom(size), "l": Link("f")})], branch="m", timestamp=1)
+    assert repo.fsck().ok
+    obj = file_objects(repo, c)["/f"]
+    path = repo.object_path(ObjectType.FILE, obj)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert [p.checksum for p in repo.fsck().problems] == [obj]
 
 
 def test_fsck_reports_missing_object_and_dangling_ref(committed: tuple[Repo, Checksum]) -> None:
