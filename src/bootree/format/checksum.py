@@ -131,9 +131,16 @@ def object_type_of_extension(ext: str) -> ObjectType | None:
     return _TYPE_OF_EXT.get(ext)
 
 
+#: ``.ext`` of each type, outside and inside archive mode (:func:`object_relpath` is called a
+#: few times per object of a pull or commit: a table lookup, not a call per path).
+_SUFFIX: dict[bool, dict[ObjectType, str]] = {
+    archive: {t: "." + object_extension(t, archive=archive) for t in ObjectType} for archive in (False, True)
+}
+
+
 def object_relpath(otype: ObjectType, csum: Checksum, *, archive: bool) -> str:
     """``ab/cdef….ext``: where an object lives relative to a repository's ``objects/``."""
-    return f"{csum[:2]}/{csum[2:]}.{object_extension(otype, archive=archive)}"
+    return csum[:2] + "/" + csum[2:] + _SUFFIX[archive][otype]
 
 
 def parse_object_name(prefix: str, name: str) -> tuple[ObjectType, Checksum] | None:

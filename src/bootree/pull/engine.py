@@ -65,6 +65,10 @@ class Progress:
         self.callback = callback
         self._last = 0.0
 
+    def due(self, *, force: bool = False) -> bool:
+        """Whether :meth:`emit` would report now (callers skip computing its arguments if not)."""
+        return self.callback is not None and (force or time.monotonic() - self._last >= 0.1)
+
     def emit(self, phase: PullPhase, fetched: int, requested: int, nbytes: int, *, force: bool = False) -> None:
         """Report, unless the last report was under 0.1 s ago (``force`` reports anyway)."""
         if self.callback is None:
@@ -92,23 +96,30 @@ class BufferBudget:
         self.held = 0
         self._busy = 0.0
         self._written = 0
+        self._limit = self.cap
 
     def observe(self, busy_seconds: float, written: int) -> None:
         """The writer's cumulative busy time and bytes written."""
+        if busy_seconds == self._busy and written == self._written:
+            return  # the engine asks once per arrival; the limit is unchanged
         self._busy, self._written = busy_seconds, written
+        self._limit = self._compute_limit()
 
-    @property
-    def limit(self) -> int:
-        """The current limit in bytes."""
+    def _compute_limit(self) -> int:
         if self._busy < 0.2:
             return self.cap
         rate = self._written / self._busy
         return int(min(self.cap, max(self.floor, rate * self.lookahead)))
 
     @property
+    def limit(self) -> int:
+        """The current limit in bytes (follows :meth:`observe`)."""
+        return self._limit
+
+    @property
     def full(self) -> bool:
         """Whether fetching should pause."""
-        return self.held >= self.limit
+        return self.held >= self._limit
 
 
 @dataclass
@@ -168,7 +179,11 @@ class ObjectEngine:
         self.bytes = 0
         self.budget = BufferBudget(config.max_buffered_bytes)
         self._jobs = 0
-        self._jobs_cond = threading.Condition()
+        #: Guards ``_jobs``, ``budget.held`` and ``_job_errors`` (writer and verifier threads
+        #: update them too). A plain lock: ``_count_job`` takes it per object, and a
+        #: Condition's own ``with`` is Python-level; the Condition shares it for waiting.
+        self._jobs_lock = threading.Lock()
+        self._jobs_cond = threading.Condition(self._jobs_lock)
         self._job_errors: list[BaseException] = []
         self._since_checkpoint = 0
         self._writer: WriterThreads | None = None
@@ -182,7 +197,9 @@ class ObjectEngine:
     # --- the walk -------------------------------------------------------------------------------
 
     def emit(self, phase: PullPhase, *, force: bool = False) -> None:
-        """Report progress of the walk."""
+        """Report progress of the walk (called per object: nothing is computed unless due)."""
+        if not self.progress.due(force=force):
+            return
         plan = self._plan
         requested = (plan.fetch_metadata + plan.fetch_content) if plan else 0
         self.progress.emit(phase, self.metadata_fetched + self.content_fetched, requested, self.bytes, force=force)
@@ -218,6 +235,8 @@ class ObjectEngine:
         failure: BaseException | None = None
         pool = concurrent.futures.ThreadPoolExecutor(max(1, self.config.workers), thread_name_prefix="bootree-verify")
         source = self.source
+        budget = self.budget
+        in_flight = self.config.in_flight
         try:
             while True:
                 while local:
@@ -229,17 +248,20 @@ class ObjectEngine:
                 if self._job_errors and failure is None:
                     failure = self._job_errors[0]
                 if self._writer is not None:
-                    self.budget.observe(self._writer.busy, self._writer.written)
-                while failure is None and todo and source.pending < self.config.in_flight and not self.budget.full:
+                    budget.observe(self._writer.busy, self._writer.written)
+                # Read once: by the source contract each submit adds exactly one pending arrival.
+                pending = source.pending
+                while failure is None and todo and pending < in_flight and not budget.full:
                     a = todo.popleft()
                     source.submit(a, stream=self._stream_for(txn, a))
-                if source.pending == 0:
+                    pending += 1
+                if pending == 0:
                     if failure is None and local:
                         continue
                     if failure is None and todo:
                         # Everything received is waiting for verification: let it catch up.
                         with self._jobs_cond:
-                            if self.budget.full and not self._job_errors:
+                            if budget.full and not self._job_errors:
                                 self._jobs_cond.wait(0.5)
                         continue
                     break
@@ -465,7 +487,7 @@ class ObjectEngine:
         self._writer_for(txn).put(job)
 
     def _count_job(self, size: int) -> None:
-        with self._jobs_cond:
+        with self._jobs_lock:
             self._jobs += 1
             self.budget.held += size
         self._since_checkpoint += 1

@@ -87,6 +87,11 @@ class ObjectSource(Protocol):
         ...
 
 
+#: A stand-in checksum, split out of an object's URL to leave the parts around it.
+_PLACEHOLDER = Checksum("0" * 64)
+_PLACEHOLDER_PATH = f"{_PLACEHOLDER[:2]}/{_PLACEHOLDER[2:]}"
+
+
 class HttpSource:
     """Objects of a remote archive repository, fetched by URL with any fetcher."""
 
@@ -97,6 +102,15 @@ class HttpSource:
         self.url = url
         self.content_url = content_url or url
         self.config = config
+        # Per type, what :meth:`submit` needs: the URL before and after the checksum, the size
+        # limit. Built once; a pull submits thousands of objects of a handful of types.
+        self._by_type: dict[ObjectType, tuple[str, str, int]] = {}
+        for otype in ObjectType:
+            base = self.url if otype is ObjectType.COMMIT_META else self.content_url
+            before, sep, after = join_url(base, object_path(otype, _PLACEHOLDER)).rpartition(_PLACEHOLDER_PATH)
+            assert sep, "object_path puts the checksum as ab/cdef…"
+            limit = config.max_content_size if otype is ObjectType.FILE else config.max_metadata_size
+            self._by_type[otype] = (before, after, limit)
 
     @property
     def pending(self) -> int:
@@ -111,13 +125,15 @@ class HttpSource:
     def url_of(self, otype: ObjectType, csum: Checksum) -> str:
         """The URL of an object: as ostree, every object under ``contenturl`` but ``.commitmeta``
         (signatures, like summary and config, must not come from a content mirror)."""
-        base = self.url if otype is ObjectType.COMMIT_META else self.content_url
-        return join_url(base, object_path(otype, csum))
+        before, after, _ = self._by_type[otype]
+        return before + csum[:2] + "/" + csum[2:] + after
 
     def submit(self, action: Action, *, stream: StreamFactory | None = None) -> None:
         """Queue the download of ``action``'s object, bounded by its type's size limit."""
-        limit = self.config.max_content_size if action.otype is ObjectType.FILE else self.config.max_metadata_size
-        self.fetcher.submit(self.url_of(action.otype, action.checksum), max_length=limit, key=action, stream=stream)
+        before, after, limit = self._by_type[action.otype]
+        csum = action.checksum
+        url = before + csum[:2] + "/" + csum[2:] + after
+        self.fetcher.submit(url, max_length=limit, key=action, stream=stream)
 
     def wait(self) -> Arrival:
         """The next finished download."""
