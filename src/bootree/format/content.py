@@ -282,7 +282,8 @@ def inflate_whole(
         out = decomp.decompress(body, expected_size + 1)
         if len(out) > expected_size or decomp.unconsumed_tail:
             raise FormatError("archive file object inflates to more than its declared size")
-        tail = decomp.flush()
+        # At the stream's end nothing is buffered (the output was under the limit): no flush.
+        tail = b"" if decomp.eof else decomp.flush()
     except error_types as e:
         raise FormatError(f"archive file object does not inflate: {e}") from e
     if tail:
