@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from bootree.errors import ExternalCommandError
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["find_program", "run"]
 
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 def find_program(name: str, *, extra_dirs: Sequence[str] = ("/usr/sbin", "/sbin")) -> str | None:
     """Path of ``name`` on ``$PATH`` or in ``extra_dirs`` (sbin is often missing from PATH)."""
+    import shutil  # on first use: shutil pulls bz2/lzma/fnmatch into every command's start-up (issue 9)
+
     found = shutil.which(name)
     if found is None:
         found = shutil.which(name, path=os.pathsep.join(extra_dirs))
@@ -49,6 +53,8 @@ def run(
     Raises:
         ExternalCommandError: for every kind of failure, with the cause chained.
     """
+    import subprocess  # on first use: most commands never run a program (issue 9: start-up cost)
+
     args = [os.fspath(a) for a in argv]
     log.debug("run: %s", shlex.join(args))
     full_env = None if env is None else {**os.environ, **env}

@@ -26,9 +26,12 @@ import fcntl
 import os
 import select
 import signal
-import socket
+from typing import TYPE_CHECKING
 
 from bootree.errors import FreezeError
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["freeze_thaw"]
 
@@ -83,6 +86,8 @@ def freeze_thaw(path: os.PathLike[str] | str, *, test_watchdog: bool = False) ->
         if not test_watchdog and not _is_mount_point(fd):
             _sync(path)
             return False
+        import socket  # on first use: only a mount point is frozen; every deploy imports this module
+
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,8 +32,10 @@ from bootree.sysroot import (
 )
 from bootree.sysroot import stage as stage_deployment
 from bootree.sysroot.etcmerge import EtcDiff
-from bootree.sysroot.status import DeploymentStatus, SysrootStatus, sysroot_status
 from bootree.sysroot.swap import SwapResult
+
+if TYPE_CHECKING:
+    from bootree.sysroot.status import DeploymentStatus, SysrootStatus
 
 _F = Any
 
@@ -225,6 +227,9 @@ def status_cmd(sysroot_path: Path | None, verify: bool, as_json: bool) -> None:
     A deployment whose origin remote verifies GPG signatures shows them ("GPG: ..." lines).
     With --json: the bootree.sysroot.status/v1 document (docs/status-schema.md).
     """
+    # On first use: its record types cost ~10 ms to build, which a deploy need not pay (issue 9).
+    from bootree.sysroot.status import sysroot_status
+
     sysroot = _open(sysroot_path)
     status = sysroot_status(sysroot)
     for note in status.damage:  # stdout stays ostree's; what was damaged goes to stderr

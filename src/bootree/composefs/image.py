@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from bootree.composefs.names import COMPOSEFS_DIGEST_KEY_V0, COMPOSEFS_NAME
 from bootree.composefs.verity import VerityUnsupported, enable_verity, measure_verity
 from bootree.errors import ComposefsFormatError, RepoError, VerificationError
 from bootree.format.checksum import Checksum
@@ -52,10 +53,6 @@ __all__ = [
     "tree_node",
 ]
 
-#: Commit metadata key holding the image's fs-verity digest (``ay``, 32 bytes), as ostree names it.
-COMPOSEFS_DIGEST_KEY_V0 = "ostree.composefs.digest.v0"
-#: The image's name inside a deployment directory.
-COMPOSEFS_NAME = ".ostree.cfs"
 _ROOT_DIRS = (b"usr", b"etc", b"boot", b"var", b"sysroot")
 _OSTREE_OPTIONS = WriteOptions(version=0, max_version=1)
 

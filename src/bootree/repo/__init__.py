@@ -3,15 +3,19 @@
 Layer: repo. Imports only :mod:`bootree.format`, :mod:`bootree._fs` and :mod:`bootree.errors`.
 """
 
+from typing import TYPE_CHECKING
+
 from bootree.repo.checkout import CheckoutMode, CheckoutOptions
 from bootree.repo.commit import CommitOptions, SourceKind, TreeSource
-from bootree.repo.diff import DiffEntry, DiffKind
 from bootree.repo.modes import RepoMode
 from bootree.repo.objectstore import ContentObject
 from bootree.repo.reader import EntryKind, TreeEntry
 from bootree.repo.repo import Repo
 from bootree.repo.transaction import Transaction
 from bootree.repo.traverse import FsckProblem, FsckResult, PruneResult
+
+if TYPE_CHECKING:
+    from bootree.repo.diff import DiffEntry, DiffKind
 
 __all__ = [
     "CheckoutMode",
@@ -31,3 +35,13 @@ __all__ = [
     "TreeEntry",
     "TreeSource",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``DiffEntry`` and ``DiffKind`` load :mod:`bootree.repo.diff` on first use: a deploy or a
+    status never diffs, and every command imports this package (issue 9: start-up cost)."""
+    if name in ("DiffEntry", "DiffKind"):
+        from bootree.repo import diff
+
+        return getattr(diff, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from bootree import _fs
 from bootree.errors import (
@@ -25,7 +25,6 @@ from bootree.format.checksum import Checksum
 from bootree.format.gvariant import Variant
 from bootree.format.keyfile import KeyFile
 from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectType
-from bootree.repo.archive import write_archive
 from bootree.repo.checkout import (
     CheckoutMode,
     CheckoutOptions,
@@ -34,20 +33,30 @@ from bootree.repo.checkout import (
 )
 from bootree.repo.collections import binding_metadata, validate_collection_id
 from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory
-from bootree.repo.diff import DiffEntry, diff_commits
 from bootree.repo.integrity import fs_verity_policy
 from bootree.repo.modes import RepoMode
 from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import ContentObject, DiskObjectStore
 from bootree.repo.partial import PartialMarkers
-from bootree.repo.prune import PruneOptions, prune_repo
 from bootree.repo.reader import EntryKind, ObjectReader, TreeEntry
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.revparse import resolve
 from bootree.repo.transaction import Transaction
 from bootree.repo.traverse import FsckResult, PruneResult, fsck, reachable_objects
 
+if TYPE_CHECKING:
+    from bootree.repo.diff import DiffEntry
+
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
+
+
+def __getattr__(name: str) -> object:
+    """``DiffEntry`` loads :mod:`bootree.repo.diff` on first use: a deploy never diffs (issue 9)."""
+    if name == "DiffEntry":
+        from bootree.repo import diff
+
+        return diff.DiffEntry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _DEFAULT_OPTIONS = CommitOptions()
 
@@ -372,6 +381,8 @@ class Repo:
             if source.kind is SourceKind.DIR:
                 write_directory(txn, Path(source.value), root, options, progress=progress, skip_dir=self.path)
             elif source.kind is SourceKind.TAR:
+                from bootree.repo.archive import write_archive  # on first use: bz2, lzma, cpio, a pool
+
                 write_archive(txn, Path(source.value), root, options, progress=progress)
             else:
                 c = self.read_commit(self.resolve_rev(source.value))
@@ -558,6 +569,8 @@ class Repo:
         dry_run: bool = False,
     ) -> PruneResult:
         """Delete unreachable objects (see :func:`bootree.repo.prune.prune_repo`)."""
+        from bootree.repo.prune import PruneOptions, prune_repo  # on first use (issue 9: start-up cost)
+
         opts = PruneOptions(refs_only=refs_only, depth=depth, keep_younger_than=keep_younger_than, dry_run=dry_run)
         return prune_repo(self, opts)
 
@@ -566,6 +579,8 @@ class Repo:
     def diff(self, a: Checksum, b: Checksum) -> list[DiffEntry]:
         """Differences between the trees of two commits, as ``ostree diff`` lists them
         (see :func:`bootree.repo.diff.diff_commits`)."""
+        from bootree.repo.diff import diff_commits  # on first use (issue 9: start-up cost)
+
         return diff_commits(self.reader, a, b)
 
     def walk_tree(self, rev: Checksum, subpath: str = "/") -> Iterator[tuple[str, EntryKind, Checksum, Checksum | None]]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootree import _fs
-from bootree.composefs import COMPOSEFS_NAME, Verity, build_image, check_image, commit_digest
+from bootree.composefs.names import COMPOSEFS_NAME
 from bootree.composefs.verity import enable_verity
 from bootree.errors import KeyFileError, SysrootError, VerityUnsupported
 from bootree.format.checksum import Checksum
@@ -42,6 +42,7 @@ from bootree.format.objects import Commit
 from bootree.repo import Repo
 
 if TYPE_CHECKING:
+    from bootree.composefs.image import Verity
     from bootree.sysroot.sysroot import Sysroot
 
 __all__ = [
@@ -118,6 +119,8 @@ def _enable_policy(repo: Repo, mode: ComposefsMode) -> Verity:
     fs-verity was out of reach): the repository's ``fs_verity`` decides (``yes``: or fail);
     ``verity``/``signed`` boot with ``verity=require``, which refuses every object without it,
     so they get it at least where the file system allows."""
+    from bootree.composefs.image import Verity  # on first use, see write_deployment_image
+
     if repo.fs_verity == "yes":
         return Verity.YES
     return Verity.MAYBE if repo.fs_verity == "maybe" or mode.require_verity else Verity.NO
@@ -134,6 +137,10 @@ def write_deployment_image(repo: Repo, csum: Checksum, commit: Commit, root: Pat
     mode = load_root_config(root)
     if not mode.enabled:
         return None
+    # The image builder (EROFS writer, fs-verity hashing, a thread pool) loads only for a deployment
+    # that enables composefs: every deploy imports this module (issue 9: 0.1 s of start-up).
+    from bootree.composefs.image import Verity, build_image, check_image, commit_digest
+
     expected = commit_digest(commit)
     verity = Verity.YES if mode.require_verity or expected is not None else Verity.MAYBE
     image = build_image(repo, csum, verity=verity, enable=_enable_policy(repo, mode))

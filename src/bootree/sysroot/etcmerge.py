@@ -30,7 +30,6 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -450,6 +449,8 @@ def _remove(tree: _fs.Tree, rel: str) -> None:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
+            import shutil  # on first use: it pulls bz2 and lzma into every deploy's start-up (issue 9)
+
             shutil.rmtree(name, dir_fd=pfd)
         else:
             os.unlink(name, dir_fd=pfd)

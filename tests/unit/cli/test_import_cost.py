@@ -50,3 +50,45 @@ def test_admin_commands_do_not_import_the_network_or_signing_stacks() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [], f"bootree.cli.admin_cmds imports {out} at import time"
+
+
+#: What a deploy or a status loads only on the paths that use it (issue 9: 0.1-0.2 s of start-up):
+#: the composefs image builder (a deployment that enables composefs), the tar importer with its
+#: compressors (``commit --tree=tar``), diff and prune, the status records, and programs/sockets.
+DEPLOY_LAZY = (
+    "bootree.composefs.image",
+    "bootree.format.erofs",
+    "bootree.repo.archive",
+    "bootree.repo.diff",
+    "bootree.repo.prune",
+    "bootree.sysroot.status",
+    "bz2",
+    "lzma",
+    "shutil",
+    "subprocess",
+    "socket",
+    "concurrent.futures",
+)
+
+
+@pytest.mark.parametrize("module", ["bootree.cli.admin_cmds", "bootree.sysroot.deploy", "bootree.repo"])
+def test_deploy_path_loads_rarely_used_parts_on_first_use(module: str) -> None:
+    code = f"import sys, {module}\nprint(' '.join(sorted(m for m in {DEPLOY_LAZY!r} if m in sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [], f"{module} imports {out} at import time"
+
+
+def test_lazy_names_still_import() -> None:
+    """The public names behind the module ``__getattr__`` hooks resolve to the real objects."""
+    import bootree.composefs as cfs
+    import bootree.repo as repo_pkg
+    from bootree.composefs import image
+    from bootree.repo import diff, repo
+
+    assert repo_pkg.DiffEntry is diff.DiffEntry and repo_pkg.DiffKind is diff.DiffKind
+    assert repo.DiffEntry is diff.DiffEntry
+    assert cfs.build_image is image.build_image and cfs.COMPOSEFS_NAME == image.COMPOSEFS_NAME == ".ostree.cfs"
+    with pytest.raises(AttributeError):
+        _ = repo_pkg.NoSuchName  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        _ = cfs.NoSuchName  # type: ignore[attr-defined]
