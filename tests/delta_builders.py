@@ -87,3 +87,20 @@ def make_pair(tmp_path: Path, mode: RepoMode = RepoMode.ARCHIVE) -> Pair:
     c1 = repo.commit([make_tree(tmp_path / "t1", v1)], branch="os", subject="v1", timestamp=1700000000)
     c2 = repo.commit([make_tree(tmp_path / "t2", v2)], branch="os", subject="v2", timestamp=1700000100)
     return Pair(repo, c1, c2)
+
+
+def initramfs_like(size: int, seed: int = 7) -> bytes:
+    """Text-like runs, zeros and random stretches (the last give stored deflate blocks), as
+    an initramfs holds: contents whose gzip stream cuts into many pieces."""
+    rng = random.Random(seed)
+    words = [b"module", b"kernel ", b"initramfs\n", b"lib", b"/usr/", b"x86_64 "]
+    out = bytearray()
+    while len(out) < size:
+        kind = rng.randrange(3)
+        if kind == 0:
+            out += b"".join(rng.choice(words) for _ in range(rng.randrange(500, 5000)))
+        elif kind == 1:
+            out += bytes(rng.randrange(1000, 40000))
+        else:
+            out += rng.randbytes(rng.randrange(20000, 60000))
+    return bytes(out[:size])

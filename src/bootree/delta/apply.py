@@ -16,7 +16,13 @@ from the network or a USB stick:
 
 Parts are loaded, verified and decompressed one ahead in a worker thread (liblzma and hashlib
 release the GIL) while the current one executes, so both cores work. A compatible delta reads
-each old object once: only bootree's format, which returns to its sources, caches them.
+each old object once: only bootree's format, which returns to its sources, caches them. For
+bootree's format the critical path is kept short: old objects read decompressed (``U``) are
+loaded and decompressed on the worker pool as soon as their part is decoded, new objects a
+later operation of the same part reads are kept in memory when written (no flush and re-read
+through the repository), a segmented gzip object is compressed piece by piece while its
+contents are still being assembled (:mod:`bootree.delta.segmented`), and the completeness
+walk runs while the last recompressions finish.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from dataclasses import dataclass, field
 
 from bootree.delta.bsdiff import bspatch
 from bootree.delta.content import load_content
-from bootree.delta.recompress import decompress, gzip_join, gzip_segment, gzip_segment_jobs, recompress
+from bootree.delta.recompress import decompress, recompress
+from bootree.delta.segmented import SegmentedGzip
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
 from bootree.format.checksum import Checksum, from_raw
 from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
@@ -59,6 +66,8 @@ log = logging.getLogger(__name__)
 
 #: Largest decompressed read source (``U``) accepted.
 _MAX_INNER = 1 << 30
+#: Recompressions of contents up to this size run on the part loader's thread.
+_LIGHT_RECOMPRESS = 1 << 20
 #: Read sources kept in memory at once (bootree's format; a compatible part keeps the last one).
 _SOURCE_CACHE = 192 << 20
 
@@ -163,12 +172,34 @@ def _header(part: PartPayload, mode_idx: int, xattr_idx: int, target: str = "") 
         raise DeltaFormatError(f"delta part has an invalid file mode or xattrs: {exc}") from exc
 
 
+@dataclass(slots=True)
+class _Shared:
+    """What the parts' runners of one delta share."""
+
+    workers: ThreadPoolExecutor
+    #: the part loader's thread, mostly idle: it takes small recompressions, which would
+    #: otherwise queue behind a large object's pieces and finish after them
+    light: ThreadPoolExecutor
+    #: content objects written so far in this delta
+    content_written: list[Checksum] = field(default_factory=list)
+    #: recompressions in flight, and the objects they write
+    recompressing: list[Future[None]] = field(default_factory=list)
+    pending: set[Checksum] = field(default_factory=set)
+    #: old objects' decompressed contents being loaded on the worker pool
+    prefetched: dict[Checksum, Future[bytes]] = field(default_factory=dict)
+    #: the dirtrees written, parsed (the completeness walk reads them)
+    trees: dict[Checksum, DirTree] = field(default_factory=dict)
+
+
+def _load_decompressed(repo: Repo, csum: Checksum) -> bytes:
+    return decompress(load_content(repo, csum), max_size=_MAX_INNER)
+
+
 class _PartRunner:
     """Executes one decoded part's operations into a transaction."""
 
     def __init__(
-        self, repo: Repo, txn: Transaction, index: int, entry: PartEntry, part: PartPayload,
-        written_content: list[Checksum], workers: ThreadPoolExecutor, recompressing: list[Future[None]],
+        self, repo: Repo, txn: Transaction, index: int, entry: PartEntry, part: PartPayload, shared: _Shared,
     ) -> None:
         self.repo = repo
         self.txn = txn
@@ -179,13 +210,38 @@ class _PartRunner:
         self.written = 0
         #: dirtrees this part wrote, by checksum: read back by the completeness check
         self.dirtrees: dict[Checksum, bytes] = {}
-        #: content objects written so far in this delta (shared by all parts' runners)
-        self.content_written = written_content
+        self.shared = shared
+        self.content_written = shared.content_written
+        self.workers = shared.workers
+        self.recompressing = shared.recompressing
         self._sources: OrderedDict[tuple[Checksum, bool], bytes] = OrderedDict()
         self._cached = 0
         self._cache_limit = _SOURCE_CACHE if entry.version == 1 else 0
-        self.workers = workers
-        self.recompressing = recompressing
+        #: bootree's format: objects this part reads as sources, and the contents of those it
+        #: wrote itself (kept instead of being flushed, published and read back)
+        self._reads: set[Checksum] = set()
+        self._kept: dict[Checksum, bytes] = {}
+
+    def prefetch(self, ops: Sequence[Operation]) -> None:
+        """Start loading what this part reads: decompressed old objects on the worker pool
+        (the slow gunzip of an old initramfs leaves the critical path)."""
+        if self.entry.version != 1:
+            return
+        for op in ops:
+            if isinstance(op, SetReadSource):
+                csum = from_raw(bytes(self.payload[op.offset : op.offset + 32]))
+                self._reads.add(csum)
+                if op.decompressed and csum not in self.shared.prefetched and self.repo.has_object(ObjectType.FILE, csum):
+                    self.shared.prefetched[csum] = self.workers.submit(_load_decompressed, self.repo, csum)
+
+    def _prefetched(self, csum: Checksum) -> bytes | None:
+        future = self.shared.prefetched.pop(csum, None)
+        if future is None or future.cancel():  # not started: loaded here, not behind other work
+            return None
+        try:
+            return future.result()
+        except ObjectMissing:
+            return None
 
     def _source_data(self, csum: Checksum, decompressed: bool = False) -> bytes:
         """An old object's content (``decompressed``: its decompressed content), cached.
@@ -199,6 +255,14 @@ class _PartRunner:
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
+        prefetched = self._prefetched(csum) if decompressed else None
+        if prefetched is not None:
+            return self._cache(key, prefetched)
+        data = self._kept.get(csum)
+        if data is not None:
+            if decompressed:
+                data = decompress(data, max_size=_MAX_INNER)
+            return self._cache(key, data)
         try:
             data = load_content(self.repo, csum)
         except ObjectMissing as exc:
@@ -212,6 +276,10 @@ class _PartRunner:
             data = load_content(self.repo, csum)
         if decompressed:
             data = decompress(data, max_size=_MAX_INNER)
+        return self._cache(key, data)
+
+    def _cache(self, key: tuple[Checksum, bool], data: bytes) -> bytes:
+        cache = self._sources
         cache[key] = data
         self._cached += len(data)
         while self._cached > self._cache_limit and len(cache) > 1:
@@ -244,9 +312,12 @@ class _PartRunner:
             return
         if otype is not ObjectType.FILE:
             data = bytes(view)
-            self.txn.write_metadata(VerifiedMetadata.parse(otype, data, csum))
+            verified = VerifiedMetadata.parse(otype, data, csum)
+            self.txn.write_metadata(verified)
             if otype is ObjectType.DIR_TREE:
+                assert isinstance(verified.value, DirTree)
                 self.dirtrees[csum] = data
+                self.shared.trees[csum] = verified.value
             self.written += 1
             return
         assert op.mode_idx is not None and op.xattr_idx is not None
@@ -261,6 +332,8 @@ class _PartRunner:
         else:
             # Hashed and written straight from the decompressed part: no copy of the object.
             self._write(_header(self.part, op.mode_idx, op.xattr_idx), len(view), csum, [view])
+            if csum in self._reads:
+                self._kept[csum] = bytes(view)
         self.written += 1
 
     def _build(self, op: Open, body: Sequence[Operation], source: tuple[Checksum, bool] | None) -> None:
@@ -270,24 +343,32 @@ class _PartRunner:
         header = _header(self.part, op.mode_idx, op.xattr_idx)
         chunks: Iterable[bytes] = self._chunks(op, body, source)
         if op.inner_size is not None:  # bootree's G: the writes are the uncompressed contents
+            if op.inner_size > _MAX_INNER:
+                raise DeltaFormatError(f"delta object {csum} declares {op.inner_size} bytes of contents")
             params = parse_params(bytes(self.payload[op.params_offset : op.params_offset + op.params_length]))
-            inner = b"".join(chunks)
             # Compressing is the slow part (zlib releases the GIL): a worker does it and the
             # write while the operations go on; ``drain`` waits before anything reads it. A
-            # segmented gzip object's pieces go to both workers; the join is queued after them
-            # (the pool is first in, first out, so every piece has started when it waits).
+            # segmented gzip object's pieces go to both workers as its contents fill in.
             if isinstance(params, GzipParams) and params.segments:
-                pieces = [
-                    self.workers.submit(gzip_segment, inner, params, job)
-                    for job in gzip_segment_jobs(params, len(inner))
-                ]
-                self.recompressing.append(
-                    self.workers.submit(self._join_gzip, header, op.size, csum, inner, params, pieces)
+                rebuild = SegmentedGzip(
+                    self.txn, header, op.size, csum, params, op.inner_size, self.workers, self.content_written.append
                 )
+                try:
+                    for chunk in chunks:
+                        rebuild.add(chunk)
+                except BaseException:
+                    rebuild.abort()
+                    raise
+                self.recompressing.extend(rebuild.close())
             else:
-                self.recompressing.append(self.workers.submit(self._recompress, header, op.size, csum, inner, params))
+                inner = b"".join(chunks)
+                pool = self.shared.light if len(inner) <= _LIGHT_RECOMPRESS else self.workers
+                self.recompressing.append(pool.submit(self._recompress, header, op.size, csum, inner, params))
+            self.shared.pending.add(csum)
             self.written += 1
             return
+        if csum in self._reads:  # read back by a later operation: kept once verified
+            chunks = [b"".join(chunks)]
         self._write(header, op.size, csum, chunks)
         self.written += 1
 
@@ -297,18 +378,11 @@ class _PartRunner:
                 writer.write(chunk)
             writer.finish()
         self.content_written.append(csum)
+        if csum in self._reads and isinstance(chunks, list) and len(chunks) == 1 and isinstance(chunks[0], bytes):
+            self._kept[csum] = chunks[0]
 
     def _recompress(self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: Params) -> None:
         rebuilt = recompress(inner, params)
-        if len(rebuilt) != size:
-            raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
-        self._write(header, size, csum, [rebuilt])
-
-    def _join_gzip(
-        self, header: FileHeader, size: int, csum: Checksum, inner: bytes, params: GzipParams,
-        pieces: list[Future[tuple[bytes, int]]],
-    ) -> None:
-        rebuilt = gzip_join(inner, params, (p.result() for p in pieces))
         if len(rebuilt) != size:
             raise DeltaError(f"recompressing object {csum} gave {len(rebuilt)} bytes, not {size}")
         self._write(header, size, csum, [rebuilt])
@@ -407,7 +481,6 @@ def apply_delta(
     if actual != superblock.to_commit:
         raise ChecksumMismatch(superblock.to_commit, actual, "delta commit")
     dirtrees: dict[Checksum, bytes] = {}
-    content_written: list[Checksum] = []
     if superblock.from_commit is not None and not repo.has_object(ObjectType.COMMIT, superblock.from_commit):
         raise DeltaError(f"the delta's source commit {superblock.from_commit} is not in this repository")
     missing = [(f.otype, f.checksum) for f in superblock.fallbacks if not txn.has_object(f.otype, f.checksum)]
@@ -418,11 +491,11 @@ def apply_delta(
                 hint="regenerate it with --min-fallback-size=0 for offline use",
             )
         fetch_fallbacks(missing)
-    recompressing: list[Future[None]] = []
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-part") as pool,
         ThreadPoolExecutor(max_workers=2, thread_name_prefix="delta-gzip") as workers,
     ):
+        shared = _Shared(workers, pool)
         todo = [
             (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object_indexed(t, c) for t, c in e.objects)
         ]
@@ -431,26 +504,41 @@ def apply_delta(
         for n, (index, entry) in enumerate(todo):
             current = ahead.result() if ahead is not None else _decode(index, entry, load_part)
             ahead = pool.submit(_decode, *todo[n + 1], load_part) if n + 1 < len(todo) else None
-            runner = _PartRunner(repo, txn, index, entry, current[0], content_written, workers, recompressing)
+            runner = _PartRunner(repo, txn, index, entry, current[0], shared)
+            runner.prefetch(current[1])
             runner.run(current[1])
             dirtrees.update(runner.dirtrees)
             result.objects_written += runner.written
             result.parts_applied += 1
-        while recompressing:
-            recompressing.pop(0).result()
-    if wait_fallbacks is not None:
-        wait_fallbacks()
-    txn.write_metadata(VerifiedMetadata.parse(ObjectType.COMMIT, superblock.commit, superblock.to_commit))
-    meta = superblock.commitmeta
-    if meta is not None:
-        txn.write_commitmeta(superblock.to_commit, meta)
-    _check_complete(repo, txn, superblock, dirtrees)
+        for future in shared.prefetched.values():
+            future.cancel()
+        if wait_fallbacks is not None:
+            wait_fallbacks()
+        txn.write_metadata(VerifiedMetadata.parse(ObjectType.COMMIT, superblock.commit, superblock.to_commit))
+        meta = superblock.commitmeta
+        if meta is not None:
+            txn.write_commitmeta(superblock.to_commit, meta)
+        # The walk runs while the last recompressions finish: their objects count as present
+        # here, and each is verified and staged by its writer (or its failure raised) below.
+        _check_complete(repo, txn, superblock, shared.trees, shared.pending)
+        if shared.recompressing:
+            # Content objects already verified go in now, while the last recompressions run,
+            # instead of all being renamed after them (a pull publishes early the same way).
+            txn.publish_early(ObjectType.FILE, list(shared.content_written))
+        while shared.recompressing:
+            shared.recompressing.pop(0).result()
+    for csum in shared.pending:
+        if not txn.has_object_indexed(ObjectType.FILE, csum):
+            raise DeltaError(f"after the delta, file object {csum} is missing")
     result.dirtrees = dirtrees
     return result
 
 
-def _check_complete(repo: Repo, txn: Transaction, superblock: Superblock, staged: dict[Checksum, bytes]) -> None:
-    """Every object the new commit reaches must now exist (staged or published)."""
+def _check_complete(
+    repo: Repo, txn: Transaction, superblock: Superblock, staged: dict[Checksum, DirTree], pending: set[Checksum],
+) -> None:
+    """Every object the new commit reaches must now exist (staged or published), or be
+    ``pending`` (being recompressed)."""
     commit = Commit.from_bytes(superblock.commit)
     stack = [(commit.root_tree, commit.root_meta)]
     seen: set[Checksum] = set()
@@ -462,12 +550,12 @@ def _check_complete(repo: Repo, txn: Transaction, superblock: Superblock, staged
             continue
         seen.add(tree)
         if tree in staged:
-            dirtree = DirTree.from_bytes(staged[tree])
+            dirtree = staged[tree]
         elif repo.has_object(ObjectType.DIR_TREE, tree):
             dirtree = repo.read_dirtree(tree)
         else:
             raise DeltaError(f"after the delta, dirtree {tree} is missing")
         for _name, csum in dirtree.files:
-            if not txn.has_object_indexed(ObjectType.FILE, csum):
+            if csum not in pending and not txn.has_object_indexed(ObjectType.FILE, csum):
                 raise DeltaError(f"after the delta, file object {csum} is missing")
         stack.extend((t, m) for _n, t, m in dirtree.dirs)

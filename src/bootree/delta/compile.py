@@ -283,12 +283,19 @@ def generate_delta(
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads), thread_name_prefix="delta") as pool:
             asm = PartAssembler(options, pool, staging)
-            for otype, csum in meta:
-                data = repo.load_metadata(otype, csum)
-                asm.reserve(len(data))
-                off = asm.add_payload(data)
-                asm.ops.splice_meta(len(data), off)
-                asm.add_object(otype, csum, len(data))
+
+            def emit_meta() -> None:
+                for otype, csum in meta:
+                    data = repo.load_metadata(otype, csum)
+                    asm.reserve(len(data))
+                    off = asm.add_payload(data)
+                    asm.ops.splice_meta(len(data), off)
+                    asm.add_object(otype, csum, len(data))
+
+            # bootree's format puts metadata last (only the client's final completeness walk
+            # reads it): what the first recompression needs comes first (see ``release``).
+            if ctx is None:
+                emit_meta()
             # Similar pairs, a few in flight at a time (each holds two files in memory).
             window: deque[Future[PairPlan | BootreePlan]] = deque()
             # Plans reading objects this delta writes (an initramfs holding a new library) wait
@@ -298,9 +305,18 @@ def generate_delta(
             waiting: list[tuple[BootreePlan, set[Checksum]]] = []
             emitted: set[Checksum] = set()
             result_stats.reads_own_objects = 0
+            # While a plan waits for its sources, other plans are held back, so that the
+            # client reaches the waiting object (and starts its seconds of recompression) after
+            # its sources only; the first such object also ends the first part, which the
+            # client then decodes quickly while the next part is decoded beside it.
+            deferred: list[BootreePlan] = []
+            early_part = [True]
 
             def wrote(csum: Checksum) -> None:
                 emitted.add(csum)
+                emit_ready()
+
+            def emit_ready() -> None:
                 ready = [w for w in waiting if w[1] <= emitted]
                 for w in ready:
                     waiting.remove(w)
@@ -314,6 +330,18 @@ def generate_delta(
             pair_of = {p.new: p for p in pairs}
             whole = {c for c in regular if c not in fallback_ids}
 
+            def release() -> None:
+                """Once no plan waits: end the early part, emit what was held back."""
+                if waiting:
+                    return
+                if early_part[0] and result_stats.reads_own_objects:
+                    early_part[0] = False
+                    asm.flush()
+                while deferred and not waiting:
+                    held = deferred.pop(0)
+                    emit_bootree(asm, held, result_stats)
+                    wrote(held.pair.new)
+
             def emit(plan: PairPlan | BootreePlan) -> None:
                 if isinstance(plan, BootreePlan):
                     if plan.reads_new:
@@ -322,16 +350,27 @@ def generate_delta(
                         needs = used & ctx.new
                         waiting.append((plan, needs))
                         for csum in sorted(needs - emitted):
-                            if csum in whole:
+                            held = next((d for d in deferred if d.pair.new == csum), None)
+                            if held is not None:
+                                deferred.remove(held)
+                                emit_bootree(asm, held, result_stats)
+                                wrote(csum)
+                            elif csum in whole:
                                 whole.discard(csum)
                                 emit_whole(asm, csum, infos[csum], load_content(repo, csum))
                                 wrote(csum)
                             elif csum in pair_of and pair_of[csum] in queue:
                                 queue.remove(pair_of[csum])
                                 queue.appendleft(pair_of[csum])
+                        emit_ready()  # its sources may all be out already
+                        release()
+                        return
+                    if waiting and plan.pair.new not in set().union(*(w[1] for w in waiting)):
+                        deferred.append(plan)
                         return
                     emit_bootree(asm, plan, result_stats)
                     wrote(plan.pair.new)
+                    release()
                 else:
                     emit_pair(asm, plan, result_stats)
 
@@ -343,6 +382,9 @@ def generate_delta(
                     else:
                         window.append(pool.submit(_plan_pair, repo, pair, options))
                 emit(window.popleft().result())
+            for held in deferred:  # held back for a plan whose sources never came (not expected)
+                emit_bootree(asm, held, result_stats)
+                wrote(held.pair.new)
             for csum in regular:
                 if csum in whole:
                     emit_whole(asm, csum, infos[csum], load_content(repo, csum))
@@ -352,6 +394,8 @@ def generate_delta(
             for plan, _needs in waiting:  # sources never written (not expected): at the end
                 result_stats.reads_own_objects += 1
                 emit_bootree(asm, plan, result_stats)
+            if ctx is not None:
+                emit_meta()
             parts = asm.finish()
         fallbacks = [
             FallbackEntry(ObjectType.FILE, c, infos[c].storage_size, infos[c].size) for c in sorted(fallback_ids)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
-__all__ = ["WINDOW", "compress_segment", "join_bits", "segment_count_ok"]
+__all__ = ["MARGIN", "WINDOW", "BitJoiner", "compress_segment", "join_bits", "segment_count_ok"]
 
 #: deflate's window: the dictionary a resumed piece needs.
 WINDOW = 1 << 15
 #: Input compressed past a piece's end, so the matcher sees the same lookahead as the whole
 #: stream did (a match is at most 258 bytes; the lookahead at least 262).
-_MARGIN = 1 << 12
+MARGIN = 1 << 12
 #: At most this many pieces per stream (bounds the parameter blob and a hostile delta's work).
 MAX_SEGMENTS = 256
 
@@ -55,7 +55,7 @@ def compress_segment(
     if nbits is None:
         out = c.compress(view[start:]) + c.flush()
         return out, 8 * len(out)
-    out = c.compress(view[start : end + _MARGIN]) + c.flush()
+    out = c.compress(view[start : end + MARGIN]) + c.flush()
     # Fewer bits than the piece is declared to span means a wrong segment list: the object's
     # checksum refuses the result later; here the bits are just what there is.
     nbits = min(nbits, 8 * len(out))
@@ -65,19 +65,43 @@ def compress_segment(
     return out[:whole] + bytes([out[whole] & ((1 << rest) - 1)]), nbits
 
 
+class BitJoiner:
+    """:func:`join_bits` as the pieces come, for a writer that streams them out in order.
+
+    :meth:`add` returns the whole bytes completed so far (a partial last byte is carried to
+    the next piece), :meth:`flush` the carried byte padded with zero bits.
+    """
+
+    def __init__(self) -> None:
+        self._carry = 0
+        self._bits = 0  # bits held in ``_carry`` (0-7)
+
+    def add(self, data: bytes, count: int) -> bytes | memoryview:
+        """The bytes completed by the piece ``data`` of ``count`` bits (LSB first)."""
+        if not self._bits:  # byte-aligned: no copy of the piece
+            whole, rest = divmod(count, 8)
+            if rest:
+                self._carry = data[whole] & ((1 << rest) - 1)
+            self._bits = rest
+            return memoryview(data)[:whole]
+        value = (int.from_bytes(data[: (count + 7) // 8], "little") & ((1 << count) - 1)) << self._bits
+        total = count + self._bits
+        out = (value | self._carry).to_bytes((total + 7) // 8, "little")
+        whole, self._bits = divmod(total, 8)
+        self._carry = out[whole] if self._bits else 0
+        return out[:whole]
+
+    def flush(self) -> bytes:
+        """The last partial byte, if any (zero-padded)."""
+        return bytes([self._carry]) if self._bits else b""
+
+
 def join_bits(pieces: Iterable[tuple[bytes, int]]) -> bytes:
     """Concatenate ``(data, count)`` pieces into one bit stream (LSB first, as deflate packs
     them), the last byte padded with zero bits. Byte-aligned pieces are simply appended."""
+    joiner = BitJoiner()
     out = bytearray()
-    used = 0  # bits in ``out``
     for data, count in pieces:
-        shift = used % 8
-        if shift:
-            value = int.from_bytes(data, "little") << shift
-            data = value.to_bytes((count + shift + 7) // 8, "little")
-            out[-1] |= data[0]
-            out += memoryview(data)[1:]
-        else:
-            out += data
-        used += count
+        out += joiner.add(data, count)
+    out += joiner.flush()
     return bytes(out)

@@ -184,7 +184,7 @@ def gzip_segment_jobs(params: GzipParams, size: int) -> list[tuple[int, int, int
     return jobs
 
 
-def gzip_segment(inner: bytes, params: GzipParams, job: tuple[int, int, int | None]) -> tuple[bytes, int]:
+def gzip_segment(inner: bytes | memoryview, params: GzipParams, job: tuple[int, int, int | None]) -> tuple[bytes, int]:
     """One piece of :func:`gzip_segment_jobs`, compressed (:func:`compress_segment`)."""
     return compress_segment(inner, params.level, params.mem_level, params.strategy, *job)
 

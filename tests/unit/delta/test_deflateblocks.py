@@ -4,7 +4,6 @@ rebuilt in one piece; a wrong segment list never passes as the object."""
 from __future__ import annotations
 
 import gzip
-import random
 import zlib
 
 import pytest
@@ -12,22 +11,11 @@ import pytest
 from bootree.delta import deflateblocks
 from bootree.delta.recompress import find_params, recompress
 from bootree.format.recompress import GzipParams, gunzip
+from delta_builders import initramfs_like
 
 
 def _contents(size: int) -> bytes:
-    """Text-like runs, zeros and random stretches (the last give stored blocks)."""
-    rng = random.Random(7)
-    words = [b"module", b"kernel ", b"initramfs\n", b"lib", b"/usr/", b"x86_64 "]
-    out = bytearray()
-    while len(out) < size:
-        kind = rng.randrange(3)
-        if kind == 0:
-            out += b"".join(rng.choice(words) for _ in range(rng.randrange(500, 5000)))
-        elif kind == 1:
-            out += bytes(rng.randrange(1000, 40000))
-        else:
-            out += rng.randbytes(rng.randrange(20000, 60000))
-    return bytes(out[:size])
+    return initramfs_like(size)
 
 
 @pytest.fixture

@@ -315,3 +315,29 @@ def test_bootree_format_rebuilds_a_large_gzip_object_in_pieces(
     dst = _target(tmp_path, pair, RepoMode.BARE_USER)
     assert apply_offline(dst, res.path / "superblock").commit == pair.v2
     assert dst.fsck().ok
+
+
+def test_bootree_format_reaches_its_slow_recompression_first(tmp_path: Path, pair: Pair) -> None:
+    """The object built from the delta's own new objects (the initramfs) comes right after
+    those sources and ends the first part; metadata comes last: the client starts the
+    object's recompression as early as it can."""
+    from bootree.format.checksum import from_raw
+    from bootree.format.deltaops import Open, SetReadSource
+
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+    sb = res.superblock
+    assert len(sb.parts) >= 2
+    order = [t for p in sb.parts for t, _c in p.objects]
+    first_meta = next(i for i, t in enumerate(order) if t is not ObjectType.FILE)
+    assert all(t is not ObjectType.FILE for t in order[first_meta:])
+    first = sb.parts[0]
+    part = decode_part((res.path / "0").read_bytes(), max_size=1 << 30)
+    ops = decode_operations(part.operations, first.objects, payload_size=len(part.payload),
+                            n_modes=len(part.modes), n_xattrs=len(part.xattrs), extensions=True)
+    last_open = [op for op in ops if isinstance(op, Open)][-1]
+    assert last_open.inner_size is not None and last_open.obj == len(first.objects) - 1
+    reads = {from_raw(bytes(part.payload[op.offset : op.offset + 32])) for op in ops if isinstance(op, SetReadSource)}
+    assert reads & {c for _t, c in first.objects[:-1]}  # its own sources, written just before it
+    dst = _target(tmp_path, pair, RepoMode.BARE_USER)
+    assert apply_offline(dst, res.path / "superblock").commit == pair.v2
+    assert dst.fsck().ok
