@@ -14,18 +14,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bootree.cli._key_options import from_file_options, keys_options
-from bootree.cli.sign_cmds import read_secret_keys
 from bootree.errors import FormatError, VerificationError
-from bootree.format.keyfile import KeyFile
-from bootree.pull.remote import get_remote
-from bootree.pull.trust import DEFAULT_ED25519_DIRS, ed25519_dir_keys, policy_for_remote
 from bootree.sign import PublicKey, Verifier, parse_public_keys
 from bootree.sign.delta import SIGN_TYPES, sign_superblock, verify_superblock
-from bootree.sysroot import Sysroot
+
+if TYPE_CHECKING:
+    from bootree.format.keyfile import KeyFile
+    from bootree.sysroot import Sysroot
+
+# The signing, remote-policy and sysroot modules are imported where used: ``static-delta
+# apply-offline`` of an unsigned file needs none of them, and its start-up is serial time.
 
 __all__ = ["delta_checker", "delta_signer", "from_file_options", "keys_options", "offline_update_checks", "run_upgrade_from_file", "sign_type_option"]
 
@@ -56,6 +59,8 @@ def delta_signer(sign_type: str, keys: tuple[str, ...], keys_file: Path | None) 
     if sign_type == "dummy":
         texts = list(keys) + (_lines(keys_file) if keys_file is not None else [])
         return lambda data: sign_superblock(data, dummy_keys=texts)
+    from bootree.cli.sign_cmds import read_secret_keys
+
     secret = read_secret_keys(keys, keys_file)
     return lambda data: sign_superblock(data, ed25519_keys=secret)
 
@@ -106,6 +111,8 @@ def delta_checker(
         except FormatError as e:
             raise VerificationError(f"key file {keys_file}: {e}") from e
     elif not keys:
+        from bootree.pull.trust import DEFAULT_ED25519_DIRS, ed25519_dir_keys
+
         dir_trusted, revoked = ed25519_dir_keys([keys_dir] if keys_dir is not None else DEFAULT_ED25519_DIRS)
         trusted += dir_trusted
         if not trusted and system_optional and keys_dir is None:
@@ -131,6 +138,9 @@ def offline_update_checks(
     Raises:
         VerificationError: unreadable or malformed keys, an unknown remote signature setting.
     """
+    from bootree.pull.remote import get_remote
+    from bootree.pull.trust import policy_for_remote
+
     subject = "offline update file"
     remote_name = refspec.partition(":")[0] if refspec and ":" in refspec else None
     policy = policy_for_remote(repo_path, get_remote(config, remote_name)) if remote_name else None

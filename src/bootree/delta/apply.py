@@ -41,7 +41,15 @@ from bootree.delta.recompress import decompress, recompress
 from bootree.delta.segmented import SegmentedGzip
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
 from bootree.format.checksum import Checksum, from_raw
-from bootree.format.delta import PartEntry, PartPayload, Superblock, decode_part, part_digest
+from bootree.format.delta import (
+    BOOTREE_PREFETCH_KEY,
+    MAX_PREFETCH_HINTS,
+    PartEntry,
+    PartPayload,
+    Superblock,
+    decode_part,
+    part_digest,
+)
 from bootree.format.deltaops import (
     Bspatch,
     Close,
@@ -193,6 +201,18 @@ class _Shared:
 
 def _load_decompressed(repo: Repo, csum: Checksum) -> bytes:
     return decompress(load_content(repo, csum), max_size=_MAX_INNER)
+
+
+def _prefetch_hinted(repo: Repo, superblock: Superblock, shared: _Shared) -> None:
+    """Start decompressing the old objects the superblock says its first part reads (a hint:
+    what the operations read is still what they name, and a wrong hint only costs work)."""
+    hint = superblock.get(BOOTREE_PREFETCH_KEY)
+    if not isinstance(hint, (bytes, bytearray)) or len(hint) % 32 or len(hint) > 32 * MAX_PREFETCH_HINTS:
+        return
+    for start in range(0, len(hint), 32):
+        csum = from_raw(bytes(hint[start : start + 32]))
+        if csum not in shared.prefetched and repo.has_object(ObjectType.FILE, csum):
+            shared.prefetched[csum] = shared.workers.submit(_load_decompressed, repo, csum)
 
 
 class _PartRunner:
@@ -496,6 +516,7 @@ def apply_delta(
         ThreadPoolExecutor(max_workers=2, thread_name_prefix="delta-gzip") as workers,
     ):
         shared = _Shared(workers, pool)
+        _prefetch_hinted(repo, superblock, shared)
         todo = [
             (i, e) for i, e in enumerate(superblock.parts) if not all(txn.has_object_indexed(t, c) for t, c in e.objects)
         ]

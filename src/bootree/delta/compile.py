@@ -60,8 +60,14 @@ from bootree.delta.parts import (
 from bootree.delta.rollsum import RollsumResult, match_chunks
 from bootree.delta.store import publish_delta_dir
 from bootree.errors import DeltaError
-from bootree.format.checksum import Checksum
-from bootree.format.delta import DeltaName, FallbackEntry, Superblock
+from bootree.format.checksum import Checksum, to_raw
+from bootree.format.delta import (
+    BOOTREE_PREFETCH_KEY,
+    MAX_PREFETCH_HINTS,
+    DeltaName,
+    FallbackEntry,
+    Superblock,
+)
 from bootree.format.gvariant import Variant
 from bootree.format.objects import ObjectType
 from bootree.repo import Repo
@@ -311,6 +317,8 @@ def generate_delta(
             # client then decodes quickly while the next part is decoded beside it.
             deferred: list[BootreePlan] = []
             early_part = [True]
+            #: old objects the early part reads decompressed (the superblock's prefetch hint)
+            hints: list[Checksum] = []
 
             def wrote(csum: Checksum) -> None:
                 emitted.add(csum)
@@ -320,6 +328,9 @@ def generate_delta(
                 ready = [w for w in waiting if w[1] <= emitted]
                 for w in ready:
                     waiting.remove(w)
+                    if early_part[0] and ctx is not None:
+                        used = (w[0].sources[m.source] for m in w[0].multi)
+                        hints.extend(c for c, dec in dict.fromkeys(used) if dec and c not in ctx.new and c not in hints)
                     result_stats.reads_own_objects += 1
                     emit_bootree(asm, w[0], result_stats)
                     wrote(w[0].pair.new)
@@ -411,7 +422,7 @@ def generate_delta(
             inline_parts=[path.read_bytes() for path, _ in parts] if options.inline else (),
             commitmeta=repo.read_commitmeta(to_commit),
             endianness=options.endianness,
-            user_metadata=[(bootree_mode.FORMAT_KEY, Variant("u", bootree_mode.FORMAT_VERSION))] if bootree else (),
+            user_metadata=_bootree_metadata(hints) if bootree else (),
         )
         result_stats.superblock = superblock
         sb_path = staging / "superblock"
@@ -428,6 +439,14 @@ def generate_delta(
     finally:
         _fs.rmtree(staging)
     return result_stats
+
+
+def _bootree_metadata(hints: list[Checksum]) -> list[tuple[str, Variant]]:
+    meta = [(bootree_mode.FORMAT_KEY, Variant("u", bootree_mode.FORMAT_VERSION))]
+    if hints:
+        raw = b"".join(to_raw(c) for c in hints[:MAX_PREFETCH_HINTS])
+        meta.append((BOOTREE_PREFETCH_KEY, Variant("ay", raw)))
+    return meta
 
 
 def _publish_file(filename: Path, files: list[tuple[str, Path]], *, fsync: bool) -> None:

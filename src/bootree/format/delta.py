@@ -86,6 +86,11 @@ OBJECT_RECORD_SIZE = 33
 #: the summary key listing those deltas (name -> superblock SHA-256), which ostree ignores.
 BOOTREE_DELTAS_ROOT = "bootree-deltas"
 BOOTREE_SUMMARY_KEY = "bootree.static-deltas"
+#: bootree-format superblock key (``ay``: raw checksums, at most :data:`MAX_PREFETCH_HINTS`): old
+#: objects the first part reads decompressed, so a client can start decompressing them (an
+#: old initramfs: a third of a second) while it still decodes that part. A hint only.
+BOOTREE_PREFETCH_KEY = "bootree.prefetch-decompressed"
+MAX_PREFETCH_HINTS = 16
 
 Metadata = tuple[tuple[str, Variant], ...]
 _Swap = Callable[[int], int]

@@ -322,6 +322,7 @@ def test_bootree_format_reaches_its_slow_recompression_first(tmp_path: Path, pai
     those sources and ends the first part; metadata comes last: the client starts the
     object's recompression as early as it can."""
     from bootree.format.checksum import from_raw
+    from bootree.format.delta import BOOTREE_PREFETCH_KEY
     from bootree.format.deltaops import Open, SetReadSource
 
     res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
@@ -338,6 +339,31 @@ def test_bootree_format_reaches_its_slow_recompression_first(tmp_path: Path, pai
     assert last_open.inner_size is not None and last_open.obj == len(first.objects) - 1
     reads = {from_raw(bytes(part.payload[op.offset : op.offset + 32])) for op in ops if isinstance(op, SetReadSource)}
     assert reads & {c for _t, c in first.objects[:-1]}  # its own sources, written just before it
+    # the old initramfs it reads decompressed is named in the superblock, for an early start
+    hint = sb.get(BOOTREE_PREFETCH_KEY)
+    assert isinstance(hint, bytes) and hint and len(hint) % 32 == 0
+    hinted = {from_raw(hint[i : i + 32]) for i in range(0, len(hint), 32)}
+    assert hinted <= reads and all(pair.repo.has_object(ObjectType.FILE, c) for c in hinted)
+    assert not hinted & {c for _t, c in sb.parts[0].objects}
     dst = _target(tmp_path, pair, RepoMode.BARE_USER)
     assert apply_offline(dst, res.path / "superblock").commit == pair.v2
+    assert dst.fsck().ok
+
+
+@pytest.mark.parametrize("hint", [b"\x01" * 32 + b"\x02" * 32, b"\x03" * 31, b"\x04" * 32 * 40])
+def test_a_wrong_prefetch_hint_is_only_a_hint(tmp_path: Path, pair: Pair, hint: bytes) -> None:
+    """Unknown objects, a malformed value or too many names: the delta still applies."""
+    from bootree.format.delta import BOOTREE_PREFETCH_KEY
+    from bootree.format.gvariant import Variant
+
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+    sb = res.superblock
+    meta = tuple((k, Variant("ay", hint) if k == BOOTREE_PREFETCH_KEY else v) for k, v in sb.metadata)
+    d = tmp_path / "hinted"
+    d.mkdir()
+    (d / "superblock").write_bytes(replace(sb, metadata=meta).to_bytes())
+    for i in range(len(sb.parts)):
+        (d / str(i)).write_bytes((res.path / str(i)).read_bytes())
+    dst = _target(tmp_path, pair, RepoMode.BARE_USER)
+    assert apply_offline(dst, d / "superblock").commit == pair.v2
     assert dst.fsck().ok
