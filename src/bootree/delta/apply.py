@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from bootree.delta.bsdiff import bspatch
 from bootree.delta.content import load_content
+from bootree.delta.partzstd import decode_any_part, decode_any_part_stream
 from bootree.delta.recompress import decompress, recompress
 from bootree.delta.segmented import SegmentedGzip
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError, ObjectMissing
@@ -47,7 +48,6 @@ from bootree.format.delta import (
     PartEntry,
     PartPayload,
     Superblock,
-    decode_part,
     part_digest,
 )
 from bootree.format.deltaops import (
@@ -62,7 +62,6 @@ from bootree.format.deltaops import (
     ZstdPatch,
     decode_operations,
 )
-from bootree.format.deltapart import decode_part_stream
 from bootree.format.objects import Commit, DirTree, FileHeader, ObjectType
 from bootree.format.recompress import GzipParams, Params, parse_params
 from bootree.format.verified import VerifiedMetadata
@@ -112,7 +111,7 @@ def check_part(index: int, entry: PartEntry, data: bytes) -> PartPayload:
         raise DeltaFormatError(f"delta part {index} is {len(data)} bytes, the superblock says {entry.size}")
     if part_digest(data) != entry.checksum:
         raise DeltaFormatError(f"delta part {index} has the wrong checksum")
-    return decode_part(data, max_size=part_size_limit(entry))
+    return decode_any_part(data, version=entry.version, max_size=part_size_limit(entry))
 
 
 class _Counted:
@@ -156,7 +155,7 @@ def check_part_stream(index: int, entry: PartEntry, chunks: Iterator[bytes]) -> 
     part: PartPayload | None = None
     error: DeltaFormatError | None = None
     try:
-        part = decode_part_stream(counted, max_size=part_size_limit(entry))
+        part = decode_any_part_stream(counted, version=entry.version, max_size=part_size_limit(entry))
     except DeltaFormatError as exc:
         error = exc
     digest = counted.digest()

@@ -47,9 +47,10 @@ __all__ = ["BootreePlan", "PairContext", "find_pairs", "plan_pair"]
 
 log = logging.getLogger(__name__)
 
-#: Superblock metadata key and part version of bootree-format deltas.
+#: Superblock metadata key and part version of bootree-format deltas. Format 2: parts may be
+#: zstd-compressed (:mod:`bootree.delta.partzstd`); format 1 files (xz parts) still apply.
 FORMAT_KEY = "bootree.delta-format"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PART_VERSION = 1
 #: Where bootree-format deltas live (ostree lists and serves only ``deltas/``), and their summary key.
 ROOT = BOOTREE_DELTAS_ROOT

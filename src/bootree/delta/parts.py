@@ -21,6 +21,7 @@ from pathlib import Path
 from bootree.delta.bootree_mode import BootreePlan
 from bootree.delta.bootree_mode import Pair as _Pair
 from bootree.delta.content import ContentInfo
+from bootree.delta.partzstd import encode_zstd_part_chunks
 from bootree.delta.rollsum import RollsumResult
 from bootree.format.checksum import Checksum, to_raw
 from bootree.format.delta import (
@@ -59,6 +60,10 @@ _XZ_MEMORY_BUDGET = 200 << 20
 #: corpus's 30 MB parts 8 MiB costs 6 kB of 15.9 MB (16 MiB: 0.3 kB) and lets two parts be
 #: compressed at once in 200 MiB. Decoders need nothing else: the format is the same.
 XZ_DICT_SIZE = 8 << 20
+#: Memory of one level-19 zstd part encoder (8 MiB window, its tables, a worker's buffers).
+_ZSTD_MEMORY = 100 << 20
+#: Parts with more payload than this are zstd-compressed on several threads.
+_ZSTD_MT = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +163,13 @@ class PartAssembler:
         self, index: int, part: PartPayload, objects: tuple[tuple[ObjectType, Checksum], ...], usize: int
     ) -> tuple[Path, PartEntry]:
         dict_size = min(xz_dict_size(len(part.payload)), XZ_DICT_SIZE)
-        need = _XZ_MEMORY_FACTOR * dict_size if self.options.compression == Compression.XZ else 0
+        # bootree's format compresses its parts with zstd (bootree.delta.partzstd), which the
+        # client decodes ten times faster than xz for 0.7% more bytes.
+        zstd = self.options.format == "bootree" and self.options.compression == Compression.XZ
+        if zstd:
+            need = _ZSTD_MEMORY
+        else:
+            need = _XZ_MEMORY_FACTOR * dict_size if self.options.compression == Compression.XZ else 0
         with self._memory:
             # Encoders of parts too big for the budget together run one after the other.
             self._memory.wait_for(lambda: self._in_use == 0 or self._in_use + need <= _XZ_MEMORY_BUDGET)
@@ -170,7 +181,11 @@ class PartAssembler:
             # Compressed pieces go to the file as they come: neither the uncompressed
             # serialization nor the whole compressed part is ever held.
             with open(path, "xb") as f:
-                for chunk in encode_part_chunks(part, self.options.compression, dict_size=dict_size):
+                if zstd:
+                    chunks = encode_zstd_part_chunks(part, threads=self.options.threads if len(part.payload) > _ZSTD_MT else 0)
+                else:
+                    chunks = encode_part_chunks(part, self.options.compression, dict_size=dict_size)
+                for chunk in chunks:
                     f.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)

@@ -19,6 +19,7 @@ from bootree.delta import (
     reindex,
 )
 from bootree.delta.apply import apply_delta
+from bootree.delta.partzstd import decode_any_part
 from bootree.delta.store import delete_delta, list_indexes
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError
 from bootree.format.delta import (
@@ -294,12 +295,22 @@ def test_bootree_format_delta(tmp_path: Path, pair: Pair, mode: RepoMode) -> Non
     assert dst.fsck().ok
 
 
-def test_bootree_opcodes_are_refused_in_ostree_parts(tmp_path: Path, pair: Pair) -> None:
-    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+@pytest.mark.parametrize(
+    ("compression", "refused"), [(Compression.NONE, "unknown delta operation"), (None, "unknown delta part compression 0x7a")]
+)
+def test_bootree_opcodes_are_refused_in_ostree_parts(
+    tmp_path: Path, pair: Pair, compression: int | None, refused: str
+) -> None:
+    """bootree's operations, and its zstd parts (the default), only in version-1 parts."""
+    options = replace(NO_FALLBACK, format="bootree")
+    if compression is not None:
+        options = replace(options, compression=compression)
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=options)
     sb = res.superblock
     parts = {i: (res.path / str(i)).read_bytes() for i in range(len(sb.parts))}
+    assert {data[:1] for data in parts.values()} == {b"\0" if compression is not None else b"z"}
     as_v0 = replace(sb, parts=tuple(replace(p, version=0) for p in sb.parts))
-    _bad(tmp_path, pair, as_v0, parts, DeltaFormatError, "unknown delta operation")
+    _bad(tmp_path, pair, as_v0, parts, DeltaFormatError, refused)
 
 
 def test_bootree_format_rebuilds_a_large_gzip_object_in_pieces(
@@ -311,7 +322,7 @@ def test_bootree_format_rebuilds_a_large_gzip_object_in_pieces(
     monkeypatch.setattr(deflateblocks, "_PIECE", 1 << 14)
     res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
     parts = [(res.path / str(i)).read_bytes() for i in range(len(res.superblock.parts))]
-    assert any(b"gz2" in decode_part(p, max_size=1 << 26).payload for p in parts)
+    assert any(b"gz2" in bytes(decode_any_part(p, version=1, max_size=1 << 26).payload) for p in parts)
     dst = _target(tmp_path, pair, RepoMode.BARE_USER)
     assert apply_offline(dst, res.path / "superblock").commit == pair.v2
     assert dst.fsck().ok
@@ -332,7 +343,7 @@ def test_bootree_format_reaches_its_slow_recompression_first(tmp_path: Path, pai
     first_meta = next(i for i, t in enumerate(order) if t is not ObjectType.FILE)
     assert all(t is not ObjectType.FILE for t in order[first_meta:])
     first = sb.parts[0]
-    part = decode_part((res.path / "0").read_bytes(), max_size=1 << 30)
+    part = decode_any_part((res.path / "0").read_bytes(), version=1, max_size=1 << 30)
     ops = decode_operations(part.operations, first.objects, payload_size=len(part.payload),
                             n_modes=len(part.modes), n_xattrs=len(part.xattrs), extensions=True)
     last_open = [op for op in ops if isinstance(op, Open)][-1]
