@@ -28,15 +28,15 @@ pairs and parts are in flight, and no tree's contents are ever held whole.
 
 from __future__ import annotations
 
+import functools
 import logging
 import lzma
 import os
 import stat
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,7 @@ from bootree.delta.parts import (
     emit_pair,
     emit_whole,
 )
+from bootree.delta.planqueue import PlanQueue
 from bootree.delta.rollsum import RollsumResult, match_chunks
 from bootree.delta.store import publish_delta_dir
 from bootree.errors import DeltaError
@@ -289,8 +290,7 @@ def generate_delta(
                 off = asm.add_payload(data)
                 asm.ops.splice_meta(len(data), off)
                 asm.add_object(otype, csum, len(data))
-            # Similar pairs, a few in flight at a time (each holds two files in memory).
-            window: deque[Future[PairPlan | BootreePlan]] = deque()
+            # Similar pairs, planned ahead on the workers (each plan holds its files in memory).
             # Plans reading objects this delta writes (an initramfs holding a new library) wait
             # for their sources and go right after them, not at the end: the client's
             # recompression of such an object (seconds for an initramfs) then overlaps the
@@ -310,7 +310,13 @@ def generate_delta(
 
             # The largest pairs are planned first (an initramfs's plan names its sources), and
             # the sources of a waiting plan are moved to the front of what is left.
-            queue = deque(sorted(pairs, key=lambda p: p.new_info.size < _EARLY_PAIR) if ctx is not None else pairs)
+            ordered = sorted(pairs, key=lambda p: p.new_info.size < _EARLY_PAIR) if ctx is not None else pairs
+            plan_one: Callable[[_Pair], PairPlan | BootreePlan]
+            if ctx is not None:
+                plan_one = functools.partial(bootree_mode.plan_pair, repo, ctx=ctx)
+            else:
+                plan_one = functools.partial(_plan_pair, repo, options=options)
+            queue: PlanQueue[PairPlan | BootreePlan] = PlanQueue(pool, ordered, plan_one, threads=options.threads)
             pair_of = {p.new: p for p in pairs}
             whole = {c for c in regular if c not in fallback_ids}
 
@@ -327,22 +333,15 @@ def generate_delta(
                                 emit_whole(asm, csum, infos[csum], load_content(repo, csum))
                                 wrote(csum)
                             elif csum in pair_of and pair_of[csum] in queue:
-                                queue.remove(pair_of[csum])
-                                queue.appendleft(pair_of[csum])
+                                queue.hurry(pair_of[csum])
                         return
                     emit_bootree(asm, plan, result_stats)
                     wrote(plan.pair.new)
                 else:
                     emit_pair(asm, plan, result_stats)
 
-            while queue or window:
-                while queue and len(window) < 2 * max(1, options.threads):
-                    pair = queue.popleft()
-                    if ctx is not None:
-                        window.append(pool.submit(bootree_mode.plan_pair, repo, pair, ctx))
-                    else:
-                        window.append(pool.submit(_plan_pair, repo, pair, options))
-                emit(window.popleft().result())
+            while queue:
+                emit(queue.next())
             for csum in regular:
                 if csum in whole:
                     emit_whole(asm, csum, infos[csum], load_content(repo, csum))

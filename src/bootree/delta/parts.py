@@ -10,10 +10,13 @@ preset-8 encoder of a full part alive at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
+import zlib
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +123,7 @@ class PartAssembler:
         self.done: list[tuple[Path, PartEntry]] = []
         self._memory = threading.Condition()
         self._in_use = 0
+        self.compression = options.compression
         self._new_part()
 
     def _new_part(self) -> None:
@@ -150,15 +154,39 @@ class PartAssembler:
         index = len(self.done) + len(self.pending)
         objects, usize = tuple(self.objects), self.usize
         self._new_part()
-        self.pending.append(self.pool.submit(self._write_part, index, part, objects, usize))
-        while len(self.pending) > self.options.threads:
+        self.pending.append(self.pool.submit(self._write_part, index, part, objects, usize, self.compression))
+        # Parts written (they are collected in order) are no longer held: at most ``threads``
+        # parts wait for their compression.
+        while self.pending and self.pending[0].done():
             self.done.append(self.pending.popleft().result())
+        while sum(not f.done() for f in self.pending) > self.options.threads:
+            next(f for f in self.pending if not f.done()).result()
+
+    @contextlib.contextmanager
+    def stored(self) -> Iterator[None]:
+        """Objects emitted inside go to a part of their own, uncompressed, closed on leaving.
+
+        For bootree-format objects whose payload is already compressed or random (a kernel, a
+        zstd frame of one): xz finds nothing in them and would spend as long on them as on
+        the rest. The part is numbered before the part being filled, which holds only
+        objects emitted earlier: so only objects that read no new object of this delta may
+        go here (they may be read by later ones: those come in later parts).
+        """
+        saved = (self.tables, self.payload, self.ops, self.objects, self.usize, self.compression)
+        self._new_part()
+        self.compression = Compression.NONE
+        try:
+            yield
+            self.flush()
+        finally:
+            self.tables, self.payload, self.ops, self.objects, self.usize, self.compression = saved
 
     def _write_part(
-        self, index: int, part: PartPayload, objects: tuple[tuple[ObjectType, Checksum], ...], usize: int
+        self, index: int, part: PartPayload, objects: tuple[tuple[ObjectType, Checksum], ...], usize: int,
+        compression: int,
     ) -> tuple[Path, PartEntry]:
         dict_size = min(xz_dict_size(len(part.payload)), XZ_DICT_SIZE)
-        need = _XZ_MEMORY_FACTOR * dict_size if self.options.compression == Compression.XZ else 0
+        need = _XZ_MEMORY_FACTOR * dict_size if compression == Compression.XZ else 0
         with self._memory:
             # Encoders of parts too big for the budget together run one after the other.
             self._memory.wait_for(lambda: self._in_use == 0 or self._in_use + need <= _XZ_MEMORY_BUDGET)
@@ -170,7 +198,7 @@ class PartAssembler:
             # Compressed pieces go to the file as they come: neither the uncompressed
             # serialization nor the whole compressed part is ever held.
             with open(path, "xb") as f:
-                for chunk in encode_part_chunks(part, self.options.compression, dict_size=dict_size):
+                for chunk in encode_part_chunks(part, compression, dict_size=dict_size):
                     f.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
@@ -189,6 +217,20 @@ class PartAssembler:
             self.done.append(self.pending.popleft().result())
         return self.done
 
+
+
+#: Objects from this size on whose payload does not shrink go to stored parts (smaller ones
+#: are not worth a part of their own).
+_MIN_STORED = 1 << 20
+
+
+def _incompressible(data: bytes) -> bool:
+    """Whether ``data`` is large and fast zlib saves under 2% of three 64 KiB samples of it."""
+    if len(data) < _MIN_STORED:
+        return False
+    step = 64 << 10
+    samples = [data[i : i + step] for i in (0, len(data) // 2, len(data) - step)]
+    return all(len(zlib.compress(s, 1)) > 0.98 * len(s) for s in samples)
 
 
 def emit_whole(asm: PartAssembler, csum: Checksum, info: ContentInfo, data: bytes) -> None:
@@ -282,6 +324,15 @@ def emit_rollsum(
 
 def emit_bootree(asm: PartAssembler, plan: BootreePlan, stats: GenerateResult) -> None:
     """One object of a bootree-format delta, the way its plan chose."""
+    blob = plan.whole if plan.whole is not None else plan.zstd_frame
+    if blob is not None and asm.compression == Compression.XZ and _incompressible(blob):
+        with asm.stored():
+            _emit_bootree(asm, plan, stats)
+        return
+    _emit_bootree(asm, plan, stats)
+
+
+def _emit_bootree(asm: PartAssembler, plan: BootreePlan, stats: GenerateResult) -> None:
     pair = plan.pair
     header, size = pair.new_info.header, pair.new_info.size
     if plan.whole is not None:
