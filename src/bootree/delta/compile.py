@@ -54,6 +54,7 @@ from bootree.delta.parts import (
     PairPlan,
     PartAssembler,
     emit_bootree,
+    emit_new,
     emit_pair,
     emit_whole,
 )
@@ -330,7 +331,7 @@ def generate_delta(
                         for csum in sorted(needs - emitted):
                             if csum in whole:
                                 whole.discard(csum)
-                                emit_whole(asm, csum, infos[csum], load_content(repo, csum))
+                                emit_new(asm, csum, infos[csum], load_content(repo, csum))
                                 wrote(csum)
                             elif csum in pair_of and pair_of[csum] in queue:
                                 queue.hurry(pair_of[csum])
@@ -344,7 +345,7 @@ def generate_delta(
                 emit(queue.next())
             for csum in regular:
                 if csum in whole:
-                    emit_whole(asm, csum, infos[csum], load_content(repo, csum))
+                    (emit_new if bootree else emit_whole)(asm, csum, infos[csum], load_content(repo, csum))
                     wrote(csum)
             for csum in symlinks:
                 emit_whole(asm, csum, infos[csum], b"")

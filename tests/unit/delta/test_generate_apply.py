@@ -15,6 +15,7 @@ from bootree.delta import (
     deflateblocks,
     generate_delta,
     list_deltas,
+    parts,
     read_superblock,
     reindex,
 )
@@ -312,6 +313,25 @@ def test_bootree_format_rebuilds_a_large_gzip_object_in_pieces(
     res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
     parts = [(res.path / str(i)).read_bytes() for i in range(len(res.superblock.parts))]
     assert any(b"gz2" in decode_part(p, max_size=1 << 26).payload for p in parts)
+    dst = _target(tmp_path, pair, RepoMode.BARE_USER)
+    assert apply_offline(dst, res.path / "superblock").commit == pair.v2
+    assert dst.fsck().ok
+
+
+def test_bootree_format_stores_incompressible_objects_and_closes_small_parts(
+    tmp_path: Path, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The random new file goes to an uncompressed part of its own (xz would find nothing in
+    it); parts close at the bootree format's part size; the client applies it all in order."""
+    monkeypatch.setattr(parts, "_MIN_STORED", 1 << 17)
+    monkeypatch.setattr(parts, "BOOTREE_PART_SIZE", 1 << 13)
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+    files = [(res.path / str(i)).read_bytes() for i in range(len(res.superblock.parts))]
+    stored = [i for i, f in enumerate(files) if f[0] == Compression.NONE]
+    assert stored and all(files[i][0] == Compression.XZ for i in range(len(files)) if i not in stored)
+    assert len(files) - len(stored) > 2  # small parts
+    huge = (tmp_path / "t2/usr/share/new/huge.bin").read_bytes()
+    assert [huge in decode_part(files[i], max_size=1 << 26).payload for i in stored] == [True]
     dst = _target(tmp_path, pair, RepoMode.BARE_USER)
     assert apply_offline(dst, res.path / "superblock").commit == pair.v2
     assert dst.fsck().ok
