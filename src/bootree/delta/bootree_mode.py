@@ -29,6 +29,7 @@ import logging
 import re
 import stat
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import zstandard
@@ -194,10 +195,13 @@ def _match_by_content(
     """Renamed or moved files: the removed old file sharing the most chunks with each new one."""
     if not new or not old:
         return []
-    old_sketches = [(c, i, _sketch(load_content(repo, c))) for c, i in old if i.size >= 4096]
+    old = [(c, i) for c, i in old if i.size >= 4096]
+    # Before the delta's workers start, so on both cores here (inflate and numpy release the GIL).
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sketch") as pool:
+        sketches = list(pool.map(lambda c: _sketch(load_content(repo, c)), [c for c, _i in old + new]))
+    old_sketches = [(c, i, sk) for (c, i), sk in zip(old, sketches, strict=False)]
     out = []
-    for csum, info in new:
-        sketch = _sketch(load_content(repo, csum))
+    for (csum, info), sketch in zip(new, sketches[len(old) :], strict=True):
         best, score = None, 0
         for oc, oi, osk in old_sketches:
             shared = len(sketch & osk)
