@@ -129,52 +129,62 @@ def _sketch(data: bytes, k: int = 32) -> set[bytes]:
 
 def find_pairs(
     repo: Repo,
-    from_commit: Checksum,
+    from_files: list[tuple[str, Checksum]],
     to_paths: dict[Checksum, str],
     infos: dict[Checksum, ContentInfo],
     all_to_paths: set[str],
 ) -> list[Pair]:
-    """Pair each new regular file with the old file most likely to resemble it."""
-    by_path: dict[str, tuple[Checksum, ContentInfo]] = {}
-    by_mask: dict[str, list[tuple[Checksum, ContentInfo]]] = {}
-    by_base: dict[str, list[tuple[Checksum, ContentInfo]]] = {}
-    removed: list[tuple[Checksum, ContentInfo]] = []
-    infos_old: dict[Checksum, ContentInfo] = {}
-    for path, kind, csum, _meta in repo.walk_tree(from_commit):
-        if kind != "f":
-            continue
-        info = infos_old.get(csum)
-        if info is None:
-            info = infos_old[csum] = content_info(repo, csum)
-        if info.header.is_symlink or info.size == 0:
-            continue
-        by_path.setdefault(path, (csum, info))
-        by_mask.setdefault(_masked(path), []).append((csum, info))
+    """Pair each new regular file with the old file most likely to resemble it.
+
+    ``from_files`` are the old tree's (path, file checksum) entries. An old file's header is
+    read only when it is a candidate (most of the old tree never is).
+    """
+    infos_old: dict[Checksum, ContentInfo | None] = {}
+
+    def usable(csum: Checksum) -> ContentInfo | None:
+        if csum not in infos_old:
+            info = content_info(repo, csum)
+            infos_old[csum] = None if info.header.is_symlink or info.size == 0 else info
+        return infos_old[csum]
+
+    def candidates(csums: list[Checksum]) -> list[tuple[Checksum, ContentInfo]]:
+        return [(c, i) for c in csums if (i := usable(c)) is not None]
+
+    by_path: dict[str, Checksum] = {}
+    by_mask: dict[str, list[Checksum]] = {}
+    by_base: dict[str, list[Checksum]] = {}
+    removed: list[Checksum] = []
+    for path, csum in from_files:
+        by_path.setdefault(path, csum)
+        by_mask.setdefault(_masked(path), []).append(csum)
         base = path.rpartition("/")[2]
-        by_base.setdefault(base, []).append((csum, info))
+        by_base.setdefault(base, []).append(csum)
         stem = base.split(".", 1)[0]
         if stem != base:
-            by_base.setdefault(stem, []).append((csum, info))
+            by_base.setdefault(stem, []).append(csum)
         if path not in all_to_paths:
-            removed.append((csum, info))
+            removed.append(csum)
     pairs: list[Pair] = []
     unmatched: list[tuple[Checksum, ContentInfo]] = []
     for csum, path in to_paths.items():
         info = infos[csum]
         if info.header.is_symlink or info.size == 0:
             continue
-        best = by_path.get(path)
+        same = by_path.get(path)
+        best = None
+        if same is not None and (same_info := usable(same)) is not None:
+            best = (same, same_info)
         if best is None:
-            best = _closest(by_mask.get(_masked(path), []), info.size, 1.0)
+            best = _closest(candidates(by_mask.get(_masked(path), [])), info.size, 1.0)
         if best is None:
             base = path.rpartition("/")[2]
-            best = _closest(by_base.get(base, []) + by_base.get(base.split(".", 1)[0], []), info.size, 0.5)
+            best = _closest(candidates(by_base.get(base, []) + by_base.get(base.split(".", 1)[0], [])), info.size, 0.5)
         if best is None:
             if info.size >= 4096:
                 unmatched.append((csum, info))
             continue
         pairs.append(Pair(csum, info, best[0], best[1]))
-    pairs += _match_by_content(repo, unmatched, removed)
+    pairs += _match_by_content(repo, unmatched, candidates(removed) if unmatched else [])
     return pairs
 
 

@@ -245,15 +245,18 @@ def generate_delta(
     infos = {c: content_info(repo, c) for c in sorted(new_files)}
     to_paths: dict[Checksum, str] = {}
     all_to_paths: set[str] = set()
-    for path, csum in _paths(repo, to_commit):
+    to_files = list(_paths(repo, to_commit))
+    for path, csum in to_files:
         all_to_paths.add(path)
         if csum in new_files:
             to_paths.setdefault(csum, path)
     bootree = options.format == "bootree"
     pairs: list[_Pair] = []
+    from_files: list[tuple[str, Checksum]] = []
     if from_commit is not None:
         if bootree:
-            pairs = bootree_mode.find_pairs(repo, from_commit, to_paths, infos, all_to_paths)
+            from_files = list(_paths(repo, from_commit))
+            pairs = bootree_mode.find_pairs(repo, from_files, to_paths, infos, all_to_paths)
             pairs.sort(key=lambda p: _order_key(to_paths[p.new]))
         else:
             pairs = _find_pairs(repo, from_commit, to_paths, infos)
@@ -269,8 +272,8 @@ def generate_delta(
     ctx: bootree_mode.PairContext | None = None
     if bootree and from_commit is not None:
         ctx = bootree_mode.PairContext(
-            {p: c for p, c in _paths(repo, to_commit)},
-            {p: c for p, c in _paths(repo, from_commit)},
+            dict(to_files),
+            dict(from_files),
             frozenset(new_files - fallback_ids),
             frozenset(new_files),
         )
