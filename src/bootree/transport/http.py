@@ -64,6 +64,8 @@ class _Connection:
     guard: LowSpeedGuard
     parser: ResponseParser = field(default_factory=ResponseParser)
     events: deque[Event] = field(default_factory=deque)
+    #: The connection's receive buffer, reused for every read (see :meth:`PipelinedHttpFetcher._recv`).
+    buf: memoryview = field(default_factory=lambda: memoryview(bytearray(_RECV_SIZE)))
 
 
 def _split(url: str) -> tuple[Origin, bytes, str]:
@@ -353,12 +355,19 @@ class PipelinedHttpFetcher(FetcherBase):
 
     # --- response reading -----------------------------------------------------------------------
 
-    def _recv(self, conn: _Connection) -> bytes:
-        """The next bytes from the socket (b"" at EOF), enforcing the stall and rate limits."""
+    def _recv(self, conn: _Connection) -> memoryview:
+        """The next bytes from the socket (empty at EOF), enforcing the stall and rate limits.
+
+        They are read into the connection's one buffer, valid until the next read: the parser's
+        body events may be views of it, and are all consumed before the next read (see
+        :meth:`_read_into`). ``sock.recv`` would allocate a fresh 256 KiB object per read, which
+        glibc serves with its own ``mmap``/``mremap``/``munmap`` and a page fault per 4 KiB
+        received (measured: 3 syscalls per read and 38,000 faults of zeroed pages per pull).
+        """
         since = time.monotonic()
         while True:
             try:
-                data = conn.sock.recv(_RECV_SIZE)
+                n = conn.sock.recv_into(conn.buf)
             except TimeoutError:
                 slow = conn.guard.tick(0)
                 if slow is not None:
@@ -372,10 +381,10 @@ class PipelinedHttpFetcher(FetcherBase):
                 if self._closed.is_set():
                     raise _ConnectionLost("fetcher is closed", blame=False) from e
                 raise _ConnectionLost(f"connection failed: {_describe(e)}") from e
-            slow = conn.guard.tick(len(data))
+            slow = conn.guard.tick(n)
             if slow is not None:
                 raise _ConnectionLost(slow)
-            return data
+            return conn.buf[:n]
 
     def _read_response(
         self, pool: _OriginPool, conn: _Connection, req: Request, *, fresh: bool
