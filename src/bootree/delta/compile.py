@@ -367,7 +367,8 @@ def generate_delta(
             inline_parts=[path.read_bytes() for path, _ in parts] if options.inline else (),
             commitmeta=repo.read_commitmeta(to_commit),
             endianness=options.endianness,
-            user_metadata=[(bootree_mode.FORMAT_KEY, Variant("u", bootree_mode.FORMAT_VERSION))] if bootree else (),
+            user_metadata=([(bootree_mode.FORMAT_KEY, Variant("u", bootree_mode.FORMAT_VERSION))] if bootree else [])
+            + [(k, Variant("s", v)) for k, v in options.metadata],
         )
         result_stats.superblock = superblock
         sb_path = staging / "superblock"

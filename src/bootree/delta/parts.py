@@ -78,6 +78,9 @@ class DeltaOptions:
     #: libostree's choice for a pair that qualifies for both: rollsum, never tried against
     #: bsdiff (reproduces its operation streams, delta-vectors.sh; deltas are larger).
     prefer_rollsum: bool = False
+    #: Extra string keys for the superblock's metadata, covered by its signature (an image
+    #: delta names its layer map's digest there: :mod:`bootree.oci.deltaartifact`).
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
