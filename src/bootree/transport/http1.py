@@ -157,7 +157,10 @@ class ResponseParser:
                 pos = 0
             if end + n > len(buf):
                 buf.extend(bytes(end + n - len(buf)))
-        buf[end : end + n] = data
+        # Through a memoryview: ``buf[a:b] = view`` would first copy the view into a temporary
+        # bytearray (CPython does that for any value that is not a bytearray).
+        with memoryview(buf) as room:
+            room[end : end + n] = data
         self._pos, self._end = pos, end + n
 
     def feed_eof(self) -> list[Event]:
