@@ -325,3 +325,55 @@ def test_oci_layout_switch_through_a_signed_delta(publisher: Path, tmp_path: Pat
     assert next(ln for ln in out.splitlines() if ln.startswith("warning: delta")).endswith("; fetching layers")
     assert "Key is mandatory" in out
     assert _staged(devices[2]) == _staged(devices[1])
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_layer_map_the_delta_does_not_name_is_refused(signed: bool, publisher: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The superblock names its layer map's digest (signed, it vouches for the map): a forged
+    artifact that pairs the genuine delta with another layer map is refused before anything is
+    applied, with or without a signature, and the layers are fetched instead."""
+    from bootree.delta.offline import open_superblock_file
+    from bootree.format.oci import digest_of
+    from bootree.oci import deltaartifact as da
+    from bootree.sign import SecretKey
+
+    key = SecretKey.generate()
+    secret, public = tmp_path / "secret.ed25519", tmp_path / "public.ed25519"
+    secret.write_text(key.base64 + "\n")
+    public.write_text(key.public.base64 + "\n")
+    layout = tmp_path / "oci"
+    _cli("container", "encapsulate", f"--repo={publisher}", "--max-layers=8", "v1", f"oci:{layout}:latest")
+    device = _device(tmp_path, capsys, "lm", f"oci:{layout}:latest")
+    sign = [f"--sign={secret}"] if signed else []
+    _cli("container", "encapsulate", f"--repo={publisher}", "--max-layers=8", f"--delta-from=oci:{layout}:latest",
+         *sign, "v2", f"oci:{layout}:latest")
+    blobs = layout / "blobs/sha256"
+    index = json.loads((layout / "index.json").read_bytes())
+    entry = next(m for m in index["manifests"] if m.get("artifactType") == da.ARTIFACT_TYPE)
+    art = json.loads((blobs / entry["digest"].removeprefix("sha256:")).read_bytes())
+    delta_digest, map_digest = art["layers"][0]["digest"], art["layers"][1]["digest"]
+    sbf = open_superblock_file(blobs / delta_digest.removeprefix("sha256:"))
+    assert sbf.signed is signed
+    assert sbf.superblock.get(da.LAYERMAP_KEY) == map_digest, "the superblock names its layer map"
+
+    # The forgery: the first object moved to another layer, the artifact re-listed with that map.
+    lmap = da.LayerMap.from_bytes((blobs / map_digest.removeprefix("sha256:")).read_bytes())
+    moved = ((lmap.assignment[0] + 1) % len(lmap.layers)).to_bytes(1, "big")
+    forged = da.LayerMap(lmap.layers, moved + lmap.assignment[1:]).to_bytes()
+    (blobs / digest_of(forged).removeprefix("sha256:")).write_bytes(forged)
+    art["layers"][1].update(digest=digest_of(forged), size=len(forged))
+    raw = json.dumps(art).encode()
+    (blobs / digest_of(raw).removeprefix("sha256:")).write_bytes(raw)
+    entry.update(digest=digest_of(raw), size=len(raw))
+    (layout / "index.json").write_text(json.dumps(index))
+
+    keys = [f"--keys-file={public}"] if signed else []  # signed: the signature is checked, and holds
+    rc, out, err = bootree(capsys, "upgrade", f"--sysroot={device}", *keys)
+    assert rc == 0, err
+    assert "Fetched delta" not in out
+    warning = next(ln for ln in out.splitlines() if ln.startswith("warning: delta"))
+    assert f"names layer map {map_digest}, its artifact carries {digest_of(forged)}" in warning
+    assert warning.endswith("; fetching layers")
+    dev_repo = Repo.open(device / "ostree/repo")
+    assert dev_repo.read_commit(_staged(device)).parent == Repo.open(publisher).resolve_rev("v2")

@@ -28,15 +28,15 @@ pairs and parts are in flight, and no tree's contents are ever held whole.
 
 from __future__ import annotations
 
+import functools
 import logging
 import lzma
 import os
 import stat
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +54,11 @@ from bootree.delta.parts import (
     PairPlan,
     PartAssembler,
     emit_bootree,
+    emit_new,
     emit_pair,
     emit_whole,
 )
+from bootree.delta.planqueue import PlanQueue
 from bootree.delta.rollsum import RollsumResult, match_chunks
 from bootree.delta.store import publish_delta_dir
 from bootree.errors import DeltaError
@@ -249,15 +251,18 @@ def generate_delta(
     infos = {c: content_info(repo, c) for c in sorted(new_files)}
     to_paths: dict[Checksum, str] = {}
     all_to_paths: set[str] = set()
-    for path, csum in _paths(repo, to_commit):
+    to_files = list(_paths(repo, to_commit))
+    for path, csum in to_files:
         all_to_paths.add(path)
         if csum in new_files:
             to_paths.setdefault(csum, path)
     bootree = options.format == "bootree"
     pairs: list[_Pair] = []
+    from_files: list[tuple[str, Checksum]] = []
     if from_commit is not None:
         if bootree:
-            pairs = bootree_mode.find_pairs(repo, from_commit, to_paths, infos, all_to_paths)
+            from_files = list(_paths(repo, from_commit))
+            pairs = bootree_mode.find_pairs(repo, from_files, to_paths, infos, all_to_paths)
             pairs.sort(key=lambda p: _order_key(to_paths[p.new]))
         else:
             pairs = _find_pairs(repo, from_commit, to_paths, infos)
@@ -273,8 +278,8 @@ def generate_delta(
     ctx: bootree_mode.PairContext | None = None
     if bootree and from_commit is not None:
         ctx = bootree_mode.PairContext(
-            {p: c for p, c in _paths(repo, to_commit)},
-            {p: c for p, c in _paths(repo, from_commit)},
+            dict(to_files),
+            dict(from_files),
             frozenset(new_files - fallback_ids),
             frozenset(new_files),
         )
@@ -302,8 +307,7 @@ def generate_delta(
             # reads it): what the first recompression needs comes first (see ``release``).
             if ctx is None:
                 emit_meta()
-            # Similar pairs, a few in flight at a time (each holds two files in memory).
-            window: deque[Future[PairPlan | BootreePlan]] = deque()
+            # Similar pairs, planned ahead on the workers (each plan holds its files in memory).
             # Plans reading objects this delta writes (an initramfs holding a new library) wait
             # for their sources and go right after them, not at the end: the client's
             # recompression of such an object (seconds for an initramfs) then overlaps the
@@ -337,7 +341,13 @@ def generate_delta(
 
             # The largest pairs are planned first (an initramfs's plan names its sources), and
             # the sources of a waiting plan are moved to the front of what is left.
-            queue = deque(sorted(pairs, key=lambda p: p.new_info.size < _EARLY_PAIR) if ctx is not None else pairs)
+            ordered = sorted(pairs, key=lambda p: p.new_info.size < _EARLY_PAIR) if ctx is not None else pairs
+            plan_one: Callable[[_Pair], PairPlan | BootreePlan]
+            if ctx is not None:
+                plan_one = functools.partial(bootree_mode.plan_pair, repo, ctx=ctx)
+            else:
+                plan_one = functools.partial(_plan_pair, repo, options=options)
+            queue: PlanQueue[PairPlan | BootreePlan] = PlanQueue(pool, ordered, plan_one, threads=options.threads)
             pair_of = {p.new: p for p in pairs}
             whole = {c for c in regular if c not in fallback_ids}
 
@@ -368,11 +378,10 @@ def generate_delta(
                                 wrote(csum)
                             elif csum in whole:
                                 whole.discard(csum)
-                                emit_whole(asm, csum, infos[csum], load_content(repo, csum))
+                                emit_new(asm, csum, infos[csum], load_content(repo, csum))
                                 wrote(csum)
                             elif csum in pair_of and pair_of[csum] in queue:
-                                queue.remove(pair_of[csum])
-                                queue.appendleft(pair_of[csum])
+                                queue.hurry(pair_of[csum])
                         emit_ready()  # its sources may all be out already
                         release()
                         return
@@ -385,20 +394,14 @@ def generate_delta(
                 else:
                     emit_pair(asm, plan, result_stats)
 
-            while queue or window:
-                while queue and len(window) < 2 * max(1, options.threads):
-                    pair = queue.popleft()
-                    if ctx is not None:
-                        window.append(pool.submit(bootree_mode.plan_pair, repo, pair, ctx))
-                    else:
-                        window.append(pool.submit(_plan_pair, repo, pair, options))
-                emit(window.popleft().result())
+            while queue:
+                emit(queue.next())
             for held in deferred:  # held back for a plan whose sources never came (not expected)
                 emit_bootree(asm, held, result_stats)
                 wrote(held.pair.new)
             for csum in regular:
                 if csum in whole:
-                    emit_whole(asm, csum, infos[csum], load_content(repo, csum))
+                    (emit_new if bootree else emit_whole)(asm, csum, infos[csum], load_content(repo, csum))
                     wrote(csum)
             for csum in symlinks:
                 emit_whole(asm, csum, infos[csum], b"")
@@ -422,7 +425,8 @@ def generate_delta(
             inline_parts=[path.read_bytes() for path, _ in parts] if options.inline else (),
             commitmeta=repo.read_commitmeta(to_commit),
             endianness=options.endianness,
-            user_metadata=_bootree_metadata(hints) if bootree else (),
+            user_metadata=(_bootree_metadata(hints) if bootree else [])
+            + [(k, Variant("s", v)) for k, v in options.metadata],
         )
         result_stats.superblock = superblock
         sb_path = staging / "superblock"

@@ -3,17 +3,20 @@
 Layer: delta. :mod:`bootree.delta.compile` decides what each new object becomes (spliced whole,
 rolling-checksum copies, bsdiff, bootree's zstd or recompressed forms); this module turns those
 decisions into the operation stream and payload of a part (:class:`PartAssembler`), closes a
-part when its payload would pass ``max_chunk_size``, and compresses and writes it to a staging
+part when its payload would pass ``max_chunk_size`` (8 MiB at most in bootree's format), and compresses and writes it to a staging
 directory on a worker thread while the next one fills. An xz memory budget keeps at most one
 preset-8 encoder of a full part alive at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
+import zlib
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +48,7 @@ __all__ = [
     "PairPlan",
     "PartAssembler",
     "emit_bootree",
+    "emit_new",
     "emit_pair",
     "emit_whole",
 ]
@@ -64,6 +68,11 @@ XZ_DICT_SIZE = 8 << 20
 _ZSTD_MEMORY = 100 << 20
 #: Parts with more payload than this are zstd-compressed on several threads.
 _ZSTD_MT = 8 << 20
+#: bootree format: parts close at this payload size at the latest. The xz of a part runs on a
+#: worker while the next fills, so only the last part's compression is left once planning
+#: ends; with libostree's 32 MB, that was ~12 CPU s alone on one core. Parts of at most one
+#: xz dictionary lose almost nothing (corpus: 28 MB in 3 or 4 parts, 3-10 kB more).
+BOOTREE_PART_SIZE = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,9 @@ class DeltaOptions:
     #: libostree's choice for a pair that qualifies for both: rollsum, never tried against
     #: bsdiff (reproduces its operation streams, delta-vectors.sh; deltas are larger).
     prefer_rollsum: bool = False
+    #: Extra string keys for the superblock's metadata, covered by its signature (an image
+    #: delta names its layer map's digest there: :mod:`bootree.oci.deltaartifact`).
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -125,6 +137,10 @@ class PartAssembler:
         self.done: list[tuple[Path, PartEntry]] = []
         self._memory = threading.Condition()
         self._in_use = 0
+        self.compression = options.compression
+        self.part_size = options.max_chunk_size
+        if options.format == "bootree":
+            self.part_size = min(self.part_size, BOOTREE_PART_SIZE)
         self._new_part()
 
     def _new_part(self) -> None:
@@ -136,7 +152,7 @@ class PartAssembler:
 
     def reserve(self, nbytes: int) -> None:
         """Close the current part first if ``nbytes`` more payload would overflow it."""
-        if self.objects and len(self.payload) + nbytes > self.options.max_chunk_size:
+        if self.objects and len(self.payload) + nbytes > self.part_size:
             self.flush()
 
     def add_payload(self, data: bytes | memoryview) -> int:
@@ -155,21 +171,45 @@ class PartAssembler:
         index = len(self.done) + len(self.pending)
         objects, usize = tuple(self.objects), self.usize
         self._new_part()
-        self.pending.append(self.pool.submit(self._write_part, index, part, objects, usize))
-        while len(self.pending) > self.options.threads:
+        self.pending.append(self.pool.submit(self._write_part, index, part, objects, usize, self.compression))
+        # Parts written (they are collected in order) are no longer held: at most ``threads``
+        # parts wait for their compression.
+        while self.pending and self.pending[0].done():
             self.done.append(self.pending.popleft().result())
+        while sum(not f.done() for f in self.pending) > self.options.threads:
+            next(f for f in self.pending if not f.done()).result()
+
+    @contextlib.contextmanager
+    def stored(self) -> Iterator[None]:
+        """Objects emitted inside go to a part of their own, uncompressed, closed on leaving.
+
+        For bootree-format objects whose payload is already compressed or random (a kernel, a
+        zstd frame of one): xz finds nothing in them and would spend as long on them as on
+        the rest. The part is numbered before the part being filled, which holds only
+        objects emitted earlier: so only objects that read no new object of this delta may
+        go here (they may be read by later ones: those come in later parts).
+        """
+        saved = (self.tables, self.payload, self.ops, self.objects, self.usize, self.compression)
+        self._new_part()
+        self.compression = Compression.NONE
+        try:
+            yield
+            self.flush()
+        finally:
+            self.tables, self.payload, self.ops, self.objects, self.usize, self.compression = saved
 
     def _write_part(
-        self, index: int, part: PartPayload, objects: tuple[tuple[ObjectType, Checksum], ...], usize: int
+        self, index: int, part: PartPayload, objects: tuple[tuple[ObjectType, Checksum], ...], usize: int,
+        compression: int,
     ) -> tuple[Path, PartEntry]:
         dict_size = min(xz_dict_size(len(part.payload)), XZ_DICT_SIZE)
         # bootree's format compresses its parts with zstd (bootree.delta.partzstd), which the
         # client decodes ten times faster than xz for 0.7% more bytes.
-        zstd = self.options.format == "bootree" and self.options.compression == Compression.XZ
+        zstd = self.options.format == "bootree" and compression == Compression.XZ
         if zstd:
             need = _ZSTD_MEMORY
         else:
-            need = _XZ_MEMORY_FACTOR * dict_size if self.options.compression == Compression.XZ else 0
+            need = _XZ_MEMORY_FACTOR * dict_size if compression == Compression.XZ else 0
         with self._memory:
             # Encoders of parts too big for the budget together run one after the other.
             self._memory.wait_for(lambda: self._in_use == 0 or self._in_use + need <= _XZ_MEMORY_BUDGET)
@@ -184,7 +224,7 @@ class PartAssembler:
                 if zstd:
                     chunks = encode_zstd_part_chunks(part, threads=self.options.threads if len(part.payload) > _ZSTD_MT else 0)
                 else:
-                    chunks = encode_part_chunks(part, self.options.compression, dict_size=dict_size)
+                    chunks = encode_part_chunks(part, compression, dict_size=dict_size)
                 for chunk in chunks:
                     f.write(chunk)
                     digest.update(chunk)
@@ -206,6 +246,20 @@ class PartAssembler:
 
 
 
+#: Objects from this size on whose payload does not shrink go to stored parts (smaller ones
+#: are not worth a part of their own).
+_MIN_STORED = 1 << 20
+
+
+def _incompressible(data: bytes) -> bool:
+    """Whether ``data`` is large and fast zlib saves under 2% of three 64 KiB samples of it."""
+    if len(data) < _MIN_STORED:
+        return False
+    step = 64 << 10
+    samples = [data[i : i + step] for i in (0, len(data) // 2, len(data) - step)]
+    return all(len(zlib.compress(s, 1)) > 0.98 * len(s) for s in samples)
+
+
 def emit_whole(asm: PartAssembler, csum: Checksum, info: ContentInfo, data: bytes) -> None:
     """``S``: the object's content (or symlink target) straight from the payload."""
     header = info.header
@@ -216,6 +270,15 @@ def emit_whole(asm: PartAssembler, csum: Checksum, info: ContentInfo, data: byte
     off = asm.add_payload(body)
     asm.ops.splice_content(mode_idx, xattr_idx, len(body), off)
     asm.add_object(ObjectType.FILE, csum, 0 if header.is_symlink else len(body))
+
+
+def emit_new(asm: PartAssembler, csum: Checksum, info: ContentInfo, data: bytes) -> None:
+    """bootree format: :func:`emit_whole`, in a stored part when ``data`` does not compress."""
+    if asm.compression == Compression.XZ and _incompressible(data):
+        with asm.stored():
+            emit_whole(asm, csum, info, data)
+        return
+    emit_whole(asm, csum, info, data)
 
 
 def emit_pair(asm: PartAssembler, plan: PairPlan, stats: GenerateResult) -> None:
@@ -297,6 +360,15 @@ def emit_rollsum(
 
 def emit_bootree(asm: PartAssembler, plan: BootreePlan, stats: GenerateResult) -> None:
     """One object of a bootree-format delta, the way its plan chose."""
+    blob = plan.whole if plan.whole is not None else plan.zstd_frame
+    if blob is not None and asm.compression == Compression.XZ and _incompressible(blob):
+        with asm.stored():
+            _emit_bootree(asm, plan, stats)
+        return
+    _emit_bootree(asm, plan, stats)
+
+
+def _emit_bootree(asm: PartAssembler, plan: BootreePlan, stats: GenerateResult) -> None:
     pair = plan.pair
     header, size = pair.new_info.header, pair.new_info.size
     if plan.whole is not None:

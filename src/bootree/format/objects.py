@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import stat
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import cast
@@ -183,6 +185,15 @@ class DirTree:
         if {f[0] for f in self.files} & {d[0] for d in self.dirs}:
             raise FormatError("dirtree has a name that is both a file and a directory")
 
+    @classmethod
+    def _validated(cls, files: tuple[tuple[str, Checksum], ...], dirs: tuple[tuple[str, Checksum, Checksum], ...]) -> DirTree:
+        """A value whose entries the caller has already checked as :meth:`__post_init__` does
+        (only :func:`_parse_dirtree_fast`, which checks them as it parses): skips the second pass."""
+        tree = object.__new__(cls)
+        object.__setattr__(tree, "files", files)
+        object.__setattr__(tree, "dirs", dirs)
+        return tree
+
     def to_bytes(self) -> bytes:
         """Serialize as ``(a(say)a(sayay))`` (a direct encoder; property tests compare it with
         the generic codec)."""
@@ -224,19 +235,17 @@ class DirTree:
         """
         if not strict:
             try:
-                files_raw, dirs_raw = _parse_dirtree_fast(data)
-            except (IndexError, ValueError, UnicodeDecodeError) as e:
+                return _parse_dirtree_fast(data)
+            except (IndexError, ValueError, UnicodeDecodeError, struct.error) as e:
                 raise FormatError(f"malformed dirtree: {e}") from e
-            return cls(tuple(files_raw), tuple(dirs_raw))
         # Fast path: the direct parser, then the direct encoder must give back the very same
         # bytes, which holds exactly when they are the normal form of the value parsed. Anything
         # else goes to the generic codec, the reference, for its verdict and error message.
         try:
-            files_raw, dirs_raw = _parse_dirtree_fast(data)
-            tree = cls(tuple(files_raw), tuple(dirs_raw))
+            tree = _parse_dirtree_fast(data)
             if tree.to_bytes() == data:
                 return tree
-        except (IndexError, ValueError, UnicodeDecodeError, FormatError):
+        except (IndexError, ValueError, UnicodeDecodeError, struct.error, FormatError):
             pass
         files, dirs = cast(
             "tuple[list[tuple[str, bytes]], list[tuple[str, bytes, bytes]]]", gvariant.decode(DIRTREE_TYPE, data)
@@ -417,70 +426,87 @@ def _checksum_prefix(header: FileHeader) -> bytes:
     return len(h).to_bytes(4, "big") + b"\0\0\0\0" + h
 
 
-def _read_off(data: bytes, end: int, w: int) -> int:
-    return int.from_bytes(data[end - w : end], "little")
+#: ``struct`` codes of GVariant framing offsets, by width.
+_OFFSET_CODE = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-def _array_elements(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
-    """``(start, end)`` of each element of a variable-size array occupying ``data[start:end]``."""
+def _element_ends(data: bytes, start: int, end: int) -> tuple[int, ...]:
+    """End offsets (relative to ``start``) of the elements of a variable-size array in ``data[start:end]``.
+
+    The offset table is read with one ``struct`` call and checked in C (non-decreasing, the last
+    one where the table starts), not element by element.
+    """
     size = end - start
     if size == 0:
-        return []
+        return ()
     w = container_offset_size(size)
-    last_end = _read_off(data, end, w)
+    last_end = int.from_bytes(data[end - w : end], "little")
     count, rem = divmod(size - last_end, w)
     if rem or count <= 0 or last_end > size:
         raise ValueError("bad array framing")
-    out = []
-    pos = 0
-    table = start + last_end
-    for i in range(count):
-        e = int.from_bytes(data[table + i * w : table + (i + 1) * w], "little")
-        if not pos <= e <= last_end:
-            raise ValueError("array element out of range")
-        out.append((start + pos, start + e))
-        pos = e
-    return out
+    ends: tuple[int, ...] = struct.unpack_from(f"<{count}{_OFFSET_CODE[w]}", data, start + last_end)
+    if list(ends) != sorted(ends):
+        raise ValueError("array element out of range")
+    return ends
 
 
-def _name(data: bytes, start: int, name_end: int) -> str:
-    if name_end <= start or data[name_end - 1] != 0:
-        raise ValueError("name is not NUL-terminated")
-    name = data[start : name_end - 1].decode("utf-8")
-    if "\0" in name:
-        raise ValueError("name contains NUL")
-    return name
+def _check_name(raw: bytes, name: str, prev: bytes) -> None:
+    """The checks of :meth:`DirTree.__post_init__` for one entry name (``raw``: its UTF-8 bytes)."""
+    if not raw or b"/" in raw or b"\0" in raw or raw == b"." or raw == b"..":
+        validate_filename(name)  # raises InvalidTreeEntry
+    if raw <= prev:
+        raise FormatError(f"dirtree entries not sorted or duplicated at {name!r}")
 
 
-def _parse_dirtree_fast(data: bytes) -> tuple[list[tuple[str, Checksum]], list[tuple[str, Checksum, Checksum]]]:
+#: ``bytes.hex`` typed as making a checksum: a C call per entry (``Checksum(...)`` is a Python one).
+_hex_checksum: Callable[[bytes], Checksum] = bytes.hex  # type: ignore[assignment]
+
+
+def _parse_dirtree_fast(data: bytes) -> DirTree:
     """Decode ``(a(say)a(sayay))`` straight from its framing (see :meth:`DirTree.from_bytes`).
 
-    The hot loop of every walk (checkout, prune, fsck, pull): the per-entry checks (NUL-ended
-    name, 32-byte checksums) are written inline rather than as calls, which halves its cost.
+    The hot loop of every walk (checkout, prune, fsck, pull, deploy): the framing is read with
+    ``struct``, the per-entry work is inline (no call but the C ones), and the entries are
+    validated as they are parsed, exactly as :meth:`DirTree.__post_init__` validates them
+    (names, order, a name both a file and a directory), so the value needs no second pass.
     """
     n = len(data)
     w = container_offset_size(n)
-    files_end = _read_off(data, n, w)
+    files_end = int.from_bytes(data[n - w : n], "little")
     if files_end > n - w:
         raise ValueError("bad tuple framing")
-    files = []
-    for s, e in _array_elements(data, 0, files_end):
-        we = container_offset_size(e - s)
+    hexc = _hex_checksum
+    files: list[tuple[str, Checksum]] = []
+    prev, s = b"", 0
+    for e in _element_ends(data, 0, files_end):
+        we = 1 if e - s <= 0xFF else container_offset_size(e - s)
         name_end = s + int.from_bytes(data[e - we : e], "little")
-        if e - we - name_end != 32:
-            raise ValueError("checksum is not 32 bytes")
-        files.append((_name(data, s, name_end), Checksum(data[name_end : e - we].hex())))
-    dirs = []
-    for s, e in _array_elements(data, files_end, n - w):
-        we = container_offset_size(e - s)
+        if e - we - name_end != 32 or name_end <= s or data[name_end - 1] != 0:
+            raise ValueError("bad file entry (checksum not 32 bytes, or name not NUL-terminated)")
+        raw = data[s : name_end - 1]
+        name = raw.decode("utf-8")
+        if raw <= prev or b"/" in raw or b"\0" in raw or raw[0] == 0x2E:  # "." starts "." and ".."
+            _check_name(raw, name, prev)
+        files.append((name, hexc(data[name_end : e - we])))
+        prev, s = raw, e
+    dirs: list[tuple[str, Checksum, Checksum]] = []
+    prev, s = b"", files_end
+    for rel in _element_ends(data, files_end, n - w):
+        e = files_end + rel
+        we = 1 if e - s <= 0xFF else container_offset_size(e - s)
         name_end = s + int.from_bytes(data[e - we : e], "little")
         tree_end = s + int.from_bytes(data[e - 2 * we : e - we], "little")
-        if tree_end - name_end != 32 or e - 2 * we - tree_end != 32:
-            raise ValueError("checksum is not 32 bytes")
-        dirs.append(
-            (_name(data, s, name_end), Checksum(data[name_end:tree_end].hex()), Checksum(data[tree_end : e - 2 * we].hex()))
-        )
-    return files, dirs
+        if tree_end - name_end != 32 or e - 2 * we - tree_end != 32 or name_end <= s or data[name_end - 1] != 0:
+            raise ValueError("bad directory entry (checksum not 32 bytes, or name not NUL-terminated)")
+        raw = data[s : name_end - 1]
+        name = raw.decode("utf-8")
+        if raw <= prev or b"/" in raw or b"\0" in raw or raw[0] == 0x2E:
+            _check_name(raw, name, prev)
+        dirs.append((name, hexc(data[name_end:tree_end]), hexc(data[tree_end : e - 2 * we])))
+        prev, s = raw, e
+    if files and dirs and {f[0] for f in files} & {d[0] for d in dirs}:
+        raise FormatError("dirtree has a name that is both a file and a directory")
+    return DirTree._validated(tuple(files), tuple(dirs))
 
 
 def _frame(body: bytes, offsets: list[int]) -> bytes:

@@ -11,7 +11,8 @@ the new image's manifest) holding two blobs:
 * the layer map (:data:`LAYERMAP_MEDIA_TYPE`): which layer of the new image carries each of its
   content objects, one small number per object in checksum order. It lets the client write the
   same ``ostree/container/blob/…`` refs a layer import writes, so that a later layer fetch
-  skips the layers it already has.
+  skips the layers it already has. The delta's superblock names the map's digest
+  (:data:`LAYERMAP_KEY`), so a signature over the delta covers the map as well.
 
 Annotations name both images' manifest digests and commits (:data:`FROM_DIGEST` …). A client
 finds the artifact with the referrers API or its tag fallback (:mod:`bootree.oci.referrers`),
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # the publishing side only: the delta generator loads numpy
 __all__ = [
     "ARTIFACT_TYPE",
     "DELTA_MEDIA_TYPE",
+    "LAYERMAP_KEY",
     "LAYERMAP_MEDIA_TYPE",
     "DeltaArtifact",
     "LayerMap",
@@ -75,6 +77,12 @@ TO_COMMIT = "org.bootree.delta.to-commit"
 FORMAT = "org.bootree.delta.format"
 
 COMMIT_LABEL = "ostree.commit"
+
+#: Superblock metadata key naming the artifact's layer map by digest. The superblock's
+#: signature covers its metadata, so a signed delta vouches for its layer map too: a forged
+#: artifact pairing a genuine signed delta with another layer map is refused before anything
+#: is applied (:mod:`bootree.oci.deltapull`).
+LAYERMAP_KEY = "bootree.image-delta.layer-map"
 
 #: Signs a finished superblock (``static-delta generate --sign``).
 Signer = Callable[[bytes], bytes]
@@ -302,10 +310,11 @@ def publish_delta(repo: Repo, image: ExportedImage, dest: ImageReference, previo
     from bootree.delta.compile import generate_delta  # numpy and the generator: publishing only
     from bootree.delta.parts import DeltaOptions
 
-    generate_delta(repo, to_commit, from_commit=previous.commit,
-                   options=DeltaOptions(format=fmt, inline=True, min_fallback_size=0), filename=delta_path, sign=sign)
     map_path = scratch / "layermap.json"
     map_path.write_bytes(LayerMap.build(tuple(x.digest for x in image.layers), image.layer_objects).to_bytes())
+    options = DeltaOptions(format=fmt, inline=True, min_fallback_size=0,
+                           metadata=((LAYERMAP_KEY, _file_digest(map_path)),))
+    generate_delta(repo, to_commit, from_commit=previous.commit, options=options, filename=delta_path, sign=sign)
     empty = scratch / "empty.json"
     empty.write_bytes(EMPTY_BLOB)
     blobs = [BlobToPush(_file_digest(p), p.stat().st_size, p) for p in (delta_path, map_path, empty)]

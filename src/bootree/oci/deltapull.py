@@ -9,7 +9,10 @@ from-commit is in the repository, and then:
 1. checks the new image: every layer belongs to its ostree commit (no derived layers) and its
    ``ostree.commit`` label is the delta's ``to`` commit; the delta and the layer map must be
    smaller than the layers that are missing;
-2. downloads the delta blob (size-bounded, digest-checked) and the layer map;
+2. downloads the layer map (its layer list must be the image's) and then the delta blob
+   (size-bounded, digest-checked); checks the delta's signature when a key is given, and that
+   the superblock names this layer map's digest (a signed delta must: its signature then
+   covers the map);
 3. in one transaction: applies the delta (every object verified,
    :func:`bootree.delta.apply.apply_delta`), writes the layers' ``ostree/container/blob/…``
    refs as the layer import would (the commit layer → the commit, each chunk layer → its
@@ -33,8 +36,16 @@ from bootree.delta.apply import apply_delta
 from bootree.delta.offline import MAX_SUPERBLOCK_SIZE, SignatureCheck, open_superblock_file
 from bootree.errors import BootreeError, ChecksumMismatch, DeltaError, DeltaFormatError, ImageError
 from bootree.format.checksum import Checksum, ObjectType
+from bootree.format.delta import Superblock
 from bootree.format.objects import Commit, DirTree
-from bootree.oci.deltaartifact import ARTIFACT_TYPE, FROM_DIGEST, DeltaArtifact, LayerMap, parse_artifact
+from bootree.oci.deltaartifact import (
+    ARTIFACT_TYPE,
+    FROM_DIGEST,
+    LAYERMAP_KEY,
+    DeltaArtifact,
+    LayerMap,
+    parse_artifact,
+)
 from bootree.oci.encapsulated import CommitCheck, StagedReader, object_set_commit, parse_layout
 from bootree.oci.importer import ImageState, PullResult, image_state, image_timestamp, write_merge_commit
 from bootree.oci.progress import LayerTask, PullPlan, PullProgress
@@ -53,7 +64,7 @@ from bootree.repo import Repo
 from bootree.repo.mtree import MutableTree
 from bootree.repo.transaction import Transaction
 
-__all__ = ["DeltaOffer", "DeltaOutcome", "find_delta", "pull_with_delta"]
+__all__ = ["DeltaOffer", "DeltaOutcome", "check_layer_map", "find_delta", "pull_with_delta"]
 
 #: bootc-style subtask name of the delta download in progress events.
 PROGRESS_KIND = "ostree delta"
@@ -166,6 +177,26 @@ def _layer_refs(txn: Transaction, repo: Repo, resolved: ResolvedImage, lmap: Lay
             txn.set_ref(blob_ref(desc.digest), to_commit if i == 0 else object_set_commit(txn, by_layer[i]))
 
 
+def check_layer_map(superblock: Superblock, artifact: DeltaArtifact, *, verified: bool) -> None:
+    """The artifact's layer map is the one its delta names (:data:`LAYERMAP_KEY`).
+
+    Checked before anything is applied. A delta whose signature was checked (``verified``)
+    must name it: only then does the signature vouch for the blob refs the map makes. An
+    unsigned one may predate the key; when it names a map, it must be this one.
+
+    Raises:
+        DeltaError: the delta names another map, or is verified and names none.
+    """
+    named = superblock.get(LAYERMAP_KEY)
+    if named is None:
+        if verified:
+            raise DeltaError(f"delta {artifact.delta.digest} is signed but does not name its layer map")
+        return
+    if named != artifact.layer_map.digest:
+        raise DeltaError(f"delta {artifact.delta.digest} names layer map {named}, "
+                         f"its artifact carries {artifact.layer_map.digest}")
+
+
 class _Apply:
     """One delta update of ``image`` (see the module docstring)."""
 
@@ -202,6 +233,8 @@ class _Apply:
             p.plan(PullPlan(self.resolved.digest, len(layers), sum(x.size for x in layers), (task,)))
             p.layer_started(task)
         lmap = LayerMap.from_bytes(self.src.blob_bytes(self.art.layer_map))
+        if lmap.layers != tuple(x.digest for x in layers):  # before the delta's bytes travel
+            raise ImageError("the delta's layer map is for other layers than the image's")
         self.src.fetch_blob(d, dest, None if p is None else (lambda n: p.layer_bytes(task, n)))
         if p is not None:
             p.layer_done(task)
@@ -247,6 +280,7 @@ class _Apply:
             if any(i not in sbf.scan.inline for i in range(len(superblock.parts))):
                 raise DeltaFormatError(f"image delta {self.art.delta.digest} has parts that are not inline"
                                        " (an image delta is self-contained)")
+            check_layer_map(superblock, self.art, verified=sbf.verified)
             if self.commit_check is not None:
                 self._check_commit(superblock.to_commit, superblock.commit, superblock.commitmeta)
             ts = image_timestamp(self.resolved.config.timestamp)

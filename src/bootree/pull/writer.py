@@ -60,7 +60,7 @@ class StreamedObject:
         #: Bytes received.
         self.received = 0
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         """Decode, hash and write the next piece (errors are kept for :meth:`finish`)."""
         self.received += len(chunk)
         if self._writer is None or self.error is not None:

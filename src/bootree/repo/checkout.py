@@ -14,26 +14,26 @@ import contextlib
 import errno
 import os
 import stat
-import threading
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootree import _fs
-from bootree.errors import CheckoutError, CorruptObject, ObjectMissing
+from bootree.errors import CheckoutError, CorruptObject, FormatError, ObjectMissing
 from bootree.format.checksum import Checksum
 from bootree.format.content import BARE_USER_XATTR
 from bootree.format.objects import FileHeader, ObjectType
+from bootree.repo.checkout_split import split_allowed, split_checkout
 from bootree.repo.modes import RepoMode
 from bootree.repo.objectstore import CHUNK
-from bootree.repo.reader import ObjectReader
+from bootree.repo.reader import EntryKind, ObjectReader
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["WHITEOUT_PREFIX", "CheckoutMode", "CheckoutOptions", "checkout_tree", "links_files", "require_hardlink_checkout"]
+__all__ = ["WHITEOUT_PREFIX", "CheckoutMode", "CheckoutOptions", "checkout_commit", "checkout_tree", "links_files", "require_hardlink_checkout"]
 
 #: Completed directories kept open before their metadata is applied in one batch.
 _MAX_OPEN_DIRS = 256
@@ -151,7 +151,7 @@ class _Checkout:
             os.chmod(target, header.mode & (0o1777 if self.opts.user_mode else 0o7777), dir_fd=dfd)
         return tuple(rest)
 
-    def _link_files(self, dfd: int, files: tuple[tuple[str, Checksum], ...], relpath: str) -> None:
+    def link_files(self, dfd: int, files: tuple[tuple[str, Checksum], ...], relpath: str) -> None:
         """:meth:`file` for a whole directory of hardlinks: the common case, kept tight.
 
         A deployment is thousands of these; anything but a plain successful ``link`` (a
@@ -306,7 +306,7 @@ class _Checkout:
         if self.hardlink:
             # In this thread: handing directories to a worker was measured 1.5x slower (the
             # work is a few microseconds of Python per file; the GIL hand-offs cost more).
-            self._link_files(dfd, dt.files, relpath)
+            self.link_files(dfd, dt.files, relpath)
         else:
             files = self._whiteouts(dfd, dt.files, relpath) if self.opts.whiteouts else dt.files
             for name, csum in files:
@@ -394,6 +394,70 @@ def _meta_is_symlink(raw: bytes) -> bool:
     return len(raw) >= 12 and stat.S_ISLNK(int.from_bytes(raw[8:12], "big"))
 
 
+def checkout_commit(
+    reader: ObjectReader,
+    rev: Checksum,
+    dest: Path,
+    options: CheckoutOptions,
+    *,
+    subpath: str | None = None,
+) -> int:
+    """Check the commit ``rev`` (or its ``subpath``: a directory or one file) out to ``dest``; files written.
+
+    ``dest`` is created unless ``options.union`` lets it exist; a directory this call created is
+    removed again if the checkout fails, so a failed checkout leaves nothing half-written behind.
+
+    Raises:
+        CheckoutError: if ``dest`` exists (without union), ``subpath`` is not in the commit, or
+            the checkout would escape ``dest``.
+        ObjectMissing, CorruptObject: for a damaged repository.
+    """
+    commit = reader.read_commit(rev)
+    tree, meta = commit.root_tree, commit.root_meta
+    if subpath and subpath.strip("/"):
+        try:
+            entry = reader.lookup(commit, subpath)
+        except FormatError as e:
+            raise CheckoutError(subpath, str(e)) from e
+        if entry is None:
+            raise CheckoutError(subpath, f"no such path in commit {rev}")
+        if entry.kind is EntryKind.FILE:
+            return _checkout_one_file(reader, entry.checksum, dest, options)
+        assert entry.meta is not None
+        tree, meta = entry.checksum, entry.meta
+    created = False
+    try:
+        os.mkdir(dest, 0o700)
+        created = True
+    except FileExistsError:
+        if not options.union:
+            raise CheckoutError(os.fspath(dest), "destination already exists (use --union to merge)") from None
+    try:
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CheckoutError(os.fspath(dest), e.strerror or str(e)) from e
+    try:
+        return checkout_tree(reader, tree, meta, fd, options=options)
+    except BaseException:
+        if created:
+            os.close(fd)
+            fd = -1
+            _fs.rmtree(dest)
+        raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _checkout_one_file(reader: ObjectReader, csum: Checksum, dest: Path, options: CheckoutOptions) -> int:
+    fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _Checkout(reader, options, None).file(fd, dest.name, csum, os.fspath(dest))
+    finally:
+        os.close(fd)
+    return 1
+
+
 def checkout_tree(
     reader: ObjectReader,
     tree: Checksum,
@@ -418,8 +482,8 @@ def checkout_tree(
         pool = ThreadPoolExecutor(options.workers or max(2, os.cpu_count() or 2), thread_name_prefix="bootree-co")
     co = _Checkout(reader, options, pool)
     try:
-        if co.hardlink and _split_allowed(options):
-            _split_checkout(co, dest_dir_fd, tree)
+        if co.hardlink and split_allowed(options):
+            split_checkout(co, dest_dir_fd, tree)
         else:
             co.tree(dest_dir_fd, tree, "")
         co.flush()
@@ -429,151 +493,3 @@ def checkout_tree(
             pool.shutdown(wait=True, cancel_futures=True)
         co.close_all()
     return co.files
-
-
-# --- hardlink checkouts on two processes ------------------------------------------------------------
-# (why, and what it costs: docs/adr/0005-two-process-hardlink-checkout.md)
-#
-# A hardlink checkout is a few microseconds of Python and a few system calls per file. Threads do
-# not help (measured 1.5x slower: the GIL changes hands at every system call), but two processes
-# do: the kernel work of two directory trees runs on two cores. The parent reads the top of the
-# tree breadth-first until it has enough subtrees ("units"), forks one child, and both take units
-# from a shared pipe until it is empty; each unit is checked out completely (directory metadata
-# included) by whichever process took it. The parent finishes the directories above the units.
-
-#: Subtrees to cut the tree into before forking: enough that the last few even out.
-_SPLIT_UNITS = 256
-#: Directories read breadth-first at most while looking for units (a flat tree is not split).
-_SPLIT_MAX_DIRS = 800
-
-
-def _split_allowed(options: CheckoutOptions) -> bool:
-    if options.workers == 1 or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
-        return False
-    # fork() copies only the calling thread: with other threads alive a lock they hold (logging,
-    # imports) could stay locked forever in the child. Then do it all here.
-    return threading.active_count() == 1
-
-
-#: One share of the work: link ``files`` into the directory ``fd`` (``tree`` is None), or check
-#: the dirtree ``tree`` out into ``fd`` completely (``files`` is empty). ``relpath`` is for errors.
-_Unit = tuple[int, Checksum | None, tuple[tuple[str, Checksum], ...], str]
-
-
-def _split_checkout(co: _Checkout, root_fd: int, root_tree: Checksum) -> None:
-    # 1. Breadth-first from the root, reading dirtrees and creating directories only (their files
-    #    become units too), until enough subtrees are waiting: this part runs on one core, so it
-    #    is kept short. Directories created here are finished by this process at the end.
-    frontier: deque[tuple[int, Checksum, str]] = deque([(root_fd, root_tree, "")])
-    above: list[tuple[int, Checksum]] = []  # (fd, dirmeta) of the directories created here
-    file_units: list[_Unit] = []
-    read = 0
-    while frontier and len(frontier) < _SPLIT_UNITS and read < _SPLIT_MAX_DIRS:
-        dfd, tree, relpath = frontier.popleft()
-        dt = co.reader.read_dirtree(tree)
-        read += 1
-        if dt.files:
-            file_units.append((dfd, None, dt.files, relpath))
-        for name, sub_tree, sub_meta in dt.dirs:
-            sub_rel = f"{relpath}/{name}"
-            sfd = co.open_subdir(dfd, name, sub_rel)
-            above.append((sfd, sub_meta))
-            frontier.append((sfd, sub_tree, sub_rel))
-    try:
-        # Subtrees first (their size is unknown), then the known file lists, largest first, so
-        # that the two processes finish close together.
-        file_units.sort(key=lambda u: len(u[2]), reverse=True)
-        units: list[_Unit] = [(dfd, tree, (), relpath) for dfd, tree, relpath in frontier] + file_units
-        if len(units) < 2:
-            for unit in units:
-                _do_unit(co, unit)
-        else:
-            child_files = _run_units(co, units)  # (not "co.files += ...": that reads co.files first)
-            co.files += child_files
-        # 2. The directories above the units, deepest first (a parent may be read-only).
-        for fd, meta in reversed(above):
-            co.finish_dir(fd, meta)
-    finally:
-        for fd, _ in above:
-            os.close(fd)
-
-
-def _do_unit(co: _Checkout, unit: _Unit) -> None:
-    dfd, tree, files, relpath = unit
-    if tree is None:
-        co.files += len(files)
-        co._link_files(dfd, files, relpath)
-    else:
-        co.tree(dfd, tree, relpath)
-        co.flush()
-
-
-def _run_units(co: _Checkout, units: list[_Unit]) -> int:
-    """Check out ``units`` on this process and one forked child; the files the child linked.
-
-    (This process's own files are counted in ``co.files`` as it goes.)
-    """
-    import pickle  # here: only a large hardlink checkout needs it
-
-    queue_r, queue_w = os.pipe()
-    result_r, result_w = os.pipe()
-    # Unit numbers go into the pipe up front (4 bytes each: a read of them is atomic).
-    os.write(queue_w, b"".join(i.to_bytes(4, "little") for i in range(len(units))))
-    os.close(queue_w)
-    pid = os.fork()
-    if pid == 0:  # the child: take units, report, and leave without running any cleanup
-        status = 1
-        try:
-            os.close(result_r)
-            before = co.files
-            _take_units(co, units, queue_r)
-            os.write(result_w, b"ok" + (co.files - before).to_bytes(8, "little"))
-            status = 0
-        except BaseException as e:  # reported to the parent, which raises it
-            try:
-                os.write(result_w, b"er" + pickle.dumps(_portable(e)))
-            except BaseException:
-                pass
-        finally:
-            os._exit(status)
-    os.close(result_w)
-    error: BaseException | None = None
-    try:
-        _take_units(co, units, queue_r)
-    except BaseException as e:
-        error = e
-        # Stop the child from taking more: drain the queue.
-        with contextlib.suppress(OSError):
-            while os.read(queue_r, 4096):
-                pass
-    finally:
-        report = _fs.read_all(result_r)
-        os.close(result_r)
-        os.close(queue_r)
-        _, wait_status = os.waitpid(pid, 0)
-    if error is not None:
-        raise error
-    if report[:2] == b"er":
-        raise pickle.loads(report[2:])
-    if report[:2] != b"ok" or os.waitstatus_to_exitcode(wait_status) != 0:
-        raise CheckoutError("", f"checkout worker process failed (status {wait_status})")
-    return int.from_bytes(report[2:10], "little")
-
-
-def _take_units(co: _Checkout, units: list[_Unit], queue_r: int) -> None:
-    while True:
-        raw = os.read(queue_r, 4)
-        if len(raw) < 4:
-            return
-        _do_unit(co, units[int.from_bytes(raw, "little")])
-
-
-def _portable(e: BaseException) -> BaseException:
-    """``e`` if it survives pickling, else a :class:`CheckoutError` with its message."""
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(e))
-    except Exception:
-        return CheckoutError("", str(e))
-    return e

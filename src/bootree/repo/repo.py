@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Self
 
 from bootree import _fs
 from bootree.errors import (
-    CheckoutError,
     FormatError,
     ObjectMissing,
     RepoError,
@@ -28,7 +27,7 @@ from bootree.format.objects import Commit, DirMeta, DirTree, FileHeader, ObjectT
 from bootree.repo.checkout import (
     CheckoutMode,
     CheckoutOptions,
-    checkout_tree,
+    checkout_commit,
     require_hardlink_checkout,
 )
 from bootree.repo.collections import binding_metadata, validate_collection_id
@@ -496,58 +495,7 @@ class Repo:
         options = CheckoutOptions(mode=mode, user_mode=user_mode, union=union, whiteouts=whiteouts, require_hardlinks=require_hardlinks)
         if require_hardlinks:
             require_hardlink_checkout(self.mode, options, os.fspath(dest), os.fspath(self.path))
-        commit = self.read_commit(rev)
-        tree, meta = commit.root_tree, commit.root_meta
-        single_file: tuple[str, Checksum] | None = None
-        if subpath and subpath.strip("/"):
-            try:
-                entry = self.reader.lookup(commit, subpath)
-            except FormatError as e:
-                raise CheckoutError(subpath, str(e)) from e
-            if entry is None:
-                raise CheckoutError(subpath, f"no such path in commit {rev}")
-            if entry.kind is EntryKind.FILE:
-                single_file = (entry.path.rpartition("/")[2], entry.checksum)
-            else:
-                assert entry.meta is not None
-                tree, meta = entry.checksum, entry.meta
-        d = Path(dest)
-        if single_file is not None:
-            return self._checkout_file(single_file[1], d, options)
-        created = False
-        try:
-            os.mkdir(d, 0o700)
-            created = True
-        except FileExistsError:
-            if not union:
-                raise CheckoutError(os.fspath(d), "destination already exists (use --union to merge)") from None
-        try:
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            raise CheckoutError(os.fspath(d), e.strerror or str(e)) from e
-        try:
-            return checkout_tree(self.reader, tree, meta, fd, options=options)
-        except BaseException:
-            if created:
-                os.close(fd)
-                fd = -1
-                _fs.rmtree(d)
-            raise
-        finally:
-            if fd >= 0:
-                os.close(fd)
-
-    def _checkout_file(self, csum: Checksum, dest: Path, options: CheckoutOptions) -> int:
-        from bootree.repo.checkout import _Checkout
-
-        parent = dest.parent
-        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            co = _Checkout(self.reader, options, None)
-            co.file(fd, dest.name, csum, os.fspath(dest))
-        finally:
-            os.close(fd)
-        return 1
+        return checkout_commit(self.reader, rev, Path(dest), options, subpath=subpath)
 
     # --- maintenance -------------------------------------------------------------------------
 

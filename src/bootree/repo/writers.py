@@ -186,7 +186,7 @@ class ReceivedContentWriter(_Writer):
             elif self._sink is not None and not self._raw:
                 self._sink.write(c)
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         """Append received bytes (aborts the writer if they are malformed or the write fails).
 
         Raises:

@@ -128,8 +128,8 @@ class BodyStream(Protocol):
     new stream.
     """
 
-    def write(self, chunk: bytes) -> None:
-        """Take the next piece of the body."""
+    def write(self, chunk: bytes | memoryview) -> None:
+        """Take the next piece of the body (a view is valid only during the call: copy to keep)."""
         ...
 
     def abort(self) -> None:

@@ -234,8 +234,8 @@ class BodySink:
         if self._factory is not None and not self.preloaded:  # a resumed body stays in memory
             self.stream = self._factory(declared)
 
-    def add(self, chunk: bytes) -> None:
-        """Append a piece of the body.
+    def add(self, chunk: bytes | memoryview) -> None:
+        """Append a piece of the body (a view is copied if kept: its buffer is reused).
 
         Raises:
             FetchError: final if the body passes ``max_length``; transient if too slow.
@@ -248,7 +248,7 @@ class BodySink:
         if self.stream is not None:
             self.stream.write(chunk)
         else:
-            self._parts.append(chunk)
+            self._parts.append(bytes(chunk))
         if self.guard is not None:
             slow = self.guard.tick(len(chunk))
             if slow is not None:

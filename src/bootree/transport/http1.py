@@ -46,9 +46,13 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """A piece of the current response's body (already de-chunked)."""
+    """A piece of the current response's body (already de-chunked).
 
-    data: bytes
+    Fed a ``memoryview``, the parser may hand body bytes on as a view of it (no copy): such a
+    ``data`` is valid only until the caller reuses the buffer it fed.
+    """
+
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +81,21 @@ class ResponseParser:
     the events completed so far, in order. After a :class:`ProtocolError` the connection is
     unusable. :attr:`idle` is true between responses (nothing buffered, no response started),
     which is what tells a clean close of a kept-alive connection from a truncation.
+
+    Bytes not yet parsed wait in one buffer that is reused, never shrunk: consumed bytes only
+    advance an offset (``_pos``), and the unparsed rest moves to the front when new bytes would
+    not fit. (A ``bytearray`` consumed with ``del buf[:n]`` reallocates itself each time it
+    falls under half its size: on a pull that was several 128-256 KiB allocations, each a fresh
+    ``mmap`` with its pages faulted in, per received read.)
     """
 
-    __slots__ = ("_buf", "_close", "_remaining", "_state")
+    __slots__ = ("_buf", "_close", "_end", "_pos", "_remaining", "_state")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        #: Unparsed bytes are ``_buf[_pos:_end]``; ``_buf`` beyond ``_end`` is spare room.
+        self._pos = 0
+        self._end = 0
         self._state = _State.HEAD
         self._remaining = 0
         self._close = False
@@ -90,7 +103,7 @@ class ResponseParser:
     @property
     def idle(self) -> bool:
         """No response in progress and no byte of the next one received."""
-        return self._state is _State.HEAD and not self._buf
+        return self._state is _State.HEAD and self._pos == self._end
 
     @property
     def closed(self) -> bool:
@@ -102,8 +115,8 @@ class ResponseParser:
         """The head of the current response has been parsed and its body has not ended."""
         return self._state not in (_State.HEAD, _State.CLOSED)
 
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; the events it completes.
+    def feed(self, data: bytes | memoryview) -> list[Event]:
+        """Consume ``data``; the events it completes (body pieces may be views of ``data``).
 
         Raises:
             ProtocolError: for malformed framing.
@@ -111,26 +124,44 @@ class ResponseParser:
         out: list[Event] = []
         if self._state is _State.CLOSED:
             return out  # bytes after a response that closes the connection are ignored
-        if self._state is _State.LENGTH and not self._buf and data:
+        if self._state is _State.LENGTH and self._pos == self._end and data:
             # The bulk of a pull: body bytes handed on without a copy into the buffer.
             n = self._remaining
             if len(data) <= n:
                 out.append(Body(data))
                 self._remaining -= len(data)
                 if not self._remaining:
-                    self._end(out)
+                    self._end_response(out)
                 return out
             out.append(Body(data[:n]))
             self._remaining = 0
-            self._end(out)
+            self._end_response(out)
             data = data[n:]
             if self.closed:
                 return out
         if data:
-            self._buf += data
+            self._append(data)
         while self._step(out):
             pass
         return out
+
+    def _append(self, data: bytes | memoryview) -> None:
+        """Copy ``data`` behind the unparsed bytes, reusing the buffer's room."""
+        buf, pos, end, n = self._buf, self._pos, self._end, len(data)
+        if pos == end:
+            pos = end = 0
+        if end + n > len(buf):
+            if pos:  # move the unparsed rest to the front (same length: in place, no allocation)
+                buf[: end - pos] = buf[pos:end]
+                end -= pos
+                pos = 0
+            if end + n > len(buf):
+                buf.extend(bytes(end + n - len(buf)))
+        # Through a memoryview: ``buf[a:b] = view`` would first copy the view into a temporary
+        # bytearray (CPython does that for any value that is not a bytearray).
+        with memoryview(buf) as room:
+            room[end : end + n] = data
+        self._pos, self._end = pos, end + n
 
     def feed_eof(self) -> list[Event]:
         """The peer closed the connection: end a read-until-close body, or report a cut.
@@ -140,9 +171,8 @@ class ResponseParser:
         """
         out = self.feed(b"")
         if self._state is _State.UNTIL_CLOSE:
-            if self._buf:
-                out.append(Body(bytes(self._buf)))
-                self._buf.clear()
+            if self._pos < self._end:
+                out.append(Body(self._take(self._end - self._pos)))
             out.append(End())
             self._state = _State.CLOSED
             return out
@@ -150,39 +180,42 @@ class ResponseParser:
             raise ProtocolError(f"truncated response: {self._remaining} body bytes missing")
         if self._state is not _State.HEAD and self._state is not _State.CLOSED:
             raise ProtocolError("truncated chunked response")
-        if self._buf:
+        if self._pos < self._end:
             raise ProtocolError("connection closed in the response headers")
         return out
 
     # --- states ---------------------------------------------------------------------------------
 
+    def _take(self, n: int) -> bytes:
+        """The next ``n`` unparsed bytes, consumed (a copy: the buffer is reused)."""
+        pos = self._pos
+        self._pos = pos + n
+        return bytes(memoryview(self._buf)[pos : pos + n])
+
     def _step(self, out: list[Event]) -> bool:
         """Advance by one framing element if the buffer holds it; whether to continue."""
         state = self._state
-        buf = self._buf
+        avail = self._end - self._pos
         if state is _State.LENGTH:
-            if not buf:
+            if not avail:
                 return False
-            n = min(self._remaining, len(buf))
-            out.append(Body(bytes(memoryview(buf)[:n])))
-            del buf[:n]
+            n = min(self._remaining, avail)
+            out.append(Body(self._take(n)))
             self._remaining -= n
             if self._remaining == 0:
-                self._end(out)
-            return bool(buf)
+                self._end_response(out)
+            return self._pos < self._end
         if state is _State.HEAD:
             return self._head(out)
         if state is _State.UNTIL_CLOSE:
-            if buf:
-                out.append(Body(bytes(buf)))
-                buf.clear()
+            if avail:
+                out.append(Body(self._take(avail)))
             return False
         if state is _State.CHUNK_DATA:
-            if not buf:
+            if not avail:
                 return False
-            n = min(self._remaining, len(buf))
-            out.append(Body(bytes(memoryview(buf)[:n])))
-            del buf[:n]
+            n = min(self._remaining, avail)
+            out.append(Body(self._take(n)))
             self._remaining -= n
             if self._remaining == 0:
                 self._state = _State.CHUNK_CRLF
@@ -207,41 +240,44 @@ class ResponseParser:
                 raise ProtocolError("chunk not followed by CRLF")
             self._state = _State.CHUNK_SIZE
         elif state is _State.TRAILERS and not line:
-            self._end(out)
+            self._end_response(out)
         return True
 
-    def _line(self) -> bytearray | None:
+    def _line(self) -> bytes | None:
         """One CRLF- (or LF-) terminated line without its terminator, or None if incomplete."""
-        buf = self._buf
-        i = buf.find(b"\n")
+        buf, pos, end = self._buf, self._pos, self._end
+        i = buf.find(b"\n", pos, end)
         if i < 0:
-            if len(buf) > MAX_LINE:
+            if end - pos > MAX_LINE:
                 raise ProtocolError("line too long")
             return None
-        if i > MAX_LINE:
+        if i - pos > MAX_LINE:
             raise ProtocolError("line too long")
-        line = buf[: i - 1] if i and buf[i - 1] == 13 else buf[:i]
-        del buf[: i + 1]
+        stop = i - 1 if i > pos and buf[i - 1] == 13 else i
+        line = bytes(memoryview(buf)[pos:stop])
+        self._pos = i + 1
         return line
 
     def _head(self, out: list[Event]) -> bool:
-        buf = self._buf
-        end = buf.find(b"\r\n\r\n")
+        buf, pos, stop = self._buf, self._pos, self._end
+        end = buf.find(b"\r\n\r\n", pos, stop)
         if end >= 0:
-            text = str(memoryview(buf)[:end], "latin-1")
-            del buf[: end + 4]
+            text = str(memoryview(buf)[pos:end], "latin-1")
+            self._pos = end + 4
         else:
-            end = buf.find(b"\n\n")  # bare-LF servers
+            end = buf.find(b"\n\n", pos, stop)  # bare-LF servers
             if end < 0:
-                if len(buf) > MAX_LINE * (MAX_HEADERS + 1):
+                if stop - pos > MAX_LINE * (MAX_HEADERS + 1):
                     raise ProtocolError("response head too long")
-                if len(buf) - (buf.rfind(b"\n") + 1) > MAX_LINE:
+                if stop - (max(buf.rfind(b"\n", pos, stop), pos - 1) + 1) > MAX_LINE:
                     raise ProtocolError("header line too long")
-                if buf and not buf.startswith(b"HTTP/1."[: len(buf)]):
-                    raise ProtocolError(f"not an HTTP/1.x response: {bytes(buf[:40])!r}")
+                prefix = b"HTTP/1."
+                seen = buf[pos : min(stop, pos + len(prefix))]
+                if seen and not prefix.startswith(seen):
+                    raise ProtocolError(f"not an HTTP/1.x response: {bytes(buf[pos : min(stop, pos + 40)])!r}")
                 return False
-            text = str(memoryview(buf)[:end], "latin-1")
-            del buf[: end + 2]
+            text = str(memoryview(buf)[pos:end], "latin-1")
+            self._pos = end + 2
         # One decode for the whole head: header parsing is per-request cost on a pull.
         lines = text.split("\n")
         status_line = lines[0].rstrip("\r")
@@ -289,13 +325,13 @@ class ResponseParser:
         if length is not None:
             self._remaining = length
             if length == 0:
-                self._end(out)
+                self._end_response(out)
             else:
                 self._state = _State.LENGTH
-        return bool(buf) and self._state is not _State.CLOSED
+        return self._pos < self._end and self._state is not _State.CLOSED
 
-    def _end(self, out: list[Event]) -> None:
+    def _end_response(self, out: list[Event]) -> None:
         out.append(End())
         self._state = _State.CLOSED if self._close else _State.HEAD
         if self._close:
-            self._buf.clear()  # whatever follows a closing response is ignored
+            self._pos = self._end = 0  # whatever follows a closing response is ignored

@@ -15,11 +15,12 @@ from bootree.delta import (
     deflateblocks,
     generate_delta,
     list_deltas,
+    parts,
     read_superblock,
     reindex,
 )
 from bootree.delta.apply import apply_delta
-from bootree.delta.partzstd import decode_any_part
+from bootree.delta.partzstd import ZSTD, decode_any_part
 from bootree.delta.store import delete_delta, list_indexes
 from bootree.errors import ChecksumMismatch, DeltaError, DeltaFormatError
 from bootree.format.delta import (
@@ -377,4 +378,23 @@ def test_a_wrong_prefetch_hint_is_only_a_hint(tmp_path: Path, pair: Pair, hint: 
         (d / str(i)).write_bytes((res.path / str(i)).read_bytes())
     dst = _target(tmp_path, pair, RepoMode.BARE_USER)
     assert apply_offline(dst, d / "superblock").commit == pair.v2
+    assert dst.fsck().ok
+
+
+def test_bootree_format_stores_incompressible_objects_and_closes_small_parts(
+    tmp_path: Path, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The random new file goes to an uncompressed part of its own (xz would find nothing in
+    it); parts close at the bootree format's part size; the client applies it all in order."""
+    monkeypatch.setattr(parts, "_MIN_STORED", 1 << 17)
+    monkeypatch.setattr(parts, "BOOTREE_PART_SIZE", 1 << 13)
+    res = generate_delta(pair.repo, pair.v2, from_commit=pair.v1, options=replace(NO_FALLBACK, format="bootree"))
+    files = [(res.path / str(i)).read_bytes() for i in range(len(res.superblock.parts))]
+    stored = [i for i, f in enumerate(files) if f[0] == Compression.NONE]
+    assert stored and all(files[i][0] == ZSTD for i in range(len(files)) if i not in stored)  # zstd: format 2
+    assert len(files) - len(stored) > 2  # small parts
+    huge = (tmp_path / "t2/usr/share/new/huge.bin").read_bytes()
+    assert [huge in decode_part(files[i], max_size=1 << 26).payload for i in stored] == [True]
+    dst = _target(tmp_path, pair, RepoMode.BARE_USER)
+    assert apply_offline(dst, res.path / "superblock").commit == pair.v2
     assert dst.fsck().ok

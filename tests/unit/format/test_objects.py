@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bootree.errors import FormatError, GVariantError, InvalidTreeEntry
 from bootree.format import gvariant
-from bootree.format.checksum import Checksum, from_raw, parse_checksum
+from bootree.format.checksum import Checksum, from_raw, parse_checksum, to_raw
 from bootree.format.gvariant import Variant
 from bootree.format.objects import (
     DIRTREE_TYPE,
@@ -265,3 +265,24 @@ def test_strict_dirtree_fast_path_agrees_with_codec(
             del data[i:]
     raw = bytes(data)
     assert _verdict(DirTree.from_bytes, raw) == _verdict(_strict_reference, raw)
+
+
+_risky_names = st.one_of(names, st.sampled_from(["", ".", "..", "a/b", "a", "b", "é", "\u00e9x"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(_risky_names, csums), max_size=6), st.lists(st.tuples(_risky_names, csums, csums), max_size=6))
+def test_lenient_dirtree_parser_validates_as_the_constructor_does(
+    files: list[tuple[str, Checksum]], dirs: list[tuple[str, Checksum, Checksum]]
+) -> None:
+    # The lenient parser builds its value without the constructor's validation pass, so it must
+    # accept exactly what the constructor accepts: unsafe names, unsorted or duplicated entries
+    # and a name both a file and a directory, encoded as they are by the generic codec.
+    data = gvariant.encode(
+        DIRTREE_TYPE, ([(n, to_raw(c)) for n, c in files], [(n, to_raw(t), to_raw(m)) for n, t, m in dirs])
+    )
+    try:
+        expected: DirTree | str = DirTree(tuple(files), tuple(dirs))
+    except FormatError:
+        expected = "rejected"
+    assert _verdict(lambda b: DirTree.from_bytes(b, strict=False), data) == expected

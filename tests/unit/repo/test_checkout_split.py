@@ -1,4 +1,4 @@
-"""Hardlink checkouts shared between this process and a forked one (see checkout._split_checkout)."""
+"""Hardlink checkouts shared between this process and a forked one (see repo/checkout_split.py)."""
 
 from __future__ import annotations
 

@@ -161,3 +161,33 @@ def test_garbage_after_valid_prefix(tail: bytes) -> None:
         p.feed_eof()
     except ProtocolError:
         pass
+
+
+def test_fed_from_one_reused_buffer_like_the_connection() -> None:
+    """The fetcher reads every recv into one buffer and feeds views of it: bodies kept from
+    one feed must not change when the buffer is overwritten by the next read."""
+    bodies = [bytes([65 + i % 26]) * (100 + 37 * i) for i in range(40)]
+    stream = b"".join(_cl(200, b) for b in bodies)
+    recv = bytearray(1000)
+    view = memoryview(recv)
+    p = ResponseParser()
+    kept: list[bytes | memoryview] = []
+    got: list[bytes] = []
+    current = b""
+    for i in range(0, len(stream), len(recv)):
+        piece = stream[i : i + len(recv)]
+        recv[: len(piece)] = piece
+        for ev in p.feed(view[: len(piece)]):
+            if isinstance(ev, Body):
+                kept.append(ev.data)
+                current += ev.data  # what BodySink does before the next read
+            elif isinstance(ev, End):
+                got.append(current)
+                current = b""
+        recv[:] = b"\xff" * len(recv)  # the next read overwrites the buffer
+    assert got == bodies
+    # Pieces copied out of the parser's own buffer stay valid after later feeds.
+    copied = [k for k in kept if isinstance(k, bytes)]
+    assert copied and all(len(set(k)) == 1 for k in copied)
+    # Its buffer is reused, not grown with the stream (one read plus a partial head at most).
+    assert len(p._buf) <= 2 * len(recv)
