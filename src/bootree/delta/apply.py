@@ -202,6 +202,12 @@ def _load_decompressed(repo: Repo, csum: Checksum) -> bytes:
     return decompress(load_content(repo, csum), max_size=_MAX_INNER)
 
 
+def _start_prefetch(repo: Repo, shared: _Shared, csum: Checksum) -> None:
+    """Decompress the old object ``csum`` on the worker pool, once (absent: nothing to load)."""
+    if csum not in shared.prefetched and repo.has_object(ObjectType.FILE, csum):
+        shared.prefetched[csum] = shared.workers.submit(_load_decompressed, repo, csum)
+
+
 def _prefetch_hinted(repo: Repo, superblock: Superblock, shared: _Shared) -> None:
     """Start decompressing the old objects the superblock says its first part reads (a hint:
     what the operations read is still what they name, and a wrong hint only costs work)."""
@@ -209,9 +215,7 @@ def _prefetch_hinted(repo: Repo, superblock: Superblock, shared: _Shared) -> Non
     if not isinstance(hint, (bytes, bytearray)) or len(hint) % 32 or len(hint) > 32 * MAX_PREFETCH_HINTS:
         return
     for start in range(0, len(hint), 32):
-        csum = from_raw(bytes(hint[start : start + 32]))
-        if csum not in shared.prefetched and repo.has_object(ObjectType.FILE, csum):
-            shared.prefetched[csum] = shared.workers.submit(_load_decompressed, repo, csum)
+        _start_prefetch(repo, shared, from_raw(bytes(hint[start : start + 32])))
 
 
 class _PartRunner:
@@ -250,8 +254,8 @@ class _PartRunner:
             if isinstance(op, SetReadSource):
                 csum = from_raw(bytes(self.payload[op.offset : op.offset + 32]))
                 self._reads.add(csum)
-                if op.decompressed and csum not in self.shared.prefetched and self.repo.has_object(ObjectType.FILE, csum):
-                    self.shared.prefetched[csum] = self.workers.submit(_load_decompressed, self.repo, csum)
+                if op.decompressed:
+                    _start_prefetch(self.repo, self.shared, csum)
 
     def _prefetched(self, csum: Checksum) -> bytes | None:
         future = self.shared.prefetched.pop(csum, None)
