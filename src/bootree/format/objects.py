@@ -451,6 +451,16 @@ def _element_ends(data: bytes, start: int, end: int) -> tuple[int, ...]:
     return ends
 
 
+def _dirtree_halves(data: bytes) -> tuple[int, int]:
+    """Where a dirtree's files array ends and its directories array ends (the tuple's framing)."""
+    n = len(data)
+    w = container_offset_size(n)
+    files_end = int.from_bytes(data[n - w : n], "little")
+    if files_end > n - w:
+        raise ValueError("bad tuple framing")
+    return files_end, n - w
+
+
 def _check_name(raw: bytes, name: str, prev: bytes) -> None:
     """The checks of :meth:`DirTree.__post_init__` for one entry name (``raw``: its UTF-8 bytes)."""
     if not raw or b"/" in raw or b"\0" in raw or raw == b"." or raw == b"..":
@@ -471,11 +481,7 @@ def _parse_dirtree_fast(data: bytes) -> DirTree:
     validated as they are parsed, exactly as :meth:`DirTree.__post_init__` validates them
     (names, order, a name both a file and a directory), so the value needs no second pass.
     """
-    n = len(data)
-    w = container_offset_size(n)
-    files_end = int.from_bytes(data[n - w : n], "little")
-    if files_end > n - w:
-        raise ValueError("bad tuple framing")
+    files_end, dirs_end = _dirtree_halves(data)
     hexc = _hex_checksum
     files: list[tuple[str, Checksum]] = []
     prev, s = b"", 0
@@ -492,7 +498,7 @@ def _parse_dirtree_fast(data: bytes) -> DirTree:
         prev, s = raw, e
     dirs: list[tuple[str, Checksum, Checksum]] = []
     prev, s = b"", files_end
-    for rel in _element_ends(data, files_end, n - w):
+    for rel in _element_ends(data, files_end, dirs_end):
         e = files_end + rel
         we = 1 if e - s <= 0xFF else container_offset_size(e - s)
         name_end = s + int.from_bytes(data[e - we : e], "little")
@@ -523,11 +529,7 @@ def dirtree_children(data: bytes) -> tuple[list[Checksum], list[tuple[Checksum, 
         FormatError: for malformed framing.
     """
     try:
-        n = len(data)
-        w = container_offset_size(n)
-        files_end = int.from_bytes(data[n - w : n], "little")
-        if files_end > n - w:
-            raise ValueError("bad tuple framing")
+        files_end, dirs_end = _dirtree_halves(data)
         hexc = _hex_checksum
         files: list[Checksum] = []
         s = 0
@@ -540,7 +542,7 @@ def dirtree_children(data: bytes) -> tuple[list[Checksum], list[tuple[Checksum, 
             s = e
         dirs: list[tuple[Checksum, Checksum]] = []
         s = files_end
-        for rel in _element_ends(data, files_end, n - w):
+        for rel in _element_ends(data, files_end, dirs_end):
             e = files_end + rel
             we = 1 if e - s <= 0xFF else container_offset_size(e - s)
             name_end = s + int.from_bytes(data[e - we : e], "little")
