@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import select
 import signal
 from typing import TYPE_CHECKING
 
@@ -59,6 +58,8 @@ def _watchdog(sock: socket.socket, fd: int, test: bool) -> None:  # pragma: no c
         sock.send(b"!")
         if sock.recv(1) != b"!":
             os._exit(1)
+        import select  # loaded by the parent before the fork: a dictionary lookup here
+
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN | select.POLLHUP)
         if not poller.poll(1000 if test else _WATCHDOG_TIMEOUT_MS):
@@ -86,6 +87,7 @@ def freeze_thaw(path: os.PathLike[str] | str, *, test_watchdog: bool = False) ->
         if not test_watchdog and not _is_mount_point(fd):
             _sync(path)
             return False
+        import select  # noqa: F401  # the watchdog's, loaded before the fork (as socket)
         import socket  # on first use: only a mount point is frozen; every deploy imports this module
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -31,6 +31,7 @@ from bootree.sysroot import (
     ops,
 )
 from bootree.sysroot import stage as stage_deployment
+from bootree.sysroot.deploy import check_downgrade
 from bootree.sysroot.etcmerge import EtcDiff
 from bootree.sysroot.swap import SwapResult
 
@@ -151,8 +152,6 @@ def deploy_cmd(
         )
         origin = Origin.for_refspec(refspec)
         if not allow_downgrade:
-            from bootree.sysroot.upgrade import check_downgrade
-
             check_downgrade(sysroot, Checksum(csum), stateroot)
         do = stage_deployment if stage else deploy
         result = do(sysroot, Checksum(csum), stateroot=stateroot, origin=origin, opts=opts)

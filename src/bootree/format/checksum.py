@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
-from typing import NewType
+from typing import NewType, cast
 
 from bootree.errors import FormatError, InvalidChecksum
 
@@ -158,22 +158,23 @@ def parse_object_name(prefix: str, name: str) -> tuple[ObjectType, Checksum] | N
 
 
 _PREFIX = re.compile(r"[0-9a-f]{2}")
-_OBJECT_NAME = re.compile(r"([0-9a-f]{62})\.([a-z]+)")
+#: One object name inside ``"/" + "/".join(names) + "/"``: a file name never holds ``/``, so
+#: each match is a whole name, bounded by the separators on both sides. ``[a-z]+`` leaves out
+#: ``.tombstone-commit``: a tombstone is not an object of its own (prune and fsck skip it).
+_OBJECT_NAMES = re.compile(r"/([0-9a-f]{62})\.([a-z]+)(?=/)")
 
 
 def parse_object_names(prefix: str, names: Iterable[str]) -> Iterator[tuple[ObjectType, Checksum]]:
     """:func:`parse_object_name` over one ``objects/<prefix>/`` listing, skipping non-objects.
 
-    The same validation, with the prefix checked once and one regular expression per name:
-    prune, fsck and abbreviated-checksum lookups list every object of a repository this way.
+    The same validation, with the prefix checked once and one regular-expression scan per
+    listing (joined on ``/``, which no directory entry contains), not one match per name:
+    prune, fsck and abbreviated-checksum lookups list every object of a repository this way,
+    and every deploy prunes.
     """
     if not _PREFIX.fullmatch(prefix):
-        return
-    match = _OBJECT_NAME.fullmatch
+        return iter(())
     types = _TYPE_OF_EXT
-    for name in names:
-        m = match(name)
-        if m is not None:
-            otype = types.get(m.group(2))
-            if otype is not None:
-                yield otype, Checksum(prefix + m.group(1))
+    # Built as one list (no generator frame per object; ``Checksum`` is a NewType: no call).
+    found = [(types[ext], prefix + rest) for rest, ext in _OBJECT_NAMES.findall("/" + "/".join(names) + "/") if ext in types]
+    return iter(cast("list[tuple[ObjectType, Checksum]]", found))

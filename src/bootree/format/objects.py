@@ -39,6 +39,7 @@ __all__ = [
     "bswap32",
     "bswap64",
     "content_checksum",
+    "dirtree_children",
     "validate_filename",
     "xattrs_from_bytes",
     "xattrs_to_bytes",
@@ -454,6 +455,16 @@ def _element_ends(data: bytes, start: int, end: int) -> tuple[int, ...]:
     return ends
 
 
+def _dirtree_halves(data: bytes) -> tuple[int, int]:
+    """Where a dirtree's files array ends and its directories array ends (the tuple's framing)."""
+    n = len(data)
+    w = container_offset_size(n)
+    files_end = int.from_bytes(data[n - w : n], "little")
+    if files_end > n - w:
+        raise ValueError("bad tuple framing")
+    return files_end, n - w
+
+
 def _check_name(raw: bytes, name: str, prev: bytes) -> None:
     """The checks of :meth:`DirTree.__post_init__` for one entry name (``raw``: its UTF-8 bytes)."""
     if not raw or b"/" in raw or b"\0" in raw or raw == b"." or raw == b"..":
@@ -474,11 +485,7 @@ def _parse_dirtree_fast(data: bytes) -> DirTree:
     validated as they are parsed, exactly as :meth:`DirTree.__post_init__` validates them
     (names, order, a name both a file and a directory), so the value needs no second pass.
     """
-    n = len(data)
-    w = container_offset_size(n)
-    files_end = int.from_bytes(data[n - w : n], "little")
-    if files_end > n - w:
-        raise ValueError("bad tuple framing")
+    files_end, dirs_end = _dirtree_halves(data)
     hexc = _hex_checksum
     files: list[tuple[str, Checksum]] = []
     prev, s = b"", 0
@@ -495,7 +502,7 @@ def _parse_dirtree_fast(data: bytes) -> DirTree:
         prev, s = raw, e
     dirs: list[tuple[str, Checksum, Checksum]] = []
     prev, s = b"", files_end
-    for rel in _element_ends(data, files_end, n - w):
+    for rel in _element_ends(data, files_end, dirs_end):
         e = files_end + rel
         we = 1 if e - s <= 0xFF else container_offset_size(e - s)
         name_end = s + int.from_bytes(data[e - we : e], "little")
@@ -511,6 +518,46 @@ def _parse_dirtree_fast(data: bytes) -> DirTree:
     if files and dirs and {f[0] for f in files} & {d[0] for d in dirs}:
         raise FormatError("dirtree has a name that is both a file and a directory")
     return DirTree._validated(tuple(files), tuple(dirs))
+
+
+def dirtree_children(data: bytes) -> tuple[list[Checksum], list[tuple[Checksum, Checksum]]]:
+    """The checksums a dirtree names: its files' content objects, its subdirectories' (tree, meta).
+
+    What a reachability walk (prune, every deploy's cleanup) needs of each dirtree, read from
+    the same framing as :func:`_parse_dirtree_fast` with the same framing checks (each checksum
+    32 bytes, each name NUL-terminated and not empty) but without decoding or validating names:
+    they do not decide what is reachable, and the dirtree was verified when it was written
+    (fsck and checkout parse it whole).
+
+    Raises:
+        FormatError: for malformed framing.
+    """
+    try:
+        files_end, dirs_end = _dirtree_halves(data)
+        hexc = _hex_checksum
+        files: list[Checksum] = []
+        s = 0
+        for e in _element_ends(data, 0, files_end):
+            we = 1 if e - s <= 0xFF else container_offset_size(e - s)
+            name_end = s + int.from_bytes(data[e - we : e], "little")
+            if e - we - name_end != 32 or name_end <= s + 1 or data[name_end - 1] != 0:
+                raise ValueError("bad file entry (checksum not 32 bytes, or name not NUL-terminated)")
+            files.append(hexc(data[name_end : e - we]))
+            s = e
+        dirs: list[tuple[Checksum, Checksum]] = []
+        s = files_end
+        for rel in _element_ends(data, files_end, dirs_end):
+            e = files_end + rel
+            we = 1 if e - s <= 0xFF else container_offset_size(e - s)
+            name_end = s + int.from_bytes(data[e - we : e], "little")
+            tree_end = s + int.from_bytes(data[e - 2 * we : e - we], "little")
+            if tree_end - name_end != 32 or e - 2 * we - tree_end != 32 or name_end <= s + 1 or data[name_end - 1] != 0:
+                raise ValueError("bad directory entry (checksum not 32 bytes, or name not NUL-terminated)")
+            dirs.append((hexc(data[name_end:tree_end]), hexc(data[tree_end : e - 2 * we])))
+            s = e
+    except (IndexError, ValueError, struct.error) as e:
+        raise FormatError(f"malformed dirtree: {e}") from e
+    return files, dirs
 
 
 def _frame(body: bytes, offsets: list[int]) -> bytes:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from bootree.errors import CorruptObject, FormatError, ObjectMissing
 from bootree.format.checksum import Checksum, ObjectType
-from bootree.format.objects import Commit, DirMeta, DirTree, validate_filename
+from bootree.format.objects import Commit, DirMeta, DirTree, dirtree_children, validate_filename
 from bootree.repo.modes import RepoMode
 from bootree.repo.objectstore import DiskObjectStore
 
@@ -77,6 +77,21 @@ class ObjectReader:
         data = self._load(ObjectType.DIR_TREE, csum)
         try:
             return DirTree.from_bytes(data, strict=False)
+        except FormatError as e:
+            raise CorruptObject(csum, "dirtree", str(e)) from e
+
+    def read_dirtree_children(self, csum: Checksum) -> tuple[list[Checksum], list[tuple[Checksum, Checksum]]]:
+        """The content objects and (dirtree, dirmeta) pairs a dirtree names, without its names.
+
+        For reachability walks (prune after every deploy): see
+        :func:`~bootree.format.objects.dirtree_children`.
+
+        Raises:
+            ObjectMissing, CorruptObject: if absent or malformed.
+        """
+        data = self._load(ObjectType.DIR_TREE, csum)
+        try:
+            return dirtree_children(data)
         except FormatError as e:
             raise CorruptObject(csum, "dirtree", str(e)) from e
 

@@ -31,33 +31,36 @@ from bootree.repo.checkout import (
     require_hardlink_checkout,
 )
 from bootree.repo.collections import binding_metadata, validate_collection_id
-from bootree.repo.commit import CommitOptions, ProgressFn, SourceKind, TreeSource, write_directory
 from bootree.repo.integrity import fs_verity_policy
 from bootree.repo.modes import RepoMode
-from bootree.repo.mtree import MutableTree
 from bootree.repo.objectstore import ContentObject, DiskObjectStore
 from bootree.repo.partial import PartialMarkers
 from bootree.repo.reader import EntryKind, ObjectReader, TreeEntry
 from bootree.repo.refs import UNSET, RefStore, _Unset
 from bootree.repo.revparse import resolve
-from bootree.repo.transaction import Transaction
 from bootree.repo.traverse import FsckResult, PruneResult, fsck, reachable_objects
 
 if TYPE_CHECKING:
+    from bootree.repo.commit import CommitOptions, ProgressFn, TreeSource
     from bootree.repo.diff import DiffEntry
+    from bootree.repo.mtree import MutableTree
+    from bootree.repo.transaction import Transaction
 
 __all__ = ["DiffEntry", "Repo", "TreeSource"]
 
 
 def __getattr__(name: str) -> object:
-    """``DiffEntry`` loads :mod:`bootree.repo.diff` on first use: a deploy never diffs (issue 9)."""
+    """``DiffEntry`` loads :mod:`bootree.repo.diff` and ``TreeSource`` :mod:`bootree.repo.commit`
+    on first use: a deploy or a status never diffs nor commits (issue 9: start-up cost)."""
     if name == "DiffEntry":
         from bootree.repo import diff
 
         return diff.DiffEntry
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "TreeSource":
+        from bootree.repo import commit
 
-_DEFAULT_OPTIONS = CommitOptions()
+        return commit.TreeSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Repo:
@@ -186,6 +189,8 @@ class Repo:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """A :class:`Transaction` that commits on a clean exit and aborts on an exception."""
+        from bootree.repo.transaction import Transaction  # on first use: reads need none
+
         with self.lock(exclusive=False):
             txn = Transaction(
                 self.store, self.refs, self.partial, tmp=self.path / "tmp", fsync=self.fsync, fs_verity=self.fs_verity
@@ -360,7 +365,7 @@ class Repo:
         self,
         txn: Transaction,
         sources: Sequence[TreeSource | Path],
-        options: CommitOptions = _DEFAULT_OPTIONS,
+        options: CommitOptions | None = None,
         *,
         progress: ProgressFn | None = None,
     ) -> tuple[Checksum, Checksum]:
@@ -370,6 +375,11 @@ class Repo:
             SourceError: for unreadable or unsafe sources.
             RefNotFound: for a ``ref=`` source that does not resolve.
         """
+        from bootree.repo.commit import CommitOptions, SourceKind, TreeSource, write_directory
+        from bootree.repo.mtree import MutableTree
+
+        if options is None:
+            options = CommitOptions()
         if self.mode is RepoMode.BARE_USER_ONLY and not options.canonical_permissions:
             from dataclasses import replace
 
@@ -421,7 +431,7 @@ class Repo:
         timestamp: int | None = None,
         metadata: Sequence[tuple[str, Variant]] = (),
         bindings: bool = True,
-        options: CommitOptions = _DEFAULT_OPTIONS,
+        options: CommitOptions | None = None,
         skip_if_unchanged: bool = False,
         progress: ProgressFn | None = None,
         tree_metadata: Callable[[Checksum, Checksum], Sequence[tuple[str, Variant]]] | None = None,

@@ -25,18 +25,24 @@ ObjectName = tuple[ObjectType, Checksum]
 
 
 def _walk_tree(reader: ObjectReader, tree: Checksum, meta: Checksum, out: set[ObjectName]) -> None:
+    """Add to ``out`` everything under ``tree``; a dirtree already in ``out`` is not read again.
+
+    Names play no part in reachability, so each dirtree is read for its checksums alone
+    (:meth:`ObjectReader.read_dirtree_children`: no name decoding, about half the parse).
+    """
     stack = [(tree, meta)]
+    file_t, tree_t, meta_t = ObjectType.FILE, ObjectType.DIR_TREE, ObjectType.DIR_META
+    add = out.add
+    children = reader.read_dirtree_children
     while stack:
         t, m = stack.pop()
-        out.add((ObjectType.DIR_META, m))
-        if (ObjectType.DIR_TREE, t) in out:
+        add((meta_t, m))
+        if (tree_t, t) in out:
             continue
-        out.add((ObjectType.DIR_TREE, t))
-        dt = reader.read_dirtree(t)
-        for _, c in dt.files:
-            out.add((ObjectType.FILE, c))
-        for _, st, sm in dt.dirs:
-            stack.append((st, sm))
+        add((tree_t, t))
+        files, dirs = children(t)
+        out.update([(file_t, c) for c in files])
+        stack.extend(dirs)
 
 
 def reachable_objects(

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootree import _fs
-from bootree.errors import NotBooted, StaterootNotFound, SysrootError
-from bootree.format.checksum import Checksum
+from bootree.errors import DowngradeError, NotBooted, StaterootNotFound, SysrootError
+from bootree.format.checksum import Checksum, ObjectType
 from bootree.format.kargs import Kargs
 from bootree.repo import CheckoutMode
 from bootree.sysroot import _faults, immutable, layout
@@ -41,6 +41,7 @@ from bootree.sysroot.sysroot import StagedState, Sysroot
 __all__ = [
     "DeployOptions",
     "DeployResult",
+    "check_downgrade",
     "deploy",
     "finalize_staged",
     "prepare_deployment",
@@ -268,6 +269,32 @@ def _clear_updated(etc: Path, var: Path) -> None:
                 os.unlink(".updated", dir_fd=fd)
         finally:
             os.close(fd)
+
+
+def check_downgrade(sysroot: Sysroot, csum: Checksum, stateroot: str) -> None:
+    """Refuse to deploy a commit older than the booted deployment's (or, unbooted, the default one's).
+
+    Here, not in :mod:`bootree.sysroot.upgrade`: every ``admin deploy`` runs it, and the upgrade
+    module loads the boot-assessment records that a deploy does not need.
+
+    A mirror that replays an old, validly signed commit must not roll a machine back to a
+    vulnerable version: rpm-ostree refuses this unless ``--allow-downgrade``. Only deployments of
+    the same stateroot are compared.
+
+    Raises:
+        DowngradeError: the commit's timestamp is older.
+    """
+    same = [d for d in sysroot.deployments if d.stateroot == stateroot]
+    booted = sysroot.booted
+    base = booted if booted is not None and booted.stateroot == stateroot else (same[0] if same else None)
+    if base is None or base.csum == csum:
+        return
+    new_time = sysroot.repo.read_commit(csum).timestamp
+    if not sysroot.repo.has_object(ObjectType.COMMIT, base.csum):
+        return
+    base_time = sysroot.repo.read_commit(base.csum).timestamp
+    if new_time < base_time:
+        raise DowngradeError(f"deployment {base.name}", csum, new_time, base.csum, base_time)
 
 
 def deploy(

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootree.errors import DowngradeError, NotBooted, SysrootError
+from bootree.errors import NotBooted, SysrootError
 from bootree.format.checksum import Checksum
-from bootree.format.objects import ObjectType
 from bootree.sysroot import assessment
-from bootree.sysroot.deploy import DeployOptions, DeployResult, deploy, stage
+from bootree.sysroot.deploy import DeployOptions, DeployResult, check_downgrade, deploy, stage
 from bootree.sysroot.deployment import Deployment
 from bootree.sysroot.sysroot import Sysroot
 
@@ -82,29 +81,6 @@ def endoflife_rebase(sysroot: Sysroot, refspec: str) -> str | None:
         return None
     remote, sep, _ = refspec.rpartition(":")
     return f"{remote}:{new_ref}" if sep else new_ref
-
-
-def check_downgrade(sysroot: Sysroot, csum: Checksum, stateroot: str) -> None:
-    """Refuse to deploy a commit older than the booted deployment's (or, unbooted, the default one's).
-
-    A mirror that replays an old, validly signed commit must not roll a machine back to a
-    vulnerable version: rpm-ostree refuses this unless ``--allow-downgrade``. Only deployments of
-    the same stateroot are compared.
-
-    Raises:
-        DowngradeError: the commit's timestamp is older.
-    """
-    same = [d for d in sysroot.deployments if d.stateroot == stateroot]
-    booted = sysroot.booted
-    base = booted if booted is not None and booted.stateroot == stateroot else (same[0] if same else None)
-    if base is None or base.csum == csum:
-        return
-    new_time = sysroot.repo.read_commit(csum).timestamp
-    if not sysroot.repo.has_object(ObjectType.COMMIT, base.csum):
-        return
-    base_time = sysroot.repo.read_commit(base.csum).timestamp
-    if new_time < base_time:
-        raise DowngradeError(f"deployment {base.name}", csum, new_time, base.csum, base_time)
 
 
 def upgrade(

@@ -59,14 +59,19 @@ DEPLOY_LAZY = (
     "bootree.composefs.image",
     "bootree.format.erofs",
     "bootree.repo.archive",
+    "bootree.repo.commit",
+    "bootree.repo.commitrules",
     "bootree.repo.diff",
+    "bootree.repo.mtree",
     "bootree.repo.prune",
     "bootree.sysroot.status",
+    "bootree.sysroot.upgrade",
     "bz2",
     "lzma",
     "shutil",
     "subprocess",
     "socket",
+    "select",
     "concurrent.futures",
 )
 
@@ -87,6 +92,11 @@ def test_lazy_names_still_import() -> None:
 
     assert repo_pkg.DiffEntry is diff.DiffEntry and repo_pkg.DiffKind is diff.DiffKind
     assert repo.DiffEntry is diff.DiffEntry
+    from bootree.repo import commit, transaction
+
+    assert repo_pkg.TreeSource is commit.TreeSource is repo.TreeSource
+    assert repo_pkg.CommitOptions is commit.CommitOptions and repo_pkg.SourceKind is commit.SourceKind
+    assert repo_pkg.Transaction is transaction.Transaction
     assert cfs.build_image is image.build_image and cfs.COMPOSEFS_NAME == image.COMPOSEFS_NAME == ".ostree.cfs"
     with pytest.raises(AttributeError):
         _ = repo_pkg.NoSuchName  # type: ignore[attr-defined]
