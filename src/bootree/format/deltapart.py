@@ -18,7 +18,6 @@ from typing import cast
 from bootree.errors import DeltaFormatError, GVariantError
 from bootree.format import gvariant
 from bootree.format.objects import Xattrs, bswap32
-from bootree.format.recompress import unxz
 
 __all__ = [
     "PART_PAYLOAD_TYPE",
@@ -137,6 +136,10 @@ def decode_part(data: bytes, *, max_size: int) -> PartPayload:
         if len(raw) > max_size:
             raise DeltaFormatError(f"delta part is larger than its limit of {max_size} bytes")
     elif comp == Compression.XZ:
+        # Loaded here: the recompression module (and its deflate splitter) is not needed to
+        # read a superblock, which every pull that looks for a delta does.
+        from bootree.format.recompress import unxz
+
         raw = unxz(body, max_size=max_size, what="delta part")
     else:
         raise DeltaFormatError(f"unknown delta part compression {comp:#04x}")

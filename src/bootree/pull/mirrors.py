@@ -16,12 +16,15 @@ without one. Error texts are ostree's (scripts match them), in bootree's one-lin
 from __future__ import annotations
 
 import hashlib
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bootree.errors import FetchError, RemoteError
 from bootree.transport import Fetcher
 from bootree.transport.mirrors import parse_mirrorlist
+
+if TYPE_CHECKING:  # loaded by parse_metalink: most pulls have no metalink
+    import xml.etree.ElementTree as ET
 
 __all__ = ["METALINK", "MIRRORLIST", "MetalinkFile", "parse_metalink", "resolve_metalink", "resolve_mirrorlist"]
 
@@ -78,6 +81,8 @@ def parse_metalink(data: bytes, name: str = "summary") -> MetalinkFile:
     text = data.lstrip()
     if not text.startswith(b"<"):
         raise RemoteError("metalink: Document must begin with an element (e.g. <book>)")
+    import xml.etree.ElementTree as ET
+
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:

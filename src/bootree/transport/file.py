@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 
 from bootree.errors import FetchError
@@ -31,7 +30,8 @@ def file_url_path(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
         raise FetchError(url, "not a local file:// URL")
-    return urllib.request.url2pathname(parts.path)
+    # What urllib.request.url2pathname does on POSIX; that module costs 30 ms to import.
+    return urllib.parse.unquote(parts.path)
 
 
 class FileFetcher(SyncFetcher):

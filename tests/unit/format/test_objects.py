@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +21,7 @@ from bootree.format.objects import (
     DirTree,
     FileHeader,
     ObjectType,
+    _parse_dirtree_fast,
     content_checksum,
 )
 
@@ -265,6 +267,44 @@ def test_strict_dirtree_fast_path_agrees_with_codec(
             del data[i:]
     raw = bytes(data)
     assert _verdict(DirTree.from_bytes, raw) == _verdict(_strict_reference, raw)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    st.dictionaries(names, csums, max_size=5),
+    st.dictionaries(names, st.tuples(csums, csums), max_size=5),
+    st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.sampled_from(["set", "set-tail", "insert", "delete"])),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_direct_dirtree_parser_accepts_only_the_normal_form(
+    files: dict[str, Checksum], dirs: dict[str, tuple[Checksum, Checksum]], edits: list[tuple[int, int, str]]
+) -> None:
+    # Strict parsing trusts the direct parser without re-encoding: whatever non-empty bytes it
+    # accepts must be exactly the encoding of the value it returns. Edits favour the framing
+    # offsets at the end of each container ("set-tail"), where a non-normal encoding would hide.
+    dirs = {k: v for k, v in dirs.items() if k not in files}
+    data = bytearray(DirTree.build(files, dirs).to_bytes())
+    for pos, byte, op in edits:
+        if not data:
+            break
+        i = pos % len(data)
+        if op == "set":
+            data[i] = byte
+        elif op == "set-tail":
+            data[len(data) - 1 - pos % min(len(data), 8)] = byte
+        elif op == "insert":
+            data.insert(i, byte)
+        else:
+            del data[i]
+    raw = bytes(data)
+    try:
+        tree = _parse_dirtree_fast(raw)
+    except (IndexError, ValueError, UnicodeDecodeError, struct.error, FormatError):
+        return
+    assert not raw or tree.to_bytes() == raw
 
 
 _risky_names = st.one_of(names, st.sampled_from(["", ".", "..", "a/b", "a", "b", "é", "\u00e9x"]))
