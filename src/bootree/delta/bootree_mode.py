@@ -324,10 +324,11 @@ def _plan_compressed(repo: Repo, pair: Pair, old: bytes, new: bytes, ctx: PairCo
     matches, _matched = match_chunks_multi([*datas, inner_old], inner_new)
     own = len(sources) - 1
     from_old = sum(m.length for m in matches if m.source == own)
-    if own and from_old < _OLD_SHARE * len(inner_old):
+    rest = [m for m in matches if m.source != own]
+    if rest and from_old < _OLD_SHARE * len(inner_old):
         # Not worth decompressing the old object for: its chunks become literals.
         sources.pop()
-        matches = [m for m in matches if m.source != own]
+        matches = rest
     used = {m.source for m in matches}
     reads_new = any(sources[i][0] in ctx.new for i in used)
     return BootreePlan(
