@@ -66,7 +66,8 @@ def make_pair(tmp_path: Path, mode: RepoMode = RepoMode.ARCHIVE) -> Pair:
     edited[200_000:200_010] = b"EDITED....."[:10]
     for i in range(0, len(blob), 997):  # scattered single-byte edits: few whole chunks survive
         blob[i] ^= 0x5A
-    module = random.Random(6).randbytes(30_000)
+    # a module only the initramfs holds: its old self is worth reading decompressed
+    module = random.Random(6).randbytes(60_000)
     v1["usr/lib/modules/1.0-1/initramfs.img"] = File(
         gzip.compress(newc_cpio({"usr/lib/libfoo.so.1": v1["usr/lib/libfoo.so.1"].data, "mod.ko": module}), mtime=0), 0o600
     )

@@ -362,6 +362,50 @@ def test_bootree_format_reaches_its_slow_recompression_first(tmp_path: Path, pai
     assert dst.fsck().ok
 
 
+def test_an_initramfs_made_of_tree_files_does_not_read_its_old_self(tmp_path: Path) -> None:
+    """When the tree's files hold (nearly) everything in the new initramfs, its chunks are read
+    from those files and the old initramfs is not decompressed at all (no ``U`` source, no
+    prefetch hint): the few chunks only it had travel as literals."""
+    import gzip
+    import random
+
+    from bootree.format.checksum import from_raw
+    from bootree.format.delta import BOOTREE_PREFETCH_KEY
+    from bootree.format.deltaops import SetReadSource
+    from builders import File, make_tree
+    from delta_builders import newc_cpio
+
+    rng = random.Random(11)
+    lib_old, tool = rng.randbytes(200_000), rng.randbytes(150_000)
+    lib_new = bytearray(lib_old)
+    lib_new[1000:1010] = b"0123456789"
+    own = rng.randbytes(3000)  # in the initramfs only: under a sixteenth of its contents
+
+    def tree(lib: bytes, kver: str) -> dict[str, object]:
+        image = gzip.compress(newc_cpio({"usr/lib/libz.so": lib, "usr/bin/tool": tool, "etc/own": own}), mtime=0)
+        return {"usr/lib/libz.so": File(lib), "usr/bin/tool": File(tool, 0o755),
+                f"usr/lib/modules/{kver}/initramfs.img": File(image, 0o600)}
+
+    repo = Repo.init(tmp_path / "src", mode=RepoMode.ARCHIVE)
+    v1 = repo.commit([make_tree(tmp_path / "t1", tree(lib_old, "1.0-1"))], branch="os", subject="v1", timestamp=1)
+    v2 = repo.commit([make_tree(tmp_path / "t2", tree(bytes(lib_new), "1.0-2"))], branch="os", subject="v2", timestamp=2)
+    res = generate_delta(repo, v2, from_commit=v1, options=replace(NO_FALLBACK, format="bootree"))
+    assert res.recompressed_objects == 1 and res.reads_own_objects == 1
+    assert res.superblock.get(BOOTREE_PREFETCH_KEY) is None
+    reads = []
+    for i, entry in enumerate(res.superblock.parts):
+        part = decode_any_part((res.path / str(i)).read_bytes(), version=1, max_size=1 << 26)
+        ops = decode_operations(part.operations, entry.objects, payload_size=len(part.payload),
+                                n_modes=len(part.modes), n_xattrs=len(part.xattrs), extensions=True)
+        reads += [(from_raw(bytes(part.payload[op.offset : op.offset + 32])), op.decompressed)
+                  for op in ops if isinstance(op, SetReadSource)]
+    assert reads and not any(decompressed for _c, decompressed in reads)
+    dst = Repo.init(tmp_path / "dst", mode=RepoMode.BARE_USER)
+    pull_local(dst, repo.path, [v1])
+    assert apply_offline(dst, res.path / "superblock").commit == v2
+    assert dst.fsck().ok
+
+
 @pytest.mark.parametrize("hint", [b"\x01" * 32 + b"\x02" * 32, b"\x03" * 31, b"\x04" * 32 * 40])
 def test_a_wrong_prefetch_hint_is_only_a_hint(tmp_path: Path, pair: Pair, hint: bytes) -> None:
     """Unknown objects, a malformed value or too many names: the delta still applies."""
