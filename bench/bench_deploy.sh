@@ -16,7 +16,7 @@
 # undeploy 0 (back to v1). Disk: allocated bytes of the sysroot (du) before and after each deploy.
 # Env: REPS (default 3), OSTREE (default ostree), BOOTREE (default bootree, may hold arguments,
 #      e.g. "python3 -m bootree"), TOOLS (default "ostree bootree"), SETTLE (seconds of pause
-#      after clearing old sysroots before the first timed step, default 35), BEFORE (an older
+#      after clearing old sysroots before the first timed step, default 65), BEFORE (an older
 #      bootree: adds the tool "before", timed in the same run).
 set -euo pipefail
 export LC_ALL=C
@@ -78,12 +78,12 @@ step() {  # step TOOL REP NAME SYSROOT CMD...
 }
 
 # Nothing is deleted until every timed step has run: each rep and tool gets a fresh sysroot.
-# ext4 without a journal (this VM's root) skips inodes freed in the last 30 s, and inode tables
-# not yet written back, when it allocates new ones; right after a 13,000-file delete, creating
+# ext4 without a journal (this VM's root) skips inodes freed in the last 60 s (360 s while their
+# inode table block is not yet written back), when it allocates new ones; right after a 13,000-file delete, creating
 # files took up to 3x the kernel time (perf: recently_deleted() under ext4_create).
 SYSROOTS=$WORK/sysroots
 rm -rf "$SYSROOTS"; mkdir -p "$SYSROOTS"
-sync; sleep "${SETTLE:-35}"
+sync; sleep "${SETTLE:-65}"
 for rep in $(seq 1 "$REPS"); do
     echo "== rep $rep/$REPS"
     # shellcheck disable=SC2046  # word splitting of the rotated list is intended

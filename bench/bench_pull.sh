@@ -98,14 +98,14 @@ measure() {
 }
 
 # Nothing is deleted until every timed pull has run: each pull gets a fresh client directory.
-# ext4 without a journal (this VM's root) skips inodes freed in the last 30 s, and inode tables
-# not yet written back, when it allocates new ones; right after deleting a 13,000-file
+# ext4 without a journal (this VM's root) skips inodes freed in the last 60 s (360 s while their
+# inode table block is not yet written back), when it allocates new ones; right after deleting a 13,000-file
 # repository a pull spent up to 3x the kernel time creating files (perf: recently_deleted()
 # under ext4_create), whichever tool it was. The pause lets the previous pull's writes settle.
 settle() { sync; sleep "${SETTLE:-5}"; }
 CLIENTS=$WORK/clients
 rm -rf "$CLIENTS"; mkdir -p "$CLIENTS"
-sync; sleep 35
+sync; sleep 65
 
 client() {  # client TOOL DIR
     ostree init --repo="$2" --mode=bare
