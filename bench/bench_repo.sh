@@ -137,7 +137,7 @@ mkdir -p "$WORK/logs"
 # kernel time (perf: recently_deleted() under ext4_create). Each step gets fresh directories.
 RUNS_DIR=$WORK/runs
 rm -rf "$RUNS_DIR"
-sync; sleep "${SETTLE:-35}"
+sync; sleep "${SETTLE:-65}"
 for rep in $(seq 1 "$REPS"); do
     # shellcheck disable=SC2046  # word splitting of the rotated list is intended
     for tool in $(rotated "$rep" $TOOLS); do
